@@ -1,0 +1,251 @@
+//! The byte-level core shared by the WebAssembly export and the [`testkit`](crate::testkit).
+//!
+//! It mirrors the WIT `handle` function without depending on the generated
+//! bindings: it decodes the snapshot and events, runs the command and
+//! encodes what the command produced.
+
+use serde::Serialize;
+
+use crate::{Command, Context, EventSourcedEntity, Failure};
+
+/// What a successful command produced, encoded as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// The events the command emitted, in order.
+    pub events: Vec<Vec<u8>>,
+    /// The reply to the caller.
+    pub reply: Vec<u8>,
+    /// The entity's state after applying all of `events`.
+    pub state: Vec<u8>,
+}
+
+/// Handles `command` for entity type `E`.
+///
+/// The state is `snapshot`, a `(seq, state)` pair, or `E::default()` without
+/// one, with `events`, `(seq, payload)` pairs, applied in order.
+///
+/// # Errors
+///
+/// The handler's failure, or [`FailureCode::InvalidState`](crate::FailureCode::InvalidState)
+/// if the snapshot or an event cannot be decoded.
+///
+/// # Panics
+///
+/// If the handler panics, or if an emitted event or the resulting state
+/// cannot be encoded as JSON.
+pub fn handle<'a, E: EventSourcedEntity>(
+    snapshot: Option<(u64, &[u8])>,
+    events: impl IntoIterator<Item = (u64, &'a [u8])>,
+    command: Command<'_>,
+) -> Result<Effects, Failure> {
+    let mut state = match snapshot {
+        Some((seq, bytes)) => serde_json::from_slice::<E>(bytes).map_err(|error| {
+            Failure::invalid_state(format!(
+                "snapshot at seq {seq} could not be decoded: {error}"
+            ))
+        })?,
+        None => E::default(),
+    };
+    for (seq, bytes) in events {
+        let event = serde_json::from_slice::<E::Event>(bytes).map_err(|error| {
+            Failure::invalid_state(format!("event {seq} could not be decoded: {error}"))
+        })?;
+        state.apply(&event);
+    }
+
+    let mut ctx = Context::new(command.entity_id(), &state);
+    let reply = state.handle(command, &mut ctx)?;
+    let (events, working) = ctx.into_parts();
+    Ok(Effects {
+        events: events.iter().map(|event| encode(event, "event")).collect(),
+        reply: reply.into_bytes(),
+        state: encode(working.as_ref().unwrap_or(&state), "state"),
+    })
+}
+
+fn encode<T: Serialize>(value: &T, what: &str) -> Vec<u8> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("{what} could not be encoded as JSON: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::{FailureCode, Reply};
+
+    thread_local! {
+        static CLONES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Tally {
+        total: i64,
+    }
+
+    impl Clone for Tally {
+        fn clone(&self) -> Self {
+            CLONES.with(|clones| clones.set(clones.get() + 1));
+            Self { total: self.total }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Add {
+        #[serde(default = "one")]
+        by: i64,
+        #[serde(default)]
+        times: usize,
+        #[serde(default)]
+        fail: bool,
+    }
+
+    fn one() -> i64 {
+        1
+    }
+
+    impl EventSourcedEntity for Tally {
+        type Event = i64;
+
+        fn apply(&mut self, event: &i64) {
+            self.total += event;
+        }
+
+        fn handle(
+            &self,
+            command: Command<'_>,
+            ctx: &mut Context<'_, Self>,
+        ) -> Result<Reply, Failure> {
+            match command.name() {
+                "Add" => {
+                    let add: Add = command.json()?;
+                    for _ in 0..add.times {
+                        ctx.emit(add.by);
+                    }
+                    assert_eq!(self.total + add.by * add.times as i64, ctx.state().total);
+                    if add.fail {
+                        return Err(Failure::rejected("asked to fail"));
+                    }
+                    Ok(Reply::json(&ctx.state().total))
+                }
+                "Unit" => command.json::<()>().map(|()| Reply::empty()),
+                "Id" => Ok(Reply::raw(ctx.entity_id())),
+                _ => Err(command.unknown()),
+            }
+        }
+    }
+
+    fn run(
+        snapshot: Option<(u64, &[u8])>,
+        events: &[(u64, &[u8])],
+        name: &str,
+        payload: &str,
+    ) -> Result<Effects, Failure> {
+        handle::<Tally>(
+            snapshot,
+            events.iter().copied(),
+            Command::new(name, payload.as_bytes(), "t-1"),
+        )
+    }
+
+    fn clones() -> usize {
+        CLONES.with(Cell::get)
+    }
+
+    #[test]
+    fn folds_snapshot_and_events() {
+        let effects = run(
+            Some((2, br#"{"total":10}"#)),
+            &[(3, b"5"), (4, b"-2")],
+            "Add",
+            r#"{"times":1}"#,
+        )
+        .unwrap();
+        assert_eq!(effects.events, vec![b"1".to_vec()]);
+        assert_eq!(effects.reply, b"14");
+        assert_eq!(effects.state, br#"{"total":14}"#);
+    }
+
+    #[test]
+    fn empty_payload_decodes_like_an_empty_object() {
+        for payload in ["", "  \n", "{}"] {
+            let effects = run(None, &[], "Add", payload).unwrap();
+            assert!(effects.events.is_empty());
+            assert_eq!(effects.reply, b"0");
+        }
+        assert_eq!(run(None, &[], "Unit", "").unwrap().reply, b"{}");
+        assert_eq!(run(None, &[], "Unit", "null").unwrap().reply, b"{}");
+    }
+
+    #[test]
+    fn bad_json_is_an_invalid_payload() {
+        let failure = run(None, &[], "Add", r#"{"by":"x"}"#).unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidPayload);
+        assert!(
+            failure
+                .message()
+                .starts_with("invalid payload for command \"Add\": invalid type"),
+            "{failure}"
+        );
+        let failure = run(None, &[], "Add", "{").unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidPayload);
+        assert!(failure.message().contains("EOF"), "{failure}");
+    }
+
+    #[test]
+    fn unknown_commands_are_reported() {
+        let failure = run(None, &[], "Foo", "").unwrap_err();
+        assert_eq!(failure, Failure::unknown_command("unknown command \"Foo\""));
+    }
+
+    #[test]
+    fn failure_discards_emitted_events() {
+        let failure = run(None, &[], "Add", r#"{"times":3,"fail":true}"#).unwrap_err();
+        assert_eq!(failure, Failure::rejected("asked to fail"));
+    }
+
+    #[test]
+    fn working_copy_is_cloned_once_and_only_on_emit() {
+        let before = clones();
+        let effects = run(None, &[(1, b"4")], "Add", r#"{"times":0}"#).unwrap();
+        assert_eq!(clones(), before);
+        assert_eq!(effects.state, br#"{"total":4}"#);
+
+        let effects = run(None, &[(1, b"4")], "Add", r#"{"by":2,"times":3}"#).unwrap();
+        assert_eq!(clones(), before + 1);
+        assert_eq!(effects.events, vec![b"2".to_vec(); 3]);
+        assert_eq!(effects.reply, b"10");
+        assert_eq!(effects.state, br#"{"total":10}"#);
+    }
+
+    #[test]
+    fn context_exposes_the_entity_id() {
+        assert_eq!(run(None, &[], "Id", "").unwrap().reply, b"t-1");
+    }
+
+    #[test]
+    fn undecodable_snapshot_or_event_is_invalid_state() {
+        let failure = run(Some((7, b"[]")), &[], "Add", "").unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidState);
+        assert!(
+            failure
+                .message()
+                .starts_with("snapshot at seq 7 could not be decoded: "),
+            "{failure}"
+        );
+
+        let failure = run(None, &[(1, b"1"), (2, b"\"two\"")], "Add", "").unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidState);
+        assert!(
+            failure
+                .message()
+                .starts_with("event 2 could not be decoded: "),
+            "{failure}"
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! `wasmstate serve` settings, each a flag with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Settings of the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "WASMSTATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the journal and the compiled-code cache.
+    #[arg(long, env = "WASMSTATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Store a snapshot whenever a command's events cross a multiple of N.
+    #[arg(long, env = "WASMSTATE_SNAPSHOT_EVERY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every: u64,
+
+    /// Drop an idle entity's in-memory state after this long (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "WASMSTATE_PASSIVATE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub passivate_after: Duration,
+
+    /// Stop a guest call that runs longer than this (e.g. 5s) and answer 504.
+    #[arg(long, env = "WASMSTATE_INVOCATION_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub invocation_timeout: Duration,
+
+    /// The most linear memory one guest instance may have (e.g. 64MiB).
+    #[arg(long, env = "WASMSTATE_MAX_GUEST_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_guest_memory: usize,
+
+    /// The largest command payload accepted (e.g. 1MiB); larger answers 413.
+    #[arg(long, env = "WASMSTATE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body_bytes: usize,
+
+    /// The largest component upload accepted (e.g. 50MiB); larger answers 413.
+    #[arg(long, env = "WASMSTATE_MAX_DEPLOY_BYTES", default_value = "50MiB", value_parser = parse_size)]
+    pub max_deploy_bytes: usize,
+
+    /// The most commands that may wait for one entity; more answer 503.
+    #[arg(long, env = "WASMSTATE_MAILBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mailbox_capacity: u32,
+
+    /// The most commands in flight across all entities; more answer 503.
+    #[arg(long, env = "WASMSTATE_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// The most events one command may emit; more fail the command (500).
+    #[arg(long, env = "WASMSTATE_MAX_EVENTS_PER_COMMAND", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_events_per_command: u32,
+
+    /// The largest reply one command may produce (e.g. 1MiB); larger fails the command (500).
+    #[arg(long, env = "WASMSTATE_MAX_REPLY_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub max_reply_bytes: usize,
+
+    /// Require `Authorization: Bearer <token>` to deploy services.
+    #[arg(long, env = "WASMSTATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Require `Authorization: Bearer <token>` to invoke entities and read their logs.
+    #[arg(long, env = "WASMSTATE_INVOKE_TOKEN", hide_env_values = true)]
+    pub invoke_token: Option<String>,
+
+    /// Allow listening on a non-loopback address without an admin token.
+    #[arg(long, env = "WASMSTATE_INSECURE")]
+    pub insecure: bool,
+
+    /// Deploy a component at start-up, as NAME=PATH, unless that service's
+    /// newest version already has the same bytes. Repeatable.
+    #[arg(long = "deploy", value_name = "NAME=PATH", value_parser = parse_deploy)]
+    pub deploys: Vec<(String, PathBuf)>,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 2m"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!("invalid duration unit {other:?}: use ms, s, m or h")),
+    }
+}
+
+/// Parses a byte size: `4096`, `64KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1024).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: usize = number.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. 4096, 64KiB, 1MiB"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+fn parse_deploy(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text.split_once('=').ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("50mb"), Ok(50 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1PiB").is_err());
+    }
+}

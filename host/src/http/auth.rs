@@ -1,0 +1,65 @@
+//! Bearer-token checks: an admin token guards deploys, an invoke token
+//! guards entities. A token that is not configured lets everyone through.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::{ApiError, AppState};
+
+/// The configured tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// Required to deploy services.
+    pub admin: Option<String>,
+    /// Required to invoke entities and read their logs.
+    pub invoke: Option<String>,
+}
+
+/// Middleware: requires the admin token, when one is configured.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    check(state.tokens.admin.as_deref(), &request)?;
+    Ok(next.run(request).await)
+}
+
+/// Middleware: requires the invoke token, when one is configured.
+pub async fn require_invoke(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    check(state.tokens.invoke.as_deref(), &request)?;
+    Ok(next.run(request).await)
+}
+
+fn check(expected: Option<&str>, request: &Request) -> Result<(), ApiError> {
+    let Some(expected) = expected else { return Ok(()) };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route requires `Authorization: Bearer <token>` with a valid token",
+        )),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

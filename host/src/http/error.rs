@@ -1,0 +1,106 @@
+//! The one error type of the HTTP API. Every error answers JSON
+//! `{"error": {"kind": ..., "message": ...}}` with an honest status code, and
+//! never the host's internals (those go to the log).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::entities::InvokeError;
+use crate::runtime::{FailureCode, GuestError};
+use crate::services::DeployError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after_secs: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with an explicit status, machine-readable kind and message.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), retry_after_secs: None }
+    }
+
+    /// 400: the request itself is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 404 for a service that is not deployed.
+    pub fn unknown_service(service: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unknown_service", format!("no service named {service:?} is deployed"))
+    }
+
+    /// 500, with the details logged but not answered.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "kind": self.kind, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        match error {
+            DeployError::InvalidName(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_name", message),
+            DeployError::Component(e) => Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string()),
+            DeployError::Journal(e) => Self::internal(e),
+            DeployError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(error: InvokeError) -> Self {
+        let message = error.to_string();
+        match error {
+            InvokeError::UnknownService(service) => Self::unknown_service(&service),
+            InvokeError::Overloaded(_) => Self {
+                retry_after_secs: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            },
+            InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
+            InvokeError::Failed(failure) => {
+                let kind = match failure.code {
+                    FailureCode::Rejected => "command_failed",
+                    FailureCode::UnknownCommand => "unknown_command",
+                    FailureCode::InvalidPayload => "invalid_payload",
+                    FailureCode::InvalidState => "invalid_state",
+                };
+                Self::new(StatusCode::BAD_REQUEST, kind, failure.message)
+            }
+            InvokeError::Guest(GuestError::Timeout(_)) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            InvokeError::Guest(GuestError::MemoryLimit(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "memory_limit", message)
+            }
+            InvokeError::Guest(GuestError::Trap(_)) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", message),
+            InvokeError::Journal(e) => Self::internal(e),
+            InvokeError::Internal(e) => Self::internal(e),
+        }
+    }
+}

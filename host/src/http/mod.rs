@@ -1,0 +1,88 @@
+//! The HTTP API (v1): deploy services, invoke entities, read their logs.
+
+mod auth;
+mod entities;
+mod error;
+mod extract;
+mod services;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+
+use crate::entities::Entities;
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+use crate::services::Services;
+pub use auth::Tokens;
+pub use error::ApiError;
+
+/// The largest request bodies accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// For a command payload.
+    pub invoke: usize,
+    /// For a component upload.
+    pub deploy: usize,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Deployed services.
+    pub services: Arc<Services>,
+    /// Entity mailboxes.
+    pub entities: Entities,
+    /// The journal, for reads.
+    pub journal: Arc<Journal>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Body size limits.
+    pub limits: BodyLimits,
+    /// Bearer tokens guarding deploys and invocations.
+    pub tokens: Tokens,
+}
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits;
+    let entity_routes = Router::new()
+        .route("/v1/services/{service}/entities/{id}", get(entities::position))
+        .route("/v1/services/{service}/entities/{id}/events", get(entities::events))
+        .route(
+            "/v1/services/{service}/entities/{id}/{command}",
+            post(entities::invoke).layer(DefaultBodyLimit::max(limits.invoke)),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::require_invoke));
+    let deploy = put(services::deploy)
+        .layer(DefaultBodyLimit::max(limits.deploy))
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/services", get(services::list))
+        .route("/v1/services/{service}", deploy.get(services::describe))
+        .merge(entity_routes)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+/// 200 while the host can commit; 503 once the journal needs a restart.
+async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if state.journal.is_healthy() {
+        Ok("ok\n")
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "journal_failed",
+            "the journal's storage failed; restart the host to repair it",
+        ))
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}

@@ -1,0 +1,65 @@
+//! What each guest store holds: a locked-down WASI context, its resource
+//! table, the memory limiter and the captured stderr.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How much of a guest's stderr (e.g. a panic message) is kept for the error reply.
+const STDERR_CAPACITY: usize = 4096;
+
+/// The per-invocation state of one guest store.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) memory: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+}
+
+impl GuestState {
+    /// A sandbox with no filesystem, network, environment, arguments or
+    /// stdin; stdout is discarded, stderr kept in a small buffer.
+    pub fn new(max_memory_bytes: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter { max_bytes: max_memory_bytes, exceeded: false },
+            stderr,
+        }
+    }
+
+    /// What the guest wrote to stderr, lossily decoded and trimmed.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps each linear memory and remembers whether the guest hit the cap.
+pub struct MemoryLimiter {
+    max_bytes: usize,
+    /// Set when the guest asked for more memory than allowed.
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes;
+        if !allowed {
+            self.exceeded = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

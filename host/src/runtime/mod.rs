@@ -1,0 +1,244 @@
+//! The Wasm runtime: one wasmtime [`Engine`], the linker with the minimal WASI
+//! the host grants, compilation and validation of uploaded components, and
+//! the call of a guest's `handle`.
+//!
+//! Each invocation gets a fresh [`Store`] from the version's pre-instantiated
+//! component, bounded in memory and in time (epoch interruption).
+
+mod bindings;
+mod compiled_cache;
+mod guest_state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use bindings::{Command, Effects, Event, Failure, FailureCode, Snapshot, EVENT_SOURCED_INTERFACE};
+use bindings::EventSourcedEntityPre;
+pub use compiled_cache::CompiledCache;
+pub use guest_state::GuestState;
+
+/// How often the engine's epoch advances: the granularity of the time limit.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestLimits {
+    /// Wall-clock time one call of the guest may take.
+    pub invocation_timeout: Duration,
+    /// The most bytes of linear memory one instance may have.
+    pub max_memory_bytes: usize,
+}
+
+/// Why an uploaded component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The bytes are not WebAssembly at all.
+    #[error("the upload is not a WebAssembly binary (it does not start with \\0asm)")]
+    NotWasm,
+    /// A core module instead of a component.
+    #[error("the upload is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    CoreModule,
+    /// The component could not be decoded or compiled.
+    #[error("the component is invalid: {0}")]
+    Invalid(String),
+    /// The component does not export an entity interface.
+    #[error("the component does not export `{expected}` (it exports: {found})")]
+    MissingExport {
+        /// The interface the host looked for.
+        expected: &'static str,
+        /// What the component does export.
+        found: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("the component imports what the host does not provide: {0}")]
+    UnsatisfiedImport(String),
+}
+
+/// Why a guest call did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The guest trapped (a panic, an out-of-bounds access, ...).
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    /// The guest asked for more linear memory than allowed.
+    #[error("the guest exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// The guest ran past the invocation time limit.
+    #[error("the guest ran longer than the invocation time limit of {0:?}")]
+    Timeout(Duration),
+}
+
+/// The kinds of entity a component can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    /// Exports `wasmstate:entity/event-sourced`.
+    EventSourced,
+}
+
+impl EntityKind {
+    /// The name reported over HTTP and stored with the version.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::EventSourced => "event-sourced",
+        }
+    }
+}
+
+/// A validated, compiled component ready to be instantiated cheaply.
+#[derive(Clone)]
+pub struct CompiledEntity {
+    pre: EventSourcedEntityPre<GuestState>,
+    /// The kind of entity the component implements.
+    pub kind: EntityKind,
+}
+
+/// The shared Wasm engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    limits: GuestLimits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(limits: GuestLimits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        start_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self { engine, linker, limits, ticker_stop })
+    }
+
+    /// The engine, for the compiled-code cache.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and validates uploaded component bytes.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompiledEntity), ComponentError> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+        let entity = self.prepare(&component)?;
+        Ok((component, entity))
+    }
+
+    /// Checks a compiled component's exports and imports and pre-instantiates it.
+    pub fn prepare(&self, component: &Component) -> Result<CompiledEntity, ComponentError> {
+        let ty = component.component_type();
+        if ty.get_export(&self.engine, EVENT_SOURCED_INTERFACE).is_none() {
+            let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+            let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
+            return Err(ComponentError::MissingExport { expected: EVENT_SOURCED_INTERFACE, found });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
+        let pre = EventSourcedEntityPre::new(pre)
+            .map_err(|e| ComponentError::Invalid(format!("the entity interface has the wrong shape: {e:#}")))?;
+        Ok(CompiledEntity { pre, kind: EntityKind::EventSourced })
+    }
+
+    /// Runs one command on a fresh instance of `entity`. Blocking: call it
+    /// from a blocking-capable thread.
+    pub fn handle(
+        &self,
+        entity: &CompiledEntity,
+        snapshot: Option<&Snapshot>,
+        events: &[Event],
+        command: &Command,
+    ) -> Result<Result<Effects, Failure>, GuestError> {
+        let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
+        store.limiter(|state| &mut state.memory);
+        let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(ticks as u64 + 1);
+        store.epoch_deadline_trap();
+        let result = entity
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.wasmstate_entity_event_sourced().call_handle(&mut store, snapshot, events, command));
+        result.map_err(|error| self.classify(&store, error))
+    }
+
+    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> GuestError {
+        if store.data().memory.exceeded {
+            return GuestError::MemoryLimit(self.limits.max_memory_bytes);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => GuestError::Timeout(self.limits.invocation_timeout),
+            Some(trap) => {
+                let stderr = store.data().stderr();
+                if stderr.is_empty() { GuestError::Trap(trap.to_string()) } else { GuestError::Trap(format!("{trap}: {stderr}")) }
+            }
+            None => GuestError::Trap(format!("{error:#}")),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn start_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    })?;
+    Ok(())
+}
+
+/// Tells a component from a core module or from bytes that are not Wasm.
+fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(ComponentError::NotWasm);
+    }
+    if bytes[4..8] == CORE_VERSION {
+        return Err(ComponentError::CoreModule);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tells_modules_from_components() {
+        assert!(matches!(check_header(b"hello world"), Err(ComponentError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm"), Err(ComponentError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(ComponentError::CoreModule)));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    fn runtime() -> Runtime {
+        Runtime::new(GuestLimits { invocation_timeout: Duration::from_secs(1), max_memory_bytes: 1 << 20 }).unwrap()
+    }
+
+    #[test]
+    fn empty_component_is_refused_naming_the_interface() {
+        let rt = runtime();
+        let err = rt.compile(&wat_component()).err().expect("must be refused");
+        let text = err.to_string();
+        assert!(text.contains(EVENT_SOURCED_INTERFACE), "{text}");
+    }
+
+    /// The smallest valid component: just the preamble, no sections.
+    fn wat_component() -> Vec<u8> {
+        b"\0asm\x0d\0\x01\0".to_vec()
+    }
+}

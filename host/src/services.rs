@@ -1,0 +1,194 @@
+//! The registry of deployed services: every version's metadata, and the
+//! compiled, pre-instantiated newest version of each service, which new
+//! invocations use.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::journal::{Journal, JournalError, VersionMeta};
+use crate::metrics::Metrics;
+use crate::names::validate_service_name;
+use crate::runtime::{CompiledCache, CompiledEntity, ComponentError, Runtime};
+
+/// The version of a service that new invocations run.
+pub struct Service {
+    /// Its metadata.
+    pub meta: VersionMeta,
+    /// Its compiled component.
+    pub entity: CompiledEntity,
+}
+
+/// Why a deploy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The service name is not acceptable.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The component was refused.
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    /// The journal could not store it.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Compilation could not be run.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What `GET /v1/services/{service}` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceInfo {
+    /// The service name.
+    pub service: String,
+    /// The kind of entity of the newest version.
+    pub kind: String,
+    /// The newest version, which invocations use.
+    pub version: u32,
+    /// The digest of the newest version.
+    pub digest: String,
+    /// Every deployed version, oldest first.
+    pub versions: Vec<VersionMeta>,
+}
+
+/// The deployed services.
+pub struct Services {
+    runtime: Arc<Runtime>,
+    journal: Arc<Journal>,
+    cache: CompiledCache,
+    metrics: Arc<Metrics>,
+    current: RwLock<BTreeMap<String, Arc<Service>>>,
+    history: RwLock<BTreeMap<String, Vec<VersionMeta>>>,
+    deploying: tokio::sync::Mutex<()>,
+}
+
+impl Services {
+    /// Loads every deployed service from the journal, compiling (or loading
+    /// from the cache) the newest version of each.
+    pub fn load(
+        runtime: Arc<Runtime>,
+        journal: Arc<Journal>,
+        cache: CompiledCache,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let mut history: BTreeMap<String, Vec<VersionMeta>> = BTreeMap::new();
+        for meta in journal.versions()? {
+            history.entry(meta.service.clone()).or_default().push(meta);
+        }
+        let services = Self {
+            runtime,
+            journal,
+            cache,
+            metrics,
+            current: RwLock::new(BTreeMap::new()),
+            history: RwLock::new(BTreeMap::new()),
+            deploying: tokio::sync::Mutex::new(()),
+        };
+        for (name, versions) in &history {
+            let meta = versions.last().expect("a service has at least one version").clone();
+            let bytes = services
+                .journal
+                .component(name, meta.version)?
+                .ok_or_else(|| anyhow::anyhow!("component bytes of {name} v{} are missing", meta.version))?;
+            let entity = services.compile_cached(&bytes, &meta.digest)?;
+            services.current.write().unwrap().insert(name.clone(), Arc::new(Service { meta, entity }));
+        }
+        *services.history.write().unwrap() = history;
+        Ok(services)
+    }
+
+    /// The newest version of a service.
+    pub fn get(&self, name: &str) -> Option<Arc<Service>> {
+        self.current.read().unwrap().get(name).cloned()
+    }
+
+    /// Every deployed service, by name.
+    pub fn list(&self) -> Vec<ServiceInfo> {
+        let history = self.history.read().unwrap();
+        history.keys().filter_map(|name| describe(name, &history)).collect()
+    }
+
+    /// One deployed service and all its versions.
+    pub fn describe(&self, name: &str) -> Option<ServiceInfo> {
+        describe(name, &self.history.read().unwrap())
+    }
+
+    /// Deploys `bytes` as the next version of `name`: validates and compiles
+    /// it, stores it durably, and makes it the version new invocations use.
+    pub async fn deploy(self: &Arc<Self>, name: &str, bytes: Vec<u8>) -> Result<VersionMeta, DeployError> {
+        self.deploy_inner(name, bytes, false).await
+    }
+
+    /// Deploys `bytes` unless the newest version of `name` already has the same digest.
+    pub async fn deploy_if_changed(self: &Arc<Self>, name: &str, bytes: Vec<u8>) -> Result<VersionMeta, DeployError> {
+        self.deploy_inner(name, bytes, true).await
+    }
+
+    async fn deploy_inner(self: &Arc<Self>, name: &str, bytes: Vec<u8>, skip_same: bool) -> Result<VersionMeta, DeployError> {
+        validate_service_name(name).map_err(DeployError::InvalidName)?;
+        let _one_at_a_time = self.deploying.lock().await;
+        let digest = hex(&Sha256::digest(&bytes));
+        let latest = self.history.read().unwrap().get(name).and_then(|v| v.last().cloned());
+        if skip_same && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest) {
+            return Ok(latest.clone());
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        let (meta, entity) = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+            let (component, entity) = this.runtime.compile(&bytes)?;
+            let meta = VersionMeta {
+                service: name,
+                version: latest.map_or(1, |m| m.version + 1),
+                digest,
+                kind: entity.kind.as_str().to_string(),
+                size: bytes.len() as u64,
+                deployed_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            };
+            this.journal.save_version(&meta, &bytes)?;
+            if let Err(error) = this.cache.store(&meta.digest, &component) {
+                tracing::warn!(%error, "could not cache compiled component");
+            }
+            Ok((meta, entity))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
+        self.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
+        self.current
+            .write()
+            .unwrap()
+            .insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), entity }));
+        self.metrics.record_deploy();
+        tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
+        Ok(meta)
+    }
+
+    fn compile_cached(&self, bytes: &[u8], digest: &str) -> Result<CompiledEntity, DeployError> {
+        if let Some(component) = self.cache.load(self.runtime.engine(), digest) {
+            return Ok(self.runtime.prepare(&component)?);
+        }
+        let (component, entity) = self.runtime.compile(bytes)?;
+        if let Err(error) = self.cache.store(digest, &component) {
+            tracing::warn!(%error, "could not cache compiled component");
+        }
+        Ok(entity)
+    }
+}
+
+fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<ServiceInfo> {
+    let versions = history.get(name)?;
+    let latest = versions.last()?;
+    Some(ServiceInfo {
+        service: name.to_string(),
+        kind: latest.kind.clone(),
+        version: latest.version,
+        digest: latest.digest.clone(),
+        versions: versions.clone(),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

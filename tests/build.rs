@@ -1,0 +1,133 @@
+//! Builds the guest components the tests deploy and hands the tests their
+//! paths, as `$OUT_DIR/guests.rs` (included by `src/guests.rs`).
+//!
+//! The guests are built by a nested `cargo build` into their own target
+//! directory, `target/guests`: sharing the outer build's directory would
+//! deadlock on its lock. `make examples` builds into the same directory, so
+//! the two share artifacts.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The guests' target triple.
+const TARGET: &str = "wasm32-wasip2";
+
+/// Each guest's package, constant name and documentation.
+const GUESTS: &[(&str, &str, &str)] = &[
+    (
+        "shopping-cart",
+        "SHOPPING_CART",
+        "The shopping cart example entity.",
+    ),
+    ("counter", "COUNTER", "The counter example entity."),
+    (
+        "misbehaving",
+        "MISBEHAVING",
+        "An entity that panics, loops, eats memory, reads files and floods events on command.",
+    ),
+    (
+        "wrong-world",
+        "WRONG_WORLD",
+        "A component that does not export `wasmstate:entity/event-sourced`.",
+    ),
+];
+
+/// Whether the environment variable `key`, set by the outer cargo for this
+/// build script or by the user for the host build, would leak into the
+/// nested build and change or confuse it.
+fn leaks_into_nested_build(key: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "OUT_DIR",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+        "NUM_JOBS",
+        "RUSTC_LINKER",
+    ];
+    const PREFIXES: &[&str] = &[
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+        "CARGO_PKG_",
+        "DEP_",
+        "__CARGO",
+    ];
+    NAMES.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("the tests crate lives in the workspace root");
+    for source in [
+        "guest-sdk",
+        "wit",
+        "examples",
+        "tests/guests",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(source).display()
+        );
+    }
+
+    let target_dir = workspace.join("target").join("guests");
+    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir);
+    for (package, ..) in GUESTS {
+        cargo.args(["-p", package]);
+    }
+    for (key, _) in env::vars_os() {
+        if key.to_str().is_some_and(leaks_into_nested_build) {
+            cargo.env_remove(key);
+        }
+    }
+    // The jobserver variables (CARGO_MAKEFLAGS, MAKEFLAGS) stay: the nested
+    // build then shares the outer build's job slots. Its stdout goes to our
+    // stderr, as cargo reads our stdout for directives.
+    cargo.stdout(io::stderr());
+    let status = cargo
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run {cargo:?}: {error}"));
+    assert!(
+        status.success(),
+        "building the guest components failed ({status}); is the {TARGET} target installed? \
+         (`rustup target add {TARGET}`)"
+    );
+
+    let wasm_dir = target_dir.join(TARGET).join("release");
+    let mut consts = String::new();
+    for (package, name, doc) in GUESTS {
+        let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(wasm.is_file(), "{} was not built", wasm.display());
+        let path = wasm.to_str().expect("the target directory's path is UTF-8");
+        writeln!(consts, "/// {doc}\npub const {name}: &str = {path:?};")
+            .expect("writing to a String");
+    }
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set"));
+    fs::write(out_dir.join("guests.rs"), consts).expect("writing guests.rs");
+}

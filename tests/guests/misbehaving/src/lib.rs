@@ -1,0 +1,159 @@
+//! An entity that misbehaves on command, to test how the host contains it.
+//!
+//! Commands (JSON bodies):
+//!
+//! - `Echo {"value"}` emits `Echoed` and replies `{"value", "applied"}`, where
+//!   `applied` counts the events in the state after the command;
+//! - `Get` replies the state, `{"applied": n}`;
+//! - `Panic` panics (a trap in WebAssembly);
+//! - `EmitThenPanic` emits `Doomed`, then panics;
+//! - `Fail {"message"}` emits `Doomed`, then fails with code `rejected`;
+//! - `Loop` never returns;
+//! - `Grow {"mib"}` allocates and writes `mib` MiB, then replies
+//!   `{"mib", "pages"}` (the 4 KiB pages it checked);
+//! - `ReadFile {"path"}` reads a file and replies `{"ok": contents}` or
+//!   `{"error": message}`;
+//! - `Flood {"count", "bytes"}` emits `count` `Filler` events, each encoded
+//!   in `bytes` bytes (or the least a `Filler` event takes, if more), and
+//!   replies `{"count"}`.
+//!
+//! Events: `{"type":"Echoed","value":...}`, `{"type":"Doomed","command":...}`
+//! and `{"type":"Filler","data":"xxx..."}`.
+
+use std::hint::black_box;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+
+/// The state: how many events have been applied.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Misbehaving {
+    /// The number of events folded into the state.
+    pub applied: u64,
+}
+
+/// What the entity records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// `Echo` was called with `value`.
+    Echoed {
+        /// The echoed value.
+        value: Value,
+    },
+    /// A command emitted this and then failed or panicked: it must never be
+    /// committed.
+    Doomed {
+        /// The command's name.
+        command: String,
+    },
+    /// Padding emitted by `Flood`.
+    Filler {
+        /// Filler characters.
+        data: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Echo {
+    value: Value,
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Grow {
+    mib: usize,
+}
+
+#[derive(Deserialize)]
+struct ReadFile {
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct Flood {
+    count: u64,
+    bytes: usize,
+}
+
+impl EventSourcedEntity for Misbehaving {
+    type Event = Event;
+
+    fn apply(&mut self, _event: &Event) {
+        self.applied += 1;
+    }
+
+    fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+        let doomed = || Event::Doomed {
+            command: command.name().to_owned(),
+        };
+        match command.name() {
+            "Echo" => {
+                let Echo { value } = command.json()?;
+                ctx.emit(Event::Echoed {
+                    value: value.clone(),
+                });
+                Ok(Reply::json(
+                    &json!({ "value": value, "applied": ctx.state().applied }),
+                ))
+            }
+            "Get" => Ok(Reply::json(self)),
+            "Panic" => panic!("the Panic command panics"),
+            "EmitThenPanic" => {
+                ctx.emit(doomed());
+                panic!("the EmitThenPanic command panics after emitting an event")
+            }
+            "Fail" => {
+                let Fail { message } = command.json()?;
+                ctx.emit(doomed());
+                Err(Failure::rejected(message))
+            }
+            "Loop" => {
+                let mut spins = 0_u64;
+                loop {
+                    spins = black_box(spins.wrapping_add(1));
+                }
+            }
+            "Grow" => {
+                let Grow { mib } = command.json()?;
+                let len = mib
+                    .checked_mul(1 << 20)
+                    .ok_or_else(|| Failure::invalid_payload(format!("cannot address {mib} MiB")))?;
+                let memory = black_box(vec![0xA5_u8; len]);
+                let touched = memory
+                    .iter()
+                    .step_by(4096)
+                    .filter(|&&byte| byte == 0xA5)
+                    .count();
+                Ok(Reply::json(&json!({ "mib": mib, "pages": touched })))
+            }
+            "ReadFile" => {
+                let ReadFile { path } = command.json()?;
+                Ok(Reply::json(&match std::fs::read_to_string(&path) {
+                    Ok(contents) => json!({ "ok": contents }),
+                    Err(error) => json!({ "error": error.to_string() }),
+                }))
+            }
+            "Flood" => {
+                let Flood { count, bytes } = command.json()?;
+                let empty = Event::Filler {
+                    data: String::new(),
+                };
+                let overhead = serde_json::to_vec(&empty).map_or(0, |encoded| encoded.len());
+                let data = "x".repeat(bytes.saturating_sub(overhead));
+                for _ in 0..count {
+                    ctx.emit(Event::Filler { data: data.clone() });
+                }
+                Ok(Reply::json(&json!({ "count": count })))
+            }
+            _ => Err(command.unknown()),
+        }
+    }
+}
+
+wasmstate_sdk::export_event_sourced!(Misbehaving);

@@ -1,0 +1,102 @@
+//! A typed HTTP client for the wasmstate API, for tests.
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// An answer: its status and body (as JSON when it parses, else a string).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status and answers the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error answer of the API's shape and answers (kind, message).
+    #[track_caller]
+    pub fn expect_error(self, status: u16) -> (String, String) {
+        let body = self.expect(status);
+        let kind = body["error"]["kind"].as_str().unwrap_or_else(|| panic!("no error.kind in {body}"));
+        let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error.message in {body}"));
+        (kind.to_string(), message.to_string())
+    }
+}
+
+/// A client of one server.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// A client of the server at `base`.
+    pub fn new(base: &str) -> Self {
+        Self { base: base.to_string(), http: reqwest::Client::new() }
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Reply {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .expect("request failed");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Reply { status, body }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Vec::new()).await
+    }
+
+    /// Deploys raw bytes as a service.
+    pub async fn deploy_bytes(&self, service: &str, bytes: Vec<u8>) -> Reply {
+        self.send(reqwest::Method::PUT, &format!("/v1/services/{service}"), bytes).await
+    }
+
+    /// Deploys a component file as a service and asserts 201.
+    pub async fn deploy(&self, service: &str, component: &Path) -> Value {
+        let bytes = std::fs::read(component).expect("component file");
+        self.deploy_bytes(service, bytes).await.expect(201)
+    }
+
+    /// Invokes a command with a raw body.
+    pub async fn invoke_raw(&self, service: &str, entity: &str, command: &str, body: Vec<u8>) -> Reply {
+        let path = format!("/v1/services/{service}/entities/{entity}/{command}");
+        self.send(reqwest::Method::POST, &path, body).await
+    }
+
+    /// Invokes a command with a JSON body.
+    pub async fn invoke(&self, service: &str, entity: &str, command: &str, body: Value) -> Reply {
+        self.invoke_raw(service, entity, command, serde_json::to_vec(&body).unwrap()).await
+    }
+
+    /// The committed events of an entity from `from`, asserting 200.
+    pub async fn events(&self, service: &str, entity: &str, from: u64) -> Vec<Value> {
+        let body = self.get(&format!("/v1/services/{service}/entities/{entity}/events?from={from}")).await.expect(200);
+        body.as_array().expect("an array of events").clone()
+    }
+
+    /// `{last_seq, snapshot_seq}` of an entity, asserting 200.
+    pub async fn position(&self, service: &str, entity: &str) -> (u64, u64) {
+        let body = self.get(&format!("/v1/services/{service}/entities/{entity}")).await.expect(200);
+        (body["last_seq"].as_u64().unwrap(), body["snapshot_seq"].as_u64().unwrap())
+    }
+}

@@ -1,0 +1,104 @@
+//! Starting and stopping a real `wasmstate` server process.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `wasmstate` binary under test: `$WASMSTATE_BIN`, or the one cargo
+/// built next to this test executable (`make test` builds it first).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WASMSTATE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/wasmstate
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("wasmstate");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it with `cargo build -p wasmstate` (make test does) or set WASMSTATE_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A running server on a free loopback port, killed when dropped.
+pub struct Server {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with extra `serve` flags.
+    pub async fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&args)
+            .env("RUST_LOG", std::env::var("WASMSTATE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start wasmstate")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("wasmstate listening on ") {
+                    return Ok(url.trim().to_string());
+                }
+            }
+            bail!("wasmstate exited before listening")
+        })
+        .await
+        .context("wasmstate did not start listening within 60 s")??;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), args })
+    }
+
+    /// The server's base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Stops the server with SIGTERM and waits for it; answers its exit status.
+    pub async fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.pid(), libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("wasmstate did not stop within 30 s of SIGTERM")??;
+        Ok(status)
+    }
+
+    /// Stops the server and starts it again on the same data dir and flags.
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        let (data_dir, args) = (self.data_dir.clone(), self.args.clone());
+        let status = self.stop().await?;
+        anyhow::ensure!(status.success(), "wasmstate exited with {status}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start(&data_dir, &args).await
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) with a pid we spawned and still own.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}

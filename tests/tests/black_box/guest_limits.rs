@@ -1,0 +1,75 @@
+//! Guests that trap, loop or eat memory fail the command, persist nothing,
+//! and leave the entity usable.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING};
+
+use crate::start_with;
+
+const SVC: &str = "misbehaving";
+
+#[tokio::test]
+async fn a_trap_answers_500_persists_nothing_and_the_entity_goes_on() {
+    let t = start_with(SVC, MISBEHAVING, &[]).await;
+    let api = &t.api;
+    api.invoke(SVC, "e", "Echo", json!({"value": "first"})).await.expect(200);
+
+    let (kind, message) = api.invoke(SVC, "e", "Panic", json!({})).await.expect_error(500);
+    assert_eq!(kind, "guest_trap");
+    assert!(message.contains("trapped"), "{message}");
+    let (kind, _) = api.invoke(SVC, "e", "EmitThenPanic", json!({})).await.expect_error(500);
+    assert_eq!(kind, "guest_trap");
+    assert_eq!(api.position(SVC, "e").await, (1, 0), "a trapped command persists nothing");
+
+    let (kind, message) = api.invoke(SVC, "e", "Fail", json!({"message": "no way"})).await.expect_error(400);
+    assert_eq!((kind.as_str(), message.as_str()), ("command_failed", "no way"));
+    assert_eq!(api.position(SVC, "e").await, (1, 0), "a failed command persists nothing");
+
+    api.invoke(SVC, "e", "Echo", json!({"value": "second"})).await.expect(200);
+    let events = api.events(SVC, "e", 1).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["seq"], 2);
+}
+
+#[tokio::test]
+async fn a_guest_that_loops_is_stopped_and_others_keep_being_served() {
+    let t = start_with(SVC, MISBEHAVING, &["--invocation-timeout", "1s"]).await;
+    t.api.deploy("counter", std::path::Path::new(COUNTER)).await;
+    let api = t.api.clone();
+    let looping = tokio::spawn(async move {
+        let started = Instant::now();
+        let reply = api.invoke(SVC, "spin", "Loop", json!({})).await;
+        (reply, started.elapsed())
+    });
+    // Meanwhile another entity answers promptly.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    assert!(started.elapsed() < Duration::from_millis(900), "other entities must not wait for the loop");
+
+    let (reply, elapsed) = looping.await.unwrap();
+    let (kind, _) = reply.expect_error(504);
+    assert_eq!(kind, "timeout");
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(t.api.position(SVC, "spin").await, (0, 0));
+    t.api.invoke(SVC, "spin", "Echo", json!({"value": "alive"})).await.expect(200);
+}
+
+#[tokio::test]
+async fn a_guest_that_eats_memory_fails_the_command() {
+    let t = start_with(SVC, MISBEHAVING, &["--max-guest-memory", "16MiB"]).await;
+    let (kind, message) = t.api.invoke(SVC, "m", "Grow", json!({"mib": 64})).await.expect_error(500);
+    assert_eq!(kind, "memory_limit");
+    assert!(message.contains("memory limit"), "{message}");
+    assert_eq!(t.api.position(SVC, "m").await, (0, 0));
+    t.api.invoke(SVC, "m", "Grow", json!({"mib": 4})).await.expect(200);
+}
+
+#[tokio::test]
+async fn the_sandbox_has_no_filesystem() {
+    let t = start_with(SVC, MISBEHAVING, &[]).await;
+    let reply = t.api.invoke(SVC, "fs", "ReadFile", json!({"path": "/etc/passwd"})).await.expect(200);
+    assert!(reply.get("error").is_some(), "the guest must not read host files: {reply}");
+}

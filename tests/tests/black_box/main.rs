@@ -1,0 +1,62 @@
+//! Black-box tests: each starts the real `wasmstate` binary on a free
+//! loopback port with a temporary data dir, deploys real components and
+//! talks HTTP.
+
+mod bad_input;
+mod cart;
+mod cli;
+mod counter;
+mod guest_limits;
+mod restart;
+
+use std::path::Path;
+
+use wasmstate_tests::{Api, Server};
+
+/// A started server with its data dir (deleted when dropped) and a client.
+pub struct Running {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+    pub api: Api,
+}
+
+/// Starts a server on a fresh data dir with extra `serve` flags.
+pub async fn start(args: &[&str]) -> Running {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), args).await.expect("server starts");
+    let api = Api::new(server.base());
+    Running { dir, server, api }
+}
+
+/// Starts a server and deploys one component as `service`.
+pub async fn start_with(service: &str, component: &str, args: &[&str]) -> Running {
+    let running = start(args).await;
+    running.api.deploy(service, Path::new(component)).await;
+    running
+}
+
+impl Running {
+    /// Restarts the server on the same data dir and flags.
+    pub async fn restart(self) -> Running {
+        let Running { dir, server, .. } = self;
+        let server = server.restart().await.expect("server restarts");
+        let api = Api::new(server.base());
+        Running { dir, server, api }
+    }
+}
+
+/// Sends one HTTP/1.1 request exactly as written (no path normalisation)
+/// and answers the whole raw response.
+pub async fn raw_http(base: &str, request_line: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{request_line} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}

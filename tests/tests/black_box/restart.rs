@@ -1,0 +1,55 @@
+//! State survives a restart; snapshots are taken at the configured interval.
+
+use serde_json::json;
+use wasmstate_tests::guests::{COUNTER, SHOPPING_CART};
+
+use crate::start_with;
+
+#[tokio::test]
+async fn services_and_state_survive_a_restart() {
+    let t = start_with("shopping-cart", SHOPPING_CART, &[]).await;
+    let add = json!({"productId": "A1", "name": "Apple", "quantity": 2});
+    t.api.invoke("shopping-cart", "c1", "AddItem", add.clone()).await.expect(200);
+    t.api.invoke("shopping-cart", "c1", "AddItem", add).await.expect(200);
+
+    let t = t.restart().await;
+    assert_eq!(t.api.get("/v1/services/shopping-cart").await.expect(200)["version"], 1);
+    assert_eq!(
+        t.api.invoke("shopping-cart", "c1", "GetCart", json!({})).await.expect(200),
+        json!({"items": [{"productId": "A1", "name": "Apple", "quantity": 4}]})
+    );
+    assert_eq!(t.api.position("shopping-cart", "c1").await, (2, 0));
+    // The log goes on with the next seq.
+    t.api.invoke("shopping-cart", "c1", "RemoveItem", json!({"productId": "A1"})).await.expect(200);
+    assert_eq!(t.api.position("shopping-cart", "c1").await, (3, 0));
+}
+
+#[tokio::test]
+async fn snapshot_every_five_and_rehydrate_after_restart() {
+    let t = start_with("counter", COUNTER, &["--snapshot-every", "5"]).await;
+    for i in 1..=7 {
+        let reply = t.api.invoke("counter", "c", "Increase", json!({"value": i})).await.expect(200);
+        assert_eq!(reply["value"], (1..=i).sum::<i64>());
+    }
+    assert_eq!(t.api.position("counter", "c").await, (7, 5));
+
+    let t = t.restart().await;
+    // Rebuilt from the snapshot at 5 plus events 6 and 7.
+    assert_eq!(t.api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({"value": 28}));
+    assert_eq!(t.api.events("counter", "c", 1).await.len(), 7);
+    // A command whose events cross 10 snapshots the state after all of them.
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    assert_eq!(t.api.position("counter", "c").await, (10, 10));
+    let t = t.restart().await;
+    assert_eq!(t.api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({"value": 31}));
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly() {
+    let t = start_with("counter", COUNTER, &[]).await;
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    let status = t.server.stop().await.unwrap();
+    assert!(status.success(), "{status}");
+}
