@@ -34,6 +34,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WRONG_WORLD",
         "A component that does not export `wasmstate:entity/event-sourced`.",
     ),
+    (
+        "bad-import",
+        "BAD_IMPORT",
+        "An entity that imports an interface the host does not provide.",
+    ),
 ];
 
 /// Whether the environment variable `key`, set by the outer cargo for this

@@ -12,6 +12,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// The body.
     pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -37,28 +39,39 @@ impl Reply {
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Api {
     /// A client of the server at `base`.
     pub fn new(base: &str) -> Self {
-        Self { base: base.to_string(), http: reqwest::Client::new() }
+        Self { base: base.to_string(), http: reqwest::Client::new(), token: None }
     }
 
-    /// Sends a request with a raw body.
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self { token: Some(token.to_string()), ..self.clone() }
+    }
+
+    /// Sends a request with a raw body; panics if the server cannot be reached.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Reply {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .body(body)
-            .send()
-            .await
-            .expect("request failed");
+        self.try_send(method, path, body).await.expect("request failed")
+    }
+
+    /// Sends a request with a raw body; an error when the server cannot be
+    /// reached or the connection breaks.
+    pub async fn try_send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> reqwest::Result<Reply> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = response.status();
-        let bytes = response.bytes().await.expect("body");
+        let bytes = response.bytes().await?;
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply { status, body }
+        Ok(Reply { status, body, retry_after })
     }
 
     /// GET.
@@ -86,6 +99,12 @@ impl Api {
     /// Invokes a command with a JSON body.
     pub async fn invoke(&self, service: &str, entity: &str, command: &str, body: Value) -> Reply {
         self.invoke_raw(service, entity, command, serde_json::to_vec(&body).unwrap()).await
+    }
+
+    /// Invokes a command with a JSON body; an error when the server cannot be reached.
+    pub async fn try_invoke(&self, service: &str, entity: &str, command: &str, body: Value) -> reqwest::Result<Reply> {
+        let path = format!("/v1/services/{service}/entities/{entity}/{command}");
+        self.try_send(reqwest::Method::POST, &path, serde_json::to_vec(&body).unwrap()).await
     }
 
     /// The committed events of an entity from `from`, asserting 200.

@@ -86,6 +86,23 @@ impl Server {
         Ok(status)
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and waits for it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        signal(self.pid(), libc::SIGKILL);
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// The server's resident memory in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Stops the server and starts it again on the same data dir and flags.
     pub async fn restart(self) -> anyhow::Result<Self> {
         let (data_dir, args) = (self.data_dir.clone(), self.args.clone());

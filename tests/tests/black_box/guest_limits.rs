@@ -73,3 +73,17 @@ async fn the_sandbox_has_no_filesystem() {
     let reply = t.api.invoke(SVC, "fs", "ReadFile", json!({"path": "/etc/passwd"})).await.expect(200);
     assert!(reply.get("error").is_some(), "the guest must not read host files: {reply}");
 }
+
+#[tokio::test]
+async fn too_much_output_fails_the_command_not_the_host() {
+    let t = start_with(SVC, MISBEHAVING, &["--max-events-per-command", "10", "--max-reply-bytes", "1KiB"]).await;
+    let (kind, message) = t.api.invoke(SVC, "o", "Flood", json!({"count": 11, "bytes": 32})).await.expect_error(500);
+    assert_eq!(kind, "output_limit");
+    assert!(message.contains("11 events"), "{message}");
+    let big = "x".repeat(2048);
+    let (kind, _) = t.api.invoke(SVC, "o", "Echo", json!({"value": big})).await.expect_error(500);
+    assert_eq!(kind, "output_limit");
+    assert_eq!(t.api.position(SVC, "o").await, (0, 0));
+    t.api.invoke(SVC, "o", "Flood", json!({"count": 10, "bytes": 32})).await.expect(200);
+    assert_eq!(t.api.position(SVC, "o").await, (10, 0));
+}

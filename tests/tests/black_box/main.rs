@@ -6,8 +6,11 @@ mod bad_input;
 mod cart;
 mod cli;
 mod counter;
+mod crash;
 mod guest_limits;
+mod overload;
 mod restart;
+mod security;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! State survives a restart; snapshots are taken at the configured interval.
 
 use serde_json::json;
-use wasmstate_tests::guests::{COUNTER, SHOPPING_CART};
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING, SHOPPING_CART};
 
 use crate::start_with;
 
@@ -47,9 +47,16 @@ async fn snapshot_every_five_and_rehydrate_after_restart() {
 }
 
 #[tokio::test]
-async fn sigterm_exits_cleanly() {
-    let t = start_with("counter", COUNTER, &[]).await;
-    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
-    let status = t.server.stop().await.unwrap();
+async fn sigterm_finishes_in_flight_commands_then_exits_cleanly() {
+    let t = start_with("misbehaving", MISBEHAVING, &[]).await;
+    let api = t.api.clone();
+    let in_flight = tokio::spawn(async move { api.invoke("misbehaving", "slow", "Spin", json!({"millis": 800})).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let crate::Running { dir, server, .. } = t;
+    let status = server.stop().await.unwrap();
     assert!(status.success(), "{status}");
+    assert_eq!(in_flight.await.unwrap().expect(200), json!({"spun": 800}));
+    // What it answered is on disk.
+    let server = wasmstate_tests::Server::start(dir.path(), &[]).await.unwrap();
+    assert_eq!(wasmstate_tests::Api::new(server.base()).position("misbehaving", "slow").await, (1, 0));
 }

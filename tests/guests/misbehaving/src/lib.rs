@@ -9,6 +9,10 @@
 //! - `EmitThenPanic` emits `Doomed`, then panics;
 //! - `Fail {"message"}` emits `Doomed`, then fails with code `rejected`;
 //! - `Loop` never returns;
+//! - `Batch {"value", "count"}` emits `count` `Echoed` events whose values
+//!   are `{"batch": value, "part": i}`, and replies `{"batch", "count"}`;
+//! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
+//!   `{"spun": millis}`;
 //! - `Grow {"mib"}` allocates and writes `mib` MiB, then replies
 //!   `{"mib", "pages"}` (the 4 KiB pages it checked);
 //! - `ReadFile {"path"}` reads a file and replies `{"ok": contents}` or
@@ -76,6 +80,17 @@ struct ReadFile {
 }
 
 #[derive(Deserialize)]
+struct Batch {
+    value: Value,
+    count: u64,
+}
+
+#[derive(Deserialize)]
+struct Spin {
+    millis: u64,
+}
+
+#[derive(Deserialize)]
 struct Flood {
     count: u64,
     bytes: usize,
@@ -118,6 +133,22 @@ impl EventSourcedEntity for Misbehaving {
                 loop {
                     spins = black_box(spins.wrapping_add(1));
                 }
+            }
+            "Batch" => {
+                let Batch { value, count } = command.json()?;
+                for part in 0..count {
+                    ctx.emit(Event::Echoed { value: json!({ "batch": value, "part": part }) });
+                }
+                Ok(Reply::json(&json!({ "batch": value, "count": count })))
+            }
+            "Spin" => {
+                let Spin { millis } = command.json()?;
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(millis) {
+                    black_box(());
+                }
+                ctx.emit(Event::Echoed { value: json!({ "spun": millis }) });
+                Ok(Reply::json(&json!({ "spun": millis })))
             }
             "Grow" => {
                 let Grow { mib } = command.json()?;

@@ -1,0 +1,58 @@
+//! Tokens, the non-loopback guard, and imports the host does not provide.
+
+use std::path::Path;
+
+use serde_json::json;
+use wasmstate_tests::guests::{BAD_IMPORT, COUNTER};
+use wasmstate_tests::server::binary;
+
+use crate::{start, start_with};
+
+#[tokio::test]
+async fn a_component_importing_what_the_host_lacks_is_refused_naming_the_import() {
+    let t = start(&[]).await;
+    let bytes = std::fs::read(BAD_IMPORT).unwrap();
+    let (kind, message) = t.api.deploy_bytes("thief", bytes).await.expect_error(400);
+    assert_eq!(kind, "invalid_component");
+    assert!(message.contains("test:forbidden/secrets"), "{message}");
+    t.api.get("/v1/services/thief").await.expect_error(404);
+}
+
+#[tokio::test]
+async fn the_admin_token_guards_deploys() {
+    let t = start(&["--admin-token", "s3cret"]).await;
+    let component = std::fs::read(COUNTER).unwrap();
+    let (kind, _) = t.api.deploy_bytes("counter", component.clone()).await.expect_error(401);
+    assert_eq!(kind, "unauthorized");
+    t.api.with_token("wrong").deploy_bytes("counter", component.clone()).await.expect_error(401);
+    t.api.get("/v1/services/counter").await.expect_error(404);
+    t.api.with_token("s3cret").deploy_bytes("counter", component).await.expect(201);
+    // Invocations need no token unless --invoke-token is set.
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+}
+
+#[tokio::test]
+async fn the_invoke_token_guards_entities() {
+    let t = start_with("counter", COUNTER, &["--invoke-token", "inv"]).await;
+    let (kind, _) = t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect_error(401);
+    assert_eq!(kind, "unauthorized");
+    t.api.get("/v1/services/counter/entities/c/events").await.expect_error(401);
+    let authorized = t.api.with_token("inv");
+    authorized.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    assert_eq!(authorized.position("counter", "c").await, (1, 0));
+    // Deploying stays open without an admin token.
+    t.api.deploy("counter", Path::new(COUNTER)).await;
+}
+
+#[test]
+fn a_public_address_needs_an_admin_token_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--admin-token") && stderr.contains("--insecure"), "{stderr}");
+}
