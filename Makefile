@@ -1,13 +1,13 @@
 # wasmstate: `make run` starts the host with the examples deployed;
-# `make test` runs the whole test suite.
+# `make test` runs the whole test suite; `make bench` measures the release host.
 
 CARGO      ?= cargo
 LISTEN     ?= 127.0.0.1:8080
 DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
-EXAMPLES   := -p shopping-cart -p counter
+EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection
 
-.PHONY: run test examples host toolchain clean-data
+.PHONY: run test bench examples host toolchain clean-data
 
 ## Install the guest target if this toolchain lacks it.
 toolchain:
@@ -29,15 +29,31 @@ run: host examples
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/shopping-cart/entities/foo/GetCart"
 	@echo "  curl http://$(LISTEN)/v1/services/shopping-cart/entities/foo/events"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/counter/entities/c1/Increase -d '{\"value\":3}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/user-profile/entities/ada/Update -d '{\"name\":\"Ada\",\"email\":\"ada@example.com\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/order-validator/entities/any/PlaceOrder -d '{\"cartId\":\"foo\",\"productId\":\"P1\",\"name\":\"Pen\",\"quantity\":2}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/counter/entities/items-added/Get"
+	@echo "  curl -N 'http://$(LISTEN)/v1/services/shopping-cart/entities/foo/events?follow=true'"
 	@echo "  curl http://$(LISTEN)/v1/services"
 	@echo
 	target/debug/wasmstate serve --listen $(LISTEN) --data-dir $(DATA_DIR) \
 		--deploy shopping-cart=$(GUEST_OUT)/shopping_cart.wasm \
-		--deploy counter=$(GUEST_OUT)/counter.wasm
+		--deploy counter=$(GUEST_OUT)/counter.wasm \
+		--deploy user-profile=$(GUEST_OUT)/user_profile.wasm \
+		--deploy order-validator=$(GUEST_OUT)/order_validator.wasm \
+		--deploy 'cart-projection=$(GUEST_OUT)/cart_projection.wasm?subscribe=shopping-cart'
 
 ## Run every test: unit tests, SDK and example tests, black-box tests.
 test: toolchain host
 	$(CARGO) test --workspace
+
+## Measure the release host: load scenarios, cold paths and their ceilings.
+## Prints a table and writes target/bench/results.json. BENCH_ARGS=--quick
+## shortens every run; BENCH_ARGS="2 6" runs only those scenarios.
+## One cargo invocation builds both, so they share one feature resolution
+## and the `cargo run` below rebuilds nothing.
+bench: toolchain
+	$(CARGO) build --release -p wasmstate -p wasmstate-tests --bin wasmstate --bin bench
+	WASMSTATE_BIN=target/release/wasmstate $(CARGO) run --release -p wasmstate-tests --bin bench -- $(BENCH_ARGS)
 
 ## Remove the local data directory of `make run`.
 clean-data:

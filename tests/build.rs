@@ -21,9 +21,38 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "shopping-cart",
         "SHOPPING_CART",
-        "The shopping cart example entity.",
+        "The shopping cart example entity (event-sourced).",
     ),
-    ("counter", "COUNTER", "The counter example entity."),
+    (
+        "counter",
+        "COUNTER",
+        "The counter example entity (event-sourced).",
+    ),
+    (
+        "user-profile",
+        "USER_PROFILE",
+        "The user profile example entity (value).",
+    ),
+    (
+        "order-validator",
+        "ORDER_VALIDATOR",
+        "The order validator example action: forwards to `shopping-cart`, counts into `counter`.",
+    ),
+    (
+        "cart-projection",
+        "CART_PROJECTION",
+        "The cart projection example action: counts `shopping-cart`'s `ItemAdded` events into `counter`.",
+    ),
+    (
+        "tck-event-sourced",
+        "TCK_EVENT_SOURCED",
+        "The TCK model's event-sourced entity: `Process` emits, forwards, adds side effects and fails on command.",
+    ),
+    (
+        "tck-value",
+        "TCK_VALUE",
+        "The TCK model's value entity: `Process` updates, deletes, forwards, adds side effects and fails on command.",
+    ),
     (
         "misbehaving",
         "MISBEHAVING",
@@ -32,12 +61,17 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "wrong-world",
         "WRONG_WORLD",
-        "A component that does not export `wasmstate:entity/event-sourced`.",
+        "A component that exports none of the `wasmstate:entity` interfaces.",
     ),
     (
         "bad-import",
         "BAD_IMPORT",
         "An entity that imports an interface the host does not provide.",
+    ),
+    (
+        "two-kinds",
+        "TWO_KINDS",
+        "A component that exports both `event-sourced` and `value`, so its kind is ambiguous.",
     ),
 ];
 

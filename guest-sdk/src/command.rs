@@ -1,13 +1,13 @@
-//! Commands, replies and failures: what goes in and out of an entity.
+//! Commands and failures: what goes into a service, and how it refuses.
 
 use std::fmt;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A command addressed to one entity.
+/// A command addressed to one entity, or to an action.
 ///
-/// Its payload is the HTTP request body the host received, usually JSON.
+/// Its payload is the HTTP request body the host received (or the payload of
+/// a forward or side effect), usually JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Command<'a> {
     name: &'a str,
@@ -35,7 +35,8 @@ impl<'a> Command<'a> {
         self.payload
     }
 
-    /// The id of the entity the command is addressed to.
+    /// The id of the entity the command is addressed to (any routing key
+    /// for an action).
     pub fn entity_id(&self) -> &'a str {
         self.entity_id
     }
@@ -67,49 +68,9 @@ impl<'a> Command<'a> {
         })
     }
 
-    /// The failure to return for a command the entity does not know.
+    /// The failure to return for a command the service does not know.
     pub fn unknown(&self) -> Failure {
         Failure::unknown_command(format!("unknown command \"{}\"", self.name))
-    }
-}
-
-/// The reply an entity sends back to the caller of a successful command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply(Vec<u8>);
-
-impl Reply {
-    /// A reply holding `value` encoded as JSON.
-    ///
-    /// # Panics
-    ///
-    /// If `value` cannot be encoded as JSON, for example a map whose keys are
-    /// not strings. That is a bug in the entity, so the command traps and
-    /// nothing it emitted is persisted.
-    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => Self(bytes),
-            Err(error) => panic!("reply could not be encoded as JSON: {error}"),
-        }
-    }
-
-    /// An empty JSON object, `{}`: the reply of a command that only has effects.
-    pub fn empty() -> Self {
-        Self(b"{}".to_vec())
-    }
-
-    /// A reply holding `bytes` as they are.
-    pub fn raw(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
-    }
-
-    /// The reply's encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Consumes the reply, returning its encoded bytes.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
     }
 }
 
@@ -122,7 +83,7 @@ pub enum FailureCode {
     UnknownCommand,
     /// The payload could not be decoded into the command's argument.
     InvalidPayload,
-    /// The snapshot or events passed in could not be decoded.
+    /// The snapshot, events or state passed in could not be decoded.
     InvalidState,
 }
 
@@ -144,7 +105,10 @@ impl fmt::Display for FailureCode {
     }
 }
 
-/// Why a command failed. Nothing a failed command emitted is persisted.
+/// Why a command failed.
+///
+/// Nothing a failed command produced (events, state changes, side effects,
+/// a forward) is persisted or sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     code: FailureCode,
@@ -175,7 +139,7 @@ impl Failure {
         Self::new(FailureCode::InvalidPayload, message)
     }
 
-    /// The entity's snapshot or events could not be decoded.
+    /// The snapshot, events or state passed in could not be decoded.
     pub fn invalid_state(message: impl Into<String>) -> Self {
         Self::new(FailureCode::InvalidState, message)
     }

@@ -1,19 +1,35 @@
-//! Write wasmstate event-sourced entities in Rust.
+//! Write wasmstate services in Rust: event-sourced entities, value entities
+//! and actions, compiled to WebAssembly components.
 //!
-//! An entity is a type holding its state. It implements
-//! [`EventSourcedEntity`]: [`apply`](EventSourcedEntity::apply) folds one
-//! event into the state, [`handle`](EventSourcedEntity::handle) turns a
-//! command into events (through [`Context::emit`]) and a [`Reply`], or a
-//! [`Failure`]. The host owns the event log: before each command it hands
-//! the entity its latest snapshot and the events after it, and it persists
-//! the emitted events only if the command succeeds.
+//! A service is one of three kinds, each a trait:
+//!
+//! - [`EventSourcedEntity`]: the state is the fold of the entity's events.
+//!   [`apply`](EventSourcedEntity::apply) folds one event into the state;
+//!   [`handle`](EventSourcedEntity::handle) turns a command into events
+//!   (through [`Context::emit`]) and a reply. Before each command the host
+//!   hands the entity its latest snapshot and the events after it.
+//! - [`ValueEntity`]: the state is one value the host stores;
+//!   [`handle`](ValueEntity::handle) reads it and replaces or deletes it
+//!   through [`ValueContext`].
+//! - [`Action`]: stateless; [`handle`](Action::handle) answers commands,
+//!   usually by validating and forwarding them, and
+//!   [`on_event`](Action::on_event) reacts to the committed events of
+//!   services the action subscribes to.
+//!
+//! Every command either succeeds, with a [`Reply`] (a message, or a
+//! [`Forward`] that hands the command on to another service) and any
+//! [`SideEffect`]s added through the context, or fails with a [`Failure`].
+//! A failure discards everything the command produced: events, state
+//! changes, side effects.
 //!
 //! Commands, events, state and replies are JSON, encoded with serde.
-//! [`export_event_sourced!`] turns the crate into a WebAssembly component
-//! (build it with `cargo build --target wasm32-wasip2`), and
-//! [`testkit::TestKit`] runs the entity natively in unit tests.
+//! [`export_event_sourced!`], [`export_value_entity!`] and [`export_action!`]
+//! turn the crate into a WebAssembly component (build it with
+//! `cargo build --target wasm32-wasip2`); [`testkit`] runs the service
+//! natively in unit tests, through the same byte-level cores ([`raw`]) as
+//! the component.
 //!
-//! # Example
+//! # Example: an event-sourced entity
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -74,106 +90,25 @@
 //! assert_eq!(kit.handle("Get", ()), Ok(json!({"value": 2})));
 //! assert_eq!(kit.events_json(), [(1, json!({"type": "Increased", "by": 2}))]);
 //! ```
+//!
+//! [`ValueEntity`] and [`Action`] show complete examples of the other two
+//! kinds.
 
 #![warn(missing_docs)]
 
+mod action;
 mod command;
-mod entity;
+mod event_sourced;
+mod export;
 pub mod raw;
+mod reply;
 pub mod testkit;
+mod value;
 
-pub use command::{Command, Failure, FailureCode, Reply};
-pub use entity::{Context, EventSourcedEntity};
-
-/// Bindings generated from the `wasmstate:entity` WIT package.
+pub use action::{Action, ActionContext, SubscribedEvent};
+pub use command::{Command, Failure, FailureCode};
+pub use event_sourced::{Context, EventSourcedEntity};
 #[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "event-sourced-entity",
-        pub_export_macro: true,
-        export_macro_name: "__export_event_sourced_entity",
-        default_bindings_module: "wasmstate_sdk::bindings",
-    });
-}
-
-/// Glue between the generated bindings and [`raw::handle`].
-#[doc(hidden)]
-pub mod __private {
-    use crate::bindings::exports::wasmstate::entity::event_sourced as wit;
-    use crate::bindings::wasmstate::entity::types;
-
-    /// Implements the exported WIT `handle` for entity type `E`.
-    pub fn handle<E: crate::EventSourcedEntity>(
-        snapshot: Option<types::Snapshot>,
-        events: Vec<types::Event>,
-        command: types::Command,
-    ) -> Result<wit::Effects, types::Failure> {
-        let snapshot = snapshot.as_ref().map(|s| (s.seq, s.state.as_slice()));
-        let events = events.iter().map(|e| (e.seq, e.payload.as_slice()));
-        let command = crate::Command::new(&command.name, &command.payload, &command.entity_id);
-        match crate::raw::handle::<E>(snapshot, events, command) {
-            Ok(effects) => Ok(wit::Effects {
-                events: effects.events,
-                reply: effects.reply,
-                state: effects.state,
-            }),
-            Err(failure) => Err(types::Failure {
-                code: match failure.code() {
-                    crate::FailureCode::Rejected => types::FailureCode::Rejected,
-                    crate::FailureCode::UnknownCommand => types::FailureCode::UnknownCommand,
-                    crate::FailureCode::InvalidPayload => types::FailureCode::InvalidPayload,
-                    crate::FailureCode::InvalidState => types::FailureCode::InvalidState,
-                },
-                message: failure.message().to_owned(),
-            }),
-        }
-    }
-}
-
-/// Exports an [`EventSourcedEntity`] as the component's
-/// `wasmstate:entity/event-sourced` interface.
-///
-/// Invoke it once, at the crate's top level, in a `cdylib` crate. The
-/// exports are only emitted when compiling for WebAssembly, so the same
-/// crate also builds natively for unit tests.
-///
-/// ```
-/// # use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
-/// # #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
-/// # struct ShoppingCart {}
-/// # impl EventSourcedEntity for ShoppingCart {
-/// #     type Event = ();
-/// #     fn apply(&mut self, _: &()) {}
-/// #     fn handle(&self, c: Command<'_>, _: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-/// #         Err(c.unknown())
-/// #     }
-/// # }
-/// wasmstate_sdk::export_event_sourced!(ShoppingCart);
-/// ```
-#[macro_export]
-macro_rules! export_event_sourced {
-    ($entity:ty) => {
-        const _: () = {
-            struct __WasmstateEntity;
-
-            impl $crate::bindings::exports::wasmstate::entity::event_sourced::Guest for __WasmstateEntity {
-                fn handle(
-                    snapshot: ::core::option::Option<$crate::bindings::wasmstate::entity::types::Snapshot>,
-                    events: ::std::vec::Vec<$crate::bindings::wasmstate::entity::types::Event>,
-                    command: $crate::bindings::wasmstate::entity::types::Command,
-                ) -> ::core::result::Result<
-                    $crate::bindings::exports::wasmstate::entity::event_sourced::Effects,
-                    $crate::bindings::wasmstate::entity::types::Failure,
-                > {
-                    $crate::__private::handle::<$entity>(snapshot, events, command)
-                }
-            }
-
-            // Native builds (unit tests) only type-check the glue: the export
-            // names are not valid symbol names for native linkers.
-            #[cfg(target_family = "wasm")]
-            $crate::bindings::__export_event_sourced_entity!(__WasmstateEntity with_types_in $crate::bindings);
-        };
-    };
-}
+pub use export::{__private, bindings};
+pub use reply::{Forward, Reply, SideEffect};
+pub use value::{ValueContext, ValueEntity};

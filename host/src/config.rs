@@ -57,6 +57,14 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_MAX_REPLY_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_reply_bytes: usize,
 
+    /// How long an `Idempotency-Key` answers repeats with the recorded reply (e.g. 24h).
+    #[arg(long, env = "WASMSTATE_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_ttl: Duration,
+
+    /// Delivery attempts of an asynchronous side effect before it is dropped.
+    #[arg(long, env = "WASMSTATE_OUTBOX_MAX_ATTEMPTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox_max_attempts: u32,
+
     /// Require `Authorization: Bearer <token>` to deploy services.
     #[arg(long, env = "WASMSTATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -69,10 +77,10 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_INSECURE")]
     pub insecure: bool,
 
-    /// Deploy a component at start-up, as NAME=PATH, unless that service's
-    /// newest version already has the same bytes. Repeatable.
+    /// Deploy a component at start-up, as NAME=PATH or NAME=PATH?subscribe=SOURCE[,SOURCE],
+    /// unless that service's newest version is already the same. Repeatable.
     #[arg(long = "deploy", value_name = "NAME=PATH", value_parser = parse_deploy)]
-    pub deploys: Vec<(String, PathBuf)>,
+    pub deploys: Vec<StartupDeploy>,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
@@ -106,9 +114,24 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large"))
 }
 
-fn parse_deploy(text: &str) -> Result<(String, PathBuf), String> {
-    let (name, path) = text.split_once('=').ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
-    Ok((name.to_string(), PathBuf::from(path)))
+/// A component to deploy at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupDeploy {
+    /// The service name.
+    pub service: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// The services it subscribes to.
+    pub subscriptions: Vec<String>,
+}
+
+fn parse_deploy(text: &str) -> Result<StartupDeploy, String> {
+    let (service, rest) = text.split_once('=').ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
+    let (path, subscriptions) = match rest.split_once("?subscribe=") {
+        Some((path, sources)) => (path, sources.split(',').map(str::to_string).collect()),
+        None => (rest, Vec::new()),
+    };
+    Ok(StartupDeploy { service: service.to_string(), path: PathBuf::from(path), subscriptions })
 }
 
 #[cfg(test)]
@@ -123,6 +146,15 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn startup_deploys() {
+        let plain = parse_deploy("cart=a/cart.wasm").unwrap();
+        assert_eq!((plain.service.as_str(), plain.path.to_str(), plain.subscriptions.len()), ("cart", Some("a/cart.wasm"), 0));
+        let sub = parse_deploy("proj=p.wasm?subscribe=cart,orders").unwrap();
+        assert_eq!(sub.subscriptions, ["cart", "orders"]);
+        assert!(parse_deploy("no-equals").is_err());
     }
 
     #[test]

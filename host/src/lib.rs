@@ -14,8 +14,11 @@
 //!   holds its settings.
 //! - [`http`]: the HTTP API (axum): one file per resource, one error type.
 //! - [`services`]: deployed services and their versions.
-//! - [`entities`]: one mailbox and task per active entity (single writer),
-//!   cached state, passivation.
+//! - [`entities`]: running commands: one mailbox and task per active entity
+//!   (single writer), cached state, passivation, stateless actions, side
+//!   effects and forwards.
+//! - [`outbox`]: delivers asynchronous side effects from the durable outbox.
+//! - [`subscriptions`]: delivers a service's events to subscribed actions.
 //! - [`runtime`]: the wasmtime engine, component validation, the guest call.
 //! - [`journal`]: the redb tables and the group-committing writer.
 //! - [`names`]: validation of service names and entity ids.
@@ -29,6 +32,8 @@ pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod names;
+pub mod outbox;
 pub mod runtime;
 pub mod server;
 pub mod services;
+pub mod subscriptions;

@@ -37,6 +37,23 @@ pub struct Metrics {
     active_entities: AtomicI64,
     cold_loads: AtomicU64,
     deploys: AtomicU64,
+    outbox_pending: AtomicI64,
+    outbox_delivered: AtomicU64,
+    outbox_retries: AtomicU64,
+    outbox_dropped: AtomicU64,
+    events_delivered: AtomicU64,
+    event_delivery_failures: AtomicU64,
+}
+
+/// What happened to one attempt to deliver an asynchronous side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered.
+    Delivered,
+    /// Failed; it will be retried.
+    Retried,
+    /// Failed for good (refused, or out of attempts); dropped.
+    Dropped,
 }
 
 impl Metrics {
@@ -45,7 +62,7 @@ impl Metrics {
         self.invocations[outcome as usize].fetch_add(1, Relaxed);
     }
 
-    /// Counts one committed journal transaction holding `appends` commands' events.
+    /// Counts one committed journal transaction holding `appends` commands' writes.
     pub fn record_commit(&self, appends: usize, events: usize) {
         self.commits.fetch_add(1, Relaxed);
         self.committed_appends.fetch_add(appends as u64, Relaxed);
@@ -77,6 +94,26 @@ impl Metrics {
         self.deploys.fetch_add(1, Relaxed);
     }
 
+    /// Counts one outbox delivery attempt.
+    pub fn record_outbox(&self, delivery: Delivery) {
+        match delivery {
+            Delivery::Delivered => &self.outbox_delivered,
+            Delivery::Retried => &self.outbox_retries,
+            Delivery::Dropped => &self.outbox_dropped,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// Sets the number of side effects waiting in the outbox.
+    pub fn set_outbox_pending(&self, pending: u64) {
+        self.outbox_pending.store(pending as i64, Relaxed);
+    }
+
+    /// Counts one event delivered to a subscriber, or one failed attempt.
+    pub fn record_event_delivery(&self, ok: bool) {
+        if ok { &self.events_delivered } else { &self.event_delivery_failures }.fetch_add(1, Relaxed);
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -93,15 +130,22 @@ impl Metrics {
             ("wasmstate_journal_events_total", "Events committed.", &self.committed_events),
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
+            ("wasmstate_outbox_delivered_total", "Asynchronous side effects delivered.", &self.outbox_delivered),
+            ("wasmstate_outbox_retries_total", "Failed side-effect deliveries that will be retried.", &self.outbox_retries),
+            ("wasmstate_outbox_dropped_total", "Side effects dropped: refused, or out of attempts.", &self.outbox_dropped),
+            ("wasmstate_subscription_events_delivered_total", "Events delivered to subscribers.", &self.events_delivered),
+            ("wasmstate_subscription_failures_total", "Failed event deliveries to subscribers.", &self.event_delivery_failures),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
         }
-        let _ = writeln!(
-            out,
-            "# HELP wasmstate_active_entities Entities held in memory.\n# TYPE wasmstate_active_entities gauge\nwasmstate_active_entities {}",
-            self.active_entities()
-        );
+        let gauges = [
+            ("wasmstate_active_entities", "Entities held in memory.", self.active_entities()),
+            ("wasmstate_outbox_pending", "Asynchronous side effects waiting in the outbox.", self.outbox_pending.load(Relaxed)),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
         out
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::ServeConfig;
 use crate::entities::{Entities, EntityConfig};
@@ -13,6 +14,8 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::runtime::{CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
+use crate::subscriptions::Subscriptions;
+use crate::{entities, outbox};
 
 /// The journal's file name inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.redb";
@@ -28,7 +31,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.listen
         );
     }
-    let state = open(&config).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let state = open(&config, shutdown).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     for service in state.services.list() {
@@ -37,13 +41,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port.
     println!("wasmstate listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Opens the data directory and builds the application state.
-pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
+/// Opens the data directory, builds the application state and starts the
+/// background workers (outbox, subscriptions, idempotency sweeper).
+/// `shutdown` turns true when the server stops, ending live event streams.
+pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let metrics = Arc::new(Metrics::default());
@@ -61,14 +72,17 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         let (runtime, journal, metrics) = (runtime.clone(), journal.clone(), metrics.clone());
         Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics)).await??)
     };
-    for (name, path) in &config.deploys {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        services.deploy_if_changed(name, bytes).await.with_context(|| format!("cannot deploy {name}"))?;
+    for deploy in &config.deploys {
+        let bytes = std::fs::read(&deploy.path).with_context(|| format!("cannot read {}", deploy.path.display()))?;
+        services
+            .deploy_if_changed(&deploy.service, bytes, deploy.subscriptions.clone())
+            .await
+            .with_context(|| format!("cannot deploy {}", deploy.service))?;
     }
     let entities = Entities::new(
         services.clone(),
         journal.clone(),
-        runtime,
+        runtime.clone(),
         metrics.clone(),
         EntityConfig {
             snapshot_every: config.snapshot_every,
@@ -77,11 +91,33 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
             max_in_flight: config.max_in_flight as usize,
             max_events_per_command: config.max_events_per_command as usize,
             max_reply_bytes: config.max_reply_bytes,
+            idempotency_ttl: config.idempotency_ttl,
         },
     );
+    outbox::spawn(entities.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
+    spawn_idempotency_sweeper(journal.clone());
+    let subscriptions = Subscriptions::new(entities.clone(), journal.clone(), services.clone(), runtime, metrics.clone());
+    subscriptions.sync();
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
     let tokens = Tokens { admin: config.admin_token.clone(), invoke: config.invoke_token.clone() };
-    Ok(AppState { services, entities, journal, metrics, limits, tokens })
+    Ok(AppState { services, entities, journal, metrics, limits, tokens, subscriptions, shutdown })
+}
+
+/// How often expired idempotency records are deleted.
+const IDEMPOTENCY_SWEEP: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn spawn_idempotency_sweeper(journal: Arc<Journal>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(IDEMPOTENCY_SWEEP).await;
+            let j = journal.clone();
+            match tokio::task::spawn_blocking(move || j.sweep_idempotency(entities::now_ms())).await {
+                Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "expired idempotency records deleted"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired idempotency records"),
+                _ => {}
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::journal::{Journal, JournalError, VersionMeta};
 use crate::metrics::Metrics;
 use crate::names::validate_service_name;
-use crate::runtime::{CompiledCache, CompiledEntity, ComponentError, Runtime};
+use crate::runtime::{CompiledCache, CompiledEntity, ComponentError, EntityKind, Runtime};
 
 /// The version of a service that new invocations run.
 pub struct Service {
@@ -25,9 +24,12 @@ pub struct Service {
 /// Why a deploy was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// The service name is not acceptable.
+    /// The service name, or a subscription, is not acceptable.
     #[error("{0}")]
     InvalidName(String),
+    /// The deploy contradicts the service's history or kind.
+    #[error("{0}")]
+    Conflict(String),
     /// The component was refused.
     #[error(transparent)]
     Component(#[from] ComponentError),
@@ -50,6 +52,8 @@ pub struct ServiceInfo {
     pub version: u32,
     /// The digest of the newest version.
     pub digest: String,
+    /// The services the newest version subscribes to.
+    pub subscriptions: Vec<String>,
     /// Every deployed version, oldest first.
     pub versions: Vec<VersionMeta>,
 }
@@ -105,6 +109,15 @@ impl Services {
         self.current.read().unwrap().get(name).cloned()
     }
 
+    /// Every (subscriber, source) pair the newest versions declare.
+    pub fn subscriptions(&self) -> Vec<(String, String)> {
+        let current = self.current.read().unwrap();
+        current
+            .values()
+            .flat_map(|s| s.meta.subscriptions.iter().map(|source| (s.meta.service.clone(), source.clone())))
+            .collect()
+    }
+
     /// Every deployed service, by name.
     pub fn list(&self) -> Vec<ServiceInfo> {
         let history = self.history.read().unwrap();
@@ -118,34 +131,66 @@ impl Services {
 
     /// Deploys `bytes` as the next version of `name`: validates and compiles
     /// it, stores it durably, and makes it the version new invocations use.
-    pub async fn deploy(self: &Arc<Self>, name: &str, bytes: Vec<u8>) -> Result<VersionMeta, DeployError> {
-        self.deploy_inner(name, bytes, false).await
+    /// An action may subscribe to other services' events.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        subscriptions: Vec<String>,
+    ) -> Result<VersionMeta, DeployError> {
+        self.deploy_inner(name, bytes, subscriptions, false).await
     }
 
-    /// Deploys `bytes` unless the newest version of `name` already has the same digest.
-    pub async fn deploy_if_changed(self: &Arc<Self>, name: &str, bytes: Vec<u8>) -> Result<VersionMeta, DeployError> {
-        self.deploy_inner(name, bytes, true).await
+    /// Deploys `bytes` unless the newest version of `name` already has the
+    /// same digest and subscriptions.
+    pub async fn deploy_if_changed(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        subscriptions: Vec<String>,
+    ) -> Result<VersionMeta, DeployError> {
+        self.deploy_inner(name, bytes, subscriptions, true).await
     }
 
-    async fn deploy_inner(self: &Arc<Self>, name: &str, bytes: Vec<u8>, skip_same: bool) -> Result<VersionMeta, DeployError> {
+    async fn deploy_inner(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        subscriptions: Vec<String>,
+        skip_same: bool,
+    ) -> Result<VersionMeta, DeployError> {
         validate_service_name(name).map_err(DeployError::InvalidName)?;
+        for source in &subscriptions {
+            validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
+        }
         let _one_at_a_time = self.deploying.lock().await;
         let digest = hex(&Sha256::digest(&bytes));
         let latest = self.history.read().unwrap().get(name).and_then(|v| v.last().cloned());
-        if skip_same && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest) {
+        if skip_same && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions) {
             return Ok(latest.clone());
         }
         let this = self.clone();
         let name = name.to_string();
         let (meta, entity) = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let (component, entity) = this.runtime.compile(&bytes)?;
+            let kind = entity.kind().as_str();
+            if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
+                return Err(DeployError::Conflict(format!(
+                    "{} is a {} service; a new version must be one too, not {kind}",
+                    latest.service, latest.kind
+                )));
+            }
+            if !subscriptions.is_empty() && entity.kind() != EntityKind::Action {
+                return Err(DeployError::Conflict(format!("only an action can subscribe to events, not a {kind} service")));
+            }
             let meta = VersionMeta {
                 service: name,
                 version: latest.map_or(1, |m| m.version + 1),
                 digest,
-                kind: entity.kind.as_str().to_string(),
+                kind: kind.to_string(),
                 size: bytes.len() as u64,
-                deployed_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                deployed_at_ms: crate::entities::now_ms(),
+                subscriptions,
             };
             this.journal.save_version(&meta, &bytes)?;
             if let Err(error) = this.cache.store(&meta.digest, &component) {
@@ -185,6 +230,7 @@ fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<
         kind: latest.kind.clone(),
         version: latest.version,
         digest: latest.digest.clone(),
+        subscriptions: latest.subscriptions.clone(),
         versions: versions.clone(),
     })
 }

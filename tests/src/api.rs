@@ -107,6 +107,48 @@ impl Api {
         self.try_send(reqwest::Method::POST, &path, serde_json::to_vec(&body).unwrap()).await
     }
 
+    /// Invokes a command with a JSON body and an `Idempotency-Key`.
+    pub async fn invoke_idempotent(&self, service: &str, entity: &str, command: &str, body: Value, key: &str) -> Reply {
+        let url = format!("{}/v1/services/{service}/entities/{entity}/{command}", self.base);
+        let response = self
+            .http
+            .post(url)
+            .header("idempotency-key", key)
+            .body(serde_json::to_vec(&body).unwrap())
+            .send()
+            .await
+            .expect("request failed");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply { status, body, retry_after: None }
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await.expect(200);
+        let text = text.as_str().unwrap_or_default().to_string();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls `check` every 50 ms until it is true or `timeout` passes.
+    pub async fn eventually<F, Fut>(&self, timeout: std::time::Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        check().await
+    }
+
     /// The committed events of an entity from `from`, asserting 200.
     pub async fn events(&self, service: &str, entity: &str, from: u64) -> Vec<Value> {
         let body = self.get(&format!("/v1/services/{service}/entities/{entity}/events?from={from}")).await.expect(200);

@@ -1,5 +1,6 @@
 //! Paths of the guest components the build script compiled for
-//! `wasm32-wasip2`: `SHOPPING_CART`, `COUNTER`, `MISBEHAVING` and
-//! `WRONG_WORLD`, each the absolute path of a `.wasm` component.
+//! `wasm32-wasip2`, one constant per guest (the examples and the test-only
+//! guests under `tests/guests/`), each the absolute path of a `.wasm`
+//! component.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod guests;
 pub mod server;
+pub mod sse;
 
 pub use api::{Api, Reply};
 pub use server::Server;

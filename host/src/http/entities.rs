@@ -2,14 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::journal::EntityPosition;
+use crate::entities::InvokeRequest;
+use crate::journal::{EntityPosition, Invocation, StoredEvent};
+use crate::runtime::EntityKind;
 use crate::names::{validate_entity_id, validate_service_name};
 
 /// The longest command name accepted.
@@ -19,9 +21,13 @@ const MAX_EVENTS_PER_PAGE: usize = 10_000;
 
 /// `POST /v1/services/{service}/entities/{id}/{command}`: runs the command
 /// and answers the entity's reply once its events are durable.
+///
+/// A request carrying an `Idempotency-Key` that repeats an earlier key for
+/// the same entity answers the recorded reply without running again.
 pub async fn invoke(
     State(state): State<AppState>,
     ApiPath((service, id, command)): ApiPath<(String, String, String)>,
+    headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
@@ -30,17 +36,35 @@ pub async fn invoke(
             "a command name must be 1 to {MAX_COMMAND_NAME} bytes without control characters"
         )));
     }
-    let reply = state.entities.invoke(&service, &id, command, body.to_vec()).await?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let invocation = Invocation { service, entity: id, command, payload: body.to_vec() };
+    let reply = state.entities.invoke(InvokeRequest { invocation, idempotency_key }).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
 }
 
-/// `{last_seq, snapshot_seq}` of one entity.
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_string())),
+        _ => Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))),
+    }
+}
+
+/// Where one entity stands: `{last_seq, snapshot_seq}`, and for a value
+/// entity its stored `state` (null when none).
 #[derive(Serialize)]
 pub struct PositionReply {
     service: String,
     entity: String,
     #[serde(flatten)]
     position: EntityPosition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<Value>,
 }
 
 /// `GET /v1/services/{service}/entities/{id}`: where the entity's log stands.
@@ -50,12 +74,17 @@ pub async fn position(
 ) -> Result<Json<PositionReply>, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let journal = state.journal.clone();
+    let is_value = state.services.describe(&service).is_some_and(|s| s.kind == EntityKind::Value.as_str());
     let (s, e) = (service.clone(), id.clone());
-    let position = tokio::task::spawn_blocking(move || journal.position(&s, &e))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    Ok(Json(PositionReply { service, entity: id, position }))
+    let (position, value) = tokio::task::spawn_blocking(move || {
+        let value = if is_value { Some(journal.value(&s, &e)?) } else { None };
+        Ok::<_, crate::journal::JournalError>((journal.position(&s, &e)?, value))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let state = value.map(|v| v.as_deref().map_or(Value::Null, payload_json));
+    Ok(Json(PositionReply { service, entity: id, position, state }))
 }
 
 /// Query of the `events` route.
@@ -65,6 +94,9 @@ pub struct EventsQuery {
     from: Option<u64>,
     /// The most events to answer (default and maximum 10,000).
     limit: Option<usize>,
+    /// Stream the backlog, then every new event, as Server-Sent Events.
+    #[serde(default)]
+    follow: bool,
 }
 
 /// One event as answered over HTTP: JSON payloads are embedded as JSON.
@@ -79,24 +111,31 @@ pub async fn events(
     State(state): State<AppState>,
     ApiPath((service, id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Json<Vec<EventReply>>, ApiError> {
+) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let from = query.from.unwrap_or(1);
+    if query.follow {
+        return Ok(super::stream::follow(&state, service, id, from).into_response());
+    }
     let limit = query.limit.unwrap_or(MAX_EVENTS_PER_PAGE).min(MAX_EVENTS_PER_PAGE);
     let journal = state.journal.clone();
     let events = tokio::task::spawn_blocking(move || journal.events(&service, &id, from, limit))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let events = events
-        .into_iter()
-        .map(|e| EventReply {
-            seq: e.seq,
-            payload: serde_json::from_slice(&e.payload)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&e.payload).into_owned())),
-        })
-        .collect();
-    Ok(Json(events))
+    let events: Vec<EventReply> = events.into_iter().map(EventReply::from).collect();
+    Ok(Json(events).into_response())
+}
+
+impl From<StoredEvent> for EventReply {
+    fn from(event: StoredEvent) -> Self {
+        Self { seq: event.seq, payload: payload_json(&event.payload) }
+    }
+}
+
+/// A payload as JSON: embedded as is when it is JSON, else as a string.
+pub fn payload_json(payload: &[u8]) -> Value {
+    serde_json::from_slice(payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
 }
 
 /// Checks the service exists and the entity id is acceptable.

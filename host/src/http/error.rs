@@ -68,6 +68,7 @@ impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
         match error {
             DeployError::InvalidName(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_name", message),
+            DeployError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DeployError::Component(e) => Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string()),
             DeployError::Journal(e) => Self::internal(e),
             DeployError::Internal(e) => Self::internal(e),
@@ -85,6 +86,9 @@ impl From<InvokeError> for ApiError {
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
             },
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
+            InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
+            InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),
+            InvokeError::SideEffectFailed { .. } => Self::new(StatusCode::BAD_GATEWAY, "side_effect_failed", message),
             InvokeError::Failed(failure) => {
                 let kind = match failure.code {
                     FailureCode::Rejected => "command_failed",

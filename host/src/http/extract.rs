@@ -46,10 +46,34 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         Bytes::from_request(req, state).await.map(ApiBody).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than allowed")
+                too_large()
             } else {
                 ApiError::bad_request(rejection.body_text())
             }
         })
     }
+}
+
+/// Middleware: answers 413 at once when the declared `Content-Length` is
+/// over `limit`, before any of the body is read. (A body without a length,
+/// or one that lies, is still cut off at the limit by [`ApiBody`].)
+pub async fn reject_declared_oversize(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large().into_response();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than allowed")
 }

@@ -5,18 +5,21 @@ mod entities;
 mod error;
 mod extract;
 mod services;
+mod stream;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
 
 use crate::entities::Entities;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::services::Services;
+use crate::subscriptions::Subscriptions;
+use tokio::sync::watch;
 pub use auth::Tokens;
 pub use error::ApiError;
 
@@ -44,6 +47,10 @@ pub struct AppState {
     pub limits: BodyLimits,
     /// Bearer tokens guarding deploys and invocations.
     pub tokens: Tokens,
+    /// The subscription workers, resynchronised after each deploy.
+    pub subscriptions: Arc<Subscriptions>,
+    /// Turns true when the server shuts down; live event streams end then.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// The API's router.
@@ -54,11 +61,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/entities/{id}/events", get(entities::events))
         .route(
             "/v1/services/{service}/entities/{id}/{command}",
-            post(entities::invoke).layer(DefaultBodyLimit::max(limits.invoke)),
+            post(entities::invoke)
+                .layer(DefaultBodyLimit::max(limits.invoke))
+                .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.invoke, req, next))),
         )
         .route_layer(from_fn_with_state(state.clone(), auth::require_invoke));
     let deploy = put(services::deploy)
         .layer(DefaultBodyLimit::max(limits.deploy))
+        .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.deploy, req, next)))
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .route("/healthz", get(healthz))

@@ -4,18 +4,33 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::extract::{ApiBody, ApiPath};
+use serde::Deserialize;
+
+use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 use crate::journal::VersionMeta;
 use crate::services::ServiceInfo;
+
+/// Query of a deploy.
+#[derive(Deserialize)]
+pub struct DeployQuery {
+    /// For an action: the services whose events it subscribes to, comma-separated.
+    subscribe: Option<String>,
+}
 
 /// Deploys the body as the next version of the service: 201 with its metadata.
 pub async fn deploy(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeployQuery>,
     ApiBody(body): ApiBody,
 ) -> Result<(StatusCode, Json<VersionMeta>), ApiError> {
-    let meta = state.services.deploy(&service, body.to_vec()).await?;
+    let subscriptions = query
+        .subscribe
+        .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let meta = state.services.deploy(&service, body.to_vec(), subscriptions).await?;
+    state.subscriptions.sync();
     Ok((StatusCode::CREATED, Json(meta)))
 }
 

@@ -2,9 +2,14 @@
 //! component, in one embedded redb database.
 //!
 //! Reads go straight to redb (MVCC read transactions never block the writer).
-//! Writes of events go through the [`GroupCommitter`], which batches the
-//! appends of many entities into one durable write transaction.
+//! Every command's writes (events, value state, outbox entries, idempotency
+//! record) go through the [`GroupCommitter`], which batches the commits of
+//! many entities into one durable write transaction. Bookkeeping that may be
+//! replayed after a crash (outbox deliveries, subscription offsets) is
+//! written directly.
 
+mod bookkeeping;
+mod records;
 mod tables;
 mod writer;
 
@@ -15,8 +20,12 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use tables::{COMPONENTS, ENTITIES, EVENTS, SNAPSHOTS, VERSIONS};
-pub use writer::{Append, GroupCommitter};
+pub use bookkeeping::ServiceLogEntry;
+pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedReply};
+use tables::{COMPONENTS, COUNTERS, ENTITIES, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
+use tokio::sync::{Notify, broadcast};
+pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
+use writer::Signals;
 
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +128,16 @@ pub struct VersionMeta {
     pub size: u64,
     /// When it was deployed, in milliseconds since the Unix epoch.
     pub deployed_at_ms: u64,
+    /// The services whose events this version (an action) subscribes to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
 }
 
 /// The embedded journal.
 pub struct Journal {
     db: Arc<Database>,
     committer: GroupCommitter,
+    signals: Signals,
 }
 
 impl Journal {
@@ -142,16 +155,33 @@ impl Journal {
         txn.open_table(SNAPSHOTS)?;
         txn.open_table(COMPONENTS)?;
         txn.open_table(VERSIONS)?;
+        txn.open_table(VALUES)?;
+        txn.open_table(OUTBOX)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(SERVICE_LOG)?;
+        txn.open_table(COUNTERS)?;
+        txn.open_table(OFFSETS)?;
         txn.commit()?;
         let db = Arc::new(db);
-        let committer = GroupCommitter::start(db.clone(), metrics)?;
-        Ok(Self { db, committer })
+        let signals = Signals { committed: broadcast::channel(4096).0, outbox: Arc::new(Notify::new()) };
+        let committer = GroupCommitter::start(db.clone(), metrics, signals.clone())?;
+        Ok(Self { db, committer, signals })
     }
 
-    /// Durably appends events (and possibly a snapshot) for one entity.
-    /// Resolves once the write transaction holding them has committed.
-    pub async fn append(&self, append: Append) -> Result<(), JournalError> {
-        self.committer.append(append).await
+    /// Durably writes everything one command produced, atomically. Resolves
+    /// once the write transaction holding it has committed.
+    pub async fn commit(&self, commit: Commit) -> Result<(), JournalError> {
+        self.committer.commit(commit).await
+    }
+
+    /// A receiver of every commit that appends events, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.signals.committed.subscribe()
+    }
+
+    /// Woken after each commit that adds outbox entries.
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.signals.outbox.clone()
     }
 
     /// False once the storage failed in a way that needs a restart to repair.

@@ -18,3 +18,26 @@ pub const COMPONENTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new
 
 /// Deployed version metadata: (service, version) → JSON of `VersionMeta`.
 pub const VERSIONS: TableDefinition<(&str, u32), &str> = TableDefinition::new("versions");
+
+/// Value entities' states: (service, entity) → state.
+pub const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
+
+/// Asynchronous side effects not yet delivered: id → (service, entity,
+/// command, payload, attempts so far, next attempt at, in ms since the epoch).
+pub const OUTBOX: TableDefinition<u64, (&str, &str, &str, &[u8], u32, u64)> = TableDefinition::new("outbox");
+
+/// Idempotency records: (service, entity, key) → (expires at in ms since the
+/// epoch, the recorded reply encoded by `RecordedReply::encode`).
+pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), (u64, &[u8])> = TableDefinition::new("idempotency");
+
+/// Every event of a service in commit order: (service, position) → (entity, seq).
+/// Subscribers read it to see all of a service's events.
+pub const SERVICE_LOG: TableDefinition<(&str, u64), (&str, u64)> = TableDefinition::new("service_log");
+
+/// Counters: the last `SERVICE_LOG` position per service under `log/<service>`,
+/// and the last outbox id under `outbox`.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Subscription offsets: (subscriber, source service) → the last `SERVICE_LOG`
+/// position delivered.
+pub const OFFSETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("offsets");

@@ -10,14 +10,8 @@ fn journal() -> (tempfile::TempDir, Journal) {
     (dir, journal)
 }
 
-fn append(service: &str, entity: &str, expected: u64, events: &[&str]) -> Append {
-    Append {
-        service: service.into(),
-        entity: entity.into(),
-        expected_last_seq: expected,
-        events: events.iter().map(|e| e.as_bytes().to_vec()).collect(),
-        snapshot: None,
-    }
+fn append(service: &str, entity: &str, expected: u64, events: &[&str]) -> Commit {
+    Commit::events(service, entity, expected, events.iter().map(|e| e.as_bytes().to_vec()).collect())
 }
 
 fn payloads(events: &[StoredEvent]) -> Vec<(u64, String)> {
@@ -27,8 +21,8 @@ fn payloads(events: &[StoredEvent]) -> Vec<(u64, String)> {
 #[tokio::test]
 async fn appends_get_consecutive_seqs() {
     let (_dir, journal) = journal();
-    journal.append(append("cart", "a", 0, &["x", "y"])).await.unwrap();
-    journal.append(append("cart", "a", 2, &["z"])).await.unwrap();
+    journal.commit(append("cart", "a", 0, &["x", "y"])).await.unwrap();
+    journal.commit(append("cart", "a", 2, &["z"])).await.unwrap();
     let events = journal.events("cart", "a", 1, usize::MAX).unwrap();
     assert_eq!(payloads(&events), [(1, "x".into()), (2, "y".into()), (3, "z".into())]);
     assert_eq!(journal.position("cart", "a").unwrap(), EntityPosition { last_seq: 3, snapshot_seq: 0 });
@@ -39,8 +33,8 @@ async fn appends_get_consecutive_seqs() {
 #[tokio::test]
 async fn a_stale_append_is_refused_and_writes_nothing() {
     let (_dir, journal) = journal();
-    journal.append(append("cart", "a", 0, &["x"])).await.unwrap();
-    let err = journal.append(append("cart", "a", 0, &["again"])).await.unwrap_err();
+    journal.commit(append("cart", "a", 0, &["x"])).await.unwrap();
+    let err = journal.commit(append("cart", "a", 0, &["again"])).await.unwrap_err();
     assert!(matches!(err, JournalError::Conflict { expected: 0, found: 1, .. }), "{err}");
     assert_eq!(payloads(&journal.events("cart", "a", 1, 10).unwrap()), [(1, "x".into())]);
 }
@@ -49,9 +43,9 @@ async fn a_stale_append_is_refused_and_writes_nothing() {
 async fn entities_and_services_never_share_keys() {
     let (_dir, journal) = journal();
     // Pairs whose concatenations collide must stay apart.
-    journal.append(append("ab", "c", 0, &["ab/c"])).await.unwrap();
-    journal.append(append("a", "bc", 0, &["a/bc"])).await.unwrap();
-    journal.append(append("a", "b", 0, &["a/b"])).await.unwrap();
+    journal.commit(append("ab", "c", 0, &["ab/c"])).await.unwrap();
+    journal.commit(append("a", "bc", 0, &["a/bc"])).await.unwrap();
+    journal.commit(append("a", "b", 0, &["a/b"])).await.unwrap();
     assert_eq!(payloads(&journal.events("a", "bc", 1, 10).unwrap()), [(1, "a/bc".into())]);
     assert_eq!(payloads(&journal.events("a", "b", 1, 10).unwrap()), [(1, "a/b".into())]);
     assert_eq!(payloads(&journal.events("ab", "c", 1, 10).unwrap()), [(1, "ab/c".into())]);
@@ -62,9 +56,11 @@ async fn entities_and_services_never_share_keys() {
 async fn load_starts_from_the_latest_snapshot() {
     let (_dir, journal) = journal();
     let mut first = append("c", "e", 0, &["1", "2", "3"]);
-    first.snapshot = Some(StoredSnapshot { seq: 3, state: b"s3".to_vec() });
-    journal.append(first).await.unwrap();
-    journal.append(append("c", "e", 3, &["4"])).await.unwrap();
+    if let EntityWrite::Events { snapshot, .. } = &mut first.write {
+        *snapshot = Some(StoredSnapshot { seq: 3, state: b"s3".to_vec() });
+    }
+    journal.commit(first).await.unwrap();
+    journal.commit(append("c", "e", 3, &["4"])).await.unwrap();
     let history = journal.load_entity("c", "e").unwrap();
     assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 3, state: b"s3".to_vec() }));
     assert_eq!(payloads(&history.events), [(4, "4".into())]);
@@ -84,7 +80,7 @@ async fn concurrent_appends_to_many_entities_all_commit() {
             let journal = journal.clone();
             tokio::spawn(async move {
                 for n in 0..5 {
-                    journal.append(append("svc", &format!("e{i}"), n, &["ev"])).await.unwrap();
+                    journal.commit(append("svc", &format!("e{i}"), n, &["ev"])).await.unwrap();
                 }
             })
         })
@@ -107,6 +103,7 @@ fn versions_round_trip_and_never_overwrite() {
         kind: "event-sourced".into(),
         size: 3,
         deployed_at_ms: 1,
+        subscriptions: Vec::new(),
     };
     journal.save_version(&meta(1), b"one").unwrap();
     journal.save_version(&meta(2), b"two").unwrap();
@@ -160,16 +157,16 @@ async fn a_failed_disk_write_fails_the_whole_batch_and_acknowledges_nothing() {
     let failing = backend.failing.clone();
     let db = redb::Builder::new().create_with_backend(backend).unwrap();
     let journal = Arc::new(Journal::from_database(db, Arc::new(Metrics::default())).unwrap());
-    journal.append(append("c", "e", 0, &["kept"])).await.unwrap();
+    journal.commit(append("c", "e", 0, &["kept"])).await.unwrap();
 
     failing.store(true, std::sync::atomic::Ordering::SeqCst);
     let attempts: Vec<_> = (0..8)
         .map(|i| {
             let journal = journal.clone();
-            tokio::spawn(async move { journal.append(append("c", &format!("other{i}"), 0, &["lost"])).await })
+            tokio::spawn(async move { journal.commit(append("c", &format!("other{i}"), 0, &["lost"])).await })
         })
         .collect();
-    let first = journal.append(append("c", "e", 1, &["lost"])).await;
+    let first = journal.commit(append("c", "e", 1, &["lost"])).await;
     assert!(first.is_err(), "an append whose commit failed must not be acknowledged");
     for attempt in attempts {
         assert!(attempt.await.unwrap().is_err());
@@ -184,6 +181,130 @@ async fn a_failed_disk_write_fails_the_whole_batch_and_acknowledges_nothing() {
     // redb refuses writes after an I/O error until reopened: the journal
     // says so (health checks answer 503) and keeps refusing, never half-writing.
     assert!(!journal.is_healthy());
-    assert!(journal.append(append("c", "e", 1, &["after"])).await.is_err());
+    assert!(journal.commit(append("c", "e", 1, &["after"])).await.is_err());
     assert_eq!(journal.events("c", "e", 1, 10).unwrap().len(), 1);
+}
+
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Names chosen so that concatenations, prefixes and odd bytes collide
+    /// if keys were ever encoded carelessly.
+    const NAMES: &[&str] = &["a", "ab", "b", "a\0", "a/b", "..", "", "ü", "a\u{10FFFF}"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever is appended, in whatever interleaving, reads back per
+        /// entity in seq order, complete, and never shows in another's log.
+        #[test]
+        fn appends_read_back_exactly(ops in prop::collection::vec(
+            (0..NAMES.len(), 0..NAMES.len(), prop::collection::vec(prop::collection::vec(any::<u8>(), 0..24), 1..4)),
+            1..40,
+        )) {
+            let (_dir, journal) = journal();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut model: BTreeMap<(&str, &str), Vec<Vec<u8>>> = BTreeMap::new();
+            for (s, e, events) in ops {
+                let log = model.entry((NAMES[s], NAMES[e])).or_default();
+                let commit = Commit::events(NAMES[s], NAMES[e], log.len() as u64, events.clone());
+                runtime.block_on(journal.commit(commit)).unwrap();
+                log.extend(events);
+            }
+            for s in NAMES {
+                for e in NAMES {
+                    let expected = model.get(&(*s, *e)).cloned().unwrap_or_default();
+                    let read = journal.events(s, e, 1, usize::MAX).unwrap();
+                    let seqs: Vec<u64> = read.iter().map(|ev| ev.seq).collect();
+                    prop_assert_eq!(seqs, (1..=expected.len() as u64).collect::<Vec<_>>());
+                    let payloads: Vec<Vec<u8>> = read.into_iter().map(|ev| ev.payload).collect();
+                    prop_assert_eq!(payloads, expected.clone());
+                    prop_assert_eq!(journal.position(s, e).unwrap().last_seq, expected.len() as u64);
+                }
+            }
+        }
+    }
+}
+
+fn commit_with(service: &str, entity: &str, write: EntityWrite) -> Commit {
+    Commit { service: service.into(), entity: entity.into(), write, outbox: Vec::new(), idempotency: None }
+}
+
+fn invocation(entity: &str) -> Invocation {
+    Invocation { service: "svc".into(), entity: entity.into(), command: "Go".into(), payload: b"{}".to_vec() }
+}
+
+#[tokio::test]
+async fn value_states_are_written_and_deleted() {
+    let (_dir, journal) = journal();
+    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"one".to_vec())))).await.unwrap();
+    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"two".to_vec())))).await.unwrap();
+    assert_eq!(journal.value("v", "e").unwrap().as_deref(), Some(&b"two"[..]));
+    journal.commit(commit_with("v", "e", EntityWrite::Value(None))).await.unwrap();
+    assert_eq!(journal.value("v", "e").unwrap(), None);
+    assert_eq!(journal.value("v", "other").unwrap(), None);
+}
+
+#[tokio::test]
+async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
+    let (_dir, journal) = journal();
+    let mut commit = append("c", "e", 0, &["x"]);
+    commit.outbox = vec![invocation("a"), invocation("b")];
+    journal.commit(commit).await.unwrap();
+    // A refused commit adds nothing to the outbox.
+    let mut stale = append("c", "e", 0, &["y"]);
+    stale.outbox = vec![invocation("lost")];
+    assert!(journal.commit(stale).await.is_err());
+
+    let (due, pending) = journal.outbox_due(0, 10).unwrap();
+    assert_eq!(pending, 2);
+    assert_eq!(due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    let mut later = due[0].clone();
+    later.attempts = 1;
+    later.next_attempt_ms = 5_000;
+    journal.outbox_retry(&later).unwrap();
+    assert_eq!(journal.outbox_due(1_000, 10).unwrap().0.len(), 1, "a retried entry waits until it is due");
+    assert_eq!(journal.outbox_due(5_000, 10).unwrap().0[0].attempts, 1);
+    journal.outbox_remove(&[due[0].id, due[1].id]).unwrap();
+    assert_eq!(journal.outbox_due(u64::MAX, 10).unwrap(), (Vec::new(), 0));
+}
+
+#[tokio::test]
+async fn idempotency_records_answer_until_they_expire() {
+    let (_dir, journal) = journal();
+    let mut commit = append("c", "e", 0, &["x"]);
+    let reply = RecordedReply::Message(b"{\"ok\":1}".to_vec());
+    commit.idempotency = Some(IdempotencyRecord { key: "k1".into(), expires_at_ms: 1_000, reply: reply.clone() });
+    journal.commit(commit).await.unwrap();
+    assert_eq!(journal.recorded_reply("c", "e", "k1", 999).unwrap(), Some(reply));
+    assert_eq!(journal.recorded_reply("c", "e", "k1", 1_000).unwrap(), None);
+    assert_eq!(journal.recorded_reply("c", "other", "k1", 0).unwrap(), None);
+    assert_eq!(journal.sweep_idempotency(999).unwrap(), 0);
+    assert_eq!(journal.sweep_idempotency(1_000).unwrap(), 1);
+    assert_eq!(journal.recorded_reply("c", "e", "k1", 0).unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_service_log_orders_every_event_of_a_service_and_notifies() {
+    let (_dir, journal) = journal();
+    let mut commits = journal.subscribe();
+    journal.commit(append("s", "a", 0, &["a1", "a2"])).await.unwrap();
+    journal.commit(append("other", "a", 0, &["o1"])).await.unwrap();
+    journal.commit(append("s", "b", 0, &["b1"])).await.unwrap();
+    let log = journal.service_log("s", 0, 10).unwrap();
+    let seen: Vec<(u64, &str, u64)> = log.iter().map(|e| (e.position, e.entity.as_str(), e.event.seq)).collect();
+    assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (3, "b", 1)]);
+    assert_eq!(journal.service_log("s", 2, 10).unwrap().len(), 1);
+    assert_eq!(journal.service_log("other", 0, 10).unwrap().len(), 1);
+
+    assert_eq!(journal.offset("sub", "s").unwrap(), 0);
+    journal.set_offset("sub", "s", 2).unwrap();
+    assert_eq!(journal.offset("sub", "s").unwrap(), 2);
+
+    let first = commits.recv().await.unwrap();
+    assert_eq!((&*first.service, &*first.entity, first.last_seq), ("s", "a", 2));
 }

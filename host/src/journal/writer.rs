@@ -1,39 +1,90 @@
-//! Group commit: one thread owns every event write. It takes all the appends
-//! waiting at the moment it starts a transaction, writes them together and
-//! commits once with immediate durability, then acknowledges each of them.
-//! Under load one fsync serves many commands; alone, a command waits for no one.
+//! Group commit: one thread owns every command's writes. It takes all the
+//! commits waiting at the moment it starts a transaction, writes them
+//! together and commits once with immediate durability, then acknowledges
+//! each of them. Under load one fsync serves many commands; alone, a command
+//! waits for no one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use redb::{Database, Durability, ReadableTable, Table};
-use tokio::sync::{mpsc, oneshot};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::tables::{ENTITIES, EVENTS, SNAPSHOTS};
+use super::records::{IdempotencyRecord, Invocation};
+use super::tables::{COUNTERS, ENTITIES, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES};
 use super::{JournalError, StoredSnapshot};
 use crate::metrics::Metrics;
 
-/// The most appends one transaction takes, so one commit's latency stays bounded.
+/// The most commits one transaction takes, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 1024;
+/// The `COUNTERS` key of the last outbox id.
+pub(super) const OUTBOX_COUNTER: &str = "outbox";
 
-/// The events one command emitted, to be committed atomically.
+/// What a command writes to its entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityWrite {
+    /// Events of an event-sourced entity, and maybe a snapshot.
+    Events {
+        /// The last seq the command ran against; the events get the seqs after it.
+        expected_last_seq: u64,
+        /// The emitted events, in order.
+        events: Vec<Vec<u8>>,
+        /// A snapshot to store with the events, replacing the previous one.
+        snapshot: Option<StoredSnapshot>,
+    },
+    /// A value entity's new state; `None` deletes it.
+    Value(Option<Vec<u8>>),
+    /// Nothing on the entity itself (an action's outbox entries, say).
+    Nothing,
+}
+
+/// Everything one command writes, committed atomically: all or none.
 #[derive(Debug, Clone)]
-pub struct Append {
+pub struct Commit {
+    /// The service of the entity.
+    pub service: Arc<str>,
+    /// The entity id.
+    pub entity: Arc<str>,
+    /// The entity's own change.
+    pub write: EntityWrite,
+    /// Asynchronous side effects, delivered from the outbox after the commit.
+    pub outbox: Vec<Invocation>,
+    /// The reply recorded under the request's idempotency key.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+impl Commit {
+    /// A commit of events only.
+    pub fn events(service: &str, entity: &str, expected_last_seq: u64, events: Vec<Vec<u8>>) -> Self {
+        Self {
+            service: service.into(),
+            entity: entity.into(),
+            write: EntityWrite::Events { expected_last_seq, events, snapshot: None },
+            outbox: Vec::new(),
+            idempotency: None,
+        }
+    }
+
+    /// Whether the commit writes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.write == EntityWrite::Nothing && self.outbox.is_empty() && self.idempotency.is_none()
+    }
+}
+
+/// Sent to subscribers after a commit that appended events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
     /// The entity's service.
     pub service: Arc<str>,
-    /// The entity's id.
+    /// The entity.
     pub entity: Arc<str>,
-    /// The last seq the command ran against; the events get the seqs after it.
-    pub expected_last_seq: u64,
-    /// The emitted events, in order.
-    pub events: Vec<Vec<u8>>,
-    /// A snapshot to store with the events, replacing the previous one.
-    pub snapshot: Option<StoredSnapshot>,
+    /// The seq of its last event, now durable.
+    pub last_seq: u64,
 }
 
 struct Request {
-    append: Append,
+    commit: Commit,
     done: oneshot::Sender<Result<(), JournalError>>,
 }
 
@@ -43,119 +94,201 @@ pub struct GroupCommitter {
     failed: Arc<AtomicBool>,
 }
 
+/// What the writer thread tells the rest of the host.
+#[derive(Clone)]
+pub struct Signals {
+    /// Every commit that appended events.
+    pub committed: broadcast::Sender<Committed>,
+    /// Woken after a commit that added outbox entries.
+    pub outbox: Arc<Notify>,
+}
+
 impl GroupCommitter {
     /// Starts the writer thread on `db`.
-    pub fn start(db: Arc<Database>, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
+    pub fn start(db: Arc<Database>, metrics: Arc<Metrics>, signals: Signals) -> Result<Self, JournalError> {
         let (requests, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let writer_failed = failed.clone();
+        let writer = Writer { db, metrics, signals, failed: failed.clone() };
         thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || run(&db, &metrics, &writer_failed, rx))
+            .spawn(move || writer.run(rx))
             .map_err(|e| JournalError::Storage(redb::StorageError::Io(e).into()))?;
         Ok(Self { requests, failed })
     }
 
+    /// Queues a commit and waits until it is durable (or failed).
+    pub async fn commit(&self, commit: Commit) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.requests.send(Request { commit, done }).map_err(|_| JournalError::WriterStopped)?;
+        wait.await.map_err(|_| JournalError::WriterStopped)?
+    }
+
     /// Whether the storage failed in a way that needs the database reopened
     /// (redb refuses every write after an I/O error). Until the host restarts
-    /// and redb repairs the file, every append fails; nothing is acknowledged.
+    /// and redb repairs the file, every commit fails; nothing is acknowledged.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
-
-    /// Queues an append and waits until it is durable (or failed).
-    pub async fn append(&self, append: Append) -> Result<(), JournalError> {
-        let (done, wait) = oneshot::channel();
-        self.requests.send(Request { append, done }).map_err(|_| JournalError::WriterStopped)?;
-        wait.await.map_err(|_| JournalError::WriterStopped)?
-    }
 }
 
-fn run(db: &Database, metrics: &Metrics, failed: &AtomicBool, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut batch = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let appends: Vec<&Append> = batch.iter().map(|r| &r.append).collect();
-        match commit(db, &appends) {
-            Ok(outcomes) => {
-                let events: usize = batch
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| o.is_ok())
-                    .map(|(r, _)| r.append.events.len())
-                    .sum();
-                metrics.record_commit(batch.len(), events);
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = request.done.send(outcome);
+struct Writer {
+    db: Arc<Database>,
+    metrics: Arc<Metrics>,
+    signals: Signals,
+    failed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut batch = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, appends = batch.len(), "journal commit failed");
-                metrics.record_commit_failure();
-                if matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)) {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                for request in batch.drain(..) {
-                    let _ = request.done.send(Err(JournalError::CommitFailed(error.to_string())));
+            let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
+            match self.write_batch(&commits) {
+                Ok(outcomes) => self.acknowledge(&mut batch, outcomes),
+                Err(error) => {
+                    tracing::error!(%error, commits = batch.len(), "journal commit failed");
+                    self.metrics.record_commit_failure();
+                    if matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)) {
+                        self.failed.store(true, Ordering::Relaxed);
+                    }
+                    for request in batch.drain(..) {
+                        let _ = request.done.send(Err(JournalError::CommitFailed(error.to_string())));
+                    }
                 }
             }
         }
     }
-}
 
-/// Writes every append in one transaction. An append whose expected seq does
-/// not match is refused on its own without writing anything; a storage error
-/// aborts the whole transaction.
-fn commit(db: &Database, appends: &[&Append]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| JournalError::Corrupt(e.to_string()))?;
-    let mut outcomes = Vec::with_capacity(appends.len());
-    {
-        let mut events = txn.open_table(EVENTS)?;
-        let mut entities = txn.open_table(ENTITIES)?;
-        let mut snapshots = txn.open_table(SNAPSHOTS)?;
-        for append in appends {
-            outcomes.push(write_append(append, &mut events, &mut entities, &mut snapshots)?);
+    fn acknowledge(&self, batch: &mut Vec<Request>, outcomes: Vec<Outcome>) {
+        let commits = batch.len();
+        let mut events = 0;
+        let mut outbox = false;
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            if let Ok(last_seq) = outcome {
+                let commit = &request.commit;
+                outbox |= !commit.outbox.is_empty();
+                if let EntityWrite::Events { events: written, .. } = &commit.write
+                    && !written.is_empty()
+                {
+                    events += written.len();
+                    let _ = self.signals.committed.send(Committed {
+                        service: commit.service.clone(),
+                        entity: commit.entity.clone(),
+                        last_seq,
+                    });
+                }
+            }
+            let _ = request.done.send(outcome.map(|_| ()));
+        }
+        self.metrics.record_commit(commits, events);
+        if outbox {
+            self.signals.outbox.notify_one();
         }
     }
-    txn.commit()?;
-    Ok(outcomes)
+
+    /// Writes every commit in one transaction. A commit whose expected seq
+    /// does not match is refused on its own without writing anything; a
+    /// storage error aborts the whole transaction.
+    fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<Outcome>, JournalError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let outcomes = {
+            let mut tables = Tables::open(&txn)?;
+            commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?
+        };
+        txn.commit()?;
+        Ok(outcomes)
+    }
 }
 
-type Outcome = Result<(), JournalError>;
+/// `Ok(last seq)` or the reason this one commit was refused.
+type Outcome = Result<u64, JournalError>;
 
-fn write_append(
-    append: &Append,
-    events: &mut Table<(&str, &str, u64), &[u8]>,
-    entities: &mut Table<(&str, &str), (u64, u64)>,
-    snapshots: &mut Table<(&str, &str), (u64, &[u8])>,
-) -> Result<Outcome, JournalError> {
-    let key = (&*append.service, &*append.entity);
-    let (last_seq, mut snapshot_seq) = entities.get(key)?.map(|v| v.value()).unwrap_or((0, 0));
-    if last_seq != append.expected_last_seq {
-        return Ok(Err(JournalError::Conflict {
-            service: append.service.to_string(),
-            entity: append.entity.to_string(),
-            expected: append.expected_last_seq,
-            found: last_seq,
-        }));
+struct Tables<'txn> {
+    events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
+    entities: Table<'txn, (&'static str, &'static str), (u64, u64)>,
+    snapshots: Table<'txn, (&'static str, &'static str), (u64, &'static [u8])>,
+    values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    outbox: Table<'txn, u64, (&'static str, &'static str, &'static str, &'static [u8], u32, u64)>,
+    idempotency: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
+    service_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
+    counters: Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, JournalError> {
+        Ok(Self {
+            events: txn.open_table(EVENTS)?,
+            entities: txn.open_table(ENTITIES)?,
+            snapshots: txn.open_table(SNAPSHOTS)?,
+            values: txn.open_table(VALUES)?,
+            outbox: txn.open_table(OUTBOX)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            service_log: txn.open_table(SERVICE_LOG)?,
+            counters: txn.open_table(COUNTERS)?,
+        })
     }
-    let mut seq = last_seq;
-    for payload in &append.events {
-        seq += 1;
-        events.insert((key.0, key.1, seq), payload.as_slice())?;
+
+    fn write(&mut self, commit: &Commit) -> Result<Outcome, JournalError> {
+        let key = (&*commit.service, &*commit.entity);
+        let mut last_seq = 0;
+        match &commit.write {
+            EntityWrite::Events { expected_last_seq, events, snapshot } => {
+                let (found, mut snapshot_seq) = self.entities.get(key)?.map(|v| v.value()).unwrap_or((0, 0));
+                if found != *expected_last_seq {
+                    return Ok(Err(JournalError::Conflict {
+                        service: commit.service.to_string(),
+                        entity: commit.entity.to_string(),
+                        expected: *expected_last_seq,
+                        found,
+                    }));
+                }
+                let head_key = format!("log/{}", commit.service);
+                let mut head = self.counters.get(head_key.as_str())?.map_or(0, |v| v.value());
+                last_seq = found;
+                for payload in events {
+                    last_seq += 1;
+                    head += 1;
+                    self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
+                    self.service_log.insert((key.0, head), (key.1, last_seq))?;
+                }
+                if !events.is_empty() {
+                    self.counters.insert(head_key.as_str(), head)?;
+                }
+                if let Some(snapshot) = snapshot {
+                    self.snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
+                    snapshot_seq = snapshot.seq;
+                }
+                self.entities.insert(key, (last_seq, snapshot_seq))?;
+            }
+            EntityWrite::Value(Some(state)) => {
+                self.values.insert(key, state.as_slice())?;
+            }
+            EntityWrite::Value(None) => {
+                self.values.remove(key)?;
+            }
+            EntityWrite::Nothing => {}
+        }
+        if !commit.outbox.is_empty() {
+            let mut id = self.counters.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());
+            for effect in &commit.outbox {
+                id += 1;
+                let row = (effect.service.as_str(), effect.entity.as_str(), effect.command.as_str(), effect.payload.as_slice(), 0, 0);
+                self.outbox.insert(id, row)?;
+            }
+            self.counters.insert(OUTBOX_COUNTER, id)?;
+        }
+        if let Some(record) = &commit.idempotency {
+            let encoded = record.reply.encode();
+            self.idempotency.insert((key.0, key.1, record.key.as_str()), (record.expires_at_ms, encoded.as_slice()))?;
+        }
+        Ok(Ok(last_seq))
     }
-    if let Some(snapshot) = &append.snapshot {
-        snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
-        snapshot_seq = snapshot.seq;
-    }
-    entities.insert(key, (seq, snapshot_seq))?;
-    Ok(Ok(()))
 }

@@ -8,18 +8,22 @@
 mod bindings;
 mod compiled_cache;
 mod guest_state;
+mod kinds;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::{Command, Effects, Event, Failure, FailureCode, Snapshot, EVENT_SOURCED_INTERFACE};
-use bindings::EventSourcedEntityPre;
+pub use bindings::{
+    ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, FailureCode, Forward,
+    Reply, SideEffect, Snapshot, StateChange, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
+};
 pub use compiled_cache::CompiledCache;
 pub use guest_state::GuestState;
+pub use kinds::{CompiledEntity, EntityKind};
 
 /// How often the engine's epoch advances: the granularity of the time limit.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -45,14 +49,17 @@ pub enum ComponentError {
     /// The component could not be decoded or compiled.
     #[error("the component is invalid: {0}")]
     Invalid(String),
-    /// The component does not export an entity interface.
-    #[error("the component does not export `{expected}` (it exports: {found})")]
+    /// The component exports none of the interfaces the host can run.
+    #[error("the component exports none of {expected} (it exports: {found})")]
     MissingExport {
-        /// The interface the host looked for.
-        expected: &'static str,
+        /// The interfaces the host looked for.
+        expected: String,
         /// What the component does export.
         found: String,
     },
+    /// The component exports more than one kind's interface.
+    #[error("the component exports more than one kind of service ({0}); export exactly one")]
+    AmbiguousKind(String),
     /// The component imports something the host does not provide.
     #[error("the component imports what the host does not provide: {0}")]
     UnsatisfiedImport(String),
@@ -70,30 +77,6 @@ pub enum GuestError {
     /// The guest ran past the invocation time limit.
     #[error("the guest ran longer than the invocation time limit of {0:?}")]
     Timeout(Duration),
-}
-
-/// The kinds of entity a component can implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntityKind {
-    /// Exports `wasmstate:entity/event-sourced`.
-    EventSourced,
-}
-
-impl EntityKind {
-    /// The name reported over HTTP and stored with the version.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityKind::EventSourced => "event-sourced",
-        }
-    }
-}
-
-/// A validated, compiled component ready to be instantiated cheaply.
-#[derive(Clone)]
-pub struct CompiledEntity {
-    pre: EventSourcedEntityPre<GuestState>,
-    /// The kind of entity the component implements.
-    pub kind: EntityKind,
 }
 
 /// The shared Wasm engine and linker.
@@ -134,38 +117,42 @@ impl Runtime {
     /// Checks a compiled component's exports and imports and pre-instantiates it.
     pub fn prepare(&self, component: &Component) -> Result<CompiledEntity, ComponentError> {
         let ty = component.component_type();
-        if ty.get_export(&self.engine, EVENT_SOURCED_INTERFACE).is_none() {
-            let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
-            let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
-            return Err(ComponentError::MissingExport { expected: EVENT_SOURCED_INTERFACE, found });
-        }
+        let kinds: Vec<EntityKind> =
+            EntityKind::ALL.into_iter().filter(|k| ty.get_export(&self.engine, k.interface()).is_some()).collect();
+        let kind = match kinds.as_slice() {
+            [kind] => *kind,
+            [] => {
+                let expected = EntityKind::ALL.map(|k| format!("`{}`", k.interface())).join(", ");
+                let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+                let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
+                return Err(ComponentError::MissingExport { expected, found });
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|k| k.interface()).collect();
+                return Err(ComponentError::AmbiguousKind(names.join(", ")));
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
-        let pre = EventSourcedEntityPre::new(pre)
-            .map_err(|e| ComponentError::Invalid(format!("the entity interface has the wrong shape: {e:#}")))?;
-        Ok(CompiledEntity { pre, kind: EntityKind::EventSourced })
+        CompiledEntity::new(pre, kind)
+            .map_err(|e| ComponentError::Invalid(format!("the {} interface has the wrong shape: {e:#}", kind.as_str())))
     }
 
-    /// Runs one command on a fresh instance of `entity`. Blocking: call it
-    /// from a blocking-capable thread.
-    pub fn handle(
+    /// Instantiates `entity` in a fresh store bounded in memory and time and
+    /// runs `call` on it. Blocking: call it from a blocking-capable thread.
+    fn call<R>(
         &self,
         entity: &CompiledEntity,
-        snapshot: Option<&Snapshot>,
-        events: &[Event],
-        command: &Command,
-    ) -> Result<Result<Effects, Failure>, GuestError> {
+        call: impl FnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestError> {
         let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
         store.limiter(|state| &mut state.memory);
         let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(ticks as u64 + 1);
         store.epoch_deadline_trap();
-        let result = entity
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.wasmstate_entity_event_sourced().call_handle(&mut store, snapshot, events, command));
+        let result = entity.pre().instantiate(&mut store).and_then(|instance| call(&mut store, &instance));
         result.map_err(|error| self.classify(&store, error))
     }
 
@@ -230,11 +217,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_component_is_refused_naming_the_interface() {
+    fn empty_component_is_refused_naming_the_interfaces() {
         let rt = runtime();
         let err = rt.compile(&wat_component()).err().expect("must be refused");
         let text = err.to_string();
-        assert!(text.contains(EVENT_SOURCED_INTERFACE), "{text}");
+        for interface in [EVENT_SOURCED_INTERFACE, VALUE_INTERFACE, ACTION_INTERFACE] {
+            assert!(text.contains(interface), "{text}");
+        }
     }
 
     /// The smallest valid component: just the preamble, no sections.

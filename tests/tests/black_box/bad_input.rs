@@ -2,6 +2,7 @@
 //! bodies: a clear JSON error with an honest status, and nothing persisted.
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmstate_tests::guests::{COUNTER, WRONG_WORLD};
 
 use crate::{raw_http, start, start_with};
@@ -88,7 +89,17 @@ async fn oversized_bodies_answer_413_and_persist_nothing() {
     assert_eq!(kind, "payload_too_large");
     assert_eq!(api.position("counter", "c").await, (0, 0));
 
-    let (kind, _) = api.deploy_bytes("other", vec![0u8; 1024 * 1024]).await.expect_error(413);
-    assert_eq!(kind, "payload_too_large");
+    // A 1 MiB upload is refused from its Content-Length alone: the server
+    // answers before the client has sent the body.
+    let addr = t.server.base().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!("PUT /v1/services/other HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n", 1024 * 1024);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 1024]).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut response)).await.unwrap().unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("payload_too_large"), "{response}");
     api.get("/v1/services/other").await.expect_error(404);
 }

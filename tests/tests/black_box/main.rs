@@ -7,10 +7,13 @@ mod cart;
 mod cli;
 mod counter;
 mod crash;
+mod fuzz;
 mod guest_limits;
+mod kinds;
 mod overload;
 mod restart;
 mod security;
+mod tck;
 
 use std::path::Path;
 

@@ -23,14 +23,23 @@ wit_bindgen::generate!({
 });
 
 use exports::wasmstate::entity::event_sourced::{Effects, Guest};
-use wasmstate::entity::types::{Command, Event, Failure, Snapshot};
+use wasmstate::entity::types::{Command, Event, Failure, Reply, Snapshot};
 
 struct Thief;
 
 impl Guest for Thief {
-    fn handle(_snapshot: Option<Snapshot>, _events: Vec<Event>, _command: Command) -> Result<Effects, Failure> {
+    fn handle(
+        _snapshot: Option<Snapshot>,
+        _events: Vec<Event>,
+        _command: Command,
+    ) -> Result<Effects, Failure> {
         let secret = test::forbidden::secrets::steal();
-        Ok(Effects { events: Vec::new(), reply: secret.into_bytes(), state: Vec::new() })
+        Ok(Effects {
+            events: Vec::new(),
+            reply: Reply::Message(secret.into_bytes()),
+            side_effects: Vec::new(),
+            state: Vec::new(),
+        })
     }
 }
 

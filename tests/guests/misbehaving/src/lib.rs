@@ -137,7 +137,9 @@ impl EventSourcedEntity for Misbehaving {
             "Batch" => {
                 let Batch { value, count } = command.json()?;
                 for part in 0..count {
-                    ctx.emit(Event::Echoed { value: json!({ "batch": value, "part": part }) });
+                    ctx.emit(Event::Echoed {
+                        value: json!({ "batch": value, "part": part }),
+                    });
                 }
                 Ok(Reply::json(&json!({ "batch": value, "count": count })))
             }
@@ -147,7 +149,9 @@ impl EventSourcedEntity for Misbehaving {
                 while started.elapsed() < std::time::Duration::from_millis(millis) {
                     black_box(());
                 }
-                ctx.emit(Event::Echoed { value: json!({ "spun": millis }) });
+                ctx.emit(Event::Echoed {
+                    value: json!({ "spun": millis }),
+                });
                 Ok(Reply::json(&json!({ "spun": millis })))
             }
             "Grow" => {

@@ -1,5 +1,6 @@
-//! A component exporting an unrelated interface instead of
-//! `wasmstate:entity/event-sourced`: the host must refuse to deploy it.
+//! A component exporting an unrelated interface instead of one of
+//! `wasmstate:entity/event-sourced`, `value` or `action`: the host must
+//! refuse to deploy it.
 
 wit_bindgen::generate!({
     inline: r"

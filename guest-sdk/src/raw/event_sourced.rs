@@ -1,20 +1,17 @@
-//! The byte-level core shared by the WebAssembly export and the [`testkit`](crate::testkit).
-//!
-//! It mirrors the WIT `handle` function without depending on the generated
-//! bindings: it decodes the snapshot and events, runs the command and
-//! encodes what the command produced.
+//! The core of an event-sourced entity: the WIT `event-sourced.handle`.
 
-use serde::Serialize;
-
-use crate::{Command, Context, EventSourcedEntity, Failure};
+use crate::reply::encode_json;
+use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect};
 
 /// What a successful command produced, encoded as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effects {
     /// The events the command emitted, in order.
     pub events: Vec<Vec<u8>>,
-    /// The reply to the caller.
-    pub reply: Vec<u8>,
+    /// The reply to the caller, or a forward.
+    pub reply: Reply,
+    /// Further commands to run once the events are durable.
+    pub side_effects: Vec<SideEffect>,
     /// The entity's state after applying all of `events`.
     pub state: Vec<u8>,
 }
@@ -55,19 +52,16 @@ pub fn handle<'a, E: EventSourcedEntity>(
 
     let mut ctx = Context::new(command.entity_id(), &state);
     let reply = state.handle(command, &mut ctx)?;
-    let (events, working) = ctx.into_parts();
+    let (events, side_effects, working) = ctx.into_parts();
     Ok(Effects {
-        events: events.iter().map(|event| encode(event, "event")).collect(),
-        reply: reply.into_bytes(),
-        state: encode(working.as_ref().unwrap_or(&state), "state"),
+        events: events
+            .iter()
+            .map(|event| encode_json(event, "event"))
+            .collect(),
+        reply,
+        side_effects,
+        state: encode_json(working.as_ref().unwrap_or(&state), "state"),
     })
-}
-
-fn encode<T: Serialize>(value: &T, what: &str) -> Vec<u8> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => bytes,
-        Err(error) => panic!("{what} could not be encoded as JSON: {error}"),
-    }
 }
 
 #[cfg(test)]
@@ -77,7 +71,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::{FailureCode, Reply};
+    use crate::{FailureCode, Forward};
 
     thread_local! {
         static CLONES: Cell<usize> = const { Cell::new(0) };
@@ -101,6 +95,8 @@ mod tests {
         by: i64,
         #[serde(default)]
         times: usize,
+        #[serde(default)]
+        effects: usize,
         #[serde(default)]
         fail: bool,
     }
@@ -128,10 +124,20 @@ mod tests {
                         ctx.emit(add.by);
                     }
                     assert_eq!(self.total + add.by * add.times as i64, ctx.state().total);
+                    for n in 0..add.effects {
+                        ctx.effect(SideEffect::new("audit", ctx.entity_id(), "Record").json(&n));
+                    }
+                    assert_eq!(ctx.side_effects().len(), add.effects);
                     if add.fail {
                         return Err(Failure::rejected("asked to fail"));
                     }
                     Ok(Reply::json(&ctx.state().total))
+                }
+                "Forward" => {
+                    ctx.emit(1);
+                    ctx.effect(SideEffect::new("audit", "all", "Forwarded").synchronous());
+                    let forward = Forward::new("other", "o-1", "Take").json(&ctx.state().total);
+                    Ok(Reply::forward(forward))
                 }
                 "Unit" => command.json::<()>().map(|()| Reply::empty()),
                 "Id" => Ok(Reply::raw(ctx.entity_id())),
@@ -167,7 +173,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(effects.events, vec![b"1".to_vec()]);
-        assert_eq!(effects.reply, b"14");
+        assert_eq!(effects.reply, Reply::raw("14"));
         assert_eq!(effects.state, br#"{"total":14}"#);
     }
 
@@ -176,10 +182,13 @@ mod tests {
         for payload in ["", "  \n", "{}"] {
             let effects = run(None, &[], "Add", payload).unwrap();
             assert!(effects.events.is_empty());
-            assert_eq!(effects.reply, b"0");
+            assert_eq!(effects.reply, Reply::raw("0"));
         }
-        assert_eq!(run(None, &[], "Unit", "").unwrap().reply, b"{}");
-        assert_eq!(run(None, &[], "Unit", "null").unwrap().reply, b"{}");
+        assert_eq!(run(None, &[], "Unit", "").unwrap().reply, Reply::empty());
+        assert_eq!(
+            run(None, &[], "Unit", "null").unwrap().reply,
+            Reply::empty()
+        );
     }
 
     #[test]
@@ -204,9 +213,35 @@ mod tests {
     }
 
     #[test]
-    fn failure_discards_emitted_events() {
-        let failure = run(None, &[], "Add", r#"{"times":3,"fail":true}"#).unwrap_err();
+    fn failure_discards_emitted_events_and_side_effects() {
+        let failure = run(None, &[], "Add", r#"{"times":3,"effects":2,"fail":true}"#).unwrap_err();
         assert_eq!(failure, Failure::rejected("asked to fail"));
+    }
+
+    #[test]
+    fn side_effects_are_returned_in_order() {
+        let effects = run(None, &[], "Add", r#"{"times":1,"effects":2}"#).unwrap();
+        let expected: Vec<_> = (0..2)
+            .map(|n| SideEffect::new("audit", "t-1", "Record").json(&n))
+            .collect();
+        assert_eq!(effects.side_effects, expected);
+        assert!(effects.side_effects.iter().all(|e| !e.is_synchronous()));
+    }
+
+    #[test]
+    fn forward_reply_keeps_events_and_side_effects() {
+        let effects = run(None, &[(1, b"4")], "Forward", "").unwrap();
+        assert_eq!(
+            effects.reply,
+            Reply::forward(Forward::new("other", "o-1", "Take").payload("5"))
+        );
+        assert_eq!(effects.reply.as_message(), None);
+        assert_eq!(effects.events, vec![b"1".to_vec()]);
+        assert_eq!(
+            effects.side_effects,
+            [SideEffect::new("audit", "all", "Forwarded").synchronous()]
+        );
+        assert_eq!(effects.state, br#"{"total":5}"#);
     }
 
     #[test]
@@ -219,13 +254,13 @@ mod tests {
         let effects = run(None, &[(1, b"4")], "Add", r#"{"by":2,"times":3}"#).unwrap();
         assert_eq!(clones(), before + 1);
         assert_eq!(effects.events, vec![b"2".to_vec(); 3]);
-        assert_eq!(effects.reply, b"10");
+        assert_eq!(effects.reply, Reply::raw("10"));
         assert_eq!(effects.state, br#"{"total":10}"#);
     }
 
     #[test]
     fn context_exposes_the_entity_id() {
-        assert_eq!(run(None, &[], "Id", "").unwrap().reply, b"t-1");
+        assert_eq!(run(None, &[], "Id", "").unwrap().reply, Reply::raw("t-1"));
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The typed entity model: state, events and the command context.
+//! Event-sourced entities: state, events and the command context.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Failure, Reply};
+use crate::{Command, Failure, Reply, SideEffect};
 
 /// An event-sourced entity: its state is the fold of its events.
 ///
@@ -26,16 +26,20 @@ pub trait EventSourcedEntity: Default + Clone + Serialize + DeserializeOwned {
     ///
     /// Emit events with [`Context::emit`]; read the state including them
     /// with [`Context::state`] (`self` stays the state before the command).
-    /// Returning `Err` discards every event emitted.
+    /// Add side effects with [`Context::effect`]; reply with a message or a
+    /// [`Reply::forward`]. Returning `Err` discards every event emitted and
+    /// every side effect added.
     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure>;
 }
 
-/// What a command handler can do besides replying: emit events.
+/// What a command handler can do besides replying: emit events and add side
+/// effects.
 pub struct Context<'a, E: EventSourcedEntity> {
     entity_id: &'a str,
     state: &'a E,
     working: Option<E>,
     events: Vec<E::Event>,
+    side_effects: Vec<SideEffect>,
 }
 
 impl<'a, E: EventSourcedEntity> Context<'a, E> {
@@ -46,6 +50,7 @@ impl<'a, E: EventSourcedEntity> Context<'a, E> {
             state,
             working: None,
             events: Vec::new(),
+            side_effects: Vec::new(),
         }
     }
 
@@ -75,8 +80,19 @@ impl<'a, E: EventSourcedEntity> Context<'a, E> {
         &self.events
     }
 
-    /// Splits the context into the emitted events and the working state, if any.
-    pub(crate) fn into_parts(self) -> (Vec<E::Event>, Option<E>) {
-        (self.events, self.working)
+    /// Adds a side effect, run once the events are durable.
+    pub fn effect(&mut self, effect: SideEffect) {
+        self.side_effects.push(effect);
+    }
+
+    /// The side effects added so far by this command, in order.
+    pub fn side_effects(&self) -> &[SideEffect] {
+        &self.side_effects
+    }
+
+    /// Splits the context into the emitted events, the side effects and the
+    /// working state, if any.
+    pub(crate) fn into_parts(self) -> (Vec<E::Event>, Vec<SideEffect>, Option<E>) {
+        (self.events, self.side_effects, self.working)
     }
 }

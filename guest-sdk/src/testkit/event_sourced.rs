@@ -1,15 +1,11 @@
-//! Unit-test entities natively, without WebAssembly or a host.
-//!
-//! [`TestKit`] plays the host: it keeps the entity's event log as encoded
-//! bytes and runs every command through the same byte-level core as the
-//! WebAssembly export ([`raw::handle`]). As with the host, a failed command
-//! changes nothing.
+//! The test kit of event-sourced entities.
 
 use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use crate::{Command, EventSourcedEntity, Failure, raw};
+use super::{Outcome, decode, encode, message};
+use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, raw};
 
 /// An in-memory host for one entity of type `E`.
 ///
@@ -31,6 +27,9 @@ use crate::{Command, EventSourcedEntity, Failure, raw};
 /// assert_eq!(kit.handle("Visit", ()).unwrap(), 1);
 /// assert_eq!(kit.handle("Visit", ()).unwrap(), 2);
 /// assert_eq!(kit.events().len(), 2);
+/// let outcome = kit.handle_outcome("Visit", ()).unwrap();
+/// assert_eq!(outcome.reply, Some(serde_json::json!(3)));
+/// assert!(outcome.forward.is_none() && outcome.side_effects.is_empty());
 /// ```
 pub struct TestKit<E> {
     entity_id: String,
@@ -80,22 +79,15 @@ impl<E: EventSourcedEntity> TestKit<E> {
     ///
     /// # Panics
     ///
-    /// If the reply is not JSON, or if the entity panics.
+    /// If the reply is not JSON, if the command forwarded (see
+    /// [`handle_outcome`](Self::handle_outcome)), or if the entity panics.
     pub fn handle(
         &mut self,
         name: &str,
         payload: impl Serialize,
     ) -> Result<serde_json::Value, Failure> {
-        let payload =
-            match serde_json::to_value(&payload).expect("payload must be encodable as JSON") {
-                serde_json::Value::Null => Vec::new(),
-                value => value.to_string().into_bytes(),
-            };
-        let reply = self.handle_raw(name, &payload)?;
-        if reply.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        Ok(serde_json::from_slice(&reply).expect("reply must be JSON"))
+        let reply = self.handle_raw(name, &encode(payload))?;
+        Ok(decode(&reply, "reply"))
     }
 
     /// Sends command `name` with a raw `payload`, returning the raw reply.
@@ -103,7 +95,37 @@ impl<E: EventSourcedEntity> TestKit<E> {
     /// # Errors
     ///
     /// The entity's failure; the log and state are then unchanged.
+    ///
+    /// # Panics
+    ///
+    /// If the command forwarded, or if the entity panics.
     pub fn handle_raw(&mut self, name: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let (reply, _) = self.commit(name, payload)?;
+        Ok(message(name, reply))
+    }
+
+    /// Sends command `name` with `payload` encoded as JSON, returning its
+    /// reply or forward and its side effects, decoded as JSON.
+    ///
+    /// # Errors
+    ///
+    /// The entity's failure; the log and state are then unchanged.
+    ///
+    /// # Panics
+    ///
+    /// If a reply or payload is neither empty nor JSON, or if the entity
+    /// panics.
+    pub fn handle_outcome(
+        &mut self,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<Outcome, Failure> {
+        let (reply, side_effects) = self.commit(name, &encode(payload))?;
+        Ok(Outcome::new(reply, side_effects))
+    }
+
+    /// Runs a command and commits its events, as the host does.
+    fn commit(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let snapshot = self
             .snapshot
             .as_ref()
@@ -114,7 +136,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             .iter()
             .filter(|(seq, _)| *seq > after)
             .map(|(seq, event)| (*seq, event.as_slice()));
-        let effects = raw::handle::<E>(
+        let effects = raw::event_sourced::handle::<E>(
             snapshot,
             events,
             Command::new(name, payload, &self.entity_id),
@@ -128,7 +150,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             self.snapshot = Some((self.seq(), effects.state.clone()));
         }
         self.state = Some(effects.state);
-        Ok(effects.reply)
+        Ok((effects.reply, effects.side_effects))
     }
 
     /// The sequence number of the last committed event; 0 for an empty log.
@@ -177,7 +199,10 @@ mod tests {
     use serde_json::json;
 
     use super::TestKit;
-    use crate::{Command, Context, EventSourcedEntity, Failure, FailureCode, Reply};
+    use crate::testkit::{ForwardCall, Outcome, SideEffectCall};
+    use crate::{
+        Command, Context, EventSourcedEntity, Failure, FailureCode, Forward, Reply, SideEffect,
+    };
 
     #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
     struct Log {
@@ -213,6 +238,19 @@ mod tests {
                     Ok(Reply::empty())
                 }
                 "Read" => Ok(Reply::json(self)),
+                "Publish" => {
+                    let write: Write = command.json()?;
+                    for line in write.lines {
+                        ctx.effect(SideEffect::new("feed", "all", "Post").json(&line));
+                        ctx.emit(line);
+                    }
+                    ctx.effect(SideEffect::new("feed", "all", "Flush").synchronous());
+                    if write.fail {
+                        return Err(Failure::rejected("asked to fail"));
+                    }
+                    let forward = Forward::new("mirror", ctx.entity_id(), "Copy").json(ctx.state());
+                    Ok(Reply::forward(forward))
+                }
                 "Nothing" => Ok(Reply::raw(Vec::new())),
                 _ => Err(command.unknown()),
             }
@@ -286,5 +324,55 @@ mod tests {
         let mut kit = TestKit::<Log>::new("log");
         assert_eq!(kit.handle("Nothing", ()), Ok(serde_json::Value::Null));
         assert_eq!(kit.handle_raw("Nothing", b""), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn outcome_shows_forward_and_side_effects() {
+        let mut kit = TestKit::<Log>::new("log");
+        write(&mut kit, &["a"]);
+        assert_eq!(
+            kit.handle_outcome("Publish", json!({ "lines": ["b", "c"] })),
+            Ok(Outcome {
+                reply: None,
+                forward: Some(ForwardCall::new(
+                    "mirror",
+                    "log",
+                    "Copy",
+                    json!({ "lines": ["a", "b", "c"] })
+                )),
+                side_effects: vec![
+                    SideEffectCall::new("feed", "all", "Post", json!("b")),
+                    SideEffectCall::new("feed", "all", "Post", json!("c")),
+                    SideEffectCall::new("feed", "all", "Flush", serde_json::Value::Null)
+                        .synchronous(),
+                ],
+            })
+        );
+        assert_eq!(kit.seq(), 3);
+        assert_eq!(
+            kit.handle_outcome("Write", json!({ "lines": [] })),
+            Ok(Outcome {
+                reply: Some(json!({})),
+                forward: None,
+                side_effects: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn failed_forward_commits_nothing() {
+        let mut kit = TestKit::<Log>::new("log");
+        let failure = kit
+            .handle_outcome("Publish", json!({ "lines": ["b"], "fail": true }))
+            .unwrap_err();
+        assert_eq!(failure, Failure::rejected("asked to fail"));
+        assert_eq!(kit.seq(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "command Publish forwarded to mirror/log/Copy: use handle_outcome")]
+    fn handle_refuses_to_hide_a_forward() {
+        let mut kit = TestKit::<Log>::new("log");
+        let _ = kit.handle("Publish", json!({ "lines": [] }));
     }
 }

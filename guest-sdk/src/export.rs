@@ -1,0 +1,315 @@
+//! The WebAssembly exports: generated bindings, the glue between them and
+//! the byte-level cores, and the `export_*!` macros.
+//!
+//! Each kind of service targets its own WIT world, so each has its own
+//! bindings and its own export macro; the three share one copy of the
+//! `wasmstate:entity/types` interface.
+
+/// Bindings generated from the `wasmstate:entity` WIT package, one module
+/// per world.
+#[doc(hidden)]
+pub mod bindings {
+    /// The `event-sourced-entity` world; owner of the shared types.
+    pub mod event_sourced {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "event-sourced-entity",
+            pub_export_macro: true,
+            export_macro_name: "__export_event_sourced_entity",
+            default_bindings_module: "wasmstate_sdk::bindings::event_sourced",
+        });
+    }
+
+    /// The `value-entity` world.
+    pub mod value {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "value-entity",
+            with: {
+                "wasmstate:entity/types@0.1.0": crate::bindings::types,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_value_entity",
+            default_bindings_module: "wasmstate_sdk::bindings::value",
+        });
+    }
+
+    /// The `action-service` world.
+    pub mod action {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "action-service",
+            with: {
+                "wasmstate:entity/types@0.1.0": crate::bindings::types,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_action_service",
+            default_bindings_module: "wasmstate_sdk::bindings::action",
+        });
+    }
+
+    pub use event_sourced::wasmstate::entity::types;
+}
+
+/// Glue between the generated bindings and the [`raw`](crate::raw) cores.
+#[doc(hidden)]
+pub mod __private {
+    use crate::bindings::action::exports::wasmstate::entity::action as action_wit;
+    use crate::bindings::event_sourced::exports::wasmstate::entity::event_sourced as event_sourced_wit;
+    use crate::bindings::types;
+    use crate::bindings::value::exports::wasmstate::entity::value as value_wit;
+    use crate::raw::value::StateChange;
+    use crate::{Command, Failure, FailureCode, Reply, SideEffect, SubscribedEvent, raw};
+
+    /// Implements the exported `event-sourced.handle` for entity type `E`.
+    pub fn event_sourced_handle<E: crate::EventSourcedEntity>(
+        snapshot: Option<types::Snapshot>,
+        events: Vec<types::Event>,
+        command: types::Command,
+    ) -> Result<event_sourced_wit::Effects, types::Failure> {
+        let snapshot = snapshot.as_ref().map(|s| (s.seq, s.state.as_slice()));
+        let events = events.iter().map(|e| (e.seq, e.payload.as_slice()));
+        let effects = raw::event_sourced::handle::<E>(snapshot, events, command_of(&command))
+            .map_err(failure)?;
+        Ok(event_sourced_wit::Effects {
+            events: effects.events,
+            reply: reply(effects.reply),
+            side_effects: side_effects(effects.side_effects),
+            state: effects.state,
+        })
+    }
+
+    /// Implements the exported `value.handle` for entity type `E`.
+    pub fn value_handle<E: crate::ValueEntity>(
+        state: Option<Vec<u8>>,
+        command: types::Command,
+    ) -> Result<value_wit::ValueEffects, types::Failure> {
+        let effects =
+            raw::value::handle::<E>(state.as_deref(), command_of(&command)).map_err(failure)?;
+        Ok(value_wit::ValueEffects {
+            reply: reply(effects.reply),
+            state: match effects.state {
+                StateChange::Unchanged => value_wit::StateChange::Unchanged,
+                StateChange::Update(bytes) => value_wit::StateChange::Update(bytes),
+                StateChange::Delete => value_wit::StateChange::Delete,
+            },
+            side_effects: side_effects(effects.side_effects),
+        })
+    }
+
+    /// Implements the exported `action.handle` for action type `A`.
+    pub fn action_handle<A: crate::Action>(
+        command: types::Command,
+    ) -> Result<action_wit::ActionEffects, types::Failure> {
+        let effects = raw::action::handle::<A>(command_of(&command)).map_err(failure)?;
+        Ok(action_wit::ActionEffects {
+            reply: reply(effects.reply),
+            side_effects: side_effects(effects.side_effects),
+        })
+    }
+
+    /// Implements the exported `action.on-event` for action type `A`.
+    pub fn action_on_event<A: crate::Action>(
+        event: types::SubscribedEvent,
+    ) -> Result<Vec<types::SideEffect>, types::Failure> {
+        let event =
+            SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload);
+        raw::action::on_event::<A>(event)
+            .map(side_effects)
+            .map_err(failure)
+    }
+
+    fn command_of(command: &types::Command) -> Command<'_> {
+        Command::new(&command.name, &command.payload, &command.entity_id)
+    }
+
+    fn reply(reply: Reply) -> types::Reply {
+        match reply {
+            Reply::Message(bytes) => types::Reply::Message(bytes),
+            Reply::Forward(forward) => types::Reply::Forward(types::Forward {
+                service: forward.service,
+                entity_id: forward.entity_id,
+                command: forward.command,
+                payload: forward.payload,
+            }),
+        }
+    }
+
+    fn side_effects(effects: Vec<SideEffect>) -> Vec<types::SideEffect> {
+        effects
+            .into_iter()
+            .map(|effect| types::SideEffect {
+                service: effect.service,
+                entity_id: effect.entity_id,
+                command: effect.command,
+                payload: effect.payload,
+                synchronous: effect.synchronous,
+            })
+            .collect()
+    }
+
+    fn failure(failure: Failure) -> types::Failure {
+        types::Failure {
+            code: match failure.code() {
+                FailureCode::Rejected => types::FailureCode::Rejected,
+                FailureCode::UnknownCommand => types::FailureCode::UnknownCommand,
+                FailureCode::InvalidPayload => types::FailureCode::InvalidPayload,
+                FailureCode::InvalidState => types::FailureCode::InvalidState,
+            },
+            message: failure.message().to_owned(),
+        }
+    }
+}
+
+/// Exports an [`EventSourcedEntity`](crate::EventSourcedEntity) as the
+/// component's `wasmstate:entity/event-sourced` interface (world
+/// `event-sourced-entity`).
+///
+/// Invoke it once, at the crate's top level, in a `cdylib` crate; a
+/// component exports exactly one kind of service. The exports are only
+/// emitted when compiling for WebAssembly, so the same crate also builds
+/// natively for unit tests.
+///
+/// ```
+/// # use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+/// # #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct ShoppingCart {}
+/// # impl EventSourcedEntity for ShoppingCart {
+/// #     type Event = ();
+/// #     fn apply(&mut self, _: &()) {}
+/// #     fn handle(&self, c: Command<'_>, _: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+/// #         Err(c.unknown())
+/// #     }
+/// # }
+/// wasmstate_sdk::export_event_sourced!(ShoppingCart);
+/// ```
+#[macro_export]
+macro_rules! export_event_sourced {
+    ($entity:ty) => {
+        const _: () = {
+            struct __WasmstateEventSourced;
+
+            impl $crate::bindings::event_sourced::exports::wasmstate::entity::event_sourced::Guest
+                for __WasmstateEventSourced
+            {
+                fn handle(
+                    snapshot: ::core::option::Option<$crate::bindings::types::Snapshot>,
+                    events: ::std::vec::Vec<$crate::bindings::types::Event>,
+                    command: $crate::bindings::types::Command,
+                ) -> ::core::result::Result<
+                    $crate::bindings::event_sourced::exports::wasmstate::entity::event_sourced::Effects,
+                    $crate::bindings::types::Failure,
+                > {
+                    $crate::__private::event_sourced_handle::<$entity>(snapshot, events, command)
+                }
+            }
+
+            // Native builds (unit tests) only type-check the glue: the export
+            // names are not valid symbol names for native linkers.
+            #[cfg(target_family = "wasm")]
+            $crate::bindings::event_sourced::__export_event_sourced_entity!(
+                __WasmstateEventSourced with_types_in $crate::bindings::event_sourced
+            );
+        };
+    };
+}
+
+/// Exports a [`ValueEntity`](crate::ValueEntity) as the component's
+/// `wasmstate:entity/value` interface (world `value-entity`).
+///
+/// Invoke it once, at the crate's top level, in a `cdylib` crate; a
+/// component exports exactly one kind of service. The exports are only
+/// emitted when compiling for WebAssembly.
+///
+/// ```
+/// # use wasmstate_sdk::{Command, Failure, Reply, ValueContext, ValueEntity};
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// # struct Profile {}
+/// # impl ValueEntity for Profile {
+/// #     fn handle(&self, c: Command<'_>, _: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+/// #         Err(c.unknown())
+/// #     }
+/// # }
+/// wasmstate_sdk::export_value_entity!(Profile);
+/// ```
+#[macro_export]
+macro_rules! export_value_entity {
+    ($entity:ty) => {
+        const _: () = {
+            struct __WasmstateValueEntity;
+
+            impl $crate::bindings::value::exports::wasmstate::entity::value::Guest
+                for __WasmstateValueEntity
+            {
+                fn handle(
+                    state: ::core::option::Option<::std::vec::Vec<u8>>,
+                    command: $crate::bindings::types::Command,
+                ) -> ::core::result::Result<
+                    $crate::bindings::value::exports::wasmstate::entity::value::ValueEffects,
+                    $crate::bindings::types::Failure,
+                > {
+                    $crate::__private::value_handle::<$entity>(state, command)
+                }
+            }
+
+            #[cfg(target_family = "wasm")]
+            $crate::bindings::value::__export_value_entity!(
+                __WasmstateValueEntity with_types_in $crate::bindings::value
+            );
+        };
+    };
+}
+
+/// Exports an [`Action`](crate::Action) as the component's
+/// `wasmstate:entity/action` interface (world `action-service`).
+///
+/// Invoke it once, at the crate's top level, in a `cdylib` crate; a
+/// component exports exactly one kind of service. The exports are only
+/// emitted when compiling for WebAssembly.
+///
+/// ```
+/// # use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply};
+/// # #[derive(Default)]
+/// # struct Validator;
+/// # impl Action for Validator {
+/// #     fn handle(&self, c: Command<'_>, _: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+/// #         Err(c.unknown())
+/// #     }
+/// # }
+/// wasmstate_sdk::export_action!(Validator);
+/// ```
+#[macro_export]
+macro_rules! export_action {
+    ($action:ty) => {
+        const _: () = {
+            struct __WasmstateAction;
+
+            impl $crate::bindings::action::exports::wasmstate::entity::action::Guest
+                for __WasmstateAction
+            {
+                fn handle(
+                    command: $crate::bindings::types::Command,
+                ) -> ::core::result::Result<
+                    $crate::bindings::action::exports::wasmstate::entity::action::ActionEffects,
+                    $crate::bindings::types::Failure,
+                > {
+                    $crate::__private::action_handle::<$action>(command)
+                }
+
+                fn on_event(
+                    event: $crate::bindings::types::SubscribedEvent,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::bindings::types::SideEffect>,
+                    $crate::bindings::types::Failure,
+                > {
+                    $crate::__private::action_on_event::<$action>(event)
+                }
+            }
+
+            #[cfg(target_family = "wasm")]
+            $crate::bindings::action::__export_action_service!(
+                __WasmstateAction with_types_in $crate::bindings::action
+            );
+        };
+    };
+}

@@ -1,0 +1,167 @@
+//! The core of an action: the WIT `action.handle` and `action.on-event`.
+
+use crate::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+
+/// What a successful command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionEffects {
+    /// The reply to the caller, or a forward.
+    pub reply: Reply,
+    /// Further commands to run.
+    pub side_effects: Vec<SideEffect>,
+}
+
+/// Handles `command` with a fresh `A::default()`.
+///
+/// # Errors
+///
+/// The handler's failure.
+///
+/// # Panics
+///
+/// If the handler panics.
+pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure> {
+    let mut ctx = ActionContext::new(command.entity_id());
+    let reply = A::default().handle(command, &mut ctx)?;
+    Ok(ActionEffects {
+        reply,
+        side_effects: ctx.into_side_effects(),
+    })
+}
+
+/// Handles `event` with a fresh `A::default()`, returning the side effects
+/// to run before the event counts as delivered.
+///
+/// # Errors
+///
+/// The handler's failure.
+///
+/// # Panics
+///
+/// If the handler panics.
+pub fn on_event<A: Action>(event: SubscribedEvent<'_>) -> Result<Vec<SideEffect>, Failure> {
+    let mut ctx = ActionContext::new(event.entity_id());
+    A::default().on_event(event, &mut ctx)?;
+    Ok(ctx.into_side_effects())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::{FailureCode, Forward};
+
+    /// Forwards `Relay`, and counts `Tick` events through side effects.
+    #[derive(Default)]
+    struct Relay;
+
+    #[derive(Deserialize)]
+    struct Tick {
+        by: u32,
+    }
+
+    impl Action for Relay {
+        fn handle(
+            &self,
+            command: Command<'_>,
+            ctx: &mut ActionContext<'_>,
+        ) -> Result<Reply, Failure> {
+            match command.name() {
+                "Relay" => {
+                    ctx.effect(SideEffect::new("stats", "relays", "Increase"));
+                    Ok(Reply::forward(
+                        Forward::new("target", ctx.entity_id(), "Take").payload(command.payload()),
+                    ))
+                }
+                "Doomed" => {
+                    ctx.effect(SideEffect::new("stats", "relays", "Increase"));
+                    Err(Failure::rejected("doomed"))
+                }
+                _ => Err(command.unknown()),
+            }
+        }
+
+        fn on_event(
+            &self,
+            event: SubscribedEvent<'_>,
+            ctx: &mut ActionContext<'_>,
+        ) -> Result<(), Failure> {
+            let Tick { by } = event.json()?;
+            for _ in 0..by {
+                ctx.effect(SideEffect::new("stats", ctx.entity_id(), "Tick").synchronous());
+            }
+            if by > 2 {
+                return Err(Failure::rejected("too many ticks"));
+            }
+            Ok(())
+        }
+    }
+
+    /// An action that keeps the default `on_event`.
+    #[derive(Default)]
+    struct Deaf;
+
+    impl Action for Deaf {
+        fn handle(
+            &self,
+            command: Command<'_>,
+            _ctx: &mut ActionContext<'_>,
+        ) -> Result<Reply, Failure> {
+            Err(command.unknown())
+        }
+    }
+
+    #[test]
+    fn forwards_with_side_effects() {
+        let effects = handle::<Relay>(Command::new("Relay", b"{\"a\":1}", "key")).unwrap();
+        assert_eq!(
+            effects.reply,
+            Reply::forward(Forward::new("target", "key", "Take").payload("{\"a\":1}"))
+        );
+        assert_eq!(
+            effects.side_effects,
+            [SideEffect::new("stats", "relays", "Increase")]
+        );
+    }
+
+    #[test]
+    fn failure_discards_side_effects() {
+        let failure = handle::<Relay>(Command::new("Doomed", b"", "key")).unwrap_err();
+        assert_eq!(failure, Failure::rejected("doomed"));
+        assert_eq!(
+            handle::<Relay>(Command::new("Other", b"", "key"))
+                .unwrap_err()
+                .code(),
+            FailureCode::UnknownCommand
+        );
+    }
+
+    #[test]
+    fn on_event_returns_its_side_effects() {
+        let tick = SideEffect::new("stats", "e-1", "Tick").synchronous();
+        let event = SubscribedEvent::new("clock", "e-1", 4, br#"{"by":2}"#);
+        assert_eq!(on_event::<Relay>(event), Ok(vec![tick.clone(), tick]));
+
+        let event = SubscribedEvent::new("clock", "e-1", 5, br#"{"by":3}"#);
+        assert_eq!(
+            on_event::<Relay>(event),
+            Err(Failure::rejected("too many ticks"))
+        );
+
+        let failure = on_event::<Relay>(SubscribedEvent::new("clock", "e-1", 6, b"?")).unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidPayload);
+        assert!(
+            failure
+                .message()
+                .starts_with("event 6 of clock/e-1 could not be decoded: "),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn on_event_ignores_events_by_default() {
+        let event = SubscribedEvent::new("clock", "e-1", 1, b"not even JSON");
+        assert_eq!(on_event::<Deaf>(event), Ok(Vec::new()));
+    }
+}

@@ -1,0 +1,231 @@
+//! Replies, forwards and side effects: what comes out of a successful command.
+
+use serde::Serialize;
+
+/// Encodes `value` as JSON, panicking with a message naming `what` if it
+/// cannot be: an unencodable value is a bug in the service, so the command
+/// traps and nothing it produced is persisted.
+pub(crate) fn encode_json<T: Serialize + ?Sized>(value: &T, what: &str) -> Vec<u8> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("{what} could not be encoded as JSON: {error}"),
+    }
+}
+
+/// What the caller of a successful command gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// This reply message, usually JSON.
+    Message(Vec<u8>),
+    /// The reply of another command, which the host invokes once this
+    /// command's own effects are durable.
+    Forward(Forward),
+}
+
+impl Reply {
+    /// A reply message holding `value` encoded as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If `value` cannot be encoded as JSON, for example a map whose keys are
+    /// not strings. That is a bug in the service, so the command traps and
+    /// nothing it produced is persisted.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self::Message(encode_json(value, "reply"))
+    }
+
+    /// An empty JSON object, `{}`: the reply of a command that only has effects.
+    pub fn empty() -> Self {
+        Self::Message(b"{}".to_vec())
+    }
+
+    /// A reply message holding `bytes` as they are.
+    pub fn raw(bytes: impl Into<Vec<u8>>) -> Self {
+        Self::Message(bytes.into())
+    }
+
+    /// Hands the command on: the caller gets the reply of `forward` instead.
+    pub fn forward(forward: Forward) -> Self {
+        Self::Forward(forward)
+    }
+
+    /// The reply message's bytes; `None` for a forward.
+    pub fn as_message(&self) -> Option<&[u8]> {
+        match self {
+            Self::Message(bytes) => Some(bytes),
+            Self::Forward(_) => None,
+        }
+    }
+
+    /// The forward; `None` for a reply message.
+    pub fn as_forward(&self) -> Option<&Forward> {
+        match self {
+            Self::Message(_) => None,
+            Self::Forward(forward) => Some(forward),
+        }
+    }
+}
+
+/// A command to hand the caller's command on to, with [`Reply::forward`].
+///
+/// ```
+/// use wasmstate_sdk::{Forward, Reply};
+///
+/// let reply = Reply::forward(
+///     Forward::new("shopping-cart", "cart-1", "AddItem")
+///         .json(&serde_json::json!({"productId": "A1", "name": "Apple", "quantity": 2})),
+/// );
+/// assert_eq!(reply.as_forward().unwrap().service(), "shopping-cart");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub(crate) service: String,
+    pub(crate) entity_id: String,
+    pub(crate) command: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Forward {
+    /// A forward to command `command` of entity `entity_id` (any routing key
+    /// for an action) of service `service`, with an empty payload.
+    pub fn new(
+        service: impl Into<String>,
+        entity_id: impl Into<String>,
+        command: impl Into<String>,
+    ) -> Self {
+        Self {
+            service: service.into(),
+            entity_id: entity_id.into(),
+            command: command.into(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// Sets the payload to `value` encoded as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        self.payload = encode_json(value, "forward payload");
+        self
+    }
+
+    /// Sets the payload to `bytes` as they are.
+    pub fn payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.payload = bytes.into();
+        self
+    }
+
+    /// The service to invoke.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The entity to invoke.
+    pub fn entity_id(&self) -> &str {
+        &self.entity_id
+    }
+
+    /// The command's name.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The command's payload.
+    pub fn payload_bytes(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// A further command the host runs once the command's own effects are
+/// durable; add one with the context's `effect` method.
+///
+/// A side effect is asynchronous by default: the host runs it after the
+/// reply, from a durable outbox, at least once. A
+/// [synchronous](Self::synchronous) one runs before the reply is sent, and
+/// its failure fails the reply.
+///
+/// ```
+/// use wasmstate_sdk::SideEffect;
+///
+/// let effect = SideEffect::new("counter", "orders", "Increase")
+///     .json(&serde_json::json!({"value": 1}));
+/// assert!(!effect.is_synchronous());
+/// assert_eq!(effect.payload_bytes(), br#"{"value":1}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideEffect {
+    pub(crate) service: String,
+    pub(crate) entity_id: String,
+    pub(crate) command: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) synchronous: bool,
+}
+
+impl SideEffect {
+    /// An asynchronous side effect running command `command` of entity
+    /// `entity_id` (any routing key for an action) of service `service`,
+    /// with an empty payload.
+    pub fn new(
+        service: impl Into<String>,
+        entity_id: impl Into<String>,
+        command: impl Into<String>,
+    ) -> Self {
+        Self {
+            service: service.into(),
+            entity_id: entity_id.into(),
+            command: command.into(),
+            payload: Vec::new(),
+            synchronous: false,
+        }
+    }
+
+    /// Sets the payload to `value` encoded as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        self.payload = encode_json(value, "side effect payload");
+        self
+    }
+
+    /// Sets the payload to `bytes` as they are.
+    pub fn payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.payload = bytes.into();
+        self
+    }
+
+    /// Makes the side effect synchronous: it runs before the reply is sent,
+    /// and the reply fails if it fails.
+    pub fn synchronous(mut self) -> Self {
+        self.synchronous = true;
+        self
+    }
+
+    /// The service to invoke.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The entity to invoke.
+    pub fn entity_id(&self) -> &str {
+        &self.entity_id
+    }
+
+    /// The command's name.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The command's payload.
+    pub fn payload_bytes(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Whether the side effect runs before the reply is sent.
+    pub fn is_synchronous(&self) -> bool {
+        self.synchronous
+    }
+}

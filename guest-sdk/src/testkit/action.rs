@@ -1,0 +1,242 @@
+//! The test kit of actions.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+
+use super::{Outcome, SideEffectCall, decode, encode, message};
+use crate::{Action, Command, Failure, SubscribedEvent, raw};
+
+/// Calls an action of type `A` the way the host does.
+///
+/// Actions are stateless, so the kit keeps nothing between calls; commands
+/// are addressed to routing key `"test"` unless
+/// [`with_entity_id`](Self::with_entity_id) says otherwise.
+///
+/// ```
+/// # use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply};
+/// # #[derive(Default)]
+/// # struct Echo;
+/// # impl Action for Echo {
+/// #     fn handle(&self, command: Command<'_>, _: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+/// #         Ok(Reply::raw(command.payload()))
+/// #     }
+/// # }
+/// use wasmstate_sdk::testkit::ActionTestKit;
+///
+/// let kit = ActionTestKit::<Echo>::new();
+/// assert_eq!(kit.handle("Echo", [1, 2]), Ok(serde_json::json!([1, 2])));
+/// assert_eq!(kit.on_event("other", "o-1", 1, "anything"), Ok(vec![]));
+/// ```
+pub struct ActionTestKit<A> {
+    entity_id: String,
+    action: PhantomData<fn() -> A>,
+}
+
+impl<A: Action> Default for ActionTestKit<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Action> ActionTestKit<A> {
+    /// A kit addressing commands to routing key `"test"`.
+    pub fn new() -> Self {
+        Self {
+            entity_id: "test".to_owned(),
+            action: PhantomData,
+        }
+    }
+
+    /// Addresses commands to routing key `entity_id`.
+    pub fn with_entity_id(mut self, entity_id: impl Into<String>) -> Self {
+        self.entity_id = entity_id.into();
+        self
+    }
+
+    /// Sends command `name` with `payload` encoded as JSON, returning the
+    /// reply decoded as JSON (`null` for an empty reply).
+    ///
+    /// A unit payload, `()`, is sent as an empty body.
+    ///
+    /// # Errors
+    ///
+    /// The action's failure.
+    ///
+    /// # Panics
+    ///
+    /// If the reply is not JSON, if the command forwarded (see
+    /// [`handle_outcome`](Self::handle_outcome)), or if the action panics.
+    pub fn handle(
+        &self,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<serde_json::Value, Failure> {
+        let reply = self.handle_raw(name, &encode(payload))?;
+        Ok(decode(&reply, "reply"))
+    }
+
+    /// Sends command `name` with a raw `payload`, returning the raw reply.
+    ///
+    /// # Errors
+    ///
+    /// The action's failure.
+    ///
+    /// # Panics
+    ///
+    /// If the command forwarded, or if the action panics.
+    pub fn handle_raw(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let effects = raw::action::handle::<A>(Command::new(name, payload, &self.entity_id))?;
+        Ok(message(name, effects.reply))
+    }
+
+    /// Sends command `name` with `payload` encoded as JSON, returning its
+    /// reply or forward and its side effects, decoded as JSON.
+    ///
+    /// # Errors
+    ///
+    /// The action's failure.
+    ///
+    /// # Panics
+    ///
+    /// If a reply or payload is neither empty nor JSON, or if the action
+    /// panics.
+    pub fn handle_outcome(&self, name: &str, payload: impl Serialize) -> Result<Outcome, Failure> {
+        let payload = encode(payload);
+        let effects = raw::action::handle::<A>(Command::new(name, &payload, &self.entity_id))?;
+        Ok(Outcome::new(effects.reply, effects.side_effects))
+    }
+
+    /// Delivers event `seq` of entity `entity_id` of service `service`, with
+    /// `payload` encoded as JSON, returning the side effects to run.
+    ///
+    /// # Errors
+    ///
+    /// The action's failure.
+    ///
+    /// # Panics
+    ///
+    /// If a side effect's payload is neither empty nor JSON, or if the
+    /// action panics.
+    pub fn on_event(
+        &self,
+        service: &str,
+        entity_id: &str,
+        seq: u64,
+        payload: impl Serialize,
+    ) -> Result<Vec<SideEffectCall>, Failure> {
+        self.on_event_raw(service, entity_id, seq, &encode(payload))
+    }
+
+    /// Delivers event `seq` of entity `entity_id` of service `service`,
+    /// encoded as `payload`, returning the side effects to run.
+    ///
+    /// # Errors
+    ///
+    /// The action's failure.
+    ///
+    /// # Panics
+    ///
+    /// If a side effect's payload is neither empty nor JSON, or if the
+    /// action panics.
+    pub fn on_event_raw(
+        &self,
+        service: &str,
+        entity_id: &str,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<Vec<SideEffectCall>, Failure> {
+        let event = SubscribedEvent::new(service, entity_id, seq, payload);
+        let side_effects = raw::action::on_event::<A>(event)?;
+        Ok(side_effects.into_iter().map(Into::into).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ActionTestKit;
+    use crate::testkit::{ForwardCall, Outcome, SideEffectCall};
+    use crate::{
+        Action, ActionContext, Command, Failure, FailureCode, Forward, Reply, SideEffect,
+        SubscribedEvent,
+    };
+
+    /// Routes `Send` to a mailbox and acknowledges `Ping`.
+    #[derive(Default)]
+    struct Router;
+
+    impl Action for Router {
+        fn handle(
+            &self,
+            command: Command<'_>,
+            ctx: &mut ActionContext<'_>,
+        ) -> Result<Reply, Failure> {
+            match command.name() {
+                "Send" => {
+                    ctx.effect(
+                        SideEffect::new("stats", "sent", "Increase").json(&json!({"value": 1})),
+                    );
+                    Ok(Reply::forward(
+                        Forward::new("mailbox", ctx.entity_id(), "Deliver")
+                            .payload(command.payload()),
+                    ))
+                }
+                "Ping" => Ok(Reply::json(&json!({"pong": ctx.entity_id()}))),
+                _ => Err(command.unknown()),
+            }
+        }
+
+        fn on_event(
+            &self,
+            event: SubscribedEvent<'_>,
+            ctx: &mut ActionContext<'_>,
+        ) -> Result<(), Failure> {
+            let seq = event.seq();
+            ctx.effect(SideEffect::new(event.service(), ctx.entity_id(), "Ack").json(&seq));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn shows_forwards_and_side_effects() {
+        let kit = ActionTestKit::<Router>::new().with_entity_id("box-1");
+        assert_eq!(
+            kit.handle_outcome("Send", json!({"text": "hi"})),
+            Ok(Outcome {
+                reply: None,
+                forward: Some(ForwardCall::new(
+                    "mailbox",
+                    "box-1",
+                    "Deliver",
+                    json!({"text": "hi"})
+                )),
+                side_effects: vec![SideEffectCall::new(
+                    "stats",
+                    "sent",
+                    "Increase",
+                    json!({"value": 1})
+                )],
+            })
+        );
+        assert_eq!(kit.handle("Ping", ()), Ok(json!({"pong": "box-1"})));
+        assert_eq!(
+            kit.handle("Pong", ()).unwrap_err().code(),
+            FailureCode::UnknownCommand
+        );
+    }
+
+    #[test]
+    fn delivers_events() {
+        let kit = ActionTestKit::<Router>::default();
+        assert_eq!(
+            kit.on_event("clock", "c-1", 9, json!({})),
+            Ok(vec![SideEffectCall::new("clock", "c-1", "Ack", json!(9))])
+        );
+        assert_eq!(
+            kit.on_event_raw("clock", "c-2", 1, b"").unwrap()[0].entity_id,
+            "c-2"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Value entities: one state value, which the host stores.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::raw::value::StateChange;
+use crate::reply::encode_json;
+use crate::{Command, Failure, Reply, SideEffect};
+
+/// A value entity: its state is one value, which the host stores and hands
+/// back before every command.
+///
+/// The implementing type is the entity's state, encoded as JSON with serde.
+/// A command reads it as `self` and changes it through [`ValueContext`]:
+/// [`update`](ValueContext::update) replaces it,
+/// [`delete`](ValueContext::delete) removes it. The change is committed
+/// before the reply; returning `Err` discards it.
+///
+/// # Example
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use wasmstate_sdk::{Command, Failure, Reply, ValueContext, ValueEntity};
+///
+/// /// A note that can be written, read and erased.
+/// #[derive(Default, Clone, Serialize, Deserialize)]
+/// struct Note {
+///     text: String,
+/// }
+///
+/// impl ValueEntity for Note {
+///     fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+///         match command.name() {
+///             "Write" => {
+///                 let note: Note = command.json()?;
+///                 if note.text.is_empty() {
+///                     return Err(Failure::rejected("a note needs some text"));
+///                 }
+///                 ctx.update(note);
+///                 Ok(Reply::json(ctx.state()))
+///             }
+///             "Read" if ctx.exists() => Ok(Reply::json(self)),
+///             "Read" => Err(Failure::rejected("no note was written")),
+///             "Erase" => {
+///                 ctx.delete();
+///                 Ok(Reply::empty())
+///             }
+///             _ => Err(command.unknown()),
+///         }
+///     }
+/// }
+///
+/// // Makes this crate a component exporting `wasmstate:entity/value`.
+/// wasmstate_sdk::export_value_entity!(Note);
+///
+/// // Unit tests drive the entity like the host does.
+/// use serde_json::json;
+/// use wasmstate_sdk::{FailureCode, testkit::ValueTestKit};
+///
+/// let mut kit = ValueTestKit::<Note>::new("note-1");
+/// assert_eq!(kit.handle("Read", ()).unwrap_err().code(), FailureCode::Rejected);
+/// assert_eq!(kit.handle("Write", json!({"text": "milk"})), Ok(json!({"text": "milk"})));
+/// assert_eq!(kit.handle("Read", ()), Ok(json!({"text": "milk"})));
+/// assert_eq!(kit.handle("Erase", ()), Ok(json!({})));
+/// assert!(kit.state().is_none());
+/// ```
+pub trait ValueEntity: Default + Serialize + DeserializeOwned {
+    /// Handles one command against the stored state, `self`, or
+    /// [`Default::default`] when none is stored (see
+    /// [`ValueContext::exists`]).
+    ///
+    /// Change the state with [`ValueContext::update`] and
+    /// [`ValueContext::delete`], add side effects with
+    /// [`ValueContext::effect`]; reply with a message or a
+    /// [`Reply::forward`]. Returning `Err` discards the state change and
+    /// every side effect added.
+    fn handle(
+        &self,
+        command: Command<'_>,
+        ctx: &mut ValueContext<'_, Self>,
+    ) -> Result<Reply, Failure>;
+}
+
+/// What a command does to the stored state.
+enum Change<E> {
+    /// Nothing yet.
+    Unchanged,
+    /// Replace the state with this value.
+    Update(E),
+    /// Delete the state; `empty` is what [`ValueContext::state`] reads then.
+    Delete { empty: E },
+}
+
+/// What a value entity's command handler can do besides replying: change the
+/// state and add side effects.
+pub struct ValueContext<'a, E: ValueEntity> {
+    entity_id: &'a str,
+    current: &'a E,
+    stored: bool,
+    change: Change<E>,
+    side_effects: Vec<SideEffect>,
+}
+
+impl<'a, E: ValueEntity> ValueContext<'a, E> {
+    /// A context for entity `entity_id` whose state before the command is
+    /// `current`, stored by the host or not.
+    pub(crate) fn new(entity_id: &'a str, current: &'a E, stored: bool) -> Self {
+        Self {
+            entity_id,
+            current,
+            stored,
+            change: Change::Unchanged,
+            side_effects: Vec::new(),
+        }
+    }
+
+    /// The id of the entity handling the command.
+    pub fn entity_id(&self) -> &'a str {
+        self.entity_id
+    }
+
+    /// Whether a state is stored, counting this command's update or delete
+    /// so far: before either, whether the host handed the entity a state.
+    pub fn exists(&self) -> bool {
+        match self.change {
+            Change::Unchanged => self.stored,
+            Change::Update(_) => true,
+            Change::Delete { .. } => false,
+        }
+    }
+
+    /// The state including this command's update or delete so far: the
+    /// state passed to the last [`update`](Self::update), the default state
+    /// after a [`delete`](Self::delete), the state before the command
+    /// otherwise.
+    pub fn state(&self) -> &E {
+        match &self.change {
+            Change::Unchanged => self.current,
+            Change::Update(state) => state,
+            Change::Delete { empty } => empty,
+        }
+    }
+
+    /// Replaces the state with `state` once the command succeeds.
+    ///
+    /// The last update or delete of a command wins.
+    pub fn update(&mut self, state: E) {
+        self.change = Change::Update(state);
+    }
+
+    /// Deletes the state once the command succeeds: the next command sees
+    /// none, and `self` is [`Default::default`] then.
+    ///
+    /// The last update or delete of a command wins.
+    pub fn delete(&mut self) {
+        self.change = Change::Delete {
+            empty: E::default(),
+        };
+    }
+
+    /// Adds a side effect, run once the state change is durable.
+    pub fn effect(&mut self, effect: SideEffect) {
+        self.side_effects.push(effect);
+    }
+
+    /// The side effects added so far by this command, in order.
+    pub fn side_effects(&self) -> &[SideEffect] {
+        &self.side_effects
+    }
+
+    /// Splits the context into the encoded state change and the side effects.
+    pub(crate) fn into_parts(self) -> (StateChange, Vec<SideEffect>) {
+        let change = match self.change {
+            Change::Unchanged => StateChange::Unchanged,
+            Change::Update(state) => StateChange::Update(encode_json(&state, "state")),
+            Change::Delete { .. } => StateChange::Delete,
+        };
+        (change, self.side_effects)
+    }
+}

@@ -1,0 +1,39 @@
+//! Stateless actions: no mailbox, every command runs in parallel.
+
+use std::sync::Arc;
+
+use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, now_ms, split_effects};
+use crate::journal::{Commit, EntityWrite};
+use crate::runtime::Command;
+use crate::services::Service;
+
+/// Runs one action command and commits its asynchronous side effects (and
+/// idempotency record) before answering.
+pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: InvokeRequest) -> Result<Produced, InvokeError> {
+    let target = request.invocation;
+    let key = request.idempotency_key;
+    if let Some(key) = &key {
+        let journal = shared.journal.clone();
+        let (s, e, k) = (target.service.clone(), target.entity.clone(), key.clone());
+        if let Some(reply) = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await?? {
+            return Ok(Produced { reply, synchronous: Vec::new() });
+        }
+    }
+    let command = Command { name: target.command, payload: target.payload, entity_id: target.entity.clone() };
+    let (runtime, service_entity) = (shared.runtime.clone(), service.clone());
+    let effects = blocking(move || runtime.handle_action(&service_entity.entity, &command)).await??
+        .map_err(InvokeError::Failed)?;
+    shared.check_output(0, &effects.reply, effects.side_effects.len())?;
+    let (reply, synchronous, asynchronous) = split_effects(effects.reply, effects.side_effects);
+    let commit = Commit {
+        service: target.service.as_str().into(),
+        entity: target.entity.as_str().into(),
+        write: EntityWrite::Nothing,
+        outbox: asynchronous,
+        idempotency: shared.idempotency_record(key.as_ref(), &reply),
+    };
+    if !commit.is_empty() {
+        shared.journal.commit(commit).await?;
+    }
+    Ok(Produced { reply, synchronous })
+}

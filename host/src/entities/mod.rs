@@ -1,0 +1,299 @@
+//! Running commands: entity mailboxes (one writer per entity), stateless
+//! actions, and what follows a command once its writes are durable —
+//! synchronous side effects, then the reply or a forward.
+//!
+//! Event-sourced and value entities get one task per active entity
+//! ([`mailbox`]), which runs its commands one at a time in arrival order and
+//! keeps its latest state in memory ([`stateful`]). Actions run fully in
+//! parallel. Side effects and forwards run outside the entity's task, so an
+//! entity can call itself without deadlock, and are bounded in depth.
+
+mod action;
+mod mailbox;
+mod stateful;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+
+use crate::journal::{IdempotencyRecord, Invocation, Journal, JournalError, RecordedReply};
+use crate::metrics::{Metrics, Outcome};
+use crate::names::{validate_entity_id, validate_service_name};
+use crate::runtime::{EntityKind, Failure, GuestError, Reply, Runtime, SideEffect};
+use crate::services::Services;
+use mailbox::Mailboxes;
+
+/// How deep forwards and synchronous side effects may nest.
+pub const MAX_HOPS: u32 = 16;
+
+/// Settings of command execution.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityConfig {
+    /// Store a snapshot whenever a command's events cross a multiple of this.
+    pub snapshot_every: u64,
+    /// Drop an entity's in-memory state after this long without a command.
+    pub passivate_after: Duration,
+    /// The most commands that may wait for one entity.
+    pub mailbox_capacity: usize,
+    /// The most commands in flight across all entities.
+    pub max_in_flight: usize,
+    /// The most events (or side effects) one command may produce.
+    pub max_events_per_command: usize,
+    /// The largest reply one command may produce, in bytes.
+    pub max_reply_bytes: usize,
+    /// How long an idempotency record answers repeats of its key.
+    pub idempotency_ttl: Duration,
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No service of that name is deployed.
+    #[error("no service named {0:?} is deployed")]
+    UnknownService(String),
+    /// A forward or side effect named an invalid target.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// The entity's mailbox is full, or the host has too many commands in flight.
+    #[error("{0}; retry later")]
+    Overloaded(String),
+    /// The guest refused the command.
+    #[error("{}", .0.message)]
+    Failed(Failure),
+    /// The guest trapped, timed out or hit a limit.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The guest produced more output than allowed; nothing was persisted.
+    #[error("{0}")]
+    OutputLimit(String),
+    /// Forwards and synchronous side effects nested deeper than [`MAX_HOPS`].
+    #[error("forwards and synchronous side effects nested more than {MAX_HOPS} deep; is there a loop?")]
+    TooManyHops,
+    /// A synchronous side effect failed. The command itself was committed.
+    #[error("the command was committed, but its synchronous side effect {target} failed: {source}")]
+    SideEffectFailed {
+        /// `service/entity/command` of the side effect.
+        target: String,
+        /// Why it failed.
+        source: Box<InvokeError>,
+    },
+    /// The writes could not be committed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The host could not run the command.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// Whether trying the same invocation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            InvokeError::Overloaded(_)
+            | InvokeError::Journal(_)
+            | InvokeError::Internal(_)
+            | InvokeError::UnknownService(_)
+            | InvokeError::Guest(GuestError::Timeout(_)) => true,
+            InvokeError::SideEffectFailed { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    /// The target.
+    pub invocation: Invocation,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a command produced once its writes are durable: the reply (or a
+/// forward) and the synchronous side effects still to run.
+#[derive(Debug)]
+pub(crate) struct Produced {
+    reply: RecordedReply,
+    synchronous: Vec<Invocation>,
+}
+
+type Answer = Result<Vec<u8>, InvokeError>;
+
+/// Runs commands on deployed services.
+#[derive(Clone)]
+pub struct Entities {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    services: Arc<Services>,
+    journal: Arc<Journal>,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+    config: EntityConfig,
+    mailboxes: Mailboxes,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Entities {
+    /// Creates the command runner.
+    pub fn new(
+        services: Arc<Services>,
+        journal: Arc<Journal>,
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        config: EntityConfig,
+    ) -> Self {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        let mailboxes = Mailboxes::default();
+        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight }) }
+    }
+
+    /// Runs a command and answers its reply once its writes are durable, its
+    /// synchronous side effects have run and any forward has answered.
+    pub async fn invoke(&self, request: InvokeRequest) -> Answer {
+        let Ok(_permit) = self.shared.in_flight.clone().try_acquire_owned() else {
+            self.shared.metrics.record_invocation(Outcome::Refused);
+            return Err(InvokeError::Overloaded("the host has too many commands in flight".into()));
+        };
+        self.invoke_at(request, 0).await
+    }
+
+    /// Runs a command `hops` forwards or side effects deep.
+    fn invoke_at(&self, request: InvokeRequest, hops: u32) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+        Box::pin(async move {
+            let result = self.run_and_follow(request, hops).await;
+            self.shared.metrics.record_invocation(match &result {
+                Ok(_) => Outcome::Ok,
+                Err(InvokeError::Failed(_)) => Outcome::Failed,
+                Err(InvokeError::Guest(GuestError::Timeout(_))) => Outcome::TimedOut,
+                Err(InvokeError::Guest(_) | InvokeError::OutputLimit(_)) => Outcome::Trapped,
+                Err(_) => Outcome::Refused,
+            });
+            result
+        })
+    }
+
+    async fn run_and_follow(&self, request: InvokeRequest, hops: u32) -> Answer {
+        if hops > MAX_HOPS {
+            return Err(InvokeError::TooManyHops);
+        }
+        let target = &request.invocation;
+        if hops > 0 {
+            validate_service_name(&target.service).map_err(InvokeError::InvalidTarget)?;
+            validate_entity_id(&target.entity).map_err(InvokeError::InvalidTarget)?;
+        }
+        let service = self
+            .shared
+            .services
+            .get(&target.service)
+            .ok_or_else(|| InvokeError::UnknownService(target.service.clone()))?;
+        let produced = match service.entity.kind() {
+            EntityKind::Action => action::run(&self.shared, &service, request).await?,
+            EntityKind::EventSourced | EntityKind::Value => mailbox::enqueue(&self.shared, request).await?,
+        };
+        self.follow(produced, hops).await
+    }
+
+    /// Runs the synchronous side effects in order, then answers the reply
+    /// or follows the forward.
+    async fn follow(&self, produced: Produced, hops: u32) -> Answer {
+        for effect in produced.synchronous {
+            let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);
+            let request = InvokeRequest { invocation: effect, idempotency_key: None };
+            if let Err(source) = self.invoke_at(request, hops + 1).await {
+                return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
+            }
+        }
+        match produced.reply {
+            RecordedReply::Message(bytes) => Ok(bytes),
+            RecordedReply::Forward(invocation) => {
+                self.invoke_at(InvokeRequest { invocation, idempotency_key: None }, hops + 1).await
+            }
+        }
+    }
+
+    /// Runs side effects an event subscriber returned, in order.
+    pub async fn run_side_effects(&self, effects: Vec<SideEffect>) -> Result<(), InvokeError> {
+        let produced = Produced {
+            reply: RecordedReply::Message(Vec::new()),
+            synchronous: effects.into_iter().map(invocation_of_effect).collect(),
+        };
+        self.follow(produced, 1).await.map(drop)
+    }
+}
+
+impl Shared {
+    /// The idempotency record to write with a command's effects.
+    fn idempotency_record(&self, key: Option<&String>, reply: &RecordedReply) -> Option<IdempotencyRecord> {
+        key.map(|key| IdempotencyRecord {
+            key: key.clone(),
+            expires_at_ms: now_ms() + self.config.idempotency_ttl.as_millis() as u64,
+            reply: reply.clone(),
+        })
+    }
+
+    /// Refuses output past the configured limits, so a runaway guest fails
+    /// its command instead of the host.
+    fn check_output(&self, events: usize, reply: &Reply, side_effects: usize) -> Result<(), InvokeError> {
+        let max = self.config.max_events_per_command;
+        if events > max {
+            return Err(InvokeError::OutputLimit(format!(
+                "the command emitted {events} events; at most {max} are allowed"
+            )));
+        }
+        if side_effects > max {
+            return Err(InvokeError::OutputLimit(format!(
+                "the command asked for {side_effects} side effects; at most {max} are allowed"
+            )));
+        }
+        let reply_bytes = match reply {
+            Reply::Message(bytes) => bytes.len(),
+            Reply::Forward(forward) => forward.payload.len(),
+        };
+        if reply_bytes > self.config.max_reply_bytes {
+            return Err(InvokeError::OutputLimit(format!(
+                "the reply has {reply_bytes} bytes; at most {} are allowed",
+                self.config.max_reply_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Splits a guest's reply and side effects into what the host records and
+/// runs: the reply, the synchronous side effects, the asynchronous ones.
+fn split_effects(reply: Reply, side_effects: Vec<SideEffect>) -> (RecordedReply, Vec<Invocation>, Vec<Invocation>) {
+    let reply = match reply {
+        Reply::Message(bytes) => RecordedReply::Message(bytes),
+        Reply::Forward(f) => RecordedReply::Forward(Invocation {
+            service: f.service,
+            entity: f.entity_id,
+            command: f.command,
+            payload: f.payload,
+        }),
+    };
+    let (synchronous, asynchronous): (Vec<_>, Vec<_>) = side_effects.into_iter().partition(|e| e.synchronous);
+    (
+        reply,
+        synchronous.into_iter().map(invocation_of_effect).collect(),
+        asynchronous.into_iter().map(invocation_of_effect).collect(),
+    )
+}
+
+fn invocation_of_effect(effect: SideEffect) -> Invocation {
+    Invocation { service: effect.service, entity: effect.entity_id, command: effect.command, payload: effect.payload }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs blocking work (a guest call, a journal read) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, InvokeError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| InvokeError::Internal(format!("a blocking task failed: {e}")))
+}

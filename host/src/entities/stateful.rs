@@ -1,0 +1,160 @@
+//! One command on an event-sourced or value entity, inside the entity's
+//! task: rebuild the state if cold, call the guest, commit everything the
+//! command produced atomically, then update the cached state.
+
+use std::sync::Arc;
+
+use super::mailbox::EntityKey;
+use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, now_ms, split_effects};
+use crate::journal::{Commit, EntityWrite, StoredSnapshot};
+use crate::runtime::{Command, EntityKind, Event, Snapshot, StateChange};
+use crate::services::Service;
+
+/// The last committed state of a warm entity.
+pub(super) enum Cached {
+    /// An event-sourced entity's state as of its last event.
+    EventSourced {
+        /// The seq of the last event folded into `state`.
+        seq: u64,
+        /// The state as the guest encoded it.
+        state: Vec<u8>,
+    },
+    /// A value entity's stored state (`None` when there is none).
+    Value(Option<Vec<u8>>),
+}
+
+/// What the guest produced, before it is committed.
+struct Pending {
+    write: EntityWrite,
+    cache_after: Cached,
+    reply: crate::runtime::Reply,
+    side_effects: Vec<crate::runtime::SideEffect>,
+}
+
+/// Runs one command on the entity `key`, whose cached state is `cached`.
+pub(super) async fn run_command(
+    shared: &Arc<Shared>,
+    key: &EntityKey,
+    cached: &mut Option<Cached>,
+    request: InvokeRequest,
+) -> Result<Produced, InvokeError> {
+    let service = shared
+        .services
+        .get(&key.service)
+        .ok_or_else(|| InvokeError::UnknownService(key.service.to_string()))?;
+    let idempotency_key = request.idempotency_key;
+    if let Some(k) = &idempotency_key {
+        let journal = shared.journal.clone();
+        let (s, e, k) = (key.service.clone(), key.entity.clone(), k.clone());
+        if let Some(reply) = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await?? {
+            return Ok(Produced { reply, synchronous: Vec::new() });
+        }
+    }
+    let target = request.invocation;
+    let command = Command { name: target.command, payload: target.payload, entity_id: target.entity };
+    let pending = match service.entity.kind() {
+        EntityKind::EventSourced => event_sourced(shared, key, cached, &service, command).await?,
+        EntityKind::Value => value(shared, key, cached, &service, command).await?,
+        EntityKind::Action => return Err(InvokeError::Internal("an action has no entity task".into())),
+    };
+    let events = match &pending.write {
+        EntityWrite::Events { events, .. } => events.len(),
+        _ => 0,
+    };
+    shared.check_output(events, &pending.reply, pending.side_effects.len())?;
+
+    let (reply, synchronous, asynchronous) = split_effects(pending.reply, pending.side_effects);
+    let commit = Commit {
+        service: key.service.clone(),
+        entity: key.entity.clone(),
+        write: pending.write,
+        outbox: asynchronous,
+        idempotency: shared.idempotency_record(idempotency_key.as_ref(), &reply),
+    };
+    if !commit.is_empty()
+        && let Err(error) = shared.journal.commit(commit).await
+    {
+        // The journal is the truth: forget what we hold and reload next time.
+        *cached = None;
+        return Err(error.into());
+    }
+    *cached = Some(pending.cache_after);
+    Ok(Produced { reply, synchronous })
+}
+
+async fn event_sourced(
+    shared: &Arc<Shared>,
+    key: &EntityKey,
+    cached: &mut Option<Cached>,
+    service: &Arc<Service>,
+    command: Command,
+) -> Result<Pending, InvokeError> {
+    let (snapshot, events, last_seq) = match cached {
+        Some(Cached::EventSourced { seq, state }) => (Some(Snapshot { seq: *seq, state: state.clone() }), Vec::new(), *seq),
+        _ => load_events(shared, key).await?,
+    };
+    let (runtime, service) = (shared.runtime.clone(), service.clone());
+    let effects = blocking(move || {
+        runtime.handle_event_sourced(&service.entity, snapshot.as_ref(), &events, &command)
+    })
+    .await??
+    .map_err(InvokeError::Failed)?;
+
+    let new_last = last_seq + effects.events.len() as u64;
+    let every = shared.config.snapshot_every;
+    let snapshot = ((last_seq + 1)..=new_last)
+        .any(|s| s % every == 0)
+        .then(|| StoredSnapshot { seq: new_last, state: effects.state.clone() });
+    let write = if effects.events.is_empty() {
+        EntityWrite::Nothing
+    } else {
+        EntityWrite::Events { expected_last_seq: last_seq, events: effects.events, snapshot }
+    };
+    Ok(Pending {
+        write,
+        cache_after: Cached::EventSourced { seq: new_last, state: effects.state },
+        reply: effects.reply,
+        side_effects: effects.side_effects,
+    })
+}
+
+async fn value(
+    shared: &Arc<Shared>,
+    key: &EntityKey,
+    cached: &mut Option<Cached>,
+    service: &Arc<Service>,
+    command: Command,
+) -> Result<Pending, InvokeError> {
+    let state = match cached {
+        Some(Cached::Value(state)) => state.clone(),
+        _ => {
+            let journal = shared.journal.clone();
+            let (s, e) = (key.service.clone(), key.entity.clone());
+            let state = blocking(move || journal.value(&s, &e)).await??;
+            shared.metrics.record_cold_load();
+            state
+        }
+    };
+    let (runtime, service) = (shared.runtime.clone(), service.clone());
+    let current = state.clone();
+    let effects = blocking(move || runtime.handle_value(&service.entity, current.as_deref(), &command))
+        .await??
+        .map_err(InvokeError::Failed)?;
+    let (write, after) = match effects.state {
+        StateChange::Unchanged => (EntityWrite::Nothing, state),
+        StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(new)),
+        StateChange::Delete => (EntityWrite::Value(None), None),
+    };
+    Ok(Pending { write, cache_after: Cached::Value(after), reply: effects.reply, side_effects: effects.side_effects })
+}
+
+/// Loads a cold event-sourced entity's latest snapshot and the events after it.
+async fn load_events(shared: &Arc<Shared>, key: &EntityKey) -> Result<(Option<Snapshot>, Vec<Event>, u64), InvokeError> {
+    let journal = shared.journal.clone();
+    let (service, entity) = (key.service.clone(), key.entity.clone());
+    let history = blocking(move || journal.load_entity(&service, &entity)).await??;
+    shared.metrics.record_cold_load();
+    let snapshot = history.snapshot.map(|s| Snapshot { seq: s.seq, state: s.state });
+    let events = history.events.into_iter().map(|e| Event { seq: e.seq, payload: e.payload }).collect();
+    Ok((snapshot, events, history.last_seq))
+}

@@ -1,0 +1,101 @@
+//! `GET .../events?from=N&follow=true`: an entity's events as Server-Sent
+//! Events — the backlog from N, then each newly committed event, in seq
+//! order, with no gap and no duplicate.
+//!
+//! The stream subscribes to commit notifications before it reads the
+//! backlog, and always reads the events themselves from the journal from the
+//! next seq it owes, so a missed or lagged notification can delay an event
+//! but never lose or repeat one.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
+
+use super::AppState;
+use super::entities::EventReply;
+use crate::journal::{Committed, Journal, StoredEvent};
+
+/// Events read from the journal at once.
+const PAGE: usize = 512;
+
+struct Follow {
+    journal: Arc<Journal>,
+    service: String,
+    entity: String,
+    next: u64,
+    buffer: VecDeque<StoredEvent>,
+    commits: broadcast::Receiver<Committed>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The live stream of one entity's events from seq `from`.
+pub fn follow(state: &AppState, service: String, entity: String, from: u64) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    let follow = Follow {
+        commits: state.journal.subscribe(),
+        journal: state.journal.clone(),
+        service,
+        entity,
+        next: from.max(1),
+        buffer: VecDeque::new(),
+        shutdown: state.shutdown.clone(),
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        let event = f.next_event().await?;
+        f.next = event.seq + 1;
+        let data = serde_json::to_string(&EventReply::from(event.clone())).unwrap_or_default();
+        Some((Ok(Event::default().id(event.seq.to_string()).event("event").data(data)), f))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+impl Follow {
+    /// The next event owed, waiting for it if need be; `None` ends the stream.
+    async fn next_event(&mut self) -> Option<StoredEvent> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some(event);
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            let (journal, service, entity, next) = (self.journal.clone(), self.service.clone(), self.entity.clone(), self.next);
+            match tokio::task::spawn_blocking(move || journal.events(&service, &entity, next, PAGE)).await {
+                Ok(Ok(events)) if !events.is_empty() => {
+                    self.buffer.extend(events);
+                    continue;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "cannot read events for a live stream");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+            if !self.wait_for_commit().await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until this entity commits an event at or past `next`; false
+    /// when the server shuts down.
+    async fn wait_for_commit(&mut self) -> bool {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.changed() => return false,
+                received = self.commits.recv() => match received {
+                    Ok(c) if *c.service == *self.service && *c.entity == *self.entity && c.last_seq >= self.next => return true,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return true,
+                    Err(RecvError::Closed) => return false,
+                },
+            }
+        }
+    }
+}

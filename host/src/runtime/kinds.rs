@@ -1,0 +1,131 @@
+//! The kinds of service a component can implement, and the typed call of
+//! each kind's functions.
+
+use wasmtime::component::InstancePre;
+
+use super::bindings::{action_iface, event_sourced_iface, value_iface};
+use super::{
+    ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, GuestError,
+    GuestState, Runtime, SideEffect, Snapshot, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
+};
+
+/// The kinds of service a component can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    /// Exports `wasmstate:entity/event-sourced`: state is the fold of events.
+    EventSourced,
+    /// Exports `wasmstate:entity/value`: state is one stored value.
+    Value,
+    /// Exports `wasmstate:entity/action`: stateless.
+    Action,
+}
+
+impl EntityKind {
+    /// Every kind, in the order the host looks for them.
+    pub const ALL: [EntityKind; 3] = [EntityKind::EventSourced, EntityKind::Value, EntityKind::Action];
+
+    /// The name reported over HTTP and stored with the version.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::EventSourced => "event-sourced",
+            EntityKind::Value => "value",
+            EntityKind::Action => "action",
+        }
+    }
+
+    /// The interface a component of this kind exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            EntityKind::EventSourced => EVENT_SOURCED_INTERFACE,
+            EntityKind::Value => VALUE_INTERFACE,
+            EntityKind::Action => ACTION_INTERFACE,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum KindIndices {
+    EventSourced(event_sourced_iface::GuestIndices),
+    Value(value_iface::GuestIndices),
+    Action(action_iface::GuestIndices),
+}
+
+/// A validated, compiled component ready to be instantiated cheaply.
+#[derive(Clone)]
+pub struct CompiledEntity {
+    pre: InstancePre<GuestState>,
+    indices: KindIndices,
+}
+
+/// The answer of a guest call: the guest's own result, or why it gave none.
+pub type GuestResult<T> = Result<Result<T, Failure>, GuestError>;
+
+impl CompiledEntity {
+    pub(super) fn new(pre: InstancePre<GuestState>, kind: EntityKind) -> wasmtime::Result<Self> {
+        let indices = match kind {
+            EntityKind::EventSourced => KindIndices::EventSourced(event_sourced_iface::GuestIndices::new(&pre)?),
+            EntityKind::Value => KindIndices::Value(value_iface::GuestIndices::new(&pre)?),
+            EntityKind::Action => KindIndices::Action(action_iface::GuestIndices::new(&pre)?),
+        };
+        Ok(Self { pre, indices })
+    }
+
+    pub(super) fn pre(&self) -> &InstancePre<GuestState> {
+        &self.pre
+    }
+
+    /// The kind of service the component implements.
+    pub fn kind(&self) -> EntityKind {
+        match self.indices {
+            KindIndices::EventSourced(_) => EntityKind::EventSourced,
+            KindIndices::Value(_) => EntityKind::Value,
+            KindIndices::Action(_) => EntityKind::Action,
+        }
+    }
+
+    fn wrong_kind(&self, wanted: EntityKind) -> GuestError {
+        GuestError::Trap(format!("a {} component was called as {}", self.kind().as_str(), wanted.as_str()))
+    }
+}
+
+impl Runtime {
+    /// Runs an event-sourced entity's `handle`.
+    pub fn handle_event_sourced(
+        &self,
+        entity: &CompiledEntity,
+        snapshot: Option<&Snapshot>,
+        events: &[Event],
+        command: &Command,
+    ) -> GuestResult<Effects> {
+        let KindIndices::EventSourced(indices) = &entity.indices else {
+            return Err(entity.wrong_kind(EntityKind::EventSourced));
+        };
+        self.call(entity, |store, instance| {
+            indices.load(&mut *store, instance)?.call_handle(store, snapshot, events, command)
+        })
+    }
+
+    /// Runs a value entity's `handle`.
+    pub fn handle_value(&self, entity: &CompiledEntity, state: Option<&[u8]>, command: &Command) -> GuestResult<ValueEffects> {
+        let KindIndices::Value(indices) = &entity.indices else {
+            return Err(entity.wrong_kind(EntityKind::Value));
+        };
+        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_handle(store, state, command))
+    }
+
+    /// Runs an action's `handle`.
+    pub fn handle_action(&self, entity: &CompiledEntity, command: &Command) -> GuestResult<ActionEffects> {
+        let KindIndices::Action(indices) = &entity.indices else {
+            return Err(entity.wrong_kind(EntityKind::Action));
+        };
+        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_handle(store, command))
+    }
+
+    /// Delivers one subscribed event to an action's `on-event`.
+    pub fn on_event(&self, entity: &CompiledEntity, event: &SubscribedEvent) -> GuestResult<Vec<SideEffect>> {
+        let KindIndices::Action(indices) = &entity.indices else {
+            return Err(entity.wrong_kind(EntityKind::Action));
+        };
+        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_on_event(store, event))
+    }
+}

@@ -1,0 +1,101 @@
+//! Random requests: random methods, paths of random bytes, random bodies and
+//! malformed HTTP. The host answers each with a clear status (never a 5xx),
+//! and stays up and consistent.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmstate_tests::guests::COUNTER;
+
+use crate::start_with;
+
+/// A small xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = self.below(max + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.below(options.len())]
+    }
+}
+
+/// Percent-encodes every byte that is not unreserved.
+fn encode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[tokio::test]
+async fn random_requests_get_clear_answers_and_change_nothing_they_should_not() {
+    let t = start_with("counter", COUNTER, &[]).await;
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("fuzz seed {seed}");
+    let mut rng = Rng(seed);
+    let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH];
+    for _ in 0..400 {
+        let segments: Vec<String> = (0..rng.below(7))
+            .map(|_| match rng.below(3) {
+                0 => rng.pick(&["v1", "services", "counter", "entities", "events", "Get", "Increase", ".."]).to_string(),
+                _ => encode(&rng.bytes(12)),
+            })
+            .collect();
+        let query = if rng.below(4) == 0 { format!("?from={}", encode(&rng.bytes(6))) } else { String::new() };
+        let path = format!("/{}{query}", segments.join("/"));
+        let method = methods[rng.below(methods.len())].clone();
+        // Never deploy over the counter: PUT goes to random service names only.
+        if method == Method::PUT && path.starts_with("/v1/services/counter") {
+            continue;
+        }
+        let body = match rng.below(3) {
+            0 => Vec::new(),
+            1 => rng.bytes(256),
+            _ => json!({"value": rng.next() as i64 % 10}).to_string().into_bytes(),
+        };
+        let reply = t.api.send(method.clone(), &path, body).await;
+        let status = reply.status.as_u16();
+        assert!(
+            matches!(status, 200 | 201 | 400 | 404 | 405 | 413),
+            "{method} {path} answered {status}: {}",
+            reply.body
+        );
+        if status >= 400 && status != 405 {
+            assert!(reply.body["error"]["kind"].is_string(), "{method} {path}: {}", reply.body);
+        }
+    }
+
+    // Malformed HTTP straight on the socket.
+    let addr = t.server.base().trim_start_matches("http://").to_string();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let garbage = rng.bytes(300);
+        let _ = stream.write_all(&garbage).await;
+        let _ = stream.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read_to_end(&mut sink)).await;
+    }
+
+    // Still up, the counter still consistent with its log.
+    t.api.get("/healthz").await.expect(200);
+    assert_eq!(t.api.get("/v1/services").await.expect(200).as_array().unwrap().len(), 1);
+    t.api.invoke("counter", "after-fuzz", "Increase", json!({"value": 2})).await.expect(200);
+    assert_eq!(t.api.invoke("counter", "after-fuzz", "Get", json!({})).await.expect(200), json!({"value": 2}));
+}
