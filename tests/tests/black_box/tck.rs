@@ -183,3 +183,16 @@ async fn value_entity_actions() {
     assert_eq!(process(&t, VALUE, "v", actions(json!([]))).await.expect(200), json!({"message": "B"}));
     assert_eq!(process(&t, VALUE, "d", actions(json!([]))).await.expect(200), json!({"message": ""}));
 }
+
+#[tokio::test]
+async fn forward_loops_are_cut_and_an_entity_may_call_itself() {
+    let t = start_with("misbehaving", wasmstate_tests::guests::MISBEHAVING, &[]).await;
+    let (kind, message) = t.api.invoke("misbehaving", "m", "Bounce", json!({"service": "misbehaving"})).await.expect_error(500);
+    assert_eq!(kind, "too_many_hops");
+    assert!(message.contains("loop"), "{message}");
+    // A synchronous side effect on the entity itself runs after the command
+    // left the entity's task, so it cannot deadlock.
+    let reply = t.api.invoke("misbehaving", "m", "SelfEffect", json!({"service": "misbehaving"})).await.expect(200);
+    assert_eq!(reply, json!({"asked": "myself"}));
+    assert_eq!(t.api.events("misbehaving", "m", 1).await.len(), 1);
+}

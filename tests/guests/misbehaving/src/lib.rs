@@ -11,6 +11,9 @@
 //! - `Loop` never returns;
 //! - `Batch {"value", "count"}` emits `count` `Echoed` events whose values
 //!   are `{"batch": value, "part": i}`, and replies `{"batch", "count"}`;
+//! - `Bounce {"service"}` forwards `Bounce` to itself in `service`, forever;
+//! - `SelfEffect {"service"}` asks for a synchronous `Echo` on itself in
+//!   `service`, and replies `{"asked": "myself"}`;
 //! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
 //!   `{"spun": millis}`;
 //! - `Grow {"mib"}` allocates and writes `mib` MiB, then replies
@@ -28,7 +31,7 @@ use std::hint::black_box;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Forward, Reply, SideEffect};
 
 /// The state: how many events have been applied.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -83,6 +86,11 @@ struct ReadFile {
 struct Batch {
     value: Value,
     count: u64,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    service: String,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +150,20 @@ impl EventSourcedEntity for Misbehaving {
                     });
                 }
                 Ok(Reply::json(&json!({ "batch": value, "count": count })))
+            }
+            "Bounce" => {
+                let Target { service } = command.json()?;
+                let payload = json!({ "service": service });
+                Ok(Reply::forward(Forward::new(service, command.entity_id(), "Bounce").json(&payload)))
+            }
+            "SelfEffect" => {
+                let Target { service } = command.json()?;
+                ctx.effect(
+                    SideEffect::new(service, command.entity_id(), "Echo")
+                        .json(&json!({ "value": "from myself" }))
+                        .synchronous(),
+                );
+                Ok(Reply::json(&json!({ "asked": "myself" })))
             }
             "Spin" => {
                 let Spin { millis } = command.json()?;
