@@ -1,0 +1,441 @@
+//! In-process measurements through the `wasmstate` library: the guest call
+//! and instantiation (4c), and the ceilings of the headline scenario:
+//! storage (6a), HTTP (6b) and Wasm (6c).
+
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Uri;
+use wasmstate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
+use wasmstate::metrics::Metrics;
+use wasmstate::runtime::{Command, CompiledEntity, GuestLimits, GuestState, Runtime, Snapshot};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::load::{self, Load};
+use crate::report::{Report, Row, Samples, Timing, fmt_dur};
+use crate::servers::{CARTS, CONNECTIONS, Guests};
+
+/// The host's default guest limits (`wasmstate serve` without flags).
+const LIMITS: GuestLimits = GuestLimits { invocation_timeout: Duration::from_secs(5), max_memory_bytes: 64 << 20 };
+
+/// A cart event as the cart guest emits it, and a cart state with five lines.
+const CART_EVENT: &[u8] = br#"{"type":"ItemAdded","item":{"productId":"P00000001","name":"Product 1","quantity":1}}"#;
+
+fn cart_state() -> Vec<u8> {
+    let items: Vec<String> = (0..5)
+        .map(|p| format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":{}}}"#, 100 + p))
+        .collect();
+    format!(r#"{{"items":[{}]}}"#, items.join(",")).into_bytes()
+}
+
+/// The host's runtime with both example entities compiled.
+pub struct Guest {
+    /// The runtime, configured as `wasmstate serve` configures it.
+    pub runtime: Arc<Runtime>,
+    /// The compiled cart.
+    pub cart: CompiledEntity,
+    /// The compiled counter.
+    pub counter: CompiledEntity,
+}
+
+impl Guest {
+    /// Builds the runtime and compiles both guests, timing the compilations.
+    pub fn new(guests: &Guests, report: &mut Report) -> anyhow::Result<Self> {
+        let runtime = Arc::new(Runtime::new(LIMITS)?);
+        let mut compile_cart = Samples::default();
+        let mut cart = None;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let (_, entity) = runtime.compile(&guests.cart)?;
+            compile_cart.push(start.elapsed());
+            cart = Some(entity);
+        }
+        report.timings.push(Timing::new("4c", "Runtime::compile of the cart component", compile_cart));
+        let (_, counter) = runtime.compile(&guests.counter)?;
+        Ok(Self { runtime, cart: cart.expect("compiled"), counter })
+    }
+
+    /// The cart's AddItem on a five-line snapshot: what a warm headline call does.
+    pub fn add_item(&self) -> anyhow::Result<()> {
+        let snapshot = Snapshot { seq: 1000, state: cart_state() };
+        let command = Command {
+            name: "AddItem".into(),
+            payload: br#"{"productId":"P00000002","name":"Product 2","quantity":1}"#.to_vec(),
+            entity_id: "cart-0001".into(),
+        };
+        let effects = self.runtime.handle_event_sourced(&self.cart, Some(&snapshot), &[], &command)?;
+        anyhow::ensure!(effects.is_ok_and(|e| e.events.len() == 1), "AddItem did not emit one event");
+        Ok(())
+    }
+}
+
+fn get() -> Command {
+    Command { name: "Get".into(), payload: b"{}".to_vec(), entity_id: "c".into() }
+}
+
+/// Times `f` `n` times after `n / 10` unmeasured calls.
+fn time_n(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Samples> {
+    for _ in 0..n / 10 {
+        f()?;
+    }
+    let mut samples = Samples::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        f()?;
+        samples.push(start.elapsed());
+    }
+    Ok(samples)
+}
+
+/// 4c: the guest call through `Runtime::handle_event_sourced` (a fresh store, instantiation
+/// and the call), instantiation alone on an engine configured like the host's
+/// (and with the pooling allocator), and a `spawn_blocking` round trip.
+pub async fn guest_call(guests: &Guests, guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
+    const N: usize = 2_000;
+    let (runtime, counter) = (&guest.runtime, &guest.counter);
+    let samples = time_n(N, || {
+        let reply = runtime.handle_event_sourced(counter, None, &[], &get())?;
+        anyhow::ensure!(reply.is_ok(), "Get failed");
+        Ok(())
+    })?;
+    report.timings.push(Timing::new("4c", "handle_event_sourced, counter Get (store+instantiate+call)", samples));
+    let samples = time_n(N, || guest.add_item())?;
+    report.timings.push(Timing::new("4c", "handle_event_sourced, cart AddItem on a 5-line snapshot", samples));
+
+    for pooling in [false, true] {
+        let label = if pooling { "pooling allocator" } else { "host's config" };
+        match instantiate_only(&guests.counter, pooling) {
+            Ok(Instantiations { store_only, single, parallel, threads, rate }) => {
+                report.timings.push(Timing::new("4c", &format!("Store::new+drop only, {label}"), store_only));
+                let mut timing = Timing::new("4c", &format!("Store::new+instantiate+drop, {label}"), single);
+                timing.note = "replica: Linker<GuestState> + WASI p2, InstancePre::instantiate of the counter".into();
+                report.timings.push(timing);
+                let name = format!("the same on {threads} threads at once, {label}");
+                let mut timing = Timing::new("4c", &name, parallel);
+                timing.note = format!("{rate:.0} instantiations/s in all");
+                report.timings.push(timing);
+            }
+            Err(error) => report.facts.push((format!("4c instantiate-only, {label}"), format!("failed: {error:#}"))),
+        }
+    }
+
+    let mut samples = Samples::with_capacity(N);
+    for _ in 0..N {
+        let start = Instant::now();
+        tokio::task::spawn_blocking(|| 1u32).await?;
+        samples.push(start.elapsed());
+    }
+    report.timings.push(Timing::new("4c", "tokio spawn_blocking round trip (empty closure)", samples));
+    Ok(())
+}
+
+/// What instantiation alone costs.
+struct Instantiations {
+    /// An empty store, created and dropped.
+    store_only: Samples,
+    /// A store, an instance, dropped; one thread.
+    single: Samples,
+    /// The same on every core at once.
+    parallel: Samples,
+    /// Threads of `parallel`.
+    threads: usize,
+    /// Instantiations per second of `parallel`, in all.
+    rate: f64,
+}
+
+/// Instantiation without the call: an engine and linker set up as
+/// `Runtime::new` sets them up, optionally with the pooling allocator.
+fn instantiate_only(component_bytes: &[u8], pooling: bool) -> anyhow::Result<Instantiations> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(100)
+            .total_core_instances(1_000)
+            .total_memories(200)
+            .total_tables(1_000)
+            .max_memory_size(LIMITS.max_memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    let engine = Engine::new(&config)?;
+    let mut linker = Linker::<GuestState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let component = Component::new(&engine, component_bytes)?;
+    let pre = linker.instantiate_pre(&component)?;
+    let store_only = time_n(2_000, || {
+        let mut store = Store::new(&engine, GuestState::new(LIMITS.max_memory_bytes));
+        store.set_epoch_deadline(1_000);
+        drop(store);
+        Ok(())
+    })?;
+    let instantiate = || {
+        let mut store = Store::new(&engine, GuestState::new(LIMITS.max_memory_bytes));
+        store.set_epoch_deadline(1_000);
+        pre.instantiate(&mut store)?;
+        drop(store);
+        Ok(())
+    };
+    let single = time_n(2_000, instantiate)?;
+    let threads = cores();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(1);
+    let per_thread: Vec<anyhow::Result<Samples>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut samples = Samples::with_capacity(1 << 16);
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        instantiate()?;
+                        samples.push(sent.elapsed());
+                    }
+                    Ok(samples)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
+    });
+    let elapsed = start.elapsed();
+    let mut parallel = Samples::default();
+    for samples in per_thread {
+        parallel.merge(samples?);
+    }
+    let rate = parallel.len() as f64 / elapsed.as_secs_f64();
+    Ok(Instantiations { store_only, single, parallel, threads, rate })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// 6a: the storage bound of the headline: 64 tasks committing one cart event
+/// per call through the journal's group commit, across 1,000 entities (and
+/// a snapshot every 100 events of an entity, as the host does), with no Wasm
+/// and no HTTP. Then, for reference, a single writer doing one durable redb
+/// transaction per insert, and a plain write+fdatasync loop.
+pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let metrics = Arc::new(Metrics::default());
+    let journal = Arc::new(Journal::open(&dir.path().join("journal.redb"), metrics.clone())?);
+    let service: Arc<str> = "cart".into();
+    let state = cart_state();
+    let writer = load::threads(std::process::id(), "journal-writer");
+    let (cpu_before, writer_before) = (load::own_cpu_time(), writer());
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|task| {
+            let (journal, service, state) = (journal.clone(), service.clone(), state.clone());
+            tokio::spawn(async move {
+                // This task owns entities task, task + 64, ...: no two tasks race on one.
+                let mut entities: Vec<(Arc<str>, u64)> =
+                    (task..CARTS).step_by(CONNECTIONS).map(|e| (format!("cart-{e:04}").into(), 0)).collect();
+                let mut samples = Samples::with_capacity(1 << 14);
+                let (mut i, owned) = (0, entities.len());
+                while Instant::now() < deadline {
+                    let (entity, last) = &mut entities[i % owned];
+                    i += 1;
+                    let seq = *last + 1;
+                    let commit = Commit {
+                        service: service.clone(),
+                        entity: entity.clone(),
+                        write: EntityWrite::Events {
+                            expected_last_seq: *last,
+                            events: vec![CART_EVENT.to_vec()],
+                            snapshot: (seq % 100 == 0).then(|| StoredSnapshot { seq, state: state.clone() }),
+                        },
+                        outbox: Vec::new(),
+                        idempotency: None,
+                    };
+                    let sent = Instant::now();
+                    journal.commit(commit).await?;
+                    samples.push(sent.elapsed());
+                    *last = seq;
+                }
+                anyhow::Ok((samples, Instant::now()))
+            })
+        })
+        .collect();
+    let mut samples = Samples::default();
+    let mut finished = start;
+    for task in tasks {
+        let (s, done) = task.await??;
+        samples.merge(s);
+        finished = finished.max(done);
+    }
+    let cpu = load::own_cpu_time().saturating_sub(cpu_before);
+    let writer_cpu = writer().saturating_sub(writer_before);
+    let commits = metric(&metrics.render(), "wasmstate_journal_commits_total");
+    let mut row = Row::new("6a", "storage: Journal::commit, 64 tasks, 1,000 ents", &mut samples, finished - start);
+    row.server_cpu = Some(cpu.as_secs_f64() / (finished - start).as_secs_f64());
+    row.note = format!(
+        "{commits} group commits = {:.1} appends per durable transaction, {:.0} commits/s; \
+         journal-writer thread {:.2} cores = {} CPU per append, {} per commit",
+        row.count as f64 / commits.max(1) as f64,
+        commits as f64 / (finished - start).as_secs_f64(),
+        writer_cpu.as_secs_f64() / (finished - start).as_secs_f64(),
+        fmt_dur(writer_cpu / row.count.max(1) as u32),
+        fmt_dur(writer_cpu / commits.max(1) as u32),
+    );
+    report.ceilings.push(row);
+    drop(journal);
+
+    let raw_duration = duration.min(Duration::from_secs(3));
+    let path = dir.path().join("raw.redb");
+    let cpu_before = load::own_cpu_time();
+    let mut samples = tokio::task::spawn_blocking(move || raw_redb(&path, raw_duration)).await??;
+    let mut row = Row::new("6a", "raw redb: 1 durable txn per insert, 1 writer", &mut samples, raw_duration);
+    row.server_cpu = Some(load::own_cpu_time().saturating_sub(cpu_before).as_secs_f64() / raw_duration.as_secs_f64());
+    row.reference = true;
+    report.ceilings.push(row);
+    let path = dir.path().join("raw.bin");
+    let cpu_before = load::own_cpu_time();
+    let mut samples = tokio::task::spawn_blocking(move || raw_fdatasync(&path, raw_duration)).await??;
+    let mut row = Row::new("6a", "raw disk: pwrite 128 B + fdatasync, 1 writer", &mut samples, raw_duration);
+    row.server_cpu = Some(load::own_cpu_time().saturating_sub(cpu_before).as_secs_f64() / raw_duration.as_secs_f64());
+    row.reference = true;
+    report.ceilings.push(row);
+    Ok(())
+}
+
+/// A counter's value in a Prometheus text rendering (0 if absent).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn raw_redb(path: &std::path::Path, duration: Duration) -> anyhow::Result<Samples> {
+    const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("raw");
+    let db = redb::Database::create(path)?;
+    let mut samples = Samples::default();
+    let deadline = Instant::now() + duration;
+    let mut key = 0u64;
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        let mut txn = db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        txn.open_table(TABLE)?.insert(key, CART_EVENT)?;
+        txn.commit()?;
+        samples.push(start.elapsed());
+        key += 1;
+    }
+    Ok(samples)
+}
+
+fn raw_fdatasync(path: &std::path::Path, duration: Duration) -> anyhow::Result<Samples> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(&vec![0u8; 1 << 20])?;
+    file.sync_all()?;
+    let mut samples = Samples::default();
+    let deadline = Instant::now() + duration;
+    let mut block = 0u64;
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        file.write_all_at(&[7u8; 128], (block % 256) * 4096)?;
+        file.sync_data()?;
+        samples.push(start.elapsed());
+        block += 1;
+    }
+    Ok(samples)
+}
+
+/// 6b: the HTTP bound: an axum server (the host's HTTP stack) on its own
+/// runtime in this process that answers 200 `{}` to every POST of the
+/// invocation route, under the same load as the headline.
+pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    use axum::routing::post;
+    const THREADS: &str = "ceiling-http";
+    let workers = cores();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(THREADS)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            addr_tx.send(listener.local_addr()?)?;
+            let app = axum::Router::new().route(
+                "/v1/services/{service}/entities/{id}/{command}",
+                post(|_: axum::extract::Path<(String, String, String)>, _: Bytes| async {
+                    ([(hyper::header::CONTENT_TYPE, "application/json")], "{}")
+                }),
+            );
+            axum::serve(listener, app).with_graceful_shutdown(async { drop(stop_rx.await) }).await?;
+            anyhow::Ok(())
+        })
+    });
+    let addr = addr_rx.recv()?;
+    let uris: Arc<Vec<Uri>> = Arc::new(
+        (0..CARTS)
+            .map(|c| format!("/v1/services/cart/entities/cart-{c:04}/AddItem").parse())
+            .collect::<Result<_, _>>()?,
+    );
+    let body = Bytes::from_static(br#"{"productId":"P00000001","name":"Product 1","quantity":1}"#);
+    let next: load::NextRequest = Arc::new(move |n| (uris[n as usize % CARTS].clone(), body.clone()));
+    let probes = [load::threads(std::process::id(), THREADS), load::process_but(THREADS)];
+    let runs = [
+        (CONNECTIONS, duration, "HTTP: axum answering 200 {}, 64 conns", false),
+        (1, duration.min(Duration::from_secs(2)), "HTTP: the same, 1 conn (sequential)", true),
+    ];
+    for (connections, duration, name, reference) in runs {
+        let load = Load { connections, warmup: Duration::from_millis(500), duration };
+        let mut result = load::run(addr, load, next.clone(), &probes).await?;
+        let mut row = Row::new("6b", name, &mut result.latencies, result.elapsed);
+        row.errors = result.errors;
+        row.server_cpu = result.cpu.first().copied();
+        row.load_cpu = result.cpu.get(1).copied();
+        row.reference = reference;
+        if let Some(error) = result.first_error {
+            row.note = format!("first error: {error}");
+        }
+        report.ceilings.push(row);
+    }
+    let _ = stop_tx.send(());
+    server.join().map_err(|_| anyhow::anyhow!("the HTTP ceiling server panicked"))??;
+    Ok(())
+}
+
+/// 6c: the Wasm bound: every core calling `handle_event_sourced` (cart AddItem on
+/// a warm snapshot) in a loop, with no HTTP and no journal.
+pub fn wasm_ceiling(guest: &Guest, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let threads = cores();
+    let cpu_before = load::own_cpu_time();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let results: Vec<anyhow::Result<Samples>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut samples = Samples::with_capacity(1 << 16);
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        guest.add_item()?;
+                        samples.push(sent.elapsed());
+                    }
+                    Ok(samples)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
+    });
+    let elapsed = start.elapsed();
+    let cpu = load::own_cpu_time().saturating_sub(cpu_before);
+    let mut samples = Samples::default();
+    for result in results {
+        samples.merge(result?);
+    }
+    let label = format!("Wasm: handle_event_sourced AddItem, {threads} threads");
+    let mut row = Row::new("6c", &label, &mut samples, elapsed);
+    row.server_cpu = Some(cpu.as_secs_f64() / elapsed.as_secs_f64());
+    report.ceilings.push(row);
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! `make bench`: starts the release `wasmstate` binary, drives HTTP load at
+//! it from keep-alive connections, and measures the in-process bounds of
+//! what it does (journal, HTTP, Wasm). Prints a table and writes
+//! `target/bench/results.json`.
+//!
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 6; all of
+//! them by default. `--quick` shortens every run (for checking the bench,
+//! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
+//! default the `wasmstate` next to this program.
+
+mod inproc;
+mod load;
+mod rehydrate;
+mod report;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::report::{Report, Target, fmt_dur};
+use crate::servers::Guests;
+
+/// How long each measured run lasts.
+struct Durations {
+    sequential: Duration,
+    headline: Duration,
+    hot: Duration,
+    ceiling: Duration,
+    rounds: usize,
+    events: u64,
+}
+
+impl Durations {
+    fn new(quick: bool) -> Self {
+        if quick {
+            let s = Duration::from_secs(1);
+            Durations { sequential: s, headline: s, hot: s, ceiling: s, rounds: 2, events: 100_000 }
+        } else {
+            Durations {
+                sequential: Duration::from_secs(5),
+                headline: Duration::from_secs(10),
+                hot: Duration::from_secs(5),
+                ceiling: Duration::from_secs(5),
+                rounds: 5,
+                events: 100_000,
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut quick = false;
+    let mut only = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [1|2|3|4|5|6 ...]");
+                return Ok(());
+            }
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6") => only.push(n.to_string()),
+            other => anyhow::bail!("unknown argument {other:?}; usage: bench [--quick] [1|2|3|4|5|6 ...]"),
+        }
+    }
+    if std::env::var_os("WASMSTATE_BIN").is_none() {
+        let exe = std::env::current_exe()?;
+        let sibling = exe.parent().context("exe dir")?.join("wasmstate");
+        anyhow::ensure!(sibling.exists(), "set WASMSTATE_BIN: there is no {}", sibling.display());
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("WASMSTATE_BIN", &sibling) };
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(Durations::new(quick), only))
+}
+
+async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
+    let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let binary = wasmstate_tests::server::binary();
+    eprintln!("bench: measuring {} on {cores} cores", binary.display());
+    if cfg!(debug_assertions) || !binary.to_string_lossy().contains("release") {
+        eprintln!("bench: WARNING: not a release build; the figures mean little (use `make bench`)");
+    }
+    let guests = Guests {
+        cart: std::fs::read(wasmstate_tests::guests::SHOPPING_CART)?,
+        counter: std::fs::read(wasmstate_tests::guests::COUNTER)?,
+    };
+    let mut report = Report::default();
+    let load_before = load_average();
+    let started = Instant::now();
+
+    if wanted("1") {
+        eprintln!("bench: 1 sequential invocations on one warm cart");
+        servers::sequential(&guests, &mut report, d.sequential).await?;
+    }
+    if wanted("2") {
+        eprintln!("bench: 2 64 connections across 1,000 carts");
+        servers::headline(&guests, &mut report, d.headline).await?;
+    }
+    if wanted("3") {
+        eprintln!("bench: 3 64 connections on one counter");
+        servers::hot_counter(&guests, &mut report, d.hot).await?;
+    }
+    if wanted("4") {
+        eprintln!("bench: 4a deploy → first invocation");
+        servers::deploy_to_first_reply(&guests, &mut report, d.rounds).await?;
+        eprintln!("bench: 4b restart → first invocation");
+        servers::restart_to_first_reply(&guests, &mut report, d.rounds).await?;
+    }
+    let needs_guest = wanted("4") || wanted("5") || wanted("6");
+    let guest = if needs_guest {
+        eprintln!("bench: compiling the guests in process");
+        let mut scratch = Report::default();
+        let guest = inproc::Guest::new(&guests, &mut scratch)?;
+        if wanted("4") {
+            report.timings.extend(scratch.timings);
+        }
+        Some(guest)
+    } else {
+        None
+    };
+    if let (true, Some(guest)) = (wanted("4"), &guest) {
+        eprintln!("bench: 4c guest call and instantiation, in process");
+        inproc::guest_call(&guests, guest, &mut report).await?;
+    }
+    if let (true, Some(guest)) = (wanted("5"), &guest) {
+        eprintln!("bench: 5 rehydration of {} events", d.events);
+        rehydrate::rehydration(&guests, guest, &mut report, d.events).await?;
+    }
+    if wanted("6") {
+        eprintln!("bench: 6a storage ceiling");
+        inproc::storage_ceiling(&mut report, d.headline).await?;
+        eprintln!("bench: 6b HTTP ceiling");
+        inproc::http_ceiling(&mut report, d.ceiling).await?;
+        if let Some(guest) = &guest {
+            eprintln!("bench: 6c Wasm ceiling");
+            inproc::wasm_ceiling(guest, &mut report, d.ceiling)?;
+        }
+    }
+    let wall = started.elapsed();
+    report.facts.push((
+        "load average (1 min) before / after; other work on the machine skews every figure".into(),
+        format!("{load_before} / {}", load_average()),
+    ));
+    derived_facts(&mut report, d.events);
+    targets(&mut report);
+
+    print!("{}", report.table(cores, wall));
+    let out = results_dir();
+    std::fs::create_dir_all(&out)?;
+    let path = out.join("results.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report.json(cores, wall))?)?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `target/bench` of the workspace.
+fn results_dir() -> PathBuf {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    tests.parent().unwrap_or(&tests).join("target").join("bench")
+}
+
+/// Facts computed from several measurements.
+fn derived_facts(report: &mut Report, events: u64) {
+    if let Some(hot) = report.row("3") {
+        let seconds = events as f64 / hot.rate.max(1e-9);
+        report.facts.push((
+            format!("5 building a {events}-event log over HTTP at scenario 3's rate"),
+            format!("≈ {seconds:.0} s (the bench writes it through the journal instead)"),
+        ));
+    }
+}
+
+/// The team's targets, judged on this run's figures.
+fn targets(report: &mut Report) {
+    let mut targets = Vec::new();
+    if let Some(row) = report.row("2") {
+        targets.push(Target {
+            goal: "2: ≥ 15,000 durable invocations/s".into(),
+            measured: format!("{:.0}/s", row.rate),
+            met: row.rate >= 15_000.0,
+        });
+        targets.push(Target {
+            goal: "2: p99 < 10 ms".into(),
+            measured: fmt_dur(row.p99),
+            met: row.p99 < Duration::from_millis(10),
+        });
+    }
+    if let Some(row) = report.row("1") {
+        targets.push(Target {
+            goal: "1: p50 < 0.5 ms".into(),
+            measured: fmt_dur(row.p50),
+            met: row.p50 < Duration::from_micros(500),
+        });
+    }
+    let timed: [(&str, &str, &str, Duration); 4] = [
+        ("4c", "Store::new+instantiate+drop, host's config", "4c: instantiate < 10 µs", Duration::from_micros(10)),
+        ("4b", "restart: spawn → first 200", "4b: restart → first invocation < 20 ms", Duration::from_millis(20)),
+        ("4a", "deploy → first 200 of the cart", "4a: deploy → first invocation < 300 ms", Duration::from_millis(300)),
+        ("5", "snapshot-every 100: first Get", "5: rehydrate 100k events, snapshot-every 100 < 5 ms", Duration::from_millis(5)),
+    ];
+    for (key, name, goal, limit) in timed {
+        if let Some(timing) = report.timings.iter().find(|t| t.key == key && t.name.contains(name)) {
+            let median = timing.median();
+            targets.push(Target { goal: goal.into(), measured: format!("{} (median)", fmt_dur(median)), met: median < limit });
+        }
+    }
+    report.targets = targets;
+}
