@@ -25,6 +25,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_PASSIVATE_AFTER", default_value = "30s", value_parser = parse_duration)]
     pub passivate_after: Duration,
 
+    /// How many entities may hold their state in memory; past it, entities
+    /// idle for 100 ms or more are passivated at once.
+    #[arg(long, env = "WASMSTATE_MAX_ACTIVE_ENTITIES", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_active_entities: u32,
+
     /// Stop a guest call that runs longer than this (e.g. 5s) and answer 504.
     #[arg(long, env = "WASMSTATE_INVOCATION_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub invocation_timeout: Duration,

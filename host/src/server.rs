@@ -88,6 +88,7 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
             snapshot_every: config.snapshot_every,
             passivate_after: config.passivate_after,
             mailbox_capacity: config.mailbox_capacity as usize,
+            max_active_entities: config.max_active_entities as usize,
             max_in_flight: config.max_in_flight as usize,
             max_events_per_command: config.max_events_per_command as usize,
             max_reply_bytes: config.max_reply_bytes,

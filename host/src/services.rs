@@ -97,8 +97,16 @@ impl Services {
                 .journal
                 .component(name, meta.version)?
                 .ok_or_else(|| anyhow::anyhow!("component bytes of {name} v{} are missing", meta.version))?;
-            let entity = services.compile_cached(&bytes, &meta.digest)?;
-            services.current.write().unwrap().insert(name.clone(), Arc::new(Service { meta, entity }));
+            // One component this host can no longer run (say, after an
+            // upgrade that changed the WIT) must not keep the others down.
+            match services.compile_cached(&bytes, &meta.digest) {
+                Ok(entity) => {
+                    services.current.write().unwrap().insert(name.clone(), Arc::new(Service { meta, entity }));
+                }
+                Err(error) => {
+                    tracing::error!(service = %name, version = meta.version, %error, "cannot load the service; deploy a new version");
+                }
+            }
         }
         *services.history.write().unwrap() = history;
         Ok(services)
@@ -208,6 +216,25 @@ impl Services {
         self.metrics.record_deploy();
         tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
         Ok(meta)
+    }
+
+    /// Removes a service: every version, so new invocations answer 404. Its
+    /// entities' events and states stay in the journal, and a later deploy
+    /// under the same name continues from them. Answers how many versions
+    /// were removed, or `None` for a service that is not deployed.
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<Option<usize>, DeployError> {
+        let _one_at_a_time = self.deploying.lock().await;
+        if !self.history.read().unwrap().contains_key(name) {
+            return Ok(None);
+        }
+        let (this, service) = (self.clone(), name.to_string());
+        let removed = tokio::task::spawn_blocking(move || this.journal.delete_versions(&service))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))??;
+        self.current.write().unwrap().remove(name);
+        self.history.write().unwrap().remove(name);
+        tracing::info!(service = %name, versions = removed, "deleted");
+        Ok(Some(removed))
     }
 
     fn compile_cached(&self, bytes: &[u8], digest: &str) -> Result<CompiledEntity, DeployError> {

@@ -38,6 +38,9 @@ pub struct EntityConfig {
     pub passivate_after: Duration,
     /// The most commands that may wait for one entity.
     pub mailbox_capacity: usize,
+    /// How many entities may hold their state in memory before idle ones
+    /// are passivated early (a soft cap: busy entities are never evicted).
+    pub max_active_entities: usize,
     /// The most commands in flight across all entities.
     pub max_in_flight: usize,
     /// The most events (or side effects) one command may produce.
@@ -96,7 +99,7 @@ impl InvokeError {
             | InvokeError::Journal(_)
             | InvokeError::Internal(_)
             | InvokeError::UnknownService(_)
-            | InvokeError::Guest(GuestError::Timeout(_)) => true,
+            | InvokeError::Guest(GuestError::Timeout(_) | GuestError::Busy) => true,
             InvokeError::SideEffectFailed { source, .. } => source.is_transient(),
             _ => false,
         }
@@ -170,6 +173,7 @@ impl Entities {
                 Ok(_) => Outcome::Ok,
                 Err(InvokeError::Failed(_)) => Outcome::Failed,
                 Err(InvokeError::Guest(GuestError::Timeout(_))) => Outcome::TimedOut,
+                Err(InvokeError::Guest(GuestError::Busy)) => Outcome::Refused,
                 Err(InvokeError::Guest(_) | InvokeError::OutputLimit(_)) => Outcome::Trapped,
                 Err(_) => Outcome::Refused,
             });

@@ -81,7 +81,7 @@ impl From<InvokeError> for ApiError {
         let message = error.to_string();
         match error {
             InvokeError::UnknownService(service) => Self::unknown_service(&service),
-            InvokeError::Overloaded(_) => Self {
+            InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => Self {
                 retry_after_secs: Some(1),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
             },

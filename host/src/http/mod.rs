@@ -66,10 +66,12 @@ pub fn app(state: AppState) -> Router {
                 .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.invoke, req, next))),
         )
         .route_layer(from_fn_with_state(state.clone(), auth::require_invoke));
+    let admin = from_fn_with_state(state.clone(), auth::require_admin);
     let deploy = put(services::deploy)
         .layer(DefaultBodyLimit::max(limits.deploy))
         .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.deploy, req, next)))
-        .layer(from_fn_with_state(state.clone(), auth::require_admin));
+        .delete(services::delete)
+        .layer(admin);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -50,3 +50,14 @@ pub async fn describe(
         .map(Json)
         .ok_or_else(|| ApiError::unknown_service(&service))
 }
+
+/// Deletes a service: every version goes, so invocations answer 404; its
+/// entities' data stays for a later deploy under the same name.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let removed = state.services.delete(&service).await?.ok_or_else(|| ApiError::unknown_service(&service))?;
+    state.subscriptions.sync();
+    Ok(Json(serde_json::json!({ "service": service, "deleted_versions": removed })))
+}

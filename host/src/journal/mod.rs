@@ -248,6 +248,25 @@ impl Journal {
         Ok(())
     }
 
+    /// Removes every deployed version of `service` (metadata and component
+    /// bytes), durably; answers how many there were. Its entities' data stays.
+    pub fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut versions = txn.open_table(VERSIONS)?;
+            let mut components = txn.open_table(COMPONENTS)?;
+            let range = (service, 0)..=(service, u32::MAX);
+            let keys: Vec<u32> = versions.range(range.clone())?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+            for version in &keys {
+                versions.remove((service, *version))?;
+                components.remove((service, *version))?;
+            }
+            keys.len()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
     /// Every deployed version of every service, ordered by (service, version).
     pub fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
         let txn = self.db.begin_read()?;

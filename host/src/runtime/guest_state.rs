@@ -31,9 +31,17 @@ impl GuestState {
         }
     }
 
-    /// What the guest wrote to stderr, lossily decoded and trimmed.
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+    /// Prepares for the next call on this instance; answers where stderr
+    /// stands, for [`stderr_since`](Self::stderr_since).
+    pub fn start_call(&mut self) -> usize {
+        self.memory.exceeded = false;
+        self.stderr.contents().len()
+    }
+
+    /// What the guest wrote to stderr since `start`, lossily decoded and trimmed.
+    pub fn stderr_since(&self, start: usize) -> String {
+        let contents = self.stderr.contents();
+        String::from_utf8_lossy(contents.get(start..).unwrap_or_default()).trim().to_string()
     }
 }
 

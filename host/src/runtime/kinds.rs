@@ -1,7 +1,10 @@
 //! The kinds of service a component can implement, and the typed call of
 //! each kind's functions.
 
-use wasmtime::component::InstancePre;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::{action_iface, event_sourced_iface, value_iface};
 use super::{
@@ -50,11 +53,20 @@ enum KindIndices {
     Action(action_iface::GuestIndices),
 }
 
-/// A validated, compiled component ready to be instantiated cheaply.
+/// A validated, compiled component ready to be instantiated cheaply, with
+/// the idle instances of earlier calls.
 #[derive(Clone)]
 pub struct CompiledEntity {
     pre: InstancePre<GuestState>,
     indices: KindIndices,
+    idle: Arc<Mutex<Vec<WarmInstance>>>,
+    max_idle: usize,
+}
+
+/// An instance that finished a call without trapping, ready for the next one.
+pub(super) struct WarmInstance {
+    pub store: Store<GuestState>,
+    pub instance: Instance,
 }
 
 /// The answer of a guest call: the guest's own result, or why it gave none.
@@ -67,7 +79,21 @@ impl CompiledEntity {
             EntityKind::Value => KindIndices::Value(value_iface::GuestIndices::new(&pre)?),
             EntityKind::Action => KindIndices::Action(action_iface::GuestIndices::new(&pre)?),
         };
-        Ok(Self { pre, indices })
+        let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self { pre, indices, idle: Arc::default(), max_idle })
+    }
+
+    /// An idle instance, if a call left one.
+    pub(super) fn take_idle(&self) -> Option<WarmInstance> {
+        self.idle.lock().unwrap().pop()
+    }
+
+    /// Keeps an instance for the next call, up to one per core.
+    pub(super) fn give_back(&self, warm: WarmInstance) {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < self.max_idle {
+            idle.push(warm);
+        }
     }
 
     pub(super) fn pre(&self) -> &InstancePre<GuestState> {

@@ -2,8 +2,12 @@
 //! the host grants, compilation and validation of uploaded components, and
 //! the call of a guest's `handle`.
 //!
-//! Each invocation gets a fresh [`Store`] from the version's pre-instantiated
-//! component, bounded in memory and in time (epoch interruption).
+//! Instances come from wasmtime's pooling allocator. A call takes an idle
+//! instance of the version (or instantiates one from its pre-instantiated
+//! component), bounds it in time (epoch interruption) and memory, and gives
+//! it back for the next call unless it trapped. Guests keep no state
+//! between calls — the host hands them their state every time — so reusing
+//! an instance only saves the cost of making one.
 
 mod bindings;
 mod compiled_cache;
@@ -15,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Instance, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap};
 
 pub use bindings::{
     ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, FailureCode, Forward,
@@ -24,9 +28,13 @@ pub use bindings::{
 pub use compiled_cache::CompiledCache;
 pub use guest_state::GuestState;
 pub use kinds::{CompiledEntity, EntityKind};
+use kinds::WarmInstance;
 
 /// How often the engine's epoch advances: the granularity of the time limit.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How many instances may exist at once across all services; more calls at
+/// once wait for a blocking thread or are refused as overloaded.
+const MAX_INSTANCES: u32 = 1000;
 
 /// Limits applied to every invocation.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +85,9 @@ pub enum GuestError {
     /// The guest ran past the invocation time limit.
     #[error("the guest ran longer than the invocation time limit of {0:?}")]
     Timeout(Duration),
+    /// Every instance slot is in use; the call may succeed later.
+    #[error("all {MAX_INSTANCES} instance slots are in use")]
+    Busy,
 }
 
 /// The shared Wasm engine and linker.
@@ -93,6 +104,13 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_core_instances(MAX_INSTANCES * 8)
+            .total_memories(MAX_INSTANCES * 2)
+            .total_tables(MAX_INSTANCES * 8)
+            .max_memory_size(limits.max_memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -140,30 +158,52 @@ impl Runtime {
             .map_err(|e| ComponentError::Invalid(format!("the {} interface has the wrong shape: {e:#}", kind.as_str())))
     }
 
-    /// Instantiates `entity` in a fresh store bounded in memory and time and
-    /// runs `call` on it. Blocking: call it from a blocking-capable thread.
+    /// Runs `call` on an instance of `entity` bounded in memory and time:
+    /// an idle one if the version has one, else a new one. The instance goes
+    /// back to the version's idle pool unless the call trapped. Blocking:
+    /// call it from a blocking-capable thread.
     fn call<R>(
         &self,
         entity: &CompiledEntity,
         call: impl FnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
-        let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
-        store.limiter(|state| &mut state.memory);
+        let mut warm = match entity.take_idle() {
+            Some(warm) => warm,
+            None => self.instantiate(entity)?,
+        };
+        let stderr_start = warm.store.data_mut().start_call();
         let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(ticks as u64 + 1);
-        store.epoch_deadline_trap();
-        let result = entity.pre().instantiate(&mut store).and_then(|instance| call(&mut store, &instance));
-        result.map_err(|error| self.classify(&store, error))
+        warm.store.set_epoch_deadline(ticks as u64 + 1);
+        match call(&mut warm.store, &warm.instance) {
+            Ok(result) => {
+                entity.give_back(warm);
+                Ok(result)
+            }
+            Err(error) => Err(self.classify(&warm.store, error, stderr_start)),
+        }
     }
 
-    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> GuestError {
+    /// A new instance of `entity` in a new store.
+    fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
+        let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1);
+        match entity.pre().instantiate(&mut store) {
+            Ok(instance) => Ok(WarmInstance { store, instance }),
+            Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
+            Err(error) => Err(self.classify(&store, error, 0)),
+        }
+    }
+
+    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error, stderr_start: usize) -> GuestError {
         if store.data().memory.exceeded {
             return GuestError::MemoryLimit(self.limits.max_memory_bytes);
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => GuestError::Timeout(self.limits.invocation_timeout),
             Some(trap) => {
-                let stderr = store.data().stderr();
+                let stderr = store.data().stderr_since(stderr_start);
                 if stderr.is_empty() { GuestError::Trap(trap.to_string()) } else { GuestError::Trap(format!("{trap}: {stderr}")) }
             }
             None => GuestError::Trap(format!("{error:#}")),

@@ -78,3 +78,25 @@ async fn deploy_answers_metadata_and_redeploy_makes_a_new_version() {
     let versions = api.get("/v1/services/shopping-cart").await.expect(200)["versions"].as_array().unwrap().len();
     assert_eq!(versions, 2);
 }
+
+#[tokio::test]
+async fn deleting_a_service_keeps_its_entities_data_for_a_later_deploy() {
+    let t = start_with(CART, SHOPPING_CART, &[]).await;
+    let api = &t.api;
+    api.invoke(CART, "kept", "AddItem", item("P1", "Pen", 1)).await.expect(200);
+    let deleted = api.send(reqwest::Method::DELETE, "/v1/services/shopping-cart", Vec::new()).await.expect(200);
+    assert_eq!(deleted, json!({"service": CART, "deleted_versions": 1}));
+    let (kind, _) = api.invoke(CART, "kept", "GetCart", json!({})).await.expect_error(404);
+    assert_eq!(kind, "unknown_service");
+    api.send(reqwest::Method::DELETE, "/v1/services/shopping-cart", Vec::new()).await.expect_error(404);
+    assert_eq!(api.get("/v1/services").await.expect(200), json!([]));
+
+    let t = t.restart().await;
+    t.api.get("/v1/services/shopping-cart").await.expect_error(404);
+    let redeployed = t.api.deploy(CART, std::path::Path::new(SHOPPING_CART)).await;
+    assert_eq!(redeployed["version"], 1);
+    assert_eq!(
+        t.api.invoke(CART, "kept", "GetCart", json!({})).await.expect(200),
+        json!({"items": [item("P1", "Pen", 1)]})
+    );
+}

@@ -38,3 +38,22 @@ async fn increase_and_decrease() {
     assert_eq!(kind, "command_failed");
     assert_eq!(api.position("counter", "c").await, (2, 0));
 }
+
+#[tokio::test]
+async fn idle_entities_are_passivated_when_the_active_cap_is_reached() {
+    let t = start_with("counter", COUNTER, &["--max-active-entities", "10"]).await;
+    for i in 0..30 {
+        t.api.invoke("counter", &format!("c{i}"), "Increase", json!({"value": i})).await.expect(200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The next new entity finds the cap reached: the idle ones are dropped.
+    t.api.invoke("counter", "newcomer", "Increase", json!({"value": 1})).await.expect(200);
+    let dropped = t.api.eventually(std::time::Duration::from_secs(2), || async {
+        t.api.metric("wasmstate_active_entities").await <= 2.0
+    }).await;
+    assert!(dropped, "active entities: {}", t.api.metric("wasmstate_active_entities").await);
+    // Their state comes back from the journal.
+    for i in [0, 17, 29] {
+        assert_eq!(t.api.invoke("counter", &format!("c{i}"), "Get", json!({})).await.expect(200), json!({"value": i}));
+    }
+}

@@ -29,6 +29,11 @@ async fn the_admin_token_guards_deploys() {
     t.api.with_token("s3cret").deploy_bytes("counter", component).await.expect(201);
     // Invocations need no token unless --invoke-token is set.
     t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    // Deleting needs it too.
+    t.api.send(reqwest::Method::DELETE, "/v1/services/counter", Vec::new()).await.expect_error(401);
+    t.api.get("/v1/services/counter").await.expect(200);
+    t.api.with_token("s3cret").send(reqwest::Method::DELETE, "/v1/services/counter", Vec::new()).await.expect(200);
+    t.api.get("/v1/services/counter").await.expect_error(404);
 }
 
 #[tokio::test]
