@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, now_ms, split_effects};
+use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, split_effects};
 use crate::journal::{Commit, EntityWrite};
 use crate::runtime::Command;
 use crate::services::Service;
@@ -12,12 +12,8 @@ use crate::services::Service;
 pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: InvokeRequest) -> Result<Produced, InvokeError> {
     let target = request.invocation;
     let key = request.idempotency_key;
-    if let Some(key) = &key {
-        let journal = shared.journal.clone();
-        let (s, e, k) = (target.service.clone(), target.entity.clone(), key.clone());
-        if let Some(reply) = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await?? {
-            return Ok(Produced { reply, synchronous: Vec::new() });
-        }
+    if let Some(replayed) = shared.replay(&target.service, &target.entity, key.as_ref()).await? {
+        return Ok(replayed);
     }
     let command = Command { name: target.command, payload: target.payload, entity_id: target.entity.clone() };
     let (runtime, service_entity) = (shared.runtime.clone(), service.clone());

@@ -231,6 +231,16 @@ impl Entities {
 }
 
 impl Shared {
+    /// The recorded outcome of an earlier command with the same idempotency
+    /// key on the same entity, if the key is given and its record is live.
+    async fn replay(&self, service: &str, entity: &str, key: Option<&String>) -> Result<Option<Produced>, InvokeError> {
+        let Some(key) = key else { return Ok(None) };
+        let journal = self.journal.clone();
+        let (s, e, k) = (service.to_string(), entity.to_string(), key.clone());
+        let recorded = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await??;
+        Ok(recorded.map(|reply| Produced { reply, synchronous: Vec::new() }))
+    }
+
     /// The idempotency record to write with a command's effects.
     fn idempotency_record(&self, key: Option<&String>, reply: &RecordedReply) -> Option<IdempotencyRecord> {
         key.map(|key| IdempotencyRecord {

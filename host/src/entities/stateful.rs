@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::mailbox::EntityKey;
-use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, now_ms, split_effects};
+use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, split_effects};
 use crate::journal::{Commit, EntityWrite, StoredSnapshot};
 use crate::runtime::{Command, EntityKind, Event, Snapshot, StateChange};
 use crate::services::Service;
@@ -43,12 +43,8 @@ pub(super) async fn run_command(
         .get(&key.service)
         .ok_or_else(|| InvokeError::UnknownService(key.service.to_string()))?;
     let idempotency_key = request.idempotency_key;
-    if let Some(k) = &idempotency_key {
-        let journal = shared.journal.clone();
-        let (s, e, k) = (key.service.clone(), key.entity.clone(), k.clone());
-        if let Some(reply) = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await?? {
-            return Ok(Produced { reply, synchronous: Vec::new() });
-        }
+    if let Some(replayed) = shared.replay(&key.service, &key.entity, idempotency_key.as_ref()).await? {
+        return Ok(replayed);
     }
     let target = request.invocation;
     let command = Command { name: target.command, payload: target.payload, entity_id: target.entity };

@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::json;
 use wasmstate_tests::guests::MISBEHAVING;
 use wasmstate_tests::{Api, Server};
+
+use crate::Rng;
 
 const SVC: &str = "misbehaving";
 const ENTITIES: usize = 6;
@@ -17,24 +19,10 @@ const CLIENTS: usize = 12;
 const PARTS: u64 = 3;
 const ROUNDS: usize = 20;
 
-/// A small xorshift generator: the test needs variety, not quality.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[tokio::test]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    let mut rng = Rng(seed);
-    eprintln!("crash test seed {seed}");
+    let mut rng = Rng::from_clock("crash");
     let acknowledged: Arc<Mutex<BTreeMap<usize, BTreeSet<String>>>> = Arc::default();
     let mut next_token = 0u64;
 

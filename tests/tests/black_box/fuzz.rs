@@ -2,39 +2,12 @@
 //! malformed HTTP. The host answers each with a clear status (never a 5xx),
 //! and stays up and consistent.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmstate_tests::guests::COUNTER;
 
-use crate::start_with;
-
-/// A small xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = self.below(max + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
-        options[self.below(options.len())]
-    }
-}
+use crate::{Rng, start_with};
 
 /// Percent-encodes every byte that is not unreserved.
 fn encode(bytes: &[u8]) -> String {
@@ -47,9 +20,7 @@ fn encode(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn random_requests_get_clear_answers_and_change_nothing_they_should_not() {
     let t = start_with("counter", COUNTER, &[]).await;
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("fuzz seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_clock("fuzz");
     let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH];
     for _ in 0..400 {
         let segments: Vec<String> = (0..rng.below(7))

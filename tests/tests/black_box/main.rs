@@ -66,3 +66,40 @@ pub async fn raw_http(base: &str, request_line: &str, body: &str) -> String {
     stream.read_to_string(&mut response).await.expect("read");
     response
 }
+
+/// A small xorshift generator: the tests need variety, not quality.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from the clock; the seed is printed so a failure can be replayed.
+    pub fn from_clock(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let seed = nanos as u64 | 1;
+        eprintln!("{test} seed {seed}");
+        Rng(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Up to `max` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = self.below(max + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// One of `options`.
+    pub fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.below(options.len())]
+    }
+}
