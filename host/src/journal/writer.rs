@@ -4,6 +4,7 @@
 //! each of them. Under load one fsync serves many commands; alone, a command
 //! waits for no one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -201,7 +202,9 @@ impl Writer {
         txn.set_durability(Durability::Immediate).map_err(|e| JournalError::Corrupt(e.to_string()))?;
         let outcomes = {
             let mut tables = Tables::open(&txn)?;
-            commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?
+            let outcomes = commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?;
+            tables.store_log_heads()?;
+            outcomes
         };
         txn.commit()?;
         Ok(outcomes)
@@ -210,6 +213,11 @@ impl Writer {
 
 /// `Ok(last seq)` or the reason this one commit was refused.
 type Outcome = Result<u64, JournalError>;
+
+/// The `COUNTERS` key of a service's last service-log position.
+fn log_head_key(service: &str) -> String {
+    format!("log/{service}")
+}
 
 struct Tables<'txn> {
     events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
@@ -220,6 +228,8 @@ struct Tables<'txn> {
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
     service_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
     counters: Table<'txn, &'static str, u64>,
+    /// The service-log heads this transaction moved, written once at its end.
+    log_heads: HashMap<Arc<str>, u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -233,7 +243,24 @@ impl<'txn> Tables<'txn> {
             idempotency: txn.open_table(IDEMPOTENCY)?,
             service_log: txn.open_table(SERVICE_LOG)?,
             counters: txn.open_table(COUNTERS)?,
+            log_heads: HashMap::new(),
         })
+    }
+
+    /// The last service-log position of `service`, as this transaction has it.
+    fn log_head(&mut self, service: &Arc<str>) -> Result<&mut u64, JournalError> {
+        if !self.log_heads.contains_key(service) {
+            let stored = self.counters.get(log_head_key(service).as_str())?.map_or(0, |v| v.value());
+            self.log_heads.insert(service.clone(), stored);
+        }
+        Ok(self.log_heads.get_mut(service).expect("just inserted"))
+    }
+
+    fn store_log_heads(&mut self) -> Result<(), JournalError> {
+        for (service, head) in &self.log_heads {
+            self.counters.insert(log_head_key(service).as_str(), *head)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, commit: &Commit) -> Result<Outcome, JournalError> {
@@ -250,8 +277,7 @@ impl<'txn> Tables<'txn> {
                         found,
                     }));
                 }
-                let head_key = format!("log/{}", commit.service);
-                let mut head = self.counters.get(head_key.as_str())?.map_or(0, |v| v.value());
+                let mut head = *self.log_head(&commit.service)?;
                 last_seq = found;
                 for payload in events {
                     last_seq += 1;
@@ -259,9 +285,7 @@ impl<'txn> Tables<'txn> {
                     self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
                     self.service_log.insert((key.0, head), (key.1, last_seq))?;
                 }
-                if !events.is_empty() {
-                    self.counters.insert(head_key.as_str(), head)?;
-                }
+                *self.log_head(&commit.service)? = head;
                 if let Some(snapshot) = snapshot {
                     self.snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
                     snapshot_seq = snapshot.seq;
