@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::stateful::{self, Cached};
 use super::{InvokeError, InvokeRequest, Produced, Shared};
+use crate::runtime::EntityKind;
 
 /// Identifies one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,6 +27,9 @@ struct Job {
     request: InvokeRequest,
     done: oneshot::Sender<Result<Produced, InvokeError>>,
 }
+
+/// The most queued commands an entity runs before their commits are awaited.
+const MAX_PIPELINE: usize = 64;
 
 /// How long an entity must have been idle to be passivated early when the
 /// active entities reach their cap.
@@ -88,9 +92,10 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
     shared.metrics.add_active_entities(1);
     let mut cached: Option<Cached> = None;
     let mut last_active = Instant::now();
+    let mut carried: Option<Job> = None;
     loop {
         let pressure = shared.mailboxes.pressure.notified();
-        let job = tokio::select! {
+        let job = if let Some(job) = carried.take() { job } else { tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => job,
                 None => break,
@@ -107,10 +112,67 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
                 }
                 continue;
             }
-        };
-        let result = stateful::run_command(&shared, &key, &mut cached, job.request).await;
-        let _ = job.done.send(result);
+        } };
+        let mut batch = vec![job];
+        // Commands without an idempotency key run back to back; a keyed one
+        // runs alone, so a repeat of its key sees its committed record. Only
+        // event-sourced entities pipeline: their commits carry the seq they
+        // build on, so one after a failed commit is refused by the journal.
+        let pipelines = shared.services.get(&key.service).is_some_and(|s| s.entity.kind() == EntityKind::EventSourced);
+        if pipelines && batch[0].request.idempotency_key.is_none() {
+            while batch.len() < MAX_PIPELINE {
+                match rx.try_recv() {
+                    Ok(next) if next.request.idempotency_key.is_some() => {
+                        carried = Some(next);
+                        break;
+                    }
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        run_batch(&shared, &key, &mut cached, batch).await;
         last_active = Instant::now();
     }
     shared.metrics.add_active_entities(-1);
+}
+
+/// Runs queued commands one after the other against the cached state, each
+/// on the state the previous one left, and submits their commits in order so
+/// they can share one transaction. Each reply goes out only once its commit
+/// (and every earlier one) is durable; after a failed commit, the later
+/// commands' results — computed on state that never became durable — are
+/// refused too, and the state is reloaded from the journal.
+async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Cached>, batch: Vec<Job>) {
+    let mut prepared = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (result, durable) = match stateful::prepare(shared, key, cached, job.request).await {
+            Ok(mut p) => {
+                let durable = p.commit.take().map(|commit| shared.journal.submit(commit));
+                (Ok(p), durable)
+            }
+            Err(error) => (Err(error), None),
+        };
+        prepared.push((job.done, result, durable));
+    }
+    let mut failed = false;
+    for (done, result, durable) in prepared {
+        let outcome = match (result, durable) {
+            (Ok(_), _) if failed => Err(InvokeError::Overloaded("an earlier command on this entity failed to commit".into())),
+            (Ok(p), Some(durable)) => match durable.await {
+                Ok(()) => Ok(p.produced),
+                Err(error) => {
+                    failed = true;
+                    Err(error.into())
+                }
+            },
+            (Ok(p), None) => Ok(p.produced),
+            (Err(error), _) => Err(error),
+        };
+        let _ = done.send(outcome);
+    }
+    if failed {
+        // The journal is the truth: forget what we hold and reload next time.
+        *cached = None;
+    }
 }

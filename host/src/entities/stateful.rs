@@ -1,6 +1,8 @@
 //! One command on an event-sourced or value entity, inside the entity's
-//! task: rebuild the state if cold, call the guest, commit everything the
-//! command produced atomically, then update the cached state.
+//! task: rebuild the state if cold, call the guest, and prepare the commit of
+//! everything the command produced. The cached state moves on at once, so
+//! the entity can run its next queued command while this one commits; the
+//! task replies only once the commit is durable (see [`super::mailbox`]).
 
 use std::sync::Arc;
 
@@ -31,20 +33,29 @@ struct Pending {
     side_effects: Vec<crate::runtime::SideEffect>,
 }
 
-/// Runs one command on the entity `key`, whose cached state is `cached`.
-pub(super) async fn run_command(
+/// A command the guest has run, whose writes are not yet durable.
+pub(super) struct Prepared {
+    /// What to commit; `None` when the command wrote nothing.
+    pub commit: Option<Commit>,
+    /// What to answer once the commit is durable.
+    pub produced: Produced,
+}
+
+/// Runs one command on the entity `key`, whose cached state is `cached`,
+/// and moves the cached state to what the command leaves.
+pub(super) async fn prepare(
     shared: &Arc<Shared>,
     key: &EntityKey,
     cached: &mut Option<Cached>,
     request: InvokeRequest,
-) -> Result<Produced, InvokeError> {
+) -> Result<Prepared, InvokeError> {
     let service = shared
         .services
         .get(&key.service)
         .ok_or_else(|| InvokeError::UnknownService(key.service.to_string()))?;
     let idempotency_key = request.idempotency_key;
     if let Some(replayed) = shared.replay(&key.service, &key.entity, idempotency_key.as_ref()).await? {
-        return Ok(replayed);
+        return Ok(Prepared { commit: None, produced: replayed });
     }
     let target = request.invocation;
     let command = Command { name: target.command, payload: target.payload, entity_id: target.entity };
@@ -67,15 +78,9 @@ pub(super) async fn run_command(
         outbox: asynchronous,
         idempotency: shared.idempotency_record(idempotency_key.as_ref(), &reply),
     };
-    if !commit.is_empty()
-        && let Err(error) = shared.journal.commit(commit).await
-    {
-        // The journal is the truth: forget what we hold and reload next time.
-        *cached = None;
-        return Err(error.into());
-    }
     *cached = Some(pending.cache_after);
-    Ok(Produced { reply, synchronous })
+    let commit = (!commit.is_empty()).then_some(commit);
+    Ok(Prepared { commit, produced: Produced { reply, synchronous } })
 }
 
 async fn event_sourced(

@@ -171,7 +171,14 @@ impl Journal {
     /// Durably writes everything one command produced, atomically. Resolves
     /// once the write transaction holding it has committed.
     pub async fn commit(&self, commit: Commit) -> Result<(), JournalError> {
-        self.committer.commit(commit).await
+        self.committer.submit(commit).await
+    }
+
+    /// Queues a commit at once and answers a future that resolves when it
+    /// is durable. Commits submitted one after the other are written in that
+    /// order, possibly in one transaction.
+    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<(), JournalError>> + use<> {
+        self.committer.submit(commit)
     }
 
     /// A receiver of every commit that appends events, from now on.

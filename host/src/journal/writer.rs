@@ -117,11 +117,15 @@ impl GroupCommitter {
         Ok(Self { requests, failed })
     }
 
-    /// Queues a commit and waits until it is durable (or failed).
-    pub async fn commit(&self, commit: Commit) -> Result<(), JournalError> {
+    /// Queues a commit at once, in call order, and answers a future that
+    /// resolves when it is durable (or failed).
+    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<(), JournalError>> + use<> {
         let (done, wait) = oneshot::channel();
-        self.requests.send(Request { commit, done }).map_err(|_| JournalError::WriterStopped)?;
-        wait.await.map_err(|_| JournalError::WriterStopped)?
+        let queued = self.requests.send(Request { commit, done });
+        async move {
+            queued.map_err(|_| JournalError::WriterStopped)?;
+            wait.await.map_err(|_| JournalError::WriterStopped)?
+        }
     }
 
     /// Whether the storage failed in a way that needs the database reopened
