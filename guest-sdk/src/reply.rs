@@ -66,6 +66,49 @@ impl Reply {
     }
 }
 
+/// The payload builders and getters of [`Forward`] and [`SideEffect`], which
+/// both address a command (`service`, `entity_id`, `command`) and carry its
+/// `payload`; `$what` names the payload in the panic of `json`.
+macro_rules! call_methods {
+    ($what:literal) => {
+        /// Sets the payload to `value` encoded as JSON.
+        ///
+        /// # Panics
+        ///
+        /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
+        pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+            self.payload = encode_json(value, $what);
+            self
+        }
+
+        /// Sets the payload to `bytes` as they are.
+        pub fn payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+            self.payload = bytes.into();
+            self
+        }
+
+        /// The service to invoke.
+        pub fn service(&self) -> &str {
+            &self.service
+        }
+
+        /// The entity to invoke.
+        pub fn entity_id(&self) -> &str {
+            &self.entity_id
+        }
+
+        /// The command's name.
+        pub fn command(&self) -> &str {
+            &self.command
+        }
+
+        /// The command's payload.
+        pub fn payload_bytes(&self) -> &[u8] {
+            &self.payload
+        }
+    };
+}
+
 /// A command to hand the caller's command on to, with [`Reply::forward`].
 ///
 /// ```
@@ -101,41 +144,7 @@ impl Forward {
         }
     }
 
-    /// Sets the payload to `value` encoded as JSON.
-    ///
-    /// # Panics
-    ///
-    /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
-    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        self.payload = encode_json(value, "forward payload");
-        self
-    }
-
-    /// Sets the payload to `bytes` as they are.
-    pub fn payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.payload = bytes.into();
-        self
-    }
-
-    /// The service to invoke.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    /// The entity to invoke.
-    pub fn entity_id(&self) -> &str {
-        &self.entity_id
-    }
-
-    /// The command's name.
-    pub fn command(&self) -> &str {
-        &self.command
-    }
-
-    /// The command's payload.
-    pub fn payload_bytes(&self) -> &[u8] {
-        &self.payload
-    }
+    call_methods!("forward payload");
 }
 
 /// A further command the host runs once the command's own effects are
@@ -181,47 +190,13 @@ impl SideEffect {
         }
     }
 
-    /// Sets the payload to `value` encoded as JSON.
-    ///
-    /// # Panics
-    ///
-    /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
-    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        self.payload = encode_json(value, "side effect payload");
-        self
-    }
-
-    /// Sets the payload to `bytes` as they are.
-    pub fn payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.payload = bytes.into();
-        self
-    }
+    call_methods!("side effect payload");
 
     /// Makes the side effect synchronous: it runs before the reply is sent,
     /// and the reply fails if it fails.
     pub fn synchronous(mut self) -> Self {
         self.synchronous = true;
         self
-    }
-
-    /// The service to invoke.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    /// The entity to invoke.
-    pub fn entity_id(&self) -> &str {
-        &self.entity_id
-    }
-
-    /// The command's name.
-    pub fn command(&self) -> &str {
-        &self.command
-    }
-
-    /// The command's payload.
-    pub fn payload_bytes(&self) -> &[u8] {
-        &self.payload
     }
 
     /// Whether the side effect runs before the reply is sent.

@@ -50,6 +50,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::raw::assert_failure;
     use crate::{FailureCode, Forward};
 
     /// Forwards `Relay`, and counts `Tick` events through side effects.
@@ -150,12 +151,10 @@ mod tests {
         );
 
         let failure = on_event::<Relay>(SubscribedEvent::new("clock", "e-1", 6, b"?")).unwrap_err();
-        assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert!(
-            failure
-                .message()
-                .starts_with("event 6 of clock/e-1 could not be decoded: "),
-            "{failure}"
+        assert_failure(
+            &failure,
+            FailureCode::InvalidPayload,
+            "event 6 of clock/e-1 could not be decoded: ",
         );
     }
 

@@ -71,6 +71,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
+    use crate::raw::assert_failure;
     use crate::{FailureCode, Forward};
 
     thread_local! {
@@ -194,12 +195,10 @@ mod tests {
     #[test]
     fn bad_json_is_an_invalid_payload() {
         let failure = run(None, &[], "Add", r#"{"by":"x"}"#).unwrap_err();
-        assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert!(
-            failure
-                .message()
-                .starts_with("invalid payload for command \"Add\": invalid type"),
-            "{failure}"
+        assert_failure(
+            &failure,
+            FailureCode::InvalidPayload,
+            "invalid payload for command \"Add\": invalid type",
         );
         let failure = run(None, &[], "Add", "{").unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
@@ -266,21 +265,17 @@ mod tests {
     #[test]
     fn undecodable_snapshot_or_event_is_invalid_state() {
         let failure = run(Some((7, b"[]")), &[], "Add", "").unwrap_err();
-        assert_eq!(failure.code(), FailureCode::InvalidState);
-        assert!(
-            failure
-                .message()
-                .starts_with("snapshot at seq 7 could not be decoded: "),
-            "{failure}"
+        assert_failure(
+            &failure,
+            FailureCode::InvalidState,
+            "snapshot at seq 7 could not be decoded: ",
         );
 
         let failure = run(None, &[(1, b"1"), (2, b"\"two\"")], "Add", "").unwrap_err();
-        assert_eq!(failure.code(), FailureCode::InvalidState);
-        assert!(
-            failure
-                .message()
-                .starts_with("event 2 could not be decoded: "),
-            "{failure}"
+        assert_failure(
+            &failure,
+            FailureCode::InvalidState,
+            "event 2 could not be decoded: ",
         );
     }
 }

@@ -10,3 +10,12 @@
 pub mod action;
 pub mod event_sourced;
 pub mod value;
+
+/// Asserts that `failure` has `code` and a message starting with `prefix`,
+/// showing the whole failure otherwise.
+#[cfg(test)]
+#[track_caller]
+fn assert_failure(failure: &crate::Failure, code: crate::FailureCode, prefix: &str) {
+    assert_eq!(failure.code(), code);
+    assert!(failure.message().starts_with(prefix), "{failure}");
+}

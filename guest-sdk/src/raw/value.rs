@@ -60,6 +60,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::raw::assert_failure;
     use crate::{FailureCode, Forward};
 
     /// A list of tags; every command names its steps in the payload.
@@ -208,12 +209,10 @@ mod tests {
     #[test]
     fn undecodable_state_is_invalid_state() {
         let failure = run(Some("[1]"), "Before", "").unwrap_err();
-        assert_eq!(failure.code(), FailureCode::InvalidState);
-        assert!(
-            failure
-                .message()
-                .starts_with("state could not be decoded: "),
-            "{failure}"
+        assert_failure(
+            &failure,
+            FailureCode::InvalidState,
+            "state could not be decoded: ",
         );
         assert_eq!(
             run(None, "Nope", "").unwrap_err().code(),

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use super::{Outcome, SideEffectCall, decode, encode, message};
-use crate::{Action, Command, Failure, SubscribedEvent, raw};
+use super::{SideEffectCall, encode};
+use crate::{Action, Command, Failure, Reply, SideEffect, SubscribedEvent, raw};
 
 /// Calls an action of type `A` the way the host does.
 ///
@@ -54,57 +54,12 @@ impl<A: Action> ActionTestKit<A> {
         self
     }
 
-    /// Sends command `name` with `payload` encoded as JSON, returning the
-    /// reply decoded as JSON (`null` for an empty reply).
-    ///
-    /// A unit payload, `()`, is sent as an empty body.
-    ///
-    /// # Errors
-    ///
-    /// The action's failure.
-    ///
-    /// # Panics
-    ///
-    /// If the reply is not JSON, if the command forwarded (see
-    /// [`handle_outcome`](Self::handle_outcome)), or if the action panics.
-    pub fn handle(
-        &self,
-        name: &str,
-        payload: impl Serialize,
-    ) -> Result<serde_json::Value, Failure> {
-        let reply = self.handle_raw(name, &encode(payload))?;
-        Ok(decode(&reply, "reply"))
-    }
+    command_methods!(&self, "action", "The action's failure.");
 
-    /// Sends command `name` with a raw `payload`, returning the raw reply.
-    ///
-    /// # Errors
-    ///
-    /// The action's failure.
-    ///
-    /// # Panics
-    ///
-    /// If the command forwarded, or if the action panics.
-    pub fn handle_raw(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+    /// Runs a command, as the host does.
+    fn run(&self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let effects = raw::action::handle::<A>(Command::new(name, payload, &self.entity_id))?;
-        Ok(message(name, effects.reply))
-    }
-
-    /// Sends command `name` with `payload` encoded as JSON, returning its
-    /// reply or forward and its side effects, decoded as JSON.
-    ///
-    /// # Errors
-    ///
-    /// The action's failure.
-    ///
-    /// # Panics
-    ///
-    /// If a reply or payload is neither empty nor JSON, or if the action
-    /// panics.
-    pub fn handle_outcome(&self, name: &str, payload: impl Serialize) -> Result<Outcome, Failure> {
-        let payload = encode(payload);
-        let effects = raw::action::handle::<A>(Command::new(name, &payload, &self.entity_id))?;
-        Ok(Outcome::new(effects.reply, effects.side_effects))
+        Ok((effects.reply, effects.side_effects))
     }
 
     /// Delivers event `seq` of entity `entity_id` of service `service`, with

@@ -2,9 +2,8 @@
 
 use std::marker::PhantomData;
 
-use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::{Outcome, decode, encode, message};
 use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, raw};
 
 /// An in-memory host for one entity of type `E`.
@@ -68,64 +67,14 @@ impl<E: EventSourcedEntity> TestKit<E> {
         self
     }
 
-    /// Sends command `name` with `payload` encoded as JSON, returning the
-    /// reply decoded as JSON (`null` for an empty reply).
-    ///
-    /// A unit payload, `()`, is sent as an empty body.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the log and state are then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If the reply is not JSON, if the command forwarded (see
-    /// [`handle_outcome`](Self::handle_outcome)), or if the entity panics.
-    pub fn handle(
+    command_methods!(
         &mut self,
-        name: &str,
-        payload: impl Serialize,
-    ) -> Result<serde_json::Value, Failure> {
-        let reply = self.handle_raw(name, &encode(payload))?;
-        Ok(decode(&reply, "reply"))
-    }
-
-    /// Sends command `name` with a raw `payload`, returning the raw reply.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the log and state are then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If the command forwarded, or if the entity panics.
-    pub fn handle_raw(&mut self, name: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
-        let (reply, _) = self.commit(name, payload)?;
-        Ok(message(name, reply))
-    }
-
-    /// Sends command `name` with `payload` encoded as JSON, returning its
-    /// reply or forward and its side effects, decoded as JSON.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the log and state are then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If a reply or payload is neither empty nor JSON, or if the entity
-    /// panics.
-    pub fn handle_outcome(
-        &mut self,
-        name: &str,
-        payload: impl Serialize,
-    ) -> Result<Outcome, Failure> {
-        let (reply, side_effects) = self.commit(name, &encode(payload))?;
-        Ok(Outcome::new(reply, side_effects))
-    }
+        "entity",
+        "The entity's failure; the log and state are then unchanged."
+    );
 
     /// Runs a command and commits its events, as the host does.
-    fn commit(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let snapshot = self
             .snapshot
             .as_ref()
@@ -160,27 +109,23 @@ impl<E: EventSourcedEntity> TestKit<E> {
 
     /// The committed events with their sequence numbers, decoded.
     pub fn events(&self) -> Vec<(u64, E::Event)> {
-        self.events
-            .iter()
-            .map(|(seq, bytes)| {
-                (
-                    *seq,
-                    serde_json::from_slice(bytes).expect("committed events decode"),
-                )
-            })
-            .collect()
+        self.decode_events("committed events decode")
     }
 
     /// The committed events with their sequence numbers, as JSON values.
     pub fn events_json(&self) -> Vec<(u64, serde_json::Value)> {
+        self.decode_events("committed events are JSON")
+    }
+
+    /// The committed events with their sequence numbers, decoded as `T`.
+    ///
+    /// # Panics
+    ///
+    /// If an event does not decode, with message `expect`.
+    fn decode_events<T: DeserializeOwned>(&self, expect: &str) -> Vec<(u64, T)> {
         self.events
             .iter()
-            .map(|(seq, bytes)| {
-                (
-                    *seq,
-                    serde_json::from_slice(bytes).expect("committed events are JSON"),
-                )
-            })
+            .map(|(seq, bytes)| (*seq, serde_json::from_slice(bytes).expect(expect)))
             .collect()
     }
 

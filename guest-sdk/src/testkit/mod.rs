@@ -12,6 +12,87 @@
 //! forwards or side effects; [`Outcome`] shows them, with their payloads
 //! decoded as JSON, so a test can check what the host would run.
 
+/// Defines a kit's `handle`, `handle_raw` and `handle_outcome`, which send
+/// one command through the kit's `run(name, payload)`: that runs the command
+/// as the host would (for an entity, committing what a successful command
+/// did) and returns its reply and side effects.
+///
+/// The receiver is `&mut self` or `&self`, as `run` takes it; `$service`
+/// names the service in the docs and `$errors` is their `# Errors` section.
+macro_rules! command_methods {
+    (&mut self, $service:literal, $errors:literal) => {
+        command_methods!(@receiver [mut], $service, $errors);
+    };
+    (&self, $service:literal, $errors:literal) => {
+        command_methods!(@receiver [], $service, $errors);
+    };
+    (@receiver [$($mut:tt)?], $service:literal, $errors:literal) => {
+        /// Sends command `name` with `payload` encoded as JSON, returning the
+        /// reply decoded as JSON (`null` for an empty reply).
+        ///
+        /// A unit payload, `()`, is sent as an empty body.
+        ///
+        /// # Errors
+        ///
+        #[doc = $errors]
+        ///
+        /// # Panics
+        ///
+        /// If the reply is not JSON, if the command forwarded (see
+        #[doc = concat!(
+            "[`handle_outcome`](Self::handle_outcome)), or if the ",
+            $service,
+            " panics."
+        )]
+        pub fn handle(
+            &$($mut)? self,
+            name: &str,
+            payload: impl ::serde::Serialize,
+        ) -> Result<::serde_json::Value, $crate::Failure> {
+            let reply = self.handle_raw(name, &$crate::testkit::encode(payload))?;
+            Ok($crate::testkit::decode(&reply, "reply"))
+        }
+
+        /// Sends command `name` with a raw `payload`, returning the raw reply.
+        ///
+        /// # Errors
+        ///
+        #[doc = $errors]
+        ///
+        /// # Panics
+        ///
+        #[doc = concat!("If the command forwarded, or if the ", $service, " panics.")]
+        pub fn handle_raw(
+            &$($mut)? self,
+            name: &str,
+            payload: &[u8],
+        ) -> Result<Vec<u8>, $crate::Failure> {
+            let (reply, _) = self.run(name, payload)?;
+            Ok($crate::testkit::message(name, reply))
+        }
+
+        /// Sends command `name` with `payload` encoded as JSON, returning its
+        /// reply or forward and its side effects, decoded as JSON.
+        ///
+        /// # Errors
+        ///
+        #[doc = $errors]
+        ///
+        /// # Panics
+        ///
+        /// If a reply or payload is neither empty nor JSON, or if the
+        #[doc = concat!($service, " panics.")]
+        pub fn handle_outcome(
+            &$($mut)? self,
+            name: &str,
+            payload: impl ::serde::Serialize,
+        ) -> Result<$crate::testkit::Outcome, $crate::Failure> {
+            let (reply, side_effects) = self.run(name, &$crate::testkit::encode(payload))?;
+            Ok($crate::testkit::Outcome::new(reply, side_effects))
+        }
+    };
+}
+
 mod action;
 mod event_sourced;
 mod value;

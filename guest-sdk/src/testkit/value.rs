@@ -2,9 +2,6 @@
 
 use std::marker::PhantomData;
 
-use serde::Serialize;
-
-use super::{Outcome, decode, encode, message};
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
 use crate::{Command, Failure, Reply, SideEffect, ValueEntity, raw};
@@ -59,64 +56,14 @@ impl<E: ValueEntity> ValueTestKit<E> {
         self
     }
 
-    /// Sends command `name` with `payload` encoded as JSON, returning the
-    /// reply decoded as JSON (`null` for an empty reply).
-    ///
-    /// A unit payload, `()`, is sent as an empty body.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the state is then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If the reply is not JSON, if the command forwarded (see
-    /// [`handle_outcome`](Self::handle_outcome)), or if the entity panics.
-    pub fn handle(
+    command_methods!(
         &mut self,
-        name: &str,
-        payload: impl Serialize,
-    ) -> Result<serde_json::Value, Failure> {
-        let reply = self.handle_raw(name, &encode(payload))?;
-        Ok(decode(&reply, "reply"))
-    }
-
-    /// Sends command `name` with a raw `payload`, returning the raw reply.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the state is then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If the command forwarded, or if the entity panics.
-    pub fn handle_raw(&mut self, name: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
-        let (reply, _) = self.commit(name, payload)?;
-        Ok(message(name, reply))
-    }
-
-    /// Sends command `name` with `payload` encoded as JSON, returning its
-    /// reply or forward and its side effects, decoded as JSON.
-    ///
-    /// # Errors
-    ///
-    /// The entity's failure; the state is then unchanged.
-    ///
-    /// # Panics
-    ///
-    /// If a reply or payload is neither empty nor JSON, or if the entity
-    /// panics.
-    pub fn handle_outcome(
-        &mut self,
-        name: &str,
-        payload: impl Serialize,
-    ) -> Result<Outcome, Failure> {
-        let (reply, side_effects) = self.commit(name, &encode(payload))?;
-        Ok(Outcome::new(reply, side_effects))
-    }
+        "entity",
+        "The entity's failure; the state is then unchanged."
+    );
 
     /// Runs a command and commits its state change, as the host does.
-    fn commit(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let effects = raw::value::handle::<E>(
             self.state.as_deref(),
             Command::new(name, payload, &self.entity_id),

@@ -23,7 +23,12 @@
 //!   forward or side effect records in its log that it was called.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Forward, Reply, SideEffect};
+use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+
+#[path = "../../tck_common.rs"]
+mod common;
+
+use common::{Call, Process, Target, message, process_reply};
 
 /// The state: the concatenation of every emitted value.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,33 +61,6 @@ enum Step {
     Fail(String),
 }
 
-/// The target of a forward or side effect.
-#[derive(Deserialize)]
-struct Target {
-    service: String,
-    id: String,
-    #[serde(default)]
-    synchronous: bool,
-}
-
-/// The argument of `Process`.
-#[derive(Deserialize)]
-struct Process {
-    actions: Vec<Step>,
-}
-
-/// The argument of `Call`, and the payload of forwards and side effects.
-#[derive(Serialize, Deserialize)]
-struct Call {
-    from: String,
-}
-
-/// The reply of every command that does not forward.
-#[derive(Serialize)]
-struct Message<'a> {
-    message: &'a str,
-}
-
 impl EventSourcedEntity for Tck {
     type Event = Event;
 
@@ -94,45 +72,25 @@ impl EventSourcedEntity for Tck {
     }
 
     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-        let call = || Call {
-            from: command.entity_id().to_owned(),
-        };
         match command.name() {
             "Process" => {
                 let Process { actions } = command.json()?;
+                let from = command.entity_id();
                 let mut forward = None;
                 for step in actions {
                     match step {
                         Step::Emit(value) => ctx.emit(Event::Emitted { value }),
-                        Step::Forward(Target { service, id, .. }) => {
-                            forward = Some(Forward::new(service, id, "Call").json(&call()));
-                        }
-                        Step::Effect(Target {
-                            service,
-                            id,
-                            synchronous,
-                        }) => {
-                            let effect = SideEffect::new(service, id, "Call").json(&call());
-                            ctx.effect(if synchronous {
-                                effect.synchronous()
-                            } else {
-                                effect
-                            });
-                        }
+                        Step::Forward(target) => forward = Some(target.forward(from)),
+                        Step::Effect(target) => ctx.effect(target.effect(from)),
                         Step::Fail(message) => return Err(Failure::rejected(message)),
                     }
                 }
-                Ok(match forward {
-                    Some(forward) => Reply::forward(forward),
-                    None => Reply::json(&Message {
-                        message: &ctx.state().0,
-                    }),
-                })
+                Ok(process_reply(forward, &ctx.state().0))
             }
             "Call" => {
                 let Call { from } = command.json()?;
                 ctx.emit(Event::Called { from });
-                Ok(Reply::json(&Message { message: &self.0 }))
+                Ok(message(&self.0))
             }
             _ => Err(command.unknown()),
         }

@@ -22,7 +22,12 @@
 //! - `Call {"from"}` replies `{"message": <state>}` and changes nothing.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Failure, Forward, Reply, SideEffect, ValueContext, ValueEntity};
+use wasmstate_sdk::{Command, Failure, Reply, ValueContext, ValueEntity};
+
+#[path = "../../tck_common.rs"]
+mod common;
+
+use common::{Call, Process, Target, message, process_reply};
 
 /// The state: a string, `""` when none is stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,79 +45,32 @@ enum Step {
     Fail(String),
 }
 
-/// The target of a forward or side effect.
-#[derive(Deserialize)]
-struct Target {
-    service: String,
-    id: String,
-    #[serde(default)]
-    synchronous: bool,
-}
-
-/// The argument of `Process`.
-#[derive(Deserialize)]
-struct Process {
-    actions: Vec<Step>,
-}
-
-/// The argument of `Call`, and the payload of forwards and side effects.
-#[derive(Serialize, Deserialize)]
-struct Call {
-    from: String,
-}
-
-/// The reply of every command that does not forward.
-#[derive(Serialize)]
-struct Message<'a> {
-    message: &'a str,
-}
-
 impl ValueEntity for TckValue {
     fn handle(
         &self,
         command: Command<'_>,
         ctx: &mut ValueContext<'_, Self>,
     ) -> Result<Reply, Failure> {
-        let call = || Call {
-            from: command.entity_id().to_owned(),
-        };
         match command.name() {
             "Process" => {
                 let Process { actions } = command.json()?;
+                let from = command.entity_id();
                 let mut forward = None;
                 for step in actions {
                     match step {
                         Step::Update(value) => ctx.update(TckValue(value)),
                         Step::Delete(true) => ctx.delete(),
                         Step::Delete(false) => {}
-                        Step::Forward(Target { service, id, .. }) => {
-                            forward = Some(Forward::new(service, id, "Call").json(&call()));
-                        }
-                        Step::Effect(Target {
-                            service,
-                            id,
-                            synchronous,
-                        }) => {
-                            let effect = SideEffect::new(service, id, "Call").json(&call());
-                            ctx.effect(if synchronous {
-                                effect.synchronous()
-                            } else {
-                                effect
-                            });
-                        }
+                        Step::Forward(target) => forward = Some(target.forward(from)),
+                        Step::Effect(target) => ctx.effect(target.effect(from)),
                         Step::Fail(message) => return Err(Failure::rejected(message)),
                     }
                 }
-                Ok(match forward {
-                    Some(forward) => Reply::forward(forward),
-                    None => Reply::json(&Message {
-                        message: &ctx.state().0,
-                    }),
-                })
+                Ok(process_reply(forward, &ctx.state().0))
             }
             "Call" => {
                 let Call { .. } = command.json()?;
-                Ok(Reply::json(&Message { message: &self.0 }))
+                Ok(message(&self.0))
             }
             _ => Err(command.unknown()),
         }
