@@ -387,7 +387,7 @@ pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Re
         (1, duration.min(Duration::from_secs(2)), "HTTP: the same, 1 conn (sequential)", true),
     ];
     for (connections, duration, name, reference) in runs {
-        let load = Load { connections, warmup: Duration::from_millis(500), duration };
+        let load = Load { connections, warmup: Duration::from_millis(500), duration, requests: None };
         let mut result = load::run(addr, load, next.clone(), &probes).await?;
         let mut row = Row::new("6b", name, &mut result.latencies, result.elapsed);
         row.errors = result.errors;

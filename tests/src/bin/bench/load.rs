@@ -91,6 +91,9 @@ pub struct Load {
     pub warmup: Duration,
     /// The measured window; no request starts after it.
     pub duration: Duration,
+    /// At most this many requests (the warm-up's included); the run ends
+    /// early once they are all sent and answered. `None`: no limit.
+    pub requests: Option<u64>,
 }
 
 /// What one load run measured (the warm-up excluded).
@@ -157,7 +160,11 @@ pub async fn run(addr: SocketAddr, load: Load, next: NextRequest, watch: &[CpuPr
                     if sent >= deadline {
                         break;
                     }
-                    let (uri, body) = next(counter.fetch_add(1, Ordering::Relaxed));
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    if load.requests.is_some_and(|limit| n >= limit) {
+                        break;
+                    }
+                    let (uri, body) = next(n);
                     let path = uri.clone();
                     let measured = sent >= window_start;
                     match client.send(Method::POST, uri, body).await {

@@ -182,6 +182,36 @@ impl Timing {
     }
 }
 
+/// A reading of the server's resident memory (VmRSS), or a difference of two.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// Short key, e.g. `7`.
+    pub key: String,
+    /// What was read.
+    pub name: String,
+    /// The reading in KiB.
+    pub kib: i64,
+    /// A difference of two readings (shown with its sign).
+    pub difference: bool,
+}
+
+impl Memory {
+    /// A reading of `kib` KiB.
+    pub fn new(key: &str, name: &str, kib: i64) -> Self {
+        Memory { key: key.to_string(), name: name.to_string(), kib, difference: false }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "key": self.key,
+            "name": self.name,
+            "kib": self.kib,
+            "mib": round(self.kib as f64 / 1024.0, 1),
+            "difference": self.difference,
+        })
+    }
+}
+
 /// A target the team wants to reach, and whether this run reached it.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -202,6 +232,8 @@ pub struct Report {
     pub ceilings: Vec<Row>,
     /// Cold paths and micro-benchmarks (4, 5).
     pub timings: Vec<Timing>,
+    /// The server's resident memory (7).
+    pub memory: Vec<Memory>,
     /// Other facts: batch sizes, build times, ...
     pub facts: Vec<(String, String)>,
     /// The team's targets.
@@ -268,6 +300,15 @@ impl Report {
                 );
             }
         }
+        if !self.memory.is_empty() {
+            let _ = writeln!(out, "\n{:<58} {:>9}", "server memory (VmRSS)", "MiB");
+            for memory in &self.memory {
+                let label = format!("{} {}", memory.key, memory.name);
+                let mib = memory.kib as f64 / 1024.0;
+                let value = if memory.difference { format!("{mib:+.1}") } else { format!("{mib:.1}") };
+                let _ = writeln!(out, "{:<58} {:>9}", clip(&label, 58), value);
+            }
+        }
         let notes: Vec<String> = self
             .rows
             .iter()
@@ -306,6 +347,7 @@ impl Report {
             "scenarios": self.rows.iter().map(Row::json).collect::<Vec<_>>(),
             "ceilings": self.ceilings.iter().map(Row::json).collect::<Vec<_>>(),
             "timings": self.timings.iter().map(Timing::json).collect::<Vec<_>>(),
+            "memory": self.memory.iter().map(Memory::json).collect::<Vec<_>>(),
             "facts": self.facts.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
             "targets": self.targets.iter().map(|t| json!({"goal": t.goal, "measured": t.measured, "met": t.met})).collect::<Vec<_>>(),
         })

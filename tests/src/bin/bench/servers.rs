@@ -61,7 +61,7 @@ impl Running {
 
     /// The CPU a load run watches: the server's, the load generator's, and
     /// the server's journal writer thread's.
-    fn watched(&self) -> [load::CpuProbe; 3] {
+    pub fn watched(&self) -> [load::CpuProbe; 3] {
         let pid = self.server.pid();
         [load::process(pid), load::process(std::process::id()), load::threads(pid, "journal-writer")]
     }
@@ -132,14 +132,19 @@ pub async fn sequential(guests: &Guests, report: &mut Report, duration: Duration
     let uri: Uri = path.parse()?;
     let bodies = cart_bodies();
     let next: load::NextRequest = Arc::new(move |n| (uri.clone(), bodies[n as usize % PRODUCTS].clone()));
-    let load = Load { connections: 1, warmup: Duration::from_millis(500), duration };
+    let load = Load { connections: 1, warmup: Duration::from_millis(500), duration, requests: None };
     let result = load::run(running.addr, load, next, &running.watched()).await?;
     let row1 = row(report, "1", "sequential AddItem, one warm cart, 1 conn", result);
     report.rows.push(row1);
     // The same path without a commit: GetCart emits no event.
     let uri: Uri = "/v1/services/cart/entities/warm/GetCart".parse()?;
     let next: load::NextRequest = Arc::new(move |_| (uri.clone(), Bytes::new()));
-    let load = Load { connections: 1, warmup: Duration::from_millis(500), duration: duration.min(Duration::from_secs(3)) };
+    let load = Load {
+        connections: 1,
+        warmup: Duration::from_millis(500),
+        duration: duration.min(Duration::from_secs(3)),
+        requests: None,
+    };
     let result = load::run(running.addr, load, next, &running.watched()).await?;
     let mut row1b = row(report, "1b", "the same cart's GetCart (no event, no commit)", result);
     row1b.reference = true;
@@ -159,7 +164,7 @@ pub async fn headline(guests: &Guests, report: &mut Report, duration: Duration) 
     });
     let (commits_before, appends_before) = commit_counters(running.addr).await?;
     // The warm-up touches every cart (each starts cold, with an empty log).
-    let load = Load { connections: CONNECTIONS, warmup: Duration::from_secs(2), duration };
+    let load = Load { connections: CONNECTIONS, warmup: Duration::from_secs(2), duration, requests: None };
     let result = load::run(running.addr, load, next, &running.watched()).await?;
     let (commits_after, appends_after) = commit_counters(running.addr).await?;
     let commits = commits_after - commits_before;
@@ -185,7 +190,7 @@ pub async fn hot_counter(guests: &Guests, report: &mut Report, duration: Duratio
     let body = Bytes::from_static(br#"{"value":1}"#);
     let next: load::NextRequest = Arc::new(move |_| (uri.clone(), body.clone()));
     let (commits_before, appends_before) = commit_counters(running.addr).await?;
-    let load = Load { connections: CONNECTIONS, warmup: Duration::from_secs(1), duration };
+    let load = Load { connections: CONNECTIONS, warmup: Duration::from_secs(1), duration, requests: None };
     let result = load::run(running.addr, load, next, &running.watched()).await?;
     let (commits_after, appends_after) = commit_counters(running.addr).await?;
     report.facts.push((

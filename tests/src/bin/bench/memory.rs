@@ -1,0 +1,279 @@
+//! 7: the host's memory with many passivated entities. A server passivating
+//! after 1 s of idleness gets one `Increase` on each of 100,000 new counters
+//! from 64 connections; once every one of them is passivated again, its
+//! resident memory should be back where it was with none.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hyper::{Method, Uri};
+use wasmstate_tests::Server;
+
+use crate::load::{self, Client, Load};
+use crate::report::{Memory, Report, Row, Target};
+use crate::servers::{CONNECTIONS, Guests, Running};
+
+/// How long an idle entity stays in memory in this scenario.
+const PASSIVATE_AFTER: &str = "1s";
+/// How long the warm-up load lasts.
+const WARMUP: Duration = Duration::from_secs(1);
+/// The longest wait for every entity to be passivated (1 s idle each).
+const PASSIVATION_BOUND: Duration = Duration::from_secs(15);
+/// How often the server's RSS (and its active-entity gauge) is sampled under load.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Quiet time between the last entity's passivation and the memory readings.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Readings of a settled server's RSS; their median counts.
+const READS: usize = 5;
+/// How far above the baseline the settled RSS may end and the target still
+/// be met. Some freed memory stays resident whatever the host does: glibc
+/// malloc gives an arena's top back only past its trim threshold and keeps
+/// free chunks below live ones, in each of up to 8 arenas per core; the
+/// blocking pool's extra threads keep their stacks for 10 s after their last
+/// task. 8 MiB allows for that residue, while a leak of 84 bytes or more
+/// per entity (a mailbox, a task, a cached state are each larger) exceeds
+/// it, and so does keeping the memory the load's peak took.
+pub const TOLERANCE_MIB: f64 = 8.0;
+
+/// Runs the scenario with `entities` new counters.
+pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u64) -> anyhow::Result<()> {
+    let running = Running::start(&["--passivate-after", PASSIVATE_AFTER], &[("counter", &guests.counter)]).await?;
+    let server = &running.server;
+    let mut metrics = Client::connect(running.addr).await?;
+
+    // Warm the server up with the same 64 connections on 64 counters, so the
+    // baseline already holds what concurrent load leaves behind whatever the
+    // number of entities (worker and blocking-pool threads, connection
+    // buffers, guest instance slots); then let those counters passivate.
+    let body = Bytes::from_static(br#"{"value":1}"#);
+    let warm: load::NextRequest = {
+        let body = body.clone();
+        Arc::new(move |n| (increase(&format!("warm-{:02}", n % CONNECTIONS as u64)), body.clone()))
+    };
+    let load = Load { connections: CONNECTIONS, warmup: Duration::ZERO, duration: WARMUP, requests: None };
+    let warmed = load::run(running.addr, load, warm, &[]).await?;
+    anyhow::ensure!(warmed.errors == 0, "warm-up: {}", warmed.first_error.unwrap_or_default());
+    let (_, left) = wait_passivated(&mut metrics).await?;
+    anyhow::ensure!(left == 0, "the warm-up's {CONNECTIONS} counters were not passivated within {PASSIVATION_BOUND:?}");
+    tokio::time::sleep(SETTLE).await;
+    let baseline = settled(server).await;
+
+    // One Increase on each new counter, sampling RSS and the active entities.
+    let fresh: load::NextRequest = Arc::new(move |n| (increase(&format!("c-{n:06}")), body.clone()));
+    let load = Load {
+        connections: CONNECTIONS,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(300),
+        requests: Some(entities),
+    };
+    let watched = running.watched();
+    let run = load::run(running.addr, load, fresh, &watched);
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut peak_rss, mut peak_active) = (0u64, 0i64);
+    let mut result = loop {
+        tokio::select! {
+            result = &mut run => break result?,
+            _ = tick.tick() => {
+                peak_rss = peak_rss.max(server.rss_kib());
+                peak_active = peak_active.max(active_entities(&mut metrics).await?);
+            }
+        }
+    };
+    peak_rss = peak_rss.max(server.rss_kib());
+    let active_at_end = active_entities(&mut metrics).await?;
+    peak_active = peak_active.max(active_at_end);
+    let (passivated_in, left) = wait_passivated(&mut metrics).await?;
+    tokio::time::sleep(SETTLE).await;
+    let after = settled(server).await;
+    let hwm = status_kib(server, "VmHWM");
+    let journal = std::fs::metadata(running.dir.path().join(wasmstate::server::JOURNAL_FILE)).map_or(0, |m| m.len());
+
+    let delta = after.rss as i64 - baseline.rss as i64;
+    let count = result.latencies.len() as u64;
+    let name = format!("64 conns, Increase on {} new counters", thousands(entities));
+    let mut row = Row::new("7", &name, &mut result.latencies, result.elapsed);
+    row.errors = result.errors;
+    row.server_cpu = result.cpu.first().copied();
+    row.load_cpu = result.cpu.get(1).copied();
+    row.note = format!(
+        "RSS {} MiB baseline → {} MiB peak under load (at most {} active) → {} MiB with all passivated: {} MiB vs baseline",
+        mib(baseline.rss),
+        mib(peak_rss),
+        thousands(peak_active.max(0) as u64),
+        mib(after.rss),
+        signed_mib(delta)
+    );
+    if let Some(error) = result.first_error.take() {
+        row.note.push_str(&format!("; first error: {error}"));
+    }
+    report.rows.push(row);
+
+    report.memory.push(Memory::new("7", "baseline: warm, no entity active or passivated", baseline.rss as i64));
+    report.memory.push(Memory::new(
+        "7",
+        &format!("peak under load ({} entities active at most)", thousands(peak_active.max(0) as u64)),
+        peak_rss as i64,
+    ));
+    report.memory.push(Memory::new("7", "after all are passivated again", after.rss as i64));
+    let mut difference = Memory::new("7", "after − baseline", delta);
+    difference.difference = true;
+    report.memory.push(difference);
+
+    let facts = [
+        (
+            "7: server settings".to_string(),
+            format!(
+                "--passivate-after {PASSIVATE_AFTER}, default --max-active-entities; {} s of 64 conns on 64 counters to warm up",
+                WARMUP.as_secs()
+            ),
+        ),
+        (
+            "7: memory readings".to_string(),
+            format!(
+                "VmRSS median of {READS} reads {} ms after the active-entity gauge reads 0; peak VmRSS every {} ms under load (VmHWM {} MiB)",
+                SETTLE.as_millis(),
+                SAMPLE_EVERY.as_millis(),
+                mib(hwm)
+            ),
+        ),
+        (
+            "7: passivation".to_string(),
+            format!(
+                "{} active when the load ended; {} after {:.1} s{}",
+                thousands(active_at_end.max(0) as u64),
+                left,
+                passivated_in.as_secs_f64(),
+                if left == 0 { "" } else { " (gave up waiting)" }
+            ),
+        ),
+        (
+            "7: RSS baseline → after, by kind".to_string(),
+            format!(
+                "anonymous {} → {} MiB, file-backed {} → {} MiB; threads {} → {}",
+                mib(baseline.anon),
+                mib(after.anon),
+                mib(baseline.file),
+                mib(after.file),
+                baseline.threads,
+                after.threads
+            ),
+        ),
+        (
+            "7: memory given back once all were passivated".to_string(),
+            format!(
+                "{} of the {} MiB the load's peak took",
+                mib(peak_rss.saturating_sub(after.rss)),
+                mib(peak_rss.saturating_sub(baseline.rss))
+            ),
+        ),
+        ("7: journal file after the load".to_string(), format!("{:.1} MiB", journal as f64 / (1024.0 * 1024.0))),
+        (
+            "7: target tolerance".to_string(),
+            format!(
+                "after may exceed baseline by {TOLERANCE_MIB} MiB (84 bytes per entity) for what stays resident whatever the host frees: \
+                 glibc malloc's trim threshold and fragmentation in its per-thread arenas, idle blocking-pool threads' stacks"
+            ),
+        ),
+    ];
+    report.facts.extend(facts);
+    let mut measured = format!("{} MiB ({} → {} MiB)", signed_mib(delta), mib(baseline.rss), mib(after.rss));
+    if left != 0 {
+        measured.push_str(&format!("; {left} still active {} s after the load", PASSIVATION_BOUND.as_secs()));
+    }
+    report.targets.push(Target {
+        goal: format!("7: RSS, {} passivated ≤ none + {TOLERANCE_MIB} MiB", thousands(count)),
+        measured,
+        met: left == 0 && delta as f64 <= TOLERANCE_MIB * 1024.0,
+    });
+    running.stop().await?;
+    Ok(())
+}
+
+fn increase(entity: &str) -> Uri {
+    format!("/v1/services/counter/entities/{entity}/Increase").parse().expect("a valid path")
+}
+
+/// The `wasmstate_active_entities` gauge.
+async fn active_entities(client: &mut Client) -> anyhow::Result<i64> {
+    let text = client.expect(Method::GET, "/metrics", Bytes::new(), 200).await?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find_map(|line| line.strip_prefix("wasmstate_active_entities ")?.trim().parse().ok())
+        .context("no wasmstate_active_entities in /metrics")
+}
+
+/// Polls the gauge until no entity is active or [`PASSIVATION_BOUND`]
+/// passes; answers how long that took and how many were still active.
+async fn wait_passivated(client: &mut Client) -> anyhow::Result<(Duration, i64)> {
+    let start = Instant::now();
+    loop {
+        let active = active_entities(client).await?;
+        if active == 0 || start.elapsed() >= PASSIVATION_BOUND {
+            return Ok((start.elapsed(), active));
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+/// The memory of a settled server.
+struct Settled {
+    /// VmRSS, the median of [`READS`] reads.
+    rss: u64,
+    /// RssAnon and RssFile at the last read.
+    anon: u64,
+    file: u64,
+    /// Threads at the last read.
+    threads: u64,
+}
+
+async fn settled(server: &Server) -> Settled {
+    let mut reads = Vec::with_capacity(READS);
+    for i in 0..READS {
+        if i > 0 {
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+        reads.push(server.rss_kib());
+    }
+    reads.sort_unstable();
+    Settled {
+        rss: reads[READS / 2],
+        anon: status_kib(server, "RssAnon"),
+        file: status_kib(server, "RssFile"),
+        threads: status_kib(server, "Threads"),
+    }
+}
+
+/// A field of the server's `/proc/<pid>/status` (kB, or a plain count); 0 if unreadable.
+fn status_kib(server: &Server, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn signed_mib(kib: i64) -> String {
+    format!("{:+.1}", kib as f64 / 1024.0)
+}
+
+/// `100000` as `100,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
