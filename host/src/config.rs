@@ -88,6 +88,20 @@ pub struct ServeConfig {
     pub deploys: Vec<StartupDeploy>,
 }
 
+impl ServeConfig {
+    /// Settings from `serve`-style arguments (without the program name),
+    /// the defaults filling the rest; for embedding the server.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{Args, FromArgMatches};
+        let command = Self::augment_args(clap::Command::new("serve").no_binary_name(true));
+        Self::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+}
+
 /// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -151,6 +165,15 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn settings_from_arguments() {
+        let config = ServeConfig::from_args(["--data-dir", "/tmp/x", "--snapshot-every", "5"]).unwrap();
+        assert_eq!(config.snapshot_every, 5);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.invocation_timeout, Duration::from_secs(5));
+        assert!(ServeConfig::from_args(["--snapshot-every", "0"]).is_err());
     }
 
     #[test]

@@ -57,12 +57,22 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let metrics = Arc::new(Metrics::default());
     let journal_path = config.data_dir.join(JOURNAL_FILE);
-    let journal = Arc::new(
-        Journal::open(&journal_path, metrics.clone())
-            .with_context(|| format!("cannot open the journal {}", journal_path.display()))?,
-    );
+    let db = redb::Database::create(&journal_path)
+        .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
+    open_with_database(config, db, shutdown).await
+}
+
+/// Like [`open`], on an already opened journal database — for example one
+/// on an injected storage backend. The compiled-code cache still lives in
+/// the data directory.
+pub async fn open_with_database(
+    config: &ServeConfig,
+    db: redb::Database,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<AppState> {
+    let metrics = Arc::new(Metrics::default());
+    let journal = Arc::new(Journal::from_database(db, metrics.clone()).context("cannot open the journal")?);
     let runtime = Arc::new(Runtime::new(GuestLimits {
         invocation_timeout: config.invocation_timeout,
         max_memory_bytes: config.max_guest_memory,

@@ -1,0 +1,87 @@
+//! A disk that fails under the journal: the host runs in-process on a redb
+//! storage backend whose writes fail on demand. The command fails, nothing
+//! is acknowledged or persisted, and the host stays up: it keeps answering,
+//! reads still work, and `/healthz` says a restart is needed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
+use wasmstate::config::ServeConfig;
+use wasmstate_tests::Api;
+use wasmstate_tests::guests::COUNTER;
+
+/// An in-memory redb backend whose writes and syncs fail while `failing` is set.
+#[derive(Debug, Default)]
+struct FailingDisk {
+    inner: redb::backends::InMemoryBackend,
+    failing: Arc<AtomicBool>,
+}
+
+impl FailingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(std::io::Error::other("injected disk failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl redb::StorageBackend for FailingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+}
+
+#[tokio::test]
+async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FailingDisk::default();
+    let failing = disk.failing.clone();
+    let db = redb::Builder::new().create_with_backend(disk).unwrap();
+    let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let state = wasmstate::server::open_with_database(&config, db, shutdown).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, wasmstate::http::app(state)).await });
+    let api = Api::new(&base);
+
+    api.deploy("counter", std::path::Path::new(COUNTER)).await;
+    api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+
+    failing.store(true, Ordering::SeqCst);
+    let (kind, message) = api.invoke("counter", "c", "Increase", json!({"value": 10})).await.expect_error(500);
+    assert_eq!(kind, "internal");
+    assert!(!message.contains("injected"), "internals stay in the log: {message}");
+    let (kind, _) = api.invoke("counter", "other", "Increase", json!({"value": 1})).await.expect_error(500);
+    assert_eq!(kind, "internal");
+    failing.store(false, Ordering::SeqCst);
+
+    // Still up: reads answer, and only what was acknowledged is there.
+    let (kind, _) = api.get("/healthz").await.expect_error(503);
+    assert_eq!(kind, "journal_failed");
+    assert_eq!(api.events("counter", "c", 1).await.len(), 1);
+    assert_eq!(api.position("counter", "other").await, (0, 0));
+    assert_eq!(api.get("/v1/services").await.expect(200).as_array().unwrap().len(), 1);
+    // redb refuses writes until it is reopened, so commands keep failing
+    // cleanly rather than half-writing.
+    api.invoke("counter", "c", "Increase", json!({"value": 100})).await.expect_error(500);
+    assert_eq!(api.events("counter", "c", 1).await.len(), 1);
+}
