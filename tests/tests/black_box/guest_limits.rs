@@ -60,9 +60,15 @@ async fn a_guest_that_loops_is_stopped_and_others_keep_being_served() {
 #[tokio::test]
 async fn a_guest_that_eats_memory_fails_the_command() {
     let t = start_with(SVC, MISBEHAVING, &["--max-guest-memory", "16MiB"]).await;
-    let (kind, message) = t.api.invoke(SVC, "m", "Grow", json!({"mib": 64})).await.expect_error(500);
-    assert_eq!(kind, "memory_limit");
-    assert!(message.contains("memory limit"), "{message}");
+    t.api.invoke(SVC, "m", "Grow", json!({"mib": 4})).await.expect(200);
+    let before = t.server.rss_kib();
+    for _ in 0..10 {
+        let (kind, message) = t.api.invoke(SVC, "m", "Grow", json!({"mib": 64})).await.expect_error(500);
+        assert_eq!(kind, "memory_limit");
+        assert!(message.contains("memory limit"), "{message}");
+    }
+    let after = t.server.rss_kib();
+    assert!(after < before + 48 * 1024, "the host's memory grew from {before} KiB to {after} KiB");
     assert_eq!(t.api.position(SVC, "m").await, (0, 0));
     t.api.invoke(SVC, "m", "Grow", json!({"mib": 4})).await.expect(200);
 }
