@@ -70,7 +70,7 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_OUTBOX_MAX_ATTEMPTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox_max_attempts: u32,
 
-    /// Require `Authorization: Bearer <token>` to deploy services.
+    /// Require `Authorization: Bearer <token>` to deploy and delete services.
     #[arg(long, env = "WASMSTATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
