@@ -79,7 +79,24 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}", deploy.get(services::describe))
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(from_fn(close_after_refused_body))
         .with_state(state)
+}
+
+/// Answers a refused request that came with a body with `Connection: close`.
+/// A refusal (401, 404, 413, ...) often leaves the body unread, so the server
+/// cannot reuse the connection; saying so keeps a client from sending its
+/// next request on a connection that is about to close.
+async fn close_after_refused_body(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = request.headers();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let has_body = declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// 200 while the host can commit; 503 once the journal needs a restart.
