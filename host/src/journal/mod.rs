@@ -9,6 +9,8 @@
 //! written directly.
 
 mod bookkeeping;
+#[cfg(any(test, feature = "fault-injection"))]
+mod failing_storage;
 mod records;
 mod tables;
 mod writer;
@@ -21,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
+#[cfg(any(test, feature = "fault-injection"))]
+pub use failing_storage::FailingStorage;
 pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedReply};
 use tables::{COMPONENTS, COUNTERS, ENTITIES, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
 use tokio::sync::{Notify, broadcast};

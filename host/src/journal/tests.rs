@@ -113,48 +113,10 @@ fn versions_round_trip_and_never_overwrite() {
     assert_eq!(journal.component("cart", 3).unwrap(), None);
 }
 
-/// A storage backend whose writes and syncs fail while `failing` is set.
-#[derive(Debug, Default)]
-struct FaultyBackend {
-    inner: redb::backends::InMemoryBackend,
-    failing: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FaultyBackend {
-    fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(std::io::Error::other("injected disk failure"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl redb::StorageBackend for FaultyBackend {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-}
-
 #[tokio::test]
 async fn a_failed_disk_write_fails_the_whole_batch_and_acknowledges_nothing() {
-    let backend = FaultyBackend::default();
-    let failing = backend.failing.clone();
+    let backend = super::FailingStorage::default();
+    let failing = backend.switch();
     let db = redb::Builder::new().create_with_backend(backend).unwrap();
     let journal = Arc::new(Journal::from_database(db, Arc::new(Metrics::default())).unwrap());
     journal.commit(append("c", "e", 0, &["kept"])).await.unwrap();

@@ -172,8 +172,7 @@ impl Runtime {
             None => self.instantiate(entity)?,
         };
         let stderr_start = warm.store.data_mut().start_call();
-        let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        warm.store.set_epoch_deadline(ticks as u64 + 1);
+        warm.store.set_epoch_deadline(self.deadline_ticks());
         match call(&mut warm.store, &warm.instance) {
             Ok(result) => {
                 entity.give_back(warm);
@@ -183,12 +182,19 @@ impl Runtime {
         }
     }
 
+    /// Epoch ticks from now until the invocation time limit passes (one more
+    /// than the limit's length, since the current tick is already under way).
+    fn deadline_ticks(&self) -> u64 {
+        let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        ticks as u64 + 1
+    }
+
     /// A new instance of `entity` in a new store.
     fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
         let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1);
+        store.set_epoch_deadline(self.deadline_ticks());
         match entity.pre().instantiate(&mut store) {
             Ok(instance) => Ok(WarmInstance { store, instance }),
             Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),

@@ -3,57 +3,19 @@
 //! is acknowledged or persisted, and the host stays up: it keeps answering,
 //! reads still work, and `/healthz` says a restart is needed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::json;
 use wasmstate::config::ServeConfig;
+use wasmstate::journal::FailingStorage;
 use wasmstate_tests::Api;
 use wasmstate_tests::guests::COUNTER;
-
-/// An in-memory redb backend whose writes and syncs fail while `failing` is set.
-#[derive(Debug, Default)]
-struct FailingDisk {
-    inner: redb::backends::InMemoryBackend,
-    failing: Arc<AtomicBool>,
-}
-
-impl FailingDisk {
-    fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(std::io::Error::other("injected disk failure"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl redb::StorageBackend for FailingDisk {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-}
 
 #[tokio::test]
 async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = FailingDisk::default();
-    let failing = disk.failing.clone();
+    let disk = FailingStorage::default();
+    let failing = disk.switch();
     let db = redb::Builder::new().create_with_backend(disk).unwrap();
     let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
