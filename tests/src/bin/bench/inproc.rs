@@ -11,9 +11,7 @@ use bytes::Bytes;
 use hyper::Uri;
 use wasmstate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
 use wasmstate::metrics::Metrics;
-use wasmstate::runtime::{Command, CompiledEntity, GuestLimits, GuestState, Runtime, Snapshot};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmstate::runtime::{Command, CompiledEntity, GuestLimits, Runtime, Snapshot};
 
 use crate::load::{self, Load};
 use crate::report::{Report, Row, Samples, Timing, fmt_dur};
@@ -91,10 +89,10 @@ fn time_n(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result
     Ok(samples)
 }
 
-/// 4c: the guest call through `Runtime::handle_event_sourced` (a fresh store, instantiation
-/// and the call), instantiation alone on an engine configured like the host's
-/// (and with the pooling allocator), and a `spawn_blocking` round trip.
-pub async fn guest_call(guests: &Guests, guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
+/// 4c: the guest call through `Runtime::handle_event_sourced` on a warm
+/// instance, instantiation alone through the host's runtime (one thread,
+/// then every core at once), and a `spawn_blocking` round trip.
+pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 2_000;
     let (runtime, counter) = (&guest.runtime, &guest.counter);
     let samples = time_n(N, || {
@@ -102,26 +100,19 @@ pub async fn guest_call(guests: &Guests, guest: &Guest, report: &mut Report) -> 
         anyhow::ensure!(reply.is_ok(), "Get failed");
         Ok(())
     })?;
-    report.timings.push(Timing::new("4c", "handle_event_sourced, counter Get (store+instantiate+call)", samples));
+    report.timings.push(Timing::new("4c", "handle_event_sourced, counter Get (warm instance)", samples));
     let samples = time_n(N, || guest.add_item())?;
     report.timings.push(Timing::new("4c", "handle_event_sourced, cart AddItem on a 5-line snapshot", samples));
 
-    for pooling in [false, true] {
-        let label = if pooling { "pooling allocator" } else { "host's config" };
-        match instantiate_only(&guests.counter, pooling) {
-            Ok(Instantiations { store_only, single, parallel, threads, rate }) => {
-                report.timings.push(Timing::new("4c", &format!("Store::new+drop only, {label}"), store_only));
-                let mut timing = Timing::new("4c", &format!("Store::new+instantiate+drop, {label}"), single);
-                timing.note = "replica: Linker<GuestState> + WASI p2, InstancePre::instantiate of the counter".into();
-                report.timings.push(timing);
-                let name = format!("the same on {threads} threads at once, {label}");
-                let mut timing = Timing::new("4c", &name, parallel);
-                timing.note = format!("{rate:.0} instantiations/s in all");
-                report.timings.push(timing);
-            }
-            Err(error) => report.facts.push((format!("4c instantiate-only, {label}"), format!("failed: {error:#}"))),
-        }
-    }
+    let instantiate = || runtime.instantiate_and_drop(counter).map_err(anyhow::Error::from);
+    let mut timing = Timing::new("4c", INSTANTIATE, time_n(20 * N, instantiate)?);
+    timing.note = "Runtime::instantiate_and_drop: Store::new, InstancePre::instantiate, drop; the host's pooling allocator".into();
+    report.timings.push(timing);
+    let EveryCore { samples, threads, elapsed } = on_every_core(Duration::from_secs(1), instantiate)?;
+    let rate = samples.len() as f64 / elapsed.as_secs_f64();
+    let mut timing = Timing::new("4c", &format!("the same on {threads} threads at once"), samples);
+    timing.note = format!("{rate:.0} instantiations/s in all");
+    report.timings.push(timing);
 
     let mut samples = Samples::with_capacity(N);
     for _ in 0..N {
@@ -133,57 +124,24 @@ pub async fn guest_call(guests: &Guests, guest: &Guest, report: &mut Report) -> 
     Ok(())
 }
 
-/// What instantiation alone costs.
-struct Instantiations {
-    /// An empty store, created and dropped.
-    store_only: Samples,
-    /// A store, an instance, dropped; one thread.
-    single: Samples,
-    /// The same on every core at once.
-    parallel: Samples,
-    /// Threads of `parallel`.
+/// The name of the instantiation timing, which the instantiate target reads.
+pub const INSTANTIATE: &str = "instantiate + drop of the counter, one thread";
+
+/// What [`on_every_core`] measured.
+struct EveryCore {
+    /// Every call's latency.
+    samples: Samples,
+    /// How many threads called.
     threads: usize,
-    /// Instantiations per second of `parallel`, in all.
-    rate: f64,
+    /// From the start until the last thread finished.
+    elapsed: Duration,
 }
 
-/// Instantiation without the call: an engine and linker set up as
-/// `Runtime::new` sets them up, optionally with the pooling allocator.
-fn instantiate_only(component_bytes: &[u8], pooling: bool) -> anyhow::Result<Instantiations> {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    if pooling {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(100)
-            .total_core_instances(1_000)
-            .total_memories(200)
-            .total_tables(1_000)
-            .max_memory_size(LIMITS.max_memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    let engine = Engine::new(&config)?;
-    let mut linker = Linker::<GuestState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    let component = Component::new(&engine, component_bytes)?;
-    let pre = linker.instantiate_pre(&component)?;
-    let store_only = time_n(2_000, || {
-        let mut store = Store::new(&engine, GuestState::new(LIMITS.max_memory_bytes));
-        store.set_epoch_deadline(1_000);
-        drop(store);
-        Ok(())
-    })?;
-    let instantiate = || {
-        let mut store = Store::new(&engine, GuestState::new(LIMITS.max_memory_bytes));
-        store.set_epoch_deadline(1_000);
-        pre.instantiate(&mut store)?;
-        drop(store);
-        Ok(())
-    };
-    let single = time_n(2_000, instantiate)?;
+/// Runs `f` in a loop on one thread per core at once for `duration`.
+fn on_every_core(duration: Duration, f: impl Fn() -> anyhow::Result<()> + Sync) -> anyhow::Result<EveryCore> {
     let threads = cores();
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(1);
+    let deadline = start + duration;
     let per_thread: Vec<anyhow::Result<Samples>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -191,7 +149,7 @@ fn instantiate_only(component_bytes: &[u8], pooling: bool) -> anyhow::Result<Ins
                     let mut samples = Samples::with_capacity(1 << 16);
                     while Instant::now() < deadline {
                         let sent = Instant::now();
-                        instantiate()?;
+                        f()?;
                         samples.push(sent.elapsed());
                     }
                     Ok(samples)
@@ -201,12 +159,11 @@ fn instantiate_only(component_bytes: &[u8], pooling: bool) -> anyhow::Result<Ins
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
     });
     let elapsed = start.elapsed();
-    let mut parallel = Samples::default();
-    for samples in per_thread {
-        parallel.merge(samples?);
+    let mut samples = Samples::default();
+    for thread in per_thread {
+        samples.merge(thread?);
     }
-    let rate = parallel.len() as f64 / elapsed.as_secs_f64();
-    Ok(Instantiations { store_only, single, parallel, threads, rate })
+    Ok(EveryCore { samples, threads, elapsed })
 }
 
 fn cores() -> usize {
@@ -407,32 +364,9 @@ pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Re
 /// 6c: the Wasm bound: every core calling `handle_event_sourced` (cart AddItem on
 /// a warm snapshot) in a loop, with no HTTP and no journal.
 pub fn wasm_ceiling(guest: &Guest, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
-    let threads = cores();
     let cpu_before = load::own_cpu_time();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let results: Vec<anyhow::Result<Samples>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut samples = Samples::with_capacity(1 << 16);
-                    while Instant::now() < deadline {
-                        let sent = Instant::now();
-                        guest.add_item()?;
-                        samples.push(sent.elapsed());
-                    }
-                    Ok(samples)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
-    });
-    let elapsed = start.elapsed();
+    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, || guest.add_item())?;
     let cpu = load::own_cpu_time().saturating_sub(cpu_before);
-    let mut samples = Samples::default();
-    for result in results {
-        samples.merge(result?);
-    }
     let label = format!("Wasm: handle_event_sourced AddItem, {threads} threads");
     let mut row = Row::new("6c", &label, &mut samples, elapsed);
     row.server_cpu = Some(cpu.as_secs_f64() / elapsed.as_secs_f64());

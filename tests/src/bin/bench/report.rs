@@ -282,18 +282,19 @@ impl Report {
         if !self.timings.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{:<58} {:>4} {:>9} {:>9} {:>9} {:>9}",
-                "cold paths and micro-benchmarks", "n", "median", "p99", "min", "max"
+                "\n{:<58} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "cold paths and micro-benchmarks", "n", "median", "mean", "p99", "min", "max"
             );
             for timing in &self.timings {
                 let mut s = timing.samples.clone();
                 let label = format!("{} {}", timing.key, timing.name);
                 let _ = writeln!(
                     out,
-                    "{:<58} {:>4} {:>9} {:>9} {:>9} {:>9}",
+                    "{:<58} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9}",
                     clip(&label, 58),
                     s.len(),
                     fmt_dur(s.quantile(0.5)),
+                    fmt_dur(s.mean()),
                     fmt_dur(s.quantile(0.99)),
                     fmt_dur(s.min()),
                     fmt_dur(s.max())
