@@ -70,6 +70,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_OUTBOX_MAX_ATTEMPTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox_max_attempts: u32,
 
+    /// Memory for the journal's own page cache (pages read or written lately).
+    /// The operating system caches the file as well, so a small cache costs
+    /// little speed; this bounds how much of the host's memory the journal keeps.
+    #[arg(long, env = "WASMSTATE_JOURNAL_CACHE", default_value = "4MiB", value_parser = parse_size)]
+    pub journal_cache: usize,
+
     /// Require `Authorization: Bearer <token>` to deploy and delete services.
     #[arg(long, env = "WASMSTATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -173,6 +179,8 @@ mod tests {
         assert_eq!(config.snapshot_every, 5);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.invocation_timeout, Duration::from_secs(5));
+        assert_eq!(config.journal_cache, 4 << 20);
+        assert_eq!(ServeConfig::from_args(["--journal-cache", "64MiB"]).unwrap().journal_cache, 64 << 20);
         assert!(ServeConfig::from_args(["--snapshot-every", "0"]).is_err());
     }
 

@@ -58,7 +58,9 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let journal_path = config.data_dir.join(JOURNAL_FILE);
-    let db = redb::Database::create(&journal_path)
+    let db = redb::Builder::new()
+        .set_cache_size(config.journal_cache)
+        .create(&journal_path)
         .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
     open_with_database(config, db, shutdown).await
 }
