@@ -22,12 +22,12 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    // Guest calls run on the blocking pool. They are CPU-bound, so a few
-    // dozen threads are plenty; idle ones leave soon, taking their
-    // allocator caches with them.
+    // Guests run on the async workers; the blocking pool only reads the
+    // journal (cold entities, event pages), so a few threads are plenty.
+    // Idle ones leave soon, taking their allocator caches with them.
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(64)
+        .max_blocking_threads(16)
         .thread_keep_alive(Duration::from_secs(2))
         .on_thread_park(return_freed_memory)
         .build()?

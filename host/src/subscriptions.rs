@@ -137,11 +137,7 @@ impl Subscriptions {
             seq: entry.event.seq,
             payload: entry.event.payload.clone(),
         };
-        let runtime = self.runtime.clone();
-        let effects = tokio::task::spawn_blocking(move || runtime.on_event(&service.entity, &event))
-            .await
-            .map_err(|e| InvokeError::Internal(e.to_string()))??
-            .map_err(InvokeError::Failed)?;
+        let effects = self.runtime.on_event(&service.entity, &event).await?.map_err(InvokeError::Failed)?;
         self.entities.run_side_effects(effects).await
     }
 }

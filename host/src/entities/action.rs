@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{InvokeError, InvokeRequest, Produced, Shared, blocking, split_effects};
+use super::{InvokeError, InvokeRequest, Produced, Shared, split_effects};
 use crate::journal::{Commit, EntityWrite};
 use crate::runtime::Command;
 use crate::services::Service;
@@ -16,9 +16,7 @@ pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: I
         return Ok(replayed);
     }
     let command = Command { name: target.command, payload: target.payload, entity_id: target.entity.clone() };
-    let (runtime, service_entity) = (shared.runtime.clone(), service.clone());
-    let effects = blocking(move || runtime.handle_action(&service_entity.entity, &command)).await??
-        .map_err(InvokeError::Failed)?;
+    let effects = shared.runtime.handle_action(&service.entity, &command).await?.map_err(InvokeError::Failed)?;
     shared.check_output(0, &effects.reply, effects.side_effects.len())?;
     let (reply, synchronous, asynchronous) = split_effects(effects.reply, effects.side_effects);
     let commit = Commit {

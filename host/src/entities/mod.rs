@@ -307,7 +307,7 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Runs blocking work (a guest call, a journal read) off the async threads.
+/// Runs blocking work (a journal read) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, InvokeError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| InvokeError::Internal(format!("a blocking task failed: {e}")))
 }

@@ -94,12 +94,11 @@ async fn event_sourced(
         Some(Cached::EventSourced { seq, state }) => (Some(Snapshot { seq: *seq, state: state.clone() }), Vec::new(), *seq),
         _ => load_events(shared, key).await?,
     };
-    let (runtime, service) = (shared.runtime.clone(), service.clone());
-    let effects = blocking(move || {
-        runtime.handle_event_sourced(&service.entity, snapshot.as_ref(), &events, &command)
-    })
-    .await??
-    .map_err(InvokeError::Failed)?;
+    let effects = shared
+        .runtime
+        .handle_event_sourced(&service.entity, snapshot.as_ref(), &events, &command)
+        .await?
+        .map_err(InvokeError::Failed)?;
 
     let new_last = last_seq + effects.events.len() as u64;
     let every = shared.config.snapshot_every;
@@ -136,11 +135,8 @@ async fn value(
             state
         }
     };
-    let (runtime, service) = (shared.runtime.clone(), service.clone());
-    let current = state.clone();
-    let effects = blocking(move || runtime.handle_value(&service.entity, current.as_deref(), &command))
-        .await??
-        .map_err(InvokeError::Failed)?;
+    let effects =
+        shared.runtime.handle_value(&service.entity, state.as_deref(), &command).await?.map_err(InvokeError::Failed)?;
     let (write, after) = match effects.state {
         StateChange::Unchanged => (EntityWrite::Nothing, state),
         StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(new)),

@@ -6,6 +6,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "host",
+    // Guests run as futures on the async workers, yielding at every epoch
+    // tick, so a long call never holds a thread to itself.
+    exports: { default: async },
 });
 
 pub use self::exports::wasmstate::entity::action::{self as action_iface, ActionEffects};

@@ -1,6 +1,8 @@
 //! What each guest store holds: a locked-down WASI context, its resource
 //! table, the memory limiter and the captured stderr.
 
+use std::time::{Duration, Instant};
+
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -15,6 +17,8 @@ pub struct GuestState {
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     stderr: MemoryOutputPipe,
+    /// When the current call must have finished.
+    deadline: Instant,
 }
 
 impl GuestState {
@@ -28,14 +32,22 @@ impl GuestState {
             table: ResourceTable::new(),
             memory: MemoryLimiter { max_bytes: max_memory_bytes, exceeded: false },
             stderr,
+            deadline: Instant::now(),
         }
     }
 
-    /// Prepares for the next call on this instance; answers where stderr
-    /// stands, for [`stderr_since`](Self::stderr_since).
-    pub fn start_call(&mut self) -> usize {
+    /// Prepares for the next call on this instance, which may take up to
+    /// `time_limit`; answers where stderr stands, for
+    /// [`stderr_since`](Self::stderr_since).
+    pub fn start_call(&mut self, time_limit: Duration) -> usize {
         self.memory.exceeded = false;
+        self.deadline = Instant::now() + time_limit;
         self.stderr.contents().len()
+    }
+
+    /// Whether the current call has run past its time limit.
+    pub fn past_deadline(&self) -> bool {
+        Instant::now() >= self.deadline
     }
 
     /// What the guest wrote to stderr since `start`, lossily decoded and trimmed.

@@ -116,7 +116,7 @@ impl CompiledEntity {
 
 impl Runtime {
     /// Runs an event-sourced entity's `handle`.
-    pub fn handle_event_sourced(
+    pub async fn handle_event_sourced(
         &self,
         entity: &CompiledEntity,
         snapshot: Option<&Snapshot>,
@@ -126,32 +126,43 @@ impl Runtime {
         let KindIndices::EventSourced(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::EventSourced));
         };
-        self.call(entity, |store, instance| {
-            indices.load(&mut *store, instance)?.call_handle(store, snapshot, events, command)
+        self.call(entity, async |store, instance| {
+            indices.load(&mut *store, instance)?.call_handle(store, snapshot, events, command).await
         })
+        .await
     }
 
     /// Runs a value entity's `handle`.
-    pub fn handle_value(&self, entity: &CompiledEntity, state: Option<&[u8]>, command: &Command) -> GuestResult<ValueEffects> {
+    pub async fn handle_value(
+        &self,
+        entity: &CompiledEntity,
+        state: Option<&[u8]>,
+        command: &Command,
+    ) -> GuestResult<ValueEffects> {
         let KindIndices::Value(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::Value));
         };
-        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_handle(store, state, command))
+        self.call(entity, async |store, instance| {
+            indices.load(&mut *store, instance)?.call_handle(store, state, command).await
+        })
+        .await
     }
 
     /// Runs an action's `handle`.
-    pub fn handle_action(&self, entity: &CompiledEntity, command: &Command) -> GuestResult<ActionEffects> {
+    pub async fn handle_action(&self, entity: &CompiledEntity, command: &Command) -> GuestResult<ActionEffects> {
         let KindIndices::Action(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::Action));
         };
-        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_handle(store, command))
+        self.call(entity, async |store, instance| indices.load(&mut *store, instance)?.call_handle(store, command).await)
+            .await
     }
 
     /// Delivers one subscribed event to an action's `on-event`.
-    pub fn on_event(&self, entity: &CompiledEntity, event: &SubscribedEvent) -> GuestResult<Vec<SideEffect>> {
+    pub async fn on_event(&self, entity: &CompiledEntity, event: &SubscribedEvent) -> GuestResult<Vec<SideEffect>> {
         let KindIndices::Action(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::Action));
         };
-        self.call(entity, |store, instance| indices.load(&mut *store, instance)?.call_on_event(store, event))
+        self.call(entity, async |store, instance| indices.load(&mut *store, instance)?.call_on_event(store, event).await)
+            .await
     }
 }

@@ -8,6 +8,11 @@
 //! it back for the next call unless it trapped. Guests keep no state
 //! between calls — the host hands them their state every time — so reusing
 //! an instance only saves the cost of making one.
+//!
+//! Calls are futures that run on the async worker threads: a guest yields
+//! to other tasks at every epoch tick until its time limit passes, so a slow
+//! or looping guest shares a thread instead of blocking one, and a quick
+//! call costs no hand-off to another thread.
 
 mod bindings;
 mod compiled_cache;
@@ -19,7 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Instance, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 pub use bindings::{
     ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, FailureCode, Forward,
@@ -30,10 +38,11 @@ pub use guest_state::GuestState;
 pub use kinds::{CompiledEntity, EntityKind};
 use kinds::WarmInstance;
 
-/// How often the engine's epoch advances: the granularity of the time limit.
+/// How often the engine's epoch advances: the granularity of the time limit,
+/// and how long a guest runs before it yields to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How many instances may exist at once across all services; more calls at
-/// once wait for a blocking thread or are refused as overloaded.
+/// once are refused as overloaded.
 const MAX_INSTANCES: u32 = 1000;
 
 /// How many dropped instances' memories are reset in one go.
@@ -115,6 +124,7 @@ impl Runtime {
             .total_core_instances(MAX_INSTANCES * 8)
             .total_memories(MAX_INSTANCES * 2)
             .total_tables(MAX_INSTANCES * 8)
+            .total_stacks(MAX_INSTANCES)
             .max_memory_size(limits.max_memory_bytes)
             // A dropped instance's memory is reset with one madvise per
             // batch of instances instead of one each (and its first pages
@@ -126,7 +136,7 @@ impl Runtime {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         start_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Self { engine, linker, limits, ticker_stop })
@@ -173,20 +183,19 @@ impl Runtime {
 
     /// Runs `call` on an instance of `entity` bounded in memory and time:
     /// an idle one if the version has one, else a new one. The instance goes
-    /// back to the version's idle pool unless the call trapped. Blocking:
-    /// call it from a blocking-capable thread.
-    fn call<R>(
+    /// back to the version's idle pool unless the call trapped.
+    async fn call<R>(
         &self,
         entity: &CompiledEntity,
-        call: impl FnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
         let mut warm = match entity.take_idle() {
             Some(warm) => warm,
-            None => self.instantiate(entity)?,
+            None => self.instantiate(entity).await?,
         };
-        let stderr_start = warm.store.data_mut().start_call();
-        warm.store.set_epoch_deadline(self.deadline_ticks());
-        match call(&mut warm.store, &warm.instance) {
+        let stderr_start = warm.store.data_mut().start_call(self.limits.invocation_timeout);
+        warm.store.set_epoch_deadline(1);
+        match call(&mut warm.store, &warm.instance).await {
             Ok(result) => {
                 entity.give_back(warm);
                 Ok(result)
@@ -195,27 +204,25 @@ impl Runtime {
         }
     }
 
-    /// Epoch ticks from now until the invocation time limit passes (one more
-    /// than the limit's length, since the current tick is already under way).
-    fn deadline_ticks(&self) -> u64 {
-        let ticks = self.limits.invocation_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        ticks as u64 + 1
-    }
-
     /// Makes a new instance of `entity` in a new store and drops it without
     /// calling it: what a call pays, before the guest runs, when the
     /// version has no idle instance. For measurements.
-    pub fn instantiate_and_drop(&self, entity: &CompiledEntity) -> Result<(), GuestError> {
-        self.instantiate(entity).map(drop)
+    pub async fn instantiate_and_drop(&self, entity: &CompiledEntity) -> Result<(), GuestError> {
+        self.instantiate(entity).await.map(drop)
     }
 
-    /// A new instance of `entity` in a new store.
-    fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
+    /// A new instance of `entity` in a new store. At every epoch tick of a
+    /// call the guest yields to other tasks, until the call's time limit
+    /// passes; then it traps.
+    async fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
         let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
         store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks());
-        match entity.pre().instantiate(&mut store) {
+        store.epoch_deadline_callback(|store| {
+            Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store.data_mut().start_call(self.limits.invocation_timeout);
+        store.set_epoch_deadline(1);
+        match entity.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(WarmInstance { store, instance }),
             Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
             Err(error) => Err(self.classify(&store, error, 0)),

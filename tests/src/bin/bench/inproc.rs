@@ -58,14 +58,14 @@ impl Guest {
     }
 
     /// The cart's AddItem on a five-line snapshot: what a warm headline call does.
-    pub fn add_item(&self) -> anyhow::Result<()> {
+    pub async fn add_item(&self) -> anyhow::Result<()> {
         let snapshot = Snapshot { seq: 1000, state: cart_state() };
         let command = Command {
             name: "AddItem".into(),
             payload: br#"{"productId":"P00000002","name":"Product 2","quantity":1}"#.to_vec(),
             entity_id: "cart-0001".into(),
         };
-        let effects = self.runtime.handle_event_sourced(&self.cart, Some(&snapshot), &[], &command)?;
+        let effects = self.runtime.handle_event_sourced(&self.cart, Some(&snapshot), &[], &command).await?;
         anyhow::ensure!(effects.is_ok_and(|e| e.events.len() == 1), "AddItem did not emit one event");
         Ok(())
     }
@@ -76,14 +76,14 @@ fn get() -> Command {
 }
 
 /// Times `f` `n` times after `n / 10` unmeasured calls.
-fn time_n(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Samples> {
+async fn time_n(n: usize, mut f: impl AsyncFnMut() -> anyhow::Result<()>) -> anyhow::Result<Samples> {
     for _ in 0..n / 10 {
-        f()?;
+        f().await?;
     }
     let mut samples = Samples::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        f()?;
+        f().await?;
         samples.push(start.elapsed());
     }
     Ok(samples)
@@ -95,17 +95,18 @@ fn time_n(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result
 pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 2_000;
     let (runtime, counter) = (&guest.runtime, &guest.counter);
-    let samples = time_n(N, || {
-        let reply = runtime.handle_event_sourced(counter, None, &[], &get())?;
+    let samples = time_n(N, async || {
+        let reply = runtime.handle_event_sourced(counter, None, &[], &get()).await?;
         anyhow::ensure!(reply.is_ok(), "Get failed");
         Ok(())
-    })?;
+    })
+    .await?;
     report.timings.push(Timing::new("4c", "handle_event_sourced, counter Get (warm instance)", samples));
-    let samples = time_n(N, || guest.add_item())?;
+    let samples = time_n(N, async || guest.add_item().await).await?;
     report.timings.push(Timing::new("4c", "handle_event_sourced, cart AddItem on a 5-line snapshot", samples));
 
-    let instantiate = || runtime.instantiate_and_drop(counter).map_err(anyhow::Error::from);
-    let mut timing = Timing::new("4c", INSTANTIATE, time_n(20 * N, instantiate)?);
+    let instantiate = async || runtime.instantiate_and_drop(counter).await.map_err(anyhow::Error::from);
+    let mut timing = Timing::new("4c", INSTANTIATE, time_n(20 * N, instantiate).await?);
     timing.note = "Runtime::instantiate_and_drop: Store::new, InstancePre::instantiate, drop; the host's pooling allocator".into();
     report.timings.push(timing);
     let EveryCore { samples, threads, elapsed } = on_every_core(Duration::from_secs(1), instantiate)?;
@@ -137,8 +138,9 @@ struct EveryCore {
     elapsed: Duration,
 }
 
-/// Runs `f` in a loop on one thread per core at once for `duration`.
-fn on_every_core(duration: Duration, f: impl Fn() -> anyhow::Result<()> + Sync) -> anyhow::Result<EveryCore> {
+/// Runs `f` in a loop on one thread per core at once for `duration`, each
+/// thread with its own single-threaded async runtime.
+fn on_every_core(duration: Duration, f: impl AsyncFn() -> anyhow::Result<()> + Sync) -> anyhow::Result<EveryCore> {
     let threads = cores();
     let start = Instant::now();
     let deadline = start + duration;
@@ -146,13 +148,16 @@ fn on_every_core(duration: Duration, f: impl Fn() -> anyhow::Result<()> + Sync) 
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut samples = Samples::with_capacity(1 << 16);
-                    while Instant::now() < deadline {
-                        let sent = Instant::now();
-                        f()?;
-                        samples.push(sent.elapsed());
-                    }
-                    Ok(samples)
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(async {
+                        let mut samples = Samples::with_capacity(1 << 16);
+                        while Instant::now() < deadline {
+                            let sent = Instant::now();
+                            f().await?;
+                            samples.push(sent.elapsed());
+                        }
+                        Ok(samples)
+                    })
                 })
             })
             .collect();
@@ -365,7 +370,7 @@ pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Re
 /// a warm snapshot) in a loop, with no HTTP and no journal.
 pub fn wasm_ceiling(guest: &Guest, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let cpu_before = load::own_cpu_time();
-    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, || guest.add_item())?;
+    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, async || guest.add_item().await)?;
     let cpu = load::own_cpu_time().saturating_sub(cpu_before);
     let label = format!("Wasm: handle_event_sourced AddItem, {threads} threads");
     let mut row = Row::new("6c", &label, &mut samples, elapsed);

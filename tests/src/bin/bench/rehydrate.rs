@@ -72,7 +72,7 @@ pub async fn rehydration(guests: &Guests, guest: &Guest, report: &mut Report, ev
         let status = server.stop().await?;
         anyhow::ensure!(status.success(), "wasmstate exited with {status}");
     }
-    guest_fold(guest, report, events)
+    guest_fold(guest, report, events).await
 }
 
 /// Commits `events` events to each long entity at once, with a
@@ -120,13 +120,13 @@ async fn wait_until_closed(path: &Path) -> anyhow::Result<()> {
 
 /// The guest's share of a cold load without a snapshot: `Runtime::handle_event_sourced`
 /// folding all the events, in process.
-fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::Result<()> {
+async fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::Result<()> {
     let log: Vec<Event> = (1..=events).map(|seq| Event { seq, payload: EVENT.to_vec() }).collect();
     let command = Command { name: "Get".into(), payload: b"{}".to_vec(), entity_id: "long".into() };
     let mut samples = Samples::default();
     for _ in 0..3 {
         let start = Instant::now();
-        let effects = guest.runtime.handle_event_sourced(&guest.counter, None, &log, &command)?;
+        let effects = guest.runtime.handle_event_sourced(&guest.counter, None, &log, &command).await?;
         samples.push(start.elapsed());
         anyhow::ensure!(effects.is_ok(), "Get over the long log failed");
     }
