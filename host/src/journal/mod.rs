@@ -26,7 +26,7 @@ pub use bookkeeping::ServiceLogEntry;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
 pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedReply};
-use tables::{COMPONENTS, COUNTERS, ENTITIES, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
+use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
 use tokio::sync::{Notify, broadcast};
 pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
 use writer::Signals;
@@ -155,7 +155,6 @@ impl Journal {
     pub fn from_database(db: Database, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
         let txn = db.begin_write()?;
         txn.open_table(EVENTS)?;
-        txn.open_table(ENTITIES)?;
         txn.open_table(SNAPSHOTS)?;
         txn.open_table(COMPONENTS)?;
         txn.open_table(VERSIONS)?;
@@ -203,14 +202,9 @@ impl Journal {
     /// Where an entity's log stands.
     pub fn position(&self, service: &str, entity: &str) -> Result<EntityPosition, JournalError> {
         let txn = self.db.begin_read()?;
-        let entities = txn.open_table(ENTITIES)?;
-        Ok(match entities.get((service, entity))? {
-            Some(v) => {
-                let (last_seq, snapshot_seq) = v.value();
-                EntityPosition { last_seq, snapshot_seq }
-            }
-            None => EntityPosition::default(),
-        })
+        let last_seq = last_seq(&txn.open_table(EVENTS)?, service, entity)?;
+        let snapshot_seq = txn.open_table(SNAPSHOTS)?.get((service, entity))?.map_or(0, |v| v.value().0);
+        Ok(EntityPosition { last_seq, snapshot_seq })
     }
 
     /// Loads what a cold entity needs: its latest snapshot and the events after it.
@@ -297,6 +291,16 @@ impl Journal {
         let components = txn.open_table(COMPONENTS)?;
         Ok(components.get((service, version))?.map(|v| v.value().to_vec()))
     }
+}
+
+/// The seq of an entity's last committed event (0 when there is none).
+fn last_seq(
+    events: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    service: &str,
+    entity: &str,
+) -> Result<u64, JournalError> {
+    let last = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next_back().transpose()?;
+    Ok(last.map_or(0, |(key, _)| key.value().2))
 }
 
 fn read_events(

@@ -3,11 +3,10 @@
 
 use redb::TableDefinition;
 
-/// Committed events: (service, entity, seq) → event payload.
+/// Committed events: (service, entity, seq) → event payload. An entity's
+/// last key is where its log stands (events are never deleted); nothing else
+/// records it, so a commit writes one row per event and none per entity.
 pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
-
-/// Per-entity log position: (service, entity) → (last seq, snapshot seq).
-pub const ENTITIES: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("entities");
 
 /// The latest snapshot per entity: (service, entity) → (seq, state).
 pub const SNAPSHOTS: TableDefinition<(&str, &str), (u64, &[u8])> =
@@ -31,11 +30,11 @@ pub const OUTBOX: TableDefinition<u64, (&str, &str, &str, &[u8], u32, u64)> = Ta
 pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), (u64, &[u8])> = TableDefinition::new("idempotency");
 
 /// Every event of a service in commit order: (service, position) → (entity, seq).
-/// Subscribers read it to see all of a service's events.
+/// Subscribers read it to see all of a service's events. A service's last
+/// key is its log's head, so the log must never lose its last entry.
 pub const SERVICE_LOG: TableDefinition<(&str, u64), (&str, u64)> = TableDefinition::new("service_log");
 
-/// Counters: the last `SERVICE_LOG` position per service under `log/<service>`,
-/// and the last outbox id under `outbox`.
+/// Counters: the last outbox id under `outbox`.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// Subscription offsets: (subscriber, source service) → the last `SERVICE_LOG`

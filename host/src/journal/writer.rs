@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::records::{IdempotencyRecord, Invocation};
-use super::tables::{COUNTERS, ENTITIES, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES};
+use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES};
 use super::{JournalError, StoredSnapshot};
 use crate::metrics::Metrics;
 
@@ -206,9 +206,7 @@ impl Writer {
         txn.set_durability(Durability::Immediate).map_err(|e| JournalError::Corrupt(e.to_string()))?;
         let outcomes = {
             let mut tables = Tables::open(&txn)?;
-            let outcomes = commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?;
-            tables.store_log_heads()?;
-            outcomes
+            commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?
         };
         txn.commit()?;
         Ok(outcomes)
@@ -218,21 +216,16 @@ impl Writer {
 /// `Ok(last seq)` or the reason this one commit was refused.
 type Outcome = Result<u64, JournalError>;
 
-/// The `COUNTERS` key of a service's last service-log position.
-fn log_head_key(service: &str) -> String {
-    format!("log/{service}")
-}
-
 struct Tables<'txn> {
     events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
-    entities: Table<'txn, (&'static str, &'static str), (u64, u64)>,
     snapshots: Table<'txn, (&'static str, &'static str), (u64, &'static [u8])>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     outbox: Table<'txn, u64, (&'static str, &'static str, &'static str, &'static [u8], u32, u64)>,
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
     service_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
     counters: Table<'txn, &'static str, u64>,
-    /// The service-log heads this transaction moved, written once at its end.
+    /// The last service-log position of each service this transaction
+    /// appended to, read once and then kept here.
     log_heads: HashMap<Arc<str>, u64>,
 }
 
@@ -240,7 +233,6 @@ impl<'txn> Tables<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Self, JournalError> {
         Ok(Self {
             events: txn.open_table(EVENTS)?,
-            entities: txn.open_table(ENTITIES)?,
             snapshots: txn.open_table(SNAPSHOTS)?,
             values: txn.open_table(VALUES)?,
             outbox: txn.open_table(OUTBOX)?,
@@ -254,17 +246,10 @@ impl<'txn> Tables<'txn> {
     /// The last service-log position of `service`, as this transaction has it.
     fn log_head(&mut self, service: &Arc<str>) -> Result<&mut u64, JournalError> {
         if !self.log_heads.contains_key(service) {
-            let stored = self.counters.get(log_head_key(service).as_str())?.map_or(0, |v| v.value());
-            self.log_heads.insert(service.clone(), stored);
+            let last = self.service_log.range((&**service, 1)..=(&**service, u64::MAX))?.next_back().transpose()?;
+            self.log_heads.insert(service.clone(), last.map_or(0, |(key, _)| key.value().1));
         }
         Ok(self.log_heads.get_mut(service).expect("just inserted"))
-    }
-
-    fn store_log_heads(&mut self) -> Result<(), JournalError> {
-        for (service, head) in &self.log_heads {
-            self.counters.insert(log_head_key(service).as_str(), *head)?;
-        }
-        Ok(())
     }
 
     fn write(&mut self, commit: &Commit) -> Result<Outcome, JournalError> {
@@ -272,7 +257,7 @@ impl<'txn> Tables<'txn> {
         let mut last_seq = 0;
         match &commit.write {
             EntityWrite::Events { expected_last_seq, events, snapshot } => {
-                let (found, mut snapshot_seq) = self.entities.get(key)?.map(|v| v.value()).unwrap_or((0, 0));
+                let found = super::last_seq(&self.events, key.0, key.1)?;
                 if found != *expected_last_seq {
                     return Ok(Err(JournalError::Conflict {
                         service: commit.service.to_string(),
@@ -292,9 +277,7 @@ impl<'txn> Tables<'txn> {
                 *self.log_head(&commit.service)? = head;
                 if let Some(snapshot) = snapshot {
                     self.snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
-                    snapshot_seq = snapshot.seq;
                 }
-                self.entities.insert(key, (last_seq, snapshot_seq))?;
             }
             EntityWrite::Value(Some(state)) => {
                 self.values.insert(key, state.as_slice())?;
