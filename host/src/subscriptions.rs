@@ -58,9 +58,9 @@ impl Subscriptions {
             keep
         });
         for pair in wanted {
-            if !running.contains_key(&pair) {
-                let task = tokio::spawn(self.clone().run(pair.0.clone(), pair.1.clone()));
-                running.insert(pair, task.abort_handle());
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(pair) {
+                let (subscriber, source) = slot.key().clone();
+                slot.insert(tokio::spawn(self.clone().run(subscriber, source)).abort_handle());
             }
         }
     }

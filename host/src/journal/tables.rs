@@ -21,9 +21,12 @@ pub const VERSIONS: TableDefinition<(&str, u32), &str> = TableDefinition::new("v
 /// Value entities' states: (service, entity) → state.
 pub const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
 
-/// Asynchronous side effects not yet delivered: id → (service, entity,
-/// command, payload, attempts so far, next attempt at, in ms since the epoch).
-pub const OUTBOX: TableDefinition<u64, (&str, &str, &str, &[u8], u32, u64)> = TableDefinition::new("outbox");
+/// Asynchronous side effects not yet delivered: id → [`OutboxRow`].
+pub const OUTBOX: TableDefinition<u64, OutboxRow> = TableDefinition::new("outbox");
+
+/// An undelivered side effect: (service, entity, command, payload, attempts
+/// so far, next attempt at, in ms since the epoch).
+pub type OutboxRow = (&'static str, &'static str, &'static str, &'static [u8], u32, u64);
 
 /// Idempotency records: (service, entity, key) → (expires at in ms since the
 /// epoch, the recorded reply encoded by `RecordedReply::encode`).

@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::records::{IdempotencyRecord, Invocation};
-use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES};
+use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES};
 use super::{JournalError, StoredSnapshot};
 use crate::metrics::Metrics;
 
@@ -220,7 +220,7 @@ struct Tables<'txn> {
     events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     snapshots: Table<'txn, (&'static str, &'static str), (u64, &'static [u8])>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    outbox: Table<'txn, u64, (&'static str, &'static str, &'static str, &'static [u8], u32, u64)>,
+    outbox: Table<'txn, u64, OutboxRow>,
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
     service_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
     counters: Table<'txn, &'static str, u64>,

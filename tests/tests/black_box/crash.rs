@@ -36,7 +36,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             None => Server::start(dir.path(), &[]).await.unwrap(),
         };
         let api = Api::new(running.base());
-        verify(&api, &acknowledged.lock().unwrap()).await;
+        let so_far = acknowledged.lock().unwrap().clone();
+        verify(&api, &so_far).await;
 
         let clients: Vec<_> = (0..CLIENTS)
             .map(|client| {
@@ -60,7 +61,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             })
             .collect();
         next_token += CLIENTS as u64 * 1_000_000;
-        tokio::time::sleep(Duration::from_millis(50 + rng.next() % 400)).await;
+        tokio::time::sleep(Duration::from_millis(50 + rng.next_u64() % 400)).await;
         running.kill().await.unwrap();
         for client in clients {
             client.await.unwrap();

@@ -39,7 +39,7 @@ async fn random_requests_get_clear_answers_and_change_nothing_they_should_not() 
         let body = match rng.below(3) {
             0 => Vec::new(),
             1 => rng.bytes(256),
-            _ => json!({"value": rng.next() as i64 % 10}).to_string().into_bytes(),
+            _ => json!({"value": rng.next_u64() as i64 % 10}).to_string().into_bytes(),
         };
         let reply = t.api.send(method.clone(), &path, body).await;
         let status = reply.status.as_u16();
