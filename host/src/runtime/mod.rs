@@ -195,8 +195,7 @@ impl Runtime {
             Some(warm) => warm,
             None => self.instantiate(entity).await?,
         };
-        let stderr_start = warm.store.data_mut().start_call(self.limits.invocation_timeout);
-        warm.store.set_epoch_deadline(1);
+        let stderr_start = self.start_call(&mut warm.store);
         match call(&mut warm.store, &warm.instance).await {
             Ok(result) => {
                 entity.give_back(warm);
@@ -222,13 +221,20 @@ impl Runtime {
         store.epoch_deadline_callback(|store| {
             Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
-        store.data_mut().start_call(self.limits.invocation_timeout);
-        store.set_epoch_deadline(1);
+        self.start_call(&mut store);
         match entity.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(WarmInstance { store, instance }),
             Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
             Err(error) => Err(self.classify(&store, error, 0)),
         }
+    }
+
+    /// Starts the time limit of the next call into `store` (or of its
+    /// instantiation): the epoch callback runs at the next tick and yields
+    /// or interrupts from then on. Answers where the guest's stderr stands.
+    fn start_call(&self, store: &mut Store<GuestState>) -> usize {
+        store.set_epoch_deadline(1);
+        store.data_mut().start_call(self.limits.invocation_timeout)
     }
 
     fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error, stderr_start: usize) -> GuestError {

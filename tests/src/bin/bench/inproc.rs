@@ -248,22 +248,25 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
     drop(journal);
 
     let raw_duration = duration.min(Duration::from_secs(3));
-    let path = dir.path().join("raw.redb");
-    let cpu_before = load::own_cpu_time();
-    let mut samples = tokio::task::spawn_blocking(move || raw_redb(&path, raw_duration)).await??;
-    let mut row = Row::new("6a", "raw redb: 1 durable txn per insert, 1 writer", &mut samples, raw_duration);
-    row.server_cpu = Some(load::own_cpu_time().saturating_sub(cpu_before).as_secs_f64() / raw_duration.as_secs_f64());
-    row.reference = true;
-    report.ceilings.push(row);
-    let path = dir.path().join("raw.bin");
-    let cpu_before = load::own_cpu_time();
-    let mut samples = tokio::task::spawn_blocking(move || raw_fdatasync(&path, raw_duration)).await??;
-    let mut row = Row::new("6a", "raw disk: pwrite 128 B + fdatasync, 1 writer", &mut samples, raw_duration);
-    row.server_cpu = Some(load::own_cpu_time().saturating_sub(cpu_before).as_secs_f64() / raw_duration.as_secs_f64());
-    row.reference = true;
-    report.ceilings.push(row);
+    let references: [(&str, &str, RawWriter); 2] = [
+        ("raw.redb", "raw redb: 1 durable txn per insert, 1 writer", raw_redb),
+        ("raw.bin", "raw disk: pwrite 128 B + fdatasync, 1 writer", raw_fdatasync),
+    ];
+    for (file, name, writer) in references {
+        let path = dir.path().join(file);
+        let cpu_before = load::own_cpu_time();
+        let mut samples = tokio::task::spawn_blocking(move || writer(&path, raw_duration)).await??;
+        let mut row = Row::new("6a", name, &mut samples, raw_duration);
+        row.server_cpu =
+            Some(load::own_cpu_time().saturating_sub(cpu_before).as_secs_f64() / raw_duration.as_secs_f64());
+        row.reference = true;
+        report.ceilings.push(row);
+    }
     Ok(())
 }
+
+/// A reference writer of 6a: durable writes to the file at a path for a while.
+type RawWriter = fn(&std::path::Path, Duration) -> anyhow::Result<Samples>;
 
 /// A counter's value in a Prometheus text rendering (0 if absent).
 fn metric(text: &str, name: &str) -> u64 {
