@@ -7,7 +7,7 @@
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES};
+use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, outbox_row};
 use super::{Invocation, Journal, JournalError, OutboxEntry, RecordedReply, StoredEvent};
 
 /// One event of a service's log, as a subscriber receives it.
@@ -100,16 +100,7 @@ impl Journal {
     pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
         self.bookkeeping_write(|txn| {
             let mut table = txn.open_table(OUTBOX)?;
-            let inv = &entry.invocation;
-            let row = (
-                inv.service.as_str(),
-                inv.entity.as_str(),
-                inv.command.as_str(),
-                inv.payload.as_slice(),
-                entry.attempts,
-                entry.next_attempt_ms,
-            );
-            table.insert(entry.id, row)?;
+            table.insert(entry.id, outbox_row(&entry.invocation, entry.attempts, entry.next_attempt_ms))?;
             Ok(())
         })
     }

@@ -3,6 +3,8 @@
 
 use redb::TableDefinition;
 
+use super::Invocation;
+
 /// Committed events: (service, entity, seq) → event payload. An entity's
 /// last key is where its log stands (events are never deleted); nothing else
 /// records it, so a commit writes one row per event and none per entity.
@@ -27,6 +29,12 @@ pub const OUTBOX: TableDefinition<u64, OutboxRow> = TableDefinition::new("outbox
 /// An undelivered side effect: (service, entity, command, payload, attempts
 /// so far, next attempt at, in ms since the epoch).
 pub type OutboxRow = (&'static str, &'static str, &'static str, &'static [u8], u32, u64);
+
+/// The `OUTBOX` row of a side effect to deliver.
+pub fn outbox_row(effect: &Invocation, attempts: u32, next_attempt_ms: u64) -> (&str, &str, &str, &[u8], u32, u64) {
+    let Invocation { service, entity, command, payload } = effect;
+    (service, entity, command, payload, attempts, next_attempt_ms)
+}
 
 /// Idempotency records: (service, entity, key) → (expires at in ms since the
 /// epoch, the recorded reply encoded by `RecordedReply::encode`).

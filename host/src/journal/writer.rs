@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::records::{IdempotencyRecord, Invocation};
-use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES};
+use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES, outbox_row};
 use super::{JournalError, StoredSnapshot};
 use crate::metrics::Metrics;
 
@@ -291,8 +291,7 @@ impl<'txn> Tables<'txn> {
             let mut id = self.counters.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());
             for effect in &commit.outbox {
                 id += 1;
-                let row = (effect.service.as_str(), effect.entity.as_str(), effect.command.as_str(), effect.payload.as_slice(), 0, 0);
-                self.outbox.insert(id, row)?;
+                self.outbox.insert(id, outbox_row(effect, 0, 0))?;
             }
             self.counters.insert(OUTBOX_COUNTER, id)?;
         }
