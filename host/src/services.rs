@@ -132,6 +132,12 @@ impl Services {
         history.keys().filter_map(|name| describe(name, &history)).collect()
     }
 
+    /// Whether `name` has a deployed version (whether or not it could be
+    /// loaded), without building its description.
+    pub fn is_deployed(&self, name: &str) -> bool {
+        self.history.read().unwrap().get(name).is_some_and(|versions| !versions.is_empty())
+    }
+
     /// One deployed service and all its versions.
     pub fn describe(&self, name: &str) -> Option<ServiceInfo> {
         describe(name, &self.history.read().unwrap())

@@ -142,7 +142,7 @@ pub fn payload_json(payload: &[u8]) -> Value {
 fn validate_entity_path(state: &AppState, service: &str, id: &str) -> Result<(), ApiError> {
     validate_service_name(service).map_err(ApiError::bad_request)?;
     validate_entity_id(id).map_err(ApiError::bad_request)?;
-    if state.services.describe(service).is_none() {
+    if !state.services.is_deployed(service) {
         return Err(ApiError::unknown_service(service));
     }
     Ok(())
