@@ -47,9 +47,10 @@ pub fn follow(state: &AppState, service: String, entity: String, from: u64) -> S
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         let event = f.next_event().await?;
-        f.next = event.seq + 1;
-        let data = serde_json::to_string(&EventReply::from(event.clone())).unwrap_or_default();
-        Some((Ok(Event::default().id(event.seq.to_string()).event("event").data(data)), f))
+        let seq = event.seq;
+        f.next = seq + 1;
+        let data = serde_json::to_string(&EventReply::from(event)).unwrap_or_default();
+        Some((Ok(Event::default().id(seq.to_string()).event("event").data(data)), f))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
