@@ -102,8 +102,7 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
     let started = Instant::now();
 
     // The in-process measurements of the guest call and instantiation come
-    // first: after driving HTTP load, this process runs them about 1.5×
-    // slower (a separate process right after the same load does not).
+    // first, before any server or load generator has run.
     let needs_guest = wanted("4") || wanted("5") || wanted("6");
     let guest = if needs_guest {
         eprintln!("bench: compiling the guests in process");
