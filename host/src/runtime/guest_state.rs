@@ -5,27 +5,25 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// How much of a guest's stderr (e.g. a panic message) is kept for the error reply.
-const STDERR_CAPACITY: usize = 4096;
+use super::guest_output::GuestOutput;
 
 /// The per-invocation state of one guest store.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
-    stderr: MemoryOutputPipe,
+    stderr: GuestOutput,
     /// When the current call must have finished.
     deadline: Instant,
 }
 
 impl GuestState {
     /// A sandbox with no filesystem, network, environment, arguments or
-    /// stdin; stdout is discarded, stderr kept in a small buffer.
+    /// stdin; stdout is discarded, and the end of each call's stderr kept.
     pub fn new(max_memory_bytes: usize) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = GuestOutput::default();
         let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build();
         Self {
             wasi,
@@ -37,12 +35,11 @@ impl GuestState {
     }
 
     /// Prepares for the next call on this instance, which may take up to
-    /// `time_limit`; answers where stderr stands, for
-    /// [`stderr_since`](Self::stderr_since).
-    pub fn start_call(&mut self, time_limit: Duration) -> usize {
+    /// `time_limit`.
+    pub fn start_call(&mut self, time_limit: Duration) {
         self.memory.exceeded = false;
         self.deadline = Instant::now() + time_limit;
-        self.stderr.contents().len()
+        self.stderr.start_call();
     }
 
     /// Whether the current call has run past its time limit.
@@ -50,10 +47,10 @@ impl GuestState {
         Instant::now() >= self.deadline
     }
 
-    /// What the guest wrote to stderr since `start`, lossily decoded and trimmed.
-    pub fn stderr_since(&self, start: usize) -> String {
-        let contents = self.stderr.contents();
-        String::from_utf8_lossy(contents.get(start..).unwrap_or_default()).trim().to_string()
+    /// What the guest wrote to stderr during the current call (its end, if
+    /// it wrote a lot), lossily decoded and trimmed.
+    pub fn stderr(&self) -> String {
+        self.stderr.current_call()
     }
 }
 

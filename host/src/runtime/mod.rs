@@ -16,6 +16,7 @@
 
 mod bindings;
 mod compiled_cache;
+mod guest_output;
 mod guest_state;
 mod kinds;
 
@@ -195,13 +196,13 @@ impl Runtime {
             Some(warm) => warm,
             None => self.instantiate(entity).await?,
         };
-        let stderr_start = self.start_call(&mut warm.store);
+        self.start_call(&mut warm.store);
         match call(&mut warm.store, &warm.instance).await {
             Ok(result) => {
                 entity.give_back(warm);
                 Ok(result)
             }
-            Err(error) => Err(self.classify(&warm.store, error, stderr_start)),
+            Err(error) => Err(self.classify(&warm.store, error)),
         }
     }
 
@@ -225,26 +226,26 @@ impl Runtime {
         match entity.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(WarmInstance { store, instance }),
             Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
-            Err(error) => Err(self.classify(&store, error, 0)),
+            Err(error) => Err(self.classify(&store, error)),
         }
     }
 
     /// Starts the time limit of the next call into `store` (or of its
     /// instantiation): the epoch callback runs at the next tick and yields
-    /// or interrupts from then on. Answers where the guest's stderr stands.
-    fn start_call(&self, store: &mut Store<GuestState>) -> usize {
+    /// or interrupts from then on.
+    fn start_call(&self, store: &mut Store<GuestState>) {
         store.set_epoch_deadline(1);
         store.data_mut().start_call(self.limits.invocation_timeout)
     }
 
-    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error, stderr_start: usize) -> GuestError {
+    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> GuestError {
         if store.data().memory.exceeded {
             return GuestError::MemoryLimit(self.limits.max_memory_bytes);
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => GuestError::Timeout(self.limits.invocation_timeout),
             Some(trap) => {
-                let stderr = store.data().stderr_since(stderr_start);
+                let stderr = store.data().stderr();
                 if stderr.is_empty() { GuestError::Trap(trap.to_string()) } else { GuestError::Trap(format!("{trap}: {stderr}")) }
             }
             None => GuestError::Trap(format!("{error:#}")),

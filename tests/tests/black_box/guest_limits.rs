@@ -33,6 +33,24 @@ async fn a_trap_answers_500_persists_nothing_and_the_entity_goes_on() {
     assert_eq!(events[1]["seq"], 2);
 }
 
+/// A guest may write to stdout and stderr as much as it likes: output
+/// never fills up, and a trap's reply still carries the panic message.
+#[tokio::test]
+async fn a_guest_that_logs_keeps_working_and_its_panic_message_is_reported() {
+    let t = start_with(SVC, MISBEHAVING, &[]).await;
+    let api = &t.api;
+    for _ in 0..20 {
+        let reply = api.invoke(SVC, "chatty", "Log", json!({"bytes": 1000})).await.expect(200);
+        assert_eq!(reply["logged"], 1000);
+    }
+    api.invoke(SVC, "chatty", "Log", json!({"bytes": 100_000})).await.expect(200);
+    let (kind, message) = api.invoke(SVC, "chatty", "Panic", json!({})).await.expect_error(500);
+    assert_eq!(kind, "guest_trap");
+    assert!(message.contains("the Panic command panics"), "{message}");
+    assert!(!message.contains("lll"), "earlier calls' output is not part of the reply: {message}");
+    assert_eq!(api.position(SVC, "chatty").await, (0, 0), "Log emits nothing");
+}
+
 /// More looping guests than the server has threads: guests yield at every
 /// epoch tick, so they share the threads with everything else.
 const LOOPS: usize = 6;

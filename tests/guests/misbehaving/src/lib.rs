@@ -22,7 +22,9 @@
 //!   `{"error": message}`;
 //! - `Flood {"count", "bytes"}` emits `count` `Filler` events, each encoded
 //!   in `bytes` bytes (or the least a `Filler` event takes, if more), and
-//!   replies `{"count"}`.
+//!   replies `{"count"}`;
+//! - `Log {"bytes"}` writes a line of `bytes` characters to stderr and to
+//!   stdout, and replies `{"logged": bytes}`.
 //!
 //! Events: `{"type":"Echoed","value":...}`, `{"type":"Doomed","command":...}`
 //! and `{"type":"Filler","data":"xxx..."}`.
@@ -96,6 +98,11 @@ struct Target {
 #[derive(Deserialize)]
 struct Spin {
     millis: u64,
+}
+
+#[derive(Deserialize)]
+struct Log {
+    bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +214,13 @@ impl EventSourcedEntity for Misbehaving {
                     ctx.emit(Event::Filler { data: data.clone() });
                 }
                 Ok(Reply::json(&json!({ "count": count })))
+            }
+            "Log" => {
+                let Log { bytes } = command.json()?;
+                let line = "l".repeat(bytes);
+                eprintln!("{line}");
+                println!("{line}");
+                Ok(Reply::json(&json!({ "logged": bytes })))
             }
             _ => Err(command.unknown()),
         }
