@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::ServeConfig;
 use crate::entities::{Entities, EntityConfig};
-use crate::http::{AppState, BodyLimits, Tokens, app};
+use crate::http::{AppParts, AppState, BodyLimits, Tokens, app};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::runtime::{CompiledCache, GuestLimits, Runtime};
@@ -113,7 +113,7 @@ pub async fn open_with_database(
     subscriptions.sync();
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
     let tokens = Tokens { admin: config.admin_token.clone(), invoke: config.invoke_token.clone() };
-    Ok(AppState { services, entities, journal, metrics, limits, tokens, subscriptions, shutdown })
+    Ok(AppState::new(AppParts { services, entities, journal, metrics, limits, tokens, subscriptions, shutdown }))
 }
 
 /// How often expired idempotency records are deleted.

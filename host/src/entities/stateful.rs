@@ -14,13 +14,9 @@ use crate::services::Service;
 
 /// The last committed state of a warm entity.
 pub(super) enum Cached {
-    /// An event-sourced entity's state as of its last event.
-    EventSourced {
-        /// The seq of the last event folded into `state`.
-        seq: u64,
-        /// The state as the guest encoded it.
-        state: Vec<u8>,
-    },
+    /// An event-sourced entity's state as of its last event, handed to the
+    /// guest as the snapshot of its next command.
+    EventSourced(Snapshot),
     /// A value entity's stored state (`None` when there is none).
     Value(Option<Vec<u8>>),
 }
@@ -28,7 +24,8 @@ pub(super) enum Cached {
 /// What the guest produced, before it is committed.
 struct Pending {
     write: EntityWrite,
-    cache_after: Cached,
+    /// The cached state once the command is done; `None` leaves it as it is.
+    cache_after: Option<Cached>,
     reply: crate::runtime::Reply,
     side_effects: Vec<crate::runtime::SideEffect>,
 }
@@ -78,7 +75,9 @@ pub(super) async fn prepare(
         outbox: asynchronous,
         idempotency: shared.idempotency_record(idempotency_key.as_ref(), &reply),
     };
-    *cached = Some(pending.cache_after);
+    if let Some(after) = pending.cache_after {
+        *cached = Some(after);
+    }
     let commit = (!commit.is_empty()).then_some(commit);
     Ok(Prepared { commit, produced: Produced { reply, synchronous } })
 }
@@ -90,13 +89,17 @@ async fn event_sourced(
     service: &Arc<Service>,
     command: Command,
 ) -> Result<Pending, InvokeError> {
+    let loaded;
     let (snapshot, events, last_seq) = match cached {
-        Some(Cached::EventSourced { seq, state }) => (Some(Snapshot { seq: *seq, state: state.clone() }), Vec::new(), *seq),
-        _ => load_events(shared, key).await?,
+        Some(Cached::EventSourced(snapshot)) => (Some(&*snapshot), &[][..], snapshot.seq),
+        _ => {
+            loaded = load_events(shared, key).await?;
+            (loaded.0.as_ref(), &loaded.1[..], loaded.2)
+        }
     };
     let effects = shared
         .runtime
-        .handle_event_sourced(&service.entity, snapshot.as_ref(), &events, &command)
+        .handle_event_sourced(&service.entity, snapshot, events, &command)
         .await?
         .map_err(InvokeError::Failed)?;
 
@@ -112,7 +115,7 @@ async fn event_sourced(
     };
     Ok(Pending {
         write,
-        cache_after: Cached::EventSourced { seq: new_last, state: effects.state },
+        cache_after: Some(Cached::EventSourced(Snapshot { seq: new_last, state: effects.state })),
         reply: effects.reply,
         side_effects: effects.side_effects,
     })
@@ -125,24 +128,26 @@ async fn value(
     service: &Arc<Service>,
     command: Command,
 ) -> Result<Pending, InvokeError> {
+    if !matches!(cached, Some(Cached::Value(_))) {
+        // The stored state is the committed state: cache it even if the
+        // command then fails.
+        let journal = shared.journal.clone();
+        let (s, e) = (key.service.clone(), key.entity.clone());
+        let state = blocking(move || journal.value(&s, &e)).await??;
+        shared.metrics.record_cold_load();
+        *cached = Some(Cached::Value(state));
+    }
     let state = match cached {
-        Some(Cached::Value(state)) => state.clone(),
-        _ => {
-            let journal = shared.journal.clone();
-            let (s, e) = (key.service.clone(), key.entity.clone());
-            let state = blocking(move || journal.value(&s, &e)).await??;
-            shared.metrics.record_cold_load();
-            state
-        }
+        Some(Cached::Value(state)) => state.as_deref(),
+        _ => None,
     };
-    let effects =
-        shared.runtime.handle_value(&service.entity, state.as_deref(), &command).await?.map_err(InvokeError::Failed)?;
+    let effects = shared.runtime.handle_value(&service.entity, state, &command).await?.map_err(InvokeError::Failed)?;
     let (write, after) = match effects.state {
-        StateChange::Unchanged => (EntityWrite::Nothing, state),
-        StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(new)),
-        StateChange::Delete => (EntityWrite::Value(None), None),
+        StateChange::Unchanged => (EntityWrite::Nothing, None),
+        StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(Cached::Value(Some(new)))),
+        StateChange::Delete => (EntityWrite::Value(None), Some(Cached::Value(None))),
     };
-    Ok(Pending { write, cache_after: Cached::Value(after), reply: effects.reply, side_effects: effects.side_effects })
+    Ok(Pending { write, cache_after: after, reply: effects.reply, side_effects: effects.side_effects })
 }
 
 /// Loads a cold event-sourced entity's latest snapshot and the events after it.

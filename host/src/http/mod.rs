@@ -32,9 +32,28 @@ pub struct BodyLimits {
     pub deploy: usize,
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Axum clones the state for every extractor
+/// and middleware of every request, so it is one shared allocation.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// Shares `parts` with every handler.
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// Deployed services.
     pub services: Arc<Services>,
     /// Entity mailboxes.
