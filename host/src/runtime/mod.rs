@@ -197,13 +197,22 @@ impl Runtime {
             None => self.instantiate(entity).await?,
         };
         self.start_call(&mut warm.store);
-        match call(&mut warm.store, &warm.instance).await {
-            Ok(result) => {
+        match tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await {
+            Ok(Ok(result)) => {
                 entity.give_back(warm);
                 Ok(result)
             }
-            Err(error) => Err(self.classify(&warm.store, error)),
+            Ok(Err(error)) => Err(self.classify(&warm.store, error)),
+            Err(_) => Err(GuestError::Timeout(self.limits.invocation_timeout)),
         }
+    }
+
+    /// How long a call (or an instantiation) may take in all. The epoch
+    /// stops a guest that runs too long, but not one that waits in the host
+    /// (a sleep, a poll), which runs no Wasm: one tick after the time limit,
+    /// such a call is dropped, with its store.
+    fn wall_clock_limit(&self) -> Duration {
+        self.limits.invocation_timeout + EPOCH_TICK
     }
 
     /// Makes a new instance of `entity` in a new store and drops it without
@@ -215,7 +224,7 @@ impl Runtime {
 
     /// A new instance of `entity` in a new store. At every epoch tick of a
     /// call the guest yields to other tasks, until the call's time limit
-    /// passes; then it traps.
+    /// passes; then it traps (or, if it waits in the host, is dropped).
     async fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
         let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
         store.limiter(|state| &mut state.memory);
@@ -223,10 +232,12 @@ impl Runtime {
             Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         self.start_call(&mut store);
-        match entity.pre().instantiate_async(&mut store).await {
-            Ok(instance) => Ok(WarmInstance { store, instance }),
-            Err(error) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
-            Err(error) => Err(self.classify(&store, error)),
+        let instantiated = tokio::time::timeout(self.wall_clock_limit(), entity.pre().instantiate_async(&mut store)).await;
+        match instantiated {
+            Ok(Ok(instance)) => Ok(WarmInstance { store, instance }),
+            Ok(Err(error)) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
+            Ok(Err(error)) => Err(self.classify(&store, error)),
+            Err(_) => Err(GuestError::Timeout(self.limits.invocation_timeout)),
         }
     }
 

@@ -16,6 +16,8 @@
 //!   `service`, and replies `{"asked": "myself"}`;
 //! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
 //!   `{"spun": millis}`;
+//! - `Sleep {"millis"}` sleeps that long (waiting in the host, running no
+//!   Wasm), then emits `Echoed` and replies `{"slept": millis}`;
 //! - `Grow {"mib"}` allocates and writes `mib` MiB, then replies
 //!   `{"mib", "pages"}` (the 4 KiB pages it checked);
 //! - `ReadFile {"path"}` reads a file and replies `{"ok": contents}` or
@@ -101,6 +103,11 @@ struct Spin {
 }
 
 #[derive(Deserialize)]
+struct Sleep {
+    millis: u64,
+}
+
+#[derive(Deserialize)]
 struct Log {
     bytes: usize,
 }
@@ -182,6 +189,14 @@ impl EventSourcedEntity for Misbehaving {
                     value: json!({ "spun": millis }),
                 });
                 Ok(Reply::json(&json!({ "spun": millis })))
+            }
+            "Sleep" => {
+                let Sleep { millis } = command.json()?;
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                ctx.emit(Event::Echoed {
+                    value: json!({ "slept": millis }),
+                });
+                Ok(Reply::json(&json!({ "slept": millis })))
             }
             "Grow" => {
                 let Grow { mib } = command.json()?;
