@@ -3,7 +3,7 @@
 //!
 //! Entries are committed in the same transaction as the command that asked
 //! for them, so a crash after the commit still delivers them. Each delivery
-//! carries the idempotency key `outbox-<id>`, so an entity that already
+//! carries the idempotency key `outbox <id>`, so an entity that already
 //! received it (before a crash, say) answers from its record instead of
 //! running the command twice.
 
@@ -53,7 +53,7 @@ pub fn spawn(entities: Entities, journal: Arc<Journal>, metrics: Arc<Metrics>, m
                 deliveries.spawn(async move {
                     let request = InvokeRequest {
                         invocation: entry.invocation.clone(),
-                        idempotency_key: Some(format!("outbox-{}", entry.id)),
+                        idempotency_key: Some(format!("outbox {}", entry.id)),
                     };
                     let result = entities.invoke(request).await;
                     (entry, result)

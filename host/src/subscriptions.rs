@@ -138,7 +138,8 @@ impl Subscriptions {
             payload: entry.event.payload.clone(),
         };
         let effects = self.runtime.on_event(&service.entity, &event).await?.map_err(InvokeError::Failed)?;
-        self.entities.run_side_effects(effects).await
+        let key = format!("subscription {subscriber} {source} {}", entry.position);
+        self.entities.run_side_effects(effects, key).await
     }
 }
 

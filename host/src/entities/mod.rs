@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 
-use crate::journal::{IdempotencyRecord, Invocation, Journal, JournalError, RecordedReply};
+use crate::journal::{IdempotencyRecord, Invocation, Journal, JournalError, RecordedOutcome, RecordedReply};
 use crate::metrics::{Metrics, Outcome};
 use crate::names::{validate_entity_id, validate_service_name};
 use crate::runtime::{EntityKind, Failure, GuestError, Reply, Runtime, SideEffect};
@@ -115,12 +115,22 @@ pub struct InvokeRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// What a command produced once its writes are durable: the reply (or a
-/// forward) and the synchronous side effects still to run.
+/// What a command produced once its writes are durable: the synchronous
+/// side effects still to run, then the reply (or a forward).
 #[derive(Debug)]
 pub(crate) struct Produced {
-    reply: RecordedReply,
-    synchronous: Vec<Invocation>,
+    outcome: RecordedOutcome,
+    /// The command's idempotency key: each side effect and forward runs
+    /// under a key derived from it, so a repeat of the command runs none of
+    /// them twice.
+    key: Option<String>,
+}
+
+/// The idempotency key of step `step` of what the command keyed `key` left
+/// to do. Keys from clients have no spaces, so a derived key (or one of the
+/// host's own, see [`crate::outbox`]) never collides with one.
+fn derived_key(key: Option<&String>, step: std::fmt::Arguments<'_>) -> Option<String> {
+    key.map(|key| format!("{key} {step}"))
 }
 
 type Answer = Result<Vec<u8>, InvokeError>;
@@ -205,28 +215,33 @@ impl Entities {
     /// Runs the synchronous side effects in order, then answers the reply
     /// or follows the forward.
     async fn follow(&self, produced: Produced, hops: u32) -> Answer {
-        for effect in produced.synchronous {
+        let Produced { outcome, key } = produced;
+        for (step, effect) in outcome.synchronous.into_iter().enumerate() {
             let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);
-            let request = InvokeRequest { invocation: effect, idempotency_key: None };
-            if let Err(source) = self.invoke_at(request, hops + 1).await {
+            let idempotency_key = derived_key(key.as_ref(), format_args!("effect {step}"));
+            if let Err(source) = self.invoke_at(InvokeRequest { invocation: effect, idempotency_key }, hops + 1).await {
                 return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
             }
         }
-        match produced.reply {
+        match outcome.reply {
             RecordedReply::Message(bytes) => Ok(bytes),
             RecordedReply::Forward(invocation) => {
-                self.invoke_at(InvokeRequest { invocation, idempotency_key: None }, hops + 1).await
+                let idempotency_key = derived_key(key.as_ref(), format_args!("forward"));
+                self.invoke_at(InvokeRequest { invocation, idempotency_key }, hops + 1).await
             }
         }
     }
 
-    /// Runs side effects an event subscriber returned, in order.
-    pub async fn run_side_effects(&self, effects: Vec<SideEffect>) -> Result<(), InvokeError> {
-        let produced = Produced {
-            reply: RecordedReply::Message(Vec::new()),
+    /// Runs side effects an event subscriber returned, in order, each under
+    /// a key derived from `key`: when a failure makes the subscriber go
+    /// through the event again, the effects that already ran answer from
+    /// their records instead of running twice.
+    pub async fn run_side_effects(&self, effects: Vec<SideEffect>, key: String) -> Result<(), InvokeError> {
+        let outcome = RecordedOutcome {
             synchronous: effects.into_iter().map(invocation_of_effect).collect(),
+            reply: RecordedReply::Message(Vec::new()),
         };
-        self.follow(produced, 1).await.map(drop)
+        self.follow(Produced { outcome, key: Some(key) }, 1).await.map(drop)
     }
 }
 
@@ -237,16 +252,16 @@ impl Shared {
         let Some(key) = key else { return Ok(None) };
         let journal = self.journal.clone();
         let (s, e, k) = (service.to_string(), entity.to_string(), key.clone());
-        let recorded = blocking(move || journal.recorded_reply(&s, &e, &k, now_ms())).await??;
-        Ok(recorded.map(|reply| Produced { reply, synchronous: Vec::new() }))
+        let recorded = blocking(move || journal.recorded_outcome(&s, &e, &k, now_ms())).await??;
+        Ok(recorded.map(|outcome| Produced { outcome, key: Some(key.clone()) }))
     }
 
     /// The idempotency record to write with a command's effects.
-    fn idempotency_record(&self, key: Option<&String>, reply: &RecordedReply) -> Option<IdempotencyRecord> {
+    fn idempotency_record(&self, key: Option<&String>, outcome: &RecordedOutcome) -> Option<IdempotencyRecord> {
         key.map(|key| IdempotencyRecord {
             key: key.clone(),
             expires_at_ms: now_ms() + self.config.idempotency_ttl.as_millis() as u64,
-            reply: reply.clone(),
+            outcome: outcome.clone(),
         })
     }
 
@@ -279,8 +294,8 @@ impl Shared {
 }
 
 /// Splits a guest's reply and side effects into what the host records and
-/// runs: the reply, the synchronous side effects, the asynchronous ones.
-fn split_effects(reply: Reply, side_effects: Vec<SideEffect>) -> (RecordedReply, Vec<Invocation>, Vec<Invocation>) {
+/// runs once the command is durable, and the asynchronous side effects.
+fn split_effects(reply: Reply, side_effects: Vec<SideEffect>) -> (RecordedOutcome, Vec<Invocation>) {
     let reply = match reply {
         Reply::Message(bytes) => RecordedReply::Message(bytes),
         Reply::Forward(f) => RecordedReply::Forward(Invocation {
@@ -291,11 +306,8 @@ fn split_effects(reply: Reply, side_effects: Vec<SideEffect>) -> (RecordedReply,
         }),
     };
     let (synchronous, asynchronous): (Vec<_>, Vec<_>) = side_effects.into_iter().partition(|e| e.synchronous);
-    (
-        reply,
-        synchronous.into_iter().map(invocation_of_effect).collect(),
-        asynchronous.into_iter().map(invocation_of_effect).collect(),
-    )
+    let synchronous = synchronous.into_iter().map(invocation_of_effect).collect();
+    (RecordedOutcome { synchronous, reply }, asynchronous.into_iter().map(invocation_of_effect).collect())
 }
 
 fn invocation_of_effect(effect: SideEffect) -> Invocation {

@@ -67,19 +67,19 @@ pub(super) async fn prepare(
     };
     shared.check_output(events, &pending.reply, pending.side_effects.len())?;
 
-    let (reply, synchronous, asynchronous) = split_effects(pending.reply, pending.side_effects);
+    let (outcome, asynchronous) = split_effects(pending.reply, pending.side_effects);
     let commit = Commit {
         service: key.service.clone(),
         entity: key.entity.clone(),
         write: pending.write,
         outbox: asynchronous,
-        idempotency: shared.idempotency_record(idempotency_key.as_ref(), &reply),
+        idempotency: shared.idempotency_record(idempotency_key.as_ref(), &outcome),
     };
     if let Some(after) = pending.cache_after {
         *cached = Some(after);
     }
     let commit = (!commit.is_empty()).then_some(commit);
-    Ok(Prepared { commit, produced: Produced { reply, synchronous } })
+    Ok(Prepared { commit, produced: Produced { outcome, key: idempotency_key } })
 }
 
 async fn event_sourced(

@@ -45,14 +45,18 @@ pub async fn invoke(
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
+/// The request's `Idempotency-Key`: 1 to 256 printable ASCII characters
+/// other than space. The host's own keys contain spaces, so a client's key
+/// never collides with one.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_string())),
-        _ => Err(ApiError::bad_request(format!(
-            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-        ))),
+    let key = value.as_bytes();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, without spaces"
+        )));
     }
+    Ok(Some(String::from_utf8_lossy(key).into_owned()))
 }
 
 /// Where one entity stands: `{last_seq, snapshot_seq}`, and for a value

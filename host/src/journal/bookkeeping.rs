@@ -8,7 +8,7 @@
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, outbox_row};
-use super::{Invocation, Journal, JournalError, OutboxEntry, RecordedReply, StoredEvent};
+use super::{Invocation, Journal, JournalError, OutboxEntry, RecordedOutcome, StoredEvent};
 
 /// One event of a service's log, as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +28,15 @@ impl Journal {
         Ok(txn.open_table(VALUES)?.get((service, entity))?.map(|v| v.value().to_vec()))
     }
 
-    /// The reply recorded under an idempotency key, if it has not expired.
-    pub fn recorded_reply(
+    /// What a command recorded under an idempotency key left to do, if the
+    /// record has not expired.
+    pub fn recorded_outcome(
         &self,
         service: &str,
         entity: &str,
         key: &str,
         now_ms: u64,
-    ) -> Result<Option<RecordedReply>, JournalError> {
+    ) -> Result<Option<RecordedOutcome>, JournalError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(IDEMPOTENCY)?;
         let Some(row) = table.get((service, entity, key))? else { return Ok(None) };
@@ -43,7 +44,7 @@ impl Journal {
         if expires_at_ms <= now_ms {
             return Ok(None);
         }
-        RecordedReply::decode(encoded).map(Some).ok_or_else(|| JournalError::Corrupt("idempotency record".into()))
+        RecordedOutcome::decode(encoded).map(Some).ok_or_else(|| JournalError::Corrupt("idempotency record".into()))
     }
 
     /// Deletes idempotency records that expired before `now_ms`; answers how many.

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
-pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedReply};
+pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedOutcome, RecordedReply};
 use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
 use tokio::sync::{Notify, broadcast};
 pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};

@@ -37,7 +37,7 @@ pub fn outbox_row(effect: &Invocation, attempts: u32, next_attempt_ms: u64) -> (
 }
 
 /// Idempotency records: (service, entity, key) → (expires at in ms since the
-/// epoch, the recorded reply encoded by `RecordedReply::encode`).
+/// epoch, what the command left to do encoded by `RecordedOutcome::encode`).
 pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), (u64, &[u8])> = TableDefinition::new("idempotency");
 
 /// Every event of a service in commit order: (service, position) → (entity, seq).

@@ -239,15 +239,16 @@ async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
 async fn idempotency_records_answer_until_they_expire() {
     let (_dir, journal) = journal();
     let mut commit = append("c", "e", 0, &["x"]);
-    let reply = RecordedReply::Message(b"{\"ok\":1}".to_vec());
-    commit.idempotency = Some(IdempotencyRecord { key: "k1".into(), expires_at_ms: 1_000, reply: reply.clone() });
+    let effect = Invocation { service: "d".into(), entity: "f".into(), command: "Do".into(), payload: b"{}".to_vec() };
+    let outcome = RecordedOutcome { synchronous: vec![effect], reply: RecordedReply::Message(b"{\"ok\":1}".to_vec()) };
+    commit.idempotency = Some(IdempotencyRecord { key: "k1".into(), expires_at_ms: 1_000, outcome: outcome.clone() });
     journal.commit(commit).await.unwrap();
-    assert_eq!(journal.recorded_reply("c", "e", "k1", 999).unwrap(), Some(reply));
-    assert_eq!(journal.recorded_reply("c", "e", "k1", 1_000).unwrap(), None);
-    assert_eq!(journal.recorded_reply("c", "other", "k1", 0).unwrap(), None);
+    assert_eq!(journal.recorded_outcome("c", "e", "k1", 999).unwrap(), Some(outcome));
+    assert_eq!(journal.recorded_outcome("c", "e", "k1", 1_000).unwrap(), None);
+    assert_eq!(journal.recorded_outcome("c", "other", "k1", 0).unwrap(), None);
     assert_eq!(journal.sweep_idempotency(999).unwrap(), 0);
     assert_eq!(journal.sweep_idempotency(1_000).unwrap(), 1);
-    assert_eq!(journal.recorded_reply("c", "e", "k1", 0).unwrap(), None);
+    assert_eq!(journal.recorded_outcome("c", "e", "k1", 0).unwrap(), None);
 }
 
 #[tokio::test]

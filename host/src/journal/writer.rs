@@ -296,7 +296,7 @@ impl<'txn> Tables<'txn> {
             self.counters.insert(OUTBOX_COUNTER, id)?;
         }
         if let Some(record) = &commit.idempotency {
-            let encoded = record.reply.encode();
+            let encoded = record.outcome.encode();
             self.idempotency.insert((key.0, key.1, record.key.as_str()), (record.expires_at_ms, encoded.as_slice()))?;
         }
         Ok(Ok(last_seq))

@@ -10,6 +10,7 @@ mod crash;
 mod disk_failure;
 mod fuzz;
 mod guest_limits;
+mod idempotency;
 mod kinds;
 mod overload;
 mod restart;

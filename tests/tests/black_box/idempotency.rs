@@ -1,0 +1,67 @@
+//! A repeated idempotency key runs nothing twice: not the command, not the
+//! forward that answers it, not its synchronous side effects; and what the
+//! first attempt left undone, the repeat does.
+
+use std::path::Path;
+
+use serde_json::json;
+use wasmstate_tests::guests::{MISBEHAVING, ORDER_VALIDATOR, SHOPPING_CART};
+
+use crate::{start, start_with};
+
+#[tokio::test]
+async fn a_repeated_key_does_not_run_the_forward_again() {
+    let t = start_with("shopping-cart", SHOPPING_CART, &[]).await;
+    let api = &t.api;
+    api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
+    let order = json!({"cartId": "c1", "productId": "P1", "name": "Pen", "quantity": 2});
+    for _ in 0..3 {
+        let reply = api.invoke_idempotent("order-validator", "any", "PlaceOrder", order.clone(), "order-1").await.expect(200);
+        assert_eq!(reply, json!({}));
+    }
+    assert_eq!(api.position("shopping-cart", "c1").await.0, 1, "the forwarded AddItem ran once");
+    assert_eq!(
+        api.invoke("shopping-cart", "c1", "GetCart", json!({})).await.expect(200),
+        json!({"items": [{"productId": "P1", "name": "Pen", "quantity": 2}]})
+    );
+    // Another key is another order.
+    api.invoke_idempotent("order-validator", "any", "PlaceOrder", order, "order-2").await.expect(200);
+    assert_eq!(api.position("shopping-cart", "c1").await.0, 2);
+}
+
+#[tokio::test]
+async fn a_repeated_key_runs_a_synchronous_side_effect_that_failed_and_only_once() {
+    let t = start_with("asker", MISBEHAVING, &[]).await;
+    let api = &t.api;
+    // The side effect's target is not deployed yet: the command commits,
+    // the side effect fails.
+    let ask = json!({"service": "target"});
+    let (kind, _) = api.invoke_idempotent("asker", "e", "SelfEffect", ask.clone(), "ask-1").await.expect_error(502);
+    assert_eq!(kind, "side_effect_failed");
+
+    api.deploy("target", Path::new(MISBEHAVING)).await;
+    for _ in 0..3 {
+        let reply = api.invoke_idempotent("asker", "e", "SelfEffect", ask.clone(), "ask-1").await.expect(200);
+        assert_eq!(reply, json!({"asked": "myself"}));
+    }
+    assert_eq!(api.position("target", "e").await.0, 1, "the repeats ran the side effect, once");
+    let t = t.restart().await;
+    t.api.invoke_idempotent("asker", "e", "SelfEffect", ask, "ask-1").await.expect(200);
+    assert_eq!(t.api.position("target", "e").await.0, 1, "and not again after a restart");
+}
+
+#[tokio::test]
+async fn keys_are_printable_ascii_without_spaces() {
+    let t = start(&[]).await;
+    t.api.deploy("counter", Path::new(wasmstate_tests::guests::COUNTER)).await;
+    // The host's own keys (outbox deliveries, derived keys) have spaces, so
+    // a client can never pass for one of them.
+    for key in ["outbox 1", "k effect 0", "k\tk", &"k".repeat(257)] {
+        let reply = t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), key).await;
+        let (kind, message) = reply.expect_error(400);
+        assert_eq!(kind, "bad_request", "{key:?}");
+        assert!(message.contains("Idempotency-Key"), "{message}");
+    }
+    assert_eq!(t.api.position("counter", "c").await.0, 0);
+    t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), "k-1_~!").await.expect(200);
+}
