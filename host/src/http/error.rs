@@ -88,7 +88,12 @@ impl From<InvokeError> for ApiError {
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),
-            InvokeError::SideEffectFailed { .. } => Self::new(StatusCode::BAD_GATEWAY, "side_effect_failed", message),
+            InvokeError::SideEffectFailed { target, source } => {
+                // The cause as its own reply would put it, internals logged.
+                let cause = Self::from(*source).message;
+                let message = format!("the command was committed, but its synchronous side effect {target} failed: {cause}");
+                Self::new(StatusCode::BAD_GATEWAY, "side_effect_failed", message)
+            }
             InvokeError::Failed(failure) => {
                 let kind = match failure.code {
                     FailureCode::Rejected => "command_failed",
@@ -106,5 +111,20 @@ impl From<InvokeError> for ApiError {
             InvokeError::Journal(e) => Self::internal(e),
             InvokeError::Internal(e) => Self::internal(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalError;
+
+    #[test]
+    fn a_failed_side_effect_answers_its_cause_without_internals() {
+        let source = InvokeError::Journal(JournalError::Corrupt("page 17 of /var/lib/secret".into()));
+        let error = ApiError::from(InvokeError::SideEffectFailed { target: "a/b/C".into(), source: Box::new(source) });
+        assert_eq!((error.status, error.kind), (StatusCode::BAD_GATEWAY, "side_effect_failed"));
+        assert!(error.message.contains("a/b/C") && error.message.contains("see the server log"), "{}", error.message);
+        assert!(!error.message.contains("secret"), "{}", error.message);
     }
 }
