@@ -63,12 +63,22 @@ pub(super) async fn enqueue(shared: &Arc<Shared>, request: InvokeRequest) -> Res
         if senders.len() >= shared.config.max_active_entities && !senders.contains_key(&key) {
             shared.mailboxes.pressure.notify_waiters();
         }
-        let sender = senders.entry(key.clone()).or_insert_with(|| {
+        let start_task = || {
             let (tx, rx) = mpsc::channel(shared.config.mailbox_capacity);
             tokio::spawn(run_entity(shared.clone(), key.clone(), rx));
             tx
-        });
-        sender.try_send(Box::new(Job { request, done })).map_err(|e| match e {
+        };
+        let sender = senders.entry(key.clone()).or_insert_with(start_task);
+        let sent = match sender.try_send(Box::new(Job { request, done })) {
+            // The task ended without retiring: it panicked. A new one
+            // starts from the journal, so the entity does not stay broken.
+            Err(mpsc::error::TrySendError::Closed(mail)) => {
+                *sender = start_task();
+                sender.try_send(mail)
+            }
+            sent => sent,
+        };
+        sent.map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 InvokeError::Overloaded(format!("entity {:?} has too many commands waiting", key.entity))
             }
@@ -95,6 +105,7 @@ fn try_retire(shared: &Shared, key: &EntityKey, rx: &mpsc::Receiver<Mail>) -> bo
 
 async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<Mail>) {
     shared.metrics.add_active_entities(1);
+    let _active = ActiveGauge(&shared);
     let mut cached: Option<Cached> = None;
     let mut last_active = Instant::now();
     let mut carried: Option<Mail> = None;
@@ -141,7 +152,16 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         Box::pin(run_batch(&shared, &key, &mut cached, batch)).await;
         last_active = Instant::now();
     }
-    shared.metrics.add_active_entities(-1);
+}
+
+/// Counts an entity task out of the active entities when it ends, however
+/// it ends.
+struct ActiveGauge<'a>(&'a Shared);
+
+impl Drop for ActiveGauge<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.add_active_entities(-1);
+    }
 }
 
 /// Runs queued commands one after the other against the cached state, each

@@ -1,12 +1,13 @@
 //! The kinds of service a component can implement, and the typed call of
 //! each kind's functions.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::{action_iface, event_sourced_iface, value_iface};
+use super::idle_pool::{IdleBudget, IdlePool};
 use super::{
     ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, GuestError,
     GuestState, Runtime, SideEffect, Snapshot, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
@@ -59,8 +60,7 @@ enum KindIndices {
 pub struct CompiledEntity {
     pre: InstancePre<GuestState>,
     indices: KindIndices,
-    idle: Arc<Mutex<Vec<WarmInstance>>>,
-    max_idle: usize,
+    idle: Arc<IdlePool<WarmInstance>>,
 }
 
 /// An instance that finished a call without trapping, ready for the next one.
@@ -73,27 +73,25 @@ pub(super) struct WarmInstance {
 pub type GuestResult<T> = Result<Result<T, Failure>, GuestError>;
 
 impl CompiledEntity {
-    pub(super) fn new(pre: InstancePre<GuestState>, kind: EntityKind) -> wasmtime::Result<Self> {
+    pub(super) fn new(pre: InstancePre<GuestState>, kind: EntityKind, budget: Arc<IdleBudget>) -> wasmtime::Result<Self> {
         let indices = match kind {
             EntityKind::EventSourced => KindIndices::EventSourced(event_sourced_iface::GuestIndices::new(&pre)?),
             EntityKind::Value => KindIndices::Value(value_iface::GuestIndices::new(&pre)?),
             EntityKind::Action => KindIndices::Action(action_iface::GuestIndices::new(&pre)?),
         };
         let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { pre, indices, idle: Arc::default(), max_idle })
+        Ok(Self { pre, indices, idle: Arc::new(IdlePool::new(max_idle, budget)) })
     }
 
     /// An idle instance, if a call left one.
     pub(super) fn take_idle(&self) -> Option<WarmInstance> {
-        self.idle.lock().unwrap().pop()
+        self.idle.take()
     }
 
-    /// Keeps an instance for the next call, up to one per core.
+    /// Keeps an instance for the next call: up to one per core, within the
+    /// runtime's budget of idle instances.
     pub(super) fn give_back(&self, warm: WarmInstance) {
-        let mut idle = self.idle.lock().unwrap();
-        if idle.len() < self.max_idle {
-            idle.push(warm);
-        }
+        self.idle.give_back(warm);
     }
 
     pub(super) fn pre(&self) -> &InstancePre<GuestState> {

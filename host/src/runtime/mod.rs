@@ -5,7 +5,8 @@
 //! Instances come from wasmtime's pooling allocator. A call takes an idle
 //! instance of the version (or instantiates one from its pre-instantiated
 //! component), bounds it in time (epoch interruption) and memory, and gives
-//! it back for the next call unless it trapped. Guests keep no state
+//! it back for the next call unless it trapped (idle instances are bounded
+//! per version and in all, see [`idle_pool`]). Guests keep no state
 //! between calls — the host hands them their state every time — so reusing
 //! an instance only saves the cost of making one.
 //!
@@ -18,6 +19,7 @@ mod bindings;
 mod compiled_cache;
 mod guest_output;
 mod guest_state;
+mod idle_pool;
 mod kinds;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub use bindings::{
 pub use compiled_cache::CompiledCache;
 pub use guest_state::GuestState;
 pub use kinds::{CompiledEntity, EntityKind};
+use idle_pool::IdleBudget;
 use kinds::WarmInstance;
 
 /// How often the engine's epoch advances: the granularity of the time limit,
@@ -45,6 +48,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How many instances may exist at once across all services; more calls at
 /// once are refused as overloaded.
 const MAX_INSTANCES: u32 = 1000;
+
+/// How many instances may wait idle across all versions: half the slots,
+/// so idle instances never keep a version without one from running.
+const MAX_IDLE_INSTANCES: usize = MAX_INSTANCES as usize / 2;
 
 /// How many dropped instances' memories are reset in one go.
 const DECOMMIT_BATCH: usize = 64;
@@ -111,6 +118,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
     limits: GuestLimits,
+    idle_budget: Arc<IdleBudget>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -142,7 +150,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         start_epoch_ticker(engine.clone(), ticker_stop.clone())?;
-        Ok(Self { engine, linker, limits, ticker_stop })
+        Ok(Self { engine, linker, limits, idle_budget: IdleBudget::new(MAX_IDLE_INSTANCES), ticker_stop })
     }
 
     /// The engine, for the compiled-code cache.
@@ -180,7 +188,7 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
-        CompiledEntity::new(pre, kind)
+        CompiledEntity::new(pre, kind, self.idle_budget.clone())
             .map_err(|e| ComponentError::Invalid(format!("the {} interface has the wrong shape: {e:#}", kind.as_str())))
     }
 
