@@ -17,7 +17,7 @@ pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: I
     }
     let command = Command { name: target.command, payload: target.payload, entity_id: target.entity.clone() };
     let effects = shared.runtime.handle_action(&service.entity, &command).await?.map_err(InvokeError::Failed)?;
-    shared.check_output(0, &effects.reply, effects.side_effects.len())?;
+    shared.check_output(0, &effects.reply, &effects.side_effects)?;
     let (outcome, asynchronous) = split_effects(effects.reply, effects.side_effects);
     let commit = Commit {
         service: target.service.as_str().into(),

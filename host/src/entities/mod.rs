@@ -265,24 +265,32 @@ impl Shared {
         })
     }
 
-    /// Refuses output past the configured limits, so a runaway guest fails
-    /// its command instead of the host.
-    fn check_output(&self, events: usize, reply: &Reply, side_effects: usize) -> Result<(), InvokeError> {
+    /// Refuses output past the configured limits (so a runaway guest fails
+    /// its command instead of the host), and forwards or side effects that
+    /// no request could address, before anything is committed.
+    fn check_output(&self, events: usize, reply: &Reply, side_effects: &[SideEffect]) -> Result<(), InvokeError> {
         let max = self.config.max_events_per_command;
         if events > max {
             return Err(InvokeError::OutputLimit(format!(
                 "the command emitted {events} events; at most {max} are allowed"
             )));
         }
-        if side_effects > max {
+        if side_effects.len() > max {
             return Err(InvokeError::OutputLimit(format!(
-                "the command asked for {side_effects} side effects; at most {max} are allowed"
+                "the command asked for {} side effects; at most {max} are allowed",
+                side_effects.len()
             )));
         }
         let reply_bytes = match reply {
             Reply::Message(bytes) => bytes.len(),
             Reply::Forward(forward) => forward.payload.len(),
         };
+        if let Reply::Forward(forward) = reply {
+            check_target(&forward.service, &forward.entity_id)?;
+        }
+        for effect in side_effects {
+            check_target(&effect.service, &effect.entity_id)?;
+        }
         if reply_bytes > self.config.max_reply_bytes {
             return Err(InvokeError::OutputLimit(format!(
                 "the reply has {reply_bytes} bytes; at most {} are allowed",
@@ -291,6 +299,13 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Checks that a forward or side effect names a service and entity a
+/// request could name.
+fn check_target(service: &str, entity: &str) -> Result<(), InvokeError> {
+    validate_service_name(service).map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid service: {e}")))?;
+    validate_entity_id(entity).map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid entity: {e}")))
 }
 
 /// Splits a guest's reply and side effects into what the host records and

@@ -65,7 +65,7 @@ pub(super) async fn prepare(
         EntityWrite::Events { events, .. } => events.len(),
         _ => 0,
     };
-    shared.check_output(events, &pending.reply, pending.side_effects.len())?;
+    shared.check_output(events, &pending.reply, &pending.side_effects)?;
 
     let (outcome, asynchronous) = split_effects(pending.reply, pending.side_effects);
     let commit = Commit {

@@ -140,3 +140,23 @@ async fn too_much_output_fails_the_command_not_the_host() {
     t.api.invoke(SVC, "o", "Flood", json!({"count": 10, "bytes": 32})).await.expect(200);
     assert_eq!(t.api.position(SVC, "o").await, (10, 0));
 }
+
+/// A side effect (or forward) no request could address fails its command
+/// before anything is committed: an asynchronous one would otherwise be
+/// delivered to, and journaled under, an id no route can read.
+#[tokio::test]
+async fn a_side_effect_to_an_invalid_target_fails_the_command() {
+    let t = start_with(SVC, MISBEHAVING, &[]).await;
+    let long = "e".repeat(10_000);
+    for synchronous in [false, true] {
+        for (service, entity) in [(SVC, ""), (SVC, long.as_str()), ("no such/service", "e")] {
+            let ask = json!({"service": service, "entity": entity, "synchronous": synchronous});
+            let (kind, message) = t.api.invoke(SVC, "t", "Effect", ask).await.expect_error(500);
+            assert_eq!(kind, "invalid_target", "{message}");
+        }
+    }
+    assert_eq!(t.api.position(SVC, "t").await, (0, 0), "nothing was committed");
+    let ask = json!({"service": SVC, "entity": "other", "synchronous": false});
+    t.api.invoke(SVC, "t", "Effect", ask).await.expect(200);
+    assert_eq!(t.api.position(SVC, "t").await, (1, 0));
+}

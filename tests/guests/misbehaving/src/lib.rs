@@ -14,6 +14,8 @@
 //! - `Bounce {"service"}` forwards `Bounce` to itself in `service`, forever;
 //! - `SelfEffect {"service"}` asks for a synchronous `Echo` on itself in
 //!   `service`, and replies `{"asked": "myself"}`;
+//! - `Effect {"service", "entity", "synchronous"}` emits `Echoed` and asks
+//!   for an `Echo` on `entity` in `service`, and replies `{"asked": entity}`;
 //! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
 //!   `{"spun": millis}`;
 //! - `Sleep {"millis"}` sleeps that long (waiting in the host, running no
@@ -103,6 +105,13 @@ struct Spin {
 }
 
 #[derive(Deserialize)]
+struct Effect {
+    service: String,
+    entity: String,
+    synchronous: bool,
+}
+
+#[derive(Deserialize)]
 struct Sleep {
     millis: u64,
 }
@@ -178,6 +187,13 @@ impl EventSourcedEntity for Misbehaving {
                         .synchronous(),
                 );
                 Ok(Reply::json(&json!({ "asked": "myself" })))
+            }
+            "Effect" => {
+                let Effect { service, entity, synchronous } = command.json()?;
+                ctx.emit(Event::Echoed { value: json!({ "asked": entity }) });
+                let effect = SideEffect::new(service, entity.as_str(), "Echo").json(&json!({ "value": "asked" }));
+                ctx.effect(if synchronous { effect.synchronous() } else { effect });
+                Ok(Reply::json(&json!({ "asked": entity })))
             }
             "Spin" => {
                 let Spin { millis } = command.json()?;
