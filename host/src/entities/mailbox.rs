@@ -167,9 +167,10 @@ impl Drop for ActiveGauge<'_> {
 /// Runs queued commands one after the other against the cached state, each
 /// on the state the previous one left, and submits their commits in order so
 /// they can share one transaction. Each reply goes out only once its commit
-/// (and every earlier one) is durable; after a failed commit, the later
-/// commands' results — computed on state that never became durable — are
-/// refused too, and the state is reloaded from the journal.
+/// (and every earlier one) is durable. After a failed commit, a later
+/// command answers only if its own commit lands, which its seq check allows
+/// only if the state it ran on was durable; the others are refused as
+/// transient, and the state is reloaded from the journal.
 async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Cached>, batch: Vec<Mail>) {
     let mut prepared = Vec::with_capacity(batch.len());
     for job in batch {
@@ -183,16 +184,22 @@ async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Ca
         prepared.push((job.done, result, durable));
     }
     let mut failed = false;
+    let refused = || InvokeError::Overloaded("an earlier command on this entity failed to commit".into());
     for (done, result, durable) in prepared {
         let outcome = match (result, durable) {
-            (Ok(_), _) if failed => Err(InvokeError::Overloaded("an earlier command on this entity failed to commit".into())),
+            // A commit is checked against the seq its command ran on, so
+            // whether it lands tells whether that state was durable.
             (Ok(p), Some(durable)) => match durable.await {
                 Ok(()) => Ok(p.produced),
+                Err(_) if failed => Err(refused()),
                 Err(error) => {
                     failed = true;
                     Err(error.into())
                 }
             },
+            // A reply or refusal without a commit, decided on state that
+            // may never have become durable: the client should try again.
+            _ if failed => Err(refused()),
             (Ok(p), None) => Ok(p.produced),
             (Err(error), _) => Err(error),
         };

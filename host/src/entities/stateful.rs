@@ -108,11 +108,10 @@ async fn event_sourced(
     let snapshot = ((last_seq + 1)..=new_last)
         .any(|s| s % every == 0)
         .then(|| StoredSnapshot { seq: new_last, state: effects.state.clone() });
-    let write = if effects.events.is_empty() {
-        EntityWrite::Nothing
-    } else {
-        EntityWrite::Events { expected_last_seq: last_seq, events: effects.events, snapshot }
-    };
+    // Even with no events, a commit of side effects (or an idempotency
+    // record) is checked against the seq the command ran on: after an
+    // earlier queued command fails to commit, it is refused too.
+    let write = EntityWrite::Events { expected_last_seq: last_seq, events: effects.events, snapshot };
     Ok(Pending {
         write,
         cache_after: Some(Cached::EventSourced(Snapshot { seq: new_last, state: effects.state })),

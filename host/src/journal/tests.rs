@@ -221,6 +221,12 @@ async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
     let mut stale = append("c", "e", 0, &["y"]);
     stale.outbox = vec![invocation("lost")];
     assert!(journal.commit(stale).await.is_err());
+    // So does one with no events, checked against a stale seq.
+    let mut stale = append("c", "e", 0, &[]);
+    stale.outbox = vec![invocation("lost too")];
+    assert!(!stale.is_empty());
+    assert!(matches!(journal.commit(stale).await, Err(JournalError::Conflict { expected: 0, found: 1, .. })));
+    assert!(append("c", "e", 0, &[]).is_empty(), "a seq check alone writes nothing");
 
     let (due, pending) = journal.outbox_due(0, 10).unwrap();
     assert_eq!(pending, 2);

@@ -25,7 +25,9 @@ pub(super) const OUTBOX_COUNTER: &str = "outbox";
 /// What a command writes to its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntityWrite {
-    /// Events of an event-sourced entity, and maybe a snapshot.
+    /// Events of an event-sourced entity, and maybe a snapshot. With no
+    /// events, the commit's other writes still require the entity to be at
+    /// `expected_last_seq`.
     Events {
         /// The last seq the command ran against; the events get the seqs after it.
         expected_last_seq: u64,
@@ -69,7 +71,12 @@ impl Commit {
 
     /// Whether the commit writes nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.write == EntityWrite::Nothing && self.outbox.is_empty() && self.idempotency.is_none()
+        let writes_entity = match &self.write {
+            EntityWrite::Nothing => false,
+            EntityWrite::Events { events, snapshot, .. } => !events.is_empty() || snapshot.is_some(),
+            EntityWrite::Value(_) => true,
+        };
+        !writes_entity && self.outbox.is_empty() && self.idempotency.is_none()
     }
 }
 
