@@ -48,8 +48,10 @@ impl Subscriptions {
     /// Starts a worker for every subscription the newest versions declare
     /// and stops the workers of subscriptions no longer declared.
     pub fn sync(self: &Arc<Self>) {
-        let wanted = self.services.subscriptions();
+        // Read under the lock: two syncs at once (a deploy and a delete)
+        // apply their readings in the order they took them.
         let mut running = self.running.lock().unwrap();
+        let wanted = self.services.subscriptions();
         running.retain(|pair, handle| {
             let keep = wanted.contains(pair);
             if !keep {
