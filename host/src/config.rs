@@ -108,19 +108,25 @@ impl ServeConfig {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+/// The longest duration a setting takes: deadlines computed from it stay
+/// far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds, up to
+/// 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 2m"))?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        other => Err(format!("invalid duration unit {other:?}: use ms, s, m or h")),
-    }
+    let duration = match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        other => return Err(format!("invalid duration unit {other:?}: use ms, s, m or h")),
+    };
+    duration.filter(|d| *d <= MAX_DURATION).ok_or_else(|| format!("the duration {text:?} is longer than 100 years"))
 }
 
 /// Parses a byte size: `4096`, `64KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1024).
@@ -171,6 +177,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err(), "no overflow");
+        assert!(parse_duration("876000h").is_ok() && parse_duration("876001h").is_err());
     }
 
     #[test]
