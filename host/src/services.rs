@@ -66,7 +66,10 @@ pub struct Services {
     metrics: Arc<Metrics>,
     current: RwLock<BTreeMap<String, Arc<Service>>>,
     history: RwLock<BTreeMap<String, Vec<VersionMeta>>>,
-    deploying: tokio::sync::Mutex<()>,
+    /// Held by one deploy or delete at a time, from before it reads the
+    /// history until its change is in storage and in memory: its owned guard
+    /// moves into the blocking task, which outlives a dropped caller.
+    deploying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Services {
@@ -89,7 +92,7 @@ impl Services {
             metrics,
             current: RwLock::new(BTreeMap::new()),
             history: RwLock::new(BTreeMap::new()),
-            deploying: tokio::sync::Mutex::new(()),
+            deploying: Arc::new(tokio::sync::Mutex::new(())),
         };
         for (name, versions) in &history {
             let meta = versions.last().expect("a service has at least one version").clone();
@@ -145,7 +148,8 @@ impl Services {
 
     /// Deploys `bytes` as the next version of `name`: validates and compiles
     /// it, stores it durably, and makes it the version new invocations use.
-    /// An action may subscribe to other services' events.
+    /// An action may subscribe to other services' events. Once it has its
+    /// turn, it runs to the end even if the returned future is dropped.
     pub async fn deploy(
         self: &Arc<Self>,
         name: &str,
@@ -177,7 +181,7 @@ impl Services {
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
         }
-        let _one_at_a_time = self.deploying.lock().await;
+        let one_at_a_time = self.deploying.clone().lock_owned().await;
         let digest = hex(&Sha256::digest(&bytes));
         let latest = self.history.read().unwrap().get(name).and_then(|v| v.last().cloned());
         if skip_same && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions) {
@@ -185,7 +189,10 @@ impl Services {
         }
         let this = self.clone();
         let name = name.to_string();
-        let (meta, entity) = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+        // Storage and memory change in the blocking task, which runs to the
+        // end even if this future is dropped (say, the client went away).
+        tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+            let _one_at_a_time = one_at_a_time;
             let (component, entity) = this.runtime.compile(&bytes)?;
             let kind = entity.kind().as_str();
             if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
@@ -210,36 +217,41 @@ impl Services {
             if let Err(error) = this.cache.store(&meta.digest, &component) {
                 tracing::warn!(%error, "could not cache compiled component");
             }
-            Ok((meta, entity))
+            this.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
+            this.current
+                .write()
+                .unwrap()
+                .insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), entity }));
+            this.metrics.record_deploy();
+            tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
+            Ok(meta)
         })
         .await
-        .map_err(|e| DeployError::Internal(e.to_string()))??;
-        self.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
-        self.current
-            .write()
-            .unwrap()
-            .insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), entity }));
-        self.metrics.record_deploy();
-        tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
-        Ok(meta)
+        .map_err(|e| DeployError::Internal(e.to_string()))?
     }
 
     /// Removes a service: every version, so new invocations answer 404. Its
     /// entities' events and states stay in the journal, and a later deploy
     /// under the same name continues from them. Answers how many versions
-    /// were removed, or `None` for a service that is not deployed.
+    /// were removed, or `None` for a service that is not deployed. Once it
+    /// has its turn, it runs to the end even if the returned future is dropped.
     pub async fn delete(self: &Arc<Self>, name: &str) -> Result<Option<usize>, DeployError> {
-        let _one_at_a_time = self.deploying.lock().await;
+        let one_at_a_time = self.deploying.clone().lock_owned().await;
         if !self.history.read().unwrap().contains_key(name) {
             return Ok(None);
         }
         let (this, service) = (self.clone(), name.to_string());
-        let removed = tokio::task::spawn_blocking(move || this.journal.delete_versions(&service))
-            .await
-            .map_err(|e| DeployError::Internal(e.to_string()))??;
-        self.current.write().unwrap().remove(name);
-        self.history.write().unwrap().remove(name);
-        tracing::info!(service = %name, versions = removed, "deleted");
+        // As in a deploy: storage and memory change in the blocking task.
+        let removed = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+            let _one_at_a_time = one_at_a_time;
+            let removed = this.journal.delete_versions(&service)?;
+            this.current.write().unwrap().remove(&service);
+            this.history.write().unwrap().remove(&service);
+            tracing::info!(%service, versions = removed, "deleted");
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
         Ok(Some(removed))
     }
 

@@ -7,6 +7,7 @@ mod cart;
 mod cli;
 mod counter;
 mod crash;
+mod deploy_cancel;
 mod disk_failure;
 mod fuzz;
 mod guest_limits;
