@@ -213,8 +213,21 @@ impl Entities {
     }
 
     /// Runs the synchronous side effects in order, then answers the reply
-    /// or follows the forward.
+    /// or follows the forward. The command is committed: what follows it
+    /// runs to the end in a task of its own, even if the caller goes away.
     async fn follow(&self, produced: Produced, hops: u32) -> Answer {
+        if produced.outcome.synchronous.is_empty()
+            && let RecordedReply::Message(bytes) = produced.outcome.reply
+        {
+            return Ok(bytes);
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.follow_to_the_end(produced, hops).await })
+            .await
+            .unwrap_or_else(|e| Err(InvokeError::Internal(format!("a follow-up task failed: {e}"))))
+    }
+
+    async fn follow_to_the_end(&self, produced: Produced, hops: u32) -> Answer {
         let Produced { outcome, key } = produced;
         for (step, effect) in outcome.synchronous.into_iter().enumerate() {
             let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);

@@ -1,8 +1,10 @@
-//! A repeated idempotency key runs nothing twice: not the command, not the
-//! forward that answers it, not its synchronous side effects; and what the
-//! first attempt left undone, the repeat does.
+//! What follows a committed command — its synchronous side effects, then
+//! its forward — runs to the end even if the caller goes away; and a
+//! repeated idempotency key runs none of it twice, while doing what the
+//! first attempt left undone.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::json;
 use wasmstate_tests::guests::{MISBEHAVING, ORDER_VALIDATOR, SHOPPING_CART};
@@ -64,4 +66,20 @@ async fn keys_are_printable_ascii_without_spaces() {
     }
     assert_eq!(t.api.position("counter", "c").await.0, 0);
     t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), "k-1_~!").await.expect(200);
+}
+
+#[tokio::test]
+async fn a_synchronous_side_effect_runs_to_the_end_when_the_caller_goes_away() {
+    let t = start_with("m", MISBEHAVING, &[]).await;
+    let ask = json!({
+        "service": "m", "entity": "sleeper", "synchronous": true,
+        "command": "Sleep", "payload": {"millis": 600},
+    });
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let url = format!("{}/v1/services/m/entities/asker/Effect", t.server.base());
+    let gone = impatient.post(url).body(ask.to_string()).send().await;
+    assert!(gone.is_err_and(|e| e.is_timeout()), "the caller gave up before the side effect ended");
+    assert_eq!(t.api.position("m", "asker").await.0, 1, "the command itself was committed");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(t.api.position("m", "sleeper").await.0, 1, "the side effect ran to the end");
 }

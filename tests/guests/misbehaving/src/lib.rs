@@ -14,8 +14,10 @@
 //! - `Bounce {"service"}` forwards `Bounce` to itself in `service`, forever;
 //! - `SelfEffect {"service"}` asks for a synchronous `Echo` on itself in
 //!   `service`, and replies `{"asked": "myself"}`;
-//! - `Effect {"service", "entity", "synchronous"}` emits `Echoed` and asks
-//!   for an `Echo` on `entity` in `service`, and replies `{"asked": entity}`;
+//! - `Effect {"service", "entity", "synchronous", "command", "payload"}`
+//!   emits `Echoed` and asks for `command` (by default `Echo
+//!   {"value": "asked"}`) on `entity` in `service`, and replies
+//!   `{"asked": entity}`;
 //! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
 //!   `{"spun": millis}`;
 //! - `Sleep {"millis"}` sleeps that long (waiting in the host, running no
@@ -109,6 +111,8 @@ struct Effect {
     service: String,
     entity: String,
     synchronous: bool,
+    command: Option<String>,
+    payload: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -189,9 +193,10 @@ impl EventSourcedEntity for Misbehaving {
                 Ok(Reply::json(&json!({ "asked": "myself" })))
             }
             "Effect" => {
-                let Effect { service, entity, synchronous } = command.json()?;
+                let Effect { service, entity, synchronous, command, payload } = command.json()?;
                 ctx.emit(Event::Echoed { value: json!({ "asked": entity }) });
-                let effect = SideEffect::new(service, entity.as_str(), "Echo").json(&json!({ "value": "asked" }));
+                let effect = SideEffect::new(service, entity.as_str(), command.as_deref().unwrap_or("Echo"))
+                    .json(&payload.unwrap_or_else(|| json!({ "value": "asked" })));
                 ctx.effect(if synchronous { effect.synchronous() } else { effect });
                 Ok(Reply::json(&json!({ "asked": entity })))
             }
