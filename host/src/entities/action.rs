@@ -1,9 +1,11 @@
-//! Stateless actions: no mailbox, every command runs in parallel.
+//! Stateless actions: no mailbox, every command runs in parallel. Two calls
+//! with the same idempotency key may both run the guest, but the journal
+//! records only the first: the second answers what the first recorded.
 
 use std::sync::Arc;
 
 use super::{InvokeError, InvokeRequest, Produced, Shared, split_effects};
-use crate::journal::{Commit, EntityWrite};
+use crate::journal::{Commit, EntityWrite, JournalError};
 use crate::runtime::Command;
 use crate::services::Service;
 
@@ -27,7 +29,14 @@ pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: I
         idempotency: shared.idempotency_record(key.as_ref(), &outcome),
     };
     if !commit.is_empty() {
-        shared.journal.commit(commit).await?;
+        match shared.journal.commit(commit).await {
+            Err(JournalError::KeyRecorded { .. }) => {
+                let replayed = shared.replay(&target.service, &target.entity, key.as_ref()).await?;
+                // None only if the record expired in between.
+                return replayed.ok_or_else(|| InvokeError::Overloaded("the idempotency key's record just expired".into()));
+            }
+            committed => committed?,
+        }
     }
     Ok(Produced { outcome, key })
 }

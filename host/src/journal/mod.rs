@@ -50,6 +50,17 @@ pub enum JournalError {
         /// The last seq in the journal.
         found: u64,
     },
+    /// A live idempotency record already holds the commit's key: a command
+    /// with the same key committed first. Nothing of the commit was written.
+    #[error("idempotency key {key:?} on {service}/{entity} is already recorded")]
+    KeyRecorded {
+        /// The service of the entity.
+        service: String,
+        /// The entity id (or an action's routing key).
+        entity: String,
+        /// The idempotency key.
+        key: String,
+    },
     /// Stored metadata could not be decoded.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

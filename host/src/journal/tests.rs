@@ -277,3 +277,25 @@ async fn the_service_log_orders_every_event_of_a_service_and_notifies() {
     let first = commits.recv().await.unwrap();
     assert_eq!((&*first.service, &*first.entity, first.last_seq), ("s", "a", 2));
 }
+
+#[tokio::test]
+async fn a_live_idempotency_key_is_recorded_once() {
+    let (_dir, journal) = journal();
+    let keyed = |expires_at_ms, outbox: &str| {
+        let mut commit = commit_with("act", "any", EntityWrite::Nothing);
+        commit.outbox = vec![invocation(outbox)];
+        let outcome = RecordedOutcome { synchronous: vec![], reply: RecordedReply::Message(b"first".to_vec()) };
+        commit.idempotency = Some(IdempotencyRecord { key: "k".into(), expires_at_ms, outcome });
+        commit
+    };
+    journal.commit(keyed(u64::MAX, "first")).await.unwrap();
+    let second = journal.commit(keyed(u64::MAX, "second")).await;
+    assert!(matches!(second, Err(JournalError::KeyRecorded { .. })), "{second:?}");
+    let (due, _) = journal.outbox_due(u64::MAX, 10).unwrap();
+    assert_eq!(due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(), ["first"], "the second wrote nothing");
+
+    // An expired record no longer holds its key.
+    let (_dir, journal) = self::journal();
+    journal.commit(keyed(1, "expired")).await.unwrap();
+    journal.commit(keyed(u64::MAX, "renewed")).await.unwrap();
+}

@@ -234,6 +234,9 @@ struct Tables<'txn> {
     /// The last service-log position of each service this transaction
     /// appended to, read once and then kept here.
     log_heads: HashMap<Arc<str>, u64>,
+    /// The time of the transaction, in ms since the Unix epoch: idempotency
+    /// records that expire before it no longer count.
+    now_ms: u64,
 }
 
 impl<'txn> Tables<'txn> {
@@ -247,6 +250,7 @@ impl<'txn> Tables<'txn> {
             service_log: txn.open_table(SERVICE_LOG)?,
             counters: txn.open_table(COUNTERS)?,
             log_heads: HashMap::new(),
+            now_ms: crate::entities::now_ms(),
         })
     }
 
@@ -261,6 +265,16 @@ impl<'txn> Tables<'txn> {
 
     fn write(&mut self, commit: &Commit) -> Result<Outcome, JournalError> {
         let key = (&*commit.service, &*commit.entity);
+        if let Some(record) = &commit.idempotency
+            && let Some(existing) = self.idempotency.get((key.0, key.1, record.key.as_str()))?
+            && existing.value().0 > self.now_ms
+        {
+            return Ok(Err(JournalError::KeyRecorded {
+                service: commit.service.to_string(),
+                entity: commit.entity.to_string(),
+                key: record.key.clone(),
+            }));
+        }
         let mut last_seq = 0;
         match &commit.write {
             EntityWrite::Events { expected_last_seq, events, snapshot } => {

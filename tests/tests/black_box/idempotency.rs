@@ -83,3 +83,20 @@ async fn a_synchronous_side_effect_runs_to_the_end_when_the_caller_goes_away() {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(t.api.position("m", "sleeper").await.0, 1, "the side effect ran to the end");
 }
+
+#[tokio::test]
+async fn concurrent_repeats_of_a_key_run_the_order_once() {
+    let t = start_with("shopping-cart", SHOPPING_CART, &[]).await;
+    t.api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
+    let order = json!({"cartId": "c2", "productId": "P1", "name": "Pen", "quantity": 1});
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (api, order) = (t.api.clone(), order.clone());
+            tokio::spawn(async move { api.invoke_idempotent("order-validator", "any", "PlaceOrder", order, "race").await.expect(200) })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), json!({}));
+    }
+    assert_eq!(t.api.position("shopping-cart", "c2").await.0, 1, "one AddItem for eight repeats");
+}
