@@ -98,6 +98,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}", deploy.get(services::describe))
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .layer(from_fn(close_after_refused_body))
         .with_state(state)
 }
