@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmstate_tests::guests::{MISBEHAVING, ORDER_VALIDATOR, SHOPPING_CART};
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING, ORDER_VALIDATOR, SHOPPING_CART};
 
 use crate::{start, start_with};
 
@@ -55,7 +55,7 @@ async fn a_repeated_key_runs_a_synchronous_side_effect_that_failed_and_only_once
 #[tokio::test]
 async fn keys_are_printable_ascii_without_spaces() {
     let t = start(&[]).await;
-    t.api.deploy("counter", Path::new(wasmstate_tests::guests::COUNTER)).await;
+    t.api.deploy("counter", Path::new(COUNTER)).await;
     // The host's own keys (outbox deliveries, derived keys) have spaces, so
     // a client can never pass for one of them.
     for key in ["outbox 1", "k effect 0", "k\tk", &"k".repeat(257)] {
@@ -88,6 +88,7 @@ async fn a_synchronous_side_effect_runs_to_the_end_when_the_caller_goes_away() {
 async fn concurrent_repeats_of_a_key_run_the_order_once() {
     let t = start_with("shopping-cart", SHOPPING_CART, &[]).await;
     t.api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
+    t.api.deploy("counter", Path::new(COUNTER)).await;
     let order = json!({"cartId": "c2", "productId": "P1", "name": "Pen", "quantity": 1});
     let calls: Vec<_> = (0..8)
         .map(|_| {
@@ -99,4 +100,11 @@ async fn concurrent_repeats_of_a_key_run_the_order_once() {
         assert_eq!(call.await.unwrap(), json!({}));
     }
     assert_eq!(t.api.position("shopping-cart", "c2").await.0, 1, "one AddItem for eight repeats");
+    // The order's asynchronous side effect counts it, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.api.position("counter", "orders").await.0 == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.api.invoke("counter", "orders", "Get", json!({})).await.expect(200), json!({"value": 1}));
 }
