@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::entities::{Entities, InvokeRequest, now_ms};
+use crate::entities::{Entities, InvokeRequest};
+use crate::journal::now_ms;
 use crate::journal::{Journal, OutboxEntry};
 use crate::metrics::{Delivery, Metrics};
 

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
-use crate::{entities, outbox};
+use crate::{journal, outbox};
 
 /// The journal's file name inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.redb";
@@ -124,7 +124,7 @@ fn spawn_idempotency_sweeper(journal: Arc<Journal>) {
         loop {
             tokio::time::sleep(IDEMPOTENCY_SWEEP).await;
             let j = journal.clone();
-            match tokio::task::spawn_blocking(move || j.sweep_idempotency(entities::now_ms())).await {
+            match tokio::task::spawn_blocking(move || j.sweep_idempotency(journal::now_ms())).await {
                 Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "expired idempotency records deleted"),
                 Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired idempotency records"),
                 _ => {}

@@ -210,7 +210,7 @@ impl Services {
                 digest,
                 kind: kind.to_string(),
                 size: bytes.len() as u64,
-                deployed_at_ms: crate::entities::now_ms(),
+                deployed_at_ms: crate::journal::now_ms(),
                 subscriptions,
             };
             this.journal.save_version(&meta, &bytes)?;

@@ -3,7 +3,7 @@
 //! entity (in fact in commit order), from a durable per-subscriber offset
 //! that survives restarts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::task::AbortHandle;
 use crate::entities::{Entities, InvokeError};
 use crate::journal::{Journal, ServiceLogEntry};
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, SubscribedEvent};
+use crate::runtime::{Runtime, SideEffect, SubscribedEvent};
 use crate::services::Services;
 
 /// Events read from the journal at once.
@@ -105,11 +105,15 @@ impl Subscriptions {
 
     /// Delivers one event, retrying transient failures with backoff; a
     /// permanent failure (the subscriber refused or trapped) is logged and
-    /// counted, and the event is passed over.
+    /// counted, and the event is passed over. A retry goes on from the
+    /// first side effect that has not run: the ones before it do not run
+    /// again (unless the host restarts in between: delivery is at least
+    /// once).
     async fn deliver_until_done(&self, subscriber: &str, source: &str, entry: &ServiceLogEntry) {
         let mut backoff = FIRST_BACKOFF;
+        let mut pending = None;
         loop {
-            match self.deliver(subscriber, source, entry).await {
+            match self.deliver(subscriber, source, entry, &mut pending).await {
                 Ok(()) => {
                     self.metrics.record_event_delivery(true);
                     return;
@@ -128,20 +132,38 @@ impl Subscriptions {
         }
     }
 
-    async fn deliver(&self, subscriber: &str, source: &str, entry: &ServiceLogEntry) -> Result<(), InvokeError> {
-        let service = self
-            .services
-            .get(subscriber)
-            .ok_or_else(|| InvokeError::UnknownService(subscriber.to_string()))?;
-        let event = SubscribedEvent {
-            service: source.to_string(),
-            entity_id: entry.entity.clone(),
-            seq: entry.event.seq,
-            payload: entry.event.payload.clone(),
+    /// Hands the event to the subscriber (unless an earlier attempt did:
+    /// then `pending` holds the side effects it returned that have not run)
+    /// and runs its side effects in order.
+    async fn deliver(
+        &self,
+        subscriber: &str,
+        source: &str,
+        entry: &ServiceLogEntry,
+        pending: &mut Option<VecDeque<SideEffect>>,
+    ) -> Result<(), InvokeError> {
+        let effects = match pending {
+            Some(effects) => effects,
+            None => {
+                let service = self
+                    .services
+                    .get(subscriber)
+                    .ok_or_else(|| InvokeError::UnknownService(subscriber.to_string()))?;
+                let event = SubscribedEvent {
+                    service: source.to_string(),
+                    entity_id: entry.entity.clone(),
+                    seq: entry.event.seq,
+                    payload: entry.event.payload.clone(),
+                };
+                let effects = self.runtime.on_event(&service.entity, &event).await?.map_err(InvokeError::Failed)?;
+                pending.insert(effects.into())
+            }
         };
-        let effects = self.runtime.on_event(&service.entity, &event).await?.map_err(InvokeError::Failed)?;
-        let key = format!("subscription {subscriber} {source} {}", entry.position);
-        self.entities.run_side_effects(effects, key).await
+        while let Some(effect) = effects.front() {
+            self.entities.run_subscriber_effect(effect.clone()).await?;
+            effects.pop_front();
+        }
+        Ok(())
     }
 }
 

@@ -38,5 +38,5 @@ pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: I
             committed => committed?,
         }
     }
-    Ok(Produced { outcome, key })
+    Ok(Produced::new(outcome, &target.service, &target.entity, key.as_ref()))
 }

@@ -15,11 +15,11 @@ mod stateful;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::journal::{IdempotencyRecord, Invocation, Journal, JournalError, RecordedOutcome, RecordedReply};
+use crate::journal::{IdempotencyRecord, Invocation, Journal, JournalError, RecordedOutcome, RecordedReply, now_ms};
 use crate::metrics::{Metrics, Outcome};
 use crate::names::{validate_entity_id, validate_service_name};
 use crate::runtime::{EntityKind, Failure, GuestError, Reply, Runtime, SideEffect};
@@ -111,7 +111,8 @@ impl InvokeError {
 pub struct InvokeRequest {
     /// The target.
     pub invocation: Invocation,
-    /// The client's idempotency key, if any.
+    /// The idempotency key, if any: the client's, or one the host derived
+    /// for a side effect, forward or outbox delivery.
     pub idempotency_key: Option<String>,
 }
 
@@ -120,17 +121,32 @@ pub struct InvokeRequest {
 #[derive(Debug)]
 pub(crate) struct Produced {
     outcome: RecordedOutcome,
-    /// The command's idempotency key: each side effect and forward runs
-    /// under a key derived from it, so a repeat of the command runs none of
-    /// them twice.
-    key: Option<String>,
+    /// For a keyed command, what each side effect's and the forward's keys
+    /// are derived from, so a repeat of the command runs none of them twice.
+    derive_keys_from: Option<String>,
 }
 
-/// The idempotency key of step `step` of what the command keyed `key` left
-/// to do. Keys from clients have no spaces, so a derived key (or one of the
-/// host's own, see [`crate::outbox`]) never collides with one.
-fn derived_key(key: Option<&String>, step: std::fmt::Arguments<'_>) -> Option<String> {
-    key.map(|key| format!("{key} {step}"))
+impl Produced {
+    /// What `service/entity`'s command, keyed `key` (if at all), left to do.
+    fn new(outcome: RecordedOutcome, service: &str, entity: &str, key: Option<&String>) -> Self {
+        Self { outcome, derive_keys_from: key.map(|key| key_seed(service, entity, key)) }
+    }
+}
+
+/// The seed of the keys derived from `key` on `service/entity`: a hash, so
+/// the same client key on two entities (keys are per entity) derives
+/// different keys, and keys stay short however deep forwards nest. A
+/// derived key is the seed, a space and the step; client keys have no
+/// spaces, so none collides with one (nor with the outbox's, see
+/// [`crate::outbox`]).
+fn key_seed(service: &str, entity: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [service, entity, key] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 type Answer = Result<Vec<u8>, InvokeError>;
@@ -166,13 +182,22 @@ impl Entities {
     }
 
     /// Runs a command and answers its reply once its writes are durable, its
-    /// synchronous side effects have run and any forward has answered.
+    /// synchronous side effects have run and any forward has answered. It
+    /// runs in a task of its own: a caller that goes away (a client that
+    /// hangs up) stops waiting for the answer, not the work, so a command
+    /// that commits always runs what follows it.
     pub async fn invoke(&self, request: InvokeRequest) -> Answer {
-        let Ok(_permit) = self.shared.in_flight.clone().try_acquire_owned() else {
+        let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
             self.shared.metrics.record_invocation(Outcome::Refused);
             return Err(InvokeError::Overloaded("the host has too many commands in flight".into()));
         };
-        self.invoke_at(request, 0).await
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            this.invoke_at(request, 0).await
+        })
+        .await
+        .unwrap_or_else(|e| Err(InvokeError::Internal(format!("an invocation task failed: {e}"))))
     }
 
     /// Runs a command `hops` forwards or side effects deep.
@@ -213,48 +238,34 @@ impl Entities {
     }
 
     /// Runs the synchronous side effects in order, then answers the reply
-    /// or follows the forward. The command is committed: what follows it
-    /// runs to the end in a task of its own, even if the caller goes away.
+    /// or follows the forward.
     async fn follow(&self, produced: Produced, hops: u32) -> Answer {
-        if produced.outcome.synchronous.is_empty()
-            && let RecordedReply::Message(bytes) = produced.outcome.reply
-        {
-            return Ok(bytes);
-        }
-        let this = self.clone();
-        tokio::spawn(async move { this.follow_to_the_end(produced, hops).await })
-            .await
-            .unwrap_or_else(|e| Err(InvokeError::Internal(format!("a follow-up task failed: {e}"))))
-    }
-
-    async fn follow_to_the_end(&self, produced: Produced, hops: u32) -> Answer {
-        let Produced { outcome, key } = produced;
+        let Produced { outcome, derive_keys_from } = produced;
+        let derived_key = |step: &str| derive_keys_from.as_ref().map(|seed| format!("{seed} {step}"));
         for (step, effect) in outcome.synchronous.into_iter().enumerate() {
-            let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);
-            let idempotency_key = derived_key(key.as_ref(), format_args!("effect {step}"));
-            if let Err(source) = self.invoke_at(InvokeRequest { invocation: effect, idempotency_key }, hops + 1).await {
-                return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
-            }
+            let idempotency_key = derived_key(&format!("effect {step}"));
+            self.run_side_effect(effect, idempotency_key, hops + 1).await?;
         }
         match outcome.reply {
             RecordedReply::Message(bytes) => Ok(bytes),
             RecordedReply::Forward(invocation) => {
-                let idempotency_key = derived_key(key.as_ref(), format_args!("forward"));
+                let idempotency_key = derived_key("forward");
                 self.invoke_at(InvokeRequest { invocation, idempotency_key }, hops + 1).await
             }
         }
     }
 
-    /// Runs side effects an event subscriber returned, in order, each under
-    /// a key derived from `key`: when a failure makes the subscriber go
-    /// through the event again, the effects that already ran answer from
-    /// their records instead of running twice.
-    pub async fn run_side_effects(&self, effects: Vec<SideEffect>, key: String) -> Result<(), InvokeError> {
-        let outcome = RecordedOutcome {
-            synchronous: effects.into_iter().map(invocation_of_effect).collect(),
-            reply: RecordedReply::Message(Vec::new()),
-        };
-        self.follow(Produced { outcome, key: Some(key) }, 1).await.map(drop)
+    async fn run_side_effect(&self, effect: Invocation, idempotency_key: Option<String>, hops: u32) -> Result<(), InvokeError> {
+        let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);
+        match self.invoke_at(InvokeRequest { invocation: effect, idempotency_key }, hops).await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(InvokeError::SideEffectFailed { target, source: Box::new(source) }),
+        }
+    }
+
+    /// Runs one side effect an event subscriber returned.
+    pub async fn run_subscriber_effect(&self, effect: SideEffect) -> Result<(), InvokeError> {
+        self.run_side_effect(invocation_of_effect(effect), None, 1).await
     }
 }
 
@@ -266,7 +277,7 @@ impl Shared {
         let journal = self.journal.clone();
         let (s, e, k) = (service.to_string(), entity.to_string(), key.clone());
         let recorded = blocking(move || journal.recorded_outcome(&s, &e, &k, now_ms())).await??;
-        Ok(recorded.map(|outcome| Produced { outcome, key: Some(key.clone()) }))
+        Ok(recorded.map(|outcome| Produced::new(outcome, service, entity, Some(key))))
     }
 
     /// The idempotency record to write with a command's effects.
@@ -342,10 +353,6 @@ fn invocation_of_effect(effect: SideEffect) -> Invocation {
     Invocation { service: effect.service, entity: effect.entity_id, command: effect.command, payload: effect.payload }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Runs blocking work (a journal read) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, InvokeError> {

@@ -79,7 +79,8 @@ pub(super) async fn prepare(
         *cached = Some(after);
     }
     let commit = (!commit.is_empty()).then_some(commit);
-    Ok(Prepared { commit, produced: Produced { outcome, key: idempotency_key } })
+    let produced = Produced::new(outcome, &key.service, &key.entity, idempotency_key.as_ref());
+    Ok(Prepared { commit, produced })
 }
 
 async fn event_sourced(

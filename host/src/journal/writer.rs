@@ -250,7 +250,7 @@ impl<'txn> Tables<'txn> {
             service_log: txn.open_table(SERVICE_LOG)?,
             counters: txn.open_table(COUNTERS)?,
             log_heads: HashMap::new(),
-            now_ms: crate::entities::now_ms(),
+            now_ms: super::now_ms(),
         })
     }
 

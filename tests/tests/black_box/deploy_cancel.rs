@@ -54,7 +54,8 @@ async fn an_abandoned_deploy_leaves_later_deploys_working() {
     let mid_deploy = Duration::from_millis(100);
     send_and_hang_up(t.server.base(), &format!("PUT /v1/services/{CART}"), &bytes, mid_deploy).await;
     // Having started, it completes; give it the time to.
-    t.api.eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.0 == 200 }).await;
+    let deployed = t.api.eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.0 == 200 }).await;
+    assert!(deployed, "the abandoned deploy completed");
 
     let deployed = t.api.deploy_bytes(CART, bytes.clone()).await.expect(201);
     let (status, description) = described(&t.api, CART).await;
@@ -69,7 +70,8 @@ async fn an_abandoned_deploy_leaves_later_deploys_working() {
     send_and_hang_up(t.server.base(), &format!("PUT /v1/services/{CART}"), &bytes, mid_deploy).await;
     t.api.deploy_bytes(CART, bytes).await.expect(201);
     let newest = deployed["version"].as_u64().unwrap() + 2;
-    t.api.eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.1["version"] == newest }).await;
+    let both = t.api.eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.1["version"] == newest }).await;
+    assert!(both, "both deploys completed");
     let (_, description) = described(&t.api, CART).await;
     assert_consistent_versions(&description);
 
@@ -84,7 +86,9 @@ async fn an_abandoned_deploy_leaves_later_deploys_working() {
 async fn an_abandoned_delete_takes_effect_in_memory_too() {
     let t = start_with(CART, SHOPPING_CART, &[]).await;
     // A delete is too quick to leave in the middle of on purpose; leaving at
-    // once often does.
+    // once often does (and otherwise the hang-up comes before the delete
+    // starts): either way, what the host shows must be what the journal
+    // holds.
     send_and_hang_up(t.server.base(), &format!("DELETE /v1/services/{CART}"), b"", Duration::ZERO).await;
     t.api.eventually(Duration::from_secs(2), || async { described(&t.api, CART).await.0 == 404 }).await;
     let before = described(&t.api, CART).await;

@@ -93,12 +93,12 @@ async fn a_guest_that_sleeps_past_its_time_limit_is_stopped() {
     let t = start_with(SVC, MISBEHAVING, &["--invocation-timeout", "1s"]).await;
     let api = &t.api;
     api.invoke(SVC, "s", "Sleep", json!({"millis": 10})).await.expect(200);
-    for millis in [3_000, u64::MAX] {
+    for millis in [6_000, u64::MAX] {
         let started = Instant::now();
         let (kind, _) = api.invoke(SVC, "s", "Sleep", json!({ "millis": millis })).await.expect_error(504);
         let elapsed = started.elapsed();
         assert_eq!(kind, "timeout");
-        assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2_500), "{elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(4_000), "{elapsed:?}");
     }
     assert_eq!(api.position(SVC, "s").await, (1, 0), "a stopped command persists nothing");
     api.invoke(SVC, "s", "Echo", json!({"value": "awake"})).await.expect(200);

@@ -71,17 +71,18 @@ async fn keys_are_printable_ascii_without_spaces() {
 #[tokio::test]
 async fn a_synchronous_side_effect_runs_to_the_end_when_the_caller_goes_away() {
     let t = start_with("m", MISBEHAVING, &[]).await;
+    t.api.invoke("m", "asker", "Get", json!({})).await.expect(200);
     let ask = json!({
         "service": "m", "entity": "sleeper", "synchronous": true,
-        "command": "Sleep", "payload": {"millis": 600},
+        "command": "Sleep", "payload": {"millis": 1_500},
     });
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
     let url = format!("{}/v1/services/m/entities/asker/Effect", t.server.base());
     let gone = impatient.post(url).body(ask.to_string()).send().await;
     assert!(gone.is_err_and(|e| e.is_timeout()), "the caller gave up before the side effect ended");
-    assert_eq!(t.api.position("m", "asker").await.0, 1, "the command itself was committed");
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(t.api.position("m", "sleeper").await.0, 1, "the side effect ran to the end");
+    let ran = t.api.eventually(Duration::from_secs(10), || async { t.api.position("m", "sleeper").await.0 == 1 }).await;
+    assert!(ran, "the side effect ran to the end");
+    assert_eq!(t.api.position("m", "asker").await.0, 1, "the command was committed, once");
 }
 
 #[tokio::test]
@@ -100,11 +101,15 @@ async fn concurrent_repeats_of_a_key_run_the_order_once() {
         assert_eq!(call.await.unwrap(), json!({}));
     }
     assert_eq!(t.api.position("shopping-cart", "c2").await.0, 1, "one AddItem for eight repeats");
-    // The order's asynchronous side effect counts it, once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while t.api.position("counter", "orders").await.0 == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(t.api.invoke("counter", "orders", "Get", json!({})).await.expect(200), json!({"value": 1}));
+    // The order's asynchronous side effect counts it, once: wait until the
+    // outbox has delivered everything it holds.
+    let api = &t.api;
+    let delivered = api
+        .eventually(Duration::from_secs(10), || async {
+            api.metric("wasmstate_outbox_delivered_total").await >= 1.0 && api.metric("wasmstate_outbox_pending").await == 0.0
+        })
+        .await;
+    assert!(delivered, "the outbox delivered the order's side effect");
+    assert_eq!(api.metric("wasmstate_outbox_delivered_total").await, 1.0);
+    assert_eq!(api.invoke("counter", "orders", "Get", json!({})).await.expect(200), json!({"value": 1}));
 }
