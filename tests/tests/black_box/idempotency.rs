@@ -27,8 +27,12 @@ async fn a_repeated_key_does_not_run_the_forward_again() {
         json!({"items": [{"productId": "P1", "name": "Pen", "quantity": 2}]})
     );
     // Another key is another order.
-    api.invoke_idempotent("order-validator", "any", "PlaceOrder", order, "order-2").await.expect(200);
+    api.invoke_idempotent("order-validator", "any", "PlaceOrder", order.clone(), "order-2").await.expect(200);
     assert_eq!(api.position("shopping-cart", "c1").await.0, 2);
+    // Keys are per entity: the same key sent to another entity (here the
+    // action's routing key) is another order too, forward included.
+    api.invoke_idempotent("order-validator", "eu", "PlaceOrder", order, "order-2").await.expect(200);
+    assert_eq!(api.position("shopping-cart", "c1").await.0, 3);
 }
 
 #[tokio::test]
