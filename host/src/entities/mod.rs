@@ -9,6 +9,7 @@
 //! entity can call itself without deadlock, and are bounded in depth.
 
 mod action;
+mod finish_on_drop;
 mod mailbox;
 mod stateful;
 
@@ -182,22 +183,21 @@ impl Entities {
     }
 
     /// Runs a command and answers its reply once its writes are durable, its
-    /// synchronous side effects have run and any forward has answered. It
-    /// runs in a task of its own: a caller that goes away (a client that
-    /// hangs up) stops waiting for the answer, not the work, so a command
-    /// that commits always runs what follows it.
+    /// synchronous side effects have run and any forward has answered. A
+    /// caller that goes away (a client that hangs up) stops waiting for the
+    /// answer, not the work: a command that commits always runs what
+    /// follows it.
     pub async fn invoke(&self, request: InvokeRequest) -> Answer {
         let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
             self.shared.metrics.record_invocation(Outcome::Refused);
             return Err(InvokeError::Overloaded("the host has too many commands in flight".into()));
         };
         let this = self.clone();
-        tokio::spawn(async move {
+        finish_on_drop::FinishOnDrop::new(async move {
             let _permit = permit;
             this.invoke_at(request, 0).await
         })
         .await
-        .unwrap_or_else(|e| Err(InvokeError::Internal(format!("an invocation task failed: {e}"))))
     }
 
     /// Runs a command `hops` forwards or side effects deep.
