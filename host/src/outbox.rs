@@ -61,7 +61,9 @@ pub fn spawn(entities: Entities, journal: Arc<Journal>, metrics: Arc<Metrics>, m
                 });
             }
             let mut done = Vec::new();
-            while let Some(Ok((mut entry, result))) = deliveries.join_next().await {
+            while let Some(joined) = deliveries.join_next().await {
+                // A delivery that panicked stays in the outbox, due again.
+                let Ok((mut entry, result)) = joined else { continue };
                 let id = entry.id;
                 let delivery = match result {
                     Ok(_) => Delivery::Delivered,
