@@ -150,6 +150,12 @@ fn key_seed(service: &str, entity: &str, key: &str) -> String {
     hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The key of one step of what a keyed command left to do (none for an
+/// unkeyed command, which formats nothing).
+fn derived_key(seed: Option<&String>, step: std::fmt::Arguments<'_>) -> Option<String> {
+    seed.map(|seed| format!("{seed} {step}"))
+}
+
 type Answer = Result<Vec<u8>, InvokeError>;
 
 /// Runs commands on deployed services.
@@ -222,8 +228,9 @@ impl Entities {
         }
         let target = &request.invocation;
         if hops > 0 {
-            validate_service_name(&target.service).map_err(InvokeError::InvalidTarget)?;
-            validate_entity_id(&target.entity).map_err(InvokeError::InvalidTarget)?;
+            // Checked before the commit too; an event subscriber's effects
+            // and records written before that check only here.
+            check_target(&target.service, &target.entity)?;
         }
         let service = self
             .shared
@@ -241,15 +248,15 @@ impl Entities {
     /// or follows the forward.
     async fn follow(&self, produced: Produced, hops: u32) -> Answer {
         let Produced { outcome, derive_keys_from } = produced;
-        let derived_key = |step: &str| derive_keys_from.as_ref().map(|seed| format!("{seed} {step}"));
+        let seed = derive_keys_from.as_ref();
         for (step, effect) in outcome.synchronous.into_iter().enumerate() {
-            let idempotency_key = derived_key(&format!("effect {step}"));
+            let idempotency_key = derived_key(seed, format_args!("effect {step}"));
             self.run_side_effect(effect, idempotency_key, hops + 1).await?;
         }
         match outcome.reply {
             RecordedReply::Message(bytes) => Ok(bytes),
             RecordedReply::Forward(invocation) => {
-                let idempotency_key = derived_key("forward");
+                let idempotency_key = derived_key(seed, format_args!("forward"));
                 self.invoke_at(InvokeRequest { invocation, idempotency_key }, hops + 1).await
             }
         }
@@ -307,11 +314,11 @@ impl Shared {
         }
         let reply_bytes = match reply {
             Reply::Message(bytes) => bytes.len(),
-            Reply::Forward(forward) => forward.payload.len(),
+            Reply::Forward(forward) => {
+                check_target(&forward.service, &forward.entity_id)?;
+                forward.payload.len()
+            }
         };
-        if let Reply::Forward(forward) = reply {
-            check_target(&forward.service, &forward.entity_id)?;
-        }
         for effect in side_effects {
             check_target(&effect.service, &effect.entity_id)?;
         }
@@ -352,7 +359,6 @@ fn split_effects(reply: Reply, side_effects: Vec<SideEffect>) -> (RecordedOutcom
 fn invocation_of_effect(effect: SideEffect) -> Invocation {
     Invocation { service: effect.service, entity: effect.entity_id, command: effect.command, payload: effect.payload }
 }
-
 
 /// Runs blocking work (a journal read) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, InvokeError> {
