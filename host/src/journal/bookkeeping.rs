@@ -7,7 +7,7 @@
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, outbox_row};
+use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, idempotency_live, outbox_row};
 use super::{Invocation, Journal, JournalError, OutboxEntry, RecordedOutcome, StoredEvent};
 
 /// One event of a service's log, as a subscriber receives it.
@@ -41,7 +41,7 @@ impl Journal {
         let table = txn.open_table(IDEMPOTENCY)?;
         let Some(row) = table.get((service, entity, key))? else { return Ok(None) };
         let (expires_at_ms, encoded) = row.value();
-        if expires_at_ms <= now_ms {
+        if !idempotency_live(expires_at_ms, now_ms) {
             return Ok(None);
         }
         RecordedOutcome::decode(encoded).map(Some).ok_or_else(|| JournalError::Corrupt("idempotency record".into()))
@@ -54,7 +54,7 @@ impl Journal {
         let removed = {
             let mut table = txn.open_table(IDEMPOTENCY)?;
             let before = table.len()?;
-            table.retain(|_, (expires_at_ms, _)| expires_at_ms > now_ms)?;
+            table.retain(|_, (expires_at_ms, _)| idempotency_live(expires_at_ms, now_ms))?;
             (before - table.len()?) as usize
         };
         txn.commit()?;

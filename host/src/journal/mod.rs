@@ -26,16 +26,16 @@ pub use bookkeeping::ServiceLogEntry;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
 pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedOutcome, RecordedReply};
+use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
+use tokio::sync::{Notify, broadcast};
+pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
+use writer::Signals;
 
 /// The wall-clock time the journal's records speak in (when an idempotency
 /// record expires, when an outbox entry is due): ms since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
-use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
-use tokio::sync::{Notify, broadcast};
-pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
-use writer::Signals;
 
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,12 @@ pub fn outbox_row(effect: &Invocation, attempts: u32, next_attempt_ms: u64) -> (
 /// epoch, what the command left to do encoded by `RecordedOutcome::encode`).
 pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), (u64, &[u8])> = TableDefinition::new("idempotency");
 
+/// Whether an `IDEMPOTENCY` record expiring at `expires_at_ms` still holds
+/// its key at `now_ms`: the one rule for replays, the writer and the sweep.
+pub fn idempotency_live(expires_at_ms: u64, now_ms: u64) -> bool {
+    expires_at_ms > now_ms
+}
+
 /// Every event of a service in commit order: (service, position) → (entity, seq).
 /// Subscribers read it to see all of a service's events. A service's last
 /// key is its log's head, so the log must never lose its last entry.

@@ -13,7 +13,9 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::records::{IdempotencyRecord, Invocation};
-use super::tables::{COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES, outbox_row};
+use super::tables::{
+    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live, outbox_row,
+};
 use super::{JournalError, StoredSnapshot};
 use crate::metrics::Metrics;
 
@@ -267,7 +269,7 @@ impl<'txn> Tables<'txn> {
         let key = (&*commit.service, &*commit.entity);
         if let Some(record) = &commit.idempotency
             && let Some(existing) = self.idempotency.get((key.0, key.1, record.key.as_str()))?
-            && existing.value().0 > self.now_ms
+            && idempotency_live(existing.value().0, self.now_ms)
         {
             return Ok(Err(JournalError::KeyRecorded {
                 service: commit.service.to_string(),
