@@ -11,7 +11,9 @@ use super::guest_output::GuestOutput;
 
 /// The per-invocation state of one guest store.
 pub struct GuestState {
-    wasi: WasiCtx,
+    /// Made at the guest's first WASI call: most calls make none, and
+    /// making one costs about a tenth of an instantiation.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     stderr: GuestOutput,
@@ -23,13 +25,11 @@ impl GuestState {
     /// A sandbox with no filesystem, network, environment, arguments or
     /// stdin; stdout is discarded, and the end of each call's stderr kept.
     pub fn new(max_memory_bytes: usize) -> Self {
-        let stderr = GuestOutput::default();
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build();
         Self {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             memory: MemoryLimiter { max_bytes: max_memory_bytes, exceeded: false },
-            stderr,
+            stderr: GuestOutput::default(),
             deadline: Instant::now(),
         }
     }
@@ -56,7 +56,11 @@ impl GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let stderr = &self.stderr;
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build());
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 

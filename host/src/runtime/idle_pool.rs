@@ -40,6 +40,11 @@ impl<T> IdlePool<T> {
         Self { idle: Mutex::new(Vec::new()), max_idle, budget }
     }
 
+    /// The budget this pool draws from.
+    pub fn budget(&self) -> &Arc<IdleBudget> {
+        &self.budget
+    }
+
     /// An idle instance, if there is one.
     pub fn take(&self) -> Option<T> {
         let instance = self.idle.lock().unwrap().pop();

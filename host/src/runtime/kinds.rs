@@ -83,6 +83,13 @@ impl CompiledEntity {
         Ok(Self { pre, indices, idle: Arc::new(IdlePool::new(max_idle, budget)) })
     }
 
+    /// The same version without idle instances: every call makes a new
+    /// instance and drops it afterwards. For measurements of the cold call.
+    pub fn without_idle_instances(&self) -> Self {
+        let budget = self.idle.budget().clone();
+        Self { pre: self.pre.clone(), indices: self.indices.clone(), idle: Arc::new(IdlePool::new(0, budget)) }
+    }
+
     /// An idle instance, if a call left one.
     pub(super) fn take_idle(&self) -> Option<WarmInstance> {
         self.idle.take()

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
@@ -55,8 +55,12 @@ const MAX_IDLE_INSTANCES: usize = MAX_INSTANCES as usize / 2;
 
 /// How many dropped instances' memories are reset in one go.
 const DECOMMIT_BATCH: usize = 64;
-/// How much of a dropped instance's linear memory, tables and async stack
-/// is reset by writing rather than by returning the pages to the system.
+/// How much of a dropped instance's linear memory is reset by writing
+/// rather than by returning the pages to the system: only the pages the
+/// instance wrote, found by `PAGEMAP_SCAN`, so a larger figure costs
+/// nothing for an instance that wrote little.
+const MEMORY_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+/// The same for a dropped instance's tables and async stack.
 const KEEP_RESIDENT_BYTES: usize = 16 << 10;
 
 /// Limits applied to every invocation.
@@ -113,6 +117,12 @@ pub enum GuestError {
     Busy,
 }
 
+/// An instance made by [`Runtime::new_instance`]; dropping it frees its
+/// store and gives its memory, tables and stack back to the pool.
+pub struct NewInstance {
+    _instance: WarmInstance,
+}
+
 /// The shared Wasm engine and linker.
 pub struct Runtime {
     engine: Engine,
@@ -141,9 +151,16 @@ impl Runtime {
             // instance does not fault them back in): instantiation drops
             // from about 15 µs to about 7 µs.
             .decommit_batch_size(DECOMMIT_BATCH)
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES)
-            .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
+            .async_stack_keep_resident(KEEP_RESIDENT_BYTES)
+            // Linux 6.7 and later report which pages an instance wrote
+            // (older kernels fall back to memset and madvise): only those
+            // are reset, and the untouched rest of the memory needs no
+            // madvise. A call on a new instance (instantiate, first call,
+            // drop) drops from 35 to 19 µs for the counter and from 43 to
+            // 27 µs for the cart.
+            .pagemap_scan(Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -223,11 +240,11 @@ impl Runtime {
         self.limits.invocation_timeout + EPOCH_TICK
     }
 
-    /// Makes a new instance of `entity` in a new store and drops it without
-    /// calling it: what a call pays, before the guest runs, when the
-    /// version has no idle instance. For measurements.
-    pub async fn instantiate_and_drop(&self, entity: &CompiledEntity) -> Result<(), GuestError> {
-        self.instantiate(entity).await.map(drop)
+    /// A new instance of `entity` in a new store, never called: what a call
+    /// pays before the guest runs when the version has no idle instance.
+    /// For measurements.
+    pub async fn new_instance(&self, entity: &CompiledEntity) -> Result<NewInstance, GuestError> {
+        self.instantiate(entity).await.map(|instance| NewInstance { _instance: instance })
     }
 
     /// A new instance of `entity` in a new store. At every epoch tick of a

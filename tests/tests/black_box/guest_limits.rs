@@ -33,6 +33,27 @@ async fn a_trap_answers_500_persists_nothing_and_the_entity_goes_on() {
     assert_eq!(events[1]["seq"], 2);
 }
 
+/// A new instance never sees what an earlier one left in its memory, also
+/// when it reuses the earlier one's slot of the pool, whose memory the host
+/// resets partly by writing and partly by returning pages to the system.
+#[tokio::test]
+async fn a_new_instance_never_sees_an_earlier_ones_memory() {
+    let t = start_with(SVC, MISBEHAVING, &[]).await;
+    let api = &t.api;
+    let clean = json!({"found": null, "dirtyChunks": 0});
+    assert_eq!(api.invoke(SVC, "r", "Residue", json!({"mark": "first"})).await.expect(200), clean);
+    let reply = api.invoke(SVC, "r", "Residue", json!({"mark": "second"})).await.expect(200);
+    assert_eq!(reply, json!({"found": "first", "dirtyChunks": 64}), "the idle instance is reused, so residue shows");
+    // A trap drops the instance; the next call makes a new one. Dropped
+    // instances' slots are reused once the pool has reset a batch of them.
+    for round in 0..100 {
+        let (kind, _) = api.invoke(SVC, "r", "Panic", json!({})).await.expect_error(500);
+        assert_eq!(kind, "guest_trap");
+        let reply = api.invoke(SVC, "r", "Residue", json!({"mark": format!("round {round}")})).await.expect(200);
+        assert_eq!(reply, clean, "round {round}");
+    }
+}
+
 /// A guest may write to stdout and stderr as much as it likes: output
 /// never fills up, and a trap's reply still carries the panic message.
 #[tokio::test]

@@ -30,12 +30,17 @@
 //!   in `bytes` bytes (or the least a `Filler` event takes, if more), and
 //!   replies `{"count"}`;
 //! - `Log {"bytes"}` writes a line of `bytes` characters to stderr and to
-//!   stdout, and replies `{"logged": bytes}`.
+//!   stdout, and replies `{"logged": bytes}`;
+//! - `Residue {"mark"}` replies what an earlier call on this instance left
+//!   in a 256 KiB static buffer, `{"found": mark or null, "dirtyChunks"}`
+//!   (the 4 KiB chunks that are not all zero), then fills every chunk with
+//!   `mark`. A new instance finds nothing.
 //!
 //! Events: `{"type":"Echoed","value":...}`, `{"type":"Doomed","command":...}`
 //! and `{"type":"Filler","data":"xxx..."}`.
 
 use std::hint::black_box;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -123,6 +128,40 @@ struct Sleep {
 #[derive(Deserialize)]
 struct Log {
     bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct Residue {
+    mark: String,
+}
+
+/// How large `Residue`'s buffer is: many pages, so that a host resetting an
+/// instance's memory both by writing and by returning pages to the system
+/// has both ways to get right.
+const RESIDUE_BYTES: usize = 256 << 10;
+/// The unit `Residue` fills and checks.
+const RESIDUE_CHUNK: usize = 4 << 10;
+/// Fills a chunk after its mark.
+const RESIDUE_FILL: u8 = 0xA5;
+
+/// What `Residue` leaves for the next call on the same instance.
+static RESIDUE: Mutex<[u8; RESIDUE_BYTES]> = Mutex::new([0; RESIDUE_BYTES]);
+
+/// Replies what the buffer holds, then fills it with `mark`.
+fn residue(mark: &str) -> Value {
+    let mut buffer = RESIDUE.lock().unwrap_or_else(PoisonError::into_inner);
+    let dirty_chunks = buffer.chunks(RESIDUE_CHUNK).filter(|chunk| chunk.iter().any(|&byte| byte != 0)).count();
+    let first = &buffer[..RESIDUE_CHUNK];
+    let found = first
+        .iter()
+        .position(|&byte| byte == RESIDUE_FILL)
+        .map(|end| String::from_utf8_lossy(&first[..end]).into_owned());
+    let mark = &mark.as_bytes()[..mark.len().min(RESIDUE_CHUNK / 2)];
+    for chunk in buffer.chunks_mut(RESIDUE_CHUNK) {
+        chunk.fill(RESIDUE_FILL);
+        chunk[..mark.len()].copy_from_slice(mark);
+    }
+    json!({ "found": found, "dirtyChunks": dirty_chunks })
 }
 
 #[derive(Deserialize)]
@@ -257,6 +296,10 @@ impl EventSourcedEntity for Misbehaving {
                 eprintln!("{line}");
                 println!("{line}");
                 Ok(Reply::json(&json!({ "logged": bytes })))
+            }
+            "Residue" => {
+                let Residue { mark } = command.json()?;
+                Ok(Reply::json(&residue(&mark)))
             }
             _ => Err(command.unknown()),
         }

@@ -57,15 +57,16 @@ impl Guest {
         Ok(Self { runtime, cart: cart.expect("compiled"), counter })
     }
 
-    /// The cart's AddItem on a five-line snapshot: what a warm headline call does.
-    pub async fn add_item(&self) -> anyhow::Result<()> {
+    /// The cart's AddItem on a five-line snapshot (on `cart`, the cart
+    /// itself or the cart without idle instances): what a headline call does.
+    pub async fn add_item(&self, cart: &CompiledEntity) -> anyhow::Result<()> {
         let snapshot = Snapshot { seq: 1000, state: cart_state() };
         let command = Command {
             name: "AddItem".into(),
             payload: br#"{"productId":"P00000002","name":"Product 2","quantity":1}"#.to_vec(),
             entity_id: "cart-0001".into(),
         };
-        let effects = self.runtime.handle_event_sourced(&self.cart, Some(&snapshot), &[], &command).await?;
+        let effects = self.runtime.handle_event_sourced(cart, Some(&snapshot), &[], &command).await?;
         anyhow::ensure!(effects.is_ok_and(|e| e.events.len() == 1), "AddItem did not emit one event");
         Ok(())
     }
@@ -90,30 +91,31 @@ async fn time_n(n: usize, mut f: impl AsyncFnMut() -> anyhow::Result<()>) -> any
 }
 
 /// 4c: the guest call through `Runtime::handle_event_sourced` on a warm
-/// instance, instantiation alone through the host's runtime (one thread,
-/// then every core at once), and a `spawn_blocking` round trip.
+/// instance and on a new one, instantiation and the drop of a new instance
+/// through the host's runtime (one thread, then every core at once), and a
+/// `spawn_blocking` round trip.
 pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 2_000;
     let (runtime, counter) = (&guest.runtime, &guest.counter);
-    let samples = time_n(N, async || {
+    let get_counter = async |counter: &CompiledEntity| {
         let reply = runtime.handle_event_sourced(counter, None, &[], &get()).await?;
         anyhow::ensure!(reply.is_ok(), "Get failed");
         Ok(())
-    })
-    .await?;
+    };
+    let samples = time_n(N, async || get_counter(counter).await).await?;
     report.timings.push(Timing::new("4c", "handle_event_sourced, counter Get (warm instance)", samples));
-    let samples = time_n(N, async || guest.add_item().await).await?;
+    let samples = time_n(N, async || guest.add_item(&guest.cart).await).await?;
     report.timings.push(Timing::new("4c", "handle_event_sourced, cart AddItem on a 5-line snapshot", samples));
 
-    let instantiate = async || runtime.instantiate_and_drop(counter).await.map_err(anyhow::Error::from);
-    let mut timing = Timing::new("4c", INSTANTIATE, time_n(20 * N, instantiate).await?);
-    timing.note = "Runtime::instantiate_and_drop: Store::new, InstancePre::instantiate, drop; the host's pooling allocator".into();
+    instantiation(guest, report).await?;
+    let cold_counter = counter.without_idle_instances();
+    let samples = time_n(N, async || get_counter(&cold_counter).await).await?;
+    let mut timing = Timing::new("4c", "the counter Get on a new instance (instantiate, call, drop)", samples);
+    timing.note = "what a call pays when its version has no idle instance".into();
     report.timings.push(timing);
-    let EveryCore { samples, threads, elapsed } = on_every_core(Duration::from_secs(1), instantiate)?;
-    let rate = samples.len() as f64 / elapsed.as_secs_f64();
-    let mut timing = Timing::new("4c", &format!("the same on {threads} threads at once"), samples);
-    timing.note = format!("{rate:.0} instantiations/s in all");
-    report.timings.push(timing);
+    let cold_cart = guest.cart.without_idle_instances();
+    let samples = time_n(N, async || guest.add_item(&cold_cart).await).await?;
+    report.timings.push(Timing::new("4c", "the cart AddItem on a new instance (instantiate, call, drop)", samples));
 
     let mut samples = Samples::with_capacity(N);
     for _ in 0..N {
@@ -125,8 +127,44 @@ pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()
     Ok(())
 }
 
+/// 4c: instantiation of the counter and the drop of the new instance, timed
+/// apart in one loop on one thread, then both together on every core.
+async fn instantiation(guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
+    const N: usize = 40_000;
+    let (runtime, counter) = (&guest.runtime, &guest.counter);
+    for _ in 0..N / 10 {
+        runtime.new_instance(counter).await?;
+    }
+    let [mut instantiate, mut drop_instance, mut both] = [(); 3].map(|()| Samples::with_capacity(N));
+    for _ in 0..N {
+        let start = Instant::now();
+        let instance = runtime.new_instance(counter).await?;
+        let instantiated = start.elapsed();
+        drop(instance);
+        let dropped = start.elapsed();
+        instantiate.push(instantiated);
+        drop_instance.push(dropped - instantiated);
+        both.push(dropped);
+    }
+    let mut timing = Timing::new("4c", INSTANTIATE, instantiate);
+    timing.note = "instantiate: Store::new and InstancePre::instantiate_async through Runtime::new_instance, \
+                   on the host's pooling allocator; the instance is ready to call"
+        .into();
+    report.timings.push(timing);
+    report.timings.push(Timing::new("4c", "drop of a new counter instance (store, pool slots)", drop_instance));
+    report.timings.push(Timing::new("4c", "instantiate + drop of the counter, one thread", both));
+
+    let cycle = async || runtime.new_instance(counter).await.map(drop).map_err(anyhow::Error::from);
+    let EveryCore { samples, threads, elapsed } = on_every_core(Duration::from_secs(1), cycle)?;
+    let rate = samples.len() as f64 / elapsed.as_secs_f64();
+    let mut timing = Timing::new("4c", &format!("instantiate + drop on {threads} threads at once"), samples);
+    timing.note = format!("{rate:.0} instantiations/s in all");
+    report.timings.push(timing);
+    Ok(())
+}
+
 /// The name of the instantiation timing, which the instantiate target reads.
-pub const INSTANTIATE: &str = "instantiate + drop of the counter, one thread";
+pub const INSTANTIATE: &str = "instantiate the counter (new store, ready to call)";
 
 /// What [`on_every_core`] measured.
 struct EveryCore {
@@ -373,7 +411,7 @@ pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Re
 /// a warm snapshot) in a loop, with no HTTP and no journal.
 pub fn wasm_ceiling(guest: &Guest, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let cpu_before = load::own_cpu_time();
-    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, async || guest.add_item().await)?;
+    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, async || guest.add_item(&guest.cart).await)?;
     let cpu = load::own_cpu_time().saturating_sub(cpu_before);
     let label = format!("Wasm: handle_event_sourced AddItem, {threads} threads");
     let mut row = Row::new("6c", &label, &mut samples, elapsed);
