@@ -54,6 +54,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The TCK model's value entity: `Process` updates, deletes, forwards, adds side effects and fails on command.",
     ),
     (
+        "fan-out",
+        "FAN_OUT",
+        "A subscriber returning two synchronous side effects per event: `counter`/`first`, then `audit`/`second`.",
+    ),
+    (
         "misbehaving",
         "MISBEHAVING",
         "An entity that panics, loops, eats memory, reads files and floods events on command.",

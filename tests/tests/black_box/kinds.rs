@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmstate_tests::guests::{CART_PROJECTION, COUNTER, ORDER_VALIDATOR, SHOPPING_CART, TWO_KINDS, USER_PROFILE};
+use wasmstate_tests::guests::{
+    CART_PROJECTION, COUNTER, FAN_OUT, ORDER_VALIDATOR, SHOPPING_CART, TWO_KINDS, USER_PROFILE,
+};
 use wasmstate_tests::sse::EventStream;
 
 use crate::{start, start_with};
@@ -179,4 +181,38 @@ async fn a_projection_counts_items_added_across_all_carts() {
     assert!(api.eventually(Duration::from_secs(5), || async { total().await == json!(15) }).await, "got {}", total().await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(total().await, json!(15), "nothing is delivered twice after a clean restart");
+}
+
+/// A subscriber's side effects run in order, and when one fails for a
+/// while (its service is not deployed yet), each retry goes on from it:
+/// the ones before it ran once, not once per retry.
+#[tokio::test]
+async fn a_retried_event_runs_only_the_side_effects_that_have_not_run() {
+    let t = start_with("shopping-cart", SHOPPING_CART, &[]).await;
+    let api = &t.api;
+    api.deploy("counter", Path::new(COUNTER)).await;
+    let bytes = std::fs::read(FAN_OUT).unwrap();
+    api.send(reqwest::Method::PUT, "/v1/services/fan-out?subscribe=shopping-cart", bytes).await.expect(201);
+    let item = json!({"productId": "P", "name": "P", "quantity": 1});
+    api.invoke("shopping-cart", "a", "AddItem", item.clone()).await.expect(200);
+
+    let count = |service: &'static str, entity: &'static str| async move {
+        api.invoke(service, entity, "Get", json!({})).await.expect(200)["value"].clone()
+    };
+    assert!(api.eventually(Duration::from_secs(5), || async { count("counter", "first").await == json!(1) }).await);
+    // `audit` does not exist: the event is retried after 100, 200, 400 ms...
+    let retried = || async { api.metric("wasmstate_subscription_failures_total").await >= 3.0 };
+    assert!(api.eventually(Duration::from_secs(5), retried).await, "the second side effect is retried");
+    assert_eq!(count("counter", "first").await, json!(1), "the first side effect ran once, not once per retry");
+
+    api.deploy("audit", Path::new(COUNTER)).await;
+    let delivered = || async { count("audit", "second").await == json!(1) };
+    assert!(api.eventually(Duration::from_secs(10), delivered).await, "the retry runs the second side effect");
+    assert_eq!(count("counter", "first").await, json!(1));
+
+    // The next event runs both, once each.
+    api.invoke("shopping-cart", "b", "AddItem", item).await.expect(200);
+    let both = || async { count("audit", "second").await == json!(2) };
+    assert!(api.eventually(Duration::from_secs(5), both).await);
+    assert_eq!(count("counter", "first").await, json!(2));
 }
