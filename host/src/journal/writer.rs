@@ -289,15 +289,19 @@ impl<'txn> Tables<'txn> {
                         found,
                     }));
                 }
-                let mut head = *self.log_head(&commit.service)?;
                 last_seq = found;
-                for payload in events {
-                    last_seq += 1;
-                    head += 1;
-                    self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
-                    self.service_log.insert((key.0, head), (key.1, last_seq))?;
+                // A commit of side effects or a key alone, checked against
+                // the seq, appends nothing to the service log.
+                if !events.is_empty() {
+                    let mut head = *self.log_head(&commit.service)?;
+                    for payload in events {
+                        last_seq += 1;
+                        head += 1;
+                        self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
+                        self.service_log.insert((key.0, head), (key.1, last_seq))?;
+                    }
+                    *self.log_head(&commit.service)? = head;
                 }
-                *self.log_head(&commit.service)? = head;
                 if let Some(snapshot) = snapshot {
                     self.snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
                 }
