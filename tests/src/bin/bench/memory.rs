@@ -59,11 +59,7 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
     // baseline already holds what concurrent load leaves behind whatever the
     // number of entities (worker and blocking-pool threads, connection
     // buffers, guest instance slots); then let those counters passivate.
-    let body = Bytes::from_static(br#"{"value":1}"#);
-    let warm: load::NextRequest = {
-        let body = body.clone();
-        Arc::new(move |n| (increase(&format!("warm-{:02}", n % CONNECTIONS as u64)), body.clone()))
-    };
+    let warm: load::NextRequest = Arc::new(|n| increase(&format!("warm-{:02}", n % CONNECTIONS as u64)));
     let load = Load { connections: CONNECTIONS, warmup: Duration::ZERO, duration: WARMUP, requests: None };
     let warmed = load::run(running.addr, load, warm, &[]).await?;
     anyhow::ensure!(warmed.errors == 0, "warm-up: {}", warmed.first_error.unwrap_or_default());
@@ -81,7 +77,6 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
 
     let delta = first.settled.rss as i64 - baseline.rss as i64;
     let second_delta = second.settled.rss as i64 - first.settled.rss as i64;
-    let count = first.requests;
     let notes = [
         format!(
             "RSS {} MiB baseline → {} MiB peak under load (at most {} active) → {} MiB with all passivated: {} MiB vs baseline",
@@ -106,7 +101,7 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
     let readings = [
         ("baseline: warm, no entity active or passivated".to_string(), baseline.rss as i64, false),
         (format!("peak under load ({} entities active at most)", thousands(first.peak_active.max(0) as u64)), first.peak_rss as i64, false),
-        (format!("after all {} are passivated again", thousands(count)), first.settled.rss as i64, false),
+        (format!("after all {} are passivated again", thousands(first.requests)), first.settled.rss as i64, false),
         ("after − baseline".to_string(), delta, true),
         (format!("after {} more are passivated", thousands(second.requests)), second.settled.rss as i64, false),
         ("second round − first round".to_string(), second_delta, true),
@@ -227,8 +222,7 @@ impl Round {
 /// wait until all are passivated and the server has settled.
 async fn round(running: &Running, metrics: &mut Client, entities: u64, prefix: &'static str, name: &str) -> anyhow::Result<Round> {
     let server = &running.server;
-    let body = Bytes::from_static(br#"{"value":1}"#);
-    let fresh: load::NextRequest = Arc::new(move |n| (increase(&format!("{prefix}-{n:06}")), body.clone()));
+    let fresh: load::NextRequest = Arc::new(move |n| increase(&format!("{prefix}-{n:06}")));
     let load = Load {
         connections: CONNECTIONS,
         warmup: Duration::ZERO,
@@ -268,8 +262,10 @@ async fn round(running: &Running, metrics: &mut Client, entities: u64, prefix: &
     Ok(Round { row, requests, peak_rss, peak_active, active_at_end, passivated_in, left, settled })
 }
 
-fn increase(entity: &str) -> Uri {
-    format!("/v1/services/counter/entities/{entity}/Increase").parse().expect("a valid path")
+/// The request of one `Increase {"value": 1}` on counter `entity`.
+fn increase(entity: &str) -> (Uri, Bytes) {
+    let uri = format!("/v1/services/counter/entities/{entity}/Increase").parse().expect("a valid path");
+    (uri, Bytes::from_static(br#"{"value":1}"#))
 }
 
 /// The `wasmstate_active_entities` gauge.
