@@ -18,21 +18,9 @@ const TARGET: &str = "wasm32-wasip2";
 
 /// Each guest's package, constant name and documentation.
 const GUESTS: &[(&str, &str, &str)] = &[
-    (
-        "shopping-cart",
-        "SHOPPING_CART",
-        "The shopping cart example entity (event-sourced).",
-    ),
-    (
-        "counter",
-        "COUNTER",
-        "The counter example entity (event-sourced).",
-    ),
-    (
-        "user-profile",
-        "USER_PROFILE",
-        "The user profile example entity (value).",
-    ),
+    ("shopping-cart", "SHOPPING_CART", "The shopping cart example entity (event-sourced)."),
+    ("counter", "COUNTER", "The counter example entity (event-sourced)."),
+    ("user-profile", "USER_PROFILE", "The user profile example entity (value)."),
     (
         "order-validator",
         "ORDER_VALIDATOR",
@@ -63,21 +51,9 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "MISBEHAVING",
         "An entity that panics, loops, eats memory, reads files and floods events on command.",
     ),
-    (
-        "wrong-world",
-        "WRONG_WORLD",
-        "A component that exports none of the `wasmstate:entity` interfaces.",
-    ),
-    (
-        "bad-import",
-        "BAD_IMPORT",
-        "An entity that imports an interface the host does not provide.",
-    ),
-    (
-        "two-kinds",
-        "TWO_KINDS",
-        "A component that exports both `event-sourced` and `value`, so its kind is ambiguous.",
-    ),
+    ("wrong-world", "WRONG_WORLD", "A component that exports none of the `wasmstate:entity` interfaces."),
+    ("bad-import", "BAD_IMPORT", "An entity that imports an interface the host does not provide."),
+    ("two-kinds", "TWO_KINDS", "A component that exports both `event-sourced` and `value`, so its kind is ambiguous."),
 ];
 
 /// Whether the environment variable `key`, set by the outer cargo for this
@@ -106,42 +82,20 @@ fn leaks_into_nested_build(key: &str) -> bool {
         "NUM_JOBS",
         "RUSTC_LINKER",
     ];
-    const PREFIXES: &[&str] = &[
-        "CARGO_CFG_",
-        "CARGO_FEATURE_",
-        "CARGO_PKG_",
-        "DEP_",
-        "__CARGO",
-    ];
+    const PREFIXES: &[&str] = &["CARGO_CFG_", "CARGO_FEATURE_", "CARGO_PKG_", "DEP_", "__CARGO"];
     NAMES.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
 }
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
-    let workspace = manifest_dir
-        .parent()
-        .expect("the tests crate lives in the workspace root");
-    for source in [
-        "guest-sdk",
-        "wit",
-        "examples",
-        "tests/guests",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(source).display()
-        );
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
+    let workspace = manifest_dir.parent().expect("the tests crate lives in the workspace root");
+    for source in ["guest-sdk", "wit", "examples", "tests/guests", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(source).display());
     }
 
     let target_dir = workspace.join("target").join("guests");
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(workspace)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
-        .arg(&target_dir);
+    cargo.current_dir(workspace).args(["build", "--release", "--target", TARGET, "--target-dir"]).arg(&target_dir);
     for (package, ..) in GUESTS {
         cargo.args(["-p", package]);
     }
@@ -154,9 +108,7 @@ fn main() {
     // build then shares the outer build's job slots. Its stdout goes to our
     // stderr, as cargo reads our stdout for directives.
     cargo.stdout(io::stderr());
-    let status = cargo
-        .status()
-        .unwrap_or_else(|error| panic!("cannot run {cargo:?}: {error}"));
+    let status = cargo.status().unwrap_or_else(|error| panic!("cannot run {cargo:?}: {error}"));
     assert!(
         status.success(),
         "building the guest components failed ({status}); is the {TARGET} target installed? \
@@ -169,8 +121,7 @@ fn main() {
         let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
         assert!(wasm.is_file(), "{} was not built", wasm.display());
         let path = wasm.to_str().expect("the target directory's path is UTF-8");
-        writeln!(consts, "/// {doc}\npub const {name}: &str = {path:?};")
-            .expect("writing to a String");
+        writeln!(consts, "/// {doc}\npub const {name}: &str = {path:?};").expect("writing to a String");
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set"));
     fs::write(out_dir.join("guests.rs"), consts).expect("writing guests.rs");

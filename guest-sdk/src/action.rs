@@ -97,11 +97,7 @@ pub trait Action: Default {
     /// Events come at least once, in `seq` order per entity. The side
     /// effects added run before the event counts as delivered; returning
     /// `Err` discards them. By default events are ignored.
-    fn on_event(
-        &self,
-        _event: SubscribedEvent<'_>,
-        _ctx: &mut ActionContext<'_>,
-    ) -> Result<(), Failure> {
+    fn on_event(&self, _event: SubscribedEvent<'_>, _ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -115,10 +111,7 @@ pub struct ActionContext<'a> {
 impl<'a> ActionContext<'a> {
     /// A context for a call addressed to `entity_id`.
     pub(crate) fn new(entity_id: &'a str) -> Self {
-        Self {
-            entity_id,
-            side_effects: Vec::new(),
-        }
+        Self { entity_id, side_effects: Vec::new() }
     }
 
     /// The routing key of the command, or the id of the entity that emitted
@@ -156,12 +149,7 @@ impl<'a> SubscribedEvent<'a> {
     /// Event `seq` of entity `entity_id` of service `service`, encoded as
     /// `payload`.
     pub fn new(service: &'a str, entity_id: &'a str, seq: u64, payload: &'a [u8]) -> Self {
-        Self {
-            service,
-            entity_id,
-            seq,
-            payload,
-        }
+        Self { service, entity_id, seq, payload }
     }
 
     /// The service whose entity emitted the event.

@@ -18,11 +18,7 @@ pub struct Command<'a> {
 impl<'a> Command<'a> {
     /// Creates a command named `name` with a raw `payload` for entity `entity_id`.
     pub fn new(name: &'a str, payload: &'a [u8], entity_id: &'a str) -> Self {
-        Self {
-            name,
-            payload,
-            entity_id,
-        }
+        Self { name, payload, entity_id }
     }
 
     /// The command's name, for example `"AddItem"`.
@@ -55,16 +51,12 @@ impl<'a> Command<'a> {
     /// quoting the decoder's error.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Failure> {
         let result = if self.payload.trim_ascii().is_empty() {
-            serde_json::from_slice(b"{}")
-                .or_else(|error| serde_json::from_slice::<T>(b"null").map_err(|_| error))
+            serde_json::from_slice(b"{}").or_else(|error| serde_json::from_slice::<T>(b"null").map_err(|_| error))
         } else {
             serde_json::from_slice(self.payload)
         };
         result.map_err(|error| {
-            Failure::invalid_payload(format!(
-                "invalid payload for command \"{}\": {error}",
-                self.name
-            ))
+            Failure::invalid_payload(format!("invalid payload for command \"{}\": {error}", self.name))
         })
     }
 
@@ -118,10 +110,7 @@ pub struct Failure {
 impl Failure {
     /// A failure of kind `code` with a message for the caller.
     pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// The entity rejects the command by its own rules.

@@ -45,13 +45,7 @@ pub struct Context<'a, E: EventSourcedEntity> {
 impl<'a, E: EventSourcedEntity> Context<'a, E> {
     /// A context for entity `entity_id` whose state before the command is `state`.
     pub(crate) fn new(entity_id: &'a str, state: &'a E) -> Self {
-        Self {
-            entity_id,
-            state,
-            working: None,
-            events: Vec::new(),
-            side_effects: Vec::new(),
-        }
+        Self { entity_id, state, working: None, events: Vec::new(), side_effects: Vec::new() }
     }
 
     /// The id of the entity handling the command.
@@ -69,9 +63,7 @@ impl<'a, E: EventSourcedEntity> Context<'a, E> {
     /// The first emit clones the state into a working copy; the events are
     /// persisted only if the handler returns `Ok`.
     pub fn emit(&mut self, event: E::Event) {
-        self.working
-            .get_or_insert_with(|| self.state.clone())
-            .apply(&event);
+        self.working.get_or_insert_with(|| self.state.clone()).apply(&event);
         self.events.push(event);
     }
 

@@ -69,8 +69,7 @@ pub mod __private {
     ) -> Result<event_sourced_wit::Effects, types::Failure> {
         let snapshot = snapshot.as_ref().map(|s| (s.seq, s.state.as_slice()));
         let events = events.iter().map(|e| (e.seq, e.payload.as_slice()));
-        let effects = raw::event_sourced::handle::<E>(snapshot, events, command_of(&command))
-            .map_err(failure)?;
+        let effects = raw::event_sourced::handle::<E>(snapshot, events, command_of(&command)).map_err(failure)?;
         Ok(event_sourced_wit::Effects {
             events: effects.events,
             reply: reply(effects.reply),
@@ -84,8 +83,7 @@ pub mod __private {
         state: Option<Vec<u8>>,
         command: types::Command,
     ) -> Result<value_wit::ValueEffects, types::Failure> {
-        let effects =
-            raw::value::handle::<E>(state.as_deref(), command_of(&command)).map_err(failure)?;
+        let effects = raw::value::handle::<E>(state.as_deref(), command_of(&command)).map_err(failure)?;
         Ok(value_wit::ValueEffects {
             reply: reply(effects.reply),
             state: match effects.state {
@@ -102,21 +100,15 @@ pub mod __private {
         command: types::Command,
     ) -> Result<action_wit::ActionEffects, types::Failure> {
         let effects = raw::action::handle::<A>(command_of(&command)).map_err(failure)?;
-        Ok(action_wit::ActionEffects {
-            reply: reply(effects.reply),
-            side_effects: side_effects(effects.side_effects),
-        })
+        Ok(action_wit::ActionEffects { reply: reply(effects.reply), side_effects: side_effects(effects.side_effects) })
     }
 
     /// Implements the exported `action.on-event` for action type `A`.
     pub fn action_on_event<A: crate::Action>(
         event: types::SubscribedEvent,
     ) -> Result<Vec<types::SideEffect>, types::Failure> {
-        let event =
-            SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload);
-        raw::action::on_event::<A>(event)
-            .map(side_effects)
-            .map_err(failure)
+        let event = SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload);
+        raw::action::on_event::<A>(event).map(side_effects).map_err(failure)
     }
 
     fn command_of(command: &types::Command) -> Command<'_> {
@@ -238,9 +230,7 @@ macro_rules! export_value_entity {
         const _: () = {
             struct __WasmstateValueEntity;
 
-            impl $crate::bindings::value::exports::wasmstate::entity::value::Guest
-                for __WasmstateValueEntity
-            {
+            impl $crate::bindings::value::exports::wasmstate::entity::value::Guest for __WasmstateValueEntity {
                 fn handle(
                     state: ::core::option::Option<::std::vec::Vec<u8>>,
                     command: $crate::bindings::types::Command,
@@ -284,9 +274,7 @@ macro_rules! export_action {
         const _: () = {
             struct __WasmstateAction;
 
-            impl $crate::bindings::action::exports::wasmstate::entity::action::Guest
-                for __WasmstateAction
-            {
+            impl $crate::bindings::action::exports::wasmstate::entity::action::Guest for __WasmstateAction {
                 fn handle(
                     command: $crate::bindings::types::Command,
                 ) -> ::core::result::Result<

@@ -131,17 +131,8 @@ pub struct Forward {
 impl Forward {
     /// A forward to command `command` of entity `entity_id` (any routing key
     /// for an action) of service `service`, with an empty payload.
-    pub fn new(
-        service: impl Into<String>,
-        entity_id: impl Into<String>,
-        command: impl Into<String>,
-    ) -> Self {
-        Self {
-            service: service.into(),
-            entity_id: entity_id.into(),
-            command: command.into(),
-            payload: Vec::new(),
-        }
+    pub fn new(service: impl Into<String>, entity_id: impl Into<String>, command: impl Into<String>) -> Self {
+        Self { service: service.into(), entity_id: entity_id.into(), command: command.into(), payload: Vec::new() }
     }
 
     call_methods!("forward payload");
@@ -176,11 +167,7 @@ impl SideEffect {
     /// An asynchronous side effect running command `command` of entity
     /// `entity_id` (any routing key for an action) of service `service`,
     /// with an empty payload.
-    pub fn new(
-        service: impl Into<String>,
-        entity_id: impl Into<String>,
-        command: impl Into<String>,
-    ) -> Self {
+    pub fn new(service: impl Into<String>, entity_id: impl Into<String>, command: impl Into<String>) -> Self {
         Self {
             service: service.into(),
             entity_id: entity_id.into(),

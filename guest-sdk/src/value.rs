@@ -74,11 +74,7 @@ pub trait ValueEntity: Default + Serialize + DeserializeOwned {
     /// [`ValueContext::effect`]; reply with a message or a
     /// [`Reply::forward`]. Returning `Err` discards the state change and
     /// every side effect added.
-    fn handle(
-        &self,
-        command: Command<'_>,
-        ctx: &mut ValueContext<'_, Self>,
-    ) -> Result<Reply, Failure>;
+    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure>;
 }
 
 /// What a command does to the stored state.
@@ -105,13 +101,7 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
     /// A context for entity `entity_id` whose state before the command is
     /// `current`, stored by the host or not.
     pub(crate) fn new(entity_id: &'a str, current: &'a E, stored: bool) -> Self {
-        Self {
-            entity_id,
-            current,
-            stored,
-            change: Change::Unchanged,
-            side_effects: Vec::new(),
-        }
+        Self { entity_id, current, stored, change: Change::Unchanged, side_effects: Vec::new() }
     }
 
     /// The id of the entity handling the command.
@@ -153,9 +143,7 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
     ///
     /// The last update or delete of a command wins.
     pub fn delete(&mut self) {
-        self.change = Change::Delete {
-            empty: E::default(),
-        };
+        self.change = Change::Delete { empty: E::default() };
     }
 
     /// Adds a side effect, run once the state change is durable.

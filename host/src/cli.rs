@@ -71,17 +71,17 @@ impl Cli {
                 client.put(&format!("/v1/services/{}", segment(&service)), bytes).await?
             }
             CliCommand::Invoke { service, entity, command, payload } => {
-                let path = format!(
-                    "/v1/services/{}/entities/{}/{}",
-                    segment(&service),
-                    segment(&entity),
-                    segment(&command)
-                );
+                let path =
+                    format!("/v1/services/{}/entities/{}/{}", segment(&service), segment(&entity), segment(&command));
                 client.post(&path, payload.unwrap_or_default().into_bytes()).await?
             }
             CliCommand::Events { service, entity, from } => {
                 client
-                    .get(&format!("/v1/services/{}/entities/{}/events?from={from}", segment(&service), segment(&entity)))
+                    .get(&format!(
+                        "/v1/services/{}/entities/{}/events?from={from}",
+                        segment(&service),
+                        segment(&entity)
+                    ))
                     .await?
             }
             CliCommand::Services { service: None } => client.get("/v1/services").await?,

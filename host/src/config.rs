@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn startup_deploys() {
         let plain = parse_deploy("cart=a/cart.wasm").unwrap();
-        assert_eq!((plain.service.as_str(), plain.path.to_str(), plain.subscriptions.len()), ("cart", Some("a/cart.wasm"), 0));
+        assert_eq!(
+            (plain.service.as_str(), plain.path.to_str(), plain.subscriptions.len()),
+            ("cart", Some("a/cart.wasm"), 0)
+        );
         let sub = parse_deploy("proj=p.wasm?subscribe=cart,orders").unwrap();
         assert_eq!(sub.subscriptions, ["cart", "orders"]);
         assert!(parse_deploy("no-equals").is_err());

@@ -125,23 +125,47 @@ impl Metrics {
         }
         let counters = [
             ("wasmstate_journal_commits_total", "Journal write transactions committed.", &self.commits),
-            ("wasmstate_journal_commit_failures_total", "Journal write transactions that failed.", &self.commit_failures),
+            (
+                "wasmstate_journal_commit_failures_total",
+                "Journal write transactions that failed.",
+                &self.commit_failures,
+            ),
             ("wasmstate_journal_appends_total", "Commands whose events were committed.", &self.committed_appends),
             ("wasmstate_journal_events_total", "Events committed.", &self.committed_events),
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
             ("wasmstate_outbox_delivered_total", "Asynchronous side effects delivered.", &self.outbox_delivered),
-            ("wasmstate_outbox_retries_total", "Failed side-effect deliveries that will be retried.", &self.outbox_retries),
-            ("wasmstate_outbox_dropped_total", "Side effects dropped: refused, or out of attempts.", &self.outbox_dropped),
-            ("wasmstate_subscription_events_delivered_total", "Events delivered to subscribers.", &self.events_delivered),
-            ("wasmstate_subscription_failures_total", "Failed event deliveries to subscribers.", &self.event_delivery_failures),
+            (
+                "wasmstate_outbox_retries_total",
+                "Failed side-effect deliveries that will be retried.",
+                &self.outbox_retries,
+            ),
+            (
+                "wasmstate_outbox_dropped_total",
+                "Side effects dropped: refused, or out of attempts.",
+                &self.outbox_dropped,
+            ),
+            (
+                "wasmstate_subscription_events_delivered_total",
+                "Events delivered to subscribers.",
+                &self.events_delivered,
+            ),
+            (
+                "wasmstate_subscription_failures_total",
+                "Failed event deliveries to subscribers.",
+                &self.event_delivery_failures,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
         }
         let gauges = [
             ("wasmstate_active_entities", "Entities held in memory.", self.active_entities()),
-            ("wasmstate_outbox_pending", "Asynchronous side effects waiting in the outbox.", self.outbox_pending.load(Relaxed)),
+            (
+                "wasmstate_outbox_pending",
+                "Asynchronous side effects waiting in the outbox.",
+                self.outbox_pending.load(Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

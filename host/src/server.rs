@@ -33,7 +33,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let (stop, shutdown) = watch::channel(false);
     let state = open(&config, shutdown).await?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     for service in state.services.list() {
         println!("deployed {} ({}, version {})", service.service, service.kind, service.version);
@@ -109,7 +110,8 @@ pub async fn open_with_database(
     );
     outbox::spawn(entities.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
     spawn_idempotency_sweeper(journal.clone());
-    let subscriptions = Subscriptions::new(entities.clone(), journal.clone(), services.clone(), runtime, metrics.clone());
+    let subscriptions =
+        Subscriptions::new(entities.clone(), journal.clone(), services.clone(), runtime, metrics.clone());
     subscriptions.sync();
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
     let tokens = Tokens { admin: config.admin_token.clone(), invoke: config.invoke_token.clone() };

@@ -184,7 +184,9 @@ impl Services {
         let one_at_a_time = self.deploying.clone().lock_owned().await;
         let digest = hex(&Sha256::digest(&bytes));
         let latest = self.history.read().unwrap().get(name).and_then(|v| v.last().cloned());
-        if skip_same && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions) {
+        if skip_same
+            && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions)
+        {
             return Ok(latest.clone());
         }
         let this = self.clone();
@@ -202,7 +204,9 @@ impl Services {
                 )));
             }
             if !subscriptions.is_empty() && entity.kind() != EntityKind::Action {
-                return Err(DeployError::Conflict(format!("only an action can subscribe to events, not a {kind} service")));
+                return Err(DeployError::Conflict(format!(
+                    "only an action can subscribe to events, not a {kind} service"
+                )));
             }
             let meta = VersionMeta {
                 service: name,

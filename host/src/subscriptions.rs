@@ -145,10 +145,8 @@ impl Subscriptions {
         let effects = match pending {
             Some(effects) => effects,
             None => {
-                let service = self
-                    .services
-                    .get(subscriber)
-                    .ok_or_else(|| InvokeError::UnknownService(subscriber.to_string()))?;
+                let service =
+                    self.services.get(subscriber).ok_or_else(|| InvokeError::UnknownService(subscriber.to_string()))?;
                 let event = SubscribedEvent {
                     service: source.to_string(),
                     entity_id: entry.entity.clone(),

@@ -35,11 +35,7 @@ impl Target {
     /// `from`.
     pub fn effect(self, from: &str) -> SideEffect {
         let effect = SideEffect::new(self.service, self.id, "Call").json(&Call::from(from));
-        if self.synchronous {
-            effect.synchronous()
-        } else {
-            effect
-        }
+        if self.synchronous { effect.synchronous() } else { effect }
     }
 }
 
@@ -51,9 +47,7 @@ pub struct Call {
 
 impl From<&str> for Call {
     fn from(from: &str) -> Self {
-        Self {
-            from: from.to_owned(),
-        }
+        Self { from: from.to_owned() }
     }
 }
 

@@ -80,27 +80,18 @@ impl Action for CartProjection {
         match command.name() {
             "Describe" => Ok(Reply::json(&Description {
                 subscribes_to: CART_SERVICE,
-                counter: Target {
-                    service: COUNTER_SERVICE,
-                    entity_id: ITEMS_ADDED_COUNTER,
-                },
+                counter: Target { service: COUNTER_SERVICE, entity_id: ITEMS_ADDED_COUNTER },
                 description: "Counts the items added to every shopping cart.",
             })),
             _ => Err(command.unknown()),
         }
     }
 
-    fn on_event(
-        &self,
-        event: SubscribedEvent<'_>,
-        ctx: &mut ActionContext<'_>,
-    ) -> Result<(), Failure> {
+    fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         if let CartEvent::ItemAdded { item } = event.json()? {
             ctx.effect(
                 SideEffect::new(COUNTER_SERVICE, ITEMS_ADDED_COUNTER, "Increase")
-                    .json(&Increase {
-                        value: item.quantity,
-                    })
+                    .json(&Increase { value: item.quantity })
                     .synchronous(),
             );
         }
@@ -127,10 +118,7 @@ mod tests {
         });
         assert_eq!(
             kit.on_event("shopping-cart", "cart-1", 1, event),
-            Ok(vec![
-                SideEffectCall::new("counter", "items-added", "Increase", json!({"value": 5}))
-                    .synchronous()
-            ])
+            Ok(vec![SideEffectCall::new("counter", "items-added", "Increase", json!({"value": 5})).synchronous()])
         );
     }
 
@@ -138,30 +126,17 @@ mod tests {
     fn ignores_other_events() {
         let kit = ActionTestKit::<CartProjection>::new();
         let removed = json!({"type": "ItemRemoved", "productId": "A14362347"});
-        assert_eq!(
-            kit.on_event("shopping-cart", "cart-1", 2, removed),
-            Ok(vec![])
-        );
+        assert_eq!(kit.on_event("shopping-cart", "cart-1", 2, removed), Ok(vec![]));
         let unknown = json!({"type": "CheckedOut", "at": 17});
-        assert_eq!(
-            kit.on_event("shopping-cart", "cart-1", 3, unknown),
-            Ok(vec![])
-        );
+        assert_eq!(kit.on_event("shopping-cart", "cart-1", 3, unknown), Ok(vec![]));
     }
 
     #[test]
     fn fails_on_an_event_that_is_not_json() {
         let kit = ActionTestKit::<CartProjection>::new();
-        let failure = kit
-            .on_event_raw("shopping-cart", "cart-1", 4, b"\x00garbage")
-            .unwrap_err();
+        let failure = kit.on_event_raw("shopping-cart", "cart-1", 4, b"\x00garbage").unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert!(
-            failure
-                .message()
-                .starts_with("event 4 of shopping-cart/cart-1 could not be decoded: "),
-            "{failure}"
-        );
+        assert!(failure.message().starts_with("event 4 of shopping-cart/cart-1 could not be decoded: "), "{failure}");
     }
 
     #[test]
@@ -169,10 +144,7 @@ mod tests {
         let kit = ActionTestKit::<CartProjection>::new();
         let description = kit.handle("Describe", ()).unwrap();
         assert_eq!(description["subscribesTo"], "shopping-cart");
-        assert_eq!(
-            description["counter"],
-            json!({"service": "counter", "entityId": "items-added"})
-        );
+        assert_eq!(description["counter"], json!({"service": "counter", "entityId": "items-added"}));
         let failure = kit.handle("AddItem", json!({})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::UnknownCommand);
         assert_eq!(failure.message(), "unknown command \"AddItem\"");

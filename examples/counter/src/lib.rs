@@ -43,15 +43,11 @@ struct Change {
 /// Checks a change by `value` named `command` whose result would be `new_value`.
 fn validate(command: &str, value: i64, new_value: Option<i64>) -> Result<(), Failure> {
     if value < 0 {
-        return Err(Failure::rejected(format!(
-            "{command} requires a positive value. It was [{value}]."
-        )));
+        return Err(Failure::rejected(format!("{command} requires a positive value. It was [{value}].")));
     }
     match new_value {
         Some(_) => Ok(()),
-        None => Err(Failure::rejected(format!(
-            "{command} by {value} would overflow the counter."
-        ))),
+        None => Err(Failure::rejected(format!("{command} by {value} would overflow the counter."))),
     }
 }
 
@@ -99,18 +95,9 @@ mod tests {
     fn increases_and_decreases() {
         let mut kit = TestKit::<Counter>::new("counter-1");
         assert_eq!(kit.handle("Get", ()), Ok(json!({"value": 0})));
-        assert_eq!(
-            kit.handle("Increase", json!({"value": 2})),
-            Ok(json!({"value": 2}))
-        );
-        assert_eq!(
-            kit.handle("Increase", json!({"value": 40})),
-            Ok(json!({"value": 42}))
-        );
-        assert_eq!(
-            kit.handle("Decrease", json!({"value": 50})),
-            Ok(json!({"value": -8}))
-        );
+        assert_eq!(kit.handle("Increase", json!({"value": 2})), Ok(json!({"value": 2})));
+        assert_eq!(kit.handle("Increase", json!({"value": 40})), Ok(json!({"value": 42})));
+        assert_eq!(kit.handle("Decrease", json!({"value": 50})), Ok(json!({"value": -8})));
         assert_eq!(kit.handle("Get", json!({})), Ok(json!({"value": -8})));
         assert_eq!(
             kit.events_json(),
@@ -128,15 +115,9 @@ mod tests {
         let mut kit = TestKit::<Counter>::new("counter-1");
         let failure = kit.handle("Increase", json!({"value": -1})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            failure.message(),
-            "Increase requires a positive value. It was [-1]."
-        );
+        assert_eq!(failure.message(), "Increase requires a positive value. It was [-1].");
         let failure = kit.handle("Decrease", json!({"value": -3})).unwrap_err();
-        assert_eq!(
-            failure.message(),
-            "Decrease requires a positive value. It was [-3]."
-        );
+        assert_eq!(failure.message(), "Decrease requires a positive value. It was [-3].");
         assert!(kit.events().is_empty());
     }
 
@@ -145,14 +126,8 @@ mod tests {
         let mut kit = TestKit::<Counter>::new("counter-1");
         kit.handle("Increase", json!({"value": i64::MAX})).unwrap();
         let failure = kit.handle("Increase", json!({"value": 1})).unwrap_err();
-        assert_eq!(
-            failure.message(),
-            "Increase by 1 would overflow the counter."
-        );
-        assert_eq!(
-            kit.handle("Decrease", json!({"value": i64::MAX})),
-            Ok(json!({"value": 0}))
-        );
+        assert_eq!(failure.message(), "Increase by 1 would overflow the counter.");
+        assert_eq!(kit.handle("Decrease", json!({"value": i64::MAX})), Ok(json!({"value": 0})));
         assert_eq!(kit.seq(), 2);
     }
 
@@ -165,9 +140,6 @@ mod tests {
             failure.message(),
             "invalid payload for command \"Increase\": missing field `value` at line 1 column 2"
         );
-        assert_eq!(
-            kit.handle("Reset", ()).unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(kit.handle("Reset", ()).unwrap_err().code(), FailureCode::UnknownCommand);
     }
 }

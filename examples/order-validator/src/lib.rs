@@ -100,11 +100,7 @@ impl PlaceOrder {
             "" => self.product_id.clone(),
             name => name.to_owned(),
         };
-        let item = AddItem {
-            product_id: self.product_id,
-            name,
-            quantity: self.quantity,
-        };
+        let item = AddItem { product_id: self.product_id, name, quantity: self.quantity };
         Ok((self.cart_id, item))
     }
 }
@@ -114,13 +110,8 @@ impl Action for OrderValidator {
         match command.name() {
             "PlaceOrder" => {
                 let (cart_id, item) = command.json::<PlaceOrder>()?.validate()?;
-                ctx.effect(
-                    SideEffect::new(COUNTER_SERVICE, ORDERS_COUNTER, "Increase")
-                        .json(&Increase { value: 1 }),
-                );
-                Ok(Reply::forward(
-                    Forward::new(CART_SERVICE, cart_id, "AddItem").json(&item),
-                ))
+                ctx.effect(SideEffect::new(COUNTER_SERVICE, ORDERS_COUNTER, "Increase").json(&Increase { value: 1 }));
+                Ok(Reply::forward(Forward::new(CART_SERVICE, cart_id, "AddItem").json(&item)))
             }
             _ => Err(command.unknown()),
         }
@@ -162,12 +153,7 @@ mod tests {
                     "AddItem",
                     json!({"productId": "A14362347", "name": "Deluxe", "quantity": 5}),
                 )),
-                side_effects: vec![SideEffectCall::new(
-                    "counter",
-                    "orders",
-                    "Increase",
-                    json!({"value": 1})
-                )],
+                side_effects: vec![SideEffectCall::new("counter", "orders", "Increase", json!({"value": 1}))],
             })
         );
     }
@@ -179,16 +165,14 @@ mod tests {
             json!({"cartId": "c", "productId": "B1", "quantity": 1}),
         ] {
             let forward = place(order).unwrap().forward.unwrap();
-            assert_eq!(
-                forward.payload,
-                json!({"productId": "B1", "name": "B1", "quantity": 1})
-            );
+            assert_eq!(forward.payload, json!({"productId": "B1", "name": "B1", "quantity": 1}));
         }
     }
 
     #[test]
     fn rejects_bad_ids() {
-        let order = |cart: &str, product: &str| json!({"cartId": cart, "productId": product, "name": "x", "quantity": 1});
+        let order =
+            |cart: &str, product: &str| json!({"cartId": cart, "productId": product, "name": "x", "quantity": 1});
         assert_eq!(rejection(order("", "A1")), "cartId must not be empty.");
         assert_eq!(rejection(order(" ", "A1")), "cartId must not be empty.");
         assert_eq!(rejection(order("c", "")), "productId must not be empty.");
@@ -219,13 +203,8 @@ mod tests {
     #[test]
     fn reports_bad_commands() {
         let kit = ActionTestKit::<OrderValidator>::new();
-        let failure = kit
-            .handle_outcome("PlaceOrder", json!({"cartId": "c"}))
-            .unwrap_err();
+        let failure = kit.handle_outcome("PlaceOrder", json!({"cartId": "c"})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert_eq!(
-            kit.handle("CancelOrder", ()).unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(kit.handle("CancelOrder", ()).unwrap_err().code(), FailureCode::UnknownCommand);
     }
 }

@@ -70,19 +70,11 @@ impl EventSourcedEntity for ShoppingCart {
 
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::ItemAdded { item } => {
-                match self
-                    .items
-                    .iter_mut()
-                    .find(|line| line.product_id == item.product_id)
-                {
-                    Some(line) => line.quantity = line.quantity.saturating_add(item.quantity),
-                    None => self.items.push(item.clone()),
-                }
-            }
-            Event::ItemRemoved { product_id } => {
-                self.items.retain(|line| line.product_id != *product_id)
-            }
+            Event::ItemAdded { item } => match self.items.iter_mut().find(|line| line.product_id == item.product_id) {
+                Some(line) => line.quantity = line.quantity.saturating_add(item.quantity),
+                None => self.items.push(item.clone()),
+            },
+            Event::ItemRemoved { product_id } => self.items.retain(|line| line.product_id != *product_id),
         }
     }
 
@@ -133,16 +125,8 @@ mod tests {
 
     use super::*;
 
-    fn add(
-        kit: &mut TestKit<ShoppingCart>,
-        product_id: &str,
-        name: &str,
-        quantity: i32,
-    ) -> Result<Value, Failure> {
-        kit.handle(
-            "AddItem",
-            json!({"productId": product_id, "name": name, "quantity": quantity}),
-        )
+    fn add(kit: &mut TestKit<ShoppingCart>, product_id: &str, name: &str, quantity: i32) -> Result<Value, Failure> {
+        kit.handle("AddItem", json!({"productId": product_id, "name": name, "quantity": quantity}))
     }
 
     #[test]
@@ -161,10 +145,7 @@ mod tests {
             ]}))
         );
 
-        assert_eq!(
-            kit.handle("RemoveItem", json!({"productId": "A14362347"})),
-            Ok(json!({}))
-        );
+        assert_eq!(kit.handle("RemoveItem", json!({"productId": "A14362347"})), Ok(json!({})));
         assert_eq!(
             kit.handle("GetCart", ()),
             Ok(json!({"items": [{"productId": "B14623482", "name": "Basic", "quantity": 1}]}))
@@ -172,35 +153,18 @@ mod tests {
 
         let failure = add(&mut kit, "A14362347", "Deluxe", 0).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            failure.message(),
-            "Quantity for item A14362347 must be greater than zero."
-        );
-        let failure = kit
-            .handle("RemoveItem", json!({"productId": "A14362347"}))
-            .unwrap_err();
+        assert_eq!(failure.message(), "Quantity for item A14362347 must be greater than zero.");
+        let failure = kit.handle("RemoveItem", json!({"productId": "A14362347"})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            failure.message(),
-            "Cannot remove item A14362347 because it is not in the cart."
-        );
+        assert_eq!(failure.message(), "Cannot remove item A14362347 because it is not in the cart.");
 
         assert_eq!(kit.seq(), 4);
         assert_eq!(
             kit.events_json(),
             [
-                (
-                    1,
-                    json!({"type": "ItemAdded", "item": {"productId": "A14362347", "name": "Deluxe", "quantity": 5}})
-                ),
-                (
-                    2,
-                    json!({"type": "ItemAdded", "item": {"productId": "B14623482", "name": "Basic", "quantity": 1}})
-                ),
-                (
-                    3,
-                    json!({"type": "ItemAdded", "item": {"productId": "A14362347", "name": "Deluxe", "quantity": 2}})
-                ),
+                (1, json!({"type": "ItemAdded", "item": {"productId": "A14362347", "name": "Deluxe", "quantity": 5}})),
+                (2, json!({"type": "ItemAdded", "item": {"productId": "B14623482", "name": "Basic", "quantity": 1}})),
+                (3, json!({"type": "ItemAdded", "item": {"productId": "A14362347", "name": "Deluxe", "quantity": 2}})),
                 (4, json!({"type": "ItemRemoved", "productId": "A14362347"})),
             ]
         );
@@ -212,35 +176,17 @@ mod tests {
         for (id, quantity) in [("c", 1), ("a", 2), ("b", 3), ("a", 4)] {
             add(&mut kit, id, id, quantity).unwrap();
         }
-        let ids: Vec<_> = kit
-            .state()
-            .items
-            .into_iter()
-            .map(|item| (item.product_id, item.quantity))
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                ("c".to_owned(), 1),
-                ("a".to_owned(), 6),
-                ("b".to_owned(), 3)
-            ]
-        );
+        let ids: Vec<_> = kit.state().items.into_iter().map(|item| (item.product_id, item.quantity)).collect();
+        assert_eq!(ids, [("c".to_owned(), 1), ("a".to_owned(), 6), ("b".to_owned(), 3)]);
     }
 
     #[test]
     fn rejects_negative_and_overflowing_quantities() {
         let mut kit = TestKit::<ShoppingCart>::new("cart-3");
-        assert_eq!(
-            add(&mut kit, "A1", "x", -2).unwrap_err().code(),
-            FailureCode::Rejected
-        );
+        assert_eq!(add(&mut kit, "A1", "x", -2).unwrap_err().code(), FailureCode::Rejected);
         add(&mut kit, "A1", "x", i32::MAX).unwrap();
         let failure = add(&mut kit, "A1", "x", 1).unwrap_err();
-        assert_eq!(
-            failure.message(),
-            "Quantity for item A1 would exceed 2147483647."
-        );
+        assert_eq!(failure.message(), "Quantity for item A1 would exceed 2147483647.");
         assert_eq!(kit.seq(), 1);
     }
 
@@ -249,16 +195,9 @@ mod tests {
         let mut kit = TestKit::<ShoppingCart>::new("cart-4");
         let failure = kit.handle_raw("AddItem", b"{\"productId\":").unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert!(
-            failure
-                .message()
-                .starts_with("invalid payload for command \"AddItem\": ")
-        );
+        assert!(failure.message().starts_with("invalid payload for command \"AddItem\": "));
         let failure = kit.handle("Checkout", ()).unwrap_err();
-        assert_eq!(
-            failure,
-            Failure::unknown_command("unknown command \"Checkout\"")
-        );
+        assert_eq!(failure, Failure::unknown_command("unknown command \"Checkout\""));
         assert!(kit.events().is_empty());
     }
 }

@@ -26,11 +26,7 @@ pub struct Profile {
 }
 
 impl ValueEntity for Profile {
-    fn handle(
-        &self,
-        command: Command<'_>,
-        ctx: &mut ValueContext<'_, Self>,
-    ) -> Result<Reply, Failure> {
+    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
         match command.name() {
             "Update" => {
                 let profile: Profile = command.json()?;
@@ -76,13 +72,7 @@ mod tests {
 
         let grace = json!({"name": "Grace", "email": "grace@example.com"});
         assert_eq!(kit.handle("Update", &grace), Ok(grace.clone()));
-        assert_eq!(
-            kit.state(),
-            Some(Profile {
-                name: "Grace".into(),
-                email: "grace@example.com".into()
-            })
-        );
+        assert_eq!(kit.state(), Some(Profile { name: "Grace".into(), email: "grace@example.com".into() }));
 
         assert_eq!(kit.handle("Delete", ()), Ok(json!({})));
         assert_eq!(kit.state(), None);
@@ -96,14 +86,9 @@ mod tests {
         let ada = json!({"name": "Ada", "email": "ada@example.com"});
         kit.handle("Update", &ada).unwrap();
 
-        let failure = kit
-            .handle("Update", json!({"name": "Ada", "email": "ada.example.com"}))
-            .unwrap_err();
+        let failure = kit.handle("Update", json!({"name": "Ada", "email": "ada.example.com"})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            failure.message(),
-            "Email address \"ada.example.com\" is invalid: it has no @."
-        );
+        assert_eq!(failure.message(), "Email address \"ada.example.com\" is invalid: it has no @.");
         assert_eq!(kit.state_json(), Some(ada));
     }
 
@@ -116,19 +101,14 @@ mod tests {
             failure.message(),
             "invalid payload for command \"Update\": missing field `email` at line 1 column 14"
         );
-        assert_eq!(
-            kit.handle("Rename", ()).unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(kit.handle("Rename", ()).unwrap_err().code(), FailureCode::UnknownCommand);
         assert_eq!(kit.state(), None);
     }
 
     #[test]
     fn replies_are_messages_without_side_effects() {
         let mut kit = ValueTestKit::<Profile>::new("user-4");
-        let outcome = kit
-            .handle_outcome("Update", json!({"name": "Ada", "email": "a@b"}))
-            .unwrap();
+        let outcome = kit.handle_outcome("Update", json!({"name": "Ada", "email": "a@b"})).unwrap();
         assert_eq!(outcome.reply, Some(json!({"name": "Ada", "email": "a@b"})));
         assert_eq!(outcome.forward, None);
         assert!(outcome.side_effects.is_empty());

@@ -23,10 +23,7 @@ pub struct ActionEffects {
 pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure> {
     let mut ctx = ActionContext::new(command.entity_id());
     let reply = A::default().handle(command, &mut ctx)?;
-    Ok(ActionEffects {
-        reply,
-        side_effects: ctx.into_side_effects(),
-    })
+    Ok(ActionEffects { reply, side_effects: ctx.into_side_effects() })
 }
 
 /// Handles `event` with a fresh `A::default()`, returning the side effects
@@ -63,17 +60,11 @@ mod tests {
     }
 
     impl Action for Relay {
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut ActionContext<'_>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
             match command.name() {
                 "Relay" => {
                     ctx.effect(SideEffect::new("stats", "relays", "Increase"));
-                    Ok(Reply::forward(
-                        Forward::new("target", ctx.entity_id(), "Take").payload(command.payload()),
-                    ))
+                    Ok(Reply::forward(Forward::new("target", ctx.entity_id(), "Take").payload(command.payload())))
                 }
                 "Doomed" => {
                     ctx.effect(SideEffect::new("stats", "relays", "Increase"));
@@ -83,11 +74,7 @@ mod tests {
             }
         }
 
-        fn on_event(
-            &self,
-            event: SubscribedEvent<'_>,
-            ctx: &mut ActionContext<'_>,
-        ) -> Result<(), Failure> {
+        fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
             let Tick { by } = event.json()?;
             for _ in 0..by {
                 ctx.effect(SideEffect::new("stats", ctx.entity_id(), "Tick").synchronous());
@@ -104,11 +91,7 @@ mod tests {
     struct Deaf;
 
     impl Action for Deaf {
-        fn handle(
-            &self,
-            command: Command<'_>,
-            _ctx: &mut ActionContext<'_>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
             Err(command.unknown())
         }
     }
@@ -116,26 +99,15 @@ mod tests {
     #[test]
     fn forwards_with_side_effects() {
         let effects = handle::<Relay>(Command::new("Relay", b"{\"a\":1}", "key")).unwrap();
-        assert_eq!(
-            effects.reply,
-            Reply::forward(Forward::new("target", "key", "Take").payload("{\"a\":1}"))
-        );
-        assert_eq!(
-            effects.side_effects,
-            [SideEffect::new("stats", "relays", "Increase")]
-        );
+        assert_eq!(effects.reply, Reply::forward(Forward::new("target", "key", "Take").payload("{\"a\":1}")));
+        assert_eq!(effects.side_effects, [SideEffect::new("stats", "relays", "Increase")]);
     }
 
     #[test]
     fn failure_discards_side_effects() {
         let failure = handle::<Relay>(Command::new("Doomed", b"", "key")).unwrap_err();
         assert_eq!(failure, Failure::rejected("doomed"));
-        assert_eq!(
-            handle::<Relay>(Command::new("Other", b"", "key"))
-                .unwrap_err()
-                .code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(handle::<Relay>(Command::new("Other", b"", "key")).unwrap_err().code(), FailureCode::UnknownCommand);
     }
 
     #[test]
@@ -145,17 +117,10 @@ mod tests {
         assert_eq!(on_event::<Relay>(event), Ok(vec![tick.clone(), tick]));
 
         let event = SubscribedEvent::new("clock", "e-1", 5, br#"{"by":3}"#);
-        assert_eq!(
-            on_event::<Relay>(event),
-            Err(Failure::rejected("too many ticks"))
-        );
+        assert_eq!(on_event::<Relay>(event), Err(Failure::rejected("too many ticks")));
 
         let failure = on_event::<Relay>(SubscribedEvent::new("clock", "e-1", 6, b"?")).unwrap_err();
-        assert_failure(
-            &failure,
-            FailureCode::InvalidPayload,
-            "event 6 of clock/e-1 could not be decoded: ",
-        );
+        assert_failure(&failure, FailureCode::InvalidPayload, "event 6 of clock/e-1 could not be decoded: ");
     }
 
     #[test]

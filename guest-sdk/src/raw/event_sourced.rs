@@ -36,17 +36,13 @@ pub fn handle<'a, E: EventSourcedEntity>(
     command: Command<'_>,
 ) -> Result<Effects, Failure> {
     let mut state = match snapshot {
-        Some((seq, bytes)) => serde_json::from_slice::<E>(bytes).map_err(|error| {
-            Failure::invalid_state(format!(
-                "snapshot at seq {seq} could not be decoded: {error}"
-            ))
-        })?,
+        Some((seq, bytes)) => serde_json::from_slice::<E>(bytes)
+            .map_err(|error| Failure::invalid_state(format!("snapshot at seq {seq} could not be decoded: {error}")))?,
         None => E::default(),
     };
     for (seq, bytes) in events {
-        let event = serde_json::from_slice::<E::Event>(bytes).map_err(|error| {
-            Failure::invalid_state(format!("event {seq} could not be decoded: {error}"))
-        })?;
+        let event = serde_json::from_slice::<E::Event>(bytes)
+            .map_err(|error| Failure::invalid_state(format!("event {seq} could not be decoded: {error}")))?;
         state.apply(&event);
     }
 
@@ -54,10 +50,7 @@ pub fn handle<'a, E: EventSourcedEntity>(
     let reply = state.handle(command, &mut ctx)?;
     let (events, side_effects, working) = ctx.into_parts();
     Ok(Effects {
-        events: events
-            .iter()
-            .map(|event| encode_json(event, "event"))
-            .collect(),
+        events: events.iter().map(|event| encode_json(event, "event")).collect(),
         reply,
         side_effects,
         state: encode_json(working.as_ref().unwrap_or(&state), "state"),
@@ -113,11 +106,7 @@ mod tests {
             self.total += event;
         }
 
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut Context<'_, Self>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
             match command.name() {
                 "Add" => {
                     let add: Add = command.json()?;
@@ -153,11 +142,7 @@ mod tests {
         name: &str,
         payload: &str,
     ) -> Result<Effects, Failure> {
-        handle::<Tally>(
-            snapshot,
-            events.iter().copied(),
-            Command::new(name, payload.as_bytes(), "t-1"),
-        )
+        handle::<Tally>(snapshot, events.iter().copied(), Command::new(name, payload.as_bytes(), "t-1"))
     }
 
     fn clones() -> usize {
@@ -166,13 +151,7 @@ mod tests {
 
     #[test]
     fn folds_snapshot_and_events() {
-        let effects = run(
-            Some((2, br#"{"total":10}"#)),
-            &[(3, b"5"), (4, b"-2")],
-            "Add",
-            r#"{"times":1}"#,
-        )
-        .unwrap();
+        let effects = run(Some((2, br#"{"total":10}"#)), &[(3, b"5"), (4, b"-2")], "Add", r#"{"times":1}"#).unwrap();
         assert_eq!(effects.events, vec![b"1".to_vec()]);
         assert_eq!(effects.reply, Reply::raw("14"));
         assert_eq!(effects.state, br#"{"total":14}"#);
@@ -186,20 +165,13 @@ mod tests {
             assert_eq!(effects.reply, Reply::raw("0"));
         }
         assert_eq!(run(None, &[], "Unit", "").unwrap().reply, Reply::empty());
-        assert_eq!(
-            run(None, &[], "Unit", "null").unwrap().reply,
-            Reply::empty()
-        );
+        assert_eq!(run(None, &[], "Unit", "null").unwrap().reply, Reply::empty());
     }
 
     #[test]
     fn bad_json_is_an_invalid_payload() {
         let failure = run(None, &[], "Add", r#"{"by":"x"}"#).unwrap_err();
-        assert_failure(
-            &failure,
-            FailureCode::InvalidPayload,
-            "invalid payload for command \"Add\": invalid type",
-        );
+        assert_failure(&failure, FailureCode::InvalidPayload, "invalid payload for command \"Add\": invalid type");
         let failure = run(None, &[], "Add", "{").unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
         assert!(failure.message().contains("EOF"), "{failure}");
@@ -220,9 +192,7 @@ mod tests {
     #[test]
     fn side_effects_are_returned_in_order() {
         let effects = run(None, &[], "Add", r#"{"times":1,"effects":2}"#).unwrap();
-        let expected: Vec<_> = (0..2)
-            .map(|n| SideEffect::new("audit", "t-1", "Record").json(&n))
-            .collect();
+        let expected: Vec<_> = (0..2).map(|n| SideEffect::new("audit", "t-1", "Record").json(&n)).collect();
         assert_eq!(effects.side_effects, expected);
         assert!(effects.side_effects.iter().all(|e| !e.is_synchronous()));
     }
@@ -230,16 +200,10 @@ mod tests {
     #[test]
     fn forward_reply_keeps_events_and_side_effects() {
         let effects = run(None, &[(1, b"4")], "Forward", "").unwrap();
-        assert_eq!(
-            effects.reply,
-            Reply::forward(Forward::new("other", "o-1", "Take").payload("5"))
-        );
+        assert_eq!(effects.reply, Reply::forward(Forward::new("other", "o-1", "Take").payload("5")));
         assert_eq!(effects.reply.as_message(), None);
         assert_eq!(effects.events, vec![b"1".to_vec()]);
-        assert_eq!(
-            effects.side_effects,
-            [SideEffect::new("audit", "all", "Forwarded").synchronous()]
-        );
+        assert_eq!(effects.side_effects, [SideEffect::new("audit", "all", "Forwarded").synchronous()]);
         assert_eq!(effects.state, br#"{"total":5}"#);
     }
 
@@ -265,17 +229,9 @@ mod tests {
     #[test]
     fn undecodable_snapshot_or_event_is_invalid_state() {
         let failure = run(Some((7, b"[]")), &[], "Add", "").unwrap_err();
-        assert_failure(
-            &failure,
-            FailureCode::InvalidState,
-            "snapshot at seq 7 could not be decoded: ",
-        );
+        assert_failure(&failure, FailureCode::InvalidState, "snapshot at seq 7 could not be decoded: ");
 
         let failure = run(None, &[(1, b"1"), (2, b"\"two\"")], "Add", "").unwrap_err();
-        assert_failure(
-            &failure,
-            FailureCode::InvalidState,
-            "event 2 could not be decoded: ",
-        );
+        assert_failure(&failure, FailureCode::InvalidState, "event 2 could not be decoded: ");
     }
 }

@@ -34,24 +34,16 @@ pub struct ValueEffects {
 /// # Panics
 ///
 /// If the handler panics, or if the new state cannot be encoded as JSON.
-pub fn handle<E: ValueEntity>(
-    state: Option<&[u8]>,
-    command: Command<'_>,
-) -> Result<ValueEffects, Failure> {
+pub fn handle<E: ValueEntity>(state: Option<&[u8]>, command: Command<'_>) -> Result<ValueEffects, Failure> {
     let current = match state {
-        Some(bytes) => serde_json::from_slice::<E>(bytes).map_err(|error| {
-            Failure::invalid_state(format!("state could not be decoded: {error}"))
-        })?,
+        Some(bytes) => serde_json::from_slice::<E>(bytes)
+            .map_err(|error| Failure::invalid_state(format!("state could not be decoded: {error}")))?,
         None => E::default(),
     };
     let mut ctx = ValueContext::new(command.entity_id(), &current, state.is_some());
     let reply = current.handle(command, &mut ctx)?;
     let (state, side_effects) = ctx.into_parts();
-    Ok(ValueEffects {
-        reply,
-        state,
-        side_effects,
-    })
+    Ok(ValueEffects { reply, state, side_effects })
 }
 
 #[cfg(test)]
@@ -79,11 +71,7 @@ mod tests {
     }
 
     impl ValueEntity for Tags {
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut ValueContext<'_, Self>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
             match command.name() {
                 "Steps" => {
                     for step in command.json::<Vec<Step>>()? {
@@ -98,24 +86,17 @@ mod tests {
                             Step::Fail => return Err(Failure::rejected("asked to fail")),
                         }
                     }
-                    Ok(Reply::json(
-                        &json!({"exists": ctx.exists(), "state": ctx.state()}),
-                    ))
+                    Ok(Reply::json(&json!({"exists": ctx.exists(), "state": ctx.state()})))
                 }
                 "Before" => Ok(Reply::json(&json!({"exists": ctx.exists(), "state": self}))),
-                "Forward" => Ok(Reply::forward(
-                    Forward::new("other", ctx.entity_id(), "Take").json(self),
-                )),
+                "Forward" => Ok(Reply::forward(Forward::new("other", ctx.entity_id(), "Take").json(self))),
                 _ => Err(command.unknown()),
             }
         }
     }
 
     fn run(state: Option<&str>, name: &str, payload: &str) -> Result<ValueEffects, Failure> {
-        handle::<Tags>(
-            state.map(str::as_bytes),
-            Command::new(name, payload.as_bytes(), "v-1"),
-        )
+        handle::<Tags>(state.map(str::as_bytes), Command::new(name, payload.as_bytes(), "v-1"))
     }
 
     fn reply(effects: &ValueEffects) -> serde_json::Value {
@@ -125,60 +106,27 @@ mod tests {
     #[test]
     fn no_state_is_the_default_and_does_not_exist() {
         let effects = run(None, "Before", "").unwrap();
-        assert_eq!(
-            reply(&effects),
-            json!({"exists": false, "state": {"tags": []}})
-        );
+        assert_eq!(reply(&effects), json!({"exists": false, "state": {"tags": []}}));
         assert_eq!(effects.state, StateChange::Unchanged);
         let effects = run(Some(r#"{"tags":["a"]}"#), "Before", "").unwrap();
-        assert_eq!(
-            reply(&effects),
-            json!({"exists": true, "state": {"tags": ["a"]}})
-        );
+        assert_eq!(reply(&effects), json!({"exists": true, "state": {"tags": ["a"]}}));
     }
 
     #[test]
     fn updates_replace_the_state_and_the_last_wins() {
-        let effects = run(
-            Some(r#"{"tags":["a"]}"#),
-            "Steps",
-            r#"[{"add":"b"},{"add":"c"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            effects.state,
-            StateChange::Update(br#"{"tags":["a","b","c"]}"#.to_vec())
-        );
-        assert_eq!(
-            reply(&effects),
-            json!({"exists": true, "state": {"tags": ["a", "b", "c"]}})
-        );
+        let effects = run(Some(r#"{"tags":["a"]}"#), "Steps", r#"[{"add":"b"},{"add":"c"}]"#).unwrap();
+        assert_eq!(effects.state, StateChange::Update(br#"{"tags":["a","b","c"]}"#.to_vec()));
+        assert_eq!(reply(&effects), json!({"exists": true, "state": {"tags": ["a", "b", "c"]}}));
     }
 
     #[test]
     fn delete_then_update_updates_and_update_then_delete_deletes() {
-        let effects = run(
-            Some(r#"{"tags":["a"]}"#),
-            "Steps",
-            r#"["delete",{"add":"z"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            effects.state,
-            StateChange::Update(br#"{"tags":["z"]}"#.to_vec())
-        );
+        let effects = run(Some(r#"{"tags":["a"]}"#), "Steps", r#"["delete",{"add":"z"}]"#).unwrap();
+        assert_eq!(effects.state, StateChange::Update(br#"{"tags":["z"]}"#.to_vec()));
 
-        let effects = run(
-            Some(r#"{"tags":["a"]}"#),
-            "Steps",
-            r#"[{"add":"b"},"delete"]"#,
-        )
-        .unwrap();
+        let effects = run(Some(r#"{"tags":["a"]}"#), "Steps", r#"[{"add":"b"},"delete"]"#).unwrap();
         assert_eq!(effects.state, StateChange::Delete);
-        assert_eq!(
-            reply(&effects),
-            json!({"exists": false, "state": {"tags": []}})
-        );
+        assert_eq!(reply(&effects), json!({"exists": false, "state": {"tags": []}}));
 
         let effects = run(None, "Steps", r#"["delete"]"#).unwrap();
         assert_eq!(effects.state, StateChange::Delete);
@@ -187,10 +135,7 @@ mod tests {
     #[test]
     fn side_effects_are_returned_and_failure_discards_everything() {
         let effects = run(None, "Steps", r#"["effect",{"add":"a"},"effect"]"#).unwrap();
-        assert_eq!(
-            effects.side_effects,
-            vec![SideEffect::new("log", "tags", "Log"); 2]
-        );
+        assert_eq!(effects.side_effects, vec![SideEffect::new("log", "tags", "Log"); 2]);
 
         let failure = run(None, "Steps", r#"[{"add":"a"},"effect","fail"]"#).unwrap_err();
         assert_eq!(failure, Failure::rejected("asked to fail"));
@@ -199,24 +144,14 @@ mod tests {
     #[test]
     fn forward_reply() {
         let effects = run(Some(r#"{"tags":["a"]}"#), "Forward", "").unwrap();
-        assert_eq!(
-            effects.reply,
-            Reply::forward(Forward::new("other", "v-1", "Take").payload(r#"{"tags":["a"]}"#))
-        );
+        assert_eq!(effects.reply, Reply::forward(Forward::new("other", "v-1", "Take").payload(r#"{"tags":["a"]}"#)));
         assert_eq!(effects.state, StateChange::Unchanged);
     }
 
     #[test]
     fn undecodable_state_is_invalid_state() {
         let failure = run(Some("[1]"), "Before", "").unwrap_err();
-        assert_failure(
-            &failure,
-            FailureCode::InvalidState,
-            "state could not be decoded: ",
-        );
-        assert_eq!(
-            run(None, "Nope", "").unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_failure(&failure, FailureCode::InvalidState, "state could not be decoded: ");
+        assert_eq!(run(None, "Nope", "").unwrap_err().code(), FailureCode::UnknownCommand);
     }
 }

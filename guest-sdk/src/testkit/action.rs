@@ -42,10 +42,7 @@ impl<A: Action> Default for ActionTestKit<A> {
 impl<A: Action> ActionTestKit<A> {
     /// A kit addressing commands to routing key `"test"`.
     pub fn new() -> Self {
-        Self {
-            entity_id: "test".to_owned(),
-            action: PhantomData,
-        }
+        Self { entity_id: "test".to_owned(), action: PhantomData }
     }
 
     /// Addresses commands to routing key `entity_id`.
@@ -113,41 +110,25 @@ mod tests {
 
     use super::ActionTestKit;
     use crate::testkit::{ForwardCall, Outcome, SideEffectCall};
-    use crate::{
-        Action, ActionContext, Command, Failure, FailureCode, Forward, Reply, SideEffect,
-        SubscribedEvent,
-    };
+    use crate::{Action, ActionContext, Command, Failure, FailureCode, Forward, Reply, SideEffect, SubscribedEvent};
 
     /// Routes `Send` to a mailbox and acknowledges `Ping`.
     #[derive(Default)]
     struct Router;
 
     impl Action for Router {
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut ActionContext<'_>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
             match command.name() {
                 "Send" => {
-                    ctx.effect(
-                        SideEffect::new("stats", "sent", "Increase").json(&json!({"value": 1})),
-                    );
-                    Ok(Reply::forward(
-                        Forward::new("mailbox", ctx.entity_id(), "Deliver")
-                            .payload(command.payload()),
-                    ))
+                    ctx.effect(SideEffect::new("stats", "sent", "Increase").json(&json!({"value": 1})));
+                    Ok(Reply::forward(Forward::new("mailbox", ctx.entity_id(), "Deliver").payload(command.payload())))
                 }
                 "Ping" => Ok(Reply::json(&json!({"pong": ctx.entity_id()}))),
                 _ => Err(command.unknown()),
             }
         }
 
-        fn on_event(
-            &self,
-            event: SubscribedEvent<'_>,
-            ctx: &mut ActionContext<'_>,
-        ) -> Result<(), Failure> {
+        fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
             let seq = event.seq();
             ctx.effect(SideEffect::new(event.service(), ctx.entity_id(), "Ack").json(&seq));
             Ok(())
@@ -161,25 +142,12 @@ mod tests {
             kit.handle_outcome("Send", json!({"text": "hi"})),
             Ok(Outcome {
                 reply: None,
-                forward: Some(ForwardCall::new(
-                    "mailbox",
-                    "box-1",
-                    "Deliver",
-                    json!({"text": "hi"})
-                )),
-                side_effects: vec![SideEffectCall::new(
-                    "stats",
-                    "sent",
-                    "Increase",
-                    json!({"value": 1})
-                )],
+                forward: Some(ForwardCall::new("mailbox", "box-1", "Deliver", json!({"text": "hi"}))),
+                side_effects: vec![SideEffectCall::new("stats", "sent", "Increase", json!({"value": 1}))],
             })
         );
         assert_eq!(kit.handle("Ping", ()), Ok(json!({"pong": "box-1"})));
-        assert_eq!(
-            kit.handle("Pong", ()).unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(kit.handle("Pong", ()).unwrap_err().code(), FailureCode::UnknownCommand);
     }
 
     #[test]
@@ -189,9 +157,6 @@ mod tests {
             kit.on_event("clock", "c-1", 9, json!({})),
             Ok(vec![SideEffectCall::new("clock", "c-1", "Ack", json!(9))])
         );
-        assert_eq!(
-            kit.on_event_raw("clock", "c-2", 1, b"").unwrap()[0].entity_id,
-            "c-2"
-        );
+        assert_eq!(kit.on_event_raw("clock", "c-2", 1, b"").unwrap()[0].entity_id, "c-2");
     }
 }

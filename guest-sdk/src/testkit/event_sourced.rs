@@ -67,29 +67,14 @@ impl<E: EventSourcedEntity> TestKit<E> {
         self
     }
 
-    command_methods!(
-        &mut self,
-        "entity",
-        "The entity's failure; the log and state are then unchanged."
-    );
+    command_methods!(&mut self, "entity", "The entity's failure; the log and state are then unchanged.");
 
     /// Runs a command and commits its events, as the host does.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let snapshot = self
-            .snapshot
-            .as_ref()
-            .map(|(seq, state)| (*seq, state.as_slice()));
+        let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
-        let events = self
-            .events
-            .iter()
-            .filter(|(seq, _)| *seq > after)
-            .map(|(seq, event)| (*seq, event.as_slice()));
-        let effects = raw::event_sourced::handle::<E>(
-            snapshot,
-            events,
-            Command::new(name, payload, &self.entity_id),
-        )?;
+        let events = self.events.iter().filter(|(seq, _)| *seq > after).map(|(seq, event)| (*seq, event.as_slice()));
+        let effects = raw::event_sourced::handle::<E>(snapshot, events, Command::new(name, payload, &self.entity_id))?;
 
         let first = self.seq() + 1;
         self.events.extend((first..).zip(effects.events));
@@ -123,18 +108,15 @@ impl<E: EventSourcedEntity> TestKit<E> {
     ///
     /// If an event does not decode, with message `expect`.
     fn decode_events<T: DeserializeOwned>(&self, expect: &str) -> Vec<(u64, T)> {
-        self.events
-            .iter()
-            .map(|(seq, bytes)| (*seq, serde_json::from_slice(bytes).expect(expect)))
-            .collect()
+        self.events.iter().map(|(seq, bytes)| (*seq, serde_json::from_slice(bytes).expect(expect))).collect()
     }
 
     /// The state the last successful command returned, decoded; the default
     /// state before any.
     pub fn state(&self) -> E {
-        self.state.as_ref().map_or_else(E::default, |bytes| {
-            serde_json::from_slice(bytes).expect("the returned state decodes")
-        })
+        self.state
+            .as_ref()
+            .map_or_else(E::default, |bytes| serde_json::from_slice(bytes).expect("the returned state decodes"))
     }
 }
 
@@ -145,9 +127,7 @@ mod tests {
 
     use super::TestKit;
     use crate::testkit::{ForwardCall, Outcome, SideEffectCall};
-    use crate::{
-        Command, Context, EventSourcedEntity, Failure, FailureCode, Forward, Reply, SideEffect,
-    };
+    use crate::{Command, Context, EventSourcedEntity, Failure, FailureCode, Forward, Reply, SideEffect};
 
     #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
     struct Log {
@@ -168,11 +148,7 @@ mod tests {
             self.lines.push(line.clone());
         }
 
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut Context<'_, Self>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
             match command.name() {
                 "Write" => {
                     let write: Write = command.json()?;
@@ -203,10 +179,7 @@ mod tests {
     }
 
     fn write(kit: &mut TestKit<Log>, lines: &[&str]) {
-        assert_eq!(
-            kit.handle("Write", json!({ "lines": lines })),
-            Ok(json!({}))
-        );
+        assert_eq!(kit.handle("Write", json!({ "lines": lines })), Ok(json!({})));
     }
 
     #[test]
@@ -215,19 +188,9 @@ mod tests {
         write(&mut kit, &["a", "b"]);
         write(&mut kit, &["c"]);
         assert_eq!(kit.seq(), 3);
-        assert_eq!(
-            kit.events(),
-            [
-                (1, "a".to_owned()),
-                (2, "b".to_owned()),
-                (3, "c".to_owned())
-            ]
-        );
+        assert_eq!(kit.events(), [(1, "a".to_owned()), (2, "b".to_owned()), (3, "c".to_owned())]);
         assert_eq!(kit.events_json()[2], (3, json!("c")));
-        assert_eq!(
-            kit.handle("Read", ()),
-            Ok(json!({ "lines": ["a", "b", "c"] }))
-        );
+        assert_eq!(kit.handle("Read", ()), Ok(json!({ "lines": ["a", "b", "c"] })));
         assert_eq!(kit.state().lines, ["a", "b", "c"]);
     }
 
@@ -235,18 +198,10 @@ mod tests {
     fn failed_commands_change_nothing() {
         let mut kit = TestKit::<Log>::new("log");
         write(&mut kit, &["a"]);
-        let failure = kit
-            .handle("Write", json!({ "lines": ["b"], "fail": true }))
-            .unwrap_err();
+        let failure = kit.handle("Write", json!({ "lines": ["b"], "fail": true })).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            kit.handle_raw("Write", b"[").unwrap_err().code(),
-            FailureCode::InvalidPayload
-        );
-        assert_eq!(
-            kit.handle("Drop", ()).unwrap_err().code(),
-            FailureCode::UnknownCommand
-        );
+        assert_eq!(kit.handle_raw("Write", b"[").unwrap_err().code(), FailureCode::InvalidPayload);
+        assert_eq!(kit.handle("Drop", ()).unwrap_err().code(), FailureCode::UnknownCommand);
         assert_eq!(kit.seq(), 1);
         assert_eq!(kit.state().lines, ["a"]);
     }
@@ -258,10 +213,7 @@ mod tests {
             write(&mut kit, &[line]);
         }
         assert_eq!(kit.snapshot.as_ref().map(|(seq, _)| *seq), Some(4));
-        assert_eq!(
-            kit.handle("Read", ()),
-            Ok(json!({ "lines": ["a", "b", "c", "d", "e"] }))
-        );
+        assert_eq!(kit.handle("Read", ()), Ok(json!({ "lines": ["a", "b", "c", "d", "e"] })));
     }
 
     #[test]
@@ -279,37 +231,25 @@ mod tests {
             kit.handle_outcome("Publish", json!({ "lines": ["b", "c"] })),
             Ok(Outcome {
                 reply: None,
-                forward: Some(ForwardCall::new(
-                    "mirror",
-                    "log",
-                    "Copy",
-                    json!({ "lines": ["a", "b", "c"] })
-                )),
+                forward: Some(ForwardCall::new("mirror", "log", "Copy", json!({ "lines": ["a", "b", "c"] }))),
                 side_effects: vec![
                     SideEffectCall::new("feed", "all", "Post", json!("b")),
                     SideEffectCall::new("feed", "all", "Post", json!("c")),
-                    SideEffectCall::new("feed", "all", "Flush", serde_json::Value::Null)
-                        .synchronous(),
+                    SideEffectCall::new("feed", "all", "Flush", serde_json::Value::Null).synchronous(),
                 ],
             })
         );
         assert_eq!(kit.seq(), 3);
         assert_eq!(
             kit.handle_outcome("Write", json!({ "lines": [] })),
-            Ok(Outcome {
-                reply: Some(json!({})),
-                forward: None,
-                side_effects: vec![],
-            })
+            Ok(Outcome { reply: Some(json!({})), forward: None, side_effects: vec![] })
         );
     }
 
     #[test]
     fn failed_forward_commits_nothing() {
         let mut kit = TestKit::<Log>::new("log");
-        let failure = kit
-            .handle_outcome("Publish", json!({ "lines": ["b"], "fail": true }))
-            .unwrap_err();
+        let failure = kit.handle_outcome("Publish", json!({ "lines": ["b"], "fail": true })).unwrap_err();
         assert_eq!(failure, Failure::rejected("asked to fail"));
         assert_eq!(kit.seq(), 0);
     }

@@ -140,12 +140,7 @@ impl ForwardCall {
         command: impl Into<String>,
         payload: Value,
     ) -> Self {
-        Self {
-            service: service.into(),
-            entity_id: entity_id.into(),
-            command: command.into(),
-            payload,
-        }
+        Self { service: service.into(), entity_id: entity_id.into(), command: command.into(), payload }
     }
 }
 
@@ -210,10 +205,7 @@ impl From<SideEffect> for SideEffectCall {
     /// If the payload is neither empty nor JSON.
     fn from(effect: SideEffect) -> Self {
         let payload = decode(&effect.payload, "side effect payload");
-        Self {
-            synchronous: effect.synchronous,
-            ..Self::new(effect.service, effect.entity_id, effect.command, payload)
-        }
+        Self { synchronous: effect.synchronous, ..Self::new(effect.service, effect.entity_id, effect.command, payload) }
     }
 }
 
@@ -224,11 +216,7 @@ impl Outcome {
             Reply::Message(bytes) => (Some(decode(&bytes, "reply")), None),
             Reply::Forward(forward) => (None, Some(forward.into())),
         };
-        Self {
-            reply,
-            forward,
-            side_effects: side_effects.into_iter().map(Into::into).collect(),
-        }
+        Self { reply, forward, side_effects: side_effects.into_iter().map(Into::into).collect() }
     }
 }
 

@@ -39,11 +39,7 @@ pub struct ValueTestKit<E> {
 impl<E: ValueEntity> ValueTestKit<E> {
     /// A kit for a fresh entity with id `entity_id` and no stored state.
     pub fn new(entity_id: impl Into<String>) -> Self {
-        Self {
-            entity_id: entity_id.into(),
-            state: None,
-            entity: PhantomData,
-        }
+        Self { entity_id: entity_id.into(), state: None, entity: PhantomData }
     }
 
     /// Stores `state` as if a previous command had written it.
@@ -56,18 +52,11 @@ impl<E: ValueEntity> ValueTestKit<E> {
         self
     }
 
-    command_methods!(
-        &mut self,
-        "entity",
-        "The entity's failure; the state is then unchanged."
-    );
+    command_methods!(&mut self, "entity", "The entity's failure; the state is then unchanged.");
 
     /// Runs a command and commits its state change, as the host does.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let effects = raw::value::handle::<E>(
-            self.state.as_deref(),
-            Command::new(name, payload, &self.entity_id),
-        )?;
+        let effects = raw::value::handle::<E>(self.state.as_deref(), Command::new(name, payload, &self.entity_id))?;
         match effects.state {
             StateChange::Unchanged => {}
             StateChange::Update(bytes) => self.state = Some(bytes),
@@ -78,16 +67,12 @@ impl<E: ValueEntity> ValueTestKit<E> {
 
     /// The stored state, decoded; `None` when none is stored.
     pub fn state(&self) -> Option<E> {
-        self.state
-            .as_ref()
-            .map(|bytes| serde_json::from_slice(bytes).expect("the stored state decodes"))
+        self.state.as_ref().map(|bytes| serde_json::from_slice(bytes).expect("the stored state decodes"))
     }
 
     /// The stored state as JSON; `None` when none is stored.
     pub fn state_json(&self) -> Option<serde_json::Value> {
-        self.state
-            .as_ref()
-            .map(|bytes| serde_json::from_slice(bytes).expect("the stored state is JSON"))
+        self.state.as_ref().map(|bytes| serde_json::from_slice(bytes).expect("the stored state is JSON"))
     }
 }
 
@@ -114,11 +99,7 @@ mod tests {
     }
 
     impl ValueEntity for Setting {
-        fn handle(
-            &self,
-            command: Command<'_>,
-            ctx: &mut ValueContext<'_, Self>,
-        ) -> Result<Reply, Failure> {
+        fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
             match command.name() {
                 "Set" => {
                     let Set { value, fail } = command.json()?;
@@ -129,9 +110,7 @@ mod tests {
                     }
                     Ok(Reply::json(ctx.state()))
                 }
-                "Get" => Ok(Reply::json(
-                    &json!({"exists": ctx.exists(), "value": self.value}),
-                )),
+                "Get" => Ok(Reply::json(&json!({"exists": ctx.exists(), "value": self.value}))),
                 "Clear" => {
                     ctx.delete();
                     Ok(Reply::empty())
@@ -144,56 +123,28 @@ mod tests {
     #[test]
     fn stores_updates_and_deletes() {
         let mut kit = ValueTestKit::<Setting>::new("colour");
-        assert_eq!(
-            kit.handle("Get", ()),
-            Ok(json!({"exists": false, "value": ""}))
-        );
+        assert_eq!(kit.handle("Get", ()), Ok(json!({"exists": false, "value": ""})));
         assert_eq!(
             kit.handle_outcome("Set", json!({"value": "red"})),
             Ok(Outcome {
                 reply: Some(json!({"value": "red"})),
                 forward: None,
-                side_effects: vec![SideEffectCall::new(
-                    "audit",
-                    "colour",
-                    "Changed",
-                    json!("red")
-                )],
+                side_effects: vec![SideEffectCall::new("audit", "colour", "Changed", json!("red"))],
             })
         );
-        assert_eq!(
-            kit.state(),
-            Some(Setting {
-                value: "red".into()
-            })
-        );
+        assert_eq!(kit.state(), Some(Setting { value: "red".into() }));
         assert_eq!(kit.state_json(), Some(json!({"value": "red"})));
-        assert_eq!(
-            kit.handle("Get", ()),
-            Ok(json!({"exists": true, "value": "red"}))
-        );
+        assert_eq!(kit.handle("Get", ()), Ok(json!({"exists": true, "value": "red"})));
         assert_eq!(kit.handle("Clear", ()), Ok(json!({})));
         assert_eq!(kit.state(), None);
     }
 
     #[test]
     fn failed_commands_change_nothing() {
-        let mut kit = ValueTestKit::<Setting>::new("colour").with_state(&Setting {
-            value: "blue".into(),
-        });
-        let failure = kit
-            .handle("Set", json!({"value": "red", "fail": true}))
-            .unwrap_err();
+        let mut kit = ValueTestKit::<Setting>::new("colour").with_state(&Setting { value: "blue".into() });
+        let failure = kit.handle("Set", json!({"value": "red", "fail": true})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::Rejected);
-        assert_eq!(
-            kit.handle_raw("Set", b"{").unwrap_err().code(),
-            FailureCode::InvalidPayload
-        );
-        assert_eq!(
-            kit.state(),
-            Some(Setting {
-                value: "blue".into()
-            })
-        );
+        assert_eq!(kit.handle_raw("Set", b"{").unwrap_err().code(), FailureCode::InvalidPayload);
+        assert_eq!(kit.state(), Some(Setting { value: "blue".into() }));
     }
 }

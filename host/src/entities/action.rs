@@ -11,7 +11,11 @@ use crate::services::Service;
 
 /// Runs one action command and commits its asynchronous side effects (and
 /// idempotency record) before answering.
-pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: InvokeRequest) -> Result<Produced, InvokeError> {
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    service: &Arc<Service>,
+    request: InvokeRequest,
+) -> Result<Produced, InvokeError> {
     let target = request.invocation;
     let key = request.idempotency_key;
     if let Some(replayed) = shared.replay(&target.service, &target.entity, key.as_ref()).await? {
@@ -33,7 +37,8 @@ pub(super) async fn run(shared: &Arc<Shared>, service: &Arc<Service>, request: I
             Err(JournalError::KeyRecorded { .. }) => {
                 let replayed = shared.replay(&target.service, &target.entity, key.as_ref()).await?;
                 // None only if the record expired in between.
-                return replayed.ok_or_else(|| InvokeError::Overloaded("the idempotency key's record just expired".into()));
+                return replayed
+                    .ok_or_else(|| InvokeError::Overloaded("the idempotency key's record just expired".into()));
             }
             committed => committed?,
         }

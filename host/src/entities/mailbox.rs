@@ -111,24 +111,28 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
     let mut carried: Option<Mail> = None;
     loop {
         let pressure = shared.mailboxes.pressure.notified();
-        let job = if let Some(job) = carried.take() { job } else { tokio::select! {
-            job = rx.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-            () = tokio::time::sleep_until(last_active + shared.config.passivate_after) => {
-                if try_retire(&shared, &key, &rx) {
-                    break;
+        let job = if let Some(job) = carried.take() {
+            job
+        } else {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(last_active + shared.config.passivate_after) => {
+                    if try_retire(&shared, &key, &rx) {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            () = pressure => {
-                if last_active.elapsed() >= MIN_IDLE_UNDER_PRESSURE && try_retire(&shared, &key, &rx) {
-                    break;
+                () = pressure => {
+                    if last_active.elapsed() >= MIN_IDLE_UNDER_PRESSURE && try_retire(&shared, &key, &rx) {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
             }
-        } };
+        };
         let mut batch = vec![job];
         // Commands without an idempotency key run back to back; a keyed one
         // runs alone, so a repeat of its key sees its committed record. Only

@@ -262,7 +262,12 @@ impl Entities {
         }
     }
 
-    async fn run_side_effect(&self, effect: Invocation, idempotency_key: Option<String>, hops: u32) -> Result<(), InvokeError> {
+    async fn run_side_effect(
+        &self,
+        effect: Invocation,
+        idempotency_key: Option<String>,
+        hops: u32,
+    ) -> Result<(), InvokeError> {
         let target = format!("{}/{}/{}", effect.service, effect.entity, effect.command);
         match self.invoke_at(InvokeRequest { invocation: effect, idempotency_key }, hops).await {
             Ok(_) => Ok(()),
@@ -335,8 +340,10 @@ impl Shared {
 /// Checks that a forward or side effect names a service and entity a
 /// request could name.
 fn check_target(service: &str, entity: &str) -> Result<(), InvokeError> {
-    validate_service_name(service).map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid service: {e}")))?;
-    validate_entity_id(entity).map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid entity: {e}")))
+    validate_service_name(service)
+        .map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid service: {e}")))?;
+    validate_entity_id(entity)
+        .map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid entity: {e}")))
 }
 
 /// Splits a guest's reply and side effects into what the host records and

@@ -46,10 +46,8 @@ pub(super) async fn prepare(
     cached: &mut Option<Cached>,
     request: InvokeRequest,
 ) -> Result<Prepared, InvokeError> {
-    let service = shared
-        .services
-        .get(&key.service)
-        .ok_or_else(|| InvokeError::UnknownService(key.service.to_string()))?;
+    let service =
+        shared.services.get(&key.service).ok_or_else(|| InvokeError::UnknownService(key.service.to_string()))?;
     let idempotency_key = request.idempotency_key;
     if let Some(replayed) = shared.replay(&key.service, &key.entity, idempotency_key.as_ref()).await? {
         return Ok(Prepared { commit: None, produced: replayed });
@@ -151,7 +149,10 @@ async fn value(
 }
 
 /// Loads a cold event-sourced entity's latest snapshot and the events after it.
-async fn load_events(shared: &Arc<Shared>, key: &EntityKey) -> Result<(Option<Snapshot>, Vec<Event>, u64), InvokeError> {
+async fn load_events(
+    shared: &Arc<Shared>,
+    key: &EntityKey,
+) -> Result<(Option<Snapshot>, Vec<Event>, u64), InvokeError> {
     let journal = shared.journal.clone();
     let (service, entity) = (key.service.clone(), key.entity.clone());
     let history = blocking(move || journal.load_entity(&service, &entity)).await??;

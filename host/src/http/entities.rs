@@ -11,8 +11,8 @@ use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 use crate::entities::InvokeRequest;
 use crate::journal::{EntityPosition, Invocation, StoredEvent};
-use crate::runtime::EntityKind;
 use crate::names::{validate_entity_id, validate_service_name};
+use crate::runtime::EntityKind;
 
 /// The longest command name accepted.
 const MAX_COMMAND_NAME: usize = 128;

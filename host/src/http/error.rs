@@ -81,17 +81,17 @@ impl From<InvokeError> for ApiError {
         let message = error.to_string();
         match error {
             InvokeError::UnknownService(service) => Self::unknown_service(&service),
-            InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => Self {
-                retry_after_secs: Some(1),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-            },
+            InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => {
+                Self { retry_after_secs: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
+            }
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),
             InvokeError::SideEffectFailed { target, source } => {
                 // The cause as its own reply would put it, internals logged.
                 let cause = Self::from(*source).message;
-                let message = format!("the command was committed, but its synchronous side effect {target} failed: {cause}");
+                let message =
+                    format!("the command was committed, but its synchronous side effect {target} failed: {cause}");
                 Self::new(StatusCode::BAD_GATEWAY, "side_effect_failed", message)
             }
             InvokeError::Failed(failure) => {
@@ -107,7 +107,9 @@ impl From<InvokeError> for ApiError {
             InvokeError::Guest(GuestError::MemoryLimit(_)) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "memory_limit", message)
             }
-            InvokeError::Guest(GuestError::Trap(_)) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", message),
+            InvokeError::Guest(GuestError::Trap(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", message)
+            }
             InvokeError::Journal(e) => Self::internal(e),
             InvokeError::Internal(e) => Self::internal(e),
         }

@@ -19,9 +19,9 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
-use tokio::sync::watch;
 pub use auth::Tokens;
 pub use error::ApiError;
+use tokio::sync::watch;
 
 /// The largest request bodies accepted.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +99,11 @@ pub fn app(state: AppState) -> Router {
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(from_fn(close_after_refused_body))
         .with_state(state)
@@ -109,10 +113,14 @@ pub fn app(state: AppState) -> Router {
 /// A refusal (401, 404, 413, ...) often leaves the body unread, so the server
 /// cannot reuse the connection; saying so keeps a client from sending its
 /// next request on a connection that is about to close.
-async fn close_after_refused_body(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn close_after_refused_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let headers = request.headers();
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let has_body = declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
     let mut response = next.run(request).await;
     if has_body && (response.status().is_client_error() || response.status().is_server_error()) {

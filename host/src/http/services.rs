@@ -51,11 +51,7 @@ pub async fn describe(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
 ) -> Result<Json<ServiceInfo>, ApiError> {
-    state
-        .services
-        .describe(&service)
-        .map(Json)
-        .ok_or_else(|| ApiError::unknown_service(&service))
+    state.services.describe(&service).map(Json).ok_or_else(|| ApiError::unknown_service(&service))
 }
 
 /// Deletes a service: every version goes, so invocations answer 404; its

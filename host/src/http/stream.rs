@@ -35,7 +35,12 @@ struct Follow {
 }
 
 /// The live stream of one entity's events from seq `from`.
-pub fn follow(state: &AppState, service: String, entity: String, from: u64) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+pub fn follow(
+    state: &AppState,
+    service: String,
+    entity: String,
+    from: u64,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let follow = Follow {
         commits: state.journal.subscribe(),
         journal: state.journal.clone(),
@@ -65,7 +70,8 @@ impl Follow {
             if *self.shutdown.borrow() {
                 return None;
             }
-            let (journal, service, entity, next) = (self.journal.clone(), self.service.clone(), self.entity.clone(), self.next);
+            let (journal, service, entity, next) =
+                (self.journal.clone(), self.service.clone(), self.entity.clone(), self.next);
             match tokio::task::spawn_blocking(move || journal.events(&service, &entity, next, PAGE)).await {
                 Ok(Ok(events)) if !events.is_empty() => {
                     self.buffer.extend(events);

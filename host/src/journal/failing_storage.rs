@@ -21,11 +21,7 @@ impl FailingStorage {
     }
 
     fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(std::io::Error::other("injected disk failure"))
-        } else {
-            Ok(())
-        }
+        if self.failing.load(Ordering::SeqCst) { Err(std::io::Error::other("injected disk failure")) } else { Ok(()) }
     }
 }
 

@@ -28,8 +28,8 @@ pub use failing_storage::FailingStorage;
 pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedOutcome, RecordedReply};
 use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
 use tokio::sync::{Notify, broadcast};
-pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
 use writer::Signals;
+pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
 
 /// The wall-clock time the journal's records speak in (when an idempotency
 /// record expires, when an outbox entry is due): ms since the Unix epoch.
@@ -278,7 +278,8 @@ impl Journal {
             let mut versions = txn.open_table(VERSIONS)?;
             let mut components = txn.open_table(COMPONENTS)?;
             let range = (service, 0)..=(service, u32::MAX);
-            let keys: Vec<u32> = versions.range(range.clone())?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+            let keys: Vec<u32> =
+                versions.range(range.clone())?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
             for version in &keys {
                 versions.remove((service, *version))?;
                 components.remove((service, *version))?;

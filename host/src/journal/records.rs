@@ -153,7 +153,12 @@ mod tests {
     use super::*;
 
     fn invocation(service: &str, entity: &str, payload: &[u8]) -> Invocation {
-        Invocation { service: service.into(), entity: entity.into(), command: "AddItem".into(), payload: payload.to_vec() }
+        Invocation {
+            service: service.into(),
+            entity: entity.into(),
+            command: "AddItem".into(),
+            payload: payload.to_vec(),
+        }
     }
 
     #[test]
@@ -164,7 +169,11 @@ mod tests {
             RecordedReply::Forward(invocation("cart", "ü/..", &[0, 1, 2, 255])),
             RecordedReply::Forward(invocation("", "", b"")),
         ];
-        let effects = [vec![], vec![invocation("counter", "c", b"{}")], vec![invocation("a", "b", b""), invocation("c", "d", &[2])]];
+        let effects = [
+            vec![],
+            vec![invocation("counter", "c", b"{}")],
+            vec![invocation("a", "b", b""), invocation("c", "d", &[2])],
+        ];
         for reply in &replies {
             for synchronous in &effects {
                 let outcome = RecordedOutcome { synchronous: synchronous.clone(), reply: reply.clone() };
@@ -181,7 +190,8 @@ mod tests {
     fn a_reply_alone_is_encoded_as_before_side_effects_were_recorded() {
         let message = RecordedOutcome { synchronous: vec![], reply: RecordedReply::Message(b"hi".to_vec()) };
         assert_eq!(message.encode(), b"\0hi");
-        let forward = RecordedOutcome { synchronous: vec![], reply: RecordedReply::Forward(invocation("s", "e", b"p")) };
+        let forward =
+            RecordedOutcome { synchronous: vec![], reply: RecordedReply::Forward(invocation("s", "e", b"p")) };
         assert_eq!(forward.encode(), b"\x01\x01\0\0\0s\x01\0\0\0e\x07\0\0\0AddItemp");
     }
 }

@@ -11,8 +11,7 @@ use super::Invocation;
 pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
 
 /// The latest snapshot per entity: (service, entity) → (seq, state).
-pub const SNAPSHOTS: TableDefinition<(&str, &str), (u64, &[u8])> =
-    TableDefinition::new("snapshots");
+pub const SNAPSHOTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("snapshots");
 
 /// Deployed component bytes: (service, version) → component.
 pub const COMPONENTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("components");

@@ -292,7 +292,11 @@ async fn a_live_idempotency_key_is_recorded_once() {
     let second = journal.commit(keyed(u64::MAX, "second")).await;
     assert!(matches!(second, Err(JournalError::KeyRecorded { .. })), "{second:?}");
     let (due, _) = journal.outbox_due(u64::MAX, 10).unwrap();
-    assert_eq!(due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(), ["first"], "the second wrote nothing");
+    assert_eq!(
+        due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(),
+        ["first"],
+        "the second wrote nothing"
+    );
 
     // An expired record no longer holds its key.
     let (_dir, journal) = self::journal();

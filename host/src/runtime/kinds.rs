@@ -9,8 +9,8 @@ use wasmtime::component::{Instance, InstancePre};
 use super::bindings::{action_iface, event_sourced_iface, value_iface};
 use super::idle_pool::{IdleBudget, IdlePool};
 use super::{
-    ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, GuestError,
-    GuestState, Runtime, SideEffect, Snapshot, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
+    ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, GuestError, GuestState,
+    Runtime, SideEffect, Snapshot, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
 };
 
 /// The kinds of service a component can implement.
@@ -73,7 +73,11 @@ pub(super) struct WarmInstance {
 pub type GuestResult<T> = Result<Result<T, Failure>, GuestError>;
 
 impl CompiledEntity {
-    pub(super) fn new(pre: InstancePre<GuestState>, kind: EntityKind, budget: Arc<IdleBudget>) -> wasmtime::Result<Self> {
+    pub(super) fn new(
+        pre: InstancePre<GuestState>,
+        kind: EntityKind,
+        budget: Arc<IdleBudget>,
+    ) -> wasmtime::Result<Self> {
         let indices = match kind {
             EntityKind::EventSourced => KindIndices::EventSourced(event_sourced_iface::GuestIndices::new(&pre)?),
             EntityKind::Value => KindIndices::Value(value_iface::GuestIndices::new(&pre)?),
@@ -158,8 +162,10 @@ impl Runtime {
         let KindIndices::Action(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::Action));
         };
-        self.call(entity, async |store, instance| indices.load(&mut *store, instance)?.call_handle(store, command).await)
-            .await
+        self.call(entity, async |store, instance| {
+            indices.load(&mut *store, instance)?.call_handle(store, command).await
+        })
+        .await
     }
 
     /// Delivers one subscribed event to an action's `on-event`.
@@ -167,7 +173,9 @@ impl Runtime {
         let KindIndices::Action(indices) = &entity.indices else {
             return Err(entity.wrong_kind(EntityKind::Action));
         };
-        self.call(entity, async |store, instance| indices.load(&mut *store, instance)?.call_on_event(store, event).await)
-            .await
+        self.call(entity, async |store, instance| {
+            indices.load(&mut *store, instance)?.call_on_event(store, event).await
+        })
+        .await
     }
 }

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
+    Trap, UpdateDeadline,
 };
 
 pub use bindings::{
@@ -38,9 +38,9 @@ pub use bindings::{
 };
 pub use compiled_cache::CompiledCache;
 pub use guest_state::GuestState;
-pub use kinds::{CompiledEntity, EntityKind};
 use idle_pool::IdleBudget;
 use kinds::WarmInstance;
+pub use kinds::{CompiledEntity, EntityKind};
 
 /// How often the engine's epoch advances: the granularity of the time limit,
 /// and how long a guest runs before it yields to other tasks.
@@ -79,7 +79,9 @@ pub enum ComponentError {
     #[error("the upload is not a WebAssembly binary (it does not start with \\0asm)")]
     NotWasm,
     /// A core module instead of a component.
-    #[error("the upload is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    #[error(
+        "the upload is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
     CoreModule,
     /// The component could not be decoded or compiled.
     #[error("the component is invalid: {0}")]
@@ -201,10 +203,8 @@ impl Runtime {
                 return Err(ComponentError::AmbiguousKind(names.join(", ")));
             }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
+        let pre =
+            self.linker.instantiate_pre(component).map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
         CompiledEntity::new(pre, kind, self.idle_budget.clone())
             .map_err(|e| ComponentError::Invalid(format!("the {} interface has the wrong shape: {e:#}", kind.as_str())))
     }
@@ -257,7 +257,8 @@ impl Runtime {
             Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         self.start_call(&mut store);
-        let instantiated = tokio::time::timeout(self.wall_clock_limit(), entity.pre().instantiate_async(&mut store)).await;
+        let instantiated =
+            tokio::time::timeout(self.wall_clock_limit(), entity.pre().instantiate_async(&mut store)).await;
         match instantiated {
             Ok(Ok(instance)) => Ok(WarmInstance { store, instance }),
             Ok(Err(error)) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
@@ -282,7 +283,11 @@ impl Runtime {
             Some(Trap::Interrupt) => GuestError::Timeout(self.limits.invocation_timeout),
             Some(trap) => {
                 let stderr = store.data().stderr();
-                if stderr.is_empty() { GuestError::Trap(trap.to_string()) } else { GuestError::Trap(format!("{trap}: {stderr}")) }
+                if stderr.is_empty() {
+                    GuestError::Trap(trap.to_string())
+                } else {
+                    GuestError::Trap(format!("{trap}: {stderr}"))
+                }
             }
             None => GuestError::Trap(format!("{error:#}")),
         }

@@ -48,9 +48,12 @@ async fn idle_entities_are_passivated_when_the_active_cap_is_reached() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // The next new entity finds the cap reached: the idle ones are dropped.
     t.api.invoke("counter", "newcomer", "Increase", json!({"value": 1})).await.expect(200);
-    let dropped = t.api.eventually(std::time::Duration::from_secs(2), || async {
-        t.api.metric("wasmstate_active_entities").await <= 2.0
-    }).await;
+    let dropped = t
+        .api
+        .eventually(std::time::Duration::from_secs(2), || async {
+            t.api.metric("wasmstate_active_entities").await <= 2.0
+        })
+        .await;
     assert!(dropped, "active entities: {}", t.api.metric("wasmstate_active_entities").await);
     // Their state comes back from the journal.
     for i in [0, 17, 29] {

@@ -70,7 +70,10 @@ async fn an_abandoned_deploy_leaves_later_deploys_working() {
     send_and_hang_up(t.server.base(), &format!("PUT /v1/services/{CART}"), &bytes, mid_deploy).await;
     t.api.deploy_bytes(CART, bytes).await.expect(201);
     let newest = deployed["version"].as_u64().unwrap() + 2;
-    let both = t.api.eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.1["version"] == newest }).await;
+    let both = t
+        .api
+        .eventually(Duration::from_secs(10), || async { described(&t.api, CART).await.1["version"] == newest })
+        .await;
     assert!(both, "both deploys completed");
     let (_, description) = described(&t.api, CART).await;
     assert_consistent_versions(&description);

@@ -25,7 +25,9 @@ async fn random_requests_get_clear_answers_and_change_nothing_they_should_not() 
     for _ in 0..400 {
         let segments: Vec<String> = (0..rng.below(7))
             .map(|_| match rng.below(3) {
-                0 => rng.pick(&["v1", "services", "counter", "entities", "events", "Get", "Increase", ".."]).to_string(),
+                0 => {
+                    rng.pick(&["v1", "services", "counter", "entities", "events", "Get", "Increase", ".."]).to_string()
+                }
                 _ => encode(&rng.bytes(12)),
             })
             .collect();

@@ -18,7 +18,8 @@ async fn a_repeated_key_does_not_run_the_forward_again() {
     api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
     let order = json!({"cartId": "c1", "productId": "P1", "name": "Pen", "quantity": 2});
     for _ in 0..3 {
-        let reply = api.invoke_idempotent("order-validator", "any", "PlaceOrder", order.clone(), "order-1").await.expect(200);
+        let reply =
+            api.invoke_idempotent("order-validator", "any", "PlaceOrder", order.clone(), "order-1").await.expect(200);
         assert_eq!(reply, json!({}));
     }
     assert_eq!(api.position("shopping-cart", "c1").await.0, 1, "the forwarded AddItem ran once");
@@ -98,7 +99,9 @@ async fn concurrent_repeats_of_a_key_run_the_order_once() {
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let (api, order) = (t.api.clone(), order.clone());
-            tokio::spawn(async move { api.invoke_idempotent("order-validator", "any", "PlaceOrder", order, "race").await.expect(200) })
+            tokio::spawn(async move {
+                api.invoke_idempotent("order-validator", "any", "PlaceOrder", order, "race").await.expect(200)
+            })
         })
         .collect();
     for call in calls {
@@ -110,7 +113,8 @@ async fn concurrent_repeats_of_a_key_run_the_order_once() {
     let api = &t.api;
     let delivered = api
         .eventually(Duration::from_secs(10), || async {
-            api.metric("wasmstate_outbox_delivered_total").await >= 1.0 && api.metric("wasmstate_outbox_pending").await == 0.0
+            api.metric("wasmstate_outbox_delivered_total").await >= 1.0
+                && api.metric("wasmstate_outbox_pending").await == 0.0
         })
         .await;
     assert!(delivered, "the outbox delivered the order's side effect");

@@ -27,7 +27,8 @@ async fn value_entity_user_profile() {
     let described = api.get("/v1/services/user-profile/entities/ada").await.expect(200);
     assert_eq!(described["state"], profile);
 
-    let (kind, _) = api.invoke("user-profile", "ada", "Update", json!({"name": "X", "email": "no-at"})).await.expect_error(400);
+    let (kind, _) =
+        api.invoke("user-profile", "ada", "Update", json!({"name": "X", "email": "no-at"})).await.expect_error(400);
     assert_eq!(kind, "command_failed");
     assert_eq!(api.invoke("user-profile", "ada", "Get", json!({})).await.expect(200), profile);
 
@@ -96,7 +97,11 @@ async fn kinds_are_detected_and_kept() {
     let (kind, message) = t.api.deploy_bytes("svc", std::fs::read(USER_PROFILE).unwrap()).await.expect_error(409);
     assert_eq!(kind, "conflict");
     assert!(message.contains("event-sourced"), "{message}");
-    let (kind, _) = t.api.send(reqwest::Method::PUT, "/v1/services/sub?subscribe=svc", std::fs::read(COUNTER).unwrap()).await.expect_error(409);
+    let (kind, _) = t
+        .api
+        .send(reqwest::Method::PUT, "/v1/services/sub?subscribe=svc", std::fs::read(COUNTER).unwrap())
+        .await
+        .expect_error(409);
     assert_eq!(kind, "conflict", "only actions subscribe");
 }
 
@@ -122,7 +127,10 @@ async fn idempotency_keys_answer_the_recorded_reply() {
     // It survives a restart.
     api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), "key-4").await.expect(200);
     let t = t.restart().await;
-    assert_eq!(t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), "key-4").await.expect(200), json!({"value": 13}));
+    assert_eq!(
+        t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 1}), "key-4").await.expect(200),
+        json!({"value": 13})
+    );
     assert_eq!(t.api.position("counter", "c").await.0, 5);
 }
 
@@ -161,9 +169,12 @@ async fn a_projection_counts_items_added_across_all_carts() {
     let api = &t.api;
     api.deploy("counter", Path::new(COUNTER)).await;
     // Events committed before the subscriber exists are delivered too.
-    api.invoke("shopping-cart", "a", "AddItem", json!({"productId": "P", "name": "P", "quantity": 3})).await.expect(200);
+    api.invoke("shopping-cart", "a", "AddItem", json!({"productId": "P", "name": "P", "quantity": 3}))
+        .await
+        .expect(200);
     let bytes = std::fs::read(CART_PROJECTION).unwrap();
-    let deployed = api.send(reqwest::Method::PUT, "/v1/services/projection?subscribe=shopping-cart", bytes).await.expect(201);
+    let deployed =
+        api.send(reqwest::Method::PUT, "/v1/services/projection?subscribe=shopping-cart", bytes).await.expect(201);
     assert_eq!(deployed["subscriptions"], json!(["shopping-cart"]));
     for (cart, quantity) in [("a", 2), ("b", 5), ("c", 1)] {
         let item = json!({"productId": "Q", "name": "Q", "quantity": quantity});
@@ -171,14 +182,24 @@ async fn a_projection_counts_items_added_across_all_carts() {
     }
     api.invoke("shopping-cart", "b", "RemoveItem", json!({"productId": "Q"})).await.expect(200);
     let total = || async { api.invoke("counter", "items-added", "Get", json!({})).await.expect(200)["value"].clone() };
-    assert!(api.eventually(Duration::from_secs(5), || async { total().await == json!(11) }).await, "got {}", total().await);
+    assert!(
+        api.eventually(Duration::from_secs(5), || async { total().await == json!(11) }).await,
+        "got {}",
+        total().await
+    );
 
     // The offset is durable: a restart delivers only new events.
     let t = t.restart().await;
     let api = &t.api;
-    api.invoke("shopping-cart", "d", "AddItem", json!({"productId": "R", "name": "R", "quantity": 4})).await.expect(200);
+    api.invoke("shopping-cart", "d", "AddItem", json!({"productId": "R", "name": "R", "quantity": 4}))
+        .await
+        .expect(200);
     let total = || async { api.invoke("counter", "items-added", "Get", json!({})).await.expect(200)["value"].clone() };
-    assert!(api.eventually(Duration::from_secs(5), || async { total().await == json!(15) }).await, "got {}", total().await);
+    assert!(
+        api.eventually(Duration::from_secs(5), || async { total().await == json!(15) }).await,
+        "got {}",
+        total().await
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(total().await, json!(15), "nothing is delivered twice after a clean restart");
 }

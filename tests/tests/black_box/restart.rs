@@ -50,7 +50,8 @@ async fn snapshot_every_five_and_rehydrate_after_restart() {
 async fn sigterm_finishes_in_flight_commands_then_exits_cleanly() {
     let t = start_with("misbehaving", MISBEHAVING, &[]).await;
     let api = t.api.clone();
-    let in_flight = tokio::spawn(async move { api.invoke("misbehaving", "slow", "Spin", json!({"millis": 800})).await });
+    let in_flight =
+        tokio::spawn(async move { api.invoke("misbehaving", "slow", "Spin", json!({"millis": 800})).await });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let crate::Running { dir, server, .. } = t;
     let status = server.stop().await.unwrap();

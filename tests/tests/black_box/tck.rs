@@ -55,7 +55,10 @@ async fn event_sourced_state_snapshots_and_rehydration() {
     // Passivation: the entity drops its state, then rehydrates from the
     // snapshot at 11.
     assert!(t.api.metric("wasmstate_active_entities").await >= 1.0);
-    let passivated = t.api.eventually(Duration::from_secs(5), || async { t.api.metric("wasmstate_active_entities").await == 0.0 }).await;
+    let passivated = t
+        .api
+        .eventually(Duration::from_secs(5), || async { t.api.metric("wasmstate_active_entities").await == 0.0 })
+        .await;
     assert!(passivated, "the idle entity must passivate");
     let cold_loads = t.api.metric("wasmstate_entity_cold_loads_total").await;
     assert_eq!(state_of(&t, "one").await, "ABCDEFGHIJK");
@@ -75,7 +78,8 @@ async fn event_sourced_state_snapshots_and_rehydration() {
 async fn failures_persist_nothing() {
     let t = start_tck(&[]).await;
     process(&t, ES, "f", emit(&["1", "2"])).await.expect(200);
-    let (kind, message) = process(&t, ES, "f", json!({"actions": [{"fail": "expected failure"}]})).await.expect_error(400);
+    let (kind, message) =
+        process(&t, ES, "f", json!({"actions": [{"fail": "expected failure"}]})).await.expect_error(400);
     assert_eq!((kind.as_str(), message.as_str()), ("command_failed", "expected failure"));
     assert_eq!(state_of(&t, "f").await, "12");
 
@@ -99,7 +103,8 @@ async fn synchronous_side_effects_run_before_the_reply() {
     // A failure after an effect sends nothing.
     let actions = json!({"actions": [{"emit": "y"}, {"effect": {"service": ES, "id": "two", "synchronous": true}}, {"fail": "no"}]});
     process(&t, ES, "one", actions).await.expect_error(400);
-    let async_then_fail = json!({"actions": [{"effect": {"service": ES, "id": "two", "synchronous": false}}, {"fail": "no"}]});
+    let async_then_fail =
+        json!({"actions": [{"effect": {"service": ES, "id": "two", "synchronous": false}}, {"fail": "no"}]});
     process(&t, ES, "one", async_then_fail).await.expect_error(400);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(t.api.events(ES, "two", 1).await.len(), 1, "a failed command sends no side effect");
@@ -111,7 +116,8 @@ async fn asynchronous_side_effects_are_delivered_from_the_outbox() {
     let t = start_tck(&[]).await;
     let actions = json!({"actions": [{"emit": "a"}, {"effect": {"service": ES, "id": "three", "synchronous": false}}]});
     assert_eq!(process(&t, ES, "one", actions).await.expect(200), json!({"message": "a"}));
-    let delivered = t.api.eventually(Duration::from_secs(5), || async { t.api.events(ES, "three", 1).await.len() == 1 }).await;
+    let delivered =
+        t.api.eventually(Duration::from_secs(5), || async { t.api.events(ES, "three", 1).await.len() == 1 }).await;
     assert!(delivered, "the asynchronous side effect must arrive");
     assert!(t.api.metric("wasmstate_outbox_delivered_total").await >= 1.0);
 }
@@ -120,9 +126,13 @@ async fn asynchronous_side_effects_are_delivered_from_the_outbox() {
 async fn the_outbox_survives_a_crash_and_retries_until_the_target_exists() {
     let t = start_tck(&[]).await;
     // The target service does not exist yet: delivery fails and is retried.
-    let actions = json!({"actions": [{"emit": "a"}, {"effect": {"service": "later", "id": "x", "synchronous": false}}]});
+    let actions =
+        json!({"actions": [{"emit": "a"}, {"effect": {"service": "later", "id": "x", "synchronous": false}}]});
     process(&t, ES, "one", actions).await.expect(200);
-    let retried = t.api.eventually(Duration::from_secs(5), || async { t.api.metric("wasmstate_outbox_retries_total").await >= 1.0 }).await;
+    let retried = t
+        .api
+        .eventually(Duration::from_secs(5), || async { t.api.metric("wasmstate_outbox_retries_total").await >= 1.0 })
+        .await;
     assert!(retried);
     assert_eq!(t.api.metric("wasmstate_outbox_pending").await, 1.0);
 
@@ -131,7 +141,8 @@ async fn the_outbox_survives_a_crash_and_retries_until_the_target_exists() {
     let server = wasmstate_tests::Server::start(dir.path(), &[]).await.unwrap();
     let api = wasmstate_tests::Api::new(server.base());
     api.deploy("later", std::path::Path::new(TCK_EVENT_SOURCED)).await;
-    let delivered = api.eventually(Duration::from_secs(15), || async { api.events("later", "x", 1).await.len() == 1 }).await;
+    let delivered =
+        api.eventually(Duration::from_secs(15), || async { api.events("later", "x", 1).await.len() == 1 }).await;
     assert!(delivered, "the side effect committed before the crash must still arrive");
     assert_eq!(api.events("later", "x", 1).await[0]["payload"]["from"], "one");
 }
@@ -171,7 +182,8 @@ async fn value_entity_actions() {
     assert_eq!(process(&t, VALUE, "d", actions(json!([{"delete": true}]))).await.expect(200), json!({"message": ""}));
 
     // Effects and forwards work for value entities too.
-    let with_effect = actions(json!([{"update": "E"}, {"effect": {"service": ES, "id": "witness", "synchronous": true}}]));
+    let with_effect =
+        actions(json!([{"update": "E"}, {"effect": {"service": ES, "id": "witness", "synchronous": true}}]));
     process(&t, VALUE, "e", with_effect).await.expect(200);
     assert_eq!(t.api.events(ES, "witness", 1).await[0]["payload"]["from"], "e");
     process(&t, ES, "target", emit(&["Q"])).await.expect(200);
@@ -187,7 +199,8 @@ async fn value_entity_actions() {
 #[tokio::test]
 async fn forward_loops_are_cut_and_an_entity_may_call_itself() {
     let t = start_with("misbehaving", wasmstate_tests::guests::MISBEHAVING, &[]).await;
-    let (kind, message) = t.api.invoke("misbehaving", "m", "Bounce", json!({"service": "misbehaving"})).await.expect_error(500);
+    let (kind, message) =
+        t.api.invoke("misbehaving", "m", "Bounce", json!({"service": "misbehaving"})).await.expect_error(500);
     assert_eq!(kind, "too_many_hops");
     assert!(message.contains("loop"), "{message}");
     // A synchronous side effect on the entity itself runs after the command

@@ -28,11 +28,7 @@ use wasmstate::entity::types::{Command, Event, Failure, Reply, Snapshot};
 struct Thief;
 
 impl Guest for Thief {
-    fn handle(
-        _snapshot: Option<Snapshot>,
-        _events: Vec<Event>,
-        _command: Command,
-    ) -> Result<Effects, Failure> {
+    fn handle(_snapshot: Option<Snapshot>, _events: Vec<Event>, _command: Command) -> Result<Effects, Failure> {
         let secret = test::forbidden::secrets::steal();
         Ok(Effects {
             events: Vec::new(),

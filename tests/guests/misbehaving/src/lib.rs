@@ -178,18 +178,12 @@ impl EventSourcedEntity for Misbehaving {
     }
 
     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-        let doomed = || Event::Doomed {
-            command: command.name().to_owned(),
-        };
+        let doomed = || Event::Doomed { command: command.name().to_owned() };
         match command.name() {
             "Echo" => {
                 let Echo { value } = command.json()?;
-                ctx.emit(Event::Echoed {
-                    value: value.clone(),
-                });
-                Ok(Reply::json(
-                    &json!({ "value": value, "applied": ctx.state().applied }),
-                ))
+                ctx.emit(Event::Echoed { value: value.clone() });
+                Ok(Reply::json(&json!({ "value": value, "applied": ctx.state().applied })))
             }
             "Get" => Ok(Reply::json(self)),
             "Panic" => panic!("the Panic command panics"),
@@ -211,9 +205,7 @@ impl EventSourcedEntity for Misbehaving {
             "Batch" => {
                 let Batch { value, count } = command.json()?;
                 for part in 0..count {
-                    ctx.emit(Event::Echoed {
-                        value: json!({ "batch": value, "part": part }),
-                    });
+                    ctx.emit(Event::Echoed { value: json!({ "batch": value, "part": part }) });
                 }
                 Ok(Reply::json(&json!({ "batch": value, "count": count })))
             }
@@ -245,17 +237,13 @@ impl EventSourcedEntity for Misbehaving {
                 while started.elapsed() < std::time::Duration::from_millis(millis) {
                     black_box(());
                 }
-                ctx.emit(Event::Echoed {
-                    value: json!({ "spun": millis }),
-                });
+                ctx.emit(Event::Echoed { value: json!({ "spun": millis }) });
                 Ok(Reply::json(&json!({ "spun": millis })))
             }
             "Sleep" => {
                 let Sleep { millis } = command.json()?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
-                ctx.emit(Event::Echoed {
-                    value: json!({ "slept": millis }),
-                });
+                ctx.emit(Event::Echoed { value: json!({ "slept": millis }) });
                 Ok(Reply::json(&json!({ "slept": millis })))
             }
             "Grow" => {
@@ -264,11 +252,7 @@ impl EventSourcedEntity for Misbehaving {
                     .checked_mul(1 << 20)
                     .ok_or_else(|| Failure::invalid_payload(format!("cannot address {mib} MiB")))?;
                 let memory = black_box(vec![0xA5_u8; len]);
-                let touched = memory
-                    .iter()
-                    .step_by(4096)
-                    .filter(|&&byte| byte == 0xA5)
-                    .count();
+                let touched = memory.iter().step_by(4096).filter(|&&byte| byte == 0xA5).count();
                 Ok(Reply::json(&json!({ "mib": mib, "pages": touched })))
             }
             "ReadFile" => {
@@ -280,9 +264,7 @@ impl EventSourcedEntity for Misbehaving {
             }
             "Flood" => {
                 let Flood { count, bytes } = command.json()?;
-                let empty = Event::Filler {
-                    data: String::new(),
-                };
+                let empty = Event::Filler { data: String::new() };
                 let overhead = serde_json::to_vec(&empty).map_or(0, |encoded| encoded.len());
                 let data = "x".repeat(bytes.saturating_sub(overhead));
                 for _ in 0..count {

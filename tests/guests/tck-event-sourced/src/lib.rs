@@ -111,14 +111,8 @@ mod tests {
         let mut kit = TestKit::<Tck>::new("e-1");
         let process = json!({"actions": [{"emit": "A"}, {"emit": "B"}]});
         assert_eq!(kit.handle("Process", process), Ok(json!({"message": "AB"})));
-        assert_eq!(
-            kit.handle("Process", json!({"actions": []})),
-            Ok(json!({"message": "AB"}))
-        );
-        assert_eq!(
-            kit.events_json()[0],
-            (1, json!({"type": "Emitted", "value": "A"}))
-        );
+        assert_eq!(kit.handle("Process", json!({"actions": []})), Ok(json!({"message": "AB"})));
+        assert_eq!(kit.events_json()[0], (1, json!({"type": "Emitted", "value": "A"})));
     }
 
     #[test]
@@ -132,15 +126,7 @@ mod tests {
         ]});
         let outcome = kit.handle_outcome("Process", process).unwrap();
         assert_eq!(outcome.reply, None);
-        assert_eq!(
-            outcome.forward,
-            Some(ForwardCall::new(
-                "other",
-                "o-3",
-                "Call",
-                json!({"from": "e-1"})
-            ))
-        );
+        assert_eq!(outcome.forward, Some(ForwardCall::new("other", "o-3", "Call", json!({"from": "e-1"}))));
         assert_eq!(
             outcome.side_effects,
             [
@@ -162,16 +148,9 @@ mod tests {
     #[test]
     fn call_is_logged_without_changing_the_state() {
         let mut kit = TestKit::<Tck>::new("o-1");
-        kit.handle("Process", json!({"actions": [{"emit": "X"}]}))
-            .unwrap();
-        assert_eq!(
-            kit.handle("Call", json!({"from": "e-1"})),
-            Ok(json!({"message": "X"}))
-        );
-        assert_eq!(
-            kit.events_json()[1],
-            (2, json!({"type": "Called", "from": "e-1"}))
-        );
+        kit.handle("Process", json!({"actions": [{"emit": "X"}]})).unwrap();
+        assert_eq!(kit.handle("Call", json!({"from": "e-1"})), Ok(json!({"message": "X"})));
+        assert_eq!(kit.events_json()[1], (2, json!({"type": "Called", "from": "e-1"})));
         assert_eq!(kit.state(), Tck("X".into()));
     }
 }

@@ -46,11 +46,7 @@ enum Step {
 }
 
 impl ValueEntity for TckValue {
-    fn handle(
-        &self,
-        command: Command<'_>,
-        ctx: &mut ValueContext<'_, Self>,
-    ) -> Result<Reply, Failure> {
+    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
         match command.name() {
             "Process" => {
                 let Process { actions } = command.json()?;
@@ -86,10 +82,7 @@ mod tests {
 
     use super::*;
 
-    fn process(
-        kit: &mut ValueTestKit<TckValue>,
-        actions: serde_json::Value,
-    ) -> Result<serde_json::Value, Failure> {
+    fn process(kit: &mut ValueTestKit<TckValue>, actions: serde_json::Value) -> Result<serde_json::Value, Failure> {
         kit.handle("Process", json!({ "actions": actions }))
     }
 
@@ -97,24 +90,12 @@ mod tests {
     fn updates_and_deletes_last_wins() {
         let mut kit = ValueTestKit::<TckValue>::new("v-1");
         assert_eq!(process(&mut kit, json!([])), Ok(json!({"message": ""})));
-        assert_eq!(
-            process(&mut kit, json!([{"update": "A"}, {"update": "B"}])),
-            Ok(json!({"message": "B"}))
-        );
+        assert_eq!(process(&mut kit, json!([{"update": "A"}, {"update": "B"}])), Ok(json!({"message": "B"})));
         assert_eq!(kit.state(), Some(TckValue("B".into())));
-        assert_eq!(
-            process(&mut kit, json!([{"delete": true}, {"update": "C"}])),
-            Ok(json!({"message": "C"}))
-        );
-        assert_eq!(
-            process(&mut kit, json!([{"update": "D"}, {"delete": true}])),
-            Ok(json!({"message": ""}))
-        );
+        assert_eq!(process(&mut kit, json!([{"delete": true}, {"update": "C"}])), Ok(json!({"message": "C"})));
+        assert_eq!(process(&mut kit, json!([{"update": "D"}, {"delete": true}])), Ok(json!({"message": ""})));
         assert_eq!(kit.state(), None);
-        assert_eq!(
-            process(&mut kit, json!([{"delete": false}])),
-            Ok(json!({"message": ""}))
-        );
+        assert_eq!(process(&mut kit, json!([{"delete": false}])), Ok(json!({"message": ""})));
     }
 
     #[test]
@@ -131,28 +112,16 @@ mod tests {
                 ]}),
             )
             .unwrap();
-        assert_eq!(
-            outcome.forward,
-            Some(ForwardCall::new("s", "z", "Call", json!({"from": "v-1"})))
-        );
-        assert_eq!(
-            outcome.side_effects,
-            [SideEffectCall::new("s", "y", "Call", json!({"from": "v-1"})).synchronous()]
-        );
+        assert_eq!(outcome.forward, Some(ForwardCall::new("s", "z", "Call", json!({"from": "v-1"}))));
+        assert_eq!(outcome.side_effects, [SideEffectCall::new("s", "y", "Call", json!({"from": "v-1"})).synchronous()]);
         assert_eq!(kit.state(), Some(TckValue("A".into())));
     }
 
     #[test]
     fn fail_changes_nothing_and_call_only_reads() {
         let mut kit = ValueTestKit::<TckValue>::new("v-1").with_state(&TckValue("A".into()));
-        assert_eq!(
-            process(&mut kit, json!([{"update": "B"}, {"fail": "no"}])),
-            Err(Failure::rejected("no"))
-        );
-        assert_eq!(
-            kit.handle("Call", json!({"from": "e-1"})),
-            Ok(json!({"message": "A"}))
-        );
+        assert_eq!(process(&mut kit, json!([{"update": "B"}, {"fail": "no"}])), Err(Failure::rejected("no")));
+        assert_eq!(kit.handle("Call", json!({"from": "e-1"})), Ok(json!({"message": "A"})));
         assert_eq!(kit.state(), Some(TckValue("A".into())));
     }
 }

@@ -24,11 +24,7 @@ use wasmstate::entity::types::{Command, Event, Failure, Reply, Snapshot};
 struct Both;
 
 impl event_sourced::Guest for Both {
-    fn handle(
-        _snapshot: Option<Snapshot>,
-        _events: Vec<Event>,
-        _command: Command,
-    ) -> Result<Effects, Failure> {
+    fn handle(_snapshot: Option<Snapshot>, _events: Vec<Event>, _command: Command) -> Result<Effects, Failure> {
         Ok(Effects {
             events: Vec::new(),
             reply: Reply::Message(b"{}".to_vec()),

@@ -24,9 +24,8 @@ const LIMITS: GuestLimits = GuestLimits { invocation_timeout: Duration::from_sec
 const CART_EVENT: &[u8] = br#"{"type":"ItemAdded","item":{"productId":"P00000001","name":"Product 1","quantity":1}}"#;
 
 fn cart_state() -> Vec<u8> {
-    let items: Vec<String> = (0..5)
-        .map(|p| format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":{}}}"#, 100 + p))
-        .collect();
+    let items: Vec<String> =
+        (0..5).map(|p| format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":{}}}"#, 100 + p)).collect();
     format!(r#"{{"items":[{}]}}"#, items.join(",")).into_bytes()
 }
 
@@ -308,9 +307,7 @@ type RawWriter = fn(&std::path::Path, Duration) -> anyhow::Result<Samples>;
 
 /// A counter's value in a Prometheus text rendering (0 if absent).
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
 }
 
 fn raw_redb(path: &std::path::Path, duration: Duration) -> anyhow::Result<Samples> {
@@ -411,7 +408,8 @@ pub async fn http_ceiling(report: &mut Report, duration: Duration) -> anyhow::Re
 /// a warm snapshot) in a loop, with no HTTP and no journal.
 pub fn wasm_ceiling(guest: &Guest, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let cpu_before = load::own_cpu_time();
-    let EveryCore { mut samples, threads, elapsed } = on_every_core(duration, async || guest.add_item(&guest.cart).await)?;
+    let EveryCore { mut samples, threads, elapsed } =
+        on_every_core(duration, async || guest.add_item(&guest.cart).await)?;
     let cpu = load::own_cpu_time().saturating_sub(cpu_before);
     let label = format!("Wasm: handle_event_sourced AddItem, {threads} threads");
     let mut row = Row::new("6c", &label, &mut samples, elapsed);

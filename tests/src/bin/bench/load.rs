@@ -230,9 +230,7 @@ fn threads_cpu_time(pid: u32, name: &str) -> Duration {
     };
     tasks
         .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name)
-        })
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
         .map(|task| cpu_time(&task.path().join("stat").to_string_lossy()))
         .sum()
 }

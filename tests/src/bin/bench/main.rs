@@ -224,12 +224,21 @@ fn targets(report: &mut Report) {
         ("4c", inproc::INSTANTIATE, "4c: instantiate < 10 µs", Duration::from_micros(10)),
         ("4b", "restart: spawn → first 200", "4b: restart → first invocation < 20 ms", Duration::from_millis(20)),
         ("4a", "deploy → first 200 of the cart", "4a: deploy → first invocation < 300 ms", Duration::from_millis(300)),
-        ("5", "snapshot-every 100: first Get", "5: rehydrate 100k events, snapshot-every 100 < 5 ms", Duration::from_millis(5)),
+        (
+            "5",
+            "snapshot-every 100: first Get",
+            "5: rehydrate 100k events, snapshot-every 100 < 5 ms",
+            Duration::from_millis(5),
+        ),
     ];
     for (key, name, goal, limit) in timed {
         if let Some(timing) = report.timings.iter().find(|t| t.key == key && t.name.contains(name)) {
             let median = timing.median();
-            targets.push(Target { goal: goal.into(), measured: format!("{} (median)", fmt_dur(median)), met: median < limit });
+            targets.push(Target {
+                goal: goal.into(),
+                measured: format!("{} (median)", fmt_dur(median)),
+                met: median < limit,
+            });
         }
     }
     // Scenarios that judge their own targets (7) have added them already.

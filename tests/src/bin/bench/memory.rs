@@ -100,7 +100,11 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
 
     let readings = [
         ("baseline: warm, no entity active or passivated".to_string(), baseline.rss as i64, false),
-        (format!("peak under load ({} entities active at most)", thousands(first.peak_active.max(0) as u64)), first.peak_rss as i64, false),
+        (
+            format!("peak under load ({} entities active at most)", thousands(first.peak_active.max(0) as u64)),
+            first.peak_rss as i64,
+            false,
+        ),
         (format!("after all {} are passivated again", thousands(first.requests)), first.settled.rss as i64, false),
         ("after − baseline".to_string(), delta, true),
         (format!("after {} more are passivated", thousands(second.requests)), second.settled.rss as i64, false),
@@ -129,7 +133,10 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
                 mib(hwm)
             ),
         ),
-        ("7: passivation".to_string(), format!("first round: {}; second round: {}", first.passivation(), second.passivation())),
+        (
+            "7: passivation".to_string(),
+            format!("first round: {}; second round: {}", first.passivation(), second.passivation()),
+        ),
         (
             "7: RSS baseline → first round → second round, by kind".to_string(),
             format!(
@@ -172,9 +179,14 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
         (&goals[0], &first, TOLERANCE_MIB, delta, &baseline),
         (&goals[1], &second, SECOND_ROUND_TOLERANCE_MIB, second_delta, &first.settled),
     ] {
-        let mut measured = format!("{} MiB ({} → {} MiB)", signed_mib(delta), mib(reference.rss), mib(round.settled.rss));
+        let mut measured =
+            format!("{} MiB ({} → {} MiB)", signed_mib(delta), mib(reference.rss), mib(round.settled.rss));
         if round.left != 0 {
-            measured.push_str(&format!("; {} still active {} s after the load", round.left, PASSIVATION_BOUND.as_secs()));
+            measured.push_str(&format!(
+                "; {} still active {} s after the load",
+                round.left,
+                PASSIVATION_BOUND.as_secs()
+            ));
         }
         report.targets.push(Target {
             goal: goal.clone(),
@@ -220,7 +232,13 @@ impl Round {
 /// One `Increase` on each of `entities` new counters (`{prefix}-000000`
 /// ...) from 64 connections, sampling RSS and the active entities; then the
 /// wait until all are passivated and the server has settled.
-async fn round(running: &Running, metrics: &mut Client, entities: u64, prefix: &'static str, name: &str) -> anyhow::Result<Round> {
+async fn round(
+    running: &Running,
+    metrics: &mut Client,
+    entities: u64,
+    prefix: &'static str,
+    name: &str,
+) -> anyhow::Result<Round> {
     let server = &running.server;
     let fresh: load::NextRequest = Arc::new(move |n| increase(&format!("{prefix}-{n:06}")));
     let load = Load {

@@ -130,6 +130,10 @@ async fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::
         samples.push(start.elapsed());
         anyhow::ensure!(effects.is_ok(), "Get over the long log failed");
     }
-    report.timings.push(Timing::new("5", &format!("handle_event_sourced folding {events} events (guest only)"), samples));
+    report.timings.push(Timing::new(
+        "5",
+        &format!("handle_event_sourced folding {events} events (guest only)"),
+        samples,
+    ));
     Ok(())
 }

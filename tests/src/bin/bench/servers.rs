@@ -156,7 +156,8 @@ pub async fn sequential(guests: &Guests, report: &mut Report, duration: Duration
 /// 2 (headline): 64 connections invoking AddItem round-robin across 1,000 carts.
 pub async fn headline(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let running = Running::start(&[], &[("cart", &guests.cart)]).await?;
-    let uris: Arc<Vec<Uri>> = Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
+    let uris: Arc<Vec<Uri>> =
+        Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
     let bodies = cart_bodies();
     let next: load::NextRequest = Arc::new(move |n| {
         let n = n as usize;
