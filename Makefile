@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
 EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection
 
-.PHONY: run test bench examples host toolchain clean-data
+.PHONY: run test lint bench examples host toolchain clean-data
 
 ## Install the guest target if this toolchain lacks it.
 toolchain:
@@ -46,14 +46,19 @@ run: host examples
 test: toolchain host
 	$(CARGO) test --workspace
 
+## The gates CI enforces before the tests: formatting and lints.
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
 ## Measure the release host: load scenarios, cold paths and their ceilings.
 ## Prints a table and writes target/bench/results.json. BENCH_ARGS=--quick
 ## shortens every run; BENCH_ARGS="2 6" runs only those scenarios.
 ## One cargo invocation builds both, so they share one feature resolution
 ## and the `cargo run` below rebuilds nothing.
 bench: toolchain
-	$(CARGO) build --release -p wasmstate -p wasmstate-tests --bin wasmstate --bin bench
-	WASMSTATE_BIN=target/release/wasmstate $(CARGO) run --release -p wasmstate-tests --bin bench -- $(BENCH_ARGS)
+	$(CARGO) build --release -p wasmstate -p wasmstate-bench --bin wasmstate --bin bench
+	WASMSTATE_BIN=target/release/wasmstate $(CARGO) run --release -p wasmstate-bench --bin bench -- $(BENCH_ARGS)
 
 ## Remove the local data directory of `make run`.
 clean-data:

@@ -47,6 +47,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "A subscriber returning two synchronous side effects per event: `counter`/`first`, then `audit`/`second`.",
     ),
     (
+        "effects-per-event",
+        "EFFECTS_PER_EVENT",
+        "A subscriber to `misbehaving` whose `Echo {\"value\": {\"effects\": n}}` events each return n side effects on `counter`/`flooded`.",
+    ),
+    (
         "misbehaving",
         "MISBEHAVING",
         "An entity that panics, loops, eats memory, reads files and floods events on command.",

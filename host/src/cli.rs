@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::client::Client;
 use crate::config::ServeConfig;
+use crate::logging::LogFormat;
 
 /// wasmstate: a host for stateful serverless functions written as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -15,6 +16,10 @@ pub struct Cli {
     /// The server the client commands talk to.
     #[arg(long, global = true, env = "WASMSTATE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+
+    /// How log lines are written to stderr: plain text, or one JSON object per line.
+    #[arg(long, global = true, env = "WASMSTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(subcommand)]
     command: CliCommand,
@@ -60,8 +65,9 @@ enum CliCommand {
 }
 
 impl Cli {
-    /// Runs the parsed command.
+    /// Runs the parsed command, logging to stderr.
     pub async fn run(self) -> anyhow::Result<()> {
+        crate::logging::init(self.log_format);
         let client = Client::new(&self.url);
         let body = match self.command {
             CliCommand::Serve(config) => return crate::server::serve(config).await,

@@ -50,11 +50,13 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_MAILBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub mailbox_capacity: u32,
 
-    /// The most commands in flight across all entities; more answer 503.
+    /// The most invocations in flight, from every path (requests, outbox and
+    /// event deliveries); more answer 503.
     #[arg(long, env = "WASMSTATE_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
-    /// The most events one command may emit; more fail the command (500).
+    /// The most events, and the most side effects, one invocation (an event
+    /// delivery too) may produce; more fail it (500) and persist nothing.
     #[arg(long, env = "WASMSTATE_MAX_EVENTS_PER_COMMAND", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_events_per_command: u32,
 

@@ -2,38 +2,71 @@
 //! components.
 //!
 //! A user uploads an entity compiled to a component; the host runs each
-//! command on wasmtime, hands the entity its latest snapshot and the events
-//! after it through the `wasmstate:entity` WIT interfaces, and commits the
-//! events the entity emits to an embedded redb journal before it replies.
+//! command on wasmtime, hands the entity its state through the
+//! `wasmstate:entity` WIT interfaces, and commits what the entity emits to
+//! an embedded redb journal before it replies.
+//!
+//! The crate's public API is what it takes to embed the host: [`serve`], or
+//! [`open`] and then [`app`] on a listener of one's own, configured by
+//! [`ServeConfig`]; and [`Cli`], the `wasmstate` command line.
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `wasmstate` command line (`serve`, `deploy`, `invoke`, ...);
-//!   [`client`] is its HTTP client.
-//! - [`server`]: opens the data directory and serves the API; [`config`]
-//!   holds its settings.
-//! - [`http`]: the HTTP API (axum): one file per resource, one error type.
-//! - [`services`]: deployed services and their versions.
-//! - [`entities`]: running commands: one mailbox and task per active entity
-//!   (single writer), cached state, passivation, stateless actions, side
-//!   effects and forwards.
-//! - [`outbox`]: delivers asynchronous side effects from the durable outbox.
-//! - [`subscriptions`]: delivers a service's events to subscribed actions.
-//! - [`runtime`]: the wasmtime engine, component validation, the guest call.
-//! - [`journal`]: the redb tables and the group-committing writer.
-//! - [`names`]: validation of service names and entity ids.
-//! - [`metrics`]: Prometheus metrics.
+//! - `cli`: the `wasmstate` command line (`serve`, `deploy`, `invoke`, ...);
+//!   `client` is its HTTP client, `logging` sets up its logs.
+//! - `server`: opens the data directory and serves the API; `config` holds
+//!   its settings.
+//! - `http`: the HTTP API (axum): one file per resource, one error type.
+//! - `domain`: the host's own types — calls, replies, effects, kinds of
+//!   service, idempotency keys — which every module speaks.
+//! - `services`: deployed services and their versions.
+//! - `invoke`: the one path every invocation takes — HTTP requests,
+//!   forwards, side effects, outbox and event deliveries — with one mailbox
+//!   and task per active entity (single writer), cached state, passivation
+//!   and stateless actions.
+//! - `outbox`: delivers asynchronous side effects from the durable outbox.
+//! - `subscriptions`: delivers a service's events to subscribed actions.
+//! - `runtime`: the wasmtime engine, component validation, the guest call;
+//!   the only module that sees the WIT-generated types.
+//! - `journal`: the redb tables, their schema version and migrations, and
+//!   the group-committing writer.
+//! - `finish_on_drop`: how work outlives a caller that goes away.
+//! - `names`: validation of service names and entity ids.
+//! - `metrics`: Prometheus metrics.
 
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod entities;
-pub mod http;
-pub mod journal;
-pub mod metrics;
-pub mod names;
-pub mod outbox;
-pub mod runtime;
-pub mod server;
-pub mod services;
-pub mod subscriptions;
+mod cli;
+mod client;
+mod config;
+mod domain;
+mod finish_on_drop;
+mod http;
+mod invoke;
+mod journal;
+mod logging;
+mod metrics;
+mod names;
+mod outbox;
+mod runtime;
+mod server;
+mod services;
+mod subscriptions;
+
+pub use cli::Cli;
+pub use config::ServeConfig;
+pub use http::{AppState, app};
+#[cfg(feature = "fault-injection")]
+pub use journal::FailingStorage;
+pub use server::{Opened, open, open_with_database, serve};
+
+/// What `make bench` measures inside the host, through the library: the
+/// journal, the runtime and their types. Not a stable API; built only with
+/// the `bench-hooks` feature.
+#[cfg(feature = "bench-hooks")]
+#[doc(hidden)]
+pub mod bench_hooks {
+    pub use crate::domain::{Call, Event, StateChange};
+    pub use crate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
+    pub use crate::metrics::Metrics;
+    pub use crate::runtime::{CompiledService, GuestLimits, Runtime, Snapshot};
+    pub use crate::server::JOURNAL_FILE;
+}

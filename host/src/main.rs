@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
+use wasmstate::Cli;
 
 /// mimalloc: faster than glibc's malloc under the host's many small
 /// allocations, and it can give freed memory back to the system (see
@@ -18,10 +18,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 const RETURN_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
     // Guests run on the async workers; the blocking pool only reads the
     // journal (cold entities, event pages), so a few threads are plenty.
     // Idle ones leave soon, taking their allocator caches with them.
@@ -31,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         .thread_keep_alive(Duration::from_secs(2))
         .on_thread_park(return_freed_memory)
         .build()?
-        .block_on(wasmstate::cli::Cli::parse().run())
+        .block_on(cli.run())
 }
 
 /// Called by a worker thread about to go idle: at most every

@@ -3,9 +3,10 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-/// Outcomes of an invocation, as counted in `wasmstate_invocations_total`.
+/// How an invocation ended, as counted in `wasmstate_invocations_total`
+/// and recorded in its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum InvocationOutcome {
     /// The command succeeded and its events are durable.
     Ok,
     /// The guest refused the command (a failure it reported).
@@ -18,13 +19,27 @@ pub enum Outcome {
     Refused,
 }
 
-const OUTCOMES: [(Outcome, &str); 5] = [
-    (Outcome::Ok, "ok"),
-    (Outcome::Failed, "failed"),
-    (Outcome::Trapped, "trapped"),
-    (Outcome::TimedOut, "timed_out"),
-    (Outcome::Refused, "refused"),
-];
+impl InvocationOutcome {
+    /// Every outcome, in the order of the counters.
+    const ALL: [InvocationOutcome; 5] = [
+        InvocationOutcome::Ok,
+        InvocationOutcome::Failed,
+        InvocationOutcome::Trapped,
+        InvocationOutcome::TimedOut,
+        InvocationOutcome::Refused,
+    ];
+
+    /// The label of the outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvocationOutcome::Ok => "ok",
+            InvocationOutcome::Failed => "failed",
+            InvocationOutcome::Trapped => "trapped",
+            InvocationOutcome::TimedOut => "timed_out",
+            InvocationOutcome::Refused => "refused",
+        }
+    }
+}
 
 /// The host's metrics. Cheap to update from any thread.
 #[derive(Debug, Default)]
@@ -58,7 +73,7 @@ pub enum Delivery {
 
 impl Metrics {
     /// Counts one finished invocation.
-    pub fn record_invocation(&self, outcome: Outcome) {
+    pub fn record_invocation(&self, outcome: InvocationOutcome) {
         self.invocations[outcome as usize].fetch_add(1, Relaxed);
     }
 
@@ -119,9 +134,9 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP wasmstate_invocations_total Invocations by outcome.");
         let _ = writeln!(out, "# TYPE wasmstate_invocations_total counter");
-        for (outcome, label) in OUTCOMES {
+        for outcome in InvocationOutcome::ALL {
             let n = self.invocations[outcome as usize].load(Relaxed);
-            let _ = writeln!(out, "wasmstate_invocations_total{{outcome=\"{label}\"}} {n}");
+            let _ = writeln!(out, "wasmstate_invocations_total{{outcome=\"{}\"}} {n}", outcome.as_str());
         }
         let counters = [
             ("wasmstate_journal_commits_total", "Journal write transactions committed.", &self.commits),

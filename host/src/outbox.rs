@@ -3,18 +3,19 @@
 //!
 //! Entries are committed in the same transaction as the command that asked
 //! for them, so a crash after the commit still delivers them. Each delivery
-//! carries the idempotency key `outbox <id>`, so an entity that already
-//! received it (before a crash, say) answers from its record instead of
-//! running the command twice.
+//! is an invocation like any other, under the idempotency key of its entry
+//! ([`IdempotencyKey::outbox`]), so an entity that already received it
+//! (before a crash, say) answers from its record instead of running the
+//! command twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::entities::{Entities, InvokeRequest};
-use crate::journal::now_ms;
-use crate::journal::{Journal, OutboxEntry};
+use crate::domain::IdempotencyKey;
+use crate::invoke::{Invocation, Invoker};
+use crate::journal::{Journal, OutboxEntry, now_ms};
 use crate::metrics::{Delivery, Metrics};
 
 /// How many entries are delivered at once.
@@ -27,7 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(1);
 
 /// Starts the outbox worker.
-pub fn spawn(entities: Entities, journal: Arc<Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
+pub fn spawn(invoker: Invoker, journal: Arc<Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
     tokio::spawn(async move {
         let wake = journal.outbox_signal();
         loop {
@@ -50,13 +51,10 @@ pub fn spawn(entities: Entities, journal: Arc<Journal>, metrics: Arc<Metrics>, m
             }
             let mut deliveries = JoinSet::new();
             for entry in due {
-                let entities = entities.clone();
+                let invoker = invoker.clone();
                 deliveries.spawn(async move {
-                    let request = InvokeRequest {
-                        invocation: entry.invocation.clone(),
-                        idempotency_key: Some(format!("outbox {}", entry.id)),
-                    };
-                    let result = entities.invoke(request).await;
+                    let delivery = Invocation::command(entry.call.clone(), Some(IdempotencyKey::outbox(entry.id)));
+                    let result = invoker.invoke(delivery).await;
                     (entry, result)
                 });
             }
@@ -75,8 +73,8 @@ pub fn spawn(entities: Entities, journal: Arc<Journal>, metrics: Arc<Metrics>, m
                         Delivery::Retried
                     }
                     Err(error) => {
-                        let inv = &entry.invocation;
-                        tracing::warn!(id = entry.id, service = %inv.service, entity = %inv.entity, command = %inv.command, %error, "dropping side effect");
+                        let call = &entry.call;
+                        tracing::warn!(id = entry.id, service = %call.service, entity = %call.entity, command = %call.command, %error, "dropping side effect");
                         Delivery::Dropped
                     }
                 };

@@ -8,14 +8,28 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
-use crate::entities::{Entities, EntityConfig};
 use crate::http::{AppParts, AppState, BodyLimits, Tokens, app};
-use crate::journal::Journal;
+use crate::invoke::{Invoker, InvokerConfig};
+use crate::journal::{Journal, VersionMeta};
 use crate::metrics::Metrics;
 use crate::runtime::{CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
 use crate::{journal, outbox};
+
+/// An opened host, ready to serve: its application state, and what
+/// opening it found and did.
+pub struct Opened {
+    /// What every handler reaches; [`app`] serves it.
+    pub state: AppState,
+    /// What opening the journal found: new, current, or migrated.
+    pub journal: journal::SchemaStatus,
+    /// The services loaded from the journal, newest versions.
+    pub loaded: Vec<VersionMeta>,
+    /// The versions the `--deploy` flags deployed (those already the newest
+    /// version of their service are not deployed again).
+    pub deployed: Vec<VersionMeta>,
+}
 
 /// The journal's file name inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.redb";
@@ -32,13 +46,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let (stop, shutdown) = watch::channel(false);
-    let state = open(&config, shutdown).await?;
+    let opened = open(&config, shutdown).await?;
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    for service in state.services.list() {
-        println!("deployed {} ({}, version {})", service.service, service.kind, service.version);
+    if let journal::SchemaStatus::Migrated { from } = opened.journal {
+        println!("migrated the journal from schema version {from} to {}", journal::SCHEMA_VERSION);
     }
+    for (verb, versions) in [("loaded", &opened.loaded), ("deployed", &opened.deployed)] {
+        for meta in versions {
+            println!("{verb} {} ({}, version {})", meta.service, meta.kind, meta.version);
+        }
+    }
+    let state = opened.state;
     // Tests and scripts read this line to find the port.
     println!("wasmstate listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
@@ -55,7 +75,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// Opens the data directory, builds the application state and starts the
 /// background workers (outbox, subscriptions, idempotency sweeper).
 /// `shutdown` turns true when the server stops, ending live event streams.
-pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<AppState> {
+pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let journal_path = config.data_dir.join(JOURNAL_FILE);
@@ -73,9 +93,12 @@ pub async fn open_with_database(
     config: &ServeConfig,
     db: redb::Database,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<AppState> {
+) -> anyhow::Result<Opened> {
     let metrics = Arc::new(Metrics::default());
     let journal = Arc::new(Journal::from_database(db, metrics.clone()).context("cannot open the journal")?);
+    if let journal::SchemaStatus::Migrated { from } = journal.schema_status() {
+        tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
+    }
     let runtime = Arc::new(Runtime::new(GuestLimits {
         invocation_timeout: config.invocation_timeout,
         max_memory_bytes: config.max_guest_memory,
@@ -85,19 +108,22 @@ pub async fn open_with_database(
         let (runtime, journal, metrics) = (runtime.clone(), journal.clone(), metrics.clone());
         Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics)).await??)
     };
+    let loaded = services.running();
+    let mut deployed = Vec::new();
     for deploy in &config.deploys {
         let bytes = std::fs::read(&deploy.path).with_context(|| format!("cannot read {}", deploy.path.display()))?;
-        services
-            .deploy_if_changed(&deploy.service, bytes, deploy.subscriptions.clone())
+        let meta = services
+            .deploy_if_changed(deploy.service.clone(), bytes, deploy.subscriptions.clone())
             .await
             .with_context(|| format!("cannot deploy {}", deploy.service))?;
+        deployed.extend(meta);
     }
-    let entities = Entities::new(
+    let invoker = Invoker::new(
         services.clone(),
         journal.clone(),
         runtime.clone(),
         metrics.clone(),
-        EntityConfig {
+        InvokerConfig {
             snapshot_every: config.snapshot_every,
             passivate_after: config.passivate_after,
             mailbox_capacity: config.mailbox_capacity as usize,
@@ -108,14 +134,15 @@ pub async fn open_with_database(
             idempotency_ttl: config.idempotency_ttl,
         },
     );
-    outbox::spawn(entities.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
+    outbox::spawn(invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
     spawn_idempotency_sweeper(journal.clone());
-    let subscriptions =
-        Subscriptions::new(entities.clone(), journal.clone(), services.clone(), runtime, metrics.clone());
-    subscriptions.sync();
+    let subscriptions = Subscriptions::start(invoker.clone(), journal.clone(), services.clone(), metrics.clone());
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
     let tokens = Tokens { admin: config.admin_token.clone(), invoke: config.invoke_token.clone() };
-    Ok(AppState::new(AppParts { services, entities, journal, metrics, limits, tokens, subscriptions, shutdown }))
+    let journal_opened = journal.schema_status();
+    let state =
+        AppState::new(AppParts { services, invoker, journal, metrics, limits, tokens, subscriptions, shutdown });
+    Ok(Opened { state, journal: journal_opened, loaded, deployed })
 }
 
 /// How often expired idempotency records are deleted.

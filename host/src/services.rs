@@ -7,18 +7,28 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-use crate::journal::{Journal, JournalError, VersionMeta};
+use crate::domain::ServiceKind;
+use crate::finish_on_drop::FinishOnDrop;
+use crate::journal::{Journal, JournalError, NewVersion, VersionMeta};
 use crate::metrics::Metrics;
 use crate::names::validate_service_name;
-use crate::runtime::{CompiledCache, CompiledEntity, ComponentError, EntityKind, Runtime};
+use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
 
 /// The version of a service that new invocations run.
 pub struct Service {
     /// Its metadata.
     pub meta: VersionMeta,
     /// Its compiled component.
-    pub entity: CompiledEntity,
+    pub compiled: CompiledService,
+}
+
+impl Service {
+    /// The kind of service it is.
+    pub fn kind(&self) -> ServiceKind {
+        self.meta.kind
+    }
 }
 
 /// Why a deploy was refused.
@@ -46,8 +56,8 @@ pub enum DeployError {
 pub struct ServiceInfo {
     /// The service name.
     pub service: String,
-    /// The kind of entity of the newest version.
-    pub kind: String,
+    /// The kind of the newest version.
+    pub kind: ServiceKind,
     /// The newest version, which invocations use.
     pub version: u32,
     /// The digest of the newest version.
@@ -62,14 +72,15 @@ pub struct ServiceInfo {
 pub struct Services {
     runtime: Arc<Runtime>,
     journal: Arc<Journal>,
-    cache: CompiledCache,
+    cache: Arc<CompiledCache>,
     metrics: Arc<Metrics>,
     current: RwLock<BTreeMap<String, Arc<Service>>>,
     history: RwLock<BTreeMap<String, Vec<VersionMeta>>>,
     /// Held by one deploy or delete at a time, from before it reads the
-    /// history until its change is in storage and in memory: its owned guard
-    /// moves into the blocking task, which outlives a dropped caller.
-    deploying: Arc<tokio::sync::Mutex<()>>,
+    /// history until its change is in storage and in memory.
+    deploying: tokio::sync::Mutex<()>,
+    /// Counts the deploys and deletes, so others can follow the changes.
+    changes: watch::Sender<u64>,
 }
 
 impl Services {
@@ -85,39 +96,44 @@ impl Services {
         for meta in journal.versions()? {
             history.entry(meta.service.clone()).or_default().push(meta);
         }
-        let services = Self {
-            runtime,
-            journal,
-            cache,
-            metrics,
-            current: RwLock::new(BTreeMap::new()),
-            history: RwLock::new(BTreeMap::new()),
-            deploying: Arc::new(tokio::sync::Mutex::new(())),
-        };
+        let mut current = BTreeMap::new();
+        let cache = Arc::new(cache);
         for (name, versions) in &history {
             let meta = versions.last().expect("a service has at least one version").clone();
-            let bytes = services
-                .journal
+            let bytes = journal
                 .component(name, meta.version)?
                 .ok_or_else(|| anyhow::anyhow!("component bytes of {name} v{} are missing", meta.version))?;
             // One component this host can no longer run (say, after an
             // upgrade that changed the WIT) must not keep the others down.
-            match services.compile_cached(&bytes, &meta.digest) {
-                Ok(entity) => {
-                    services.current.write().unwrap().insert(name.clone(), Arc::new(Service { meta, entity }));
+            match compile_cached(&runtime, &cache, &bytes, &meta.digest) {
+                Ok(compiled) => {
+                    current.insert(name.clone(), Arc::new(Service { meta, compiled }));
                 }
                 Err(error) => {
                     tracing::error!(service = %name, version = meta.version, %error, "cannot load the service; deploy a new version");
                 }
             }
         }
-        *services.history.write().unwrap() = history;
-        Ok(services)
+        Ok(Self {
+            runtime,
+            journal,
+            cache,
+            metrics,
+            current: RwLock::new(current),
+            history: RwLock::new(history),
+            deploying: tokio::sync::Mutex::new(()),
+            changes: watch::Sender::new(0),
+        })
     }
 
     /// The newest version of a service.
     pub fn get(&self, name: &str) -> Option<Arc<Service>> {
         self.current.read().unwrap().get(name).cloned()
+    }
+
+    /// The newest version of every service that can run, by name.
+    pub fn running(&self) -> Vec<VersionMeta> {
+        self.current.read().unwrap().values().map(|s| s.meta.clone()).collect()
     }
 
     /// Every (subscriber, source) pair the newest versions declare.
@@ -127,6 +143,11 @@ impl Services {
             .values()
             .flat_map(|s| s.meta.subscriptions.iter().map(|source| (s.meta.service.clone(), source.clone())))
             .collect()
+    }
+
+    /// Changes whenever a deploy or delete has taken effect.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Every deployed service, by name.
@@ -148,127 +169,133 @@ impl Services {
 
     /// Deploys `bytes` as the next version of `name`: validates and compiles
     /// it, stores it durably, and makes it the version new invocations use.
-    /// An action may subscribe to other services' events. Once it has its
-    /// turn, it runs to the end even if the returned future is dropped.
+    /// An action may subscribe to other services' events. Once started, it
+    /// runs to the end even if the returned future is dropped.
     pub async fn deploy(
         self: &Arc<Self>,
-        name: &str,
+        name: String,
         bytes: Vec<u8>,
         subscriptions: Vec<String>,
     ) -> Result<VersionMeta, DeployError> {
-        self.deploy_inner(name, bytes, subscriptions, false).await
+        let this = self.clone();
+        let deployed = FinishOnDrop::new(async move { this.deploy_now(name, bytes, subscriptions, false).await });
+        Ok(deployed.await?.expect("a deploy that does not skip an unchanged version makes one"))
     }
 
     /// Deploys `bytes` unless the newest version of `name` already has the
-    /// same digest and subscriptions.
+    /// same digest and subscriptions; answers the new version, if any.
     pub async fn deploy_if_changed(
         self: &Arc<Self>,
-        name: &str,
+        name: String,
         bytes: Vec<u8>,
         subscriptions: Vec<String>,
-    ) -> Result<VersionMeta, DeployError> {
-        self.deploy_inner(name, bytes, subscriptions, true).await
+    ) -> Result<Option<VersionMeta>, DeployError> {
+        let this = self.clone();
+        FinishOnDrop::new(async move { this.deploy_now(name, bytes, subscriptions, true).await }).await
     }
 
-    async fn deploy_inner(
-        self: &Arc<Self>,
-        name: &str,
+    async fn deploy_now(
+        &self,
+        name: String,
         bytes: Vec<u8>,
         subscriptions: Vec<String>,
         skip_same: bool,
-    ) -> Result<VersionMeta, DeployError> {
-        validate_service_name(name).map_err(DeployError::InvalidName)?;
+    ) -> Result<Option<VersionMeta>, DeployError> {
+        validate_service_name(&name).map_err(DeployError::InvalidName)?;
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
         }
-        let one_at_a_time = self.deploying.clone().lock_owned().await;
-        let digest = hex(&Sha256::digest(&bytes));
-        let latest = self.history.read().unwrap().get(name).and_then(|v| v.last().cloned());
-        if skip_same
-            && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions)
-        {
-            return Ok(latest.clone());
-        }
-        let this = self.clone();
-        let name = name.to_string();
-        // Storage and memory change in the blocking task, which runs to the
-        // end even if this future is dropped (say, the client went away).
-        tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-            let _one_at_a_time = one_at_a_time;
-            let (component, entity) = this.runtime.compile(&bytes)?;
-            let kind = entity.kind().as_str();
+        let _one_at_a_time = self.deploying.lock().await;
+        let latest = self.history.read().unwrap().get(&name).and_then(|v| v.last().cloned());
+        let (runtime, journal, cache) = (self.runtime.clone(), self.journal.clone(), self.cache.clone());
+        // Hashing, compiling and storing block: off the async threads.
+        let deployed = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+            let digest = hex(&Sha256::digest(&bytes));
+            if skip_same
+                && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions)
+            {
+                tracing::debug!(service = %latest.service, version = latest.version, "already deployed");
+                return Ok(None);
+            }
+            let (component, compiled) = runtime.compile(&bytes)?;
+            let kind = compiled.kind();
             if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
                 return Err(DeployError::Conflict(format!(
-                    "{} is a {} service; a new version must be one too, not {kind}",
-                    latest.service, latest.kind
+                    "{} is {} service; a new version must be one too, not {} service",
+                    latest.service,
+                    latest.kind.with_article(),
+                    kind.with_article()
                 )));
             }
-            if !subscriptions.is_empty() && entity.kind() != EntityKind::Action {
+            if !subscriptions.is_empty() && kind != ServiceKind::Action {
                 return Err(DeployError::Conflict(format!(
-                    "only an action can subscribe to events, not a {kind} service"
+                    "only an action can subscribe to events, not {} service",
+                    kind.with_article()
                 )));
             }
-            let meta = VersionMeta {
-                service: name,
-                version: latest.map_or(1, |m| m.version + 1),
-                digest,
-                kind: kind.to_string(),
-                size: bytes.len() as u64,
-                deployed_at_ms: crate::journal::now_ms(),
-                subscriptions,
-            };
-            this.journal.save_version(&meta, &bytes)?;
-            if let Err(error) = this.cache.store(&meta.digest, &component) {
+            let version =
+                NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
+            let meta = journal.save_version(&version, &bytes)?;
+            if let Err(error) = cache.store(&meta.digest, &component) {
                 tracing::warn!(%error, "could not cache compiled component");
             }
-            this.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
-            this.current
-                .write()
-                .unwrap()
-                .insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), entity }));
-            this.metrics.record_deploy();
-            tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
-            Ok(meta)
+            Ok(Some((meta, compiled)))
         })
         .await
-        .map_err(|e| DeployError::Internal(e.to_string()))?
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
+        let Some((meta, compiled)) = deployed else { return Ok(None) };
+        self.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
+        self.current.write().unwrap().insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), compiled }));
+        self.metrics.record_deploy();
+        self.changes.send_modify(|n| *n += 1);
+        tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
+        Ok(Some(meta))
     }
 
     /// Removes a service: every version, so new invocations answer 404. Its
     /// entities' events and states stay in the journal, and a later deploy
-    /// under the same name continues from them. Answers how many versions
-    /// were removed, or `None` for a service that is not deployed. Once it
-    /// has its turn, it runs to the end even if the returned future is dropped.
-    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<Option<usize>, DeployError> {
-        let one_at_a_time = self.deploying.clone().lock_owned().await;
-        if !self.history.read().unwrap().contains_key(name) {
-            return Ok(None);
-        }
-        let (this, service) = (self.clone(), name.to_string());
-        // As in a deploy: storage and memory change in the blocking task.
-        let removed = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-            let _one_at_a_time = one_at_a_time;
-            let removed = this.journal.delete_versions(&service)?;
-            this.current.write().unwrap().remove(&service);
-            this.history.write().unwrap().remove(&service);
-            tracing::info!(%service, versions = removed, "deleted");
-            Ok(removed)
-        })
-        .await
-        .map_err(|e| DeployError::Internal(e.to_string()))??;
-        Ok(Some(removed))
+    /// under the same name continues from them (with the next version
+    /// number). Answers how many versions were removed, or `None` for a
+    /// service that is not deployed. Once started, it runs to the end even
+    /// if the returned future is dropped.
+    pub async fn delete(self: &Arc<Self>, name: String) -> Result<Option<usize>, DeployError> {
+        let this = self.clone();
+        FinishOnDrop::new(async move { this.delete_now(name).await }).await
     }
 
-    fn compile_cached(&self, bytes: &[u8], digest: &str) -> Result<CompiledEntity, DeployError> {
-        if let Some(component) = self.cache.load(self.runtime.engine(), digest) {
-            return Ok(self.runtime.prepare(&component)?);
+    async fn delete_now(&self, service: String) -> Result<Option<usize>, DeployError> {
+        let _one_at_a_time = self.deploying.lock().await;
+        if !self.history.read().unwrap().contains_key(&service) {
+            return Ok(None);
         }
-        let (component, entity) = self.runtime.compile(bytes)?;
-        if let Err(error) = self.cache.store(digest, &component) {
-            tracing::warn!(%error, "could not cache compiled component");
-        }
-        Ok(entity)
+        let (journal, name) = (self.journal.clone(), service.clone());
+        let removed = tokio::task::spawn_blocking(move || journal.delete_versions(&name))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))??;
+        self.current.write().unwrap().remove(&service);
+        self.history.write().unwrap().remove(&service);
+        self.changes.send_modify(|n| *n += 1);
+        tracing::info!(%service, versions = removed, "deleted");
+        Ok(Some(removed))
     }
+}
+
+/// The compiled form of a stored component: from the cache when it has it,
+/// else compiled (and cached for the next start).
+fn compile_cached(
+    runtime: &Runtime,
+    cache: &CompiledCache,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<CompiledService, DeployError> {
+    if let Some(component) = cache.load(runtime.engine(), digest) {
+        return Ok(runtime.prepare(&component)?);
+    }
+    let (component, compiled) = runtime.compile(bytes)?;
+    if let Err(error) = cache.store(digest, &component) {
+        tracing::warn!(%error, "could not cache compiled component");
+    }
+    Ok(compiled)
 }
 
 fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<ServiceInfo> {
@@ -276,7 +303,7 @@ fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<
     let latest = versions.last()?;
     Some(ServiceInfo {
         service: name.to_string(),
-        kind: latest.kind.clone(),
+        kind: latest.kind,
         version: latest.version,
         digest: latest.digest.clone(),
         subscriptions: latest.subscriptions.clone(),

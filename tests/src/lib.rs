@@ -9,4 +9,4 @@ pub mod server;
 pub mod sse;
 
 pub use api::{Api, Reply};
-pub use server::Server;
+pub use server::{Options, Server};

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -31,13 +32,36 @@ pub struct Server {
     base: String,
     data_dir: PathBuf,
     args: Vec<String>,
+    options: Options,
+    stdout: Output,
+    stderr: Output,
 }
+
+/// How to start a server, besides its `serve` flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Environment variables to set (`RUST_LOG` defaults to
+    /// `$WASMSTATE_TEST_LOG`, else `warn`).
+    pub env: Vec<(String, String)>,
+    /// Keep what the server writes to stderr (see [`Server::stderr`])
+    /// instead of passing it through.
+    pub capture_stderr: bool,
+}
+
+/// The lines a server wrote to one stream.
+type Output = Arc<Mutex<Vec<String>>>;
 
 impl Server {
     /// Starts a server on `data_dir` with extra `serve` flags.
     pub async fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, args, Options::default()).await
+    }
+
+    /// Starts a server on `data_dir` with extra `serve` flags and `options`.
+    pub async fn start_with(data_dir: &Path, args: &[&str], options: Options) -> anyhow::Result<Self> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -45,15 +69,26 @@ impl Server {
             .arg(data_dir)
             .args(&args)
             .env("RUST_LOG", std::env::var("WASMSTATE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start wasmstate")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
+            .stderr(if options.capture_stderr { Stdio::piped() } else { Stdio::inherit() })
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("cannot start wasmstate")?;
+        let (stdout, stderr) = (Output::default(), Output::default());
+        if let Some(pipe) = child.stderr.take() {
+            let stderr = stderr.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    stderr.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let seen = stdout.clone();
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await? {
+                seen.lock().unwrap().push(line.clone());
                 if let Some(url) = line.strip_prefix("wasmstate listening on ") {
                     return Ok(url.trim().to_string());
                 }
@@ -61,10 +96,35 @@ impl Server {
             bail!("wasmstate exited before listening")
         })
         .await
-        .context("wasmstate did not start listening within 60 s")??;
+        .context("wasmstate did not start listening within 60 s")?;
+        let base = match base {
+            Ok(base) => base,
+            Err(error) => {
+                // Give the stderr reader a moment to take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let said = stderr.lock().unwrap().join("\n");
+                return Err(error.context(format!("stderr: {said}")));
+            }
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), args })
+        let seen = stdout.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().unwrap().push(line);
+            }
+        });
+        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), args, options, stdout, stderr })
+    }
+
+    /// The lines the server has written to stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The lines the server has written to stderr so far, if it was
+    /// started with [`Options::capture_stderr`].
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The server's base URL, e.g. `http://127.0.0.1:40123`.
@@ -103,13 +163,14 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// Stops the server and starts it again on the same data dir and flags.
+    /// Stops the server and starts it again on the same data dir, flags
+    /// and options.
     pub async fn restart(self) -> anyhow::Result<Self> {
-        let (data_dir, args) = (self.data_dir.clone(), self.args.clone());
+        let (data_dir, args, options) = (self.data_dir.clone(), self.args.clone(), self.options.clone());
         let status = self.stop().await?;
         anyhow::ensure!(status.success(), "wasmstate exited with {status}");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::start(&data_dir, &args).await
+        Self::start_with(&data_dir, &args, options).await
     }
 }
 

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::entities::InvokeRequest;
-use crate::journal::{EntityPosition, Invocation, StoredEvent};
+use crate::domain::{Call, Event, IdempotencyKey, ServiceKind};
+use crate::invoke::Invocation;
+use crate::journal::EntityPosition;
 use crate::names::{validate_entity_id, validate_service_name};
-use crate::runtime::EntityKind;
 
 /// The longest command name accepted.
 const MAX_COMMAND_NAME: usize = 128;
@@ -23,7 +23,8 @@ const MAX_EVENTS_PER_PAGE: usize = 10_000;
 /// and answers the entity's reply once its events are durable.
 ///
 /// A request carrying an `Idempotency-Key` that repeats an earlier key for
-/// the same entity answers the recorded reply without running again.
+/// the same entity answers the recorded reply without running again; one
+/// that repeats it for another command or payload answers 422.
 pub async fn invoke(
     State(state): State<AppState>,
     ApiPath((service, id, command)): ApiPath<(String, String, String)>,
@@ -36,27 +37,13 @@ pub async fn invoke(
             "a command name must be 1 to {MAX_COMMAND_NAME} bytes without control characters"
         )));
     }
-    let idempotency_key = idempotency_key(&headers)?;
-    let invocation = Invocation { service, entity: id, command, payload: body.to_vec() };
-    let reply = state.entities.invoke(InvokeRequest { invocation, idempotency_key }).await?;
+    let key = match headers.get("idempotency-key") {
+        Some(value) => Some(IdempotencyKey::client(value.as_bytes())?),
+        None => None,
+    };
+    let call = Call { service, entity: id, command, payload: body.to_vec() };
+    let reply = state.invoker.invoke(Invocation::command(call, key)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
-}
-
-/// The longest idempotency key accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 256;
-
-/// The request's `Idempotency-Key`: 1 to 256 printable ASCII characters
-/// other than space. The host's own keys contain spaces, so a client's key
-/// never collides with one.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.as_bytes();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.iter().all(u8::is_ascii_graphic) {
-        return Err(ApiError::bad_request(format!(
-            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, without spaces"
-        )));
-    }
-    Ok(Some(String::from_utf8_lossy(key).into_owned()))
 }
 
 /// Where one entity stands: `{last_seq, snapshot_seq}`, and for a value
@@ -78,7 +65,7 @@ pub async fn position(
 ) -> Result<Json<PositionReply>, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let journal = state.journal.clone();
-    let is_value = state.services.describe(&service).is_some_and(|s| s.kind == EntityKind::Value.as_str());
+    let is_value = state.services.describe(&service).is_some_and(|s| s.kind == ServiceKind::Value);
     let (s, e) = (service.clone(), id.clone());
     let (position, value) = tokio::task::spawn_blocking(move || {
         let value = if is_value { Some(journal.value(&s, &e)?) } else { None };
@@ -131,8 +118,8 @@ pub async fn events(
     Ok(Json(events).into_response())
 }
 
-impl From<StoredEvent> for EventReply {
-    fn from(event: StoredEvent) -> Self {
+impl From<Event> for EventReply {
+    fn from(event: Event) -> Self {
         Self { seq: event.seq, payload: payload_json(&event.payload) }
     }
 }

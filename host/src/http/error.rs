@@ -7,8 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::entities::InvokeError;
-use crate::runtime::{FailureCode, GuestError};
+use crate::domain::{FailureCode, InvalidKey};
+use crate::invoke::InvokeError;
+use crate::runtime::GuestError;
 use crate::services::DeployError;
 
 /// An error answered to an HTTP client.
@@ -47,9 +48,15 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 
-    /// The status code.
-    pub fn status(&self) -> StatusCode {
-        self.status
+    /// The same error, answered with `Retry-After: secs`.
+    fn retry_after(self, secs: u32) -> Self {
+        Self { retry_after_secs: Some(secs), ..self }
+    }
+}
+
+impl From<InvalidKey> for ApiError {
+    fn from(error: InvalidKey) -> Self {
+        Self::bad_request(error.to_string())
     }
 }
 
@@ -82,8 +89,12 @@ impl From<InvokeError> for ApiError {
         match error {
             InvokeError::UnknownService(service) => Self::unknown_service(&service),
             InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => {
-                Self { retry_after_secs: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
             }
+            InvokeError::EarlierCommitFailed | InvokeError::KeyRecordExpired | InvokeError::Conflict { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "retry", message).retry_after(1)
+            }
+            InvokeError::KeyReused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),

@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
 
-use crate::entities::Entities;
+use crate::invoke::Invoker;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::services::Services;
@@ -56,8 +56,8 @@ impl std::ops::Deref for AppState {
 pub struct AppParts {
     /// Deployed services.
     pub services: Arc<Services>,
-    /// Entity mailboxes.
-    pub entities: Entities,
+    /// The invocation path.
+    pub invoker: Invoker,
     /// The journal, for reads.
     pub journal: Arc<Journal>,
     /// The metrics.
@@ -66,7 +66,7 @@ pub struct AppParts {
     pub limits: BodyLimits,
     /// Bearer tokens guarding deploys and invocations.
     pub tokens: Tokens,
-    /// The subscription workers, resynchronised after each deploy.
+    /// The subscription workers, which follow every deploy and delete.
     pub subscriptions: Arc<Subscriptions>,
     /// Turns true when the server shuts down; live event streams end then.
     pub shutdown: watch::Receiver<bool>,

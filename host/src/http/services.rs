@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 use crate::journal::VersionMeta;
-use crate::services::{DeployError, ServiceInfo};
+use crate::services::ServiceInfo;
 
 /// Query of a deploy.
 #[derive(Deserialize)]
@@ -18,9 +18,8 @@ pub struct DeployQuery {
     subscribe: Option<String>,
 }
 
-/// Deploys the body as the next version of the service: 201 with its metadata.
-/// The deploy and the subscriptions' update run in their own task: a client
-/// that goes away drops this handler, not them.
+/// Deploys the body as the next version of the service: 201 with its
+/// metadata. A client that goes away drops this handler, not the deploy.
 pub async fn deploy(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
@@ -31,13 +30,7 @@ pub async fn deploy(
         .subscribe
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
-    let meta = tokio::spawn(async move {
-        let meta = state.services.deploy(&service, body.to_vec(), subscriptions).await?;
-        state.subscriptions.sync();
-        Ok::<_, DeployError>(meta)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let meta = state.services.deploy(service, body.to_vec(), subscriptions).await?;
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
@@ -56,19 +49,11 @@ pub async fn describe(
 
 /// Deletes a service: every version goes, so invocations answer 404; its
 /// entities' data stays for a later deploy under the same name. Like a
-/// deploy, it runs in its own task.
+/// deploy, it finishes even if the client goes away.
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = service.clone();
-    let removed = tokio::spawn(async move {
-        let removed = state.services.delete(&name).await?;
-        state.subscriptions.sync();
-        Ok::<_, DeployError>(removed)
-    })
-    .await
-    .map_err(ApiError::internal)??
-    .ok_or_else(|| ApiError::unknown_service(&service))?;
+    let removed = state.services.delete(service.clone()).await?.ok_or_else(|| ApiError::unknown_service(&service))?;
     Ok(Json(serde_json::json!({ "service": service, "deleted_versions": removed })))
 }

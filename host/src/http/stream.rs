@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use super::AppState;
 use super::entities::EventReply;
-use crate::journal::{Committed, Journal, StoredEvent};
+use crate::domain;
+use crate::journal::{Committed, Journal};
 
 /// Events read from the journal at once.
 const PAGE: usize = 512;
@@ -29,7 +30,7 @@ struct Follow {
     service: String,
     entity: String,
     next: u64,
-    buffer: VecDeque<StoredEvent>,
+    buffer: VecDeque<domain::Event>,
     commits: broadcast::Receiver<Committed>,
     shutdown: watch::Receiver<bool>,
 }
@@ -62,7 +63,7 @@ pub fn follow(
 
 impl Follow {
     /// The next event owed, waiting for it if need be; `None` ends the stream.
-    async fn next_event(&mut self) -> Option<StoredEvent> {
+    async fn next_event(&mut self) -> Option<domain::Event> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 return Some(event);

@@ -3,12 +3,15 @@
 //!
 //! Outbox deliveries and subscription offsets are written once per delivered
 //! batch, durably: a crash can only make the host deliver the last batch
-//! again, which at-least-once delivery allows.
+//! again, which at-least-once delivery allows (and every delivery carries an
+//! idempotency key, so a repeat changes nothing).
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, idempotency_live, outbox_row};
-use super::{Invocation, Journal, JournalError, OutboxEntry, RecordedOutcome, StoredEvent};
+use super::records::{self, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxEntry, OutboxRecord};
+use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, idempotency_live};
+use super::{Journal, JournalError};
+use crate::domain::{Call, Event, FollowUp, IdempotencyKey};
 
 /// One event of a service's log, as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +21,7 @@ pub struct ServiceLogEntry {
     /// The entity that emitted it.
     pub entity: String,
     /// The event.
-    pub event: StoredEvent,
+    pub event: Event,
 }
 
 impl Journal {
@@ -28,33 +31,43 @@ impl Journal {
         Ok(txn.open_table(VALUES)?.get((service, entity))?.map(|v| v.value().to_vec()))
     }
 
-    /// What a command recorded under an idempotency key left to do, if the
-    /// record has not expired.
-    pub fn recorded_outcome(
+    /// The record a command left under an idempotency key on this entity,
+    /// if the record has not expired at `now_ms`.
+    pub fn idempotency_record(
         &self,
         service: &str,
         entity: &str,
-        key: &str,
+        key: &IdempotencyKey,
         now_ms: u64,
-    ) -> Result<Option<RecordedOutcome>, JournalError> {
+    ) -> Result<Option<IdempotencyRecord>, JournalError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(IDEMPOTENCY)?;
-        let Some(row) = table.get((service, entity, key))? else { return Ok(None) };
-        let (expires_at_ms, encoded) = row.value();
-        if !idempotency_live(expires_at_ms, now_ms) {
+        let Some(row) = table.get((service, entity, key.as_str()))? else { return Ok(None) };
+        let stored: KeyRecord<FollowUp> = records::decode(row.value(), "idempotency record")?;
+        if !idempotency_live(stored.expires_at_ms, now_ms) {
             return Ok(None);
         }
-        RecordedOutcome::decode(encoded).map(Some).ok_or_else(|| JournalError::Corrupt("idempotency record".into()))
+        Ok(Some(IdempotencyRecord {
+            key: key.clone(),
+            expires_at_ms: stored.expires_at_ms,
+            fingerprint: stored.fingerprint,
+            follow_up: stored.follow_up,
+        }))
     }
 
     /// Deletes idempotency records that expired before `now_ms`; answers how many.
     pub fn sweep_idempotency(&self, now_ms: u64) -> Result<usize, JournalError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        txn.set_durability(Durability::None)?;
         let removed = {
             let mut table = txn.open_table(IDEMPOTENCY)?;
             let before = table.len()?;
-            table.retain(|_, (expires_at_ms, _)| idempotency_live(expires_at_ms, now_ms))?;
+            // A record that cannot be read is kept: the sweep never loses
+            // what it cannot judge.
+            table.retain(|_, record| match records::expiry(record) {
+                Ok(expires_at_ms) => idempotency_live(expires_at_ms, now_ms),
+                Err(_) => true,
+            })?;
             (before - table.len()?) as usize
         };
         txn.commit()?;
@@ -69,15 +82,15 @@ impl Journal {
         let mut due = Vec::new();
         for row in table.iter()? {
             let (id, value) = row?;
-            let (service, entity, command, payload, attempts, next_attempt_ms) = value.value();
-            if next_attempt_ms <= now_ms {
-                let invocation = Invocation {
-                    service: service.into(),
-                    entity: entity.into(),
-                    command: command.into(),
-                    payload: payload.to_vec(),
+            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
+            if record.next_attempt_ms <= now_ms {
+                let entry = OutboxEntry {
+                    id: id.value(),
+                    call: record.call,
+                    attempts: record.attempts,
+                    next_attempt_ms: record.next_attempt_ms,
                 };
-                due.push(OutboxEntry { id: id.value(), invocation, attempts, next_attempt_ms });
+                due.push(entry);
                 if due.len() >= limit {
                     break;
                 }
@@ -99,9 +112,11 @@ impl Journal {
 
     /// Records a failed attempt: the entry is retried at `next_attempt_ms`.
     pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+        let record =
+            OutboxRecord { call: &entry.call, attempts: entry.attempts, next_attempt_ms: entry.next_attempt_ms };
+        let encoded = records::encode(&record)?;
         self.bookkeeping_write(|txn| {
-            let mut table = txn.open_table(OUTBOX)?;
-            table.insert(entry.id, outbox_row(&entry.invocation, entry.attempts, entry.next_attempt_ms))?;
+            txn.open_table(OUTBOX)?.insert(entry.id, encoded.as_slice())?;
             Ok(())
         })
     }
@@ -114,14 +129,14 @@ impl Journal {
         let mut out = Vec::new();
         for row in log.range((service, after + 1)..=(service, u64::MAX))?.take(limit) {
             let (key, value) = row?;
-            let (entity, seq) = value.value();
-            let payload = events
-                .get((service, entity, seq))?
-                .ok_or_else(|| JournalError::Corrupt(format!("service log names a missing event {entity}/{seq}")))?;
+            let LogEntryRecord { entity, seq } = records::decode_borrowed(value.value(), "service log entry")?;
+            let payload = events.get((service, entity, seq))?.ok_or_else(|| {
+                JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}"))
+            })?;
             out.push(ServiceLogEntry {
                 position: key.value().1,
                 entity: entity.to_string(),
-                event: StoredEvent { seq, payload: payload.value().to_vec() },
+                event: Event { seq, payload: payload.value().to_vec() },
             });
         }
         Ok(out)

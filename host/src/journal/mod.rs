@@ -1,17 +1,21 @@
-//! The journal: every entity's events and snapshots, and every deployed
-//! component, in one embedded redb database.
+//! The journal: every entity's events, snapshots and values, every deployed
+//! component, and the host's bookkeeping, in one embedded redb database
+//! with a schema version (`schema.rs`).
 //!
-//! Reads go straight to redb (MVCC read transactions never block the writer).
-//! Every command's writes (events, value state, outbox entries, idempotency
-//! record) go through the [`GroupCommitter`], which batches the commits of
-//! many entities into one durable write transaction. Bookkeeping that may be
-//! replayed after a crash (outbox deliveries, subscription offsets) is
+//! Reads go straight to redb (MVCC read transactions never block the
+//! writer). Every command's writes (events or value state, snapshot, outbox
+//! entries, idempotency record) go through [`Journal::commit`] to the
+//! group-committing writer (`writer.rs`), which batches the commits of many
+//! entities into one durable transaction. Bookkeeping that may be replayed
+//! after a crash (outbox deliveries, subscription offsets) and deploys are
 //! written directly.
 
 mod bookkeeping;
 #[cfg(any(test, feature = "fault-injection"))]
 mod failing_storage;
+mod migrate_v1;
 mod records;
+mod schema;
 mod tables;
 mod writer;
 
@@ -19,17 +23,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
 
+use crate::domain::{Event, ServiceKind};
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
-pub use records::{IdempotencyRecord, Invocation, OutboxEntry, RecordedOutcome, RecordedReply};
-use tables::{COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSIONS};
-use tokio::sync::{Notify, broadcast};
-use writer::Signals;
-pub use writer::{Commit, Committed, EntityWrite, GroupCommitter};
+pub use records::{IdempotencyRecord, OutboxEntry};
+pub use schema::{SCHEMA_VERSION, SchemaStatus};
+use tables::{COMPONENTS, EVENTS, SNAPSHOTS, VERSION_HEADS, VERSIONS};
+pub use writer::{Commit, CommitStatus, Committed, EntityWrite};
+use writer::{GroupCommitter, Signals};
 
 /// The wall-clock time the journal's records speak in (when an idempotency
 /// record expires, when an outbox entry is due): ms since the Unix epoch.
@@ -37,41 +43,44 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Why a journal operation failed.
+/// Why a journal operation failed. A commit refused for a normal reason (a
+/// stale seq, a key already recorded) is not an error: see [`CommitStatus`].
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// The storage engine failed (I/O error, corruption, ...).
     #[error("storage error: {0}")]
     Storage(#[from] redb::Error),
-    /// An append expected a different last sequence number: another writer
-    /// got there first. Nothing of the append was written.
-    #[error("append conflict on {service}/{entity}: expected seq {expected}, found {found}")]
-    Conflict {
-        /// The service of the entity.
-        service: String,
-        /// The entity id.
-        entity: String,
-        /// The last seq the append was computed against.
-        expected: u64,
-        /// The last seq in the journal.
-        found: u64,
-    },
-    /// A live idempotency record already holds the commit's key: a command
-    /// with the same key committed first. Nothing of the commit was written.
-    #[error("idempotency key {key:?} on {service}/{entity} is already recorded")]
-    KeyRecorded {
-        /// The service of the entity.
-        service: String,
-        /// The entity id (or an action's routing key).
-        entity: String,
-        /// The idempotency key.
-        key: String,
-    },
-    /// Stored metadata could not be decoded.
-    #[error("corrupt metadata: {0}")]
+    /// A transaction's durability could not be set.
+    #[error("cannot set a transaction's durability: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
+    /// Stored data could not be decoded.
+    #[error("unreadable stored data: {0}")]
     Corrupt(String),
-    /// The transaction holding the append failed to commit; nothing of it
-    /// (nor of the other appends in the same batch) was written.
+    /// A record could not be encoded.
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
+    /// The journal was written by a newer wasmstate than this one.
+    #[error(
+        "the journal has schema version {found}, newer than the {supported} this wasmstate reads; \
+         run the wasmstate that wrote it (or a newer one)"
+    )]
+    SchemaTooNew {
+        /// The version stored in the journal.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
+    /// A deployed version's number is taken (the journal gives numbers out
+    /// itself, so this means the journal was changed behind its back).
+    #[error("version {version} of {service} already exists")]
+    VersionExists {
+        /// The service.
+        service: String,
+        /// The version number.
+        version: u32,
+    },
+    /// The transaction holding the commit failed; nothing of it (nor of the
+    /// other commits in the same batch) was written.
     #[error("commit failed: {0}")]
     CommitFailed(String),
     /// The journal writer has stopped.
@@ -96,15 +105,6 @@ storage_error_from!(
     redb::CommitError
 );
 
-/// One committed event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    /// Position in the entity's log, from 1.
-    pub seq: u64,
-    /// The event as the guest encoded it.
-    pub payload: Vec<u8>,
-}
-
 /// A persisted snapshot of an entity's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSnapshot {
@@ -120,7 +120,7 @@ pub struct EntityHistory {
     /// The latest snapshot, if one was taken.
     pub snapshot: Option<StoredSnapshot>,
     /// The events after the snapshot (or all of them), in seq order.
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<Event>,
     /// The seq of the entity's last committed event (0 for a new entity).
     pub last_seq: u64,
 }
@@ -134,23 +134,39 @@ pub struct EntityPosition {
     pub snapshot_seq: u64,
 }
 
+/// A version to deploy, before the journal gives it its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// The service name.
+    pub service: String,
+    /// SHA-256 of the component bytes, lowercase hex.
+    pub digest: String,
+    /// The kind of service the component implements.
+    pub kind: ServiceKind,
+    /// When it is deployed, in ms since the Unix epoch.
+    pub deployed_at_ms: u64,
+    /// The services whose events this version (an action) subscribes to.
+    pub subscriptions: Vec<String>,
+}
+
 /// The metadata of one deployed version of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionMeta {
     /// The service name.
     pub service: String,
-    /// The version number, from 1.
+    /// The version number: from 1, never given twice for one service name,
+    /// even after the service is deleted and deployed again.
     pub version: u32,
     /// SHA-256 of the component bytes, lowercase hex.
     pub digest: String,
-    /// The entity kind the component implements, e.g. `event-sourced`.
-    pub kind: String,
+    /// The kind of service the component implements.
+    pub kind: ServiceKind,
     /// Size of the component in bytes.
     pub size: u64,
     /// When it was deployed, in milliseconds since the Unix epoch.
     pub deployed_at_ms: u64,
     /// The services whose events this version (an action) subscribes to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
 }
 
@@ -159,6 +175,7 @@ pub struct Journal {
     db: Arc<Database>,
     committer: GroupCommitter,
     signals: Signals,
+    schema: SchemaStatus,
 }
 
 impl Journal {
@@ -168,36 +185,27 @@ impl Journal {
         Self::from_database(db, metrics)
     }
 
-    /// Wraps an opened database (for example one on an injected storage backend).
+    /// Wraps an opened database (for example one on an injected storage
+    /// backend): checks its schema version, migrating an older journal, and
+    /// starts the writer.
     pub fn from_database(db: Database, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
-        let txn = db.begin_write()?;
-        txn.open_table(EVENTS)?;
-        txn.open_table(SNAPSHOTS)?;
-        txn.open_table(COMPONENTS)?;
-        txn.open_table(VERSIONS)?;
-        txn.open_table(VALUES)?;
-        txn.open_table(OUTBOX)?;
-        txn.open_table(IDEMPOTENCY)?;
-        txn.open_table(SERVICE_LOG)?;
-        txn.open_table(COUNTERS)?;
-        txn.open_table(OFFSETS)?;
-        txn.commit()?;
+        let schema = schema::open(&db)?;
         let db = Arc::new(db);
         let signals = Signals { committed: broadcast::channel(4096).0, outbox: Arc::new(Notify::new()) };
         let committer = GroupCommitter::start(db.clone(), metrics, signals.clone())?;
-        Ok(Self { db, committer, signals })
+        Ok(Self { db, committer, signals, schema })
     }
 
-    /// Durably writes everything one command produced, atomically. Resolves
-    /// once the write transaction holding it has committed.
-    pub async fn commit(&self, commit: Commit) -> Result<(), JournalError> {
-        self.committer.submit(commit).await
+    /// What opening found: a new journal, a current one, or one migrated.
+    pub fn schema_status(&self) -> SchemaStatus {
+        self.schema
     }
 
-    /// Queues a commit at once and answers a future that resolves when it
-    /// is durable. Commits submitted one after the other are written in that
-    /// order, possibly in one transaction.
-    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<(), JournalError>> + use<> {
+    /// Durably writes everything one command produced, atomically: queues
+    /// the commit at once (commits queued one after the other are written
+    /// in that order, possibly in one transaction) and answers a future
+    /// that resolves once it is durable or refused.
+    pub fn commit(&self, commit: Commit) -> impl Future<Output = Result<CommitStatus, JournalError>> + use<> {
         self.committer.submit(commit)
     }
 
@@ -220,18 +228,23 @@ impl Journal {
     pub fn position(&self, service: &str, entity: &str) -> Result<EntityPosition, JournalError> {
         let txn = self.db.begin_read()?;
         let last_seq = last_seq(&txn.open_table(EVENTS)?, service, entity)?;
-        let snapshot_seq = txn.open_table(SNAPSHOTS)?.get((service, entity))?.map_or(0, |v| v.value().0);
+        let snapshot_seq = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
+            Some(row) => records::decode_borrowed::<records::SnapshotRecord<'_>>(row.value(), "snapshot")?.seq,
+            None => 0,
+        };
         Ok(EntityPosition { last_seq, snapshot_seq })
     }
 
     /// Loads what a cold entity needs: its latest snapshot and the events after it.
     pub fn load_entity(&self, service: &str, entity: &str) -> Result<EntityHistory, JournalError> {
         let txn = self.db.begin_read()?;
-        let snapshots = txn.open_table(SNAPSHOTS)?;
-        let snapshot = snapshots.get((service, entity))?.map(|v| {
-            let (seq, state) = v.value();
-            StoredSnapshot { seq, state: state.to_vec() }
-        });
+        let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
+            Some(row) => {
+                let record: records::SnapshotRecord<'_> = records::decode_borrowed(row.value(), "snapshot")?;
+                Some(StoredSnapshot { seq: record.seq, state: record.state.to_vec() })
+            }
+            None => None,
+        };
         let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
         let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX)?;
         let last_seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
@@ -239,52 +252,65 @@ impl Journal {
     }
 
     /// Reads up to `limit` committed events of an entity, from seq `from` on.
-    pub fn events(
-        &self,
-        service: &str,
-        entity: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, JournalError> {
+    pub fn events(&self, service: &str, entity: &str, from: u64, limit: usize) -> Result<Vec<Event>, JournalError> {
         let txn = self.db.begin_read()?;
         read_events(&txn.open_table(EVENTS)?, service, entity, from, limit)
     }
 
-    /// Stores a new deployed version: its metadata and component bytes, durably.
-    pub fn save_version(&self, meta: &VersionMeta, component: &[u8]) -> Result<(), JournalError> {
-        let json = serde_json::to_string(meta).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    /// Stores a new deployed version, durably: gives it the number after
+    /// the last one this service name ever had, and stores its metadata and
+    /// component bytes.
+    pub fn save_version(&self, version: &NewVersion, component: &[u8]) -> Result<VersionMeta, JournalError> {
         let txn = self.db.begin_write()?;
-        {
+        let meta = {
+            let mut heads = txn.open_table(VERSION_HEADS)?;
+            let number = heads.get(version.service.as_str())?.map_or(0, |v| v.value()) + 1;
+            heads.insert(version.service.as_str(), number)?;
+            let meta = VersionMeta {
+                service: version.service.clone(),
+                version: number,
+                digest: version.digest.clone(),
+                kind: version.kind,
+                size: component.len() as u64,
+                deployed_at_ms: version.deployed_at_ms,
+                subscriptions: version.subscriptions.clone(),
+            };
             let mut versions = txn.open_table(VERSIONS)?;
-            let key = (meta.service.as_str(), meta.version);
+            let key = (meta.service.as_str(), number);
             if versions.get(key)?.is_some() {
-                return Err(JournalError::Corrupt(format!(
-                    "version {} of {} already exists",
-                    meta.version, meta.service
-                )));
+                return Err(JournalError::VersionExists { service: meta.service.clone(), version: number });
             }
-            versions.insert(key, json.as_str())?;
+            let record = records::VersionRecord {
+                digest: meta.digest.clone(),
+                kind: meta.kind.as_str().to_string(),
+                size: meta.size,
+                deployed_at_ms: meta.deployed_at_ms,
+                subscriptions: meta.subscriptions.clone(),
+            };
+            versions.insert(key, records::encode(&record)?.as_slice())?;
             txn.open_table(COMPONENTS)?.insert(key, component)?;
-        }
+            meta
+        };
         txn.commit()?;
-        Ok(())
+        Ok(meta)
     }
 
     /// Removes every deployed version of `service` (metadata and component
-    /// bytes), durably; answers how many there were. Its entities' data stays.
+    /// bytes), durably; answers how many there were. Its entities' data
+    /// stays, and so does its last version number.
     pub fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
         let txn = self.db.begin_write()?;
         let removed = {
             let mut versions = txn.open_table(VERSIONS)?;
             let mut components = txn.open_table(COMPONENTS)?;
             let range = (service, 0)..=(service, u32::MAX);
-            let keys: Vec<u32> =
-                versions.range(range.clone())?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
-            for version in &keys {
-                versions.remove((service, *version))?;
-                components.remove((service, *version))?;
+            let numbers: Vec<u32> =
+                versions.range(range)?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+            for number in &numbers {
+                versions.remove((service, *number))?;
+                components.remove((service, *number))?;
             }
-            keys.len()
+            numbers.len()
         };
         txn.commit()?;
         Ok(removed)
@@ -293,12 +319,23 @@ impl Journal {
     /// Every deployed version of every service, ordered by (service, version).
     pub fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
         let txn = self.db.begin_read()?;
-        let versions = txn.open_table(VERSIONS)?;
         let mut out = Vec::new();
-        for row in versions.iter()? {
-            let (_, json) = row?;
-            let meta = serde_json::from_str(json.value()).map_err(|e| JournalError::Corrupt(e.to_string()))?;
-            out.push(meta);
+        for row in txn.open_table(VERSIONS)?.iter()? {
+            let (key, value) = row?;
+            let (service, version) = key.value();
+            let what = format!("version {version} of {service}");
+            let record: records::VersionRecord = records::decode(value.value(), &what)?;
+            let kind = ServiceKind::from_name(&record.kind)
+                .ok_or_else(|| JournalError::Corrupt(format!("{what}: unknown kind {:?}", record.kind)))?;
+            out.push(VersionMeta {
+                service: service.to_string(),
+                version,
+                digest: record.digest,
+                kind,
+                size: record.size,
+                deployed_at_ms: record.deployed_at_ms,
+                subscriptions: record.subscriptions,
+            });
         }
         Ok(out)
     }
@@ -306,8 +343,7 @@ impl Journal {
     /// The component bytes of one deployed version.
     pub fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
         let txn = self.db.begin_read()?;
-        let components = txn.open_table(COMPONENTS)?;
-        Ok(components.get((service, version))?.map(|v| v.value().to_vec()))
+        Ok(txn.open_table(COMPONENTS)?.get((service, version))?.map(|v| v.value().to_vec()))
     }
 }
 
@@ -327,14 +363,16 @@ fn read_events(
     entity: &str,
     from: u64,
     limit: usize,
-) -> Result<Vec<StoredEvent>, JournalError> {
+) -> Result<Vec<Event>, JournalError> {
     let mut out = Vec::new();
     for row in events.range((service, entity, from.max(1))..=(service, entity, u64::MAX))?.take(limit) {
         let (key, payload) = row?;
-        out.push(StoredEvent { seq: key.value().2, payload: payload.value().to_vec() });
+        out.push(Event { seq: key.value().2, payload: payload.value().to_vec() });
     }
     Ok(out)
 }
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;

@@ -1,49 +1,107 @@
-//! The records the journal stores besides events: recorded replies for
-//! idempotency and outbox entries.
+//! The host's records as the journal stores them, schema version 2.
+//!
+//! Every record is encoded with postcard: a serde format with a documented,
+//! stable wire format (postcard 1.x), compact (varints, no field names), and
+//! fast, so it costs nothing on the commit path. It does not describe
+//! itself — a reader must know the layout — which is what the schema
+//! version (`schema.rs`) is for: a change to any record below, or to the
+//! domain types they hold, takes a new version and a migration. The tests
+//! at the end pin the bytes, so such a change cannot pass unnoticed.
+//!
+//! Records that borrow on write and own on read are generic over the part
+//! they hold, so both directions share one layout.
 
-/// A side effect waiting in the outbox, or a forward target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
-    /// The service to invoke.
-    pub service: String,
-    /// The entity to invoke.
-    pub entity: String,
-    /// The command's name.
-    pub command: String,
-    /// The command's payload.
-    pub payload: Vec<u8>,
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::JournalError;
+use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey};
+
+/// Encodes a record.
+pub(super) fn encode<T: Serialize + ?Sized>(record: &T) -> Result<Vec<u8>, JournalError> {
+    postcard::to_allocvec(record).map_err(|e| JournalError::Encode(e.to_string()))
 }
 
-/// The reply a command gave, as recorded for its idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordedReply {
-    /// A reply message.
-    Message(Vec<u8>),
-    /// A forward: replaying the key follows it again.
-    Forward(Invocation),
+/// Decodes a record, owning its data.
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, JournalError> {
+    postcard::from_bytes(bytes).map_err(|e| JournalError::Corrupt(format!("{what}: {e}")))
 }
 
-/// What a command left to do once its writes were durable, as recorded for
-/// its idempotency key: a repeat of the key does it again (each step under
-/// a key derived from the command's, so its target answers from its own
-/// record if it already ran).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedOutcome {
-    /// The synchronous side effects, run in order before the reply.
-    pub synchronous: Vec<Invocation>,
-    /// The reply, or the forward that answers.
-    pub reply: RecordedReply,
+/// Decodes a record that borrows from `bytes`.
+pub(super) fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, JournalError> {
+    postcard::from_bytes(bytes).map_err(|e| JournalError::Corrupt(format!("{what}: {e}")))
 }
 
-/// An idempotency record written with a command's effects.
+/// A `SNAPSHOTS` row: the state as of event `seq`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct SnapshotRecord<'a> {
+    pub seq: u64,
+    #[serde(with = "serde_bytes", borrow)]
+    pub state: &'a [u8],
+}
+
+/// A `VERSIONS` row: a deployed version's metadata (its service and number
+/// are the row's key).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct VersionRecord {
+    /// SHA-256 of the component bytes, lowercase hex.
+    pub digest: String,
+    /// The kind's name, e.g. `event-sourced`: a name, so the record does
+    /// not depend on the order of an enum.
+    pub kind: String,
+    pub size: u64,
+    pub deployed_at_ms: u64,
+    pub subscriptions: Vec<String>,
+}
+
+/// An `OUTBOX` row: a side effect to deliver and how its delivery went.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct OutboxRecord<C> {
+    pub call: C,
+    /// Delivery attempts that failed so far.
+    pub attempts: u32,
+    /// When the next attempt is due, in ms since the Unix epoch.
+    pub next_attempt_ms: u64,
+}
+
+/// An `IDEMPOTENCY` row. `expires_at_ms` comes first so the sweep reads it
+/// alone (see [`expiry`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct KeyRecord<F> {
+    pub expires_at_ms: u64,
+    /// `None` for records written before fingerprints were (schema 1).
+    pub fingerprint: Option<Fingerprint>,
+    pub follow_up: F,
+}
+
+/// When an encoded [`KeyRecord`] expires, reading nothing after it.
+pub(super) fn expiry(bytes: &[u8]) -> Result<u64, JournalError> {
+    postcard::take_from_bytes::<u64>(bytes)
+        .map(|(expires_at_ms, _)| expires_at_ms)
+        .map_err(|e| JournalError::Corrupt(format!("idempotency record: {e}")))
+}
+
+/// A `SERVICE_LOG` row: which entity's event sits at this position.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct LogEntryRecord<'a> {
+    #[serde(borrow)]
+    pub entity: &'a str,
+    pub seq: u64,
+}
+
+/// An idempotency record, written with a command's effects and read back
+/// when its key comes again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     /// The command's idempotency key.
-    pub key: String,
+    pub key: IdempotencyKey,
     /// When the record stops counting, in ms since the Unix epoch.
     pub expires_at_ms: u64,
+    /// What the command asked; `None` for a record from before
+    /// fingerprints were kept, which any repeat matches.
+    pub fingerprint: Option<Fingerprint>,
     /// What the command left to do.
-    pub outcome: RecordedOutcome,
+    pub follow_up: FollowUp,
 }
 
 /// An outbox entry as stored.
@@ -52,146 +110,73 @@ pub struct OutboxEntry {
     /// Its id, in the order entries were committed.
     pub id: u64,
     /// What to invoke.
-    pub invocation: Invocation,
+    pub call: Call,
     /// Delivery attempts that failed so far.
     pub attempts: u32,
     /// When the next attempt is due, in ms since the Unix epoch.
     pub next_attempt_ms: u64,
 }
 
-/// The tags of an encoded [`RecordedOutcome`]: a reply message or a forward
-/// (with no synchronous side effects), or side effects followed by either.
-const TAG_MESSAGE: u8 = 0;
-const TAG_FORWARD: u8 = 1;
-const TAG_SIDE_EFFECTS: u8 = 2;
-
-impl RecordedOutcome {
-    /// Encodes as a tag byte and length-prefixed fields; the reply's own
-    /// bytes (a message, or a forward's payload) come last, unprefixed.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.synchronous.is_empty() {
-            out.push(TAG_SIDE_EFFECTS);
-            put_len(&mut out, self.synchronous.len());
-            for effect in &self.synchronous {
-                put_invocation_target(&mut out, effect);
-                put_len(&mut out, effect.payload.len());
-                out.extend_from_slice(&effect.payload);
-            }
-        }
-        match &self.reply {
-            RecordedReply::Message(bytes) => {
-                out.push(TAG_MESSAGE);
-                out.extend_from_slice(bytes);
-            }
-            RecordedReply::Forward(invocation) => {
-                out.push(TAG_FORWARD);
-                put_invocation_target(&mut out, invocation);
-                out.extend_from_slice(&invocation.payload);
-            }
-        }
-        out
-    }
-
-    /// Decodes what [`encode`](Self::encode) produced.
-    pub fn decode(mut bytes: &[u8]) -> Option<Self> {
-        let mut synchronous = Vec::new();
-        if bytes.first() == Some(&TAG_SIDE_EFFECTS) {
-            bytes = &bytes[1..];
-            let count = take_len(&mut bytes)?;
-            for _ in 0..count {
-                let (service, entity, command) = take_invocation_target(&mut bytes)?;
-                let len = take_len(&mut bytes)?;
-                let payload = take(&mut bytes, len)?.to_vec();
-                synchronous.push(Invocation { service, entity, command, payload });
-            }
-        }
-        let (&tag, mut rest) = bytes.split_first()?;
-        let reply = match tag {
-            TAG_MESSAGE => RecordedReply::Message(rest.to_vec()),
-            TAG_FORWARD => {
-                let (service, entity, command) = take_invocation_target(&mut rest)?;
-                RecordedReply::Forward(Invocation { service, entity, command, payload: rest.to_vec() })
-            }
-            _ => return None,
-        };
-        Some(Self { synchronous, reply })
-    }
-}
-
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-}
-
-fn put_invocation_target(out: &mut Vec<u8>, invocation: &Invocation) {
-    for field in [&invocation.service, &invocation.entity, &invocation.command] {
-        put_len(out, field.len());
-        out.extend_from_slice(field.as_bytes());
-    }
-}
-
-fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
-    let taken = bytes.get(..len)?;
-    *bytes = &bytes[len..];
-    Some(taken)
-}
-
-fn take_len(bytes: &mut &[u8]) -> Option<usize> {
-    Some(u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize)
-}
-
-fn take_invocation_target(bytes: &mut &[u8]) -> Option<(String, String, String)> {
-    let mut field = || -> Option<String> {
-        let len = take_len(bytes)?;
-        Some(std::str::from_utf8(take(bytes, len)?).ok()?.to_string())
-    };
-    Some((field()?, field()?, field()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Reply;
 
-    fn invocation(service: &str, entity: &str, payload: &[u8]) -> Invocation {
-        Invocation {
-            service: service.into(),
-            entity: entity.into(),
-            command: "AddItem".into(),
-            payload: payload.to_vec(),
-        }
+    fn call(payload: &[u8]) -> Call {
+        Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: payload.to_vec() }
+    }
+
+    /// The stored layout of every record, byte for byte: a change here is a
+    /// change of the schema, which needs a new version and a migration.
+    #[test]
+    fn the_stored_layout_is_pinned() {
+        let snapshot = SnapshotRecord { seq: 300, state: b"st" };
+        assert_eq!(encode(&snapshot).unwrap(), [0xac, 0x02, 2, b's', b't']);
+
+        let version = VersionRecord {
+            digest: "ab".into(),
+            kind: "value".into(),
+            size: 5,
+            deployed_at_ms: 1,
+            subscriptions: vec!["x".into()],
+        };
+        assert_eq!(encode(&version).unwrap(), b"\x02ab\x05value\x05\x01\x01\x01x");
+
+        let outbox = OutboxRecord { call: &call(b"{}"), attempts: 2, next_attempt_ms: 3 };
+        assert_eq!(encode(&outbox).unwrap(), b"\x01s\x01e\x01C\x02{}\x02\x03");
+
+        let follow_up = FollowUp { synchronous: vec![call(b"p")], reply: Reply::Forward(call(b"q")) };
+        let key = KeyRecord { expires_at_ms: 7, fingerprint: None, follow_up: &follow_up };
+        assert_eq!(encode(&key).unwrap(), b"\x07\x00\x01\x01s\x01e\x01C\x01p\x01\x01s\x01e\x01C\x01q");
+        let message = FollowUp { synchronous: vec![], reply: Reply::Message(b"hi".to_vec()) };
+        let key = KeyRecord { expires_at_ms: 7, fingerprint: Some(Fingerprint::of("C", b"")), follow_up: &message };
+        let bytes = encode(&key).unwrap();
+        assert_eq!((&bytes[..2], &bytes[18..]), (&b"\x07\x01"[..], &b"\x00\x00\x02hi"[..]));
+
+        let entry = LogEntryRecord { entity: "cart-1", seq: 2 };
+        assert_eq!(encode(&entry).unwrap(), b"\x06cart-1\x02");
     }
 
     #[test]
-    fn recorded_outcomes_round_trip() {
-        let replies = [
-            RecordedReply::Message(Vec::new()),
-            RecordedReply::Message(b"{\"ok\":true}".to_vec()),
-            RecordedReply::Forward(invocation("cart", "ü/..", &[0, 1, 2, 255])),
-            RecordedReply::Forward(invocation("", "", b"")),
-        ];
-        let effects = [
-            vec![],
-            vec![invocation("counter", "c", b"{}")],
-            vec![invocation("a", "b", b""), invocation("c", "d", &[2])],
-        ];
-        for reply in &replies {
-            for synchronous in &effects {
-                let outcome = RecordedOutcome { synchronous: synchronous.clone(), reply: reply.clone() };
-                assert_eq!(RecordedOutcome::decode(&outcome.encode()), Some(outcome));
-            }
-        }
-        assert_eq!(RecordedOutcome::decode(&[]), None);
-        assert_eq!(RecordedOutcome::decode(&[7]), None);
-        assert_eq!(RecordedOutcome::decode(&[1, 9, 0, 0, 0, b'a']), None);
-        assert_eq!(RecordedOutcome::decode(&[2, 1, 0, 0, 0]), None, "a side effect cut short");
-    }
+    fn records_round_trip() {
+        let follow_up = FollowUp { synchronous: vec![call(&[0, 255]), call(b"")], reply: Reply::Message(vec![1; 300]) };
+        let bytes = encode(&KeyRecord {
+            expires_at_ms: u64::MAX,
+            fingerprint: Some(Fingerprint::of("x", b"y")),
+            follow_up: &follow_up,
+        })
+        .unwrap();
+        let back: KeyRecord<FollowUp> = decode(&bytes, "test").unwrap();
+        assert_eq!((back.expires_at_ms, back.follow_up), (u64::MAX, follow_up));
+        assert_eq!(expiry(&bytes).unwrap(), u64::MAX);
 
-    #[test]
-    fn a_reply_alone_is_encoded_as_before_side_effects_were_recorded() {
-        let message = RecordedOutcome { synchronous: vec![], reply: RecordedReply::Message(b"hi".to_vec()) };
-        assert_eq!(message.encode(), b"\0hi");
-        let forward =
-            RecordedOutcome { synchronous: vec![], reply: RecordedReply::Forward(invocation("s", "e", b"p")) };
-        assert_eq!(forward.encode(), b"\x01\x01\0\0\0s\x01\0\0\0e\x07\0\0\0AddItemp");
+        let bytes = encode(&LogEntryRecord { entity: "ü/..", seq: 9 }).unwrap();
+        let back: LogEntryRecord<'_> = decode_borrowed(&bytes, "test").unwrap();
+        assert_eq!((back.entity, back.seq), ("ü/..", 9));
+
+        assert!(
+            matches!(decode::<VersionRecord>(b"\x09ab", "version"), Err(JournalError::Corrupt(m)) if m.starts_with("version"))
+        );
+        assert!(expiry(&[]).is_err());
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey, Reply};
 
 fn journal() -> (tempfile::TempDir, Journal) {
     let dir = tempfile::tempdir().unwrap();
@@ -14,7 +15,7 @@ fn append(service: &str, entity: &str, expected: u64, events: &[&str]) -> Commit
     Commit::events(service, entity, expected, events.iter().map(|e| e.as_bytes().to_vec()).collect())
 }
 
-fn payloads(events: &[StoredEvent]) -> Vec<(u64, String)> {
+fn payloads(events: &[Event]) -> Vec<(u64, String)> {
     events.iter().map(|e| (e.seq, String::from_utf8(e.payload.clone()).unwrap())).collect()
 }
 
@@ -33,9 +34,9 @@ async fn appends_get_consecutive_seqs() {
 #[tokio::test]
 async fn a_stale_append_is_refused_and_writes_nothing() {
     let (_dir, journal) = journal();
-    journal.commit(append("cart", "a", 0, &["x"])).await.unwrap();
-    let err = journal.commit(append("cart", "a", 0, &["again"])).await.unwrap_err();
-    assert!(matches!(err, JournalError::Conflict { expected: 0, found: 1, .. }), "{err}");
+    assert_eq!(journal.commit(append("cart", "a", 0, &["x"])).await.unwrap(), CommitStatus::Durable { last_seq: 1 });
+    let refused = journal.commit(append("cart", "a", 0, &["again"])).await.unwrap();
+    assert_eq!(refused, CommitStatus::Conflict { expected: 0, found: 1 });
     assert_eq!(payloads(&journal.events("cart", "a", 1, 10).unwrap()), [(1, "x".into())]);
 }
 
@@ -93,24 +94,33 @@ async fn concurrent_appends_to_many_entities_all_commit() {
     }
 }
 
-#[test]
-fn versions_round_trip_and_never_overwrite() {
-    let (_dir, journal) = journal();
-    let meta = |version| VersionMeta {
-        service: "cart".into(),
-        version,
-        digest: "ab".into(),
-        kind: "event-sourced".into(),
-        size: 3,
+fn new_version(service: &str, digest: &str) -> NewVersion {
+    NewVersion {
+        service: service.into(),
+        digest: digest.into(),
+        kind: ServiceKind::EventSourced,
         deployed_at_ms: 1,
         subscriptions: Vec::new(),
-    };
-    journal.save_version(&meta(1), b"one").unwrap();
-    journal.save_version(&meta(2), b"two").unwrap();
-    assert!(journal.save_version(&meta(2), b"again").is_err());
-    assert_eq!(journal.versions().unwrap(), [meta(1), meta(2)]);
-    assert_eq!(journal.component("cart", 2).unwrap().as_deref(), Some(&b"two"[..]));
+    }
+}
+
+#[test]
+fn versions_round_trip_and_their_numbers_are_never_given_twice() {
+    let (_dir, journal) = journal();
+    let one = journal.save_version(&new_version("cart", "d1"), b"one").unwrap();
+    let two = journal.save_version(&new_version("cart", "d2"), b"two!").unwrap();
+    assert_eq!((one.version, two.version, two.size, two.digest.as_str()), (1, 2, 4, "d2"));
+    assert_eq!(journal.save_version(&new_version("other", "d3"), b"x").unwrap().version, 1, "numbers are per service");
+    assert_eq!(journal.versions().unwrap()[..2], [one, two]);
+    assert_eq!(journal.component("cart", 2).unwrap().as_deref(), Some(&b"two!"[..]));
     assert_eq!(journal.component("cart", 3).unwrap(), None);
+
+    // A deleted service's numbers stay taken: "version 1" never names two components.
+    assert_eq!(journal.delete_versions("cart").unwrap(), 2);
+    assert_eq!(journal.component("cart", 2).unwrap(), None);
+    let again = journal.save_version(&new_version("cart", "d4"), b"three").unwrap();
+    assert_eq!(again.version, 3);
+    assert_eq!(journal.versions().unwrap().iter().filter(|v| v.service == "cart").count(), 1);
 }
 
 #[tokio::test]
@@ -129,7 +139,10 @@ async fn a_failed_disk_write_fails_the_whole_batch_and_acknowledges_nothing() {
         })
         .collect();
     let first = journal.commit(append("c", "e", 1, &["lost"])).await;
-    assert!(first.is_err(), "an append whose commit failed must not be acknowledged");
+    assert!(
+        matches!(first, Err(JournalError::CommitFailed(_))),
+        "an append whose commit failed must not be acknowledged"
+    );
     for attempt in attempts {
         assert!(attempt.await.unwrap().is_err());
     }
@@ -196,8 +209,12 @@ fn commit_with(service: &str, entity: &str, write: EntityWrite) -> Commit {
     Commit { service: service.into(), entity: entity.into(), write, outbox: Vec::new(), idempotency: None }
 }
 
-fn invocation(entity: &str) -> Invocation {
-    Invocation { service: "svc".into(), entity: entity.into(), command: "Go".into(), payload: b"{}".to_vec() }
+fn call(entity: &str) -> Call {
+    Call { service: "svc".into(), entity: entity.into(), command: "Go".into(), payload: b"{}".to_vec() }
+}
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::client(text.as_bytes()).unwrap()
 }
 
 #[tokio::test]
@@ -215,22 +232,22 @@ async fn value_states_are_written_and_deleted() {
 async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
     let (_dir, journal) = journal();
     let mut commit = append("c", "e", 0, &["x"]);
-    commit.outbox = vec![invocation("a"), invocation("b")];
+    commit.outbox = vec![call("a"), call("b")];
     journal.commit(commit).await.unwrap();
     // A refused commit adds nothing to the outbox.
     let mut stale = append("c", "e", 0, &["y"]);
-    stale.outbox = vec![invocation("lost")];
-    assert!(journal.commit(stale).await.is_err());
+    stale.outbox = vec![call("lost")];
+    assert_eq!(journal.commit(stale).await.unwrap(), CommitStatus::Conflict { expected: 0, found: 1 });
     // So does one with no events, checked against a stale seq.
     let mut stale = append("c", "e", 0, &[]);
-    stale.outbox = vec![invocation("lost too")];
+    stale.outbox = vec![call("lost too")];
     assert!(!stale.is_empty());
-    assert!(matches!(journal.commit(stale).await, Err(JournalError::Conflict { expected: 0, found: 1, .. })));
+    assert_eq!(journal.commit(stale).await.unwrap(), CommitStatus::Conflict { expected: 0, found: 1 });
     assert!(append("c", "e", 0, &[]).is_empty(), "a seq check alone writes nothing");
 
     let (due, pending) = journal.outbox_due(0, 10).unwrap();
     assert_eq!(pending, 2);
-    assert_eq!(due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     let mut later = due[0].clone();
     later.attempts = 1;
     later.next_attempt_ms = 5_000;
@@ -245,16 +262,22 @@ async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
 async fn idempotency_records_answer_until_they_expire() {
     let (_dir, journal) = journal();
     let mut commit = append("c", "e", 0, &["x"]);
-    let effect = Invocation { service: "d".into(), entity: "f".into(), command: "Do".into(), payload: b"{}".to_vec() };
-    let outcome = RecordedOutcome { synchronous: vec![effect], reply: RecordedReply::Message(b"{\"ok\":1}".to_vec()) };
-    commit.idempotency = Some(IdempotencyRecord { key: "k1".into(), expires_at_ms: 1_000, outcome: outcome.clone() });
+    let effect = Call { service: "d".into(), entity: "f".into(), command: "Do".into(), payload: b"{}".to_vec() };
+    let follow_up = FollowUp { synchronous: vec![effect], reply: Reply::Message(b"{\"ok\":1}".to_vec()) };
+    let record = IdempotencyRecord {
+        key: key("k1"),
+        expires_at_ms: 1_000,
+        fingerprint: Some(Fingerprint::of("Add", b"{}")),
+        follow_up,
+    };
+    commit.idempotency = Some(record.clone());
     journal.commit(commit).await.unwrap();
-    assert_eq!(journal.recorded_outcome("c", "e", "k1", 999).unwrap(), Some(outcome));
-    assert_eq!(journal.recorded_outcome("c", "e", "k1", 1_000).unwrap(), None);
-    assert_eq!(journal.recorded_outcome("c", "other", "k1", 0).unwrap(), None);
+    assert_eq!(journal.idempotency_record("c", "e", &key("k1"), 999).unwrap(), Some(record));
+    assert_eq!(journal.idempotency_record("c", "e", &key("k1"), 1_000).unwrap(), None);
+    assert_eq!(journal.idempotency_record("c", "other", &key("k1"), 0).unwrap(), None);
     assert_eq!(journal.sweep_idempotency(999).unwrap(), 0);
     assert_eq!(journal.sweep_idempotency(1_000).unwrap(), 1);
-    assert_eq!(journal.recorded_outcome("c", "e", "k1", 0).unwrap(), None);
+    assert_eq!(journal.idempotency_record("c", "e", &key("k1"), 0).unwrap(), None);
 }
 
 #[tokio::test]
@@ -283,20 +306,16 @@ async fn a_live_idempotency_key_is_recorded_once() {
     let (_dir, journal) = journal();
     let keyed = |expires_at_ms, outbox: &str| {
         let mut commit = commit_with("act", "any", EntityWrite::Nothing);
-        commit.outbox = vec![invocation(outbox)];
-        let outcome = RecordedOutcome { synchronous: vec![], reply: RecordedReply::Message(b"first".to_vec()) };
-        commit.idempotency = Some(IdempotencyRecord { key: "k".into(), expires_at_ms, outcome });
+        commit.outbox = vec![call(outbox)];
+        let follow_up = FollowUp { synchronous: vec![], reply: Reply::Message(b"first".to_vec()) };
+        commit.idempotency = Some(IdempotencyRecord { key: key("k"), expires_at_ms, fingerprint: None, follow_up });
         commit
     };
     journal.commit(keyed(u64::MAX, "first")).await.unwrap();
-    let second = journal.commit(keyed(u64::MAX, "second")).await;
-    assert!(matches!(second, Err(JournalError::KeyRecorded { .. })), "{second:?}");
+    let second = journal.commit(keyed(u64::MAX, "second")).await.unwrap();
+    assert_eq!(second, CommitStatus::KeyRecorded);
     let (due, _) = journal.outbox_due(u64::MAX, 10).unwrap();
-    assert_eq!(
-        due.iter().map(|d| d.invocation.entity.as_str()).collect::<Vec<_>>(),
-        ["first"],
-        "the second wrote nothing"
-    );
+    assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["first"], "the second wrote nothing");
 
     // An expired record no longer holds its key.
     let (_dir, journal) = self::journal();

@@ -12,17 +12,16 @@ use std::thread;
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::records::{IdempotencyRecord, Invocation};
+use super::records::{self, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord};
 use super::tables::{
-    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OutboxRow, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live, outbox_row,
+    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live,
 };
 use super::{JournalError, StoredSnapshot};
+use crate::domain::Call;
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 1024;
-/// The `COUNTERS` key of the last outbox id.
-pub(super) const OUTBOX_COUNTER: &str = "outbox";
 
 /// What a command writes to its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +48,13 @@ pub enum EntityWrite {
 pub struct Commit {
     /// The service of the entity.
     pub service: Arc<str>,
-    /// The entity id.
+    /// The entity id (an action's routing key).
     pub entity: Arc<str>,
     /// The entity's own change.
     pub write: EntityWrite,
     /// Asynchronous side effects, delivered from the outbox after the commit.
-    pub outbox: Vec<Invocation>,
-    /// The reply recorded under the request's idempotency key.
+    pub outbox: Vec<Call>,
+    /// What the command left to do, recorded under its idempotency key.
     pub idempotency: Option<IdempotencyRecord>,
 }
 
@@ -82,6 +81,35 @@ impl Commit {
     }
 }
 
+/// How one commit ended. Only `Durable` wrote anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStatus {
+    /// Everything is durable; the entity's log ends at `last_seq` (0 for a
+    /// commit that is not about events).
+    Durable {
+        /// The seq of the entity's last event.
+        last_seq: u64,
+    },
+    /// Refused: the entity's log does not end where the command expected,
+    /// so the state it ran on was not the committed one.
+    Conflict {
+        /// The last seq the command ran on.
+        expected: u64,
+        /// The last seq in the journal.
+        found: u64,
+    },
+    /// Refused: a live record already holds the commit's idempotency key;
+    /// a command with the same key committed first.
+    KeyRecorded,
+}
+
+impl CommitStatus {
+    /// Whether the commit is durable (rather than refused).
+    pub fn is_durable(self) -> bool {
+        matches!(self, CommitStatus::Durable { .. })
+    }
+}
+
 /// Sent to subscribers after a commit that appended events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -95,18 +123,18 @@ pub struct Committed {
 
 struct Request {
     commit: Commit,
-    done: oneshot::Sender<Result<(), JournalError>>,
+    done: oneshot::Sender<Result<CommitStatus, JournalError>>,
 }
 
 /// Handle to the journal's single writer thread.
-pub struct GroupCommitter {
+pub(super) struct GroupCommitter {
     requests: mpsc::UnboundedSender<Request>,
     failed: Arc<AtomicBool>,
 }
 
 /// What the writer thread tells the rest of the host.
 #[derive(Clone)]
-pub struct Signals {
+pub(super) struct Signals {
     /// Every commit that appended events.
     pub committed: broadcast::Sender<Committed>,
     /// Woken after a commit that added outbox entries.
@@ -127,8 +155,8 @@ impl GroupCommitter {
     }
 
     /// Queues a commit at once, in call order, and answers a future that
-    /// resolves when it is durable (or failed).
-    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<(), JournalError>> + use<> {
+    /// resolves when it is durable (or refused, or failed).
+    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<CommitStatus, JournalError>> + use<> {
         let (done, wait) = oneshot::channel();
         let queued = self.requests.send(Request { commit, done });
         async move {
@@ -165,9 +193,10 @@ impl Writer {
             }
             let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
             match self.write_batch(&commits) {
-                Ok(outcomes) => self.acknowledge(&mut batch, outcomes),
+                Ok(statuses) => self.acknowledge(&mut batch, statuses),
                 Err(error) => {
-                    tracing::error!(%error, commits = batch.len(), "journal commit failed");
+                    // Each invocation logs its own failure, in its own span.
+                    tracing::error!(%error, commits = batch.len(), "a journal transaction failed");
                     self.metrics.record_commit_failure();
                     if matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)) {
                         self.failed.store(true, Ordering::Relaxed);
@@ -180,12 +209,12 @@ impl Writer {
         }
     }
 
-    fn acknowledge(&self, batch: &mut Vec<Request>, outcomes: Vec<Outcome>) {
+    fn acknowledge(&self, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
         let commits = batch.len();
         let mut events = 0;
         let mut outbox = false;
-        for (request, outcome) in batch.drain(..).zip(outcomes) {
-            if let Ok(last_seq) = outcome {
+        for (request, status) in batch.drain(..).zip(statuses) {
+            if let CommitStatus::Durable { last_seq } = status {
                 let commit = &request.commit;
                 outbox |= !commit.outbox.is_empty();
                 if let EntityWrite::Events { events: written, .. } = &commit.write
@@ -199,7 +228,7 @@ impl Writer {
                     });
                 }
             }
-            let _ = request.done.send(outcome.map(|_| ()));
+            let _ = request.done.send(Ok(status));
         }
         self.metrics.record_commit(commits, events);
         if outbox {
@@ -207,31 +236,28 @@ impl Writer {
         }
     }
 
-    /// Writes every commit in one transaction. A commit whose expected seq
-    /// does not match is refused on its own without writing anything; a
-    /// storage error aborts the whole transaction.
-    fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<Outcome>, JournalError> {
+    /// Writes every commit in one transaction. A commit refused for a stale
+    /// seq or a recorded key writes nothing on its own; a storage error
+    /// aborts the whole transaction.
+    fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<CommitStatus>, JournalError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate).map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        let outcomes = {
+        txn.set_durability(Durability::Immediate)?;
+        let statuses = {
             let mut tables = Tables::open(&txn)?;
             commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?
         };
         txn.commit()?;
-        Ok(outcomes)
+        Ok(statuses)
     }
 }
 
-/// `Ok(last seq)` or the reason this one commit was refused.
-type Outcome = Result<u64, JournalError>;
-
 struct Tables<'txn> {
     events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
-    snapshots: Table<'txn, (&'static str, &'static str), (u64, &'static [u8])>,
+    snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    outbox: Table<'txn, u64, OutboxRow>,
-    idempotency: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
-    service_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
+    outbox: Table<'txn, u64, &'static [u8]>,
+    idempotency: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
+    service_log: Table<'txn, (&'static str, u64), &'static [u8]>,
     counters: Table<'txn, &'static str, u64>,
     /// The last service-log position of each service this transaction
     /// appended to, read once and then kept here.
@@ -265,29 +291,20 @@ impl<'txn> Tables<'txn> {
         Ok(self.log_heads.get_mut(service).expect("just inserted"))
     }
 
-    fn write(&mut self, commit: &Commit) -> Result<Outcome, JournalError> {
+    fn write(&mut self, commit: &Commit) -> Result<CommitStatus, JournalError> {
         let key = (&*commit.service, &*commit.entity);
         if let Some(record) = &commit.idempotency
             && let Some(existing) = self.idempotency.get((key.0, key.1, record.key.as_str()))?
-            && idempotency_live(existing.value().0, self.now_ms)
+            && idempotency_live(records::expiry(existing.value())?, self.now_ms)
         {
-            return Ok(Err(JournalError::KeyRecorded {
-                service: commit.service.to_string(),
-                entity: commit.entity.to_string(),
-                key: record.key.clone(),
-            }));
+            return Ok(CommitStatus::KeyRecorded);
         }
         let mut last_seq = 0;
         match &commit.write {
             EntityWrite::Events { expected_last_seq, events, snapshot } => {
                 let found = super::last_seq(&self.events, key.0, key.1)?;
                 if found != *expected_last_seq {
-                    return Ok(Err(JournalError::Conflict {
-                        service: commit.service.to_string(),
-                        entity: commit.entity.to_string(),
-                        expected: *expected_last_seq,
-                        found,
-                    }));
+                    return Ok(CommitStatus::Conflict { expected: *expected_last_seq, found });
                 }
                 last_seq = found;
                 // A commit of side effects or a key alone, checked against
@@ -298,12 +315,14 @@ impl<'txn> Tables<'txn> {
                         last_seq += 1;
                         head += 1;
                         self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
-                        self.service_log.insert((key.0, head), (key.1, last_seq))?;
+                        let entry = records::encode(&LogEntryRecord { entity: key.1, seq: last_seq })?;
+                        self.service_log.insert((key.0, head), entry.as_slice())?;
                     }
                     *self.log_head(&commit.service)? = head;
                 }
                 if let Some(snapshot) = snapshot {
-                    self.snapshots.insert(key, (snapshot.seq, snapshot.state.as_slice()))?;
+                    let record = records::encode(&SnapshotRecord { seq: snapshot.seq, state: &snapshot.state })?;
+                    self.snapshots.insert(key, record.as_slice())?;
                 }
             }
             EntityWrite::Value(Some(state)) => {
@@ -316,16 +335,21 @@ impl<'txn> Tables<'txn> {
         }
         if !commit.outbox.is_empty() {
             let mut id = self.counters.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());
-            for effect in &commit.outbox {
+            for call in &commit.outbox {
                 id += 1;
-                self.outbox.insert(id, outbox_row(effect, 0, 0))?;
+                let record = records::encode(&OutboxRecord { call, attempts: 0, next_attempt_ms: 0 })?;
+                self.outbox.insert(id, record.as_slice())?;
             }
             self.counters.insert(OUTBOX_COUNTER, id)?;
         }
         if let Some(record) = &commit.idempotency {
-            let encoded = record.outcome.encode();
-            self.idempotency.insert((key.0, key.1, record.key.as_str()), (record.expires_at_ms, encoded.as_slice()))?;
+            let stored = KeyRecord {
+                expires_at_ms: record.expires_at_ms,
+                fingerprint: record.fingerprint,
+                follow_up: &record.follow_up,
+            };
+            self.idempotency.insert((key.0, key.1, record.key.as_str()), records::encode(&stored)?.as_slice())?;
         }
-        Ok(Ok(last_seq))
+        Ok(CommitStatus::Durable { last_seq })
     }
 }

@@ -41,6 +41,7 @@ impl<T> IdlePool<T> {
     }
 
     /// The budget this pool draws from.
+    #[cfg(feature = "bench-hooks")]
     pub fn budget(&self) -> &Arc<IdleBudget> {
         &self.budget
     }

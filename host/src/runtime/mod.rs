@@ -17,10 +17,10 @@
 
 mod bindings;
 mod compiled_cache;
+mod guest_call;
 mod guest_output;
 mod guest_state;
 mod idle_pool;
-mod kinds;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,15 +32,14 @@ use wasmtime::{
     Trap, UpdateDeadline,
 };
 
-pub use bindings::{
-    ACTION_INTERFACE, ActionEffects, Command, EVENT_SOURCED_INTERFACE, Effects, Event, Failure, FailureCode, Forward,
-    Reply, SideEffect, Snapshot, StateChange, SubscribedEvent, VALUE_INTERFACE, ValueEffects,
-};
+pub use bindings::Snapshot;
 pub use compiled_cache::CompiledCache;
-pub use guest_state::GuestState;
+pub use guest_call::CompiledService;
+use guest_call::WarmInstance;
+use guest_state::GuestState;
 use idle_pool::IdleBudget;
-use kinds::WarmInstance;
-pub use kinds::{CompiledEntity, EntityKind};
+
+use crate::domain::ServiceKind;
 
 /// How often the engine's epoch advances: the granularity of the time limit,
 /// and how long a guest runs before it yields to other tasks.
@@ -121,6 +120,7 @@ pub enum GuestError {
 
 /// An instance made by [`Runtime::new_instance`]; dropping it frees its
 /// store and gives its memory, tables and stack back to the pool.
+#[cfg(feature = "bench-hooks")]
 pub struct NewInstance {
     _instance: WarmInstance,
 }
@@ -178,53 +178,55 @@ impl Runtime {
     }
 
     /// Compiles and validates uploaded component bytes.
-    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompiledEntity), ComponentError> {
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompiledService), ComponentError> {
         check_header(bytes)?;
         let component = Component::new(&self.engine, bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
-        let entity = self.prepare(&component)?;
-        Ok((component, entity))
+        let service = self.prepare(&component)?;
+        Ok((component, service))
     }
 
     /// Checks a compiled component's exports and imports and pre-instantiates it.
-    pub fn prepare(&self, component: &Component) -> Result<CompiledEntity, ComponentError> {
+    pub fn prepare(&self, component: &Component) -> Result<CompiledService, ComponentError> {
         let ty = component.component_type();
-        let kinds: Vec<EntityKind> =
-            EntityKind::ALL.into_iter().filter(|k| ty.get_export(&self.engine, k.interface()).is_some()).collect();
+        let kinds: Vec<ServiceKind> = ServiceKind::ALL
+            .into_iter()
+            .filter(|k| ty.get_export(&self.engine, bindings::interface(*k)).is_some())
+            .collect();
         let kind = match kinds.as_slice() {
             [kind] => *kind,
             [] => {
-                let expected = EntityKind::ALL.map(|k| format!("`{}`", k.interface())).join(", ");
+                let expected = ServiceKind::ALL.map(|k| format!("`{}`", bindings::interface(k))).join(", ");
                 let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
                 let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
                 return Err(ComponentError::MissingExport { expected, found });
             }
             many => {
-                let names: Vec<&str> = many.iter().map(|k| k.interface()).collect();
+                let names: Vec<&str> = many.iter().map(|k| bindings::interface(*k)).collect();
                 return Err(ComponentError::AmbiguousKind(names.join(", ")));
             }
         };
         let pre =
             self.linker.instantiate_pre(component).map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
-        CompiledEntity::new(pre, kind, self.idle_budget.clone())
-            .map_err(|e| ComponentError::Invalid(format!("the {} interface has the wrong shape: {e:#}", kind.as_str())))
+        CompiledService::new(pre, kind, self.idle_budget.clone())
+            .map_err(|e| ComponentError::Invalid(format!("the {kind} interface has the wrong shape: {e:#}")))
     }
 
-    /// Runs `call` on an instance of `entity` bounded in memory and time:
+    /// Runs `call` on an instance of `service` bounded in memory and time:
     /// an idle one if the version has one, else a new one. The instance goes
     /// back to the version's idle pool unless the call trapped.
     async fn call<R>(
         &self,
-        entity: &CompiledEntity,
+        service: &CompiledService,
         call: impl AsyncFnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
-        let mut warm = match entity.take_idle() {
+        let mut warm = match service.take_idle() {
             Some(warm) => warm,
-            None => self.instantiate(entity).await?,
+            None => self.instantiate(service).await?,
         };
         self.start_call(&mut warm.store);
         match tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await {
             Ok(Ok(result)) => {
-                entity.give_back(warm);
+                service.give_back(warm);
                 Ok(result)
             }
             Ok(Err(error)) => Err(self.classify(&warm.store, error)),
@@ -240,17 +242,18 @@ impl Runtime {
         self.limits.invocation_timeout + EPOCH_TICK
     }
 
-    /// A new instance of `entity` in a new store, never called: what a call
+    /// A new instance of `service` in a new store, never called: what a call
     /// pays before the guest runs when the version has no idle instance.
     /// For measurements.
-    pub async fn new_instance(&self, entity: &CompiledEntity) -> Result<NewInstance, GuestError> {
-        self.instantiate(entity).await.map(|instance| NewInstance { _instance: instance })
+    #[cfg(feature = "bench-hooks")]
+    pub async fn new_instance(&self, service: &CompiledService) -> Result<NewInstance, GuestError> {
+        self.instantiate(service).await.map(|instance| NewInstance { _instance: instance })
     }
 
-    /// A new instance of `entity` in a new store. At every epoch tick of a
+    /// A new instance of `service` in a new store. At every epoch tick of a
     /// call the guest yields to other tasks, until the call's time limit
     /// passes; then it traps (or, if it waits in the host, is dropped).
-    async fn instantiate(&self, entity: &CompiledEntity) -> Result<WarmInstance, GuestError> {
+    async fn instantiate(&self, service: &CompiledService) -> Result<WarmInstance, GuestError> {
         let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(|store| {
@@ -258,7 +261,7 @@ impl Runtime {
         });
         self.start_call(&mut store);
         let instantiated =
-            tokio::time::timeout(self.wall_clock_limit(), entity.pre().instantiate_async(&mut store)).await;
+            tokio::time::timeout(self.wall_clock_limit(), service.pre().instantiate_async(&mut store)).await;
         match instantiated {
             Ok(Ok(instance)) => Ok(WarmInstance { store, instance }),
             Ok(Err(error)) if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(GuestError::Busy),
@@ -344,8 +347,8 @@ mod tests {
         let rt = runtime();
         let err = rt.compile(&wat_component()).err().expect("must be refused");
         let text = err.to_string();
-        for interface in [EVENT_SOURCED_INTERFACE, VALUE_INTERFACE, ACTION_INTERFACE] {
-            assert!(text.contains(interface), "{text}");
+        for kind in ServiceKind::ALL {
+            assert!(text.contains(bindings::interface(kind)), "{text}");
         }
     }
 

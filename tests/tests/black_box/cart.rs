@@ -94,7 +94,7 @@ async fn deleting_a_service_keeps_its_entities_data_for_a_later_deploy() {
     let t = t.restart().await;
     t.api.get("/v1/services/shopping-cart").await.expect_error(404);
     let redeployed = t.api.deploy(CART, std::path::Path::new(SHOPPING_CART)).await;
-    assert_eq!(redeployed["version"], 1);
+    assert_eq!(redeployed["version"], 2, "a version number never names two components");
     assert_eq!(
         t.api.invoke(CART, "kept", "GetCart", json!({})).await.expect(200),
         json!({"items": [item("P1", "Pen", 1)]})

@@ -6,8 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
-use wasmstate::config::ServeConfig;
-use wasmstate::journal::FailingStorage;
+use wasmstate::{FailingStorage, ServeConfig};
 use wasmstate_tests::Api;
 use wasmstate_tests::guests::COUNTER;
 
@@ -19,10 +18,10 @@ async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
     let db = redb::Builder::new().create_with_backend(disk).unwrap();
     let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let state = wasmstate::server::open_with_database(&config, db, shutdown).await.unwrap();
+    let state = wasmstate::open_with_database(&config, db, shutdown).await.unwrap().state;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, wasmstate::http::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, wasmstate::app(state)).await });
     let api = Api::new(&base);
 
     api.deploy("counter", std::path::Path::new(COUNTER)).await;

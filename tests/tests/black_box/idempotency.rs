@@ -121,3 +121,37 @@ async fn concurrent_repeats_of_a_key_run_the_order_once() {
     assert_eq!(api.metric("wasmstate_outbox_delivered_total").await, 1.0);
     assert_eq!(api.invoke("counter", "orders", "Get", json!({})).await.expect(200), json!({"value": 1}));
 }
+
+/// A key is a promise about one command: repeating it for another command
+/// or payload is refused (422), runs nothing and changes nothing, on an
+/// entity and on an action alike.
+#[tokio::test]
+async fn a_key_reused_for_a_different_command_or_payload_is_refused() {
+    let t = start_with("counter", COUNTER, &[]).await;
+    let api = &t.api;
+    api.deploy("shopping-cart", Path::new(SHOPPING_CART)).await;
+    api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
+    let first = api.invoke_idempotent("counter", "c", "Increase", json!({"value": 5}), "k").await.expect(200);
+    for (command, payload) in [("Increase", json!({"value": 6})), ("Decrease", json!({"value": 5}))] {
+        let (kind, message) = api.invoke_idempotent("counter", "c", command, payload, "k").await.expect_error(422);
+        assert_eq!(kind, "idempotency_key_reused");
+        assert!(message.contains("\"k\""), "{message}");
+    }
+    assert_eq!(api.position("counter", "c").await.0, 1, "nothing ran");
+    assert_eq!(api.invoke_idempotent("counter", "c", "Increase", json!({"value": 5}), "k").await.expect(200), first);
+    // Keys are per entity: another entity may use the same key for anything.
+    api.invoke_idempotent("counter", "d", "Increase", json!({"value": 6}), "k").await.expect(200);
+
+    let order = |product: &str| json!({"cartId": "c1", "productId": product, "name": "Pen", "quantity": 1});
+    api.invoke_idempotent("order-validator", "any", "PlaceOrder", order("P1"), "o").await.expect(200);
+    let (kind, _) =
+        api.invoke_idempotent("order-validator", "any", "PlaceOrder", order("P2"), "o").await.expect_error(422);
+    assert_eq!(kind, "idempotency_key_reused");
+    let cart = api.invoke("shopping-cart", "c1", "GetCart", json!({})).await.expect(200);
+    assert_eq!(cart["items"].as_array().unwrap().len(), 1, "the second order ran nothing: {cart}");
+    // The record survives a restart, fingerprint included.
+    let t = t.restart().await;
+    t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 6}), "k").await.expect_error(422);
+    t.api.invoke_idempotent("counter", "c", "Increase", json!({"value": 5}), "k").await.expect(200);
+    assert_eq!(t.api.position("counter", "c").await.0, 1);
+}

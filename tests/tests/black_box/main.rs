@@ -13,9 +13,12 @@ mod fuzz;
 mod guest_limits;
 mod idempotency;
 mod kinds;
+mod logging;
 mod overload;
 mod restart;
 mod security;
+mod services;
+mod subscriptions;
 mod tck;
 
 use std::path::Path;

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmstate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
-use wasmstate::metrics::Metrics;
-use wasmstate::runtime::{Command, Event};
+use wasmstate::bench_hooks::{Call, Commit, EntityWrite, Event, JOURNAL_FILE, Journal, Metrics, StoredSnapshot};
 use wasmstate_tests::Server;
 
 use crate::inproc::Guest;
@@ -30,7 +28,7 @@ pub async fn rehydration(guests: &Guests, guest: &Guest, report: &mut Report, ev
         let every = if snapshot { "100" } else { "1000000000" };
         let args = ["--snapshot-every", every];
         let dir = Running::start(&args, &[("counter", &guests.counter)]).await?.stop().await?;
-        let journal_path = dir.path().join(wasmstate::server::JOURNAL_FILE);
+        let journal_path = dir.path().join(JOURNAL_FILE);
         let (written, loads) = write_logs(&journal_path, events, snapshot).await?;
         let mode = if snapshot { "snapshot at the last event" } else { "no snapshot" };
         report.facts.push((
@@ -87,7 +85,8 @@ async fn write_logs(path: &Path, events: u64, snapshot: bool) -> anyhow::Result<
         if let EntityWrite::Events { snapshot: slot, .. } = &mut commit.write {
             *slot = snapshot.then_some(StoredSnapshot { seq: events, state });
         }
-        journal.commit(commit).await?;
+        let status = journal.commit(commit).await?;
+        anyhow::ensure!(status.is_durable(), "the journal refused a commit: {status:?}");
     }
     let written = start.elapsed();
     let mut loads = Samples::default();
@@ -122,11 +121,13 @@ async fn wait_until_closed(path: &Path) -> anyhow::Result<()> {
 /// folding all the events, in process.
 async fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::Result<()> {
     let log: Vec<Event> = (1..=events).map(|seq| Event { seq, payload: EVENT.to_vec() }).collect();
-    let command = Command { name: "Get".into(), payload: b"{}".to_vec(), entity_id: "long".into() };
+    let command =
+        Call { service: "counter".into(), entity: "long".into(), command: "Get".into(), payload: b"{}".to_vec() };
     let mut samples = Samples::default();
     for _ in 0..3 {
+        let (log, command) = (log.clone(), command.clone());
         let start = Instant::now();
-        let effects = guest.runtime.handle_event_sourced(&guest.counter, None, &log, &command).await?;
+        let effects = guest.runtime.handle_event_sourced(&guest.counter, None, log, command).await?;
         samples.push(start.elapsed());
         anyhow::ensure!(effects.is_ok(), "Get over the long log failed");
     }

@@ -12,9 +12,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::stateful::{self, Cached};
-use super::{InvokeError, InvokeRequest, Produced, Shared};
-use crate::runtime::EntityKind;
+use super::entity_command::{self, CachedState};
+use super::{Invocation, InvokeError, Shared};
+use crate::domain::{FollowUp, ServiceKind};
+use crate::journal::CommitStatus;
+use crate::services::Service;
 
 /// Identifies one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,8 +26,10 @@ pub(super) struct EntityKey {
 }
 
 struct Job {
-    request: InvokeRequest,
-    done: oneshot::Sender<Result<Produced, InvokeError>>,
+    /// The version the command runs on: the newest when it arrived.
+    service: Arc<Service>,
+    invocation: Invocation,
+    done: oneshot::Sender<Result<FollowUp, InvokeError>>,
 }
 
 /// A job as it waits in a mailbox. Boxed because a tokio channel allocates
@@ -49,12 +53,13 @@ pub(crate) struct Mailboxes {
 }
 
 /// Puts the command in its entity's mailbox, starting the entity's task if
-/// it has none, and waits for what the command produced.
-pub(super) async fn enqueue(shared: &Arc<Shared>, request: InvokeRequest) -> Result<Produced, InvokeError> {
-    let key = EntityKey {
-        service: request.invocation.service.as_str().into(),
-        entity: request.invocation.entity.as_str().into(),
-    };
+/// it has none, and waits until it is durable: answers what follows it.
+pub(super) async fn enqueue(
+    shared: &Arc<Shared>,
+    service: Arc<Service>,
+    invocation: Invocation,
+) -> Result<FollowUp, InvokeError> {
+    let key = EntityKey { service: invocation.service().into(), entity: invocation.entity().into() };
     let (done, answer) = oneshot::channel();
     {
         // Under the lock, so a task retiring at the same moment can never
@@ -69,7 +74,7 @@ pub(super) async fn enqueue(shared: &Arc<Shared>, request: InvokeRequest) -> Res
             tx
         };
         let sender = senders.entry(key.clone()).or_insert_with(start_task);
-        let sent = match sender.try_send(Box::new(Job { request, done })) {
+        let sent = match sender.try_send(Box::new(Job { service, invocation, done })) {
             // The task ended without retiring: it panicked. A new one
             // starts from the journal, so the entity does not stay broken.
             Err(mpsc::error::TrySendError::Closed(mail)) => {
@@ -106,7 +111,7 @@ fn try_retire(shared: &Shared, key: &EntityKey, rx: &mpsc::Receiver<Mail>) -> bo
 async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<Mail>) {
     shared.metrics.add_active_entities(1);
     let _active = ActiveGauge(&shared);
-    let mut cached: Option<Cached> = None;
+    let mut cached: Option<CachedState> = None;
     let mut last_active = Instant::now();
     let mut carried: Option<Mail> = None;
     loop {
@@ -138,11 +143,11 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         // runs alone, so a repeat of its key sees its committed record. Only
         // event-sourced entities pipeline: their commits carry the seq they
         // build on, so one after a failed commit is refused by the journal.
-        let pipelines = shared.services.get(&key.service).is_some_and(|s| s.entity.kind() == EntityKind::EventSourced);
-        if pipelines && batch[0].request.idempotency_key.is_none() {
+        let pipelines = batch[0].service.kind() == ServiceKind::EventSourced;
+        if pipelines && batch[0].invocation.key.is_none() {
             while batch.len() < MAX_PIPELINE {
                 match rx.try_recv() {
-                    Ok(next) if next.request.idempotency_key.is_some() => {
+                    Ok(next) if next.invocation.key.is_some() => {
                         carried = Some(next);
                         break;
                     }
@@ -175,27 +180,34 @@ impl Drop for ActiveGauge<'_> {
 /// command answers only if its own commit lands, which its seq check allows
 /// only if the state it ran on was durable; the others are refused as
 /// transient, and the state is reloaded from the journal.
-async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Cached>, batch: Vec<Mail>) {
-    let mut prepared = Vec::with_capacity(batch.len());
+async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<CachedState>, batch: Vec<Mail>) {
+    let mut ran = Vec::with_capacity(batch.len());
     for job in batch {
-        let (result, durable) = match stateful::prepare(shared, key, cached, job.request).await {
-            Ok(mut p) => {
-                let durable = p.commit.take().map(|commit| shared.journal.submit(commit));
-                (Ok(p), durable)
-            }
-            Err(error) => (Err(error), None),
+        let Job { service, invocation, done } = *job;
+        let (result, keyed, durable) = match entity_command::run(shared, key, cached, &service, invocation).await {
+            Ok(ran) => (Ok(ran.follow_up), ran.keyed, ran.commit.map(|commit| shared.journal.commit(commit))),
+            Err(error) => (Err(error), None, None),
         };
-        prepared.push((job.done, result, durable));
+        ran.push((done, keyed, result, durable));
     }
     let mut failed = false;
-    let refused = || InvokeError::Overloaded("an earlier command on this entity failed to commit".into());
-    for (done, result, durable) in prepared {
-        let outcome = match (result, durable) {
+    for (done, keyed, result, durable) in ran {
+        let answer = match (result, durable) {
             // A commit is checked against the seq its command ran on, so
             // whether it lands tells whether that state was durable.
-            (Ok(p), Some(durable)) => match durable.await {
-                Ok(()) => Ok(p.produced),
-                Err(_) if failed => Err(refused()),
+            (Ok(follow_up), Some(durable)) => match durable.await {
+                Ok(CommitStatus::Durable { .. }) => Ok(follow_up),
+                Ok(_) | Err(_) if failed => Err(InvokeError::EarlierCommitFailed),
+                Ok(CommitStatus::Conflict { expected, found }) => {
+                    failed = true;
+                    Err(InvokeError::Conflict { expected, found })
+                }
+                // Keyed commands run alone, after their key was looked up,
+                // so only another writer of the journal gets here first.
+                Ok(CommitStatus::KeyRecorded) => match &keyed {
+                    Some(keyed) => shared.replay_winner(&key.service, &key.entity, keyed).await,
+                    None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
+                },
                 Err(error) => {
                     failed = true;
                     Err(error.into())
@@ -203,11 +215,11 @@ async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Ca
             },
             // A reply or refusal without a commit, decided on state that
             // may never have become durable: the client should try again.
-            _ if failed => Err(refused()),
-            (Ok(p), None) => Ok(p.produced),
+            _ if failed => Err(InvokeError::EarlierCommitFailed),
+            (Ok(follow_up), None) => Ok(follow_up),
             (Err(error), _) => Err(error),
         };
-        let _ = done.send(outcome);
+        let _ = done.send(answer);
     }
     if failed {
         // The journal is the truth: forget what we hold and reload next time.

@@ -183,8 +183,8 @@ fn load_average() -> String {
 
 /// `target/bench` of the workspace.
 fn results_dir() -> PathBuf {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    tests.parent().unwrap_or(&tests).join("target").join("bench")
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.parent().unwrap_or(&crate_dir).join("target").join("bench")
 }
 
 /// Facts computed from several measurements.

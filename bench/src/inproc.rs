@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::Uri;
-use wasmstate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
-use wasmstate::metrics::Metrics;
-use wasmstate::runtime::{Command, CompiledEntity, GuestLimits, Runtime, Snapshot};
+use wasmstate::bench_hooks::{
+    Call, Commit, CompiledService, EntityWrite, GuestLimits, Journal, Metrics, Runtime, Snapshot, StateChange,
+    StoredSnapshot,
+};
 
 use crate::load::{self, Load};
 use crate::report::{Report, Row, Samples, Timing, fmt_dur};
@@ -34,9 +35,9 @@ pub struct Guest {
     /// The runtime, configured as `wasmstate serve` configures it.
     pub runtime: Arc<Runtime>,
     /// The compiled cart.
-    pub cart: CompiledEntity,
+    pub cart: CompiledService,
     /// The compiled counter.
-    pub counter: CompiledEntity,
+    pub counter: CompiledService,
 }
 
 impl Guest {
@@ -58,21 +59,24 @@ impl Guest {
 
     /// The cart's AddItem on a five-line snapshot (on `cart`, the cart
     /// itself or the cart without idle instances): what a headline call does.
-    pub async fn add_item(&self, cart: &CompiledEntity) -> anyhow::Result<()> {
-        let snapshot = Snapshot { seq: 1000, state: cart_state() };
-        let command = Command {
-            name: "AddItem".into(),
+    pub async fn add_item(&self, cart: &CompiledService) -> anyhow::Result<()> {
+        let snapshot = Snapshot::new(1000, cart_state());
+        let command = Call {
+            service: "cart".into(),
+            entity: "cart-0001".into(),
+            command: "AddItem".into(),
             payload: br#"{"productId":"P00000002","name":"Product 2","quantity":1}"#.to_vec(),
-            entity_id: "cart-0001".into(),
         };
-        let effects = self.runtime.handle_event_sourced(cart, Some(&snapshot), &[], &command).await?;
-        anyhow::ensure!(effects.is_ok_and(|e| e.events.len() == 1), "AddItem did not emit one event");
+        let effects = self.runtime.handle_event_sourced(cart, Some(&snapshot), Vec::new(), command).await?;
+        let one_event =
+            effects.is_ok_and(|e| matches!(&e.state, StateChange::Events { events, .. } if events.len() == 1));
+        anyhow::ensure!(one_event, "AddItem did not emit one event");
         Ok(())
     }
 }
 
-fn get() -> Command {
-    Command { name: "Get".into(), payload: b"{}".to_vec(), entity_id: "c".into() }
+fn get() -> Call {
+    Call { service: "counter".into(), entity: "c".into(), command: "Get".into(), payload: b"{}".to_vec() }
 }
 
 /// Times `f` `n` times after `n / 10` unmeasured calls.
@@ -96,8 +100,8 @@ async fn time_n(n: usize, mut f: impl AsyncFnMut() -> anyhow::Result<()>) -> any
 pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 2_000;
     let (runtime, counter) = (&guest.runtime, &guest.counter);
-    let get_counter = async |counter: &CompiledEntity| {
-        let reply = runtime.handle_event_sourced(counter, None, &[], &get()).await?;
+    let get_counter = async |counter: &CompiledService| {
+        let reply = runtime.handle_event_sourced(counter, None, Vec::new(), get()).await?;
         anyhow::ensure!(reply.is_ok(), "Get failed");
         Ok(())
     };
@@ -252,8 +256,9 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
                         idempotency: None,
                     };
                     let sent = Instant::now();
-                    journal.commit(commit).await?;
+                    let status = journal.commit(commit).await?;
                     samples.push(sent.elapsed());
+                    anyhow::ensure!(status.is_durable(), "the journal refused a commit: {status:?}");
                     *last = seq;
                 }
                 anyhow::Ok((samples, Instant::now()))

@@ -1,7 +1,9 @@
 //! A future that, if its caller stops waiting for it, is not cancelled but
-//! finishes in a task of its own. An invocation runs inline while its
-//! caller waits (no task to spawn, no thread to wake), yet a command that
-//! commits always runs what follows it, even if the client hangs up.
+//! finishes in a task of its own: the one way the host keeps work going
+//! when its caller goes away. An invocation runs inline while its caller
+//! waits (no task to spawn, no thread to wake), yet a command that commits
+//! always runs what follows it, and a deploy that started always ends in
+//! storage and in memory alike, even if the client hangs up.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,12 +11,12 @@ use std::task::{Context, Poll};
 
 /// Runs `F` to completion, in the caller's task or, once the caller drops
 /// it, in a spawned one (whose output is discarded).
-pub(super) struct FinishOnDrop<F: Future<Output: Send> + Send + 'static> {
+pub(crate) struct FinishOnDrop<F: Future<Output: Send> + Send + 'static> {
     future: Option<Pin<Box<F>>>,
 }
 
 impl<F: Future<Output: Send> + Send + 'static> FinishOnDrop<F> {
-    pub(super) fn new(future: F) -> Self {
+    pub(crate) fn new(future: F) -> Self {
         Self { future: Some(Box::pin(future)) }
     }
 }

@@ -73,7 +73,8 @@ pub async fn passivated_memory(guests: &Guests, report: &mut Report, entities: u
     let name = format!("the same on {} more new counters", thousands(entities));
     let second = round(&running, &mut metrics, entities, "d", &name).await?;
     let hwm = status_kib(server, "VmHWM");
-    let journal = std::fs::metadata(running.dir.path().join(wasmstate::server::JOURNAL_FILE)).map_or(0, |m| m.len());
+    let journal =
+        std::fs::metadata(running.dir.path().join(wasmstate::bench_hooks::JOURNAL_FILE)).map_or(0, |m| m.len());
 
     let delta = first.settled.rss as i64 - baseline.rss as i64;
     let second_delta = second.settled.rss as i64 - first.settled.rss as i64;

@@ -1,0 +1,49 @@
+//! Stateless actions — a command's `handle`, or an event delivered to a
+//! subscriber's `on-event` — with no mailbox: every call runs in parallel.
+//! Two calls with the same idempotency key may both run the guest, but the
+//! journal records only the first: the second answers what the first
+//! recorded.
+
+use std::sync::Arc;
+
+use super::{Input, Invocation, InvokeError, Shared};
+use crate::domain::FollowUp;
+use crate::journal::{Commit, CommitStatus, EntityWrite};
+use crate::services::Service;
+
+/// Runs one action call and commits its asynchronous side effects (and
+/// idempotency record) before answering what follows.
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    service: &Service,
+    invocation: Invocation,
+) -> Result<FollowUp, InvokeError> {
+    let keyed = invocation.keyed();
+    let (name, entity): (Arc<str>, Arc<str>) = (invocation.service().into(), invocation.entity().into());
+    if let Some(keyed) = &keyed
+        && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
+    {
+        return Ok(follow_up);
+    }
+    let effects = match invocation.input {
+        Input::Command(call) => shared.runtime.handle_action(&service.compiled, call).await?,
+        Input::Event { event, .. } => shared.runtime.on_event(&service.compiled, event).await?,
+    }
+    .map_err(InvokeError::Failed)?;
+    shared.check_output(&effects)?;
+    let (_, follow_up, outbox) = effects.into_parts();
+    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
+    let commit =
+        Commit { service: name.clone(), entity: entity.clone(), write: EntityWrite::Nothing, outbox, idempotency };
+    if commit.is_empty() {
+        return Ok(follow_up);
+    }
+    match shared.journal.commit(commit).await? {
+        CommitStatus::Durable { .. } => Ok(follow_up),
+        CommitStatus::KeyRecorded => match &keyed {
+            Some(keyed) => shared.replay_winner(&name, &entity, keyed).await,
+            None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
+        },
+        CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
+    }
+}

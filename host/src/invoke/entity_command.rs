@@ -1,0 +1,149 @@
+//! One command on an event-sourced or value entity, inside the entity's
+//! task: replay a recorded key, or rebuild the state if cold, call the
+//! guest, check its output and prepare the commit of everything the command
+//! produced. The cached state moves on at once, so the entity can run its
+//! next queued command while this one commits; the task answers only once
+//! the commit is durable (see [`super::mailbox`]).
+
+use std::sync::Arc;
+
+use super::idempotency::Keyed;
+use super::mailbox::EntityKey;
+use super::{Input, Invocation, InvokeError, Shared, blocking};
+use crate::domain::{Call, Effects, FollowUp, ServiceKind, StateChange};
+use crate::journal::{Commit, EntityWrite, StoredSnapshot};
+use crate::runtime::Snapshot;
+use crate::services::Service;
+
+/// The last committed state of a warm entity.
+pub(super) enum CachedState {
+    /// An event-sourced entity's state as of its last event, lent to the
+    /// guest as the snapshot of its next command.
+    EventSourced(Snapshot),
+    /// A value entity's stored state (`None` when there is none).
+    Value(Option<Vec<u8>>),
+}
+
+/// A command the guest has run (or a key replayed), not yet durable.
+pub(super) struct Ran {
+    /// What to commit; `None` when the command wrote nothing.
+    pub commit: Option<Commit>,
+    /// What follows once the commit is durable.
+    pub follow_up: FollowUp,
+    /// The command's key, if it has one.
+    pub keyed: Option<Keyed>,
+}
+
+/// Runs one command on `entity`, whose cached state is `cached`, and moves
+/// the cached state to what the command leaves.
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    entity: &EntityKey,
+    cached: &mut Option<CachedState>,
+    service: &Service,
+    invocation: Invocation,
+) -> Result<Ran, InvokeError> {
+    let keyed = invocation.keyed();
+    if let Some(keyed) = &keyed
+        && let Some(follow_up) = shared.replay(&entity.service, &entity.entity, keyed).await?
+    {
+        return Ok(Ran { commit: None, follow_up, keyed: None });
+    }
+    let Input::Command(call) = invocation.input else {
+        return Err(InvokeError::Internal(format!("{} service cannot receive events", service.kind().with_article())));
+    };
+    let (write, effects, cache_after) = match service.kind() {
+        ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call).await?,
+        ServiceKind::Value => value(shared, entity, cached, service, call).await?,
+        ServiceKind::Action => return Err(InvokeError::Internal("an action has no entity task".into())),
+    };
+    let (_, follow_up, outbox) = effects.into_parts();
+    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
+    let commit = Commit { service: entity.service.clone(), entity: entity.entity.clone(), write, outbox, idempotency };
+    if let Some(after) = cache_after {
+        *cached = Some(after);
+    }
+    Ok(Ran { commit: (!commit.is_empty()).then_some(commit), follow_up, keyed })
+}
+
+/// What a guest call on an entity leaves: the entity's write, the effects
+/// (their state change already taken into the write), and the cached state
+/// once the command is done (`None` leaves it as it is).
+type Executed = (EntityWrite, Effects, Option<CachedState>);
+
+async fn event_sourced(
+    shared: &Arc<Shared>,
+    entity: &EntityKey,
+    cached: &mut Option<CachedState>,
+    service: &Service,
+    call: Call,
+) -> Result<Executed, InvokeError> {
+    let loaded;
+    let (snapshot, events, last_seq) = match cached {
+        Some(CachedState::EventSourced(snapshot)) => (Some(&*snapshot), Vec::new(), snapshot.seq()),
+        _ => {
+            let history = load_history(shared, entity).await?;
+            loaded = history.snapshot.map(|s| Snapshot::new(s.seq, s.state));
+            (loaded.as_ref(), history.events, history.last_seq)
+        }
+    };
+    let mut effects = shared
+        .runtime
+        .handle_event_sourced(&service.compiled, snapshot, events, call)
+        .await?
+        .map_err(InvokeError::Failed)?;
+    shared.check_output(&effects)?;
+    let StateChange::Events { events, state } = std::mem::replace(&mut effects.state, StateChange::Unchanged) else {
+        return Err(InvokeError::Internal("an event-sourced entity answered no events".into()));
+    };
+    let new_last = last_seq + events.len() as u64;
+    let every = shared.config.snapshot_every;
+    let snapshot = ((last_seq + 1)..=new_last)
+        .any(|s| s % every == 0)
+        .then(|| StoredSnapshot { seq: new_last, state: state.clone() });
+    // Even with no events, a commit of side effects (or an idempotency
+    // record) is checked against the seq the command ran on: after an
+    // earlier queued command fails to commit, it is refused too.
+    let write = EntityWrite::Events { expected_last_seq: last_seq, events, snapshot };
+    Ok((write, effects, Some(CachedState::EventSourced(Snapshot::new(new_last, state)))))
+}
+
+async fn value(
+    shared: &Arc<Shared>,
+    entity: &EntityKey,
+    cached: &mut Option<CachedState>,
+    service: &Service,
+    call: Call,
+) -> Result<Executed, InvokeError> {
+    if !matches!(cached, Some(CachedState::Value(_))) {
+        // The stored state is the committed state: cache it even if the
+        // command then fails.
+        let journal = shared.journal.clone();
+        let (s, e) = (entity.service.clone(), entity.entity.clone());
+        let state = blocking(move || journal.value(&s, &e)).await??;
+        shared.metrics.record_cold_load();
+        *cached = Some(CachedState::Value(state));
+    }
+    let state = match cached {
+        Some(CachedState::Value(state)) => state.as_deref(),
+        _ => None,
+    };
+    let mut effects =
+        shared.runtime.handle_value(&service.compiled, state, call).await?.map_err(InvokeError::Failed)?;
+    shared.check_output(&effects)?;
+    let (write, after) = match std::mem::replace(&mut effects.state, StateChange::Unchanged) {
+        StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(CachedState::Value(Some(new)))),
+        StateChange::Delete => (EntityWrite::Value(None), Some(CachedState::Value(None))),
+        StateChange::Unchanged | StateChange::Events { .. } => (EntityWrite::Nothing, None),
+    };
+    Ok((write, effects, after))
+}
+
+/// Loads a cold event-sourced entity's latest snapshot and the events after it.
+async fn load_history(shared: &Arc<Shared>, entity: &EntityKey) -> Result<crate::journal::EntityHistory, InvokeError> {
+    let journal = shared.journal.clone();
+    let (service, id) = (entity.service.clone(), entity.entity.clone());
+    let history = blocking(move || journal.load_entity(&service, &id)).await??;
+    shared.metrics.record_cold_load();
+    Ok(history)
+}

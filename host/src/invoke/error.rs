@@ -1,0 +1,105 @@
+//! Why an invocation failed, whichever path started it.
+
+use crate::domain::Failure;
+use crate::journal::JournalError;
+use crate::metrics::InvocationOutcome;
+use crate::runtime::GuestError;
+
+use super::MAX_HOPS;
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No service of that name is deployed.
+    #[error("no service named {0:?} is deployed")]
+    UnknownService(String),
+    /// A forward or side effect named an invalid target.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// The entity's mailbox is full, or the host has too many invocations
+    /// in flight.
+    #[error("{0}; retry later")]
+    Overloaded(String),
+    /// An earlier command queued on the same entity failed to commit, so
+    /// this one ran on state that never became durable.
+    #[error("an earlier command on this entity failed to commit; retry")]
+    EarlierCommitFailed,
+    /// The entity's log moved on under the command: the state it ran on was
+    /// not the committed one. Nothing was written.
+    #[error("the entity changed while the command ran (it expected seq {expected}, the journal has {found}); retry")]
+    Conflict {
+        /// The last seq the command ran on.
+        expected: u64,
+        /// The last seq in the journal.
+        found: u64,
+    },
+    /// The idempotency key was recorded by a command that asked something
+    /// else (another command name or payload).
+    #[error("the Idempotency-Key {0:?} was already used for a different command or payload")]
+    KeyReused(String),
+    /// Another command with the same idempotency key committed first, and
+    /// its record expired before it could be read.
+    #[error("the idempotency key's record expired while it was read; retry")]
+    KeyRecordExpired,
+    /// The guest refused the command.
+    #[error("{}", .0.message)]
+    Failed(Failure),
+    /// The guest trapped, timed out or hit a limit.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The guest produced more output than allowed; nothing was persisted.
+    #[error("{0}")]
+    OutputLimit(String),
+    /// Forwards and synchronous side effects nested deeper than [`MAX_HOPS`].
+    #[error("forwards and synchronous side effects nested more than {MAX_HOPS} deep; is there a loop?")]
+    TooManyHops,
+    /// A synchronous side effect failed. The command itself was committed.
+    #[error("the command was committed, but its synchronous side effect {target} failed: {source}")]
+    SideEffectFailed {
+        /// `service/entity/command` of the side effect.
+        target: String,
+        /// Why it failed.
+        source: Box<InvokeError>,
+    },
+    /// The writes could not be committed, or stored data could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The host could not run the invocation.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// Whether trying the same invocation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            InvokeError::Overloaded(_)
+            | InvokeError::EarlierCommitFailed
+            | InvokeError::Conflict { .. }
+            | InvokeError::KeyRecordExpired
+            | InvokeError::Journal(_)
+            | InvokeError::Internal(_)
+            | InvokeError::UnknownService(_)
+            | InvokeError::Guest(GuestError::Timeout(_) | GuestError::Busy) => true,
+            InvokeError::SideEffectFailed { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether the host itself failed (rather than the guest or the
+    /// request): such failures are logged where they happen.
+    pub fn is_host_failure(&self) -> bool {
+        matches!(self, InvokeError::Journal(_) | InvokeError::Internal(_))
+    }
+
+    /// How the invocation counts in `wasmstate_invocations_total`.
+    pub fn outcome(&self) -> InvocationOutcome {
+        match self {
+            InvokeError::Failed(_) => InvocationOutcome::Failed,
+            InvokeError::Guest(GuestError::Timeout(_)) => InvocationOutcome::TimedOut,
+            InvokeError::Guest(GuestError::Busy) => InvocationOutcome::Refused,
+            InvokeError::Guest(_) | InvokeError::OutputLimit(_) => InvocationOutcome::Trapped,
+            _ => InvocationOutcome::Refused,
+        }
+    }
+}

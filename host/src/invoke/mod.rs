@@ -1,0 +1,266 @@
+//! The one path every invocation takes, whoever starts it — an HTTP
+//! request, a forward, a side effect, an outbox delivery, an event delivered
+//! to a subscriber — with the same in-flight limit, output limits, metrics,
+//! tracing span and idempotency rules:
+//!
+//! ```text
+//! Invoker::invoke ─► in-flight permit ─► span ─► the service, looked up once
+//!   ├─ an action: action::run, fully in parallel
+//!   └─ an entity: mailbox::enqueue ─► its task ─► entity_command::run
+//!        ─► replay a recorded key, or call the guest ─► output limits ─► commit
+//!   ─► follow: the synchronous side effects, then the reply or the forward,
+//!      each an invocation one hop deeper, under a key derived from this one's
+//! ```
+//!
+//! Event-sourced and value entities get one task per active entity
+//! ([`mailbox`]), which runs their commands one at a time in arrival order
+//! and keeps their latest state in memory ([`entity_command`]). What follows
+//! a commit runs outside the entity's task, so an entity can call itself
+//! without deadlock, and is bounded in depth ([`MAX_HOPS`]).
+
+mod action;
+mod entity_command;
+mod error;
+mod idempotency;
+mod mailbox;
+mod output_limits;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::domain::{Call, FollowUp, IdempotencyKey, Reply, ServiceKind, Step, SubscribedEvent};
+use crate::finish_on_drop::FinishOnDrop;
+use crate::journal::Journal;
+use crate::metrics::{InvocationOutcome, Metrics};
+use crate::runtime::Runtime;
+use crate::services::Services;
+pub use error::InvokeError;
+use mailbox::Mailboxes;
+
+/// How deep forwards and synchronous side effects may nest.
+pub const MAX_HOPS: u32 = 16;
+
+/// Settings of the invocation path.
+#[derive(Debug, Clone, Copy)]
+pub struct InvokerConfig {
+    /// Store a snapshot whenever a command's events cross a multiple of this.
+    pub snapshot_every: u64,
+    /// Drop an entity's in-memory state after this long without a command.
+    pub passivate_after: Duration,
+    /// The most commands that may wait for one entity.
+    pub mailbox_capacity: usize,
+    /// How many entities may hold their state in memory before idle ones
+    /// are passivated early (a soft cap: busy entities are never evicted).
+    pub max_active_entities: usize,
+    /// The most invocations in flight across all entities and paths.
+    pub max_in_flight: usize,
+    /// The most events, and the most side effects, one invocation may produce.
+    pub max_events_per_command: usize,
+    /// The largest reply one command may produce, in bytes.
+    pub max_reply_bytes: usize,
+    /// How long an idempotency record answers repeats of its key.
+    pub idempotency_ttl: Duration,
+}
+
+/// One invocation: what to hand the guest, and its idempotency key.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// What the guest gets.
+    pub input: Input,
+    /// The idempotency key: the client's, or one the host made for a side
+    /// effect, forward, outbox delivery or event delivery.
+    pub key: Option<IdempotencyKey>,
+}
+
+/// What an invocation hands the guest.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A command, for `handle`.
+    Command(Call),
+    /// A committed event of another service, for a subscriber's `on-event`.
+    Event {
+        /// The subscribed action.
+        subscriber: String,
+        /// The event.
+        event: SubscribedEvent,
+    },
+}
+
+impl Invocation {
+    /// A command, with the client's key or one the host derived.
+    pub fn command(call: Call, key: Option<IdempotencyKey>) -> Self {
+        Self { input: Input::Command(call), key }
+    }
+
+    /// The delivery of `event` to `subscriber`, keyed by the event, so a
+    /// delivery repeated after a crash changes nothing.
+    pub fn event(subscriber: String, event: SubscribedEvent) -> Self {
+        let key = IdempotencyKey::event(&event.source, event.seq);
+        Self { input: Input::Event { subscriber, event }, key: Some(key) }
+    }
+
+    /// The service invoked.
+    pub fn service(&self) -> &str {
+        match &self.input {
+            Input::Command(call) => &call.service,
+            Input::Event { subscriber, .. } => subscriber,
+        }
+    }
+
+    /// The entity invoked (for an action, its routing key; for an event,
+    /// the entity that emitted it).
+    pub fn entity(&self) -> &str {
+        match &self.input {
+            Input::Command(call) => &call.entity,
+            Input::Event { event, .. } => &event.entity,
+        }
+    }
+
+    /// The command's name; `on-event` for an event delivery.
+    pub fn name(&self) -> &str {
+        match &self.input {
+            Input::Command(call) => &call.command,
+            Input::Event { .. } => "on-event",
+        }
+    }
+}
+
+type Answer = Result<Vec<u8>, InvokeError>;
+
+/// Runs invocations on deployed services.
+#[derive(Clone)]
+pub struct Invoker {
+    shared: Arc<Shared>,
+}
+
+/// What every part of the invocation path reaches.
+pub(crate) struct Shared {
+    services: Arc<Services>,
+    journal: Arc<Journal>,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+    config: InvokerConfig,
+    mailboxes: Mailboxes,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Invoker {
+    /// Creates the invocation path.
+    pub fn new(
+        services: Arc<Services>,
+        journal: Arc<Journal>,
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        config: InvokerConfig,
+    ) -> Self {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        let mailboxes = Mailboxes::default();
+        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight }) }
+    }
+
+    /// Runs an invocation and answers its reply once its writes are durable,
+    /// its synchronous side effects have run and any forward has answered.
+    /// A caller that goes away (a client that hangs up) stops waiting for
+    /// the answer, not the work: an invocation that commits always runs
+    /// what follows it.
+    pub async fn invoke(&self, invocation: Invocation) -> Answer {
+        let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
+            self.shared.metrics.record_invocation(InvocationOutcome::Refused);
+            return Err(InvokeError::Overloaded("the host has too many invocations in flight".into()));
+        };
+        let this = self.clone();
+        FinishOnDrop::new(async move {
+            let _permit = permit;
+            this.invoke_at(invocation, 0).await
+        })
+        .await
+    }
+
+    /// Runs an invocation `hops` forwards or side effects deep, in a span
+    /// of its own that ends with its outcome.
+    fn invoke_at(&self, invocation: Invocation, hops: u32) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+        let span = tracing::info_span!(
+            "invocation",
+            service = invocation.service(),
+            entity = invocation.entity(),
+            command = invocation.name(),
+            version = Empty,
+            outcome = Empty,
+        );
+        Box::pin(
+            async move {
+                let result = self.run_and_follow(invocation, hops).await;
+                let outcome = match &result {
+                    Ok(_) => InvocationOutcome::Ok,
+                    Err(error) => error.outcome(),
+                };
+                self.shared.metrics.record_invocation(outcome);
+                tracing::Span::current().record("outcome", outcome.as_str());
+                match &result {
+                    Err(error) if error.is_host_failure() => tracing::error!(%error, "invocation failed"),
+                    Err(error) => tracing::debug!(%error, "invocation failed"),
+                    Ok(_) => {}
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+
+    async fn run_and_follow(&self, invocation: Invocation, hops: u32) -> Answer {
+        if hops > MAX_HOPS {
+            return Err(InvokeError::TooManyHops);
+        }
+        if hops > 0 {
+            // Checked before the commit that asked for it too; records
+            // written before that check existed only here.
+            output_limits::check_target(invocation.service(), invocation.entity())?;
+        }
+        let service = self
+            .shared
+            .services
+            .get(invocation.service())
+            .ok_or_else(|| InvokeError::UnknownService(invocation.service().to_string()))?;
+        tracing::Span::current().record("version", service.meta.version);
+        // What the keys of a keyed invocation's next steps derive from.
+        let seed = invocation
+            .key
+            .as_ref()
+            .map(|key| (key.clone(), invocation.service().to_string(), invocation.entity().to_string()));
+        let follow_up = match service.kind() {
+            ServiceKind::Action => action::run(&self.shared, &service, invocation).await?,
+            ServiceKind::EventSourced | ServiceKind::Value => {
+                mailbox::enqueue(&self.shared, service, invocation).await?
+            }
+        };
+        let derive = |step| seed.as_ref().map(|(key, service, entity)| key.derived(service, entity, step));
+        self.follow(follow_up, derive, hops).await
+    }
+
+    /// Runs the synchronous side effects in order, then answers the reply
+    /// or follows the forward; `derive` gives each step's key.
+    async fn follow(&self, follow_up: FollowUp, derive: impl Fn(Step) -> Option<IdempotencyKey>, hops: u32) -> Answer {
+        for (index, call) in follow_up.synchronous.into_iter().enumerate() {
+            let target = call.target();
+            let effect = Invocation::command(call, derive(Step::Effect(index)));
+            if let Err(source) = self.invoke_at(effect, hops + 1).await {
+                return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
+            }
+        }
+        match follow_up.reply {
+            Reply::Message(bytes) => Ok(bytes),
+            Reply::Forward(call) => self.invoke_at(Invocation::command(call, derive(Step::Forward)), hops + 1).await,
+        }
+    }
+}
+
+/// Runs blocking work (a journal read) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, InvokeError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| InvokeError::Internal(format!("a blocking task failed: {e}")))
+}

@@ -1,0 +1,148 @@
+//! The schema version: a schema-1 journal migrates in one transaction, a
+//! newer one is refused and left alone, and a current one opens as it is.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, TableHandle};
+
+use super::tables::{META, SCHEMA_VERSION_KEY};
+use super::*;
+use crate::domain::{Call, FollowUp, IdempotencyKey, Reply};
+
+fn database(dir: &tempfile::TempDir) -> Database {
+    Database::create(dir.path().join("journal.redb")).unwrap()
+}
+
+fn table_names(db: &Database) -> Vec<String> {
+    let txn = db.begin_read().unwrap();
+    txn.list_tables().unwrap().map(|t| t.name().to_string()).collect()
+}
+
+fn stored_version(db: &Database) -> Option<u64> {
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).ok()?;
+    meta.get(SCHEMA_VERSION_KEY).unwrap().map(|v| v.value())
+}
+
+#[test]
+fn a_new_journal_is_created_at_the_current_version_and_opens_as_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    assert_eq!(schema::open(&db).unwrap(), SchemaStatus::Created);
+    assert_eq!(stored_version(&db), Some(SCHEMA_VERSION));
+    assert_eq!(schema::open(&db).unwrap(), SchemaStatus::Current);
+}
+
+#[tokio::test]
+async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    migrate_v1::write_v1_fixture(&db).unwrap();
+    assert_eq!(stored_version(&db), None);
+
+    let journal = Journal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 1 });
+
+    let versions = journal.versions().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        (versions[0].service.as_str(), versions[0].version, versions[0].kind),
+        ("cart", 3, ServiceKind::EventSourced)
+    );
+    assert_eq!((versions[0].digest.as_str(), versions[0].size, versions[0].deployed_at_ms), ("ab12", 9, 5));
+    assert_eq!(
+        (versions[1].kind, versions[1].subscriptions.as_slice()),
+        (ServiceKind::Action, &["cart".to_string()][..])
+    );
+    assert_eq!(journal.component("cart", 3).unwrap().as_deref(), Some(&b"component"[..]));
+    // The numbers already given stay given.
+    let next = NewVersion {
+        service: "cart".into(),
+        digest: "ef".into(),
+        kind: ServiceKind::EventSourced,
+        deployed_at_ms: 7,
+        subscriptions: vec![],
+    };
+    assert_eq!(journal.save_version(&next, b"c4").unwrap().version, 4);
+
+    let history = journal.load_entity("cart", "c1").unwrap();
+    assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 1, state: br#"{"s":1}"#.to_vec() }));
+    assert_eq!((history.events.len(), history.last_seq), (0, 1));
+    assert_eq!(journal.position("cart", "c1").unwrap(), EntityPosition { last_seq: 1, snapshot_seq: 1 });
+
+    let (due, pending) = journal.outbox_due(u64::MAX, 10).unwrap();
+    let call = Call {
+        service: "counter".into(),
+        entity: "orders".into(),
+        command: "Increase".into(),
+        payload: br#"{"value":1}"#.to_vec(),
+    };
+    assert_eq!(pending, 1);
+    assert_eq!(due, [OutboxEntry { id: 4, call, attempts: 2, next_attempt_ms: 77 }]);
+
+    let k1 = journal.idempotency_record("cart", "c1", &IdempotencyKey::client(b"k1").unwrap(), 0).unwrap().unwrap();
+    assert_eq!((k1.fingerprint, k1.follow_up.reply), (None, Reply::Message(br#"{"ok":1}"#.to_vec())));
+    let k2 = journal.idempotency_record("proj", "any", &IdempotencyKey::client(b"k2").unwrap(), 0).unwrap().unwrap();
+    let audit = Call { service: "audit".into(), entity: "a1".into(), command: "Log".into(), payload: b"{}".to_vec() };
+    let forward = Call {
+        service: "cart".into(),
+        entity: "c1".into(),
+        command: "AddItem".into(),
+        payload: br#"{"q":2}"#.to_vec(),
+    };
+    assert_eq!(k2.follow_up, FollowUp { synchronous: vec![audit], reply: Reply::Forward(forward) });
+
+    let log = journal.service_log("cart", 0, 10).unwrap();
+    assert_eq!(log.iter().map(|e| (e.position, e.entity.as_str(), e.event.seq)).collect::<Vec<_>>(), [(1, "c1", 1)]);
+    assert_eq!(journal.offset("proj", "cart").unwrap(), 1);
+
+    // New writes go on where the old ones stopped.
+    let mut commit = Commit::events("cart", "c1", 1, vec![b"e2".to_vec()]);
+    commit.outbox = vec![commit_call()];
+    assert_eq!(journal.commit(commit).await.unwrap(), CommitStatus::Durable { last_seq: 2 });
+    assert_eq!(journal.service_log("cart", 1, 10).unwrap()[0].position, 2);
+    assert_eq!(journal.outbox_due(u64::MAX, 10).unwrap().0.last().unwrap().id, 5);
+}
+
+fn commit_call() -> Call {
+    Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: vec![] }
+}
+
+#[test]
+fn a_journal_from_a_newer_wasmstate_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    schema::open(&db).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION + 1).unwrap();
+    txn.commit().unwrap();
+    let tables = table_names(&db);
+
+    let error = schema::open(&db).unwrap_err();
+    assert!(
+        matches!(error, JournalError::SchemaTooNew { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION)
+    );
+    assert!(error.to_string().contains("newer"), "{error}");
+    assert_eq!(stored_version(&db), Some(SCHEMA_VERSION + 1));
+    assert_eq!(table_names(&db), tables);
+}
+
+#[test]
+fn a_migration_that_fails_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    migrate_v1::write_v1_fixture(&db).unwrap();
+    // A version whose JSON is damaged: the migration cannot read it.
+    let txn = db.begin_write().unwrap();
+    txn.open_table(migrate_v1::VERSIONS_V1).unwrap().insert(("cart", 4), "{not json").unwrap();
+    txn.commit().unwrap();
+    let tables = table_names(&db);
+
+    let error = schema::open(&db).unwrap_err();
+    assert!(matches!(&error, JournalError::Corrupt(message) if message.contains("version 4 of cart")), "{error}");
+    assert_eq!(stored_version(&db), None, "still schema 1");
+    assert_eq!(table_names(&db), tables);
+    // The schema-1 rows are still there, as they were.
+    let txn = db.begin_read().unwrap();
+    assert_eq!(txn.open_table(migrate_v1::OUTBOX_V1).unwrap().get(4).unwrap().unwrap().value().0, "counter");
+}

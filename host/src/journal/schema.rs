@@ -1,0 +1,90 @@
+//! The journal's schema version, checked when a journal opens.
+//!
+//! The version lives in the `meta` table. A journal written by a newer
+//! wasmstate than this one is refused with a clear message, before anything
+//! is written to it; an older one is migrated in one write transaction, so
+//! a crash mid-migration leaves it as it was.
+//!
+//! - **1**: the layout before the `meta` table existed: no version row,
+//!   outbox rows and snapshots as redb tuples, version metadata as JSON,
+//!   idempotency outcomes in a hand-made tag format.
+//! - **2**: every host record in one encoding (`records.rs`), idempotency
+//!   records with the fingerprint of their command, and version numbers
+//!   that are never given twice (`version_heads`).
+
+use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
+
+use super::JournalError;
+use super::migrate_v1;
+use super::tables::{
+    COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, META, OFFSETS, OUTBOX, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOTS,
+    VALUES, VERSION_HEADS, VERSIONS,
+};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// What opening a journal found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaStatus {
+    /// A new, empty journal, created at the current version.
+    Created,
+    /// A journal already at the current version.
+    Current,
+    /// A journal migrated from an older version.
+    Migrated {
+        /// The version it was at.
+        from: u64,
+    },
+}
+
+/// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
+/// stored version and migrates an older journal, all in one transaction.
+pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
+    let txn = db.begin_write()?;
+    let opened = match stored_version(&txn)? {
+        Some(SCHEMA_VERSION) => SchemaStatus::Current,
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(JournalError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        Some(1) => {
+            migrate_v1::to_v2(&txn)?;
+            SchemaStatus::Migrated { from: 1 }
+        }
+        Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
+        None if txn.list_tables()?.next().is_none() => SchemaStatus::Created,
+        // Tables but no version: the layout from before versions were kept.
+        None => {
+            migrate_v1::to_v2(&txn)?;
+            SchemaStatus::Migrated { from: 1 }
+        }
+    };
+    create_tables(&txn)?;
+    txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+    txn.commit()?;
+    Ok(opened)
+}
+
+/// The stored schema version, if the `meta` table holds one.
+fn stored_version(txn: &WriteTransaction) -> Result<Option<u64>, JournalError> {
+    let has_meta = txn.list_tables()?.any(|table| table.name() == META.name());
+    if !has_meta {
+        return Ok(None);
+    }
+    Ok(txn.open_table(META)?.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()))
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
+    txn.open_table(EVENTS)?;
+    txn.open_table(SNAPSHOTS)?;
+    txn.open_table(COMPONENTS)?;
+    txn.open_table(VERSIONS)?;
+    txn.open_table(VERSION_HEADS)?;
+    txn.open_table(VALUES)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(SERVICE_LOG)?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(OFFSETS)?;
+    Ok(())
+}

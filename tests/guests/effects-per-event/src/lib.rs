@@ -1,0 +1,68 @@
+//! A subscriber that returns as many side effects per event as the event
+//! asks for, to test the limits on what a subscriber may return.
+//!
+//! It subscribes to a service running the `misbehaving` test entity. For an
+//! event `{"type": "Echoed", "value": {"effects": n, "synchronous": s}}`
+//! (what `Echo {"value": {"effects": n, "synchronous": s}}` emits) it
+//! returns `n` side effects `Increase {"value": 1}` of entity `flooded` of
+//! service `counter`, synchronous if `s` is true. Other events return none.
+//!
+//! It answers no command.
+
+use serde::{Deserialize, Serialize};
+use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+
+/// The service and entity every side effect increases.
+pub const TARGET: (&str, &str) = ("counter", "flooded");
+
+/// The subscriber; it holds no state.
+#[derive(Debug, Default)]
+pub struct EffectsPerEvent;
+
+/// The events it reads.
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum Event {
+    /// An echoed value, which may ask for side effects.
+    Echoed {
+        /// What was echoed.
+        value: Ask,
+    },
+    /// Any other event.
+    #[serde(other)]
+    Other,
+}
+
+/// What an echoed value asks for; other values ask for nothing.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Ask {
+    effects: u32,
+    synchronous: bool,
+}
+
+/// The argument of the counter's `Increase`.
+#[derive(Serialize)]
+struct Increase {
+    value: i64,
+}
+
+impl Action for EffectsPerEvent {
+    fn handle(&self, command: Command<'_>, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        Err(command.unknown())
+    }
+
+    fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+        let ask = match event.json::<Event>() {
+            Ok(Event::Echoed { value }) => value,
+            _ => return Ok(()),
+        };
+        for _ in 0..ask.effects {
+            let effect = SideEffect::new(TARGET.0, TARGET.1, "Increase").json(&Increase { value: 1 });
+            ctx.effect(if ask.synchronous { effect.synchronous() } else { effect });
+        }
+        Ok(())
+    }
+}
+
+wasmstate_sdk::export_action!(EffectsPerEvent);

@@ -1,0 +1,65 @@
+//! Deployed versions: numbers never name two components, and what the host
+//! says about them at start-up is true.
+
+use std::path::Path;
+
+use serde_json::json;
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING};
+use wasmstate_tests::{Api, Server};
+
+use crate::{start, start_with};
+
+#[tokio::test]
+async fn a_version_number_is_never_given_twice() {
+    let t = start_with("counter", COUNTER, &[]).await;
+    let api = &t.api;
+    api.deploy("counter", Path::new(MISBEHAVING)).await;
+    api.invoke("counter", "c", "Echo", json!({"value": 1})).await.expect(200);
+    api.send(reqwest::Method::DELETE, "/v1/services/counter", Vec::new()).await.expect(200);
+
+    // A redeploy after the delete goes on from the last number.
+    let deployed = api.deploy("counter", Path::new(MISBEHAVING)).await;
+    assert_eq!(deployed["version"], 3);
+    let described = api.get("/v1/services/counter").await.expect(200);
+    assert_eq!(
+        described["versions"].as_array().unwrap().iter().map(|v| v["version"].clone()).collect::<Vec<_>>(),
+        [json!(3)]
+    );
+    // The entities' data stayed.
+    assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({"applied": 1}));
+
+    let t = t.restart().await;
+    assert_eq!(t.api.get("/v1/services/counter").await.expect(200)["version"], 3);
+    t.api.send(reqwest::Method::DELETE, "/v1/services/counter", Vec::new()).await.expect(200);
+    assert_eq!(t.api.deploy("counter", Path::new(COUNTER)).await["version"], 4);
+}
+
+#[tokio::test]
+async fn start_up_says_which_services_it_deployed_and_which_it_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = format!("counter={COUNTER}");
+    let args = ["--deploy", deploy.as_str()];
+    let server = Server::start(dir.path(), &args).await.unwrap();
+    assert!(
+        server.stdout().contains(&"deployed counter (event-sourced, version 1)".to_string()),
+        "{:?}",
+        server.stdout()
+    );
+    Api::new(server.base()).deploy("m", Path::new(MISBEHAVING)).await;
+
+    let server = server.restart().await.unwrap();
+    let said = server.stdout();
+    assert!(said.contains(&"loaded counter (event-sourced, version 1)".to_string()), "{said:?}");
+    assert!(said.contains(&"loaded m (event-sourced, version 1)".to_string()), "{said:?}");
+    assert!(!said.iter().any(|line| line.starts_with("deployed")), "nothing was deployed: {said:?}");
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_names_both_kinds_in_plain_english() {
+    let t = start(&[]).await;
+    t.api.deploy("svc", Path::new(COUNTER)).await;
+    let bytes = std::fs::read(wasmstate_tests::guests::USER_PROFILE).unwrap();
+    let (kind, message) = t.api.deploy_bytes("svc", bytes).await.expect_error(409);
+    assert_eq!(kind, "conflict");
+    assert_eq!(message, "svc is an event-sourced service; a new version must be one too, not a value service");
+}
