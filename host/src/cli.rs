@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum CliCommand {
     /// Run the server.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Deploy a component as the next version of a service.
     Deploy {
         /// The service name.
@@ -70,7 +70,7 @@ impl Cli {
         crate::logging::init(self.log_format);
         let client = Client::new(&self.url);
         let body = match self.command {
-            CliCommand::Serve(config) => return crate::server::serve(config).await,
+            CliCommand::Serve(config) => return crate::server::serve(*config).await,
             CliCommand::Deploy { service, component } => {
                 let bytes = std::fs::read(&component)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;

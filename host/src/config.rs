@@ -86,6 +86,37 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_INVOKE_TOKEN", hide_env_values = true)]
     pub invoke_token: Option<String>,
 
+    /// Require `Authorization: Bearer <token>` to read `/metrics` and the
+    /// deployed services (without it, the invoke token guards them).
+    #[arg(long, env = "WASMSTATE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+
+    /// The host names requests may name in `Host`, comma-separated (a name,
+    /// or name:port). Default: the loopback names on a loopback address,
+    /// the address itself on another, any host on 0.0.0.0 or [::].
+    #[arg(long, env = "WASMSTATE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Origins (scheme://host[:port]) that web pages may invoke and deploy
+    /// from, comma-separated; they get CORS answers. Other origins are refused.
+    #[arg(long, env = "WASMSTATE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// The most connections served at once (lowered to fit the open-file
+    /// limit); past it, connections are answered 503 at once.
+    #[arg(long, env = "WASMSTATE_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long a connection may take to send a request's whole header,
+    /// from when it connects or finishes its last response (it closes idle
+    /// keep-alive connections too).
+    #[arg(long, env = "WASMSTATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// The largest request header accepted (e.g. 32KiB); larger answers 431.
+    #[arg(long, env = "WASMSTATE_MAX_HEADER_BYTES", default_value = "32KiB", value_parser = parse_header_size)]
+    pub max_header_bytes: usize,
+
     /// Allow listening on a non-loopback address without an admin token.
     #[arg(long, env = "WASMSTATE_INSECURE")]
     pub insecure: bool,
@@ -145,6 +176,15 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         other => return Err(format!("invalid size unit {other:?}: use KiB, MiB or GiB")),
     };
     n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Parses a header size: at least 1 KiB, at most 64 KiB.
+fn parse_header_size(text: &str) -> Result<usize, String> {
+    let size = parse_size(text)?;
+    if !(1 << 10..=64 << 10).contains(&size) {
+        return Err(format!("a header size must be 1KiB to 64KiB, not {text:?}"));
+    }
+    Ok(size)
 }
 
 /// A component to deploy at start-up.

@@ -58,6 +58,10 @@ pub struct Metrics {
     outbox_dropped: AtomicU64,
     events_delivered: AtomicU64,
     event_delivery_failures: AtomicU64,
+    open_connections: AtomicI64,
+    refused_connections: AtomicU64,
+    connection_timeouts: AtomicU64,
+    accept_errors: AtomicU64,
 }
 
 /// What happened to one attempt to deliver an asynchronous side effect.
@@ -129,6 +133,26 @@ impl Metrics {
         if ok { &self.events_delivered } else { &self.event_delivery_failures }.fetch_add(1, Relaxed);
     }
 
+    /// Adjusts the number of connections being served.
+    pub fn add_open_connections(&self, delta: i64) {
+        self.open_connections.fetch_add(delta, Relaxed);
+    }
+
+    /// Counts one connection past the cap, answered 503 or closed.
+    pub fn record_refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one connection closed for not sending a header in time.
+    pub fn record_connection_timeout(&self) {
+        self.connection_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one failed accept.
+    pub fn record_accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -170,6 +194,21 @@ impl Metrics {
                 "Failed event deliveries to subscribers.",
                 &self.event_delivery_failures,
             ),
+            (
+                "wasmstate_connections_refused_total",
+                "Connections past --max-connections, answered 503 or closed.",
+                &self.refused_connections,
+            ),
+            (
+                "wasmstate_connections_timed_out_total",
+                "Connections closed for not sending a header within --header-read-timeout.",
+                &self.connection_timeouts,
+            ),
+            (
+                "wasmstate_accept_errors_total",
+                "Connections that could not be accepted (out of file descriptors, say).",
+                &self.accept_errors,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
@@ -181,6 +220,7 @@ impl Metrics {
                 "Asynchronous side effects waiting in the outbox.",
                 self.outbox_pending.load(Relaxed),
             ),
+            ("wasmstate_connections_open", "Connections being served.", self.open_connections.load(Relaxed)),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

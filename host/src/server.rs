@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
-use crate::http::{AppParts, AppState, BodyLimits, Tokens, app};
+use crate::http::{AppParts, AppState, BodyLimits, ConnectionLimits, RequestOrigins, Tokens, app};
 use crate::invoke::{Invoker, InvokerConfig};
 use crate::journal::{Journal, VersionMeta};
 use crate::metrics::Metrics;
@@ -62,12 +62,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port.
     println!("wasmstate listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        })
-        .await?;
+    let limits = ConnectionLimits {
+        max_connections: crate::http::connection_budget(config.max_connections as usize),
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let (metrics, journal) = (state.metrics.clone(), state.journal.clone());
+    let healthy = Arc::new(move || journal.is_healthy());
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    crate::http::serve(listener, app(state), limits, metrics, healthy, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -138,10 +144,24 @@ pub async fn open_with_database(
     spawn_idempotency_sweeper(journal.clone());
     let subscriptions = Subscriptions::start(invoker.clone(), journal.clone(), services.clone(), metrics.clone());
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
-    let tokens = Tokens { admin: config.admin_token.clone(), invoke: config.invoke_token.clone() };
+    let tokens = Tokens {
+        admin: config.admin_token.clone(),
+        invoke: config.invoke_token.clone(),
+        read: config.read_token.clone(),
+    };
+    let origins = RequestOrigins::new(config.listen, &config.allowed_hosts, &config.cors_origins);
     let journal_opened = journal.schema_status();
-    let state =
-        AppState::new(AppParts { services, invoker, journal, metrics, limits, tokens, subscriptions, shutdown });
+    let state = AppState::new(AppParts {
+        services,
+        invoker,
+        journal,
+        metrics,
+        limits,
+        tokens,
+        origins,
+        subscriptions,
+        shutdown,
+    });
     Ok(Opened { state, journal: journal_opened, loaded, deployed })
 }
 

@@ -46,6 +46,9 @@ pub struct Options {
     /// Keep what the server writes to stderr (see [`Server::stderr`])
     /// instead of passing it through.
     pub capture_stderr: bool,
+    /// The server's limit of open files (`RLIMIT_NOFILE`, soft and hard),
+    /// if it is to be lower than the test's.
+    pub max_open_files: Option<u64>,
 }
 
 /// The lines a server wrote to one stream.
@@ -73,6 +76,20 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(if options.capture_stderr { Stdio::piped() } else { Stdio::inherit() })
             .kill_on_drop(true);
+        if let Some(files) = options.max_open_files {
+            let limit = libc::rlimit { rlim_cur: files, rlim_max: files };
+            // SAFETY: between fork and exec the closure only calls
+            // setrlimit, which is async-signal-safe, on a struct it owns.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let mut child = command.spawn().context("cannot start wasmstate")?;
         let (stdout, stderr) = (Output::default(), Output::default());
         if let Some(pipe) = child.stderr.take() {

@@ -1,9 +1,11 @@
 //! The HTTP API (v1): deploy services, invoke entities, read their logs.
 
 mod auth;
+mod connections;
 mod entities;
 mod error;
 mod extract;
+mod origin;
 mod services;
 mod stream;
 
@@ -20,7 +22,9 @@ use crate::metrics::Metrics;
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
 pub use auth::Tokens;
+pub use connections::{ConnectionLimits, connection_budget, serve};
 pub use error::ApiError;
+pub use origin::RequestOrigins;
 use tokio::sync::watch;
 
 /// The largest request bodies accepted.
@@ -64,8 +68,10 @@ pub struct AppParts {
     pub metrics: Arc<Metrics>,
     /// Body size limits.
     pub limits: BodyLimits,
-    /// Bearer tokens guarding deploys and invocations.
+    /// Bearer tokens guarding deploys, invocations and reads.
     pub tokens: Tokens,
+    /// Where requests may come from.
+    pub origins: RequestOrigins,
     /// The subscription workers, which follow every deploy and delete.
     pub subscriptions: Arc<Subscriptions>,
     /// Turns true when the server shuts down; live event streams end then.
@@ -86,16 +92,18 @@ pub fn app(state: AppState) -> Router {
         )
         .route_layer(from_fn_with_state(state.clone(), auth::require_invoke));
     let admin = from_fn_with_state(state.clone(), auth::require_admin);
+    let read = from_fn_with_state(state.clone(), auth::require_read);
     let deploy = put(services::deploy)
         .layer(DefaultBodyLimit::max(limits.deploy))
         .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.deploy, req, next)))
         .delete(services::delete)
         .layer(admin);
-    Router::new()
+    let describe = get(services::describe).layer(read.clone());
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/v1/services", get(services::list))
-        .route("/v1/services/{service}", deploy.get(services::describe))
+        .route("/metrics", get(metrics).layer(read.clone()))
+        .route("/v1/services", get(services::list).layer(read))
+        .route("/v1/services/{service}", deploy.merge(describe))
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -105,8 +113,29 @@ pub fn app(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
-        .layer(from_fn(close_after_refused_body))
-        .with_state(state)
+        .layer(from_fn(close_after_refused_body));
+    let router = match cors(state.origins.cors_origins()) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(from_fn_with_state(state.clone(), origin::check)).with_state(state)
+}
+
+/// CORS answers for the origins allowed to make cross-origin requests, if any.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .expose_headers([header::RETRY_AFTER]),
+    )
 }
 
 /// Answers a refused request that came with a body with `Connection: close`.

@@ -9,7 +9,7 @@ use wasmstate_tests::guests::MISBEHAVING;
 use wasmstate_tests::{Api, Options, Server};
 
 fn logging(level: &str) -> Options {
-    Options { env: vec![("RUST_LOG".into(), level.into())], capture_stderr: true }
+    Options { env: vec![("RUST_LOG".into(), level.into())], capture_stderr: true, ..Options::default() }
 }
 
 /// Polls the server's stderr until a line satisfies `found`.

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cart;
 mod cli;
+mod connections;
 mod counter;
 mod crash;
 mod deploy_cancel;
@@ -14,6 +15,7 @@ mod guest_limits;
 mod idempotency;
 mod kinds;
 mod logging;
+mod origins;
 mod overload;
 mod restart;
 mod security;

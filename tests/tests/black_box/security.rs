@@ -61,3 +61,21 @@ fn a_public_address_needs_an_admin_token_or_insecure() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--admin-token") && stderr.contains("--insecure"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_read_token_guards_metrics_and_the_service_list() {
+    let t = start(&["--read-token", "r", "--admin-token", "a"]).await;
+    t.api.with_token("a").deploy("counter", Path::new(COUNTER)).await;
+    for path in ["/metrics", "/v1/services", "/v1/services/counter"] {
+        let (kind, _) = t.api.get(path).await.expect_error(401);
+        assert_eq!(kind, "unauthorized", "{path}");
+        t.api.with_token("r").get(path).await.expect(200);
+        t.api.with_token("a").get(path).await.expect(200);
+    }
+    t.api.get("/healthz").await.expect(200);
+    // Without a read token, the invoke token guards them.
+    let t = start_with("counter", COUNTER, &["--invoke-token", "i"]).await;
+    t.api.get("/v1/services").await.expect_error(401);
+    t.api.with_token("i").get("/v1/services").await.expect(200);
+    t.api.get("/healthz").await.expect(200);
+}
