@@ -247,10 +247,16 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
                     let commit = Commit {
                         service: service.clone(),
                         entity: entity.clone(),
+                        version: 1,
+                        hops: 0,
                         write: EntityWrite::Events {
                             expected_last_seq: *last,
                             events: vec![CART_EVENT.to_vec()],
-                            snapshot: (seq % 100 == 0).then(|| StoredSnapshot { seq, state: state.clone() }),
+                            snapshot: (seq % 100 == 0).then(|| StoredSnapshot {
+                                seq,
+                                version: 1,
+                                state: state.clone(),
+                            }),
                         },
                         outbox: Vec::new(),
                         idempotency: None,

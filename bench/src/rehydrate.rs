@@ -83,7 +83,7 @@ async fn write_logs(path: &Path, events: u64, snapshot: bool) -> anyhow::Result<
         let state = format!(r#"{{"value":{events}}}"#).into_bytes();
         let mut commit = Commit::events("counter", &format!("long-{e}"), 0, vec![EVENT.to_vec(); events as usize]);
         if let EntityWrite::Events { snapshot: slot, .. } = &mut commit.write {
-            *slot = snapshot.then_some(StoredSnapshot { seq: events, state });
+            *slot = snapshot.then_some(StoredSnapshot { seq: events, version: 1, state });
         }
         let status = journal.commit(commit).await?;
         anyhow::ensure!(status.is_durable(), "the journal refused a commit: {status:?}");
@@ -120,7 +120,7 @@ async fn wait_until_closed(path: &Path) -> anyhow::Result<()> {
 /// The guest's share of a cold load without a snapshot: `Runtime::handle_event_sourced`
 /// folding all the events, in process.
 async fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::Result<()> {
-    let log: Vec<Event> = (1..=events).map(|seq| Event { seq, payload: EVENT.to_vec() }).collect();
+    let log: Vec<Event> = (1..=events).map(|seq| Event { seq, version: 1, payload: EVENT.to_vec() }).collect();
     let command =
         Call { service: "counter".into(), entity: "long".into(), command: "Get".into(), payload: b"{}".to_vec() };
     let mut samples = Samples::default();

@@ -72,6 +72,16 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_OUTBOX_MAX_ATTEMPTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox_max_attempts: u32,
 
+    /// The most asynchronous side effects that may wait in the outbox for one
+    /// target service; a command that would add more answers 503.
+    #[arg(long, env = "WASMSTATE_MAX_OUTBOX_PER_SERVICE", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_outbox_per_service: u64,
+
+    /// Delivery attempts of one event to a subscriber before it is kept as a
+    /// dead letter and passed over.
+    #[arg(long, env = "WASMSTATE_SUBSCRIPTION_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub subscription_max_attempts: u32,
+
     /// Memory for the journal's own page cache (pages read or written lately).
     /// The operating system caches the file as well, so a small cache costs
     /// little speed; this bounds how much of the host's memory the journal keeps.

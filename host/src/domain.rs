@@ -193,6 +193,9 @@ pub struct FollowUp {
 pub struct Event {
     /// Its position in the entity's log, from 1.
     pub seq: u64,
+    /// The version of the service that emitted it; 0 for events stored
+    /// before versions were recorded.
+    pub version: u32,
     /// The event as the guest encoded it.
     pub payload: Vec<u8>,
 }

@@ -1,6 +1,8 @@
 //! Counters and gauges, rendered in the Prometheus text format at `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// How an invocation ended, as counted in `wasmstate_invocations_total`
@@ -58,6 +60,9 @@ pub struct Metrics {
     outbox_dropped: AtomicU64,
     events_delivered: AtomicU64,
     event_delivery_failures: AtomicU64,
+    dead_letters: AtomicU64,
+    /// Per (subscriber, source): the source's events not yet delivered.
+    subscription_lag: Mutex<BTreeMap<(String, String), u64>>,
     open_connections: AtomicI64,
     refused_connections: AtomicU64,
     connection_timeouts: AtomicU64,
@@ -123,6 +128,12 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// Counts side effects dropped without a delivery attempt (their target
+    /// was deleted).
+    pub fn record_outbox_dropped(&self, count: u64) {
+        self.outbox_dropped.fetch_add(count, Relaxed);
+    }
+
     /// Sets the number of side effects waiting in the outbox.
     pub fn set_outbox_pending(&self, pending: u64) {
         self.outbox_pending.store(pending as i64, Relaxed);
@@ -131,6 +142,22 @@ impl Metrics {
     /// Counts one event delivered to a subscriber, or one failed attempt.
     pub fn record_event_delivery(&self, ok: bool) {
         if ok { &self.events_delivered } else { &self.event_delivery_failures }.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one event a subscriber gave up on.
+    pub fn record_dead_letter(&self) {
+        self.dead_letters.fetch_add(1, Relaxed);
+    }
+
+    /// Sets how many of `source`'s events `subscriber` has yet to take
+    /// (`None`: the subscription stopped).
+    pub fn set_subscription_lag(&self, subscriber: &str, source: &str, lag: Option<u64>) {
+        let mut lags = self.subscription_lag.lock().unwrap();
+        let key = (subscriber.to_string(), source.to_string());
+        match lag {
+            Some(lag) => lags.insert(key, lag),
+            None => lags.remove(&key),
+        };
     }
 
     /// Adjusts the number of connections being served.
@@ -195,6 +222,11 @@ impl Metrics {
                 &self.event_delivery_failures,
             ),
             (
+                "wasmstate_subscription_dead_letters_total",
+                "Events subscribers gave up on, kept as dead letters.",
+                &self.dead_letters,
+            ),
+            (
                 "wasmstate_connections_refused_total",
                 "Connections past --max-connections, answered 503 or closed.",
                 &self.refused_connections,
@@ -224,6 +256,12 @@ impl Metrics {
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let name = "wasmstate_subscription_lag";
+        let _ = writeln!(out, "# HELP {name} Events of the source a subscriber has yet to take.\n# TYPE {name} gauge");
+        // Service names are [A-Za-z0-9._-]: nothing to escape in a label.
+        for ((subscriber, source), lag) in self.subscription_lag.lock().unwrap().iter() {
+            let _ = writeln!(out, "{name}{{subscriber=\"{subscriber}\",source=\"{source}\"}} {lag}");
         }
         out
     }

@@ -6,20 +6,36 @@
 //! is an invocation like any other, under the idempotency key of its entry
 //! ([`IdempotencyKey::outbox`]), so an entity that already received it
 //! (before a crash, say) answers from its record instead of running the
-//! command twice.
+//! command twice; it runs one hop deeper than the command that asked for
+//! it, so a side effect that keeps asking for more ends at `MAX_HOPS`.
+//!
+//! Deliveries are fair across targets: at most one runs at a time for each
+//! target entity (which runs its commands one at a time anyway), so a slow
+//! target delays only its own entries, in commit order, while the other
+//! slots serve everyone else. Delivered entries are removed in batches.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::domain::IdempotencyKey;
-use crate::invoke::{Invocation, Invoker};
+use crate::invoke::{Invocation, InvokeError, Invoker};
 use crate::journal::{Journal, OutboxEntry, now_ms};
 use crate::metrics::{Delivery, Metrics};
 
 /// How many entries are delivered at once.
 const CONCURRENCY: usize = 32;
+/// How many due entries one read of the outbox takes.
+const SCAN: usize = 256;
+/// The most entries waiting in memory for their target to be free.
+const MAX_QUEUED: usize = 4096;
+/// Delivered entries are removed once this many are done, or [`FLUSH_AFTER`] passed.
+const FLUSH_EVERY: usize = 64;
+/// The longest a delivered entry waits to be removed.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest delay between two attempts.
@@ -29,72 +45,188 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Starts the outbox worker.
 pub fn spawn(invoker: Invoker, journal: Arc<Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
-    tokio::spawn(async move {
-        let wake = journal.outbox_signal();
+    let worker = Worker {
+        invoker,
+        journal,
+        metrics,
+        max_attempts,
+        deliveries: JoinSet::new(),
+        running: HashMap::new(),
+        busy: HashSet::new(),
+        known: HashSet::new(),
+        queue: VecDeque::new(),
+        cursor: 0,
+        done: Vec::new(),
+        oldest_done: None,
+    };
+    tokio::spawn(worker.run());
+}
+
+/// The state of the outbox worker.
+struct Worker {
+    invoker: Invoker,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    max_attempts: u32,
+    deliveries: JoinSet<(OutboxEntry, Result<Vec<u8>, InvokeError>)>,
+    /// What each running delivery task delivers: (entry id, target).
+    running: HashMap<tokio::task::Id, (u64, (String, String))>,
+    /// The targets (service, entity) with a delivery running.
+    busy: HashSet<(String, String)>,
+    /// The ids queued or being delivered.
+    known: HashSet<u64>,
+    /// Due entries waiting for their target, in id order.
+    queue: VecDeque<OutboxEntry>,
+    /// The id the next read of the outbox starts after (0: from the start).
+    cursor: u64,
+    /// Entries delivered (or dropped) and not yet removed.
+    done: Vec<u64>,
+    oldest_done: Option<Instant>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let wake = self.journal.outbox_signal();
         loop {
-            let j = journal.clone();
-            let due = tokio::task::spawn_blocking(move || j.outbox_due(now_ms(), CONCURRENCY)).await;
-            let due = match due {
-                Ok(Ok((due, pending))) => {
-                    metrics.set_outbox_pending(pending);
-                    due
-                }
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "cannot read the outbox");
-                    Vec::new()
-                }
-                Err(_) => Vec::new(),
-            };
-            if due.is_empty() {
+            if self.deliveries.len() < CONCURRENCY {
+                self.read_due().await;
+                self.dispatch();
+            }
+            if self.done.len() >= FLUSH_EVERY
+                || self.deliveries.is_empty()
+                || self.oldest_done.is_some_and(|at| at.elapsed() >= FLUSH_AFTER)
+            {
+                self.flush().await;
+            }
+            if self.deliveries.is_empty() {
                 let _ = tokio::time::timeout(POLL, wake.notified()).await;
                 continue;
             }
-            let mut deliveries = JoinSet::new();
-            for entry in due {
-                let invoker = invoker.clone();
-                deliveries.spawn(async move {
-                    let delivery = Invocation::command(entry.call.clone(), Some(IdempotencyKey::outbox(entry.id)));
-                    let result = invoker.invoke(delivery).await;
-                    (entry, result)
-                });
-            }
-            let mut done = Vec::new();
-            while let Some(joined) = deliveries.join_next().await {
-                // A delivery that panicked stays in the outbox, due again.
-                let Ok((mut entry, result)) = joined else { continue };
-                let id = entry.id;
-                let delivery = match result {
-                    Ok(_) => Delivery::Delivered,
-                    Err(error) if error.is_transient() && entry.attempts + 1 < max_attempts => {
-                        entry.attempts += 1;
-                        entry.next_attempt_ms = now_ms() + backoff(entry.attempts).as_millis() as u64;
-                        tracing::debug!(id = entry.id, attempts = entry.attempts, %error, "side effect will be retried");
-                        retry(&journal, entry).await;
-                        Delivery::Retried
+            tokio::select! {
+                Some(joined) = self.deliveries.join_next_with_id() => match joined {
+                    Ok((task, (entry, result))) => {
+                        self.running.remove(&task);
+                        self.finished(entry, result).await;
                     }
-                    Err(error) => {
-                        let call = &entry.call;
-                        tracing::warn!(id = entry.id, service = %call.service, entity = %call.entity, command = %call.command, %error, "dropping side effect");
-                        Delivery::Dropped
-                    }
-                };
-                if delivery != Delivery::Retried {
-                    done.push(id);
-                }
-                metrics.record_outbox(delivery);
-            }
-            let j = journal.clone();
-            if let Ok(Err(error)) = tokio::task::spawn_blocking(move || j.outbox_remove(&done)).await {
-                tracing::error!(%error, "cannot remove delivered side effects from the outbox");
+                    // A delivery that panicked stays in the outbox: forget it
+                    // here, and it is read again.
+                    Err(error) => self.forget(error.id()),
+                },
+                () = wake.notified() => {}
+                () = tokio::time::sleep(FLUSH_AFTER) => {}
             }
         }
-    });
-}
+    }
 
-async fn retry(journal: &Arc<Journal>, entry: OutboxEntry) {
-    let j = journal.clone();
-    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || j.outbox_retry(&entry)).await {
-        tracing::error!(%error, "cannot record a side effect's failed attempt");
+    /// Reads due entries past the cursor into the queue (from the start
+    /// again once the end was reached).
+    async fn read_due(&mut self) {
+        if self.queue.len() >= MAX_QUEUED {
+            return;
+        }
+        let (journal, cursor) = (self.journal.clone(), self.cursor);
+        let read = tokio::task::spawn_blocking(move || journal.outbox_due(now_ms(), cursor, SCAN)).await;
+        let due = match read {
+            Ok(Ok((due, pending))) => {
+                self.metrics.set_outbox_pending(pending);
+                due
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return;
+            }
+            Err(_) => return,
+        };
+        self.cursor = if due.len() < SCAN { 0 } else { due.last().map_or(0, |e| e.id) };
+        for entry in due {
+            if self.known.insert(entry.id) {
+                self.queue.push_back(entry);
+            }
+        }
+    }
+
+    /// Starts deliveries of queued entries whose target is free, in order.
+    fn dispatch(&mut self) {
+        let mut waiting = VecDeque::with_capacity(self.queue.len());
+        while let Some(entry) = self.queue.pop_front() {
+            let target = (entry.call.service.clone(), entry.call.entity.clone());
+            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) {
+                waiting.push_back(entry);
+                continue;
+            }
+            self.busy.insert(target.clone());
+            let (invoker, id) = (self.invoker.clone(), entry.id);
+            let task = self.deliveries.spawn(async move {
+                let key = Some(IdempotencyKey::outbox(entry.id));
+                let delivery = Invocation::command(entry.call.clone(), key).at_hops(entry.hops);
+                let result = invoker.invoke(delivery).await;
+                (entry, result)
+            });
+            self.running.insert(task.id(), (id, target));
+        }
+        self.queue = waiting;
+    }
+
+    /// Records how one delivery went: done, to be retried, or dropped.
+    async fn finished(&mut self, mut entry: OutboxEntry, result: Result<Vec<u8>, InvokeError>) {
+        self.busy.remove(&(entry.call.service.clone(), entry.call.entity.clone()));
+        let id = entry.id;
+        let delivery = match result {
+            Ok(_) => Delivery::Delivered,
+            Err(error) if error.is_transient() && entry.attempts + 1 < self.max_attempts => {
+                entry.attempts += 1;
+                entry.next_attempt_ms = now_ms() + backoff(entry.attempts).as_millis() as u64;
+                tracing::debug!(id = entry.id, attempts = entry.attempts, %error, "side effect will be retried");
+                let journal = self.journal.clone();
+                let retry = entry.clone();
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || journal.outbox_retry(&retry)).await {
+                    tracing::error!(%error, "cannot record a side effect's failed attempt");
+                }
+                // Not due again until its next attempt: reading it may queue it.
+                self.known.remove(&id);
+                Delivery::Retried
+            }
+            Err(error) => {
+                let call = &entry.call;
+                tracing::warn!(id = entry.id, service = %call.service, entity = %call.entity, command = %call.command, attempts = entry.attempts + 1, %error, "dropping side effect");
+                Delivery::Dropped
+            }
+        };
+        if delivery != Delivery::Retried {
+            // Known until it is removed, so a read before then skips it.
+            self.done.push(id);
+            self.oldest_done.get_or_insert_with(Instant::now);
+        }
+        self.metrics.record_outbox(delivery);
+    }
+
+    /// Frees the target of a delivery task that panicked.
+    fn forget(&mut self, task: tokio::task::Id) {
+        if let Some((id, target)) = self.running.remove(&task) {
+            tracing::error!(id, service = %target.0, entity = %target.1, "a side effect's delivery panicked; it stays in the outbox");
+            self.busy.remove(&target);
+            self.known.remove(&id);
+        }
+    }
+
+    /// Removes the delivered entries from the outbox.
+    async fn flush(&mut self) {
+        self.oldest_done = None;
+        if self.done.is_empty() {
+            return;
+        }
+        let (journal, done) = (self.journal.clone(), std::mem::take(&mut self.done));
+        let removed = tokio::task::spawn_blocking(move || journal.outbox_remove(&done).map(|()| done)).await;
+        match removed {
+            Ok(Ok(done)) => {
+                for id in done {
+                    self.known.remove(&id);
+                }
+            }
+            // Still known, so not delivered again; removed at the next start.
+            Ok(Err(error)) => tracing::error!(%error, "cannot remove delivered side effects from the outbox"),
+            Err(_) => {}
+        }
     }
 }
 

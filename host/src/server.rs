@@ -85,11 +85,28 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let journal_path = config.data_dir.join(JOURNAL_FILE);
-    let db = redb::Builder::new()
-        .set_cache_size(config.journal_cache)
-        .create(&journal_path)
-        .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
+    let opened =
+        std::panic::catch_unwind(|| redb::Builder::new().set_cache_size(config.journal_cache).create(&journal_path));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
+            return Err(damaged(&journal_path, &detail));
+        }
+        Ok(Err(error)) => {
+            return Err(error).with_context(|| format!("cannot open the journal {}", journal_path.display()));
+        }
+        Err(panic) => return Err(damaged(&journal_path, &journal::panic_message(&*panic))),
+    };
     open_with_database(config, db, shutdown).await
+}
+
+/// The error of a journal file that cannot be read: what to do about it.
+fn damaged(path: &std::path::Path, detail: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the journal {} is damaged ({detail}). Restore it from a backup, or move it aside and start again \
+         (on an empty journal, or with another --data-dir); wasmstate does not start on a damaged journal",
+        path.display()
+    )
 }
 
 /// Like [`open`], on an already opened journal database — for example one
@@ -101,15 +118,21 @@ pub async fn open_with_database(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Opened> {
     let metrics = Arc::new(Metrics::default());
-    let journal = Arc::new(Journal::from_database(db, metrics.clone()).context("cannot open the journal")?);
+    let journal =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Journal::from_database(db, metrics.clone()))) {
+            Ok(journal) => Arc::new(journal.context("cannot open the journal")?),
+            Err(panic) => return Err(damaged(&config.data_dir.join(JOURNAL_FILE), &journal::panic_message(&*panic))),
+        };
     if let journal::SchemaStatus::Migrated { from } = journal.schema_status() {
         tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
     }
+    journal.set_outbox_quota(config.max_outbox_per_service);
     let runtime = Arc::new(Runtime::new(GuestLimits {
         invocation_timeout: config.invocation_timeout,
         max_memory_bytes: config.max_guest_memory,
     })?);
-    let cache = CompiledCache::new(&config.data_dir.join(COMPILED_DIR), runtime.engine())?;
+    let cache_key = journal.compiled_cache_key().context("cannot read the compiled-code cache's key")?;
+    let cache = CompiledCache::new(&config.data_dir.join(COMPILED_DIR), runtime.engine(), cache_key)?;
     let services = {
         let (runtime, journal, metrics) = (runtime.clone(), journal.clone(), metrics.clone());
         Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics)).await??)
@@ -142,7 +165,13 @@ pub async fn open_with_database(
     );
     outbox::spawn(invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
     spawn_idempotency_sweeper(journal.clone());
-    let subscriptions = Subscriptions::start(invoker.clone(), journal.clone(), services.clone(), metrics.clone());
+    let subscriptions = Subscriptions::start(
+        invoker.clone(),
+        journal.clone(),
+        services.clone(),
+        metrics.clone(),
+        config.subscription_max_attempts,
+    );
     let limits = BodyLimits { invoke: config.max_body_bytes, deploy: config.max_deploy_bytes };
     let tokens = Tokens {
         admin: config.admin_token.clone(),

@@ -145,6 +145,12 @@ impl Services {
             .collect()
     }
 
+    /// Whether `name` had versions that were all deleted (as opposed to
+    /// never having been deployed).
+    pub fn was_deleted(&self, name: &str) -> bool {
+        !self.is_deployed(name) && self.journal.last_version(name).is_ok_and(|last| last > 0)
+    }
+
     /// Changes whenever a deploy or delete has taken effect.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -269,13 +275,17 @@ impl Services {
             return Ok(None);
         }
         let (journal, name) = (self.journal.clone(), service.clone());
-        let removed = tokio::task::spawn_blocking(move || journal.delete_versions(&name))
-            .await
-            .map_err(|e| DeployError::Internal(e.to_string()))??;
+        // The side effects waiting for it can never be delivered: they go too.
+        let (removed, dropped) = tokio::task::spawn_blocking(move || {
+            Ok::<_, JournalError>((journal.delete_versions(&name)?, journal.outbox_drop_service(&name)?))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
+        self.metrics.record_outbox_dropped(dropped as u64);
         self.current.write().unwrap().remove(&service);
         self.history.write().unwrap().remove(&service);
         self.changes.send_modify(|n| *n += 1);
-        tracing::info!(%service, versions = removed, "deleted");
+        tracing::info!(%service, versions = removed, dropped_side_effects = dropped, "deleted");
         Ok(Some(removed))
     }
 }

@@ -8,17 +8,23 @@
 //! idempotency key naming the event. A delivery repeated — after a crash,
 //! or a retry — answers from its record, and its side effects run under
 //! keys derived from it, so each of them changes its target once.
+//!
+//! An event the subscriber cannot take — it refuses it, traps, loops past
+//! its time limit, or asks for a side effect that keeps failing — is tried
+//! up to `--subscription-max-attempts` times, then kept as a dead letter
+//! (`GET /v1/services/{subscriber}/dead-letters`, counted and logged at
+//! WARN) and passed over, so one bad event never stalls a subscription.
+//! Each subscription's lag is a gauge in `/metrics`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::AbortHandle;
 
 use crate::domain::SubscribedEvent;
-use crate::invoke::{Invocation, Invoker};
-use crate::journal::{Committed, Journal, ServiceLogEntry};
+use crate::invoke::{Invocation, InvokeError, Invoker};
+use crate::journal::{DeadLetter, Journal, ServiceLogEntry, now_ms};
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -37,6 +43,8 @@ pub struct Subscriptions {
     journal: Arc<Journal>,
     services: Arc<Services>,
     metrics: Arc<Metrics>,
+    /// How many times one event is tried before it becomes a dead letter.
+    max_attempts: u32,
     running: Mutex<HashMap<(String, String), AbortHandle>>,
 }
 
@@ -44,8 +52,14 @@ impl Subscriptions {
     /// Starts a worker for every subscription the newest versions declare,
     /// and from then on follows every deploy and delete: starts the workers
     /// of new subscriptions and stops those no longer declared.
-    pub fn start(invoker: Invoker, journal: Arc<Journal>, services: Arc<Services>, metrics: Arc<Metrics>) -> Arc<Self> {
-        let this = Arc::new(Self { invoker, journal, services, metrics, running: Mutex::default() });
+    pub fn start(
+        invoker: Invoker,
+        journal: Arc<Journal>,
+        services: Arc<Services>,
+        metrics: Arc<Metrics>,
+        max_attempts: u32,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self { invoker, journal, services, metrics, max_attempts, running: Mutex::default() });
         let mut changes = this.services.changes();
         changes.mark_changed();
         let weak = Arc::downgrade(&this);
@@ -66,6 +80,7 @@ impl Subscriptions {
             let keep = wanted.contains(pair);
             if !keep {
                 handle.abort();
+                self.metrics.set_subscription_lag(&pair.0, &pair.1, None);
             }
             keep
         });
@@ -79,18 +94,25 @@ impl Subscriptions {
 
     async fn run(self: Arc<Self>, subscriber: String, source: String) {
         tracing::info!(%subscriber, %source, "subscription started");
-        let mut commits = self.journal.subscribe();
+        let mut commits = self.journal.commits().service(&source);
         loop {
             let batch = {
                 let (journal, sub, src) = (self.journal.clone(), subscriber.clone(), source.clone());
                 tokio::task::spawn_blocking(move || {
                     let offset = journal.offset(&sub, &src)?;
-                    journal.service_log(&src, offset, BATCH)
+                    let head = journal.service_log_head(&src)?;
+                    Ok::<_, crate::journal::JournalError>((
+                        head.saturating_sub(offset),
+                        journal.service_log(&src, offset, BATCH)?,
+                    ))
                 })
                 .await
             };
             let batch = match batch {
-                Ok(Ok(batch)) => batch,
+                Ok(Ok((lag, batch))) => {
+                    self.metrics.set_subscription_lag(&subscriber, &source, Some(lag));
+                    batch
+                }
                 Ok(Err(error)) => {
                     tracing::error!(%error, %subscriber, %source, "cannot read the service log");
                     tokio::time::sleep(POLL).await;
@@ -99,7 +121,7 @@ impl Subscriptions {
                 Err(_) => return,
             };
             if batch.is_empty() {
-                wait_for_commit(&mut commits, &source).await;
+                let _ = tokio::time::timeout(POLL, commits.changed()).await;
                 continue;
             }
             let last = batch.last().map_or(0, |e| e.position);
@@ -113,12 +135,14 @@ impl Subscriptions {
         }
     }
 
-    /// Delivers one event, retrying transient failures with backoff; a
-    /// permanent failure (the subscriber refused or trapped, or asked for
-    /// more than the limits allow) is logged and counted, and the event is
-    /// passed over. A retry answers from the delivery's record, so the side
-    /// effects that ran before do not run again.
+    /// Delivers one event, retrying transient failures with backoff, up to
+    /// `max_attempts` attempts in all; a permanent failure (the subscriber
+    /// refused or trapped, or asked for more than the limits allow) ends
+    /// the attempts at once. An event given up on becomes a dead letter. A
+    /// retry answers from the delivery's record, so the side effects that
+    /// ran before do not run again.
     async fn deliver_until_done(&self, subscriber: &str, source: &str, entry: ServiceLogEntry) {
+        let position = entry.position;
         let event = SubscribedEvent {
             source: source.to_string(),
             entity: entry.entity,
@@ -126,39 +150,51 @@ impl Subscriptions {
             payload: entry.event.payload,
         };
         let mut backoff = FIRST_BACKOFF;
-        loop {
+        for attempt in 1.. {
             let delivery = Invocation::event(subscriber.to_string(), event.clone());
-            match self.invoker.invoke(delivery).await {
+            let error = match self.invoker.invoke(delivery).await {
                 Ok(_) => {
                     self.metrics.record_event_delivery(true);
                     return;
                 }
-                Err(error) => {
-                    self.metrics.record_event_delivery(false);
-                    if !error.is_transient() {
-                        tracing::warn!(%subscriber, %source, entity = %event.entity, seq = event.seq, %error, "subscriber failed an event; passing over it");
-                        return;
-                    }
-                    tracing::debug!(%subscriber, %source, %error, "event delivery will be retried");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                Err(error) => error,
+            };
+            self.metrics.record_event_delivery(false);
+            if !error.is_transient() || attempt >= self.max_attempts {
+                self.give_up(subscriber, source, position, &event, attempt, &error).await;
+                return;
             }
+            tracing::debug!(%subscriber, %source, attempt, %error, "event delivery will be retried");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
-}
 
-/// Waits until `source` commits events (or a while passes).
-async fn wait_for_commit(commits: &mut tokio::sync::broadcast::Receiver<Committed>, source: &str) {
-    let _ = tokio::time::timeout(POLL, async {
-        loop {
-            match commits.recv().await {
-                Ok(c) if &*c.service == source => return,
-                Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => return,
-                Err(RecvError::Closed) => std::future::pending::<()>().await,
-            }
+    /// Keeps an event the subscriber could not take as a dead letter, and
+    /// passes over it.
+    async fn give_up(
+        &self,
+        subscriber: &str,
+        source: &str,
+        position: u64,
+        event: &SubscribedEvent,
+        attempts: u32,
+        error: &InvokeError,
+    ) {
+        tracing::warn!(%subscriber, %source, entity = %event.entity, seq = event.seq, attempts, %error, "a subscriber could not take an event; it is kept as a dead letter and passed over");
+        self.metrics.record_dead_letter();
+        let letter = DeadLetter {
+            entity: event.entity.clone(),
+            seq: event.seq,
+            attempts,
+            error: error.to_string(),
+            at_ms: now_ms(),
+        };
+        let (journal, sub, src) = (self.journal.clone(), subscriber.to_string(), source.to_string());
+        if let Ok(Err(error)) =
+            tokio::task::spawn_blocking(move || journal.add_dead_letter(&sub, &src, position, &letter)).await
+        {
+            tracing::error!(%error, %subscriber, %source, position, "cannot store a dead letter");
         }
-    })
-    .await;
+    }
 }

@@ -72,8 +72,7 @@ pub async fn position(
         Ok::<_, crate::journal::JournalError>((journal.position(&s, &e)?, value))
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal)??;
     let state = value.map(|v| v.as_deref().map_or(Value::Null, payload_json));
     Ok(Json(PositionReply { service, entity: id, position, state }))
 }
@@ -94,6 +93,8 @@ pub struct EventsQuery {
 #[derive(Serialize)]
 pub struct EventReply {
     seq: u64,
+    /// The version of the service that emitted it (0: not recorded).
+    version: u32,
     payload: Value,
 }
 
@@ -112,15 +113,14 @@ pub async fn events(
     let journal = state.journal.clone();
     let events = tokio::task::spawn_blocking(move || journal.events(&service, &id, from, limit))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)??;
     let events: Vec<EventReply> = events.into_iter().map(EventReply::from).collect();
     Ok(Json(events).into_response())
 }
 
 impl From<Event> for EventReply {
     fn from(event: Event) -> Self {
-        Self { seq: event.seq, payload: payload_json(&event.payload) }
+        Self { seq: event.seq, version: event.version, payload: payload_json(&event.payload) }
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::domain::{FailureCode, InvalidKey};
 use crate::invoke::InvokeError;
+use crate::journal::JournalError;
 use crate::runtime::GuestError;
 use crate::services::DeployError;
 
@@ -54,6 +55,19 @@ impl ApiError {
     }
 }
 
+impl From<JournalError> for ApiError {
+    fn from(error: JournalError) -> Self {
+        match error {
+            // Which record is named, never where the journal lives.
+            JournalError::CorruptRecord(_) => {
+                tracing::error!(%error, "a stored record does not match its checksum");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", error.to_string())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<InvalidKey> for ApiError {
     fn from(error: InvalidKey) -> Self {
         Self::bad_request(error.to_string())
@@ -77,7 +91,7 @@ impl From<DeployError> for ApiError {
             DeployError::InvalidName(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_name", message),
             DeployError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DeployError::Component(e) => Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string()),
-            DeployError::Journal(e) => Self::internal(e),
+            DeployError::Journal(e) => Self::from(e),
             DeployError::Internal(e) => Self::internal(e),
         }
     }
@@ -87,7 +101,9 @@ impl From<InvokeError> for ApiError {
     fn from(error: InvokeError) -> Self {
         let message = error.to_string();
         match error {
-            InvokeError::UnknownService(service) => Self::unknown_service(&service),
+            InvokeError::UnknownService(service) | InvokeError::DeletedService(service) => {
+                Self::unknown_service(&service)
+            }
             InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
             }
@@ -121,7 +137,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::Guest(GuestError::Trap(_)) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", message)
             }
-            InvokeError::Journal(e) => Self::internal(e),
+            InvokeError::Journal(e) => Self::from(e),
             InvokeError::Internal(e) => Self::internal(e),
         }
     }
@@ -130,7 +146,6 @@ impl From<InvokeError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::JournalError;
 
     #[test]
     fn a_failed_side_effect_answers_its_cause_without_internals() {

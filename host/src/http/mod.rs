@@ -102,8 +102,9 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics).layer(read.clone()))
-        .route("/v1/services", get(services::list).layer(read))
+        .route("/v1/services", get(services::list).layer(read.clone()))
         .route("/v1/services/{service}", deploy.merge(describe))
+        .route("/v1/services/{service}/dead-letters", get(services::dead_letters).layer(read.clone()))
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

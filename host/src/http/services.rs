@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::journal::VersionMeta;
+use crate::journal::{DeadLetter, VersionMeta};
 use crate::services::ServiceInfo;
 
 /// Query of a deploy.
@@ -32,6 +32,33 @@ pub async fn deploy(
         .unwrap_or_default();
     let meta = state.services.deploy(service, body.to_vec(), subscriptions).await?;
     Ok((StatusCode::CREATED, Json(meta)))
+}
+
+/// One event a subscriber gave up on.
+#[derive(Serialize)]
+pub struct DeadLetterReply {
+    /// The service whose event it is.
+    source: String,
+    /// Its position in that service's log.
+    position: u64,
+    #[serde(flatten)]
+    letter: DeadLetter,
+}
+
+/// `GET /v1/services/{service}/dead-letters`: the events the subscriber
+/// gave up on, by source and position.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Json<Vec<DeadLetterReply>>, ApiError> {
+    if !state.services.is_deployed(&service) {
+        return Err(ApiError::unknown_service(&service));
+    }
+    let journal = state.journal.clone();
+    let letters =
+        tokio::task::spawn_blocking(move || journal.dead_letters(&service)).await.map_err(ApiError::internal)??;
+    let replies = letters.into_iter().map(|(source, position, letter)| DeadLetterReply { source, position, letter });
+    Ok(Json(replies.collect()))
 }
 
 /// Lists every deployed service.

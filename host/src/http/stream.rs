@@ -2,10 +2,11 @@
 //! Events — the backlog from N, then each newly committed event, in seq
 //! order, with no gap and no duplicate.
 //!
-//! The stream subscribes to commit notifications before it reads the
-//! backlog, and always reads the events themselves from the journal from the
-//! next seq it owes, so a missed or lagged notification can delay an event
-//! but never lose or repeat one.
+//! The stream watches its entity's commits before it reads the backlog, and
+//! always reads the events themselves from the journal from the next seq it
+//! owes, so a notification can delay an event but never lose or repeat one.
+//! The journal's writer wakes only the streams of the entity it committed
+//! ([`crate::journal::CommitWatch`]), so followers cost commits nothing.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,13 +15,12 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use super::AppState;
 use super::entities::EventReply;
 use crate::domain;
-use crate::journal::{Committed, Journal};
+use crate::journal::{Journal, Watching};
 
 /// Events read from the journal at once.
 const PAGE: usize = 512;
@@ -31,7 +31,7 @@ struct Follow {
     entity: String,
     next: u64,
     buffer: VecDeque<domain::Event>,
-    commits: broadcast::Receiver<Committed>,
+    commits: Watching<(Arc<str>, Arc<str>)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -43,7 +43,7 @@ pub fn follow(
     from: u64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let follow = Follow {
-        commits: state.journal.subscribe(),
+        commits: state.journal.commits().entity(&service, &entity),
         journal: state.journal.clone(),
         service,
         entity,
@@ -97,11 +97,8 @@ impl Follow {
         loop {
             tokio::select! {
                 _ = self.shutdown.changed() => return false,
-                received = self.commits.recv() => match received {
-                    Ok(c) if *c.service == *self.service && *c.entity == *self.entity && c.last_seq >= self.next => return true,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => return true,
-                    Err(RecvError::Closed) => return false,
+                last_seq = self.commits.changed() => if last_seq >= self.next {
+                    return true;
                 },
             }
         }

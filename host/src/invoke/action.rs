@@ -20,6 +20,7 @@ pub(super) async fn run(
 ) -> Result<FollowUp, InvokeError> {
     let keyed = invocation.keyed();
     let (name, entity): (Arc<str>, Arc<str>) = (invocation.service().into(), invocation.entity().into());
+    let hops = invocation.hops;
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
     {
@@ -33,8 +34,15 @@ pub(super) async fn run(
     shared.check_output(&effects)?;
     let (_, follow_up, outbox) = effects.into_parts();
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
-    let commit =
-        Commit { service: name.clone(), entity: entity.clone(), write: EntityWrite::Nothing, outbox, idempotency };
+    let commit = Commit {
+        service: name.clone(),
+        entity: entity.clone(),
+        version: service.meta.version,
+        hops,
+        write: EntityWrite::Nothing,
+        outbox,
+        idempotency,
+    };
     if commit.is_empty() {
         return Ok(follow_up);
     }
@@ -45,5 +53,6 @@ pub(super) async fn run(
             None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
         },
         CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
+        CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
     }
 }

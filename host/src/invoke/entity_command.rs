@@ -44,6 +44,7 @@ pub(super) async fn run(
     invocation: Invocation,
 ) -> Result<Ran, InvokeError> {
     let keyed = invocation.keyed();
+    let hops = invocation.hops;
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&entity.service, &entity.entity, keyed).await?
     {
@@ -59,7 +60,15 @@ pub(super) async fn run(
     };
     let (_, follow_up, outbox) = effects.into_parts();
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
-    let commit = Commit { service: entity.service.clone(), entity: entity.entity.clone(), write, outbox, idempotency };
+    let commit = Commit {
+        service: entity.service.clone(),
+        entity: entity.entity.clone(),
+        version: service.meta.version,
+        hops,
+        write,
+        outbox,
+        idempotency,
+    };
     if let Some(after) = cache_after {
         *cached = Some(after);
     }
@@ -98,9 +107,11 @@ async fn event_sourced(
     };
     let new_last = last_seq + events.len() as u64;
     let every = shared.config.snapshot_every;
-    let snapshot = ((last_seq + 1)..=new_last)
-        .any(|s| s % every == 0)
-        .then(|| StoredSnapshot { seq: new_last, state: state.clone() });
+    let snapshot = ((last_seq + 1)..=new_last).any(|s| s % every == 0).then(|| StoredSnapshot {
+        seq: new_last,
+        version: service.meta.version,
+        state: state.clone(),
+    });
     // Even with no events, a commit of side effects (or an idempotency
     // record) is checked against the seq the command ran on: after an
     // earlier queued command fails to commit, it is refused too.

@@ -13,6 +13,10 @@ pub enum InvokeError {
     /// No service of that name is deployed.
     #[error("no service named {0:?} is deployed")]
     UnknownService(String),
+    /// The service was deployed once and has been deleted: unlike one not
+    /// deployed yet, retrying will not help.
+    #[error("the service {0:?} was deleted")]
+    DeletedService(String),
     /// A forward or side effect named an invalid target.
     #[error("{0}")]
     InvalidTarget(String),
@@ -70,6 +74,12 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// The command asked for side effects to `service`, which has too
+    /// many waiting in the outbox already.
+    pub fn outbox_full(service: &str) -> Self {
+        InvokeError::Overloaded(format!("service {service:?} has too many side effects waiting in the outbox"))
+    }
+
     /// Whether trying the same invocation later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {

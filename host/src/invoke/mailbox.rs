@@ -202,6 +202,10 @@ async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<Ca
                     failed = true;
                     Err(InvokeError::Conflict { expected, found })
                 }
+                Ok(CommitStatus::OutboxFull { service }) => {
+                    failed = true;
+                    Err(InvokeError::outbox_full(&service))
+                }
                 // Keyed commands run alone, after their key was looked up,
                 // so only another writer of the journal gets here first.
                 Ok(CommitStatus::KeyRecorded) => match &keyed {

@@ -76,6 +76,10 @@ pub struct Invocation {
     /// The idempotency key: the client's, or one the host made for a side
     /// effect, forward, outbox delivery or event delivery.
     pub key: Option<IdempotencyKey>,
+    /// How many forwards and side effects deep it runs: 0 for a request
+    /// or an event delivery, one more than its asker for a side effect or
+    /// forward — synchronous or from the outbox — up to [`MAX_HOPS`].
+    pub hops: u32,
 }
 
 /// What an invocation hands the guest.
@@ -95,14 +99,19 @@ pub enum Input {
 impl Invocation {
     /// A command, with the client's key or one the host derived.
     pub fn command(call: Call, key: Option<IdempotencyKey>) -> Self {
-        Self { input: Input::Command(call), key }
+        Self { input: Input::Command(call), key, hops: 0 }
+    }
+
+    /// The same invocation, `hops` forwards or side effects deep.
+    pub fn at_hops(self, hops: u32) -> Self {
+        Self { hops, ..self }
     }
 
     /// The delivery of `event` to `subscriber`, keyed by the event, so a
     /// delivery repeated after a crash changes nothing.
     pub fn event(subscriber: String, event: SubscribedEvent) -> Self {
         let key = IdempotencyKey::event(&event.source, event.seq);
-        Self { input: Input::Event { subscriber, event }, key: Some(key) }
+        Self { input: Input::Event { subscriber, event }, key: Some(key), hops: 0 }
     }
 
     /// The service invoked.
@@ -177,14 +186,13 @@ impl Invoker {
         let this = self.clone();
         FinishOnDrop::new(async move {
             let _permit = permit;
-            this.invoke_at(invocation, 0).await
+            this.invoke_at(invocation).await
         })
         .await
     }
 
-    /// Runs an invocation `hops` forwards or side effects deep, in a span
-    /// of its own that ends with its outcome.
-    fn invoke_at(&self, invocation: Invocation, hops: u32) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+    /// Runs an invocation in a span of its own that ends with its outcome.
+    fn invoke_at(&self, invocation: Invocation) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
         let span = tracing::info_span!(
             "invocation",
             service = invocation.service(),
@@ -195,7 +203,7 @@ impl Invoker {
         );
         Box::pin(
             async move {
-                let result = self.run_and_follow(invocation, hops).await;
+                let result = self.run_and_follow(invocation).await;
                 let outcome = match &result {
                     Ok(_) => InvocationOutcome::Ok,
                     Err(error) => error.outcome(),
@@ -213,7 +221,8 @@ impl Invoker {
         )
     }
 
-    async fn run_and_follow(&self, invocation: Invocation, hops: u32) -> Answer {
+    async fn run_and_follow(&self, invocation: Invocation) -> Answer {
+        let hops = invocation.hops;
         if hops > MAX_HOPS {
             return Err(InvokeError::TooManyHops);
         }
@@ -222,11 +231,14 @@ impl Invoker {
             // written before that check existed only here.
             output_limits::check_target(invocation.service(), invocation.entity())?;
         }
-        let service = self
-            .shared
-            .services
-            .get(invocation.service())
-            .ok_or_else(|| InvokeError::UnknownService(invocation.service().to_string()))?;
+        let service = self.shared.services.get(invocation.service()).ok_or_else(|| {
+            let name = invocation.service().to_string();
+            if self.shared.services.was_deleted(&name) {
+                InvokeError::DeletedService(name)
+            } else {
+                InvokeError::UnknownService(name)
+            }
+        })?;
         tracing::Span::current().record("version", service.meta.version);
         // What the keys of a keyed invocation's next steps derive from.
         let seed = invocation
@@ -248,14 +260,16 @@ impl Invoker {
     async fn follow(&self, follow_up: FollowUp, derive: impl Fn(Step) -> Option<IdempotencyKey>, hops: u32) -> Answer {
         for (index, call) in follow_up.synchronous.into_iter().enumerate() {
             let target = call.target();
-            let effect = Invocation::command(call, derive(Step::Effect(index)));
-            if let Err(source) = self.invoke_at(effect, hops + 1).await {
+            let effect = Invocation::command(call, derive(Step::Effect(index))).at_hops(hops + 1);
+            if let Err(source) = self.invoke_at(effect).await {
                 return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
             }
         }
         match follow_up.reply {
             Reply::Message(bytes) => Ok(bytes),
-            Reply::Forward(call) => self.invoke_at(Invocation::command(call, derive(Step::Forward)), hops + 1).await,
+            Reply::Forward(call) => {
+                self.invoke_at(Invocation::command(call, derive(Step::Forward)).at_hops(hops + 1)).await
+            }
         }
     }
 }

@@ -1,17 +1,17 @@
 //! Reads and writes beside the event log: value states, idempotency
-//! records, the outbox, the per-service log and subscription offsets.
+//! records, the per-service log, subscription offsets and dead letters.
 //!
 //! Outbox deliveries and subscription offsets are written once per delivered
 //! batch, durably: a crash can only make the host deliver the last batch
 //! again, which at-least-once delivery allows (and every delivery carries an
 //! idempotency key, so a repeat changes nothing).
 
-use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Durability, ReadableDatabase, ReadableTableMetadata};
 
-use super::records::{self, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxEntry, OutboxRecord};
-use super::tables::{EVENTS, IDEMPOTENCY, OFFSETS, OUTBOX, SERVICE_LOG, VALUES, idempotency_live};
+use super::records::{self, DeadLetter, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, ValueRecord};
+use super::tables::{DEAD_LETTERS, EVENTS, IDEMPOTENCY, OFFSETS, SERVICE_LOG, VALUES, idempotency_live};
 use super::{Journal, JournalError};
-use crate::domain::{Call, Event, FollowUp, IdempotencyKey};
+use crate::domain::{Event, FollowUp, IdempotencyKey};
 
 /// One event of a service's log, as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,10 @@ impl Journal {
     /// A value entity's stored state.
     pub fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(VALUES)?.get((service, entity))?.map(|v| v.value().to_vec()))
+        match txn.open_table(VALUES)?.get((service, entity))? {
+            Some(row) => Ok(Some(ValueRecord::read(service, entity, row.value())?.state.to_vec())),
+            None => Ok(None),
+        }
     }
 
     /// The record a command left under an idempotency key on this entity,
@@ -74,53 +77,6 @@ impl Journal {
         Ok(removed)
     }
 
-    /// Up to `limit` outbox entries due at `now_ms`, oldest first, and the
-    /// number of entries waiting in all.
-    pub fn outbox_due(&self, now_ms: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(OUTBOX)?;
-        let mut due = Vec::new();
-        for row in table.iter()? {
-            let (id, value) = row?;
-            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
-            if record.next_attempt_ms <= now_ms {
-                let entry = OutboxEntry {
-                    id: id.value(),
-                    call: record.call,
-                    attempts: record.attempts,
-                    next_attempt_ms: record.next_attempt_ms,
-                };
-                due.push(entry);
-                if due.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok((due, table.len()?))
-    }
-
-    /// Removes delivered (or abandoned) outbox entries.
-    pub fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
-        self.bookkeeping_write(|txn| {
-            let mut table = txn.open_table(OUTBOX)?;
-            for id in ids {
-                table.remove(id)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Records a failed attempt: the entry is retried at `next_attempt_ms`.
-    pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
-        let record =
-            OutboxRecord { call: &entry.call, attempts: entry.attempts, next_attempt_ms: entry.next_attempt_ms };
-        let encoded = records::encode(&record)?;
-        self.bookkeeping_write(|txn| {
-            txn.open_table(OUTBOX)?.insert(entry.id, encoded.as_slice())?;
-            Ok(())
-        })
-    }
-
     /// Up to `limit` events of `service` after log position `after`, in commit order.
     pub fn service_log(&self, service: &str, after: u64, limit: usize) -> Result<Vec<ServiceLogEntry>, JournalError> {
         let txn = self.db.begin_read()?;
@@ -130,14 +86,12 @@ impl Journal {
         for row in log.range((service, after + 1)..=(service, u64::MAX))?.take(limit) {
             let (key, value) = row?;
             let LogEntryRecord { entity, seq } = records::decode_borrowed(value.value(), "service log entry")?;
-            let payload = events.get((service, entity, seq))?.ok_or_else(|| {
+            let row = events.get((service, entity, seq))?.ok_or_else(|| {
                 JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}"))
             })?;
-            out.push(ServiceLogEntry {
-                position: key.value().1,
-                entity: entity.to_string(),
-                event: Event { seq, payload: payload.value().to_vec() },
-            });
+            let record = EventRecord::read(service, entity, seq, row.value())?;
+            let event = Event { seq, version: record.version, payload: record.payload.to_vec() };
+            out.push(ServiceLogEntry { position: key.value().1, entity: entity.to_string(), event });
         }
         Ok(out)
     }
@@ -156,7 +110,48 @@ impl Journal {
         })
     }
 
-    fn bookkeeping_write(
+    /// Records that `subscriber` gave up on the event at `position` of
+    /// `source`'s log.
+    pub fn add_dead_letter(
+        &self,
+        subscriber: &str,
+        source: &str,
+        position: u64,
+        letter: &DeadLetter,
+    ) -> Result<(), JournalError> {
+        let encoded = records::encode(letter)?;
+        self.bookkeeping_write(|txn| {
+            txn.open_table(DEAD_LETTERS)?.insert((subscriber, source, position), encoded.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The events `subscriber` gave up on, as (source, position, letter),
+    /// by source and position.
+    pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<(String, u64, DeadLetter)>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEAD_LETTERS)?;
+        let mut out = Vec::new();
+        for row in table.range((subscriber, "", 0)..)? {
+            let (key, value) = row?;
+            let (sub, source, position) = key.value();
+            if sub != subscriber {
+                break;
+            }
+            out.push((source.to_string(), position, records::decode(value.value(), "dead letter")?));
+        }
+        Ok(out)
+    }
+
+    /// The last position of `service`'s log (0 when it has no events).
+    pub fn service_log_head(&self, service: &str) -> Result<u64, JournalError> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(SERVICE_LOG)?;
+        let last = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?;
+        Ok(last.map_or(0, |(key, _)| key.value().1))
+    }
+
+    pub(super) fn bookkeeping_write(
         &self,
         write: impl FnOnce(&redb::WriteTransaction) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {

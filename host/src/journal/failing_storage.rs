@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redb::backends::InMemoryBackend;
 
 /// An in-memory redb backend whose writes, resizes and syncs fail with an
-/// I/O error while its switch ([`FailingStorage::switch`]) is on.
+/// I/O error while its switch ([`FailingStorage::switch`]) is on, and panic
+/// while its other switch ([`FailingStorage::panic_switch`]) is.
 #[derive(Debug, Default)]
 pub struct FailingStorage {
     inner: InMemoryBackend,
     failing: Arc<AtomicBool>,
+    panicking: Arc<AtomicBool>,
 }
 
 impl FailingStorage {
@@ -20,7 +22,14 @@ impl FailingStorage {
         self.failing.clone()
     }
 
+    /// The panic switch: set it to make every write panic, as redb itself
+    /// does on some damaged files.
+    pub fn panic_switch(&self) -> Arc<AtomicBool> {
+        self.panicking.clone()
+    }
+
     fn check(&self) -> std::io::Result<()> {
+        assert!(!self.panicking.load(Ordering::SeqCst), "injected panic in the storage backend");
         if self.failing.load(Ordering::SeqCst) { Err(std::io::Error::other("injected disk failure")) } else { Ok(()) }
     }
 }

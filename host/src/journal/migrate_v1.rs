@@ -1,8 +1,10 @@
 //! The migration from schema 1 (the layout before the journal kept a
 //! version) to schema 2: the tables whose rows change are read whole,
 //! deleted, and written again in the new encoding, inside the caller's
-//! transaction. Events, component bytes, values, counters and offsets keep
-//! their layout.
+//! transaction. Component bytes, counters and offsets keep their layout.
+//!
+//! Events and values keep their tables but are rewritten as records with a
+//! checksum, a chunk at a time.
 //!
 //! This file is also the one place that still knows schema 1: its table
 //! types, its JSON version metadata and its tag format for idempotency
@@ -14,8 +16,10 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::Deserialize;
 
 use super::JournalError;
-use super::records::{self, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, VersionRecord};
-use super::tables::{IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VERSION_HEADS, VERSIONS};
+use super::records::{
+    self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord, VersionRecord,
+};
+use super::tables::{EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS};
 use crate::domain::{Call, FollowUp, Reply};
 
 const SNAPSHOTS_V1: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("snapshots");
@@ -48,12 +52,12 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.delete_table(SNAPSHOTS_V1)?;
     let mut table = txn.open_table(SNAPSHOTS)?;
     for ((service, entity), (seq, state)) in &snapshots {
-        table.insert(
-            (service.as_str(), entity.as_str()),
-            records::encode(&SnapshotRecord { seq: *seq, state })?.as_slice(),
-        )?;
+        let record = SnapshotRecord::new(service, entity, *seq, UNKNOWN_VERSION, state);
+        table.insert((service.as_str(), entity.as_str()), records::encode(&record)?.as_slice())?;
     }
     drop(table);
+    rewrite_events(txn)?;
+    rewrite_values(txn)?;
 
     let versions: Vec<((String, u32), VersionV1)> = read_all(txn, VERSIONS_V1, |(service, version), json| {
         let meta = serde_json::from_str(json)
@@ -86,7 +90,7 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
         let (service, entity, command, payload, attempts, next_attempt_ms) = row;
         let call =
             Call { service: service.into(), entity: entity.into(), command: command.into(), payload: payload.to_vec() };
-        Ok((id, OutboxRecord { call, attempts, next_attempt_ms }))
+        Ok((id, OutboxRecord { call, hops: 0, attempts, next_attempt_ms }))
     })?;
     txn.delete_table(OUTBOX_V1)?;
     let mut table = txn.open_table(OUTBOX)?;
@@ -123,6 +127,81 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
         )?;
     }
     Ok(())
+}
+
+/// The version recorded with rows from schema 1, which kept none.
+const UNKNOWN_VERSION: u32 = 0;
+
+/// How many rows the in-place rewrites read at once, so a large table is
+/// never held in memory whole.
+const REWRITE_CHUNK: usize = 4096;
+
+/// Rewrites every event row (schema 1: the payload alone) as an
+/// `EventRecord`, a chunk at a time.
+fn rewrite_events(txn: &WriteTransaction) -> Result<(), JournalError> {
+    let mut table = txn.open_table(EVENTS)?;
+    let mut after: Option<(String, String, u64)> = None;
+    loop {
+        let chunk: Vec<((String, String, u64), Vec<u8>)> = {
+            let rows = match &after {
+                Some((s, e, seq)) => table.range((s.as_str(), e.as_str(), *seq)..)?,
+                None => table.range::<(&str, &str, u64)>(..)?,
+            };
+            let mut chunk = Vec::with_capacity(REWRITE_CHUNK);
+            for row in rows {
+                let (key, value) = row?;
+                let (service, entity, seq) = key.value();
+                if after.as_ref().is_some_and(|(s, e, q)| (s.as_str(), e.as_str(), *q) == (service, entity, seq)) {
+                    continue;
+                }
+                chunk.push(((service.to_string(), entity.to_string(), seq), value.value().to_vec()));
+                if chunk.len() == REWRITE_CHUNK {
+                    break;
+                }
+            }
+            chunk
+        };
+        let Some((last, _)) = chunk.last() else { return Ok(()) };
+        after = Some(last.clone());
+        for ((service, entity, seq), payload) in &chunk {
+            let record = EventRecord::new(service, entity, *seq, UNKNOWN_VERSION, payload);
+            table.insert((service.as_str(), entity.as_str(), *seq), records::encode(&record)?.as_slice())?;
+        }
+    }
+}
+
+/// Rewrites every value row (schema 1: the state alone) as a `ValueRecord`,
+/// a chunk at a time.
+fn rewrite_values(txn: &WriteTransaction) -> Result<(), JournalError> {
+    let mut table = txn.open_table(VALUES)?;
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let chunk: Vec<((String, String), Vec<u8>)> = {
+            let rows = match &after {
+                Some((s, e)) => table.range((s.as_str(), e.as_str())..)?,
+                None => table.range::<(&str, &str)>(..)?,
+            };
+            let mut chunk = Vec::with_capacity(REWRITE_CHUNK);
+            for row in rows {
+                let (key, value) = row?;
+                let (service, entity) = key.value();
+                if after.as_ref().is_some_and(|(s, e)| (s.as_str(), e.as_str()) == (service, entity)) {
+                    continue;
+                }
+                chunk.push(((service.to_string(), entity.to_string()), value.value().to_vec()));
+                if chunk.len() == REWRITE_CHUNK {
+                    break;
+                }
+            }
+            chunk
+        };
+        let Some((last, _)) = chunk.last() else { return Ok(()) };
+        after = Some(last.clone());
+        for ((service, entity), state) in &chunk {
+            let record = ValueRecord::new(service, entity, UNKNOWN_VERSION, state);
+            table.insert((service.as_str(), entity.as_str()), records::encode(&record)?.as_slice())?;
+        }
+    }
 }
 
 /// Reads every row of a schema-1 table (creating it, empty, if it is missing).
@@ -210,6 +289,7 @@ pub(super) fn write_v1_fixture(db: &redb::Database) -> Result<(), JournalError> 
         txn.open_table(VERSIONS_V1)?.insert(("proj", 1), json)?;
         txn.open_table(super::tables::COMPONENTS)?.insert(("cart", 3), &b"component"[..])?;
         txn.open_table(super::tables::EVENTS)?.insert(("cart", "c1", 1), &b"{\"e\":1}"[..])?;
+        txn.open_table(super::tables::VALUES)?.insert(("profile", "ada"), &b"{\"name\":\"Ada\"}"[..])?;
         txn.open_table(SNAPSHOTS_V1)?.insert(("cart", "c1"), (1, &b"{\"s\":1}"[..]))?;
         let row: (&str, &str, &str, &[u8], u32, u64) = ("counter", "orders", "Increase", b"{\"value\":1}", 2, 77);
         txn.open_table(OUTBOX_V1)?.insert(4, row)?;

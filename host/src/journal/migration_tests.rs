@@ -7,7 +7,7 @@ use redb::{Database, ReadableDatabase, TableHandle};
 
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::*;
-use crate::domain::{Call, FollowUp, IdempotencyKey, Reply};
+use crate::domain::{Call, Event, FollowUp, IdempotencyKey, Reply};
 
 fn database(dir: &tempfile::TempDir) -> Database {
     Database::create(dir.path().join("journal.redb")).unwrap()
@@ -65,12 +65,15 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
     };
     assert_eq!(journal.save_version(&next, b"c4").unwrap().version, 4);
 
+    assert_eq!(journal.value("profile", "ada").unwrap().as_deref(), Some(&br#"{"name":"Ada"}"#[..]));
+    let events = journal.events("cart", "c1", 1, 10).unwrap();
+    assert_eq!(events, [Event { seq: 1, version: 0, payload: br#"{"e":1}"#.to_vec() }], "version 0: not recorded");
     let history = journal.load_entity("cart", "c1").unwrap();
-    assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 1, state: br#"{"s":1}"#.to_vec() }));
+    assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 1, version: 0, state: br#"{"s":1}"#.to_vec() }));
     assert_eq!((history.events.len(), history.last_seq), (0, 1));
     assert_eq!(journal.position("cart", "c1").unwrap(), EntityPosition { last_seq: 1, snapshot_seq: 1 });
 
-    let (due, pending) = journal.outbox_due(u64::MAX, 10).unwrap();
+    let (due, pending) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
     let call = Call {
         service: "counter".into(),
         entity: "orders".into(),
@@ -78,7 +81,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
         payload: br#"{"value":1}"#.to_vec(),
     };
     assert_eq!(pending, 1);
-    assert_eq!(due, [OutboxEntry { id: 4, call, attempts: 2, next_attempt_ms: 77 }]);
+    assert_eq!(due, [OutboxEntry { id: 4, call, hops: 0, attempts: 2, next_attempt_ms: 77 }]);
 
     let k1 = journal.idempotency_record("cart", "c1", &IdempotencyKey::client(b"k1").unwrap(), 0).unwrap().unwrap();
     assert_eq!((k1.fingerprint, k1.follow_up.reply), (None, Reply::Message(br#"{"ok":1}"#.to_vec())));
@@ -101,7 +104,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
     commit.outbox = vec![commit_call()];
     assert_eq!(journal.commit(commit).await.unwrap(), CommitStatus::Durable { last_seq: 2 });
     assert_eq!(journal.service_log("cart", 1, 10).unwrap()[0].position, 2);
-    assert_eq!(journal.outbox_due(u64::MAX, 10).unwrap().0.last().unwrap().id, 5);
+    assert_eq!(journal.outbox_due(u64::MAX, 0, 10).unwrap().0.last().unwrap().id, 5);
 }
 
 fn commit_call() -> Call {

@@ -11,9 +11,11 @@
 //! written directly.
 
 mod bookkeeping;
+mod commit_watch;
 #[cfg(any(test, feature = "fault-injection"))]
 mod failing_storage;
 mod migrate_v1;
+mod outbox;
 mod records;
 mod schema;
 mod tables;
@@ -24,17 +26,19 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 use crate::domain::{Event, ServiceKind};
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
+pub use commit_watch::{CommitWatch, Watching};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
-pub use records::{IdempotencyRecord, OutboxEntry};
+pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
 pub use schema::{SCHEMA_VERSION, SchemaStatus};
 use tables::{COMPONENTS, EVENTS, SNAPSHOTS, VERSION_HEADS, VERSIONS};
-pub use writer::{Commit, CommitStatus, Committed, EntityWrite};
+pub use writer::panic_message;
+pub use writer::{Commit, CommitStatus, EntityWrite};
 use writer::{GroupCommitter, Signals};
 
 /// The wall-clock time the journal's records speak in (when an idempotency
@@ -56,6 +60,10 @@ pub enum JournalError {
     /// Stored data could not be decoded.
     #[error("unreadable stored data: {0}")]
     Corrupt(String),
+    /// A stored event, snapshot or value does not match its checksum: it
+    /// was changed or damaged on disk. It is never served or folded.
+    #[error("{0} does not match its checksum: it was changed or damaged on disk")]
+    CorruptRecord(String),
     /// A record could not be encoded.
     #[error("cannot encode a record: {0}")]
     Encode(String),
@@ -110,6 +118,8 @@ storage_error_from!(
 pub struct StoredSnapshot {
     /// The seq of the last event folded into `state`.
     pub seq: u64,
+    /// The version of the service that folded it (0: not recorded).
+    pub version: u32,
     /// The state as the guest encoded it.
     pub state: Vec<u8>,
 }
@@ -175,6 +185,7 @@ pub struct Journal {
     db: Arc<Database>,
     committer: GroupCommitter,
     signals: Signals,
+    outbox: Arc<outbox::OutboxBook>,
     schema: SchemaStatus,
 }
 
@@ -190,10 +201,11 @@ impl Journal {
     /// starts the writer.
     pub fn from_database(db: Database, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
         let schema = schema::open(&db)?;
+        let outbox = Arc::new(outbox::OutboxBook::read(&db)?);
         let db = Arc::new(db);
-        let signals = Signals { committed: broadcast::channel(4096).0, outbox: Arc::new(Notify::new()) };
-        let committer = GroupCommitter::start(db.clone(), metrics, signals.clone())?;
-        Ok(Self { db, committer, signals, schema })
+        let signals = Signals { committed: Arc::new(CommitWatch::default()), outbox: Arc::new(Notify::new()) };
+        let committer = GroupCommitter::start(db.clone(), metrics, signals.clone(), outbox.clone())?;
+        Ok(Self { db, committer, signals, outbox, schema })
     }
 
     /// What opening found: a new journal, a current one, or one migrated.
@@ -209,9 +221,10 @@ impl Journal {
         self.committer.submit(commit)
     }
 
-    /// A receiver of every commit that appends events, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
-        self.signals.committed.subscribe()
+    /// The waiters of commits that append events: watch an entity or a
+    /// service through it.
+    pub fn commits(&self) -> &Arc<CommitWatch> {
+        &self.signals.committed
     }
 
     /// Woken after each commit that adds outbox entries.
@@ -229,7 +242,7 @@ impl Journal {
         let txn = self.db.begin_read()?;
         let last_seq = last_seq(&txn.open_table(EVENTS)?, service, entity)?;
         let snapshot_seq = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
-            Some(row) => records::decode_borrowed::<records::SnapshotRecord<'_>>(row.value(), "snapshot")?.seq,
+            Some(row) => records::SnapshotRecord::read(service, entity, row.value())?.seq,
             None => 0,
         };
         Ok(EntityPosition { last_seq, snapshot_seq })
@@ -240,8 +253,8 @@ impl Journal {
         let txn = self.db.begin_read()?;
         let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
             Some(row) => {
-                let record: records::SnapshotRecord<'_> = records::decode_borrowed(row.value(), "snapshot")?;
-                Some(StoredSnapshot { seq: record.seq, state: record.state.to_vec() })
+                let record = records::SnapshotRecord::read(service, entity, row.value())?;
+                Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() })
             }
             None => None,
         };
@@ -295,6 +308,12 @@ impl Journal {
         Ok(meta)
     }
 
+    /// The last version number `service` was given (0 if never deployed).
+    pub fn last_version(&self, service: &str) -> Result<u32, JournalError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(VERSION_HEADS)?.get(service)?.map_or(0, |v| v.value()))
+    }
+
     /// Removes every deployed version of `service` (metadata and component
     /// bytes), durably; answers how many there were. Its entities' data
     /// stays, and so does its last version number.
@@ -340,6 +359,16 @@ impl Journal {
         Ok(out)
     }
 
+    /// The key of the compiled-code cache's checksums: made once per
+    /// journal, so a cache file made for another journal, or for another
+    /// component, is never taken for this one's.
+    pub fn compiled_cache_key(&self) -> Result<[u8; 32], JournalError> {
+        let txn = self.db.begin_read()?;
+        let row = txn.open_table(tables::KEYS)?.get(tables::COMPILED_CACHE_KEY)?;
+        let key = row.as_ref().map(|v| v.value()).unwrap_or_default();
+        key.try_into().map_err(|_| JournalError::Corrupt("the compiled-code cache's key".into()))
+    }
+
     /// The component bytes of one deployed version.
     pub fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
         let txn = self.db.begin_read()?;
@@ -366,8 +395,10 @@ fn read_events(
 ) -> Result<Vec<Event>, JournalError> {
     let mut out = Vec::new();
     for row in events.range((service, entity, from.max(1))..=(service, entity, u64::MAX))?.take(limit) {
-        let (key, payload) = row?;
-        out.push(Event { seq: key.value().2, payload: payload.value().to_vec() });
+        let (key, row) = row?;
+        let seq = key.value().2;
+        let record = records::EventRecord::read(service, entity, seq, row.value())?;
+        out.push(Event { seq, version: record.version, payload: record.payload.to_vec() });
     }
     Ok(out)
 }

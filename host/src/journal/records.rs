@@ -32,12 +32,109 @@ pub(super) fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &st
     postcard::from_bytes(bytes).map_err(|e| JournalError::Corrupt(format!("{what}: {e}")))
 }
 
-/// A `SNAPSHOTS` row: the state as of event `seq`.
+/// The CRC-32 of a record's key and contents: a record changed, damaged
+/// or moved under another key no longer matches it.
+pub(super) fn checksum(key: &[&[u8]], version: u32, data: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in key {
+        hasher.update(&(part.len() as u32).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&version.to_le_bytes());
+    hasher.update(data);
+    hasher.finalize()
+}
+
+/// Checks a record against its checksum; `what` names it in the error.
+fn verified(
+    expected: u32,
+    key: &[&[u8]],
+    version: u32,
+    data: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<(), JournalError> {
+    if checksum(key, version, data) == expected { Ok(()) } else { Err(JournalError::CorruptRecord(what())) }
+}
+
+/// An `EVENTS` row: the event as the guest encoded it, the version of the
+/// service that emitted it, and the checksum of both and of the row's key.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct EventRecord<'a> {
+    pub version: u32,
+    pub checksum: u32,
+    #[serde(with = "serde_bytes", borrow)]
+    pub payload: &'a [u8],
+}
+
+impl<'a> EventRecord<'a> {
+    /// The row of event `seq` of `service/entity`.
+    pub fn new(service: &str, entity: &str, seq: u64, version: u32, payload: &'a [u8]) -> Self {
+        let checksum = checksum(&[service.as_bytes(), entity.as_bytes(), &seq.to_le_bytes()], version, payload);
+        Self { version, checksum, payload }
+    }
+
+    /// Decodes the row of event `seq` of `service/entity` and checks it.
+    pub fn read(service: &str, entity: &str, seq: u64, bytes: &'a [u8]) -> Result<Self, JournalError> {
+        let what = || format!("event {seq} of {service}/{entity}");
+        let record: Self = decode_borrowed(bytes, &what())?;
+        let key: [&[u8]; 3] = [service.as_bytes(), entity.as_bytes(), &seq.to_le_bytes()];
+        verified(record.checksum, &key, record.version, record.payload, what)?;
+        Ok(record)
+    }
+}
+
+/// A `SNAPSHOTS` row: the state as of event `seq`, the version of the
+/// service that folded it, and its checksum.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct SnapshotRecord<'a> {
     pub seq: u64,
+    pub version: u32,
+    pub checksum: u32,
     #[serde(with = "serde_bytes", borrow)]
     pub state: &'a [u8],
+}
+
+impl<'a> SnapshotRecord<'a> {
+    /// The snapshot row of `service/entity`.
+    pub fn new(service: &str, entity: &str, seq: u64, version: u32, state: &'a [u8]) -> Self {
+        let checksum = checksum(&[service.as_bytes(), entity.as_bytes(), &seq.to_le_bytes()], version, state);
+        Self { seq, version, checksum, state }
+    }
+
+    /// Decodes the snapshot row of `service/entity` and checks it.
+    pub fn read(service: &str, entity: &str, bytes: &'a [u8]) -> Result<Self, JournalError> {
+        let what = || format!("the snapshot of {service}/{entity}");
+        let record: Self = decode_borrowed(bytes, &what())?;
+        let key: [&[u8]; 3] = [service.as_bytes(), entity.as_bytes(), &record.seq.to_le_bytes()];
+        verified(record.checksum, &key, record.version, record.state, what)?;
+        Ok(record)
+    }
+}
+
+/// A `VALUES` row: a value entity's state as the guest encoded it, the
+/// version of the service that wrote it, and its checksum.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ValueRecord<'a> {
+    pub version: u32,
+    pub checksum: u32,
+    #[serde(with = "serde_bytes", borrow)]
+    pub state: &'a [u8],
+}
+
+impl<'a> ValueRecord<'a> {
+    /// The value row of `service/entity`.
+    pub fn new(service: &str, entity: &str, version: u32, state: &'a [u8]) -> Self {
+        let checksum = checksum(&[service.as_bytes(), entity.as_bytes()], version, state);
+        Self { version, checksum, state }
+    }
+
+    /// Decodes the value row of `service/entity` and checks it.
+    pub fn read(service: &str, entity: &str, bytes: &'a [u8]) -> Result<Self, JournalError> {
+        let what = || format!("the value of {service}/{entity}");
+        let record: Self = decode_borrowed(bytes, &what())?;
+        verified(record.checksum, &[service.as_bytes(), entity.as_bytes()], record.version, record.state, what)?;
+        Ok(record)
+    }
 }
 
 /// A `VERSIONS` row: a deployed version's metadata (its service and number
@@ -58,6 +155,8 @@ pub(super) struct VersionRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct OutboxRecord<C> {
     pub call: C,
+    /// How many forwards and side effects deep its delivery runs.
+    pub hops: u32,
     /// Delivery attempts that failed so far.
     pub attempts: u32,
     /// When the next attempt is due, in ms since the Unix epoch.
@@ -89,6 +188,22 @@ pub(super) struct LogEntryRecord<'a> {
     pub seq: u64,
 }
 
+/// A `DEAD_LETTERS` row: an event a subscriber could not take, after its
+/// last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The entity whose event it is.
+    pub entity: String,
+    /// The event's seq in that entity's log.
+    pub seq: u64,
+    /// How many deliveries were tried.
+    pub attempts: u32,
+    /// Why the last one failed.
+    pub error: String,
+    /// When it was given up on, in ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
 /// An idempotency record, written with a command's effects and read back
 /// when its key comes again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +226,9 @@ pub struct OutboxEntry {
     pub id: u64,
     /// What to invoke.
     pub call: Call,
+    /// How many forwards and side effects deep its delivery runs: one more
+    /// than the command that asked for it.
+    pub hops: u32,
     /// Delivery attempts that failed so far.
     pub attempts: u32,
     /// When the next attempt is due, in ms since the Unix epoch.
@@ -130,8 +248,14 @@ mod tests {
     /// change of the schema, which needs a new version and a migration.
     #[test]
     fn the_stored_layout_is_pinned() {
-        let snapshot = SnapshotRecord { seq: 300, state: b"st" };
-        assert_eq!(encode(&snapshot).unwrap(), [0xac, 0x02, 2, b's', b't']);
+        let snapshot = SnapshotRecord { seq: 300, version: 2, checksum: 5, state: b"st" };
+        assert_eq!(encode(&snapshot).unwrap(), [0xac, 0x02, 2, 5, 2, b's', b't']);
+        let event = EventRecord { version: 3, checksum: 0x81, payload: b"{}" };
+        assert_eq!(encode(&event).unwrap(), [3, 0x81, 0x01, 2, b'{', b'}']);
+        let value = ValueRecord { version: 1, checksum: 9, state: b"v" };
+        assert_eq!(encode(&value).unwrap(), [1, 9, 1, b'v']);
+        let dead = DeadLetter { entity: "e".into(), seq: 4, attempts: 10, error: "no".into(), at_ms: 6 };
+        assert_eq!(encode(&dead).unwrap(), b"\x01e\x04\x0a\x02no\x06");
 
         let version = VersionRecord {
             digest: "ab".into(),
@@ -142,8 +266,8 @@ mod tests {
         };
         assert_eq!(encode(&version).unwrap(), b"\x02ab\x05value\x05\x01\x01\x01x");
 
-        let outbox = OutboxRecord { call: &call(b"{}"), attempts: 2, next_attempt_ms: 3 };
-        assert_eq!(encode(&outbox).unwrap(), b"\x01s\x01e\x01C\x02{}\x02\x03");
+        let outbox = OutboxRecord { call: &call(b"{}"), hops: 1, attempts: 2, next_attempt_ms: 3 };
+        assert_eq!(encode(&outbox).unwrap(), b"\x01s\x01e\x01C\x02{}\x01\x02\x03");
 
         let follow_up = FollowUp { synchronous: vec![call(b"p")], reply: Reply::Forward(call(b"q")) };
         let key = KeyRecord { expires_at_ms: 7, fingerprint: None, follow_up: &follow_up };
@@ -178,5 +302,23 @@ mod tests {
             matches!(decode::<VersionRecord>(b"\x09ab", "version"), Err(JournalError::Corrupt(m)) if m.starts_with("version"))
         );
         assert!(expiry(&[]).is_err());
+
+        // A checked record read under its own key passes; changed, or read
+        // under another key, it does not.
+        let bytes = encode(&EventRecord::new("s", "e", 7, 2, b"payload")).unwrap();
+        assert_eq!(EventRecord::read("s", "e", 7, &bytes).unwrap().payload, b"payload");
+        assert!(
+            matches!(EventRecord::read("s", "e", 8, &bytes), Err(JournalError::CorruptRecord(m)) if m == "event 8 of s/e")
+        );
+        assert!(EventRecord::read("s", "f", 7, &bytes).is_err());
+        let mut edited = bytes.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        assert!(EventRecord::read("s", "e", 7, &edited).is_err());
+        let bytes = encode(&SnapshotRecord::new("s", "e", 3, 1, b"state")).unwrap();
+        assert_eq!(SnapshotRecord::read("s", "e", &bytes).unwrap().seq, 3);
+        assert!(SnapshotRecord::read("t", "e", &bytes).is_err());
+        let bytes = encode(&ValueRecord::new("s", "e", 1, b"v")).unwrap();
+        assert_eq!(ValueRecord::read("s", "e", &bytes).unwrap().state, b"v");
+        assert!(ValueRecord::read("s", "x", &bytes).is_err());
     }
 }

@@ -8,17 +8,19 @@
 //! - **1**: the layout before the `meta` table existed: no version row,
 //!   outbox rows and snapshots as redb tuples, version metadata as JSON,
 //!   idempotency outcomes in a hand-made tag format.
-//! - **2**: every host record in one encoding (`records.rs`), idempotency
-//!   records with the fingerprint of their command, and version numbers
-//!   that are never given twice (`version_heads`).
+//! - **2**: every host record in one encoding (`records.rs`); events,
+//!   snapshots and values with the version that wrote them and a checksum;
+//!   idempotency records with the fingerprint of their command; outbox
+//!   entries with their depth; version numbers that are never given twice
+//!   (`version_heads`); dead letters; the compiled-code cache's key.
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use super::JournalError;
 use super::migrate_v1;
 use super::tables::{
-    COMPONENTS, COUNTERS, EVENTS, IDEMPOTENCY, META, OFFSETS, OUTBOX, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOTS,
-    VALUES, VERSION_HEADS, VERSIONS,
+    COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
+    SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
 };
 
 /// The schema version this build reads and writes.
@@ -60,6 +62,7 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
         }
     };
     create_tables(&txn)?;
+    ensure_keys(&txn)?;
     txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
     txn.commit()?;
     Ok(opened)
@@ -74,6 +77,20 @@ fn stored_version(txn: &WriteTransaction) -> Result<Option<u64>, JournalError> {
     Ok(txn.open_table(META)?.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()))
 }
 
+/// Makes the host's secrets that the journal lacks: the compiled-code
+/// cache's key, 32 random bytes, made once per journal.
+fn ensure_keys(txn: &WriteTransaction) -> Result<(), JournalError> {
+    let mut keys = txn.open_table(KEYS)?;
+    if keys.get(COMPILED_CACHE_KEY)?.is_none() {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| {
+            JournalError::Storage(redb::StorageError::Io(std::io::Error::other(format!("no random bytes: {e}"))).into())
+        })?;
+        keys.insert(COMPILED_CACHE_KEY, &key[..])?;
+    }
+    Ok(())
+}
+
 fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(EVENTS)?;
     txn.open_table(SNAPSHOTS)?;
@@ -86,5 +103,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(SERVICE_LOG)?;
     txn.open_table(COUNTERS)?;
     txn.open_table(OFFSETS)?;
+    txn.open_table(DEAD_LETTERS)?;
+    txn.open_table(KEYS)?;
     Ok(())
 }

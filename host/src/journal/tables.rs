@@ -15,10 +15,11 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The `META` key of the schema version.
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
-/// Committed events: (service, entity, seq) → the event as the guest
-/// encoded it. An entity's last key is where its log stands (events are
-/// never deleted); nothing else records it, so a commit writes one row per
-/// event and none per entity.
+/// Committed events: (service, entity, seq) → `EventRecord`: the event as
+/// the guest encoded it, the version that emitted it, a checksum. An
+/// entity's last key is where its log stands (events are never deleted);
+/// nothing else records it, so a commit writes one row per event and none
+/// per entity.
 pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
 
 /// The latest snapshot per entity: (service, entity) → `SnapshotRecord`.
@@ -35,8 +36,8 @@ pub const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("
 /// components.
 pub const VERSION_HEADS: TableDefinition<&str, u32> = TableDefinition::new("version_heads");
 
-/// Value entities' states: (service, entity) → the state as the guest
-/// encoded it.
+/// Value entities' states: (service, entity) → `ValueRecord`: the state as
+/// the guest encoded it, the version that wrote it, a checksum.
 pub const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
 
 /// Asynchronous side effects not yet delivered: id → `OutboxRecord`.
@@ -60,6 +61,17 @@ pub const OUTBOX_COUNTER: &str = "outbox";
 /// Subscription offsets: (subscriber, source service) → the last
 /// `SERVICE_LOG` position delivered.
 pub const OFFSETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("offsets");
+
+/// Events subscribers could not take: (subscriber, source service,
+/// `SERVICE_LOG` position) → `DeadLetter`.
+pub const DEAD_LETTERS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("dead_letters");
+
+/// Secrets the host keeps for itself: [`COMPILED_CACHE_KEY`] → the key of
+/// the compiled-code cache's checksums.
+pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+
+/// The `KEYS` key of the compiled-code cache's key.
+pub const COMPILED_CACHE_KEY: &str = "compiled_cache";
 
 /// Whether an idempotency record expiring at `expires_at_ms` still holds
 /// its key at `now_ms`: the one rule for replays, the writer and the sweep.

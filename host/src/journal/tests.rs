@@ -58,12 +58,12 @@ async fn load_starts_from_the_latest_snapshot() {
     let (_dir, journal) = journal();
     let mut first = append("c", "e", 0, &["1", "2", "3"]);
     if let EntityWrite::Events { snapshot, .. } = &mut first.write {
-        *snapshot = Some(StoredSnapshot { seq: 3, state: b"s3".to_vec() });
+        *snapshot = Some(StoredSnapshot { seq: 3, version: 0, state: b"s3".to_vec() });
     }
     journal.commit(first).await.unwrap();
     journal.commit(append("c", "e", 3, &["4"])).await.unwrap();
     let history = journal.load_entity("c", "e").unwrap();
-    assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 3, state: b"s3".to_vec() }));
+    assert_eq!(history.snapshot, Some(StoredSnapshot { seq: 3, version: 0, state: b"s3".to_vec() }));
     assert_eq!(payloads(&history.events), [(4, "4".into())]);
     assert_eq!(history.last_seq, 4);
     assert_eq!(journal.position("c", "e").unwrap(), EntityPosition { last_seq: 4, snapshot_seq: 3 });
@@ -206,7 +206,15 @@ mod properties {
 }
 
 fn commit_with(service: &str, entity: &str, write: EntityWrite) -> Commit {
-    Commit { service: service.into(), entity: entity.into(), write, outbox: Vec::new(), idempotency: None }
+    Commit {
+        service: service.into(),
+        entity: entity.into(),
+        version: 1,
+        hops: 0,
+        write,
+        outbox: Vec::new(),
+        idempotency: None,
+    }
 }
 
 fn call(entity: &str) -> Call {
@@ -245,17 +253,17 @@ async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
     assert_eq!(journal.commit(stale).await.unwrap(), CommitStatus::Conflict { expected: 0, found: 1 });
     assert!(append("c", "e", 0, &[]).is_empty(), "a seq check alone writes nothing");
 
-    let (due, pending) = journal.outbox_due(0, 10).unwrap();
+    let (due, pending) = journal.outbox_due(0, 0, 10).unwrap();
     assert_eq!(pending, 2);
     assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     let mut later = due[0].clone();
     later.attempts = 1;
     later.next_attempt_ms = 5_000;
     journal.outbox_retry(&later).unwrap();
-    assert_eq!(journal.outbox_due(1_000, 10).unwrap().0.len(), 1, "a retried entry waits until it is due");
-    assert_eq!(journal.outbox_due(5_000, 10).unwrap().0[0].attempts, 1);
+    assert_eq!(journal.outbox_due(1_000, 0, 10).unwrap().0.len(), 1, "a retried entry waits until it is due");
+    assert_eq!(journal.outbox_due(5_000, 0, 10).unwrap().0[0].attempts, 1);
     journal.outbox_remove(&[due[0].id, due[1].id]).unwrap();
-    assert_eq!(journal.outbox_due(u64::MAX, 10).unwrap(), (Vec::new(), 0));
+    assert_eq!(journal.outbox_due(u64::MAX, 0, 10).unwrap(), (Vec::new(), 0));
 }
 
 #[tokio::test]
@@ -283,7 +291,8 @@ async fn idempotency_records_answer_until_they_expire() {
 #[tokio::test]
 async fn the_service_log_orders_every_event_of_a_service_and_notifies() {
     let (_dir, journal) = journal();
-    let mut commits = journal.subscribe();
+    let mut entity = journal.commits().entity("s", "a");
+    let mut service = journal.commits().service("s");
     journal.commit(append("s", "a", 0, &["a1", "a2"])).await.unwrap();
     journal.commit(append("other", "a", 0, &["o1"])).await.unwrap();
     journal.commit(append("s", "b", 0, &["b1"])).await.unwrap();
@@ -297,8 +306,10 @@ async fn the_service_log_orders_every_event_of_a_service_and_notifies() {
     journal.set_offset("sub", "s", 2).unwrap();
     assert_eq!(journal.offset("sub", "s").unwrap(), 2);
 
-    let first = commits.recv().await.unwrap();
-    assert_eq!((&*first.service, &*first.entity, first.last_seq), ("s", "a", 2));
+    assert_eq!(entity.changed().await, 2, "a's log ends at 2");
+    assert_eq!(service.changed().await, 2, "s had two commits");
+    assert_eq!(journal.service_log_head("s").unwrap(), 3);
+    assert_eq!(journal.service_log_head("none").unwrap(), 0);
 }
 
 #[tokio::test]
@@ -314,11 +325,75 @@ async fn a_live_idempotency_key_is_recorded_once() {
     journal.commit(keyed(u64::MAX, "first")).await.unwrap();
     let second = journal.commit(keyed(u64::MAX, "second")).await.unwrap();
     assert_eq!(second, CommitStatus::KeyRecorded);
-    let (due, _) = journal.outbox_due(u64::MAX, 10).unwrap();
+    let (due, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
     assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["first"], "the second wrote nothing");
 
     // An expired record no longer holds its key.
     let (_dir, journal) = self::journal();
     journal.commit(keyed(1, "expired")).await.unwrap();
     journal.commit(keyed(u64::MAX, "renewed")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_changed_on_disk_is_refused_never_served() {
+    let (_dir, journal) = journal();
+    journal.commit(append("c", "e", 0, &["one", "two"])).await.unwrap();
+    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"state".to_vec())))).await.unwrap();
+    // Flip a byte of event 2's payload and of the value, as a disk or an
+    // editor might.
+    let txn = journal.db.begin_write().unwrap();
+    {
+        let mut events = txn.open_table(tables::EVENTS).unwrap();
+        let mut row = events.get(("c", "e", 2)).unwrap().unwrap().value().to_vec();
+        *row.last_mut().unwrap() ^= 1;
+        events.insert(("c", "e", 2), row.as_slice()).unwrap();
+        let mut values = txn.open_table(tables::VALUES).unwrap();
+        let mut row = values.get(("v", "e")).unwrap().unwrap().value().to_vec();
+        *row.last_mut().unwrap() ^= 1;
+        values.insert(("v", "e"), row.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+
+    let refused = |result: Result<_, JournalError>, what: &str| match result {
+        Err(JournalError::CorruptRecord(name)) => assert_eq!(name, what),
+        other => panic!("expected a corrupt record, got {:?}", other.map(|_| ())),
+    };
+    refused(journal.events("c", "e", 1, 10).map(|_| ()), "event 2 of c/e");
+    refused(journal.load_entity("c", "e").map(|_| ()), "event 2 of c/e");
+    refused(journal.service_log("c", 0, 10).map(|_| ()), "event 2 of c/e");
+    refused(journal.value("v", "e").map(|_| ()), "the value of v/e");
+    // What was not changed still reads.
+    assert_eq!(payloads(&journal.events("c", "e", 1, 1).unwrap()), [(1, "one".into())]);
+}
+
+#[tokio::test]
+async fn the_outbox_quota_and_a_deleted_service_bound_what_waits() {
+    let (_dir, journal) = journal();
+    journal.set_outbox_quota(2);
+    let with_effects = |entity: &str, targets: &[&str]| {
+        let mut commit = commit_with("src", entity, EntityWrite::Nothing);
+        commit.outbox = targets.iter().map(|t| Call { service: (*t).into(), ..call("x") }).collect();
+        commit
+    };
+    let durable = CommitStatus::Durable { last_seq: 0 };
+    assert_eq!(journal.commit(with_effects("a", &["svc", "svc", "other"])).await.unwrap(), durable);
+    let full = journal.commit(with_effects("b", &["other", "svc"])).await.unwrap();
+    assert_eq!(full, CommitStatus::OutboxFull { service: "svc".into() });
+    let (due, pending) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
+    assert_eq!(pending, 3, "the refused commit added nothing");
+    // Two commits of one batch count together.
+    let (first, second) =
+        (journal.commit(with_effects("c", &["other"])), journal.commit(with_effects("d", &["other"])));
+    assert_eq!((first.await.unwrap(), second.await.unwrap().is_durable()), (durable.clone(), false));
+    journal.outbox_remove(&[due[0].id]).unwrap();
+    assert_eq!(journal.commit(with_effects("e", &["svc"])).await.unwrap(), durable, "room again");
+
+    assert_eq!(journal.outbox_drop_service("svc").unwrap(), 2);
+    let (due, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
+    assert!(due.iter().all(|entry| entry.call.service == "other"), "{due:?}");
+    assert_eq!(journal.commit(with_effects("f", &["svc", "svc"])).await.unwrap(), durable);
+    // Due entries are read past a cursor.
+    let (all, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
+    let (after_first, _) = journal.outbox_due(u64::MAX, all[0].id, 10).unwrap();
+    assert_eq!(after_first, all[1..]);
 }

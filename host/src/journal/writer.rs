@@ -5,14 +5,19 @@
 //! waits for no one.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::records::{self, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord};
+use super::commit_watch::CommitWatch;
+use super::outbox::OutboxBook;
+use super::records::{
+    self, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord,
+};
 use super::tables::{
     COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live,
 };
@@ -50,6 +55,12 @@ pub struct Commit {
     pub service: Arc<str>,
     /// The entity id (an action's routing key).
     pub entity: Arc<str>,
+    /// The version of the service the command ran on, recorded with its
+    /// events or value.
+    pub version: u32,
+    /// How many forwards and side effects deep the command ran: its outbox
+    /// entries are delivered one deeper.
+    pub hops: u32,
     /// The entity's own change.
     pub write: EntityWrite,
     /// Asynchronous side effects, delivered from the outbox after the commit.
@@ -64,6 +75,8 @@ impl Commit {
         Self {
             service: service.into(),
             entity: entity.into(),
+            version: 0,
+            hops: 0,
             write: EntityWrite::Events { expected_last_seq, events, snapshot: None },
             outbox: Vec::new(),
             idempotency: None,
@@ -82,7 +95,7 @@ impl Commit {
 }
 
 /// How one commit ended. Only `Durable` wrote anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitStatus {
     /// Everything is durable; the entity's log ends at `last_seq` (0 for a
     /// commit that is not about events).
@@ -101,24 +114,19 @@ pub enum CommitStatus {
     /// Refused: a live record already holds the commit's idempotency key;
     /// a command with the same key committed first.
     KeyRecorded,
+    /// Refused: the commit's outbox entries would pass the quota of
+    /// entries waiting for this target service.
+    OutboxFull {
+        /// The target service.
+        service: String,
+    },
 }
 
 impl CommitStatus {
     /// Whether the commit is durable (rather than refused).
-    pub fn is_durable(self) -> bool {
+    pub fn is_durable(&self) -> bool {
         matches!(self, CommitStatus::Durable { .. })
     }
-}
-
-/// Sent to subscribers after a commit that appended events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    /// The entity's service.
-    pub service: Arc<str>,
-    /// The entity.
-    pub entity: Arc<str>,
-    /// The seq of its last event, now durable.
-    pub last_seq: u64,
 }
 
 struct Request {
@@ -135,18 +143,23 @@ pub(super) struct GroupCommitter {
 /// What the writer thread tells the rest of the host.
 #[derive(Clone)]
 pub(super) struct Signals {
-    /// Every commit that appended events.
-    pub committed: broadcast::Sender<Committed>,
+    /// The waiters of commits that append events.
+    pub committed: Arc<CommitWatch>,
     /// Woken after a commit that added outbox entries.
     pub outbox: Arc<Notify>,
 }
 
 impl GroupCommitter {
     /// Starts the writer thread on `db`.
-    pub fn start(db: Arc<Database>, metrics: Arc<Metrics>, signals: Signals) -> Result<Self, JournalError> {
+    pub fn start(
+        db: Arc<Database>,
+        metrics: Arc<Metrics>,
+        signals: Signals,
+        outbox: Arc<OutboxBook>,
+    ) -> Result<Self, JournalError> {
         let (requests, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let writer = Writer { db, metrics, signals, failed: failed.clone() };
+        let writer = Writer { db, metrics, signals, outbox, failed: failed.clone() };
         thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
@@ -173,10 +186,22 @@ impl GroupCommitter {
     }
 }
 
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".into()
+    }
+}
+
 struct Writer {
     db: Arc<Database>,
     metrics: Arc<Metrics>,
     signals: Signals,
+    outbox: Arc<OutboxBook>,
     failed: Arc<AtomicBool>,
 }
 
@@ -192,19 +217,31 @@ impl Writer {
                 }
             }
             let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
-            match self.write_batch(&commits) {
-                Ok(statuses) => self.acknowledge(&mut batch, statuses),
-                Err(error) => {
-                    // Each invocation logs its own failure, in its own span.
-                    tracing::error!(%error, commits = batch.len(), "a journal transaction failed");
-                    self.metrics.record_commit_failure();
+            // A damaged file can make redb panic mid-transaction: the
+            // transaction is dropped (so nothing of it is written), the
+            // journal is marked failed, and the writer goes on answering.
+            let written = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_batch(&commits)));
+            let error = match written {
+                Ok(Ok(statuses)) => {
+                    self.acknowledge(&mut batch, statuses);
+                    continue;
+                }
+                Ok(Err(error)) => {
                     if matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)) {
                         self.failed.store(true, Ordering::Relaxed);
                     }
-                    for request in batch.drain(..) {
-                        let _ = request.done.send(Err(JournalError::CommitFailed(error.to_string())));
-                    }
+                    error.to_string()
                 }
+                Err(panic) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    format!("the storage engine panicked: {}", panic_message(&panic))
+                }
+            };
+            // Each invocation logs its own failure too, in its own span.
+            tracing::error!(%error, commits = batch.len(), healthy = !self.failed.load(Ordering::Relaxed), "a journal transaction failed");
+            self.metrics.record_commit_failure();
+            for request in batch.drain(..) {
+                let _ = request.done.send(Err(JournalError::CommitFailed(error.clone())));
             }
         }
     }
@@ -221,11 +258,7 @@ impl Writer {
                     && !written.is_empty()
                 {
                     events += written.len();
-                    let _ = self.signals.committed.send(Committed {
-                        service: commit.service.clone(),
-                        entity: commit.entity.clone(),
-                        last_seq,
-                    });
+                    self.signals.committed.committed(&commit.service, &commit.entity, last_seq);
                 }
             }
             let _ = request.done.send(Ok(status));
@@ -242,11 +275,15 @@ impl Writer {
     fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<CommitStatus>, JournalError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        let statuses = {
-            let mut tables = Tables::open(&txn)?;
-            commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?
+        let (statuses, added) = {
+            let mut tables = Tables::open(&txn, &self.outbox)?;
+            let statuses = commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?;
+            (statuses, std::mem::take(&mut tables.outbox_added))
         };
         txn.commit()?;
+        for (service, count) in added {
+            self.outbox.adjust(&service, count as i64);
+        }
         Ok(statuses)
     }
 }
@@ -265,10 +302,14 @@ struct Tables<'txn> {
     /// The time of the transaction, in ms since the Unix epoch: idempotency
     /// records that expire before it no longer count.
     now_ms: u64,
+    /// The outbox entries waiting per target service, before this transaction.
+    outbox_book: &'txn OutboxBook,
+    /// The outbox entries this transaction added, per target service.
+    outbox_added: HashMap<String, u64>,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, JournalError> {
+    fn open(txn: &'txn WriteTransaction, outbox_book: &'txn OutboxBook) -> Result<Self, JournalError> {
         Ok(Self {
             events: txn.open_table(EVENTS)?,
             snapshots: txn.open_table(SNAPSHOTS)?,
@@ -279,6 +320,8 @@ impl<'txn> Tables<'txn> {
             counters: txn.open_table(COUNTERS)?,
             log_heads: HashMap::new(),
             now_ms: super::now_ms(),
+            outbox_book,
+            outbox_added: HashMap::new(),
         })
     }
 
@@ -299,6 +342,17 @@ impl<'txn> Tables<'txn> {
         {
             return Ok(CommitStatus::KeyRecorded);
         }
+        if !commit.outbox.is_empty() {
+            let mut adding: HashMap<&str, u64> = HashMap::new();
+            for call in &commit.outbox {
+                *adding
+                    .entry(call.service.as_str())
+                    .or_insert_with(|| self.outbox_added.get(&call.service).copied().unwrap_or(0)) += 1;
+            }
+            if let Some(service) = self.outbox_book.over_quota(&adding) {
+                return Ok(CommitStatus::OutboxFull { service: service.to_string() });
+            }
+        }
         let mut last_seq = 0;
         match &commit.write {
             EntityWrite::Events { expected_last_seq, events, snapshot } => {
@@ -314,19 +368,23 @@ impl<'txn> Tables<'txn> {
                     for payload in events {
                         last_seq += 1;
                         head += 1;
-                        self.events.insert((key.0, key.1, last_seq), payload.as_slice())?;
+                        let record =
+                            records::encode(&EventRecord::new(key.0, key.1, last_seq, commit.version, payload))?;
+                        self.events.insert((key.0, key.1, last_seq), record.as_slice())?;
                         let entry = records::encode(&LogEntryRecord { entity: key.1, seq: last_seq })?;
                         self.service_log.insert((key.0, head), entry.as_slice())?;
                     }
                     *self.log_head(&commit.service)? = head;
                 }
                 if let Some(snapshot) = snapshot {
-                    let record = records::encode(&SnapshotRecord { seq: snapshot.seq, state: &snapshot.state })?;
+                    let record = SnapshotRecord::new(key.0, key.1, snapshot.seq, snapshot.version, &snapshot.state);
+                    let record = records::encode(&record)?;
                     self.snapshots.insert(key, record.as_slice())?;
                 }
             }
             EntityWrite::Value(Some(state)) => {
-                self.values.insert(key, state.as_slice())?;
+                let record = records::encode(&ValueRecord::new(key.0, key.1, commit.version, state))?;
+                self.values.insert(key, record.as_slice())?;
             }
             EntityWrite::Value(None) => {
                 self.values.remove(key)?;
@@ -337,8 +395,10 @@ impl<'txn> Tables<'txn> {
             let mut id = self.counters.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());
             for call in &commit.outbox {
                 id += 1;
-                let record = records::encode(&OutboxRecord { call, attempts: 0, next_attempt_ms: 0 })?;
+                let hops = commit.hops + 1;
+                let record = records::encode(&OutboxRecord { call, hops, attempts: 0, next_attempt_ms: 0 })?;
                 self.outbox.insert(id, record.as_slice())?;
+                *self.outbox_added.entry(call.service.clone()).or_default() += 1;
             }
             self.counters.insert(OUTBOX_COUNTER, id)?;
         }

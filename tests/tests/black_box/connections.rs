@@ -119,7 +119,11 @@ async fn idle_keep_alive_connections_are_closed() {
             let mut stream = TcpStream::connect(&addr).await.expect("connect");
             stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("send");
             let mut buf = [0u8; 512];
-            let n = stream.read(&mut buf).await.expect("an answer");
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                // Past the cap and the overflow lane: closed at once.
+                return true;
+            }
             assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
             // Now stay idle, keeping the connection alive.
             closed_by_server(&mut stream, DEADLINE * 3).await

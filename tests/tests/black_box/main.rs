@@ -2,6 +2,7 @@
 //! loopback port with a temporary data dir, deploys real components and
 //! talks HTTP.
 
+mod background;
 mod bad_input;
 mod cart;
 mod cli;
@@ -13,6 +14,7 @@ mod disk_failure;
 mod fuzz;
 mod guest_limits;
 mod idempotency;
+mod integrity;
 mod kinds;
 mod logging;
 mod origins;

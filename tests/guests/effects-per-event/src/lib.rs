@@ -5,7 +5,8 @@
 //! event `{"type": "Echoed", "value": {"effects": n, "synchronous": s}}`
 //! (what `Echo {"value": {"effects": n, "synchronous": s}}` emits) it
 //! returns `n` side effects `Increase {"value": 1}` of entity `flooded` of
-//! service `counter`, synchronous if `s` is true. Other events return none.
+//! service `counter`, synchronous if `s` is true; for `{"loop": true}` it
+//! loops until the host stops it. Other events return none.
 //!
 //! It answers no command.
 
@@ -39,6 +40,8 @@ enum Event {
 struct Ask {
     effects: u32,
     synchronous: bool,
+    #[serde(rename = "loop")]
+    forever: bool,
 }
 
 /// The argument of the counter's `Increase`.
@@ -57,6 +60,12 @@ impl Action for EffectsPerEvent {
             Ok(Event::Echoed { value }) => value,
             _ => return Ok(()),
         };
+        if ask.forever {
+            let mut spins = 0_u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
         for _ in 0..ask.effects {
             let effect = SideEffect::new(TARGET.0, TARGET.1, "Increase").json(&Increase { value: 1 });
             ctx.effect(if ask.synchronous { effect.synchronous() } else { effect });

@@ -18,6 +18,12 @@
 //!   emits `Echoed` and asks for `command` (by default `Echo
 //!   {"value": "asked"}`) on `entity` in `service`, and replies
 //!   `{"asked": entity}`;
+//! - `Fan {"count", "service", "entity", "command", "payload"}` emits
+//!   `Echoed` and asks for `count` asynchronous `command`s (with `payload`)
+//!   on `entity` in `service`, and replies `{"asked": count}`;
+//! - `Spread {"service", "fanout"}` emits `Echoed` and asks for `fanout`
+//!   asynchronous `Spread`s of the same payload on entities `<id>.0`,
+//!   `<id>.1`, ... of `service`: a side effect that keeps asking for more;
 //! - `Spin {"millis"}` busy-waits that long, then emits `Echoed` and replies
 //!   `{"spun": millis}`;
 //! - `Sleep {"millis"}` sleeps that long (waiting in the host, running no
@@ -118,6 +124,21 @@ struct Effect {
     synchronous: bool,
     command: Option<String>,
     payload: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Fan {
+    count: u32,
+    service: String,
+    entity: String,
+    command: String,
+    payload: Value,
+}
+
+#[derive(Deserialize)]
+struct Spread {
+    service: String,
+    fanout: u32,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +251,24 @@ impl EventSourcedEntity for Misbehaving {
                     .json(&payload.unwrap_or_else(|| json!({ "value": "asked" })));
                 ctx.effect(if synchronous { effect.synchronous() } else { effect });
                 Ok(Reply::json(&json!({ "asked": entity })))
+            }
+            "Fan" => {
+                let Fan { count, service, entity, command, payload } = command.json()?;
+                ctx.emit(Event::Echoed { value: json!({ "fanned": count }) });
+                for _ in 0..count {
+                    ctx.effect(SideEffect::new(service.as_str(), entity.as_str(), command.as_str()).json(&payload));
+                }
+                Ok(Reply::json(&json!({ "asked": count })))
+            }
+            "Spread" => {
+                let Spread { service, fanout } = command.json()?;
+                ctx.emit(Event::Echoed { value: json!({ "spread": fanout }) });
+                for i in 0..fanout {
+                    let entity = format!("{}.{i}", command.entity_id());
+                    let payload = json!({ "service": service, "fanout": fanout });
+                    ctx.effect(SideEffect::new(service.as_str(), entity, "Spread").json(&payload));
+                }
+                Ok(Reply::json(&json!({ "spread": fanout })))
             }
             "Spin" => {
                 let Spin { millis } = command.json()?;

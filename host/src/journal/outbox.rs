@@ -1,0 +1,151 @@
+//! The outbox table: asynchronous side effects waiting for delivery, and
+//! the count of them per target service, which bounds how many one service
+//! may have waiting (`--max-outbox-per-service`).
+//!
+//! Entries are added by the writer, in the transaction of the command that
+//! asked for them; deliveries, retries and drops are bookkeeping writes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::records::{self, OutboxEntry, OutboxRecord};
+use super::tables::OUTBOX;
+use super::{Journal, JournalError};
+use crate::domain::Call;
+
+/// How many entries wait for each target service, and how many may.
+#[derive(Debug)]
+pub(super) struct OutboxBook {
+    waiting: Mutex<HashMap<String, u64>>,
+    quota: AtomicU64,
+}
+
+impl OutboxBook {
+    /// The counts of the entries in `db`'s outbox, with no quota.
+    pub fn read(db: &redb::Database) -> Result<Self, JournalError> {
+        let txn = db.begin_read()?;
+        let mut waiting: HashMap<String, u64> = HashMap::new();
+        for row in txn.open_table(OUTBOX)?.iter()? {
+            let (_, value) = row?;
+            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
+            *waiting.entry(record.call.service).or_default() += 1;
+        }
+        Ok(Self { waiting: Mutex::new(waiting), quota: AtomicU64::new(u64::MAX) })
+    }
+
+    /// Whether `adding` more entries (by target service) fit the quota;
+    /// the first service that does not fit, if any.
+    pub fn over_quota<'a>(&self, adding: &HashMap<&'a str, u64>) -> Option<&'a str> {
+        let quota = self.quota.load(Ordering::Relaxed);
+        let waiting = self.waiting.lock().unwrap();
+        adding.iter().find(|(service, n)| waiting.get(**service).copied().unwrap_or(0) + **n > quota).map(|(s, _)| *s)
+    }
+
+    /// Counts entries added to (`delta` > 0) or gone from the outbox.
+    pub fn adjust(&self, service: &str, delta: i64) {
+        let mut waiting = self.waiting.lock().unwrap();
+        let count = waiting.entry(service.to_string()).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            waiting.remove(service);
+        }
+    }
+}
+
+impl Journal {
+    /// Bounds how many entries may wait for one target service: a commit
+    /// that would pass it is refused ([`super::CommitStatus::OutboxFull`]).
+    pub fn set_outbox_quota(&self, quota: u64) {
+        self.outbox.quota.store(quota, Ordering::Relaxed);
+    }
+
+    /// Up to `limit` outbox entries due at `now_ms` with an id past `after`,
+    /// oldest first, and the number of entries waiting in all.
+    pub fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut due = Vec::new();
+        for row in table.range(after.saturating_add(1)..)? {
+            let (id, value) = row?;
+            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
+            if record.next_attempt_ms <= now_ms {
+                due.push(OutboxEntry {
+                    id: id.value(),
+                    call: record.call,
+                    hops: record.hops,
+                    attempts: record.attempts,
+                    next_attempt_ms: record.next_attempt_ms,
+                });
+                if due.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((due, table.len()?))
+    }
+
+    /// Removes delivered (or abandoned) outbox entries.
+    pub fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
+        let mut gone: Vec<String> = Vec::new();
+        self.bookkeeping_write(|txn| {
+            let mut table = txn.open_table(OUTBOX)?;
+            for id in ids {
+                if let Some(row) = table.remove(id)? {
+                    let record: OutboxRecord<Call> = records::decode(row.value(), "outbox entry")?;
+                    gone.push(record.call.service);
+                }
+            }
+            Ok(())
+        })?;
+        for service in gone {
+            self.outbox.adjust(&service, -1);
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt: the entry is retried at `next_attempt_ms`
+    /// (unless it was dropped meanwhile, with its service).
+    pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+        let record = OutboxRecord {
+            call: &entry.call,
+            hops: entry.hops,
+            attempts: entry.attempts,
+            next_attempt_ms: entry.next_attempt_ms,
+        };
+        let encoded = records::encode(&record)?;
+        self.bookkeeping_write(|txn| {
+            let mut table = txn.open_table(OUTBOX)?;
+            if table.get(entry.id)?.is_some() {
+                table.insert(entry.id, encoded.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes every entry waiting for `service` (it was deleted); answers
+    /// how many there were.
+    pub fn outbox_drop_service(&self, service: &str) -> Result<usize, JournalError> {
+        let mut dropped = 0;
+        self.bookkeeping_write(|txn| {
+            let mut table = txn.open_table(OUTBOX)?;
+            let mut ids = Vec::new();
+            for row in table.iter()? {
+                let (id, value) = row?;
+                let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
+                if record.call.service == service {
+                    ids.push(id.value());
+                }
+            }
+            for id in &ids {
+                table.remove(id)?;
+            }
+            dropped = ids.len();
+            Ok(())
+        })?;
+        self.outbox.adjust(service, -(dropped as i64));
+        Ok(dropped)
+    }
+}
