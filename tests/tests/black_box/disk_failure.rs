@@ -10,19 +10,28 @@ use wasmstate::{FailingStorage, ServeConfig};
 use wasmstate_tests::Api;
 use wasmstate_tests::guests::COUNTER;
 
-#[tokio::test]
-async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
+/// Serves the host in process on `disk`, with its data dir (for the
+/// compiled-code cache) and a client.
+async fn serve(disk: FailingStorage) -> (tempfile::TempDir, Api) {
     let dir = tempfile::tempdir().unwrap();
-    let disk = FailingStorage::default();
-    let failing = disk.switch();
     let db = redb::Builder::new().create_with_backend(disk).unwrap();
     let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let state = wasmstate::open_with_database(&config, db, shutdown).await.unwrap().state;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, wasmstate::app(state)).await });
-    let api = Api::new(&base);
+    tokio::spawn(async move {
+        let _stop = stop;
+        axum::serve(listener, wasmstate::app(state)).await
+    });
+    (dir, Api::new(&base))
+}
+
+#[tokio::test]
+async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
+    let disk = FailingStorage::default();
+    let failing = disk.switch();
+    let (_dir, api) = serve(disk).await;
 
     api.deploy("counter", std::path::Path::new(COUNTER)).await;
     api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
@@ -53,17 +62,9 @@ async fn a_failing_disk_fails_the_command_and_the_host_stays_up() {
 /// host keeps answering.
 #[tokio::test]
 async fn a_storage_panic_marks_the_journal_failed_and_the_host_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
     let disk = FailingStorage::default();
     let panicking = disk.panic_switch();
-    let db = redb::Builder::new().create_with_backend(disk).unwrap();
-    let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let state = wasmstate::open_with_database(&config, db, shutdown).await.unwrap().state;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, wasmstate::app(state)).await });
-    let api = Api::new(&base);
+    let (_dir, api) = serve(disk).await;
     api.deploy("counter", std::path::Path::new(COUNTER)).await;
     api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
     api.get("/healthz").await.expect(200);
