@@ -19,7 +19,11 @@ use crate::report::{Report, Row, Samples, Timing, fmt_dur};
 use crate::servers::{CARTS, CONNECTIONS, Guests};
 
 /// The host's default guest limits (`wasmstate serve` without flags).
-const LIMITS: GuestLimits = GuestLimits { invocation_timeout: Duration::from_secs(5), max_memory_bytes: 64 << 20 };
+const LIMITS: GuestLimits = GuestLimits {
+    invocation_timeout: Duration::from_secs(5),
+    max_memory_bytes: 64 << 20,
+    max_total_memory_bytes: usize::MAX,
+};
 
 /// A cart event as the cart guest emits it, and a cart state with five lines.
 const CART_EVENT: &[u8] = br#"{"type":"ItemAdded","item":{"productId":"P00000001","name":"Product 1","quantity":1}}"#;

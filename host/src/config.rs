@@ -38,6 +38,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_MAX_GUEST_MEMORY", default_value = "64MiB", value_parser = parse_size)]
     pub max_guest_memory: usize,
 
+    /// The most linear memory all guest instances may have together (e.g.
+    /// 4GiB); a call that needs more answers 503. Default: half the
+    /// machine's memory (or its cgroup's limit).
+    #[arg(long, env = "WASMSTATE_MAX_TOTAL_GUEST_MEMORY", value_parser = parse_size)]
+    pub max_total_guest_memory: Option<usize>,
+
     /// The largest command payload accepted (e.g. 1MiB); larger answers 413.
     #[arg(long, env = "WASMSTATE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_body_bytes: usize,
@@ -59,6 +65,24 @@ pub struct ServeConfig {
     /// delivery too) may produce; more fail it (500) and persist nothing.
     #[arg(long, env = "WASMSTATE_MAX_EVENTS_PER_COMMAND", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_events_per_command: u32,
+
+    /// The largest state a command may leave (e.g. 8MiB); larger fails the command (500).
+    #[arg(long, env = "WASMSTATE_MAX_STATE_BYTES", default_value = "8MiB", value_parser = parse_size)]
+    pub max_state_bytes: usize,
+
+    /// The most bytes of events one command may emit (e.g. 4MiB); more fail the command (500).
+    #[arg(long, env = "WASMSTATE_MAX_EVENT_BYTES_PER_COMMAND", default_value = "4MiB", value_parser = parse_size)]
+    pub max_event_bytes_per_command: usize,
+
+    /// Also store a snapshot whenever the events after the latest one pass
+    /// this size (e.g. 4MiB), so a cold load never has more to fold.
+    #[arg(long, env = "WASMSTATE_SNAPSHOT_EVERY_BYTES", default_value = "4MiB", value_parser = parse_size)]
+    pub snapshot_every_bytes: usize,
+
+    /// How much state the entities may hold in memory in all (e.g. 1GiB);
+    /// past it, entities idle for 100 ms or more are passivated at once.
+    #[arg(long, env = "WASMSTATE_MAX_CACHED_STATE_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub max_cached_state_bytes: usize,
 
     /// The largest reply one command may produce (e.g. 1MiB); larger fails the command (500).
     #[arg(long, env = "WASMSTATE_MAX_REPLY_BYTES", default_value = "1MiB", value_parser = parse_size)]

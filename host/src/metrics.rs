@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 
 /// How an invocation ended, as counted in `wasmstate_invocations_total`
 /// and recorded in its span.
@@ -44,7 +44,7 @@ impl InvocationOutcome {
 }
 
 /// The host's metrics. Cheap to update from any thread.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Metrics {
     invocations: [AtomicU64; 5],
     commits: AtomicU64,
@@ -52,6 +52,7 @@ pub struct Metrics {
     committed_appends: AtomicU64,
     committed_events: AtomicU64,
     active_entities: AtomicI64,
+    cached_state_bytes: AtomicI64,
     cold_loads: AtomicU64,
     deploys: AtomicU64,
     outbox_pending: AtomicI64,
@@ -64,6 +65,8 @@ pub struct Metrics {
     /// Per (subscriber, source): the source's events not yet delivered.
     subscription_lag: Mutex<BTreeMap<(String, String), u64>>,
     open_connections: AtomicI64,
+    /// Reads the linear memory the guests hold, once the runtime exists.
+    guest_memory: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
     refused_connections: AtomicU64,
     connection_timeouts: AtomicU64,
     accept_errors: AtomicU64,
@@ -101,6 +104,11 @@ impl Metrics {
     /// Adjusts the number of entities held in memory.
     pub fn add_active_entities(&self, delta: i64) {
         self.active_entities.fetch_add(delta, Relaxed);
+    }
+
+    /// Adjusts the bytes of state the active entities hold.
+    pub fn add_cached_state_bytes(&self, delta: i64) {
+        self.cached_state_bytes.fetch_add(delta, Relaxed);
     }
 
     /// The number of entities held in memory.
@@ -158,6 +166,11 @@ impl Metrics {
             Some(lag) => lags.insert(key, lag),
             None => lags.remove(&key),
         };
+    }
+
+    /// Where `wasmstate_guest_memory_bytes` reads the guests' memory.
+    pub fn watch_guest_memory(&self, read: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.guest_memory.set(Box::new(read));
     }
 
     /// Adjusts the number of connections being served.
@@ -248,11 +261,21 @@ impl Metrics {
         let gauges = [
             ("wasmstate_active_entities", "Entities held in memory.", self.active_entities()),
             (
+                "wasmstate_cached_state_bytes",
+                "Bytes of state the active entities hold (--max-cached-state-bytes bounds it).",
+                self.cached_state_bytes.load(Relaxed),
+            ),
+            (
                 "wasmstate_outbox_pending",
                 "Asynchronous side effects waiting in the outbox.",
                 self.outbox_pending.load(Relaxed),
             ),
             ("wasmstate_connections_open", "Connections being served.", self.open_connections.load(Relaxed)),
+            (
+                "wasmstate_guest_memory_bytes",
+                "Linear memory the guest instances hold (--max-total-guest-memory bounds it).",
+                self.guest_memory.get().map_or(0, |read| read() as i64),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

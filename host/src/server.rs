@@ -130,7 +130,10 @@ pub async fn open_with_database(
     let runtime = Arc::new(Runtime::new(GuestLimits {
         invocation_timeout: config.invocation_timeout,
         max_memory_bytes: config.max_guest_memory,
+        max_total_memory_bytes: config.max_total_guest_memory.unwrap_or_else(crate::runtime::HostMemory::default_max),
     })?);
+    let host_memory = runtime.host_memory().clone();
+    metrics.watch_guest_memory(move || host_memory.used());
     let cache_key = journal.compiled_cache_key().context("cannot read the compiled-code cache's key")?;
     let cache = CompiledCache::new(&config.data_dir.join(COMPILED_DIR), runtime.engine(), cache_key)?;
     let services = {
@@ -160,6 +163,10 @@ pub async fn open_with_database(
             max_in_flight: config.max_in_flight as usize,
             max_events_per_command: config.max_events_per_command as usize,
             max_reply_bytes: config.max_reply_bytes,
+            max_state_bytes: config.max_state_bytes,
+            max_event_bytes_per_command: config.max_event_bytes_per_command,
+            snapshot_every_bytes: config.snapshot_every_bytes,
+            max_cached_state_bytes: config.max_cached_state_bytes,
             idempotency_ttl: config.idempotency_ttl,
         },
     );

@@ -16,6 +16,10 @@ use crate::metrics::Metrics;
 use crate::names::validate_service_name;
 use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
 
+/// How many components may compile at once: compiling a large one takes
+/// seconds and much memory.
+const COMPILE_SLOTS: usize = 2;
+
 /// The version of a service that new invocations run.
 pub struct Service {
     /// Its metadata.
@@ -77,8 +81,11 @@ pub struct Services {
     current: RwLock<BTreeMap<String, Arc<Service>>>,
     history: RwLock<BTreeMap<String, Vec<VersionMeta>>>,
     /// Held by one deploy or delete at a time, from before it reads the
-    /// history until its change is in storage and in memory.
+    /// history until its change is in storage and in memory; never while
+    /// compiling.
     deploying: tokio::sync::Mutex<()>,
+    /// How many components may compile at once.
+    compiling: tokio::sync::Semaphore,
     /// Counts the deploys and deletes, so others can follow the changes.
     changes: watch::Sender<u64>,
 }
@@ -122,6 +129,7 @@ impl Services {
             current: RwLock::new(current),
             history: RwLock::new(history),
             deploying: tokio::sync::Mutex::new(()),
+            compiling: tokio::sync::Semaphore::new(COMPILE_SLOTS),
             changes: watch::Sender::new(0),
         })
     }
@@ -211,45 +219,61 @@ impl Services {
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
         }
+        let latest = || self.history.read().unwrap().get(&name).and_then(|v| v.last().cloned());
+        let unchanged = |latest: &Option<VersionMeta>, digest: &str| {
+            skip_same && latest.as_ref().is_some_and(|m| m.digest == digest && m.subscriptions == subscriptions)
+        };
+        // Hashing and compiling block, and take long for a large component:
+        // off the async threads, within a few compile slots, and outside the
+        // lock that other deploys and deletes need.
+        let (runtime, hashed) = (self.runtime.clone(), bytes);
+        let slot = self.compiling.acquire().await.map_err(|e| DeployError::Internal(e.to_string()))?;
+        let digest_of = move || (hex(&Sha256::digest(&hashed)), hashed);
+        let (digest, bytes) =
+            tokio::task::spawn_blocking(digest_of).await.map_err(|e| DeployError::Internal(e.to_string()))?;
+        if unchanged(&latest(), &digest) {
+            return Ok(None);
+        }
+        let (component, compiled, bytes) = tokio::task::spawn_blocking(move || {
+            runtime.compile(&bytes).map(|(component, compiled)| (component, compiled, bytes))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
+        drop(slot);
+
         let _one_at_a_time = self.deploying.lock().await;
-        let latest = self.history.read().unwrap().get(&name).and_then(|v| v.last().cloned());
-        let (runtime, journal, cache) = (self.runtime.clone(), self.journal.clone(), self.cache.clone());
-        // Hashing, compiling and storing block: off the async threads.
-        let deployed = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-            let digest = hex(&Sha256::digest(&bytes));
-            if skip_same
-                && let Some(latest) = latest.as_ref().filter(|m| m.digest == digest && m.subscriptions == subscriptions)
-            {
-                tracing::debug!(service = %latest.service, version = latest.version, "already deployed");
-                return Ok(None);
-            }
-            let (component, compiled) = runtime.compile(&bytes)?;
-            let kind = compiled.kind();
-            if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
-                return Err(DeployError::Conflict(format!(
-                    "{} is {} service; a new version must be one too, not {} service",
-                    latest.service,
-                    latest.kind.with_article(),
-                    kind.with_article()
-                )));
-            }
-            if !subscriptions.is_empty() && kind != ServiceKind::Action {
-                return Err(DeployError::Conflict(format!(
-                    "only an action can subscribe to events, not {} service",
-                    kind.with_article()
-                )));
-            }
-            let version =
-                NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
+        let latest = latest();
+        if unchanged(&latest, &digest) {
+            tracing::debug!(service = %name, "already deployed");
+            return Ok(None);
+        }
+        let kind = compiled.kind();
+        if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
+            return Err(DeployError::Conflict(format!(
+                "{} is {} service; a new version must be one too, not {} service",
+                latest.service,
+                latest.kind.with_article(),
+                kind.with_article()
+            )));
+        }
+        if !subscriptions.is_empty() && kind != ServiceKind::Action {
+            return Err(DeployError::Conflict(format!(
+                "only an action can subscribe to events, not {} service",
+                kind.with_article()
+            )));
+        }
+        let (journal, cache) = (self.journal.clone(), self.cache.clone());
+        let version =
+            NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
+        let meta = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let meta = journal.save_version(&version, &bytes)?;
             if let Err(error) = cache.store(&meta.digest, &component) {
                 tracing::warn!(%error, "could not cache compiled component");
             }
-            Ok(Some((meta, compiled)))
+            Ok(meta)
         })
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))??;
-        let Some((meta, compiled)) = deployed else { return Ok(None) };
         self.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
         self.current.write().unwrap().insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), compiled }));
         self.metrics.record_deploy();

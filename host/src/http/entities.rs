@@ -18,6 +18,9 @@ use crate::names::{validate_entity_id, validate_service_name};
 const MAX_COMMAND_NAME: usize = 128;
 /// The most events one `events` request answers.
 const MAX_EVENTS_PER_PAGE: usize = 10_000;
+/// The most bytes of events one `events` request answers (past them, the
+/// page ends: ask again from the next seq).
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// `POST /v1/services/{service}/entities/{id}/{command}`: runs the command
 /// and answers the entity's reply once its events are durable.
@@ -111,7 +114,7 @@ pub async fn events(
     }
     let limit = query.limit.unwrap_or(MAX_EVENTS_PER_PAGE).min(MAX_EVENTS_PER_PAGE);
     let journal = state.journal.clone();
-    let events = tokio::task::spawn_blocking(move || journal.events(&service, &id, from, limit))
+    let events = tokio::task::spawn_blocking(move || journal.events_page(&service, &id, from, limit, MAX_PAGE_BYTES))
         .await
         .map_err(ApiError::internal)??;
     let events: Vec<EventReply> = events.into_iter().map(EventReply::from).collect();

@@ -104,7 +104,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::UnknownService(service) | InvokeError::DeletedService(service) => {
                 Self::unknown_service(&service)
             }
-            InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy) => {
+            InvokeError::Overloaded(_) | InvokeError::Guest(GuestError::Busy | GuestError::HostMemoryFull(_)) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
             }
             InvokeError::EarlierCommitFailed | InvokeError::KeyRecordExpired | InvokeError::Conflict { .. } => {

@@ -73,7 +73,8 @@ impl Follow {
             }
             let (journal, service, entity, next) =
                 (self.journal.clone(), self.service.clone(), self.entity.clone(), self.next);
-            match tokio::task::spawn_blocking(move || journal.events(&service, &entity, next, PAGE)).await {
+            let page = move || journal.events_page(&service, &entity, next, PAGE, super::entities::MAX_PAGE_BYTES);
+            match tokio::task::spawn_blocking(page).await {
                 Ok(Ok(events)) if !events.is_empty() => {
                     self.buffer.extend(events);
                     continue;

@@ -19,9 +19,25 @@ use crate::services::Service;
 pub(super) enum CachedState {
     /// An event-sourced entity's state as of its last event, lent to the
     /// guest as the snapshot of its next command.
-    EventSourced(Snapshot),
+    EventSourced {
+        /// The state.
+        snapshot: Snapshot,
+        /// The bytes of the events after the latest stored snapshot: what a
+        /// cold load would fold.
+        unsnapshotted_bytes: usize,
+    },
     /// A value entity's stored state (`None` when there is none).
     Value(Option<Vec<u8>>),
+}
+
+impl CachedState {
+    /// The bytes of state it holds in memory.
+    pub fn bytes(&self) -> usize {
+        match self {
+            CachedState::EventSourced { snapshot, .. } => snapshot.state().len(),
+            CachedState::Value(state) => state.as_ref().map_or(0, Vec::len),
+        }
+    }
 }
 
 /// A command the guest has run (or a key replayed), not yet durable.
@@ -88,12 +104,15 @@ async fn event_sourced(
     call: Call,
 ) -> Result<Executed, InvokeError> {
     let loaded;
-    let (snapshot, events, last_seq) = match cached {
-        Some(CachedState::EventSourced(snapshot)) => (Some(&*snapshot), Vec::new(), snapshot.seq()),
+    let (snapshot, events, last_seq, unsnapshotted) = match cached {
+        Some(CachedState::EventSourced { snapshot, unsnapshotted_bytes }) => {
+            (Some(&*snapshot), Vec::new(), snapshot.seq(), *unsnapshotted_bytes)
+        }
         _ => {
             let history = load_history(shared, entity).await?;
             loaded = history.snapshot.map(|s| Snapshot::new(s.seq, s.state));
-            (loaded.as_ref(), history.events, history.last_seq)
+            let bytes = history.events.iter().map(|e| e.payload.len()).sum();
+            (loaded.as_ref(), history.events, history.last_seq, bytes)
         }
     };
     let mut effects = shared
@@ -107,16 +126,23 @@ async fn event_sourced(
     };
     let new_last = last_seq + events.len() as u64;
     let every = shared.config.snapshot_every;
-    let snapshot = ((last_seq + 1)..=new_last).any(|s| s % every == 0).then(|| StoredSnapshot {
+    // A snapshot every N events, and whenever the events a cold load would
+    // fold pass a size, so an entity never outgrows what a guest can load.
+    let unsnapshotted = unsnapshotted + events.iter().map(Vec::len).sum::<usize>();
+    let due =
+        ((last_seq + 1)..=new_last).any(|s| s % every == 0) || unsnapshotted >= shared.config.snapshot_every_bytes;
+    let snapshot = (due && !events.is_empty()).then(|| StoredSnapshot {
         seq: new_last,
         version: service.meta.version,
         state: state.clone(),
     });
+    let unsnapshotted_bytes = if snapshot.is_some() { 0 } else { unsnapshotted };
     // Even with no events, a commit of side effects (or an idempotency
     // record) is checked against the seq the command ran on: after an
     // earlier queued command fails to commit, it is refused too.
     let write = EntityWrite::Events { expected_last_seq: last_seq, events, snapshot };
-    Ok((write, effects, Some(CachedState::EventSourced(Snapshot::new(new_last, state)))))
+    let cache = CachedState::EventSourced { snapshot: Snapshot::new(new_last, state), unsnapshotted_bytes };
+    Ok((write, effects, Some(cache)))
 }
 
 async fn value(

@@ -90,7 +90,7 @@ impl InvokeError {
             | InvokeError::Journal(_)
             | InvokeError::Internal(_)
             | InvokeError::UnknownService(_)
-            | InvokeError::Guest(GuestError::Timeout(_) | GuestError::Busy) => true,
+            | InvokeError::Guest(GuestError::Timeout(_) | GuestError::Busy | GuestError::HostMemoryFull(_)) => true,
             InvokeError::SideEffectFailed { source, .. } => source.is_transient(),
             _ => false,
         }
@@ -107,7 +107,7 @@ impl InvokeError {
         match self {
             InvokeError::Failed(_) => InvocationOutcome::Failed,
             InvokeError::Guest(GuestError::Timeout(_)) => InvocationOutcome::TimedOut,
-            InvokeError::Guest(GuestError::Busy) => InvocationOutcome::Refused,
+            InvokeError::Guest(GuestError::Busy | GuestError::HostMemoryFull(_)) => InvocationOutcome::Refused,
             InvokeError::Guest(_) | InvokeError::OutputLimit(_) => InvocationOutcome::Trapped,
             _ => InvocationOutcome::Refused,
         }

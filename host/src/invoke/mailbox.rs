@@ -6,6 +6,7 @@
 //! bounded by the entities actually in use.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,8 +49,18 @@ pub const MIN_IDLE_UNDER_PRESSURE: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct Mailboxes {
     senders: Mutex<HashMap<EntityKey, mpsc::Sender<Mail>>>,
-    /// Woken when the active entities reach their cap.
+    /// Woken when the active entities reach their cap, or the state they
+    /// hold its budget.
     pressure: Notify,
+    /// The bytes of state the active entities hold.
+    cached_bytes: AtomicUsize,
+}
+
+impl Mailboxes {
+    /// Whether the entities hold more state than `max` bytes.
+    fn over_budget(&self, max: usize) -> bool {
+        self.cached_bytes.load(Ordering::Relaxed) > max
+    }
 }
 
 /// Puts the command in its entity's mailbox, starting the entity's task if
@@ -65,7 +76,8 @@ pub(super) async fn enqueue(
         // Under the lock, so a task retiring at the same moment can never
         // strand a job (see `try_retire`).
         let mut senders = shared.mailboxes.senders.lock().unwrap();
-        if senders.len() >= shared.config.max_active_entities && !senders.contains_key(&key) {
+        let crowded = senders.len() >= shared.config.max_active_entities && !senders.contains_key(&key);
+        if crowded || shared.mailboxes.over_budget(shared.config.max_cached_state_bytes) {
             shared.mailboxes.pressure.notify_waiters();
         }
         let start_task = || {
@@ -110,7 +122,7 @@ fn try_retire(shared: &Shared, key: &EntityKey, rx: &mpsc::Receiver<Mail>) -> bo
 
 async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<Mail>) {
     shared.metrics.add_active_entities(1);
-    let _active = ActiveGauge(&shared);
+    let mut task = EntityTask { shared: &shared, held: 0 };
     let mut cached: Option<CachedState> = None;
     let mut last_active = Instant::now();
     let mut carried: Option<Mail> = None;
@@ -124,8 +136,10 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
                     Some(job) => job,
                     None => break,
                 },
-                () = tokio::time::sleep_until(last_active + shared.config.passivate_after) => {
-                    if try_retire(&shared, &key, &rx) {
+                () = tokio::time::sleep_until(idle_deadline(&shared, last_active, task.held)) => {
+                    let expired = last_active.elapsed() >= shared.config.passivate_after;
+                    let pressed = shared.mailboxes.over_budget(shared.config.max_cached_state_bytes);
+                    if (expired || pressed) && try_retire(&shared, &key, &rx) {
                         break;
                     }
                     continue;
@@ -159,17 +173,49 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         // Boxed: the batch's future is large, and inline it would be part
         // of every idle entity's task too.
         Box::pin(run_batch(&shared, &key, &mut cached, batch)).await;
+        task.hold(cached.as_ref().map_or(0, CachedState::bytes));
         last_active = Instant::now();
     }
 }
 
-/// Counts an entity task out of the active entities when it ends, however
-/// it ends.
-struct ActiveGauge<'a>(&'a Shared);
+/// When an entity idle since `last_active`, holding `held` bytes of state,
+/// looks at passivating: after `--passivate-after`, or, while the entities
+/// hold more state than their budget, as soon as it has been idle for
+/// [`MIN_IDLE_UNDER_PRESSURE`].
+fn idle_deadline(shared: &Shared, last_active: Instant, held: usize) -> Instant {
+    let pressed = held > 0 && shared.mailboxes.over_budget(shared.config.max_cached_state_bytes);
+    if pressed { last_active + MIN_IDLE_UNDER_PRESSURE } else { last_active + shared.config.passivate_after }
+}
 
-impl Drop for ActiveGauge<'_> {
+/// An entity task's share of the gauges: one active entity, and the bytes
+/// of state it holds. Counted out when the task ends, however it ends.
+struct EntityTask<'a> {
+    shared: &'a Shared,
+    held: usize,
+}
+
+impl EntityTask<'_> {
+    /// The task now holds `bytes` of state; past the budget of all
+    /// entities' state, the idle ones are passivated.
+    fn hold(&mut self, bytes: usize) {
+        let mailboxes = &self.shared.mailboxes;
+        if bytes >= self.held {
+            mailboxes.cached_bytes.fetch_add(bytes - self.held, Ordering::Relaxed);
+        } else {
+            mailboxes.cached_bytes.fetch_sub(self.held - bytes, Ordering::Relaxed);
+        }
+        self.shared.metrics.add_cached_state_bytes(bytes as i64 - self.held as i64);
+        self.held = bytes;
+        if mailboxes.over_budget(self.shared.config.max_cached_state_bytes) {
+            mailboxes.pressure.notify_waiters();
+        }
+    }
+}
+
+impl Drop for EntityTask<'_> {
     fn drop(&mut self) {
-        self.0.metrics.add_active_entities(-1);
+        self.hold(0);
+        self.shared.metrics.add_active_entities(-1);
     }
 }
 

@@ -64,6 +64,16 @@ pub struct InvokerConfig {
     pub max_events_per_command: usize,
     /// The largest reply one command may produce, in bytes.
     pub max_reply_bytes: usize,
+    /// The largest state a command may leave, in bytes.
+    pub max_state_bytes: usize,
+    /// The most bytes of events one command may emit.
+    pub max_event_bytes_per_command: usize,
+    /// Store a snapshot too whenever the events after the latest one pass
+    /// this many bytes.
+    pub snapshot_every_bytes: usize,
+    /// How many bytes of state the entities may hold in memory before idle
+    /// ones are passivated early.
+    pub max_cached_state_bytes: usize,
     /// How long an idempotency record answers repeats of its key.
     pub idempotency_ttl: Duration,
 }

@@ -13,12 +13,28 @@ impl Shared {
     /// valid names.
     pub(super) fn check_output(&self, effects: &Effects) -> Result<(), InvokeError> {
         let max = self.config.max_events_per_command;
-        if let StateChange::Events { events, .. } = &effects.state
-            && events.len() > max
+        if let StateChange::Events { events, .. } = &effects.state {
+            if events.len() > max {
+                return Err(InvokeError::OutputLimit(format!(
+                    "the command emitted {} events; at most {max} are allowed",
+                    events.len()
+                )));
+            }
+            let bytes: usize = events.iter().map(Vec::len).sum();
+            let max_bytes = self.config.max_event_bytes_per_command;
+            if bytes > max_bytes {
+                return Err(InvokeError::OutputLimit(format!(
+                    "the command emitted {bytes} bytes of events; at most {max_bytes} are allowed"
+                )));
+            }
+        }
+        if let StateChange::Events { state, .. } | StateChange::Update(state) = &effects.state
+            && state.len() > self.config.max_state_bytes
         {
             return Err(InvokeError::OutputLimit(format!(
-                "the command emitted {} events; at most {max} are allowed",
-                events.len()
+                "the command left a state of {} bytes; at most {} are allowed",
+                state.len(),
+                self.config.max_state_bytes
             )));
         }
         if effects.side_effects.len() > max {

@@ -1,7 +1,8 @@
 //! The migration from schema 1 (the layout before the journal kept a
 //! version) to schema 2: the tables whose rows change are read whole,
 //! deleted, and written again in the new encoding, inside the caller's
-//! transaction. Component bytes, counters and offsets keep their layout.
+//! transaction. Counters and offsets keep their layout; component bytes
+//! move to a table keyed by their digest.
 //!
 //! Events and values keep their tables but are rewritten as records with a
 //! checksum, a chunk at a time.
@@ -19,11 +20,12 @@ use super::JournalError;
 use super::records::{
     self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord, VersionRecord,
 };
-use super::tables::{EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS};
+use super::tables::{COMPONENTS, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS};
 use crate::domain::{Call, FollowUp, Reply};
 
 const SNAPSHOTS_V1: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("snapshots");
 pub(super) const VERSIONS_V1: TableDefinition<(&str, u32), &str> = TableDefinition::new("versions");
+const COMPONENTS_V1: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("components");
 /// Schema 1's outbox row: (service, entity, command, payload, attempts, next attempt at).
 type OutboxRowV1 = (&'static str, &'static str, &'static str, &'static [u8], u32, u64);
 pub(super) const OUTBOX_V1: TableDefinition<u64, OutboxRowV1> = TableDefinition::new("outbox");
@@ -84,6 +86,24 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
     for (service, head) in heads {
         table.insert(service, head)?;
     }
+    drop(table);
+
+    // Component bytes move from (service, version) to their digest, once.
+    let digests: BTreeMap<(&str, u32), &str> =
+        versions.iter().map(|((service, version), v1)| ((service.as_str(), *version), v1.digest.as_str())).collect();
+    let mut table = txn.open_table(COMPONENTS)?;
+    {
+        let old = txn.open_table(COMPONENTS_V1)?;
+        for row in old.iter()? {
+            let (key, bytes) = row?;
+            if let Some(digest) = digests.get(&key.value())
+                && table.get(*digest)?.is_none()
+            {
+                table.insert(*digest, bytes.value())?;
+            }
+        }
+    }
+    txn.delete_table(COMPONENTS_V1)?;
     drop(table);
 
     let outbox: Vec<(u64, OutboxRecord<Call>)> = read_all(txn, OUTBOX_V1, |id, row| {
@@ -287,7 +307,7 @@ pub(super) fn write_v1_fixture(db: &redb::Database) -> Result<(), JournalError> 
         txn.open_table(VERSIONS_V1)?.insert(("cart", 3), json)?;
         let json = r#"{"service":"proj","version":1,"digest":"cd","kind":"action","size":4,"deployed_at_ms":6,"subscriptions":["cart"]}"#;
         txn.open_table(VERSIONS_V1)?.insert(("proj", 1), json)?;
-        txn.open_table(super::tables::COMPONENTS)?.insert(("cart", 3), &b"component"[..])?;
+        txn.open_table(COMPONENTS_V1)?.insert(("cart", 3), &b"component"[..])?;
         txn.open_table(super::tables::EVENTS)?.insert(("cart", "c1", 1), &b"{\"e\":1}"[..])?;
         txn.open_table(super::tables::VALUES)?.insert(("profile", "ada"), &b"{\"name\":\"Ada\"}"[..])?;
         txn.open_table(SNAPSHOTS_V1)?.insert(("cart", "c1"), (1, &b"{\"s\":1}"[..]))?;

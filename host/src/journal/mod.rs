@@ -19,6 +19,7 @@ mod outbox;
 mod records;
 mod schema;
 mod tables;
+mod versions;
 mod writer;
 
 use std::path::Path;
@@ -36,7 +37,7 @@ pub use commit_watch::{CommitWatch, Watching};
 pub use failing_storage::FailingStorage;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
 pub use schema::{SCHEMA_VERSION, SchemaStatus};
-use tables::{COMPONENTS, EVENTS, SNAPSHOTS, VERSION_HEADS, VERSIONS};
+use tables::{EVENTS, SNAPSHOTS};
 pub use writer::panic_message;
 pub use writer::{Commit, CommitStatus, EntityWrite};
 use writer::{GroupCommitter, Signals};
@@ -259,104 +260,29 @@ impl Journal {
             None => None,
         };
         let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
-        let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX)?;
+        let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX, usize::MAX)?;
         let last_seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
         Ok(EntityHistory { snapshot, events, last_seq })
     }
 
     /// Reads up to `limit` committed events of an entity, from seq `from` on.
     pub fn events(&self, service: &str, entity: &str, from: u64, limit: usize) -> Result<Vec<Event>, JournalError> {
+        self.events_page(service, entity, from, limit, usize::MAX)
+    }
+
+    /// Reads committed events of an entity from seq `from` on: up to
+    /// `limit` of them, and no more once their payloads pass `max_bytes`
+    /// (but always one, if there is one).
+    pub fn events_page(
+        &self,
+        service: &str,
+        entity: &str,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>, JournalError> {
         let txn = self.db.begin_read()?;
-        read_events(&txn.open_table(EVENTS)?, service, entity, from, limit)
-    }
-
-    /// Stores a new deployed version, durably: gives it the number after
-    /// the last one this service name ever had, and stores its metadata and
-    /// component bytes.
-    pub fn save_version(&self, version: &NewVersion, component: &[u8]) -> Result<VersionMeta, JournalError> {
-        let txn = self.db.begin_write()?;
-        let meta = {
-            let mut heads = txn.open_table(VERSION_HEADS)?;
-            let number = heads.get(version.service.as_str())?.map_or(0, |v| v.value()) + 1;
-            heads.insert(version.service.as_str(), number)?;
-            let meta = VersionMeta {
-                service: version.service.clone(),
-                version: number,
-                digest: version.digest.clone(),
-                kind: version.kind,
-                size: component.len() as u64,
-                deployed_at_ms: version.deployed_at_ms,
-                subscriptions: version.subscriptions.clone(),
-            };
-            let mut versions = txn.open_table(VERSIONS)?;
-            let key = (meta.service.as_str(), number);
-            if versions.get(key)?.is_some() {
-                return Err(JournalError::VersionExists { service: meta.service.clone(), version: number });
-            }
-            let record = records::VersionRecord {
-                digest: meta.digest.clone(),
-                kind: meta.kind.as_str().to_string(),
-                size: meta.size,
-                deployed_at_ms: meta.deployed_at_ms,
-                subscriptions: meta.subscriptions.clone(),
-            };
-            versions.insert(key, records::encode(&record)?.as_slice())?;
-            txn.open_table(COMPONENTS)?.insert(key, component)?;
-            meta
-        };
-        txn.commit()?;
-        Ok(meta)
-    }
-
-    /// The last version number `service` was given (0 if never deployed).
-    pub fn last_version(&self, service: &str) -> Result<u32, JournalError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(VERSION_HEADS)?.get(service)?.map_or(0, |v| v.value()))
-    }
-
-    /// Removes every deployed version of `service` (metadata and component
-    /// bytes), durably; answers how many there were. Its entities' data
-    /// stays, and so does its last version number.
-    pub fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
-        let txn = self.db.begin_write()?;
-        let removed = {
-            let mut versions = txn.open_table(VERSIONS)?;
-            let mut components = txn.open_table(COMPONENTS)?;
-            let range = (service, 0)..=(service, u32::MAX);
-            let numbers: Vec<u32> =
-                versions.range(range)?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
-            for number in &numbers {
-                versions.remove((service, *number))?;
-                components.remove((service, *number))?;
-            }
-            numbers.len()
-        };
-        txn.commit()?;
-        Ok(removed)
-    }
-
-    /// Every deployed version of every service, ordered by (service, version).
-    pub fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
-        let txn = self.db.begin_read()?;
-        let mut out = Vec::new();
-        for row in txn.open_table(VERSIONS)?.iter()? {
-            let (key, value) = row?;
-            let (service, version) = key.value();
-            let what = format!("version {version} of {service}");
-            let record: records::VersionRecord = records::decode(value.value(), &what)?;
-            let kind = ServiceKind::from_name(&record.kind)
-                .ok_or_else(|| JournalError::Corrupt(format!("{what}: unknown kind {:?}", record.kind)))?;
-            out.push(VersionMeta {
-                service: service.to_string(),
-                version,
-                digest: record.digest,
-                kind,
-                size: record.size,
-                deployed_at_ms: record.deployed_at_ms,
-                subscriptions: record.subscriptions,
-            });
-        }
-        Ok(out)
+        read_events(&txn.open_table(EVENTS)?, service, entity, from, limit, max_bytes)
     }
 
     /// The key of the compiled-code cache's checksums: made once per
@@ -367,12 +293,6 @@ impl Journal {
         let row = txn.open_table(tables::KEYS)?.get(tables::COMPILED_CACHE_KEY)?;
         let key = row.as_ref().map(|v| v.value()).unwrap_or_default();
         key.try_into().map_err(|_| JournalError::Corrupt("the compiled-code cache's key".into()))
-    }
-
-    /// The component bytes of one deployed version.
-    pub fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(COMPONENTS)?.get((service, version))?.map(|v| v.value().to_vec()))
     }
 }
 
@@ -392,12 +312,18 @@ fn read_events(
     entity: &str,
     from: u64,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<Event>, JournalError> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     for row in events.range((service, entity, from.max(1))..=(service, entity, u64::MAX))?.take(limit) {
+        if bytes >= max_bytes {
+            break;
+        }
         let (key, row) = row?;
         let seq = key.value().2;
         let record = records::EventRecord::read(service, entity, seq, row.value())?;
+        bytes += record.payload.len();
         out.push(Event { seq, version: record.version, payload: record.payload.to_vec() });
     }
     Ok(out)

@@ -25,8 +25,9 @@ pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::n
 /// The latest snapshot per entity: (service, entity) → `SnapshotRecord`.
 pub const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("snapshots");
 
-/// Deployed component bytes: (service, version) → component.
-pub const COMPONENTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("components");
+/// Deployed component bytes, once per digest: SHA-256 (lowercase hex) →
+/// component.
+pub const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("component_bytes");
 
 /// Deployed versions: (service, version) → `VersionRecord`.
 pub const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");

@@ -397,3 +397,19 @@ async fn the_outbox_quota_and_a_deleted_service_bound_what_waits() {
     let (after_first, _) = journal.outbox_due(u64::MAX, all[0].id, 10).unwrap();
     assert_eq!(after_first, all[1..]);
 }
+
+#[test]
+fn identical_components_are_stored_once() {
+    let (_dir, journal) = journal();
+    for _ in 0..10 {
+        journal.save_version(&new_version("cart", "same"), b"0123456789").unwrap();
+    }
+    journal.save_version(&new_version("copy", "same"), b"0123456789").unwrap();
+    journal.save_version(&new_version("copy", "other"), b"abc").unwrap();
+    assert_eq!(journal.component_bytes().unwrap(), 13, "each digest once");
+    assert_eq!(journal.component("cart", 7).unwrap().as_deref(), Some(&b"0123456789"[..]));
+    journal.delete_versions("cart").unwrap();
+    assert_eq!(journal.component("copy", 1).unwrap().as_deref(), Some(&b"0123456789"[..]), "still shared by copy");
+    journal.delete_versions("copy").unwrap();
+    assert_eq!(journal.component_bytes().unwrap(), 0);
+}

@@ -1,12 +1,14 @@
 //! What each guest store holds: a locked-down WASI context, its resource
-//! table, the memory limiter and the captured stderr.
+//! table, the memory limiter (`guest_memory.rs`) and the captured stderr.
 
 use std::time::{Duration, Instant};
 
-use wasmtime::ResourceLimiter;
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::guest_memory::{HostMemory, MemoryLimiter};
 use super::guest_output::GuestOutput;
 
 /// The per-invocation state of one guest store.
@@ -24,11 +26,11 @@ pub struct GuestState {
 impl GuestState {
     /// A sandbox with no filesystem, network, environment, arguments or
     /// stdin; stdout is discarded, and the end of each call's stderr kept.
-    pub fn new(max_memory_bytes: usize) -> Self {
+    pub fn new(max_memory_bytes: usize, host_memory: Arc<HostMemory>) -> Self {
         Self {
             wasi: None,
             table: ResourceTable::new(),
-            memory: MemoryLimiter { max_bytes: max_memory_bytes, exceeded: false },
+            memory: MemoryLimiter::new(max_memory_bytes, host_memory),
             stderr: GuestOutput::default(),
             deadline: Instant::now(),
         }
@@ -37,7 +39,7 @@ impl GuestState {
     /// Prepares for the next call on this instance, which may take up to
     /// `time_limit`.
     pub fn start_call(&mut self, time_limit: Duration) {
-        self.memory.exceeded = false;
+        self.memory.start_call();
         self.deadline = Instant::now() + time_limit;
         self.stderr.start_call();
     }
@@ -61,26 +63,5 @@ impl WasiView for GuestState {
             .wasi
             .get_or_insert_with(|| WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build());
         WasiCtxView { ctx, table: &mut self.table }
-    }
-}
-
-/// Caps each linear memory and remembers whether the guest hit the cap.
-pub struct MemoryLimiter {
-    max_bytes: usize,
-    /// Set when the guest asked for more memory than allowed.
-    pub exceeded: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_bytes;
-        if !allowed {
-            self.exceeded = true;
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
     }
 }

@@ -18,6 +18,7 @@
 mod bindings;
 mod compiled_cache;
 mod guest_call;
+mod guest_memory;
 mod guest_output;
 mod guest_state;
 mod idle_pool;
@@ -36,6 +37,7 @@ pub use bindings::Snapshot;
 pub use compiled_cache::CompiledCache;
 pub use guest_call::CompiledService;
 use guest_call::WarmInstance;
+pub use guest_memory::HostMemory;
 use guest_state::GuestState;
 use idle_pool::IdleBudget;
 
@@ -51,6 +53,10 @@ const MAX_INSTANCES: u32 = 1000;
 /// How many instances may wait idle across all versions: half the slots,
 /// so idle instances never keep a version without one from running.
 const MAX_IDLE_INSTANCES: usize = MAX_INSTANCES as usize / 2;
+
+/// The most linear memory an instance may hold and still be kept idle
+/// for the next call.
+const MAX_IDLE_INSTANCE_MEMORY: usize = 8 << 20;
 
 /// How many dropped instances' memories are reset in one go.
 const DECOMMIT_BATCH: usize = 64;
@@ -69,6 +75,8 @@ pub struct GuestLimits {
     pub invocation_timeout: Duration,
     /// The most bytes of linear memory one instance may have.
     pub max_memory_bytes: usize,
+    /// The most bytes of linear memory all instances may have together.
+    pub max_total_memory_bytes: usize,
 }
 
 /// Why an uploaded component was refused.
@@ -113,6 +121,10 @@ pub enum GuestError {
     /// The guest ran past the invocation time limit.
     #[error("the guest ran longer than the invocation time limit of {0:?}")]
     Timeout(Duration),
+    /// The guests together hold all the linear memory the host allows;
+    /// the call may succeed later.
+    #[error("the guests together hold all the memory the host allows them ({0} bytes)")]
+    HostMemoryFull(usize),
     /// Every instance slot is in use; the call may succeed later.
     #[error("all {MAX_INSTANCES} instance slots are in use")]
     Busy,
@@ -131,6 +143,7 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     limits: GuestLimits,
     idle_budget: Arc<IdleBudget>,
+    host_memory: Arc<HostMemory>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -169,7 +182,19 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         start_epoch_ticker(engine.clone(), ticker_stop.clone())?;
-        Ok(Self { engine, linker, limits, idle_budget: IdleBudget::new(MAX_IDLE_INSTANCES), ticker_stop })
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            idle_budget: IdleBudget::new(MAX_IDLE_INSTANCES),
+            host_memory: HostMemory::new(limits.max_total_memory_bytes),
+            ticker_stop,
+        })
+    }
+
+    /// The linear memory the guests hold together.
+    pub fn host_memory(&self) -> &Arc<HostMemory> {
+        &self.host_memory
     }
 
     /// The engine, for the compiled-code cache.
@@ -226,7 +251,11 @@ impl Runtime {
         self.start_call(&mut warm.store);
         match tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await {
             Ok(Ok(result)) => {
-                service.give_back(warm);
+                // An instance that grew large is not kept: its memory is
+                // worth more to the other guests than its reuse.
+                if warm.store.data().memory.held() <= MAX_IDLE_INSTANCE_MEMORY {
+                    service.give_back(warm);
+                }
                 Ok(result)
             }
             Ok(Err(error)) => Err(self.classify(&warm.store, error)),
@@ -254,7 +283,8 @@ impl Runtime {
     /// call the guest yields to other tasks, until the call's time limit
     /// passes; then it traps (or, if it waits in the host, is dropped).
     async fn instantiate(&self, service: &CompiledService) -> Result<WarmInstance, GuestError> {
-        let mut store = Store::new(&self.engine, GuestState::new(self.limits.max_memory_bytes));
+        let state = GuestState::new(self.limits.max_memory_bytes, self.host_memory.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(|store| {
             Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
@@ -281,6 +311,9 @@ impl Runtime {
     fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> GuestError {
         if store.data().memory.exceeded {
             return GuestError::MemoryLimit(self.limits.max_memory_bytes);
+        }
+        if store.data().memory.host_full {
+            return GuestError::HostMemoryFull(self.limits.max_total_memory_bytes);
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => GuestError::Timeout(self.limits.invocation_timeout),
@@ -339,7 +372,12 @@ mod tests {
     }
 
     fn runtime() -> Runtime {
-        Runtime::new(GuestLimits { invocation_timeout: Duration::from_secs(1), max_memory_bytes: 1 << 20 }).unwrap()
+        let limits = GuestLimits {
+            invocation_timeout: Duration::from_secs(1),
+            max_memory_bytes: 1 << 20,
+            max_total_memory_bytes: 1 << 30,
+        };
+        Runtime::new(limits).unwrap()
     }
 
     #[test]

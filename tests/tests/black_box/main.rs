@@ -17,6 +17,7 @@ mod idempotency;
 mod integrity;
 mod kinds;
 mod logging;
+mod memory_budgets;
 mod origins;
 mod overload;
 mod restart;

@@ -28,7 +28,8 @@
 //!   `{"spun": millis}`;
 //! - `Sleep {"millis"}` sleeps that long (waiting in the host, running no
 //!   Wasm), then emits `Echoed` and replies `{"slept": millis}`;
-//! - `Grow {"mib"}` allocates and writes `mib` MiB, then replies
+//! - `Grow {"mib", "millis"}` allocates and writes `mib` MiB, holds it for
+//!   `millis` (if given, waiting in the host), then replies
 //!   `{"mib", "pages"}` (the 4 KiB pages it checked);
 //! - `ReadFile {"path"}` reads a file and replies `{"ok": contents}` or
 //!   `{"error": message}`;
@@ -94,6 +95,7 @@ struct Fail {
 #[derive(Deserialize)]
 struct Grow {
     mib: usize,
+    millis: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -286,12 +288,15 @@ impl EventSourcedEntity for Misbehaving {
                 Ok(Reply::json(&json!({ "slept": millis })))
             }
             "Grow" => {
-                let Grow { mib } = command.json()?;
+                let Grow { mib, millis } = command.json()?;
                 let len = mib
                     .checked_mul(1 << 20)
                     .ok_or_else(|| Failure::invalid_payload(format!("cannot address {mib} MiB")))?;
                 let memory = black_box(vec![0xA5_u8; len]);
                 let touched = memory.iter().step_by(4096).filter(|&&byte| byte == 0xA5).count();
+                if let Some(millis) = millis {
+                    std::thread::sleep(std::time::Duration::from_millis(millis));
+                }
                 Ok(Reply::json(&json!({ "mib": mib, "pages": touched })))
             }
             "ReadFile" => {
