@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::Uri;
 use wasmstate::bench_hooks::{
-    Call, Commit, CompiledService, EntityWrite, GuestLimits, Journal, Metrics, Runtime, Snapshot, StateChange,
-    StoredSnapshot,
+    Call, Commit, CompileBudget, CompiledService, EntityWrite, GuestLimits, Journal, Metrics, Runtime, Snapshot,
+    StateChange, StoredSnapshot,
 };
 
 use crate::load::{self, Load};
@@ -47,7 +47,7 @@ pub struct Guest {
 impl Guest {
     /// Builds the runtime and compiles both guests, timing the compilations.
     pub fn new(guests: &Guests, report: &mut Report) -> anyhow::Result<Self> {
-        let runtime = Arc::new(Runtime::new(LIMITS)?);
+        let runtime = Arc::new(Runtime::new(LIMITS, CompileBudget::in_process())?);
         let mut compile_cart = Samples::default();
         let mut cart = None;
         for _ in 0..3 {

@@ -57,6 +57,14 @@ enum CliCommand {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// Compiles a component read from stdin to stdout: how `serve` compiles
+    /// within a budget.
+    #[command(hide = true)]
+    CompileWorker {
+        /// The most memory the compilation may take, in bytes.
+        #[arg(long)]
+        max_memory: usize,
+    },
     /// List deployed services, or describe one.
     Services {
         /// The service to describe.
@@ -70,7 +78,11 @@ impl Cli {
         crate::logging::init(self.log_format);
         let client = Client::new(&self.url);
         let body = match self.command {
-            CliCommand::Serve(config) => return crate::server::serve(*config).await,
+            CliCommand::Serve(mut config) => {
+                config.compile_worker = std::env::current_exe().ok();
+                return crate::server::serve(*config).await;
+            }
+            CliCommand::CompileWorker { max_memory } => crate::runtime::run_worker(max_memory),
             CliCommand::Deploy { service, component } => {
                 let bytes = std::fs::read(&component)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;

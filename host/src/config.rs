@@ -44,6 +44,22 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_MAX_TOTAL_GUEST_MEMORY", value_parser = parse_size)]
     pub max_total_guest_memory: Option<usize>,
 
+    /// The longest a deployed component may take to compile (e.g. 60s);
+    /// longer is refused (400).
+    #[arg(long, env = "WASMSTATE_MAX_COMPILE_TIME", default_value = "60s", value_parser = parse_duration)]
+    pub max_compile_time: Duration,
+
+    /// The most memory compiling a deployed component may take (e.g. 2GiB);
+    /// more is refused (400).
+    #[arg(long, env = "WASMSTATE_MAX_COMPILE_MEMORY", default_value = "2GiB", value_parser = parse_size)]
+    pub max_compile_memory: usize,
+
+    /// The binary that compiles components in a process of its own, within
+    /// the budget above: the `wasmstate` binary itself when it serves.
+    /// Unset (an embedded host), components compile in process.
+    #[arg(skip)]
+    pub compile_worker: Option<PathBuf>,
+
     /// The largest command payload accepted (e.g. 1MiB); larger answers 413.
     #[arg(long, env = "WASMSTATE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_body_bytes: usize,

@@ -67,6 +67,6 @@ pub mod bench_hooks {
     pub use crate::domain::{Call, Event, StateChange};
     pub use crate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
     pub use crate::metrics::Metrics;
-    pub use crate::runtime::{CompiledService, GuestLimits, HostMemory, Runtime, Snapshot};
+    pub use crate::runtime::{CompileBudget, CompiledService, GuestLimits, HostMemory, Runtime, Snapshot};
     pub use crate::server::JOURNAL_FILE;
 }

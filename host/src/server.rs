@@ -12,7 +12,7 @@ use crate::http::{AppParts, AppState, BodyLimits, ConnectionLimits, RequestOrigi
 use crate::invoke::{Invoker, InvokerConfig};
 use crate::journal::{Journal, VersionMeta};
 use crate::metrics::Metrics;
-use crate::runtime::{CompiledCache, GuestLimits, Runtime};
+use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
 use crate::{journal, outbox};
@@ -100,6 +100,19 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
     open_with_database(config, db, shutdown).await
 }
 
+/// How uploaded components compile: in the worker `config` names (the
+/// `wasmstate` binary itself, when it serves), within its budget.
+fn compile_budget(config: &ServeConfig) -> CompileBudget {
+    match &config.compile_worker {
+        Some(worker) => CompileBudget {
+            worker: Some(worker.clone()),
+            max_time: config.max_compile_time,
+            max_memory: config.max_compile_memory,
+        },
+        None => CompileBudget::in_process(),
+    }
+}
+
 /// The error of a journal file that cannot be read: what to do about it.
 fn damaged(path: &std::path::Path, detail: &str) -> anyhow::Error {
     anyhow::anyhow!(
@@ -127,11 +140,16 @@ pub async fn open_with_database(
         tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
     }
     journal.set_outbox_quota(config.max_outbox_per_service);
-    let runtime = Arc::new(Runtime::new(GuestLimits {
-        invocation_timeout: config.invocation_timeout,
-        max_memory_bytes: config.max_guest_memory,
-        max_total_memory_bytes: config.max_total_guest_memory.unwrap_or_else(crate::runtime::HostMemory::default_max),
-    })?);
+    let runtime = Arc::new(Runtime::new(
+        GuestLimits {
+            invocation_timeout: config.invocation_timeout,
+            max_memory_bytes: config.max_guest_memory,
+            max_total_memory_bytes: config
+                .max_total_guest_memory
+                .unwrap_or_else(crate::runtime::HostMemory::default_max),
+        },
+        compile_budget(config),
+    )?);
     let host_memory = runtime.host_memory().clone();
     metrics.watch_guest_memory(move || host_memory.used());
     let cache_key = journal.compiled_cache_key().context("cannot read the compiled-code cache's key")?;

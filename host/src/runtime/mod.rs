@@ -16,6 +16,7 @@
 //! call costs no hand-off to another thread.
 
 mod bindings;
+mod compile_worker;
 mod compiled_cache;
 mod guest_call;
 mod guest_memory;
@@ -34,6 +35,7 @@ use wasmtime::{
 };
 
 pub use bindings::Snapshot;
+pub use compile_worker::{CompileBudget, run_worker};
 pub use compiled_cache::CompiledCache;
 pub use guest_call::CompiledService;
 use guest_call::WarmInstance;
@@ -104,6 +106,9 @@ pub enum ComponentError {
     /// The component exports more than one kind's interface.
     #[error("the component exports more than one kind of service ({0}); export exactly one")]
     AmbiguousKind(String),
+    /// Compiling the component took more time or memory than allowed.
+    #[error("the component could not be compiled within its budget ({0}); it is refused")]
+    CompileBudget(String),
     /// The component imports something the host does not provide.
     #[error("the component imports what the host does not provide: {0}")]
     UnsatisfiedImport(String),
@@ -144,15 +149,15 @@ pub struct Runtime {
     limits: GuestLimits,
     idle_budget: Arc<IdleBudget>,
     host_memory: Arc<HostMemory>,
+    compiling: CompileBudget,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
     /// Builds the engine and linker and starts the epoch ticker.
-    pub fn new(limits: GuestLimits) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    /// Components compile under `compiling`'s budget.
+    pub fn new(limits: GuestLimits, compiling: CompileBudget) -> anyhow::Result<Self> {
+        let mut config = compiler_config();
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES)
             .total_core_instances(MAX_INSTANCES * 8)
@@ -188,6 +193,7 @@ impl Runtime {
             limits,
             idle_budget: IdleBudget::new(MAX_IDLE_INSTANCES),
             host_memory: HostMemory::new(limits.max_total_memory_bytes),
+            compiling,
             ticker_stop,
         })
     }
@@ -205,7 +211,18 @@ impl Runtime {
     /// Compiles and validates uploaded component bytes.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompiledService), ComponentError> {
         check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+        let component = match &self.compiling.worker {
+            Some(_) => {
+                let code = compile_worker::compile(&self.compiling, bytes)?;
+                // SAFETY: `code` is what our own worker binary's
+                // `Engine::precompile_component` just made of `bytes`, with
+                // the settings of `compiler_config`; wasmtime checks that
+                // it suits this engine.
+                unsafe { Component::deserialize(&self.engine, &code) }
+                    .map_err(|e| ComponentError::Invalid(format!("the compiled component cannot be loaded: {e:#}")))?
+            }
+            None => Component::new(&self.engine, bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?,
+        };
         let service = self.prepare(&component)?;
         Ok((component, service))
     }
@@ -346,6 +363,15 @@ fn start_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<
     Ok(())
 }
 
+/// The engine settings code is compiled for, in the host and in the
+/// compile worker alike (only the host adds its instance allocator).
+fn compiler_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
 /// Tells a component from a core module or from bytes that are not Wasm.
 fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
     const MAGIC: &[u8] = b"\0asm";
@@ -377,7 +403,7 @@ mod tests {
             max_memory_bytes: 1 << 20,
             max_total_memory_bytes: 1 << 30,
         };
-        Runtime::new(limits).unwrap()
+        Runtime::new(limits, CompileBudget::in_process()).unwrap()
     }
 
     #[test]

@@ -63,3 +63,17 @@ async fn a_refused_upgrade_names_both_kinds_in_plain_english() {
     assert_eq!(kind, "conflict");
     assert_eq!(message, "svc is an event-sourced service; a new version must be one too, not a value service");
 }
+
+/// A component costly to compile is refused within the compile budget,
+/// in a process of its own, and nothing is deployed.
+#[tokio::test]
+async fn a_deploy_that_takes_too_much_to_compile_is_refused() {
+    for budget in [["--max-compile-time", "1ms"], ["--max-compile-memory", "8MiB"]] {
+        let t = start(&budget).await;
+        let (kind, message) = t.api.deploy_bytes("m", std::fs::read(MISBEHAVING).unwrap()).await.expect_error(400);
+        assert_eq!(kind, "invalid_component", "{budget:?}");
+        assert!(message.contains("budget"), "{budget:?}: {message}");
+        t.api.get("/v1/services/m").await.expect_error(404);
+        t.api.get("/healthz").await.expect(200);
+    }
+}
