@@ -56,7 +56,7 @@ pub use config::ServeConfig;
 pub use http::{AppState, app};
 #[cfg(feature = "fault-injection")]
 pub use journal::FailingStorage;
-pub use server::{Opened, open, open_with_database, serve};
+pub use server::{Opened, open, open_with_storage, serve};
 
 /// What `make bench` measures inside the host, through the library: the
 /// journal, the runtime and their types. Not a stable API; built only with

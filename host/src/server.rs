@@ -84,20 +84,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let journal_path = config.data_dir.join(JOURNAL_FILE);
-    let opened =
-        std::panic::catch_unwind(|| redb::Builder::new().set_cache_size(config.journal_cache).create(&journal_path));
-    let db = match opened {
-        Ok(Ok(db)) => db,
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
-            return Err(damaged(&journal_path, &detail));
-        }
-        Ok(Err(error)) => {
-            return Err(error).with_context(|| format!("cannot open the journal {}", journal_path.display()));
-        }
-        Err(panic) => return Err(damaged(&journal_path, &journal::panic_message(&*panic))),
-    };
-    open_with_database(config, db, shutdown).await
+    let (path, cache_size) = (config.data_dir.join(JOURNAL_FILE), config.journal_cache);
+    open_with_storage(config, move || redb::Builder::new().set_cache_size(cache_size).create(&path), shutdown).await
 }
 
 /// How uploaded components compile: in the worker `config` names (the
@@ -122,20 +110,34 @@ fn damaged(path: &std::path::Path, detail: &str) -> anyhow::Error {
     )
 }
 
-/// Like [`open`], on an already opened journal database — for example one
-/// on an injected storage backend. The compiled-code cache still lives in
-/// the data directory.
-pub async fn open_with_database(
+/// Like [`open`], on the journal database `open_db` opens — for example
+/// one on an injected storage backend. It is called again to reopen the
+/// database after the storage failed. The compiled-code cache still lives
+/// in the data directory.
+pub async fn open_with_storage(
     config: &ServeConfig,
-    db: redb::Database,
+    open_db: impl Fn() -> Result<redb::Database, redb::DatabaseError> + Send + Sync + 'static,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Opened> {
+    let journal_path = config.data_dir.join(JOURNAL_FILE);
+    let db = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&open_db)) {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
+            return Err(damaged(&journal_path, &detail));
+        }
+        Ok(Err(error)) => {
+            return Err(error).with_context(|| format!("cannot open the journal {}", journal_path.display()));
+        }
+        Err(panic) => return Err(damaged(&journal_path, &journal::panic_message(&*panic))),
+    };
     let metrics = Arc::new(Metrics::default());
-    let journal =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Journal::from_database(db, metrics.clone()))) {
-            Ok(journal) => Arc::new(journal.context("cannot open the journal")?),
-            Err(panic) => return Err(damaged(&config.data_dir.join(JOURNAL_FILE), &journal::panic_message(&*panic))),
-        };
+    let reopen: journal::Reopen = Box::new(open_db);
+    let journal = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Journal::with_reopen(db, reopen, metrics.clone())
+    })) {
+        Ok(journal) => Arc::new(journal.context("cannot open the journal")?),
+        Err(panic) => return Err(damaged(&journal_path, &journal::panic_message(&*panic))),
+    };
     if let journal::SchemaStatus::Migrated { from } = journal.schema_status() {
         tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
     }

@@ -63,6 +63,12 @@ impl From<JournalError> for ApiError {
                 tracing::error!(%error, "a stored record does not match its checksum");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", error.to_string())
             }
+            JournalError::Reopening => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_unavailable",
+                "the journal's storage failed and is being reopened; retry",
+            )
+            .retry_after(1),
             other => Self::internal(other),
         }
     }

@@ -27,7 +27,7 @@ pub struct ServiceLogEntry {
 impl Journal {
     /// A value entity's stored state.
     pub fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         match txn.open_table(VALUES)?.get((service, entity))? {
             Some(row) => Ok(Some(ValueRecord::read(service, entity, row.value())?.state.to_vec())),
             None => Ok(None),
@@ -43,7 +43,7 @@ impl Journal {
         key: &IdempotencyKey,
         now_ms: u64,
     ) -> Result<Option<IdempotencyRecord>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(IDEMPOTENCY)?;
         let Some(row) = table.get((service, entity, key.as_str()))? else { return Ok(None) };
         let stored: KeyRecord<FollowUp> = records::decode(row.value(), "idempotency record")?;
@@ -60,7 +60,7 @@ impl Journal {
 
     /// Deletes idempotency records that expired before `now_ms`; answers how many.
     pub fn sweep_idempotency(&self, now_ms: u64) -> Result<usize, JournalError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::None)?;
         let removed = {
             let mut table = txn.open_table(IDEMPOTENCY)?;
@@ -79,7 +79,7 @@ impl Journal {
 
     /// Up to `limit` events of `service` after log position `after`, in commit order.
     pub fn service_log(&self, service: &str, after: u64, limit: usize) -> Result<Vec<ServiceLogEntry>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let log = txn.open_table(SERVICE_LOG)?;
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::new();
@@ -98,7 +98,7 @@ impl Journal {
 
     /// The last service-log position delivered to `subscriber` from `source`.
     pub fn offset(&self, subscriber: &str, source: &str) -> Result<u64, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         Ok(txn.open_table(OFFSETS)?.get((subscriber, source))?.map_or(0, |v| v.value()))
     }
 
@@ -129,7 +129,7 @@ impl Journal {
     /// The events `subscriber` gave up on, as (source, position, letter),
     /// by source and position.
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<(String, u64, DeadLetter)>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
         for row in table.range((subscriber, "", 0)..)? {
@@ -145,7 +145,7 @@ impl Journal {
 
     /// The last position of `service`'s log (0 when it has no events).
     pub fn service_log_head(&self, service: &str) -> Result<u64, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let log = txn.open_table(SERVICE_LOG)?;
         let last = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?;
         Ok(last.map_or(0, |(key, _)| key.value().1))
@@ -155,7 +155,7 @@ impl Journal {
         &self,
         write: impl FnOnce(&redb::WriteTransaction) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         write(&txn)?;
         txn.commit()?;
         Ok(())

@@ -1,18 +1,23 @@
 //! A redb storage backend that fails on demand, for fault-injection tests
-//! of the journal and of the whole host (`server::open_with_database`).
+//! of the journal and of the whole host (`open_with_storage`). Clones share
+//! one in-memory file, so the database can be opened again on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::backends::InMemoryBackend;
 
-/// An in-memory redb backend whose writes, resizes and syncs fail with an
-/// I/O error while its switch ([`FailingStorage::switch`]) is on, and panic
-/// while its other switch ([`FailingStorage::panic_switch`]) is.
-#[derive(Debug, Default)]
+/// An in-memory redb backend that fails while one of its switches is on:
+/// writes, resizes and syncs with an I/O error ([`switch`](Self::switch))
+/// or with "no space left on device" ([`disk_full`](Self::disk_full)),
+/// reads with an I/O error ([`read_switch`](Self::read_switch)), and
+/// writes by panicking ([`panic_switch`](Self::panic_switch)).
+#[derive(Debug, Default, Clone)]
 pub struct FailingStorage {
-    inner: InMemoryBackend,
+    inner: Arc<InMemoryBackend>,
     failing: Arc<AtomicBool>,
+    full: Arc<AtomicBool>,
+    failing_reads: Arc<AtomicBool>,
     panicking: Arc<AtomicBool>,
 }
 
@@ -20,6 +25,16 @@ impl FailingStorage {
     /// The switch: set it to make every write fail, clear it to let them through.
     pub fn switch(&self) -> Arc<AtomicBool> {
         self.failing.clone()
+    }
+
+    /// The disk-full switch: every write fails with `ENOSPC` while it is on.
+    pub fn disk_full(&self) -> Arc<AtomicBool> {
+        self.full.clone()
+    }
+
+    /// The read switch: every read fails while it is on.
+    pub fn read_switch(&self) -> Arc<AtomicBool> {
+        self.failing_reads.clone()
     }
 
     /// The panic switch: set it to make every write panic, as redb itself
@@ -30,7 +45,13 @@ impl FailingStorage {
 
     fn check(&self) -> std::io::Result<()> {
         assert!(!self.panicking.load(Ordering::SeqCst), "injected panic in the storage backend");
-        if self.failing.load(Ordering::SeqCst) { Err(std::io::Error::other("injected disk failure")) } else { Ok(()) }
+        if self.full.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected disk failure"));
+        }
+        Ok(())
     }
 }
 
@@ -39,6 +60,9 @@ impl redb::StorageBackend for FailingStorage {
         self.inner.len()
     }
     fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        if self.failing_reads.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected read failure"));
+        }
         self.inner.read(offset, out)
     }
     fn set_len(&self, len: u64) -> std::io::Result<()> {

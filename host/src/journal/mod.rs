@@ -18,6 +18,7 @@ mod migrate_v1;
 mod outbox;
 mod records;
 mod schema;
+mod storage;
 mod tables;
 mod versions;
 mod writer;
@@ -37,6 +38,8 @@ pub use commit_watch::{CommitWatch, Watching};
 pub use failing_storage::FailingStorage;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
 pub use schema::{SCHEMA_VERSION, SchemaStatus};
+pub use storage::Reopen;
+use storage::Storage;
 use tables::{EVENTS, SNAPSHOTS};
 pub use writer::panic_message;
 pub use writer::{Commit, CommitStatus, EntityWrite};
@@ -92,6 +95,9 @@ pub enum JournalError {
     /// other commits in the same batch) was written.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// The journal's storage failed and is being opened again; retry.
+    #[error("the journal's storage is being reopened after a failure")]
+    Reopening,
     /// The journal writer has stopped.
     #[error("the journal writer has stopped")]
     WriterStopped,
@@ -183,7 +189,7 @@ pub struct VersionMeta {
 
 /// The embedded journal.
 pub struct Journal {
-    db: Arc<Database>,
+    db: Arc<Storage>,
     committer: GroupCommitter,
     signals: Signals,
     outbox: Arc<outbox::OutboxBook>,
@@ -201,12 +207,28 @@ impl Journal {
     /// backend): checks its schema version, migrating an older journal, and
     /// starts the writer.
     pub fn from_database(db: Database, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
+        Self::with_storage(db, None, metrics)
+    }
+
+    /// Like [`from_database`](Self::from_database), reopening the database
+    /// with `reopen` after the storage fails, so the host recovers once the
+    /// storage works again (a disk that had filled up, say).
+    pub fn with_reopen(db: Database, reopen: Reopen, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
+        Self::with_storage(db, Some(reopen), metrics)
+    }
+
+    fn with_storage(db: Database, reopen: Option<Reopen>, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
         let schema = schema::open(&db)?;
         let outbox = Arc::new(outbox::OutboxBook::read(&db)?);
-        let db = Arc::new(db);
+        let db = Storage::new(db, reopen);
         let signals = Signals { committed: Arc::new(CommitWatch::default()), outbox: Arc::new(Notify::new()) };
         let committer = GroupCommitter::start(db.clone(), metrics, signals.clone(), outbox.clone())?;
         Ok(Self { db, committer, signals, outbox, schema })
+    }
+
+    /// The database under the journal.
+    fn db(&self) -> Result<Arc<Database>, JournalError> {
+        self.db.get()
     }
 
     /// What opening found: a new journal, a current one, or one migrated.
@@ -240,7 +262,7 @@ impl Journal {
 
     /// Where an entity's log stands.
     pub fn position(&self, service: &str, entity: &str) -> Result<EntityPosition, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let last_seq = last_seq(&txn.open_table(EVENTS)?, service, entity)?;
         let snapshot_seq = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
             Some(row) => records::SnapshotRecord::read(service, entity, row.value())?.seq,
@@ -251,7 +273,7 @@ impl Journal {
 
     /// Loads what a cold entity needs: its latest snapshot and the events after it.
     pub fn load_entity(&self, service: &str, entity: &str) -> Result<EntityHistory, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
             Some(row) => {
                 let record = records::SnapshotRecord::read(service, entity, row.value())?;
@@ -281,7 +303,7 @@ impl Journal {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<Event>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         read_events(&txn.open_table(EVENTS)?, service, entity, from, limit, max_bytes)
     }
 
@@ -289,7 +311,7 @@ impl Journal {
     /// journal, so a cache file made for another journal, or for another
     /// component, is never taken for this one's.
     pub fn compiled_cache_key(&self) -> Result<[u8; 32], JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let row = txn.open_table(tables::KEYS)?.get(tables::COMPILED_CACHE_KEY)?;
         let key = row.as_ref().map(|v| v.value()).unwrap_or_default();
         key.try_into().map_err(|_| JournalError::Corrupt("the compiled-code cache's key".into()))

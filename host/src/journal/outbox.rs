@@ -65,7 +65,7 @@ impl Journal {
     /// Up to `limit` outbox entries due at `now_ms` with an id past `after`,
     /// oldest first, and the number of entries waiting in all.
     pub fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let mut due = Vec::new();
         for row in table.range(after.saturating_add(1)..)? {

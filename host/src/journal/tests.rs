@@ -341,7 +341,7 @@ async fn a_record_changed_on_disk_is_refused_never_served() {
     journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"state".to_vec())))).await.unwrap();
     // Flip a byte of event 2's payload and of the value, as a disk or an
     // editor might.
-    let txn = journal.db.begin_write().unwrap();
+    let txn = journal.db().unwrap().begin_write().unwrap();
     {
         let mut events = txn.open_table(tables::EVENTS).unwrap();
         let mut row = events.get(("c", "e", 2)).unwrap().unwrap().value().to_vec();

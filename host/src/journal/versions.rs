@@ -15,7 +15,7 @@ impl Journal {
     /// the last one this service name ever had, and stores its metadata and
     /// component bytes.
     pub fn save_version(&self, version: &NewVersion, component: &[u8]) -> Result<VersionMeta, JournalError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let meta = {
             let mut heads = txn.open_table(VERSION_HEADS)?;
             let number = heads.get(version.service.as_str())?.map_or(0, |v| v.value()) + 1;
@@ -55,7 +55,7 @@ impl Journal {
 
     /// The last version number `service` was given (0 if never deployed).
     pub fn last_version(&self, service: &str) -> Result<u32, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         Ok(txn.open_table(VERSION_HEADS)?.get(service)?.map_or(0, |v| v.value()))
     }
 
@@ -64,7 +64,7 @@ impl Journal {
     /// there were. Its entities' data stays, and so does its last version
     /// number.
     pub fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let removed = {
             let mut versions = txn.open_table(VERSIONS)?;
             let mut gone: Vec<(u32, String)> = Vec::new();
@@ -95,7 +95,7 @@ impl Journal {
 
     /// Every deployed version of every service, ordered by (service, version).
     pub fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut out = Vec::new();
         for row in txn.open_table(VERSIONS)?.iter()? {
             let (key, value) = row?;
@@ -119,7 +119,7 @@ impl Journal {
 
     /// The component bytes of one deployed version.
     pub fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let Some(row) = txn.open_table(VERSIONS)?.get((service, version))? else { return Ok(None) };
         let record: records::VersionRecord = records::decode(row.value(), "version")?;
         Ok(txn.open_table(COMPONENTS)?.get(record.digest.as_str())?.map(|v| v.value().to_vec()))
@@ -128,7 +128,7 @@ impl Journal {
     /// How many bytes of components the journal holds, each digest once.
     #[cfg(test)]
     pub(super) fn component_bytes(&self) -> Result<u64, JournalError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut total = 0;
         for row in txn.open_table(COMPONENTS)?.iter()? {
             total += row?.1.value().len() as u64;

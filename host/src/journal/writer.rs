@@ -8,19 +8,24 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
+use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use tokio::sync::{Notify, mpsc, oneshot};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{Notify, oneshot};
 
 use super::commit_watch::CommitWatch;
 use super::outbox::OutboxBook;
 use super::records::{
     self, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord,
 };
+use super::schema::SCHEMA_VERSION;
+use super::storage::Storage;
 use super::tables::{
     COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live,
 };
+use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::{JournalError, StoredSnapshot};
 use crate::domain::Call;
 use crate::metrics::Metrics;
@@ -129,6 +134,9 @@ impl CommitStatus {
     }
 }
 
+/// How often a failed journal tries a write.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 struct Request {
     commit: Commit,
     done: oneshot::Sender<Result<CommitStatus, JournalError>>,
@@ -136,7 +144,7 @@ struct Request {
 
 /// Handle to the journal's single writer thread.
 pub(super) struct GroupCommitter {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     failed: Arc<AtomicBool>,
 }
 
@@ -152,12 +160,12 @@ pub(super) struct Signals {
 impl GroupCommitter {
     /// Starts the writer thread on `db`.
     pub fn start(
-        db: Arc<Database>,
+        db: Arc<Storage>,
         metrics: Arc<Metrics>,
         signals: Signals,
         outbox: Arc<OutboxBook>,
     ) -> Result<Self, JournalError> {
-        let (requests, rx) = mpsc::unbounded_channel();
+        let (requests, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let writer = Writer { db, metrics, signals, outbox, failed: failed.clone() };
         thread::Builder::new()
@@ -178,9 +186,10 @@ impl GroupCommitter {
         }
     }
 
-    /// Whether the storage failed in a way that needs the database reopened
-    /// (redb refuses every write after an I/O error). Until the host restarts
-    /// and redb repairs the file, every commit fails; nothing is acknowledged.
+    /// Whether the storage failed (redb refuses every read and write after
+    /// an I/O error): until the writer has reopened the database and a
+    /// write went through again, every commit fails; nothing is
+    /// acknowledged.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
@@ -198,7 +207,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 struct Writer {
-    db: Arc<Database>,
+    db: Arc<Storage>,
     metrics: Arc<Metrics>,
     signals: Signals,
     outbox: Arc<OutboxBook>,
@@ -206,9 +215,25 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, mut rx: mpsc::UnboundedReceiver<Request>) {
+    fn run(self, rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = if self.failed.load(Ordering::Relaxed) {
+                // While failed, probe the storage every so often.
+                match rx.recv_timeout(PROBE_EVERY) {
+                    Ok(request) => request,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.recover();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                }
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -243,6 +268,44 @@ impl Writer {
             for request in batch.drain(..) {
                 let _ = request.done.send(Err(JournalError::CommitFailed(error.clone())));
             }
+            if self.failed.load(Ordering::Relaxed) {
+                // Reads go on as soon as the database is open again.
+                self.reopen();
+            }
+        }
+    }
+
+    /// Opens the database again, so reads work on what was committed.
+    fn reopen(&self) {
+        if !self.db.can_reopen() {
+            return;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.db.reopen())) {
+            Ok(Ok(())) => tracing::info!("the journal's database was reopened after a storage failure"),
+            Ok(Err(error)) => tracing::error!(%error, "cannot reopen the journal's database"),
+            Err(panic) => tracing::error!(panic = %panic_message(&panic), "reopening the journal's database panicked"),
+        }
+    }
+
+    /// While failed: tries a small durable write; if it lands, the journal
+    /// takes commits again, else the database is reopened for the next try.
+    fn recover(&self) {
+        if !self.db.can_reopen() {
+            return;
+        }
+        let probe = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), JournalError> {
+            let mut txn = self.db.get()?.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+            txn.commit()?;
+            Ok(())
+        }));
+        match probe {
+            Ok(Ok(())) => {
+                self.failed.store(false, Ordering::Relaxed);
+                tracing::info!("the journal's storage takes writes again");
+            }
+            _ => self.reopen(),
         }
     }
 
@@ -273,7 +336,7 @@ impl Writer {
     /// seq or a recorded key writes nothing on its own; a storage error
     /// aborts the whole transaction.
     fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<CommitStatus>, JournalError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db.get()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let (statuses, added) = {
             let mut tables = Tables::open(&txn, &self.outbox)?;
