@@ -58,6 +58,22 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ),
     ("wrong-world", "WRONG_WORLD", "A component that exports none of the `wasmstate:entity` interfaces."),
     ("bad-import", "BAD_IMPORT", "An entity that imports an interface the host does not provide."),
+    (
+        "counter-v0-1",
+        "COUNTER_V0_1",
+        "An event-sourced counter built against the frozen `wasmstate:entity@0.1.0`, with the bindings alone.",
+    ),
+    (
+        "cart-renamed-event",
+        "CART_RENAMED_EVENT",
+        "The shopping cart with `ItemAdded`'s `item` renamed to `line` and no upcaster: it cannot read the example's events.",
+    ),
+    (
+        "cart-upcasting",
+        "CART_UPCASTING",
+        "The shopping cart with `ItemAdded`'s `item` renamed to `line` and an upcaster that reads the example's events.",
+    ),
+    ("cart-new-reply", "CART_NEW_REPLY", "The shopping cart whose `GetCart` also answers `totalQuantity`."),
     ("two-kinds", "TWO_KINDS", "A component that exports both `event-sourced` and `value`, so its kind is ambiguous."),
 ];
 

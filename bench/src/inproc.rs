@@ -64,7 +64,7 @@ impl Guest {
     /// The cart's AddItem on a five-line snapshot (on `cart`, the cart
     /// itself or the cart without idle instances): what a headline call does.
     pub async fn add_item(&self, cart: &CompiledService) -> anyhow::Result<()> {
-        let snapshot = Snapshot::new(1000, cart_state());
+        let snapshot = Snapshot::new(1000, 1, cart_state());
         let command = Call {
             service: "cart".into(),
             entity: "cart-0001".into(),

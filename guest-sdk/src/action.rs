@@ -142,14 +142,26 @@ pub struct SubscribedEvent<'a> {
     service: &'a str,
     entity_id: &'a str,
     seq: u64,
+    version: u32,
     payload: &'a [u8],
 }
 
 impl<'a> SubscribedEvent<'a> {
     /// Event `seq` of entity `entity_id` of service `service`, encoded as
-    /// `payload`.
+    /// `payload`, of no recorded version.
     pub fn new(service: &'a str, entity_id: &'a str, seq: u64, payload: &'a [u8]) -> Self {
-        Self { service, entity_id, seq, payload }
+        Self { service, entity_id, seq, version: 0, payload }
+    }
+
+    /// The same event, written by version `version` of its service.
+    pub fn with_version(self, version: u32) -> Self {
+        Self { version, ..self }
+    }
+
+    /// The version of the service that emitted the event (0 when the host
+    /// did not record it), to tell the shapes of its versions apart.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The service whose entity emitted the event.

@@ -1,7 +1,8 @@
 //! The WebAssembly exports: generated bindings, the glue between them and
 //! the byte-level cores, and the `export_*!` macros.
 //!
-//! Each kind of service targets its own WIT world, so each has its own
+//! Components built with this SDK target `wasmstate:entity@0.2.0`. Each
+//! kind of service targets its own WIT world, so each has its own
 //! bindings and its own export macro; the three share one copy of the
 //! `wasmstate:entity/types` interface.
 
@@ -12,7 +13,7 @@ pub mod bindings {
     /// The `event-sourced-entity` world; owner of the shared types.
     pub mod event_sourced {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/v0.2.0",
             world: "event-sourced-entity",
             pub_export_macro: true,
             export_macro_name: "__export_event_sourced_entity",
@@ -23,10 +24,10 @@ pub mod bindings {
     /// The `value-entity` world.
     pub mod value {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/v0.2.0",
             world: "value-entity",
             with: {
-                "wasmstate:entity/types@0.1.0": crate::bindings::types,
+                "wasmstate:entity/types@0.2.0": crate::bindings::types,
             },
             pub_export_macro: true,
             export_macro_name: "__export_value_entity",
@@ -37,10 +38,10 @@ pub mod bindings {
     /// The `action-service` world.
     pub mod action {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/v0.2.0",
             world: "action-service",
             with: {
-                "wasmstate:entity/types@0.1.0": crate::bindings::types,
+                "wasmstate:entity/types@0.2.0": crate::bindings::types,
             },
             pub_export_macro: true,
             export_macro_name: "__export_action_service",
@@ -59,7 +60,7 @@ pub mod __private {
     use crate::bindings::types;
     use crate::bindings::value::exports::wasmstate::entity::value as value_wit;
     use crate::raw::value::StateChange;
-    use crate::{Command, Failure, FailureCode, Reply, SideEffect, SubscribedEvent, raw};
+    use crate::{Command, Failure, FailureCode, Reply, SideEffect, StoredEvent, SubscribedEvent, raw};
 
     /// Implements the exported `event-sourced.handle` for entity type `E`.
     pub fn event_sourced_handle<E: crate::EventSourcedEntity>(
@@ -68,7 +69,7 @@ pub mod __private {
         command: types::Command,
     ) -> Result<event_sourced_wit::Effects, types::Failure> {
         let snapshot = snapshot.as_ref().map(|s| (s.seq, s.state.as_slice()));
-        let events = events.iter().map(|e| (e.seq, e.payload.as_slice()));
+        let events = events.iter().map(stored_event);
         let effects = raw::event_sourced::handle::<E>(snapshot, events, command_of(&command)).map_err(failure)?;
         Ok(event_sourced_wit::Effects {
             events: effects.events,
@@ -76,6 +77,25 @@ pub mod __private {
             side_effects: side_effects(effects.side_effects),
             state: effects.state,
         })
+    }
+
+    /// Implements the exported `event-sourced.replay` for entity type `E`.
+    pub fn event_sourced_replay<E: crate::EventSourcedEntity>(
+        snapshot: Option<types::Snapshot>,
+        events: Vec<types::Event>,
+    ) -> Result<Vec<u8>, types::ReplayFailure> {
+        let snapshot = snapshot.as_ref().map(|s| (s.seq, s.state.as_slice()));
+        raw::event_sourced::replay::<E>(snapshot, events.iter().map(stored_event))
+            .map_err(|failure| types::ReplayFailure { seq: failure.seq, message: failure.message })
+    }
+
+    fn stored_event(event: &types::Event) -> StoredEvent<'_> {
+        StoredEvent::new(event.seq, event.version, &event.payload)
+    }
+
+    /// Implements the exported `value.decode-state` for entity type `E`.
+    pub fn value_decode_state<E: crate::ValueEntity>(state: Vec<u8>) -> Result<Vec<u8>, types::Failure> {
+        raw::value::decode_state::<E>(&state).map_err(failure)
     }
 
     /// Implements the exported `value.handle` for entity type `E`.
@@ -107,7 +127,8 @@ pub mod __private {
     pub fn action_on_event<A: crate::Action>(
         event: types::SubscribedEvent,
     ) -> Result<Vec<types::SideEffect>, types::Failure> {
-        let event = SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload);
+        let event = SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload)
+            .with_version(event.version);
         raw::action::on_event::<A>(event).map(side_effects).map_err(failure)
     }
 
@@ -194,6 +215,13 @@ macro_rules! export_event_sourced {
                 > {
                     $crate::__private::event_sourced_handle::<$entity>(snapshot, events, command)
                 }
+
+                fn replay(
+                    snapshot: ::core::option::Option<$crate::bindings::types::Snapshot>,
+                    events: ::std::vec::Vec<$crate::bindings::types::Event>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::types::ReplayFailure> {
+                    $crate::__private::event_sourced_replay::<$entity>(snapshot, events)
+                }
             }
 
             // Native builds (unit tests) only type-check the glue: the export
@@ -239,6 +267,12 @@ macro_rules! export_value_entity {
                     $crate::bindings::types::Failure,
                 > {
                     $crate::__private::value_handle::<$entity>(state, command)
+                }
+
+                fn decode_state(
+                    state: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::bindings::types::Failure> {
+                    $crate::__private::value_decode_state::<$entity>(state)
                 }
             }
 

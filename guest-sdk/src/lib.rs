@@ -107,7 +107,7 @@ mod value;
 
 pub use action::{Action, ActionContext, SubscribedEvent};
 pub use command::{Command, Failure, FailureCode};
-pub use event_sourced::{Context, EventSourcedEntity};
+pub use event_sourced::{Context, EventSourcedEntity, StoredEvent};
 #[doc(hidden)]
 pub use export::{__private, bindings};
 pub use reply::{Forward, Reply, SideEffect};

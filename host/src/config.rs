@@ -141,6 +141,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
 
+    /// Refuse deploys and rollbacks of a service that has stored entities
+    /// unless they are verified against them (`verify=replay`).
+    #[arg(long, env = "WASMSTATE_REQUIRE_VERIFY")]
+    pub require_verify: bool,
+
     /// The host names requests may name in `Host`, comma-separated (a name,
     /// or name:port). Default: the loopback names on a loopback address,
     /// the address itself on another, any host on 0.0.0.0 or [::].

@@ -209,8 +209,17 @@ pub struct SubscribedEvent {
     pub entity: String,
     /// Its position in that entity's log.
     pub seq: u64,
+    /// The version of that service that emitted it (0: not recorded).
+    pub version: u32,
     /// The event as that entity encoded it.
     pub payload: Vec<u8>,
+}
+
+/// A payload (an event, a state, a reply) as JSON, for people to read:
+/// embedded as is when it is JSON, else as a string.
+pub fn payload_json(payload: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()))
 }
 
 /// The longest idempotency key a client may send.

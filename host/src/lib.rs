@@ -19,7 +19,8 @@
 //! - `http`: the HTTP API (axum): one file per resource, one error type.
 //! - `domain`: the host's own types — calls, replies, effects, kinds of
 //!   service, idempotency keys — which every module speaks.
-//! - `services`: deployed services and their versions.
+//! - `services`: deployed services and their versions; `verify` checks a
+//!   new version against the stored entities before it takes traffic.
 //! - `invoke`: the one path every invocation takes — HTTP requests,
 //!   forwards, side effects, outbox and event deliveries — with one mailbox
 //!   and task per active entity (single writer), cached state, passivation
@@ -50,6 +51,7 @@ mod runtime;
 mod server;
 mod services;
 mod subscriptions;
+mod verify;
 
 pub use cli::Cli;
 pub use config::ServeConfig;

@@ -55,6 +55,9 @@ pub struct Metrics {
     cached_state_bytes: AtomicI64,
     cold_loads: AtomicU64,
     deploys: AtomicU64,
+    dry_runs: AtomicU64,
+    verified_entities: AtomicU64,
+    rejected_upgrades: AtomicU64,
     outbox_pending: AtomicI64,
     outbox_delivered: AtomicU64,
     outbox_retries: AtomicU64,
@@ -119,6 +122,20 @@ impl Metrics {
     /// Counts one entity rebuilt from the journal.
     pub fn record_cold_load(&self) {
         self.cold_loads.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one dry run.
+    pub fn record_dry_run(&self) {
+        self.dry_runs.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a verification of a new version: the entities it checked, and
+    /// whether it refused the version.
+    pub fn record_verification(&self, entities: usize, rejected: bool) {
+        self.verified_entities.fetch_add(entities as u64, Relaxed);
+        if rejected {
+            self.rejected_upgrades.fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts one deployed version.
@@ -213,6 +230,17 @@ impl Metrics {
             ("wasmstate_journal_events_total", "Events committed.", &self.committed_events),
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
+            ("wasmstate_dry_runs_total", "Commands run as dry runs, committing nothing.", &self.dry_runs),
+            (
+                "wasmstate_verified_entities_total",
+                "Stored entities checked against new versions before they took traffic.",
+                &self.verified_entities,
+            ),
+            (
+                "wasmstate_rejected_upgrades_total",
+                "New versions refused because they could not rebuild stored entities.",
+                &self.rejected_upgrades,
+            ),
             ("wasmstate_outbox_delivered_total", "Asynchronous side effects delivered.", &self.outbox_delivered),
             (
                 "wasmstate_outbox_retries_total",

@@ -217,6 +217,7 @@ pub async fn open_with_storage(
         origins,
         subscriptions,
         shutdown,
+        require_verify: config.require_verify,
     });
     Ok(Opened { state, journal: journal_opened, loaded, deployed })
 }

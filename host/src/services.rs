@@ -2,8 +2,9 @@
 //! compiled, pre-instantiated newest version of each service, which new
 //! invocations use.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -15,6 +16,7 @@ use crate::journal::{Journal, JournalError, NewVersion, VersionMeta};
 use crate::metrics::Metrics;
 use crate::names::validate_service_name;
 use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
+use crate::verify::{self, Progress, Report, VerifyOptions};
 
 /// How many components may compile at once: compiling a large one takes
 /// seconds and much memory.
@@ -47,12 +49,59 @@ pub enum DeployError {
     /// The component was refused.
     #[error(transparent)]
     Component(#[from] ComponentError),
+    /// The new version could not rebuild every stored entity checked (or,
+    /// under `strict`, a probe's replies differed): it does not take
+    /// traffic, and the version serving keeps serving.
+    #[error("the new version was refused: {} of {} entities checked could not be rebuilt{}", .0.failed_total, .0.checked, strict_note(.0))]
+    UpgradeRejected(Box<Report>),
+    /// The version to roll back to does not exist.
+    #[error("{0}")]
+    NoSuchVersion(String),
     /// The journal could not store it.
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// Compilation could not be run.
     #[error("{0}")]
     Internal(String),
+}
+
+fn strict_note(report: &Report) -> String {
+    if report.differences_total > 0 {
+        format!(", and {} probe replies differed", report.differences_total)
+    } else {
+        String::new()
+    }
+}
+
+/// A version to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// The service name.
+    pub service: String,
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// For an action: the services whose events it subscribes to.
+    pub subscriptions: Vec<String>,
+    /// Check the stored entities with it before it takes traffic.
+    pub verify: Option<VerifyOptions>,
+}
+
+impl DeployRequest {
+    /// A deploy of `bytes` as `service`, unverified.
+    pub fn new(service: String, bytes: Vec<u8>, subscriptions: Vec<String>) -> Self {
+        Self { service, bytes, subscriptions, verify: None }
+    }
+}
+
+/// What a deploy made: the new version, and what its verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// The new version.
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+    /// The report of the check against the stored entities, if it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Report>,
 }
 
 /// What `GET /v1/services/{service}` answers.
@@ -88,6 +137,8 @@ pub struct Services {
     compiling: tokio::sync::Semaphore,
     /// Counts the deploys and deletes, so others can follow the changes.
     changes: watch::Sender<u64>,
+    /// The verifications running, by service.
+    verifying: Mutex<HashMap<String, Arc<Progress>>>,
 }
 
 impl Services {
@@ -131,6 +182,7 @@ impl Services {
             deploying: tokio::sync::Mutex::new(()),
             compiling: tokio::sync::Semaphore::new(COMPILE_SLOTS),
             changes: watch::Sender::new(0),
+            verifying: Mutex::new(HashMap::new()),
         })
     }
 
@@ -181,18 +233,14 @@ impl Services {
         describe(name, &self.history.read().unwrap())
     }
 
-    /// Deploys `bytes` as the next version of `name`: validates and compiles
-    /// it, stores it durably, and makes it the version new invocations use.
-    /// An action may subscribe to other services' events. Once started, it
-    /// runs to the end even if the returned future is dropped.
-    pub async fn deploy(
-        self: &Arc<Self>,
-        name: String,
-        bytes: Vec<u8>,
-        subscriptions: Vec<String>,
-    ) -> Result<VersionMeta, DeployError> {
+    /// Deploys the request's component as the next version of its service:
+    /// validates and compiles it, checks the stored entities with it when
+    /// asked to, stores it durably, and makes it the version new invocations
+    /// use. An action may subscribe to other services' events. Once
+    /// started, it runs to the end even if the returned future is dropped.
+    pub async fn deploy(self: &Arc<Self>, request: DeployRequest) -> Result<Deployed, DeployError> {
         let this = self.clone();
-        let deployed = FinishOnDrop::new(async move { this.deploy_now(name, bytes, subscriptions, false).await });
+        let deployed = FinishOnDrop::new(async move { this.deploy_now(request, false).await });
         Ok(deployed.await?.expect("a deploy that does not skip an unchanged version makes one"))
     }
 
@@ -205,16 +253,56 @@ impl Services {
         subscriptions: Vec<String>,
     ) -> Result<Option<VersionMeta>, DeployError> {
         let this = self.clone();
-        FinishOnDrop::new(async move { this.deploy_now(name, bytes, subscriptions, true).await }).await
+        let request = DeployRequest::new(name, bytes, subscriptions);
+        let deployed = FinishOnDrop::new(async move { this.deploy_now(request, true).await }).await?;
+        Ok(deployed.map(|deployed| deployed.meta))
     }
 
-    async fn deploy_now(
-        &self,
+    /// Makes an earlier version of `name` the newest again, as a new version
+    /// number running the old code: version `to`, or else the one before
+    /// the newest. Verified against the stored entities like a deploy, when
+    /// `verify` asks.
+    pub async fn rollback(
+        self: &Arc<Self>,
         name: String,
-        bytes: Vec<u8>,
-        subscriptions: Vec<String>,
-        skip_same: bool,
-    ) -> Result<Option<VersionMeta>, DeployError> {
+        to: Option<u32>,
+        verify: Option<VerifyOptions>,
+    ) -> Result<(Deployed, u32), DeployError> {
+        let target = {
+            let history = self.history.read().unwrap();
+            let versions =
+                history.get(&name).ok_or_else(|| DeployError::NoSuchVersion(format!("{name:?} is not deployed")))?;
+            match to {
+                Some(to) => {
+                    versions.iter().find(|v| v.version == to).cloned().ok_or_else(|| {
+                        DeployError::NoSuchVersion(format!("{name} has no version {to} to roll back to"))
+                    })?
+                }
+                None => versions.iter().rev().nth(1).cloned().ok_or_else(|| {
+                    DeployError::NoSuchVersion(format!("{name} has only one version: there is none to roll back to"))
+                })?,
+            }
+        };
+        let (journal, service, number) = (self.journal.clone(), name.clone(), target.version);
+        let bytes = tokio::task::spawn_blocking(move || journal.component(&service, number))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))??
+            .ok_or_else(|| DeployError::Internal(format!("the component of {name} v{number} is missing")))?;
+        let request = DeployRequest { service: name, bytes, subscriptions: target.subscriptions, verify };
+        let deployed = self.deploy(request).await?;
+        Ok((deployed, target.version))
+    }
+
+    /// How far the verification of a new version of `name` is, while one
+    /// runs: (entities checked, entities to check).
+    pub fn verification_progress(&self, name: &str) -> Option<(usize, usize)> {
+        let verifying = self.verifying.lock().unwrap();
+        let progress = verifying.get(name)?;
+        Some((progress.checked.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed)))
+    }
+
+    async fn deploy_now(&self, request: DeployRequest, skip_same: bool) -> Result<Option<Deployed>, DeployError> {
+        let DeployRequest { service: name, bytes, subscriptions, verify } = request;
         validate_service_name(&name).map_err(DeployError::InvalidName)?;
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
@@ -226,7 +314,7 @@ impl Services {
         // Hashing and compiling block, and take long for a large component:
         // off the async threads, within a few compile slots, and outside the
         // lock that other deploys and deletes need.
-        let (runtime, hashed) = (self.runtime.clone(), bytes);
+        let (runtime, cache, hashed) = (self.runtime.clone(), self.cache.clone(), bytes);
         let slot = self.compiling.acquire().await.map_err(|e| DeployError::Internal(e.to_string()))?;
         let digest_of = move || (hex(&Sha256::digest(&hashed)), hashed);
         let (digest, bytes) =
@@ -234,12 +322,24 @@ impl Services {
         if unchanged(&latest(), &digest) {
             return Ok(None);
         }
+        let cached_digest = digest.clone();
         let (component, compiled, bytes) = tokio::task::spawn_blocking(move || {
+            // Code compiled before (a rollback, a redeploy) loads from the cache.
+            if let Some(component) = cache.load(runtime.engine(), &cached_digest) {
+                return runtime.prepare(&component).map(|compiled| (component, compiled, bytes));
+            }
             runtime.compile(&bytes).map(|(component, compiled)| (component, compiled, bytes))
         })
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))??;
         drop(slot);
+
+        let kind = compiled.kind();
+        let serving = self.get(&name).filter(|s| s.kind() == kind);
+        let verification = match &verify {
+            Some(options) => Some(self.verify(&name, &compiled, serving.as_deref(), options).await?),
+            None => None,
+        };
 
         let _one_at_a_time = self.deploying.lock().await;
         let latest = latest();
@@ -247,7 +347,11 @@ impl Services {
             tracing::debug!(service = %name, "already deployed");
             return Ok(None);
         }
-        let kind = compiled.kind();
+        if verification.is_some() && latest.as_ref().map(|m| m.version) != serving.as_ref().map(|s| s.meta.version) {
+            return Err(DeployError::Conflict(format!(
+                "another version of {name} was deployed while this one was verified; deploy it again"
+            )));
+        }
         if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
             return Err(DeployError::Conflict(format!(
                 "{} is {} service; a new version must be one too, not {} service",
@@ -279,7 +383,41 @@ impl Services {
         self.metrics.record_deploy();
         self.changes.send_modify(|n| *n += 1);
         tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
-        Ok(Some(meta))
+        Ok(Some(Deployed { meta, verification }))
+    }
+
+    /// Checks the stored entities of `name` with `compiled`, comparing the
+    /// probe's replies with `serving`'s; refuses it unless the report passes.
+    async fn verify(
+        &self,
+        name: &str,
+        compiled: &CompiledService,
+        serving: Option<&Service>,
+        options: &VerifyOptions,
+    ) -> Result<Report, DeployError> {
+        let progress = Arc::new(Progress::default());
+        {
+            let mut verifying = self.verifying.lock().unwrap();
+            if verifying.contains_key(name) {
+                return Err(DeployError::Conflict(format!("a new version of {name} is being verified already")));
+            }
+            verifying.insert(name.to_string(), progress.clone());
+        }
+        let check = verify::Check {
+            runtime: &self.runtime,
+            journal: &self.journal,
+            service: name,
+            kind: compiled.kind(),
+            new: compiled,
+            old: serving.map(|s| &s.compiled),
+            options,
+            progress: &progress,
+        };
+        let report = check.run().await;
+        self.verifying.lock().unwrap().remove(name);
+        let report = report.map_err(|e| DeployError::Internal(format!("the verification failed: {e:#}")))?;
+        self.metrics.record_verification(report.checked, !report.passes(options));
+        if report.passes(options) { Ok(report) } else { Err(DeployError::UpgradeRejected(Box::new(report))) }
     }
 
     /// Removes a service: every version, so new invocations answer 404. Its

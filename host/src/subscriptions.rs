@@ -147,6 +147,7 @@ impl Subscriptions {
             source: source.to_string(),
             entity: entry.entity,
             seq: entry.event.seq,
+            version: entry.event.version,
             payload: entry.event.payload,
         };
         let mut backoff = FIRST_BACKOFF;

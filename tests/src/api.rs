@@ -84,6 +84,19 @@ impl Api {
         self.send(reqwest::Method::PUT, &format!("/v1/services/{service}"), bytes).await
     }
 
+    /// Deploys a component file as a service with a query (`verify=replay`,
+    /// say), answering whatever the server says.
+    pub async fn deploy_with(&self, service: &str, component: &Path, query: &str) -> Reply {
+        let bytes = std::fs::read(component).expect("component file");
+        self.send(reqwest::Method::PUT, &format!("/v1/services/{service}?{query}"), bytes).await
+    }
+
+    /// POST with a JSON body (none for `null`).
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        let body = if body.is_null() { Vec::new() } else { serde_json::to_vec(&body).unwrap() };
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
     /// Deploys a component file as a service and asserts 201.
     pub async fn deploy(&self, service: &str, component: &Path) -> Value {
         let bytes = std::fs::read(component).expect("component file");

@@ -1,7 +1,8 @@
-//! The core of an event-sourced entity: the WIT `event-sourced.handle`.
+//! The core of an event-sourced entity: the WIT `event-sourced.handle`
+//! and `event-sourced.replay`.
 
 use crate::reply::encode_json;
-use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect};
+use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent};
 
 /// What a successful command produced, encoded as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,15 +17,26 @@ pub struct Effects {
     pub state: Vec<u8>,
 }
 
+/// Why a stored history could not be rebuilt, mirroring the WIT
+/// `replay-failure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayFailure {
+    /// The seq of the event that could not be read; `None` for the snapshot.
+    pub seq: Option<u64>,
+    /// What went wrong.
+    pub message: String,
+}
+
 /// Handles `command` for entity type `E`.
 ///
 /// The state is `snapshot`, a `(seq, state)` pair, or `E::default()` without
-/// one, with `events`, `(seq, payload)` pairs, applied in order.
+/// one, with `events` read by [`EventSourcedEntity::upcast`] and applied in
+/// order.
 ///
 /// # Errors
 ///
 /// The handler's failure, or [`FailureCode::InvalidState`](crate::FailureCode::InvalidState)
-/// if the snapshot or an event cannot be decoded.
+/// if the snapshot or an event cannot be read.
 ///
 /// # Panics
 ///
@@ -32,20 +44,10 @@ pub struct Effects {
 /// cannot be encoded as JSON.
 pub fn handle<'a, E: EventSourcedEntity>(
     snapshot: Option<(u64, &[u8])>,
-    events: impl IntoIterator<Item = (u64, &'a [u8])>,
+    events: impl IntoIterator<Item = StoredEvent<'a>>,
     command: Command<'_>,
 ) -> Result<Effects, Failure> {
-    let mut state = match snapshot {
-        Some((seq, bytes)) => serde_json::from_slice::<E>(bytes)
-            .map_err(|error| Failure::invalid_state(format!("snapshot at seq {seq} could not be decoded: {error}")))?,
-        None => E::default(),
-    };
-    for (seq, bytes) in events {
-        let event = serde_json::from_slice::<E::Event>(bytes)
-            .map_err(|error| Failure::invalid_state(format!("event {seq} could not be decoded: {error}")))?;
-        state.apply(&event);
-    }
-
+    let state = fold::<E>(snapshot, events).map_err(|failure| Failure::invalid_state(failure.message))?;
     let mut ctx = Context::new(command.entity_id(), &state);
     let reply = state.handle(command, &mut ctx)?;
     let (events, side_effects, working) = ctx.into_parts();
@@ -55,6 +57,45 @@ pub fn handle<'a, E: EventSourcedEntity>(
         side_effects,
         state: encode_json(working.as_ref().unwrap_or(&state), "state"),
     })
+}
+
+/// Rebuilds the state of entity type `E` from `snapshot` and `events`, as
+/// [`handle`] does before a command, and answers it encoded as JSON.
+///
+/// # Errors
+///
+/// If the snapshot or an event cannot be read, naming which.
+///
+/// # Panics
+///
+/// If `apply` panics, or if the state cannot be encoded as JSON.
+pub fn replay<'a, E: EventSourcedEntity>(
+    snapshot: Option<(u64, &[u8])>,
+    events: impl IntoIterator<Item = StoredEvent<'a>>,
+) -> Result<Vec<u8>, ReplayFailure> {
+    fold::<E>(snapshot, events).map(|state| encode_json(&state, "state"))
+}
+
+/// The state `snapshot` decodes to (or the default), with `events` applied.
+fn fold<'a, E: EventSourcedEntity>(
+    snapshot: Option<(u64, &[u8])>,
+    events: impl IntoIterator<Item = StoredEvent<'a>>,
+) -> Result<E, ReplayFailure> {
+    let mut state = match snapshot {
+        Some((seq, bytes)) => serde_json::from_slice::<E>(bytes).map_err(|error| ReplayFailure {
+            seq: None,
+            message: format!("snapshot at seq {seq} could not be decoded: {error}"),
+        })?,
+        None => E::default(),
+    };
+    for event in events {
+        let decoded = E::upcast(event).map_err(|error| ReplayFailure {
+            seq: Some(event.seq()),
+            message: format!("event {} could not be decoded: {error}", event.seq()),
+        })?;
+        state.apply(&decoded);
+    }
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -142,7 +183,8 @@ mod tests {
         name: &str,
         payload: &str,
     ) -> Result<Effects, Failure> {
-        handle::<Tally>(snapshot, events.iter().copied(), Command::new(name, payload.as_bytes(), "t-1"))
+        let events = events.iter().map(|&(seq, payload)| StoredEvent::new(seq, 1, payload));
+        handle::<Tally>(snapshot, events, Command::new(name, payload.as_bytes(), "t-1"))
     }
 
     fn clones() -> usize {
@@ -233,5 +275,20 @@ mod tests {
 
         let failure = run(None, &[(1, b"1"), (2, b"\"two\"")], "Add", "").unwrap_err();
         assert_failure(&failure, FailureCode::InvalidState, "event 2 could not be decoded: ");
+    }
+
+    #[test]
+    fn replay_answers_the_state_or_where_it_broke() {
+        let events = [StoredEvent::new(3, 1, b"5"), StoredEvent::new(4, 2, b"-2")];
+        assert_eq!(replay::<Tally>(Some((2, br#"{"total":10}"#)), events), Ok(br#"{"total":13}"#.to_vec()));
+        assert_eq!(replay::<Tally>(None, []), Ok(br#"{"total":0}"#.to_vec()));
+
+        let broken = [StoredEvent::new(1, 1, b"1"), StoredEvent::new(2, 1, b"{}")];
+        let failure = replay::<Tally>(None, broken).unwrap_err();
+        assert_eq!(failure.seq, Some(2));
+        assert!(failure.message.starts_with("event 2 could not be decoded: "), "{}", failure.message);
+        let failure = replay::<Tally>(Some((9, b"[]")), []).unwrap_err();
+        assert_eq!(failure.seq, None);
+        assert!(failure.message.starts_with("snapshot at seq 9"), "{}", failure.message);
     }
 }

@@ -1,4 +1,4 @@
-//! The core of a value entity: the WIT `value.handle`.
+//! The core of a value entity: the WIT `value.handle` and `value.decode-state`.
 
 use crate::{Command, Failure, Reply, SideEffect, ValueContext, ValueEntity};
 
@@ -44,6 +44,23 @@ pub fn handle<E: ValueEntity>(state: Option<&[u8]>, command: Command<'_>) -> Res
     let reply = current.handle(command, &mut ctx)?;
     let (state, side_effects) = ctx.into_parts();
     Ok(ValueEffects { reply, state, side_effects })
+}
+
+/// Decodes a stored `state` of entity type `E` and answers it encoded as
+/// JSON again, as the entity encodes it now.
+///
+/// # Errors
+///
+/// [`FailureCode::InvalidState`](crate::FailureCode::InvalidState) if
+/// `state` cannot be decoded.
+///
+/// # Panics
+///
+/// If the state cannot be encoded as JSON.
+pub fn decode_state<E: ValueEntity>(state: &[u8]) -> Result<Vec<u8>, Failure> {
+    let decoded = serde_json::from_slice::<E>(state)
+        .map_err(|error| Failure::invalid_state(format!("state could not be decoded: {error}")))?;
+    Ok(crate::reply::encode_json(&decoded, "state"))
 }
 
 #[cfg(test)]
@@ -153,5 +170,12 @@ mod tests {
         let failure = run(Some("[1]"), "Before", "").unwrap_err();
         assert_failure(&failure, FailureCode::InvalidState, "state could not be decoded: ");
         assert_eq!(run(None, "Nope", "").unwrap_err().code(), FailureCode::UnknownCommand);
+    }
+
+    #[test]
+    fn decode_state_reencodes_or_refuses() {
+        assert_eq!(decode_state::<Tags>(br#"{ "tags": ["a"] }"#), Ok(br#"{"tags":["a"]}"#.to_vec()));
+        let failure = decode_state::<Tags>(b"[1]").unwrap_err();
+        assert_failure(&failure, FailureCode::InvalidState, "state could not be decoded: ");
     }
 }

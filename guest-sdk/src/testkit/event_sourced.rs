@@ -2,9 +2,13 @@
 
 use std::marker::PhantomData;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, raw};
+use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent, raw};
+
+/// The version the kit records for the events its commands emit.
+const KIT_VERSION: u32 = 1;
 
 /// An in-memory host for one entity of type `E`.
 ///
@@ -34,7 +38,8 @@ pub struct TestKit<E> {
     entity_id: String,
     snapshot_every: Option<u64>,
     snapshot: Option<(u64, Vec<u8>)>,
-    events: Vec<(u64, Vec<u8>)>,
+    /// (seq, version, event) as the host would store them.
+    events: Vec<(u64, u32, Vec<u8>)>,
     state: Option<Vec<u8>>,
     entity: PhantomData<fn() -> E>,
 }
@@ -67,17 +72,54 @@ impl<E: EventSourcedEntity> TestKit<E> {
         self
     }
 
+    /// Appends `events` to the log as stored events, each encoded as JSON,
+    /// as if an earlier version of the service (version 0: not recorded)
+    /// had emitted them: seed the kit with the events a deployed version
+    /// stored, to test that this version reads them (see
+    /// [`EventSourcedEntity::upcast`]).
+    ///
+    /// # Panics
+    ///
+    /// If an event cannot be encoded as JSON.
+    pub fn with_events<T: Serialize>(self, events: impl IntoIterator<Item = T>) -> Self {
+        self.with_events_of_version(0, events)
+    }
+
+    /// Like [`with_events`](Self::with_events), recording `version` as the
+    /// version of the service that emitted them.
+    ///
+    /// # Panics
+    ///
+    /// If an event cannot be encoded as JSON.
+    pub fn with_events_of_version<T: Serialize>(mut self, version: u32, events: impl IntoIterator<Item = T>) -> Self {
+        for event in events {
+            let bytes = serde_json::to_vec(&event).expect("a seeded event must be encodable as JSON");
+            self.events.push((self.seq() + 1, version, bytes));
+        }
+        self.state = None;
+        self
+    }
+
     command_methods!(&mut self, "entity", "The entity's failure; the log and state are then unchanged.");
+
+    /// The events after the latest snapshot, as the host passes them.
+    fn unsnapshotted(&self) -> impl Iterator<Item = StoredEvent<'_>> {
+        let after = self.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        self.events
+            .iter()
+            .filter(move |(seq, ..)| *seq > after)
+            .map(|(seq, version, event)| StoredEvent::new(*seq, *version, event))
+    }
 
     /// Runs a command and commits its events, as the host does.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
-        let events = self.events.iter().filter(|(seq, _)| *seq > after).map(|(seq, event)| (*seq, event.as_slice()));
-        let effects = raw::event_sourced::handle::<E>(snapshot, events, Command::new(name, payload, &self.entity_id))?;
+        let command = Command::new(name, payload, &self.entity_id);
+        let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)?;
 
         let first = self.seq() + 1;
-        self.events.extend((first..).zip(effects.events));
+        self.events.extend((first..).zip(effects.events).map(|(seq, event)| (seq, KIT_VERSION, event)));
         if let Some(interval) = self.snapshot_every
             && self.seq() - after >= interval
         {
@@ -89,12 +131,21 @@ impl<E: EventSourcedEntity> TestKit<E> {
 
     /// The sequence number of the last committed event; 0 for an empty log.
     pub fn seq(&self) -> u64 {
-        self.events.last().map_or(0, |(seq, _)| *seq)
+        self.events.last().map_or(0, |(seq, ..)| *seq)
     }
 
-    /// The committed events with their sequence numbers, decoded.
+    /// The committed events with their sequence numbers, read by
+    /// [`EventSourcedEntity::upcast`].
+    ///
+    /// # Panics
+    ///
+    /// If an event cannot be read.
     pub fn events(&self) -> Vec<(u64, E::Event)> {
-        self.decode_events("committed events decode")
+        let read = |(seq, version, bytes): &(u64, u32, Vec<u8>)| {
+            let event = E::upcast(StoredEvent::new(*seq, *version, bytes));
+            (*seq, event.unwrap_or_else(|error| panic!("event {seq} cannot be read: {error}")))
+        };
+        self.events.iter().map(read).collect()
     }
 
     /// The committed events with their sequence numbers, as JSON values.
@@ -108,15 +159,26 @@ impl<E: EventSourcedEntity> TestKit<E> {
     ///
     /// If an event does not decode, with message `expect`.
     fn decode_events<T: DeserializeOwned>(&self, expect: &str) -> Vec<(u64, T)> {
-        self.events.iter().map(|(seq, bytes)| (*seq, serde_json::from_slice(bytes).expect(expect))).collect()
+        self.events.iter().map(|(seq, _, bytes)| (*seq, serde_json::from_slice(bytes).expect(expect))).collect()
     }
 
-    /// The state the last successful command returned, decoded; the default
-    /// state before any.
+    /// The state the last successful command returned, decoded; before any
+    /// (or after [`with_events`](Self::with_events)), the state the log
+    /// folds to.
+    ///
+    /// # Panics
+    ///
+    /// If the log cannot be folded, naming the event that cannot be read.
     pub fn state(&self) -> E {
-        self.state
-            .as_ref()
-            .map_or_else(E::default, |bytes| serde_json::from_slice(bytes).expect("the returned state decodes"))
+        let bytes = match &self.state {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
+                raw::event_sourced::replay::<E>(snapshot, self.unsnapshotted())
+                    .unwrap_or_else(|failure| panic!("the log cannot be folded: {}", failure.message))
+            }
+        };
+        serde_json::from_slice(&bytes).expect("the state decodes")
     }
 }
 
@@ -214,6 +276,43 @@ mod tests {
         }
         assert_eq!(kit.snapshot.as_ref().map(|(seq, _)| *seq), Some(4));
         assert_eq!(kit.handle("Read", ()), Ok(json!({ "lines": ["a", "b", "c", "d", "e"] })));
+    }
+
+    #[test]
+    fn seeded_events_are_read_through_upcast() {
+        #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+        struct Upcasting {
+            lines: Vec<String>,
+        }
+        impl EventSourcedEntity for Upcasting {
+            type Event = String;
+            fn apply(&mut self, line: &String) {
+                self.lines.push(line.clone());
+            }
+            fn upcast(event: crate::StoredEvent<'_>) -> serde_json::Result<String> {
+                // Version 1 stored {"line": ...}; later ones the bare string.
+                match event.version() {
+                    1 => event.json::<serde_json::Value>().map(|v| v["line"].as_str().unwrap_or_default().to_owned()),
+                    _ => event.json(),
+                }
+            }
+            fn handle(&self, _: Command<'_>, _: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+                Ok(Reply::json(self))
+            }
+        }
+        let mut kit = TestKit::<Upcasting>::new("u")
+            .with_events_of_version(1, [json!({"line": "old"})])
+            .with_events_of_version(2, ["new"]);
+        assert_eq!(kit.state().lines, ["old", "new"]);
+        assert_eq!(kit.events(), [(1, "old".to_owned()), (2, "new".to_owned())]);
+        assert_eq!(kit.handle("Read", ()), Ok(json!({"lines": ["old", "new"]})));
+
+        // The plain entity cannot read the old shape: the command fails as
+        // the host would report it.
+        let mut plain = TestKit::<Log>::new("log").with_events([json!({"line": "old"})]);
+        let failure = plain.handle("Read", ()).unwrap_err();
+        assert_eq!(failure.code(), FailureCode::InvalidState);
+        assert!(failure.message().starts_with("event 1 could not be decoded"), "{failure}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::domain::{Call, Event, IdempotencyKey, ServiceKind};
+use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
 use crate::invoke::Invocation;
 use crate::journal::EntityPosition;
 use crate::names::{validate_entity_id, validate_service_name};
@@ -22,15 +22,29 @@ const MAX_EVENTS_PER_PAGE: usize = 10_000;
 /// page ends: ask again from the next seq).
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
+/// Query of an invocation.
+#[derive(Deserialize)]
+pub struct InvokeQuery {
+    /// Run the command without committing or sending anything, and answer
+    /// what it would do.
+    #[serde(default)]
+    dry_run: bool,
+    /// For a dry run: the seq right after which to run it (default: now).
+    at: Option<u64>,
+}
+
 /// `POST /v1/services/{service}/entities/{id}/{command}`: runs the command
 /// and answers the entity's reply once its events are durable.
 ///
 /// A request carrying an `Idempotency-Key` that repeats an earlier key for
 /// the same entity answers the recorded reply without running again; one
-/// that repeats it for another command or payload answers 422.
+/// that repeats it for another command or payload answers 422. With
+/// `?dry_run=true` (and maybe `&at=N`), the command runs against the
+/// current (or a past) state and the answer is what it would do.
 pub async fn invoke(
     State(state): State<AppState>,
     ApiPath((service, id, command)): ApiPath<(String, String, String)>,
+    ApiQuery(query): ApiQuery<InvokeQuery>,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
@@ -45,6 +59,12 @@ pub async fn invoke(
         None => None,
     };
     let call = Call { service, entity: id, command, payload: body.to_vec() };
+    if query.dry_run {
+        return super::history::dry_run(&state, call, query.at).await;
+    }
+    if query.at.is_some() {
+        return Err(ApiError::bad_request("at applies to dry runs only (dry_run=true)"));
+    }
     let reply = state.invoker.invoke(Invocation::command(call, key)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
 }
@@ -127,13 +147,8 @@ impl From<Event> for EventReply {
     }
 }
 
-/// A payload as JSON: embedded as is when it is JSON, else as a string.
-pub fn payload_json(payload: &[u8]) -> Value {
-    serde_json::from_slice(payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
-}
-
 /// Checks the service exists and the entity id is acceptable.
-fn validate_entity_path(state: &AppState, service: &str, id: &str) -> Result<(), ApiError> {
+pub(super) fn validate_entity_path(state: &AppState, service: &str, id: &str) -> Result<(), ApiError> {
     validate_service_name(service).map_err(ApiError::bad_request)?;
     validate_entity_id(id).map_err(ApiError::bad_request)?;
     if !state.services.is_deployed(service) {

@@ -19,13 +19,20 @@ pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    details: Option<serde_json::Value>,
     retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     /// An error with an explicit status, machine-readable kind and message.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), retry_after_secs: None }
+        Self { status, kind, message: message.into(), details: None, retry_after_secs: None }
+    }
+
+    /// The same error, answered with `details`: what a client needs to act
+    /// on it, beyond the message.
+    pub fn with_details(self, details: serde_json::Value) -> Self {
+        Self { details: Some(details), ..self }
     }
 
     /// 400: the request itself is wrong.
@@ -82,7 +89,11 @@ impl From<InvalidKey> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "kind": self.kind, "message": self.message } });
+        let mut error = json!({ "kind": self.kind, "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -97,6 +108,11 @@ impl From<DeployError> for ApiError {
             DeployError::InvalidName(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_name", message),
             DeployError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DeployError::Component(e) => Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string()),
+            DeployError::UpgradeRejected(ref report) => {
+                let details = json!({ "verification": report });
+                Self::new(StatusCode::CONFLICT, "upgrade_rejected", error.to_string()).with_details(details)
+            }
+            DeployError::NoSuchVersion(message) => Self::new(StatusCode::NOT_FOUND, "no_such_version", message),
             DeployError::Journal(e) => Self::from(e),
             DeployError::Internal(e) => Self::internal(e),
         }
@@ -116,6 +132,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::EarlierCommitFailed | InvokeError::KeyRecordExpired | InvokeError::Conflict { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "retry", message).retry_after(1)
             }
+            InvokeError::NotInHistory(_) => Self::new(StatusCode::NOT_FOUND, "not_in_history", message),
             InvokeError::KeyReused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
@@ -127,12 +144,16 @@ impl From<InvokeError> for ApiError {
                     format!("the command was committed, but its synchronous side effect {target} failed: {cause}");
                 Self::new(StatusCode::BAD_GATEWAY, "side_effect_failed", message)
             }
+            // Stored state the code cannot read is the service's fault, not
+            // the caller's (the invocation path logged it).
+            InvokeError::Failed(failure) if failure.code == FailureCode::InvalidState => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_state", failure.message)
+            }
             InvokeError::Failed(failure) => {
                 let kind = match failure.code {
                     FailureCode::Rejected => "command_failed",
                     FailureCode::UnknownCommand => "unknown_command",
-                    FailureCode::InvalidPayload => "invalid_payload",
-                    FailureCode::InvalidState => "invalid_state",
+                    FailureCode::InvalidPayload | FailureCode::InvalidState => "invalid_payload",
                 };
                 Self::new(StatusCode::BAD_REQUEST, kind, failure.message)
             }

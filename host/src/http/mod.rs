@@ -5,6 +5,7 @@ mod connections;
 mod entities;
 mod error;
 mod extract;
+mod history;
 mod origin;
 mod services;
 mod stream;
@@ -76,6 +77,8 @@ pub struct AppParts {
     pub subscriptions: Arc<Subscriptions>,
     /// Turns true when the server shuts down; live event streams end then.
     pub shutdown: watch::Receiver<bool>,
+    /// Refuse unverified deploys of services with stored entities.
+    pub require_verify: bool,
 }
 
 /// The API's router.
@@ -84,6 +87,8 @@ pub fn app(state: AppState) -> Router {
     let entity_routes = Router::new()
         .route("/v1/services/{service}/entities/{id}", get(entities::position))
         .route("/v1/services/{service}/entities/{id}/events", get(entities::events))
+        .route("/v1/services/{service}/entities/{id}/state", get(history::state))
+        .route("/v1/services/{service}/entities/{id}/fork", post(history::fork))
         .route(
             "/v1/services/{service}/entities/{id}/{command}",
             post(entities::invoke)
@@ -97,7 +102,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.deploy))
         .layer(from_fn(move |req, next| extract::reject_declared_oversize(limits.deploy, req, next)))
         .delete(services::delete)
-        .layer(admin);
+        .layer(admin.clone());
     let describe = get(services::describe).layer(read.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -105,6 +110,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services", get(services::list).layer(read.clone()))
         .route("/v1/services/{service}", deploy.merge(describe))
         .route("/v1/services/{service}/dead-letters", get(services::dead_letters).layer(read.clone()))
+        .route("/v1/services/{service}/rollback", post(services::rollback).layer(admin.clone()))
+        .route("/v1/services/{service}/verification", get(services::verification).layer(read.clone()))
         .merge(entity_routes)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

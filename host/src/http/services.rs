@@ -1,4 +1,6 @@
-//! `PUT /v1/services/{service}`, `GET /v1/services`, `GET /v1/services/{service}`.
+//! `PUT /v1/services/{service}` (deploy, verified or not), `POST
+//! /v1/services/{service}/rollback`, `GET /v1/services`, `GET
+//! /v1/services/{service}` and what hangs off a service.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,8 +10,44 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::journal::{DeadLetter, VersionMeta};
-use crate::services::ServiceInfo;
+use crate::journal::DeadLetter;
+use crate::services::{DeployRequest, Deployed, ServiceInfo};
+use crate::verify::VerifyOptions;
+
+/// How a deploy (or rollback) is checked against the stored entities: read
+/// from the same query as the route's own parameters (a flattened struct
+/// would read every value as a string).
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    /// `replay`: rebuild the stored entities with the new version first.
+    verify: Option<String>,
+    /// A read-only command to compare the old and the new version's replies on.
+    probe: Option<String>,
+    /// Check a deterministic sample of this many entities.
+    limit: Option<usize>,
+    /// Refuse the new version when a probe's replies differ.
+    #[serde(default)]
+    strict: bool,
+}
+
+impl VerifyQuery {
+    /// The options it asks for; `None` when it asks for no verification.
+    fn options(self) -> Result<Option<VerifyOptions>, ApiError> {
+        match self.verify.as_deref() {
+            None if self.probe.is_some() || self.limit.is_some() || self.strict => {
+                Err(ApiError::bad_request("probe, limit and strict only apply with verify=replay"))
+            }
+            None => Ok(None),
+            Some("replay") => {
+                if self.probe.as_ref().is_some_and(|p| p.is_empty() || p.chars().any(char::is_control)) {
+                    return Err(ApiError::bad_request("probe must name a command"));
+                }
+                Ok(Some(VerifyOptions { probe: self.probe, limit: self.limit, strict: self.strict }))
+            }
+            Some(other) => Err(ApiError::bad_request(format!("verify takes `replay`, not {other:?}"))),
+        }
+    }
+}
 
 /// Query of a deploy.
 #[derive(Deserialize)]
@@ -19,19 +57,89 @@ pub struct DeployQuery {
 }
 
 /// Deploys the body as the next version of the service: 201 with its
-/// metadata. A client that goes away drops this handler, not the deploy.
+/// metadata and, when verified, the report; 409 `upgrade_rejected` with the
+/// report when the new version cannot rebuild the stored entities. A client
+/// that goes away drops this handler, not the deploy.
 pub async fn deploy(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
     ApiQuery(query): ApiQuery<DeployQuery>,
+    ApiQuery(verify): ApiQuery<VerifyQuery>,
     ApiBody(body): ApiBody,
-) -> Result<(StatusCode, Json<VersionMeta>), ApiError> {
+) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     let subscriptions = query
         .subscribe
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
-    let meta = state.services.deploy(service, body.to_vec(), subscriptions).await?;
-    Ok((StatusCode::CREATED, Json(meta)))
+    let verify = verify.options()?;
+    if verify.is_none() && state.require_verify {
+        refuse_unverified(&state, &service).await?;
+    }
+    let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify };
+    let deployed = state.services.deploy(request).await?;
+    Ok((StatusCode::CREATED, Json(deployed)))
+}
+
+/// Under `--require-verify`: refuses an unverified deploy of a service that
+/// has stored entities.
+async fn refuse_unverified(state: &AppState, service: &str) -> Result<(), ApiError> {
+    let Some(kind) = state.services.describe(service).map(|s| s.kind) else { return Ok(()) };
+    let (journal, name) = (state.journal.clone(), service.to_string());
+    let stored =
+        tokio::task::spawn_blocking(move || journal.has_entities(&name, kind)).await.map_err(ApiError::internal)??;
+    if stored {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "verification_required",
+            format!("{service} has stored entities: this server deploys new versions of it only with verify=replay"),
+        ));
+    }
+    Ok(())
+}
+
+/// Query of a rollback.
+#[derive(Deserialize)]
+pub struct RollbackQuery {
+    /// The version to roll back to (default: the one before the newest).
+    to: Option<u32>,
+}
+
+/// What a rollback answers: the new version, and the one it runs the code of.
+#[derive(Serialize)]
+pub struct RolledBack {
+    #[serde(flatten)]
+    deployed: Deployed,
+    /// The version whose code the new version runs.
+    rolled_back_to: u32,
+}
+
+/// `POST /v1/services/{service}/rollback?to=V`: makes an earlier version the
+/// newest again, as a new version number running its code; 201.
+pub async fn rollback(
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RollbackQuery>,
+    ApiQuery(verify): ApiQuery<VerifyQuery>,
+) -> Result<(StatusCode, Json<RolledBack>), ApiError> {
+    let verify = verify.options()?;
+    if verify.is_none() && state.require_verify {
+        refuse_unverified(&state, &service).await?;
+    }
+    let (deployed, rolled_back_to) = state.services.rollback(service, query.to, verify).await?;
+    Ok((StatusCode::CREATED, Json(RolledBack { deployed, rolled_back_to })))
+}
+
+/// `GET /v1/services/{service}/verification`: how far the verification of
+/// a new version is, while one runs; 404 when none does.
+pub async fn verification(
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (checked, total) = state
+        .services
+        .verification_progress(&service)
+        .ok_or_else(|| ApiError::not_found(format!("no new version of {service:?} is being verified")))?;
+    Ok(Json(serde_json::json!({ "service": service, "checked": checked, "total": total })))
 }
 
 /// One event a subscriber gave up on.

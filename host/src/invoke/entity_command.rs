@@ -105,12 +105,16 @@ async fn event_sourced(
 ) -> Result<Executed, InvokeError> {
     let loaded;
     let (snapshot, events, last_seq, unsnapshotted) = match cached {
-        Some(CachedState::EventSourced { snapshot, unsnapshotted_bytes }) => {
+        // A new version never runs on state an earlier one folded: it
+        // rebuilds the state from the journal with its own code.
+        Some(CachedState::EventSourced { snapshot, unsnapshotted_bytes })
+            if snapshot.version() == service.meta.version =>
+        {
             (Some(&*snapshot), Vec::new(), snapshot.seq(), *unsnapshotted_bytes)
         }
         _ => {
             let history = load_history(shared, entity).await?;
-            loaded = history.snapshot.map(|s| Snapshot::new(s.seq, s.state));
+            loaded = history.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
             let bytes = history.events.iter().map(|e| e.payload.len()).sum();
             (loaded.as_ref(), history.events, history.last_seq, bytes)
         }
@@ -141,7 +145,10 @@ async fn event_sourced(
     // record) is checked against the seq the command ran on: after an
     // earlier queued command fails to commit, it is refused too.
     let write = EntityWrite::Events { expected_last_seq: last_seq, events, snapshot };
-    let cache = CachedState::EventSourced { snapshot: Snapshot::new(new_last, state), unsnapshotted_bytes };
+    let cache = CachedState::EventSourced {
+        snapshot: Snapshot::new(new_last, service.meta.version, state),
+        unsnapshotted_bytes,
+    };
     Ok((write, effects, Some(cache)))
 }
 

@@ -1,6 +1,6 @@
 //! Why an invocation failed, whichever path started it.
 
-use crate::domain::Failure;
+use crate::domain::{Failure, FailureCode};
 use crate::journal::JournalError;
 use crate::metrics::InvocationOutcome;
 use crate::runtime::GuestError;
@@ -45,6 +45,9 @@ pub enum InvokeError {
     /// its record expired before it could be read.
     #[error("the idempotency key's record expired while it was read; retry")]
     KeyRecordExpired,
+    /// A read of an entity's past asked for what its history does not hold.
+    #[error("{0}")]
+    NotInHistory(String),
     /// The guest refused the command.
     #[error("{}", .0.message)]
     Failed(Failure),
@@ -96,10 +99,15 @@ impl InvokeError {
         }
     }
 
-    /// Whether the host itself failed (rather than the guest or the
-    /// request): such failures are logged where they happen.
+    /// Whether the server failed rather than the request: the host itself,
+    /// or the service's code, which cannot read an entity's stored state.
+    /// Such failures are logged at ERROR, in the invocation's span.
     pub fn is_host_failure(&self) -> bool {
-        matches!(self, InvokeError::Journal(_) | InvokeError::Internal(_))
+        match self {
+            InvokeError::Journal(_) | InvokeError::Internal(_) => true,
+            InvokeError::Failed(failure) => failure.code == FailureCode::InvalidState,
+            _ => false,
+        }
     }
 
     /// How the invocation counts in `wasmstate_invocations_total`.

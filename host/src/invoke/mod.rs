@@ -24,6 +24,7 @@ mod error;
 mod idempotency;
 mod mailbox;
 mod output_limits;
+mod time_travel;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +43,7 @@ use crate::runtime::Runtime;
 use crate::services::Services;
 pub use error::InvokeError;
 use mailbox::Mailboxes;
+pub use time_travel::DryRun;
 
 /// How deep forwards and synchronous side effects may nest.
 pub const MAX_HOPS: u32 = 16;
@@ -189,10 +191,9 @@ impl Invoker {
     /// the answer, not the work: an invocation that commits always runs
     /// what follows it.
     pub async fn invoke(&self, invocation: Invocation) -> Answer {
-        let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
+        let permit = self.shared.permit().inspect_err(|_| {
             self.shared.metrics.record_invocation(InvocationOutcome::Refused);
-            return Err(InvokeError::Overloaded("the host has too many invocations in flight".into()));
-        };
+        })?;
         let this = self.clone();
         FinishOnDrop::new(async move {
             let _permit = permit;
@@ -241,14 +242,7 @@ impl Invoker {
             // written before that check existed only here.
             output_limits::check_target(invocation.service(), invocation.entity())?;
         }
-        let service = self.shared.services.get(invocation.service()).ok_or_else(|| {
-            let name = invocation.service().to_string();
-            if self.shared.services.was_deleted(&name) {
-                InvokeError::DeletedService(name)
-            } else {
-                InvokeError::UnknownService(name)
-            }
-        })?;
+        let service = self.shared.service(invocation.service())?;
         tracing::Span::current().record("version", service.meta.version);
         // What the keys of a keyed invocation's next steps derive from.
         let seed = invocation

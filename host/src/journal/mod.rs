@@ -12,6 +12,7 @@
 
 mod bookkeeping;
 mod commit_watch;
+mod entities;
 #[cfg(any(test, feature = "fault-injection"))]
 mod failing_storage;
 mod migrate_v1;
@@ -34,6 +35,7 @@ use crate::domain::{Event, ServiceKind};
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
 pub use commit_watch::{CommitWatch, Watching};
+pub use entities::{Forked, FullHistory};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};

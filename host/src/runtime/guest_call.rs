@@ -1,22 +1,28 @@
-//! A compiled service and the typed call of each kind's functions: the
-//! host's types go in, are converted to the generated ones for the call,
-//! and the guest's answer comes back as [`Effects`].
+//! A compiled service and the typed call of each kind's functions, for
+//! components of every WIT version: the host's types go in, are converted
+//! to the version's generated ones for the call, and the guest's answer
+//! comes back as [`Effects`].
 
 use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
-use super::bindings::{self, Snapshot, action_iface, event_sourced_iface, value_iface};
+use super::bindings::{Snapshot, WitVersion, v0_1, v0_2};
 use super::idle_pool::{IdleBudget, IdlePool};
 use super::{GuestError, GuestState, Runtime};
 use crate::domain::{Call, Effects, Event, Failure, ServiceKind, SubscribedEvent};
 
+/// The exports of a component: its kind, and the WIT version it was built
+/// against.
 #[derive(Clone)]
-enum KindIndices {
-    EventSourced(event_sourced_iface::GuestIndices),
-    Value(value_iface::GuestIndices),
-    Action(action_iface::GuestIndices),
+enum Exports {
+    EventSourcedV0_1(v0_1::event_sourced_iface::GuestIndices),
+    ValueV0_1(v0_1::value_iface::GuestIndices),
+    ActionV0_1(v0_1::action_iface::GuestIndices),
+    EventSourcedV0_2(v0_2::event_sourced_iface::GuestIndices),
+    ValueV0_2(v0_2::value_iface::GuestIndices),
+    ActionV0_2(v0_2::action_iface::GuestIndices),
 }
 
 /// A validated, compiled component ready to be instantiated cheaply, with
@@ -24,7 +30,7 @@ enum KindIndices {
 #[derive(Clone)]
 pub struct CompiledService {
     pre: InstancePre<GuestState>,
-    indices: KindIndices,
+    exports: Exports,
     idle: Arc<IdlePool<WarmInstance>>,
 }
 
@@ -41,15 +47,24 @@ impl CompiledService {
     pub(super) fn new(
         pre: InstancePre<GuestState>,
         kind: ServiceKind,
+        version: WitVersion,
         budget: Arc<IdleBudget>,
     ) -> wasmtime::Result<Self> {
-        let indices = match kind {
-            ServiceKind::EventSourced => KindIndices::EventSourced(event_sourced_iface::GuestIndices::new(&pre)?),
-            ServiceKind::Value => KindIndices::Value(value_iface::GuestIndices::new(&pre)?),
-            ServiceKind::Action => KindIndices::Action(action_iface::GuestIndices::new(&pre)?),
+        use {ServiceKind as K, WitVersion as V};
+        let exports = match (version, kind) {
+            (V::V0_1, K::EventSourced) => {
+                Exports::EventSourcedV0_1(v0_1::event_sourced_iface::GuestIndices::new(&pre)?)
+            }
+            (V::V0_1, K::Value) => Exports::ValueV0_1(v0_1::value_iface::GuestIndices::new(&pre)?),
+            (V::V0_1, K::Action) => Exports::ActionV0_1(v0_1::action_iface::GuestIndices::new(&pre)?),
+            (V::V0_2, K::EventSourced) => {
+                Exports::EventSourcedV0_2(v0_2::event_sourced_iface::GuestIndices::new(&pre)?)
+            }
+            (V::V0_2, K::Value) => Exports::ValueV0_2(v0_2::value_iface::GuestIndices::new(&pre)?),
+            (V::V0_2, K::Action) => Exports::ActionV0_2(v0_2::action_iface::GuestIndices::new(&pre)?),
         };
         let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { pre, indices, idle: Arc::new(IdlePool::new(max_idle, budget)) })
+        Ok(Self { pre, exports, idle: Arc::new(IdlePool::new(max_idle, budget)) })
     }
 
     /// The same version without idle instances: every call makes a new
@@ -57,7 +72,7 @@ impl CompiledService {
     #[cfg(feature = "bench-hooks")]
     pub fn without_idle_instances(&self) -> Self {
         let budget = self.idle.budget().clone();
-        Self { pre: self.pre.clone(), indices: self.indices.clone(), idle: Arc::new(IdlePool::new(0, budget)) }
+        Self { pre: self.pre.clone(), exports: self.exports.clone(), idle: Arc::new(IdlePool::new(0, budget)) }
     }
 
     /// An idle instance, if a call left one.
@@ -77,16 +92,38 @@ impl CompiledService {
 
     /// The kind of service the component implements.
     pub fn kind(&self) -> ServiceKind {
-        match self.indices {
-            KindIndices::EventSourced(_) => ServiceKind::EventSourced,
-            KindIndices::Value(_) => ServiceKind::Value,
-            KindIndices::Action(_) => ServiceKind::Action,
+        match self.exports {
+            Exports::EventSourcedV0_1(_) | Exports::EventSourcedV0_2(_) => ServiceKind::EventSourced,
+            Exports::ValueV0_1(_) | Exports::ValueV0_2(_) => ServiceKind::Value,
+            Exports::ActionV0_1(_) | Exports::ActionV0_2(_) => ServiceKind::Action,
+        }
+    }
+
+    /// The WIT version the component was built against.
+    pub fn wit_version(&self) -> WitVersion {
+        match self.exports {
+            Exports::EventSourcedV0_1(_) | Exports::ValueV0_1(_) | Exports::ActionV0_1(_) => WitVersion::V0_1,
+            _ => WitVersion::V0_2,
         }
     }
 
     fn wrong_kind(&self, wanted: ServiceKind) -> GuestError {
         GuestError::Trap(format!("{} component was called as {wanted}", self.kind().with_article()))
     }
+}
+
+/// Calls `$call` on the loaded interface `$iface` of an instance, and
+/// converts the guest's answer (`result<T, failure>`) with `$ok`.
+macro_rules! guest_call {
+    ($runtime:expr, $service:expr, $indices:expr, |$guest:ident, $store:ident| $call:expr, $ok:expr) => {{
+        let answer = $runtime
+            .call($service, async |$store, instance| {
+                let $guest = $indices.load(&mut *$store, instance)?;
+                $call.await
+            })
+            .await?;
+        Ok(answer.map($ok).map_err(Failure::from))
+    }};
 }
 
 impl Runtime {
@@ -99,18 +136,53 @@ impl Runtime {
         events: Vec<Event>,
         command: Call,
     ) -> GuestResult<Effects> {
-        let KindIndices::EventSourced(indices) = &service.indices else {
-            return Err(service.wrong_kind(ServiceKind::EventSourced));
-        };
+        match &service.exports {
+            Exports::EventSourcedV0_2(indices) => {
+                let snapshot = snapshot.map(|s| &s.0);
+                let events: Vec<v0_2::wit::Event> = events.into_iter().map(Into::into).collect();
+                let command = command.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_handle(store, snapshot, &events, &command),
+                    Effects::from
+                )
+            }
+            Exports::EventSourcedV0_1(indices) => {
+                let snapshot: Option<v0_1::wit::Snapshot> = snapshot.map(Into::into);
+                let events: Vec<v0_1::wit::Event> = events.into_iter().map(Into::into).collect();
+                let command = command.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_handle(store, snapshot.as_ref(), &events, &command),
+                    Effects::from
+                )
+            }
+            _ => Err(service.wrong_kind(ServiceKind::EventSourced)),
+        }
+    }
+
+    /// Runs an event-sourced entity's `replay` (0.2.0 components only):
+    /// the state `snapshot` and `events` fold to, or why they do not.
+    /// `None` for a component built against 0.1.0, which has no `replay`.
+    pub(super) async fn call_replay(
+        &self,
+        service: &CompiledService,
+        snapshot: Option<&Snapshot>,
+        events: Vec<Event>,
+    ) -> Option<Result<Result<Vec<u8>, (Option<u64>, String)>, GuestError>> {
+        let Exports::EventSourcedV0_2(indices) = &service.exports else { return None };
         let snapshot = snapshot.map(|s| &s.0);
-        let events: Vec<bindings::wit::Event> = events.into_iter().map(Into::into).collect();
-        let command = command.into();
+        let events: Vec<v0_2::wit::Event> = events.into_iter().map(Into::into).collect();
         let answer = self
             .call(service, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_handle(store, snapshot, &events, &command).await
+                indices.load(&mut *store, instance)?.call_replay(store, snapshot, &events).await
             })
-            .await?;
-        Ok(answer.map(Effects::from).map_err(Failure::from))
+            .await;
+        Some(answer.map(|answer| answer.map_err(|failure| (failure.seq, failure.message))))
     }
 
     /// Runs a value entity's `handle` on its stored state (none if unset).
@@ -120,44 +192,86 @@ impl Runtime {
         state: Option<&[u8]>,
         command: Call,
     ) -> GuestResult<Effects> {
-        let KindIndices::Value(indices) = &service.indices else {
-            return Err(service.wrong_kind(ServiceKind::Value));
-        };
-        let command = command.into();
-        let answer = self
-            .call(service, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_handle(store, state, &command).await
-            })
-            .await?;
-        Ok(answer.map(Effects::from).map_err(Failure::from))
+        match &service.exports {
+            Exports::ValueV0_2(indices) => {
+                let command: v0_2::wit::Command = command.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_handle(store, state, &command),
+                    Effects::from
+                )
+            }
+            Exports::ValueV0_1(indices) => {
+                let command: v0_1::wit::Command = command.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_handle(store, state, &command),
+                    Effects::from
+                )
+            }
+            _ => Err(service.wrong_kind(ServiceKind::Value)),
+        }
+    }
+
+    /// Runs a value entity's `decode-state` (0.2.0 components only): the
+    /// state as the component encodes it now. `None` for a component built
+    /// against 0.1.0.
+    pub(super) async fn call_decode_state(
+        &self,
+        service: &CompiledService,
+        state: &[u8],
+    ) -> Option<GuestResult<Vec<u8>>> {
+        let Exports::ValueV0_2(indices) = &service.exports else { return None };
+        let answer: GuestResult<Vec<u8>> =
+            async { guest_call!(self, service, indices, |guest, store| guest.call_decode_state(store, state), |s| s) }
+                .await;
+        Some(answer)
     }
 
     /// Runs an action's `handle`.
     pub async fn handle_action(&self, service: &CompiledService, command: Call) -> GuestResult<Effects> {
-        let KindIndices::Action(indices) = &service.indices else {
-            return Err(service.wrong_kind(ServiceKind::Action));
-        };
-        let command = command.into();
-        let answer = self
-            .call(service, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_handle(store, &command).await
-            })
-            .await?;
-        Ok(answer.map(Effects::from).map_err(Failure::from))
+        match &service.exports {
+            Exports::ActionV0_2(indices) => {
+                let command: v0_2::wit::Command = command.into();
+                guest_call!(self, service, indices, |guest, store| guest.call_handle(store, &command), Effects::from)
+            }
+            Exports::ActionV0_1(indices) => {
+                let command: v0_1::wit::Command = command.into();
+                guest_call!(self, service, indices, |guest, store| guest.call_handle(store, &command), Effects::from)
+            }
+            _ => Err(service.wrong_kind(ServiceKind::Action)),
+        }
     }
 
     /// Delivers one subscribed event to an action's `on-event`: its side
     /// effects, with an empty reply.
     pub async fn on_event(&self, service: &CompiledService, event: SubscribedEvent) -> GuestResult<Effects> {
-        let KindIndices::Action(indices) = &service.indices else {
-            return Err(service.wrong_kind(ServiceKind::Action));
-        };
-        let event = event.into();
-        let answer = self
-            .call(service, async |store, instance| {
-                indices.load(&mut *store, instance)?.call_on_event(store, &event).await
-            })
-            .await?;
-        Ok(answer.map(bindings::event_effects).map_err(Failure::from))
+        match &service.exports {
+            Exports::ActionV0_2(indices) => {
+                let event: v0_2::wit::SubscribedEvent = event.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_on_event(store, &event),
+                    v0_2::event_effects
+                )
+            }
+            Exports::ActionV0_1(indices) => {
+                let event: v0_1::wit::SubscribedEvent = event.into();
+                guest_call!(
+                    self,
+                    service,
+                    indices,
+                    |guest, store| guest.call_on_event(store, &event),
+                    v0_1::event_effects
+                )
+            }
+            _ => Err(service.wrong_kind(ServiceKind::Action)),
+        }
     }
 }

@@ -23,6 +23,7 @@ mod guest_memory;
 mod guest_output;
 mod guest_state;
 mod idle_pool;
+mod replay;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +35,7 @@ use wasmtime::{
     Trap, UpdateDeadline,
 };
 
-pub use bindings::Snapshot;
+pub use bindings::{Snapshot, WitVersion};
 pub use compile_worker::{CompileBudget, run_worker};
 pub use compiled_cache::CompiledCache;
 pub use guest_call::CompiledService;
@@ -42,6 +43,7 @@ use guest_call::WarmInstance;
 pub use guest_memory::HostMemory;
 use guest_state::GuestState;
 use idle_pool::IdleBudget;
+pub use replay::{FailedAt, ReplayFailure, Replayed};
 
 use crate::domain::ServiceKind;
 
@@ -228,29 +230,39 @@ impl Runtime {
     }
 
     /// Checks a compiled component's exports and imports and pre-instantiates it.
+    /// A component exports one kind's interface, of any WIT version the host
+    /// runs (of two versions of the same kind, the newest is used).
     pub fn prepare(&self, component: &Component) -> Result<CompiledService, ComponentError> {
         let ty = component.component_type();
-        let kinds: Vec<ServiceKind> = ServiceKind::ALL
-            .into_iter()
-            .filter(|k| ty.get_export(&self.engine, bindings::interface(*k)).is_some())
-            .collect();
-        let kind = match kinds.as_slice() {
-            [kind] => *kind,
+        let exported = |kind| {
+            WitVersion::NEWEST_FIRST
+                .into_iter()
+                .find(|version| ty.get_export(&self.engine, bindings::interface(*version, kind)).is_some())
+                .map(|version| (kind, version))
+        };
+        let kinds: Vec<(ServiceKind, WitVersion)> = ServiceKind::ALL.into_iter().filter_map(exported).collect();
+        let (kind, version) = match kinds.as_slice() {
+            [one] => *one,
             [] => {
-                let expected = ServiceKind::ALL.map(|k| format!("`{}`", bindings::interface(k))).join(", ");
+                let expected: Vec<String> = ServiceKind::ALL
+                    .into_iter()
+                    .flat_map(|k| WitVersion::NEWEST_FIRST.map(|v| format!("`{}`", bindings::interface(v, k))))
+                    .collect();
                 let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
                 let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
-                return Err(ComponentError::MissingExport { expected, found });
+                return Err(ComponentError::MissingExport { expected: expected.join(", "), found });
             }
             many => {
-                let names: Vec<&str> = many.iter().map(|k| bindings::interface(*k)).collect();
+                let names: Vec<&str> = many.iter().map(|(k, v)| bindings::interface(*v, *k)).collect();
                 return Err(ComponentError::AmbiguousKind(names.join(", ")));
             }
         };
         let pre =
             self.linker.instantiate_pre(component).map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
-        CompiledService::new(pre, kind, self.idle_budget.clone())
-            .map_err(|e| ComponentError::Invalid(format!("the {kind} interface has the wrong shape: {e:#}")))
+        CompiledService::new(pre, kind, version, self.idle_budget.clone()).map_err(|e| {
+            let interface = bindings::interface(version, kind);
+            ComponentError::Invalid(format!("the {interface} interface has the wrong shape: {e:#}"))
+        })
     }
 
     /// Runs `call` on an instance of `service` bounded in memory and time:
@@ -412,7 +424,9 @@ mod tests {
         let err = rt.compile(&wat_component()).err().expect("must be refused");
         let text = err.to_string();
         for kind in ServiceKind::ALL {
-            assert!(text.contains(bindings::interface(kind)), "{text}");
+            for version in WitVersion::NEWEST_FIRST {
+                assert!(text.contains(bindings::interface(version, kind)), "{text}");
+            }
         }
     }
 

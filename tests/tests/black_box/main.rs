@@ -13,6 +13,7 @@ mod deploy_cancel;
 mod disk_failure;
 mod fuzz;
 mod guest_limits;
+mod history;
 mod idempotency;
 mod integrity;
 mod kinds;
@@ -25,6 +26,7 @@ mod security;
 mod services;
 mod subscriptions;
 mod tck;
+mod upgrades;
 
 use std::path::Path;
 

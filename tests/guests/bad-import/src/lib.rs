@@ -17,7 +17,7 @@ wit_bindgen::generate!({
             export wasmstate:entity/event-sourced@0.1.0;
         }
     ",
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "test:forbidden/bad-import",
     generate_all,
 });

@@ -11,7 +11,7 @@ wit_bindgen::generate!({
             export wasmstate:entity/value@0.1.0;
         }
     ",
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "test:two-kinds/two-kinds",
     generate_all,
 });

@@ -1,0 +1,178 @@
+//! The generated host bindings of every released `wasmstate:entity` WIT
+//! package, side by side — one `bindgen!` per version (`v0_1.rs`,
+//! `v0_2.rs`) — and their conversions to and from the host's own types
+//! ([`crate::domain`]). Nothing generated leaves `runtime/`.
+//!
+//! Each version's `host` world exports every kind's interface; a component
+//! exports one of them, of one version, and `guest_call.rs` looks up
+//! whichever it is. The conversions every version shares are written once,
+//! in [`conversions!`], and expanded in each version's module.
+
+pub(super) mod v0_1;
+pub(super) mod v0_2;
+
+use crate::domain::ServiceKind;
+
+/// A released version of the `wasmstate:entity` package a component can be
+/// built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WitVersion {
+    /// `wasmstate:entity@0.1.0`, frozen: `handle` (and `on-event`) only.
+    V0_1,
+    /// `wasmstate:entity@0.2.0`: adds versions to stored events and
+    /// snapshots, `event-sourced.replay` and `value.decode-state`.
+    V0_2,
+}
+
+impl WitVersion {
+    /// Every version the host runs, newest first: a component exporting the
+    /// same kind in two versions runs as the newest.
+    pub const NEWEST_FIRST: [WitVersion; 2] = [WitVersion::V0_2, WitVersion::V0_1];
+
+    /// The package version, as in `@0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+}
+
+/// The fully qualified name of the interface a component of `kind` built
+/// against `version` exports.
+pub(crate) fn interface(version: WitVersion, kind: ServiceKind) -> &'static str {
+    use {ServiceKind as K, WitVersion as V};
+    match (version, kind) {
+        (V::V0_1, K::EventSourced) => "wasmstate:entity/event-sourced@0.1.0",
+        (V::V0_1, K::Value) => "wasmstate:entity/value@0.1.0",
+        (V::V0_1, K::Action) => "wasmstate:entity/action@0.1.0",
+        (V::V0_2, K::EventSourced) => "wasmstate:entity/event-sourced@0.2.0",
+        (V::V0_2, K::Value) => "wasmstate:entity/value@0.2.0",
+        (V::V0_2, K::Action) => "wasmstate:entity/action@0.2.0",
+    }
+}
+
+/// An entity's state as of one position of its log, as the guest encoded
+/// it: what a warm entity keeps between commands and lends to the next
+/// call. Kept in the newest version's shape, which a call lends without
+/// copying; a call of a 0.1.0 component copies it into that shape.
+#[derive(Debug, Clone)]
+pub struct Snapshot(pub(super) v0_2::wit::Snapshot);
+
+impl Snapshot {
+    /// The state `state` as of event `seq`, folded by version `version` of
+    /// the service.
+    pub fn new(seq: u64, version: u32, state: Vec<u8>) -> Self {
+        Self(v0_2::wit::Snapshot { seq, version, state })
+    }
+
+    /// The seq of the last event folded into the state.
+    pub fn seq(&self) -> u64 {
+        self.0.seq
+    }
+
+    /// The version of the service that folded it.
+    pub fn version(&self) -> u32 {
+        self.0.version
+    }
+
+    /// The state.
+    pub fn state(&self) -> &[u8] {
+        &self.0.state
+    }
+
+    /// The state, owned.
+    pub fn into_state(self) -> Vec<u8> {
+        self.0.state
+    }
+}
+
+/// The conversions between the host's types and one version's generated
+/// ones that are the same in every version: expanded inside each version's
+/// module, next to its `bindgen!`, where `wit`, `event_sourced_iface`,
+/// `value_iface` and `action_iface` name that version's types.
+macro_rules! conversions {
+    () => {
+        use crate::domain::{Call, Effects, Failure, FailureCode, Reply, SideEffect, StateChange};
+
+        impl From<Call> for wit::Command {
+            fn from(call: Call) -> Self {
+                Self { name: call.command, payload: call.payload, entity_id: call.entity }
+            }
+        }
+
+        impl From<wit::Failure> for Failure {
+            fn from(failure: wit::Failure) -> Self {
+                let code = match failure.code {
+                    wit::FailureCode::Rejected => FailureCode::Rejected,
+                    wit::FailureCode::UnknownCommand => FailureCode::UnknownCommand,
+                    wit::FailureCode::InvalidPayload => FailureCode::InvalidPayload,
+                    wit::FailureCode::InvalidState => FailureCode::InvalidState,
+                };
+                Self { code, message: failure.message }
+            }
+        }
+
+        impl From<wit::Reply> for Reply {
+            fn from(reply: wit::Reply) -> Self {
+                match reply {
+                    wit::Reply::Message(bytes) => Reply::Message(bytes),
+                    wit::Reply::Forward(f) => Reply::Forward(Call {
+                        service: f.service,
+                        entity: f.entity_id,
+                        command: f.command,
+                        payload: f.payload,
+                    }),
+                }
+            }
+        }
+
+        impl From<wit::SideEffect> for SideEffect {
+            fn from(e: wit::SideEffect) -> Self {
+                let call = Call { service: e.service, entity: e.entity_id, command: e.command, payload: e.payload };
+                Self { call, synchronous: e.synchronous }
+            }
+        }
+
+        fn side_effects(effects: Vec<wit::SideEffect>) -> Vec<SideEffect> {
+            effects.into_iter().map(SideEffect::from).collect()
+        }
+
+        impl From<event_sourced_iface::Effects> for Effects {
+            fn from(e: event_sourced_iface::Effects) -> Self {
+                Self {
+                    reply: e.reply.into(),
+                    side_effects: side_effects(e.side_effects),
+                    state: StateChange::Events { events: e.events, state: e.state },
+                }
+            }
+        }
+
+        impl From<value_iface::ValueEffects> for Effects {
+            fn from(e: value_iface::ValueEffects) -> Self {
+                let state = match e.state {
+                    value_iface::StateChange::Unchanged => StateChange::Unchanged,
+                    value_iface::StateChange::Update(state) => StateChange::Update(state),
+                    value_iface::StateChange::Delete => StateChange::Delete,
+                };
+                Self { reply: e.reply.into(), side_effects: side_effects(e.side_effects), state }
+            }
+        }
+
+        impl From<action_iface::ActionEffects> for Effects {
+            fn from(e: action_iface::ActionEffects) -> Self {
+                Self {
+                    reply: e.reply.into(),
+                    side_effects: side_effects(e.side_effects),
+                    state: StateChange::Unchanged,
+                }
+            }
+        }
+
+        /// What an `on-event` returned: its side effects, with no reply.
+        pub(in crate::runtime) fn event_effects(effects: Vec<wit::SideEffect>) -> Effects {
+            Effects { side_effects: side_effects(effects), ..Effects::reply(Reply::Message(Vec::new())) }
+        }
+    };
+}
+use conversions;

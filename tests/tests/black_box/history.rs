@@ -1,0 +1,131 @@
+//! Time travel: an entity's state as of any event, dry runs that commit
+//! and send nothing, and forks of a log.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use wasmstate_tests::Api;
+use wasmstate_tests::guests::{COUNTER, ORDER_VALIDATOR, SHOPPING_CART, USER_PROFILE};
+
+use crate::start_with;
+
+const CART: &str = "shopping-cart";
+
+async fn add(api: &Api, cart: &str, product: &str) {
+    let item = json!({"productId": product, "name": product, "quantity": 1});
+    api.invoke(CART, cart, "AddItem", item).await.expect(200);
+}
+
+/// The product ids in a cart state.
+fn products(cart: &Value) -> Vec<String> {
+    let items = cart["items"].as_array().unwrap_or_else(|| panic!("not a cart: {cart}"));
+    items.iter().map(|item| item["productId"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_state_as_of_any_event_including_a_snapshot_boundary() {
+    let t = start_with(CART, SHOPPING_CART, &["--snapshot-every", "2"]).await;
+    let api = &t.api;
+    for product in ["p1", "p2", "p3", "p4", "p5"] {
+        add(api, "c", product).await;
+    }
+    assert_eq!(api.position(CART, "c").await, (5, 4));
+    let state = async |at: &str| api.get(&format!("/v1/services/{CART}/entities/c/state{at}")).await;
+    assert_eq!(products(&state("?at=1").await.expect(200)), ["p1"]);
+    assert_eq!(products(&state("?at=2").await.expect(200)), ["p1", "p2"]);
+    assert_eq!(products(&state("?at=3").await.expect(200)), ["p1", "p2", "p3"]);
+    assert_eq!(products(&state("?at=4").await.expect(200)), ["p1", "p2", "p3", "p4"]);
+    assert_eq!(products(&state("").await.expect(200)), ["p1", "p2", "p3", "p4", "p5"]);
+    let (kind, message) = state("?at=6").await.expect_error(404);
+    assert_eq!(kind, "not_in_history", "{message}");
+    // A cart never written folds to the initial state.
+    assert_eq!(api.get(&format!("/v1/services/{CART}/entities/new/state")).await.expect(200), json!({"items": []}));
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_what_a_command_would_do_and_commits_nothing() {
+    let t = start_with(CART, SHOPPING_CART, &[]).await;
+    let api = &t.api;
+    api.deploy("counter", Path::new(COUNTER)).await;
+    api.deploy("order-validator", Path::new(ORDER_VALIDATOR)).await;
+    add(api, "c", "p1").await;
+    add(api, "c", "p2").await;
+
+    let item = json!({"productId": "p3", "name": "Pen", "quantity": 2});
+    let path = format!("/v1/services/{CART}/entities/c/AddItem?dry_run=true");
+    let run = api.post(&path, item.clone()).await.expect(200);
+    assert_eq!(run["seq"], 2);
+    assert_eq!(run["events"], json!([{"type": "ItemAdded", "item": item}]));
+    assert_eq!(products(&run["state"]), ["p1", "p2", "p3"]);
+    assert_eq!(run["reply"], json!({}));
+    assert_eq!(run["side_effects"], json!([]));
+    assert_eq!(run["timers"], json!([]));
+    // Against a past state.
+    let run = api.post(&format!("{path}&at=1"), item.clone()).await.expect(200);
+    assert_eq!((run["seq"].clone(), products(&run["state"])), (json!(1), vec!["p1".to_string(), "p3".to_string()]));
+    // A refusal is the command's own.
+    let (kind, _) = api.post(&path, json!({"productId": "p", "name": "p", "quantity": 0})).await.expect_error(400);
+    assert_eq!(kind, "command_failed");
+    let (kind, _) = api.post(&format!("/v1/services/{CART}/entities/c/AddItem?at=1"), item).await.expect_error(400);
+    assert_eq!(kind, "bad_request");
+    assert_eq!(api.position(CART, "c").await.0, 2);
+
+    // An action's dry run shows its forward and side effect; neither runs.
+    let order = json!({"cartId": "other", "productId": "P1", "name": "Pen", "quantity": 2});
+    let run = api.post("/v1/services/order-validator/entities/any/PlaceOrder?dry_run=true", order).await.expect(200);
+    assert_eq!(run["forward"]["service"], CART, "{run}");
+    assert_eq!(run["forward"]["entity"], "other", "{run}");
+    assert_eq!(run["side_effects"][0]["service"], "counter", "{run}");
+    assert_eq!(run["side_effects"][0]["synchronous"], false, "{run}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(api.position(CART, "other").await.0, 0);
+    assert_eq!(api.position("counter", "orders").await.0, 0);
+    assert_eq!(api.metric("wasmstate_outbox_pending").await, 0.0);
+    assert_eq!(api.metric("wasmstate_dry_runs_total").await, 4.0);
+}
+
+#[tokio::test]
+async fn a_fork_copies_a_prefix_of_the_log_into_a_new_entity() {
+    let t = start_with(CART, SHOPPING_CART, &["--snapshot-every", "2"]).await;
+    let api = &t.api;
+    for product in ["p1", "p2", "p3", "p4"] {
+        add(api, "c", product).await;
+    }
+    let forked = api.post(&format!("/v1/services/{CART}/entities/c/fork?at=3&to=f"), Value::Null).await.expect(201);
+    assert_eq!(forked["last_seq"], 3);
+    let source = api.events(CART, "c", 1).await;
+    assert_eq!(api.events(CART, "f", 1).await, source[..3]);
+    assert_eq!(products(&api.invoke(CART, "f", "GetCart", json!({})).await.expect(200)), ["p1", "p2", "p3"]);
+    // The fork goes its own way; the source is unchanged.
+    add(api, "f", "q").await;
+    assert_eq!(api.position(CART, "f").await.0, 4);
+    assert_eq!(api.events(CART, "c", 1).await, source);
+
+    let fork = async |query: &str| api.post(&format!("/v1/services/{CART}/entities/c/fork?{query}"), Value::Null).await;
+    assert_eq!(fork("to=f").await.expect_error(409).0, "entity_exists");
+    assert_eq!(fork("at=9&to=g").await.expect_error(404).0, "not_in_history");
+    assert_eq!(fork("to=c").await.expect_error(400).0, "bad_request");
+    assert_eq!(fork("at=1").await.expect_error(400).0, "bad_request");
+    // Without `at`, the whole log.
+    assert_eq!(fork("to=all").await.expect(201)["last_seq"], 4);
+
+    let t = t.restart().await;
+    assert_eq!(products(&t.api.invoke(CART, "f", "GetCart", json!({})).await.expect(200)), ["p1", "p2", "p3", "q"]);
+}
+
+#[tokio::test]
+async fn a_value_entity_answers_its_stored_state_and_keeps_no_history() {
+    let t = start_with("user-profile", USER_PROFILE, &[]).await;
+    let api = &t.api;
+    let profile = json!({"name": "Ada", "email": "ada@example.com"});
+    api.invoke("user-profile", "ada", "Update", profile.clone()).await.expect(200);
+    let state = api.get("/v1/services/user-profile/entities/ada/state").await.expect(200);
+    assert_eq!((state["name"].clone(), state["email"].clone()), (profile["name"].clone(), profile["email"].clone()));
+    assert_eq!(
+        api.get("/v1/services/user-profile/entities/ada/state?at=1").await.expect_error(404).0,
+        "not_in_history"
+    );
+    assert_eq!(api.get("/v1/services/user-profile/entities/bob/state").await.expect_error(404).0, "not_found");
+    let fork = api.post("/v1/services/user-profile/entities/ada/fork?to=b", Value::Null).await;
+    assert_eq!(fork.expect_error(400).0, "bad_request");
+}
