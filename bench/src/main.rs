@@ -3,7 +3,7 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 7; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 8; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
@@ -14,6 +14,7 @@ mod memory;
 mod rehydrate;
 mod report;
 mod servers;
+mod verify;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,13 +38,24 @@ struct Durations {
     events: u64,
     /// New entities of scenario 7.
     entities: u64,
+    /// Stored entities of scenario 8, and their events.
+    verified: (usize, u64),
 }
 
 impl Durations {
     fn new(quick: bool) -> Self {
         if quick {
             let s = Duration::from_secs(1);
-            Durations { sequential: s, headline: s, hot: s, ceiling: s, rounds: 2, events: 100_000, entities: 10_000 }
+            Durations {
+                sequential: s,
+                headline: s,
+                hot: s,
+                ceiling: s,
+                rounds: 2,
+                events: 100_000,
+                entities: 10_000,
+                verified: (1_000, 100),
+            }
         } else {
             Durations {
                 sequential: Duration::from_secs(5),
@@ -53,12 +65,13 @@ impl Durations {
                 rounds: 5,
                 events: 100_000,
                 entities: 100_000,
+                verified: (10_000, 100),
             }
         }
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -70,7 +83,7 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7") => only.push(n.to_string()),
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8") => only.push(n.to_string()),
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
         }
     }
@@ -155,6 +168,11 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
     if wanted("7") {
         eprintln!("bench: 7 host memory with {} passivated entities", d.entities);
         memory::passivated_memory(&guests, &mut report, d.entities).await?;
+    }
+    if wanted("8") {
+        let (entities, events) = d.verified;
+        eprintln!("bench: 8 verified deploy over {entities} stored carts of {events} events");
+        verify::verified_deploy(&guests, &mut report, entities, events).await?;
     }
     let wall = started.elapsed();
     report.facts.push((
@@ -241,7 +259,7 @@ fn targets(report: &mut Report) {
             });
         }
     }
-    // Scenarios that judge their own targets (7) have added them already.
+    // Scenarios that judge their own targets (7, 8) have added them already.
     targets.append(&mut report.targets);
     report.targets = targets;
 }

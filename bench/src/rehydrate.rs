@@ -101,7 +101,7 @@ async fn write_logs(path: &Path, events: u64, snapshot: bool) -> anyhow::Result<
 
 /// Waits until the journal file is closed (its writer thread lets go of it
 /// just after the journal is dropped), so the server can open it.
-async fn wait_until_closed(path: &Path) -> anyhow::Result<()> {
+pub async fn wait_until_closed(path: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match redb::Database::create(path) {

@@ -20,6 +20,19 @@ impl Client {
         self.send(Method::GET, path, None).await
     }
 
+    /// GETs `path` and answers the body, or `None` for a 404.
+    pub async fn get_if_found(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        match status {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(Some(text)),
+            status => bail!("{status}: {text}"),
+        }
+    }
+
     /// PUTs `body` to `path` and answers the reply body.
     pub async fn put(&self, path: &str, body: Vec<u8>) -> anyhow::Result<String> {
         self.send(Method::PUT, path, Some(body)).await

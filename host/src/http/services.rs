@@ -174,12 +174,26 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ServiceInfo>> {
     Json(state.services.list())
 }
 
+/// One service as `GET /v1/services/{service}` describes it.
+#[derive(Serialize)]
+pub struct Described {
+    #[serde(flatten)]
+    info: ServiceInfo,
+    /// Whether the journal holds entities of the service: a new version is
+    /// then best verified against them.
+    stored_entities: bool,
+}
+
 /// Describes one service and its versions.
 pub async fn describe(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
-) -> Result<Json<ServiceInfo>, ApiError> {
-    state.services.describe(&service).map(Json).ok_or_else(|| ApiError::unknown_service(&service))
+) -> Result<Json<Described>, ApiError> {
+    let info = state.services.describe(&service).ok_or_else(|| ApiError::unknown_service(&service))?;
+    let (journal, name, kind) = (state.journal.clone(), service.clone(), info.kind);
+    let stored_entities =
+        tokio::task::spawn_blocking(move || journal.has_entities(&name, kind)).await.map_err(ApiError::internal)??;
+    Ok(Json(Described { info, stored_entities }))
 }
 
 /// Deletes a service: every version goes, so invocations answer 404; its

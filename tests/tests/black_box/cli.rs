@@ -1,9 +1,10 @@
-//! The binary as a client: deploy, invoke, events, services.
+//! The binary as a client: deploy (verified), rollback, invoke (and dry
+//! runs), state, fork, events, services.
 
 use std::process::Command;
 
 use serde_json::{Value, json};
-use wasmstate_tests::guests::COUNTER;
+use wasmstate_tests::guests::{CART_NEW_REPLY, CART_RENAMED_EVENT, CART_UPCASTING, COUNTER, SHOPPING_CART};
 use wasmstate_tests::server::binary;
 
 use crate::start;
@@ -38,6 +39,49 @@ async fn client_commands() {
         let (ok, _, err) = run(&url, &["invoke", "nope", "c1", "Get"]);
         assert!(!ok);
         assert!(err.contains("404"), "{err}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn deploys_verify_by_default_once_a_service_has_entities_and_history_commands() {
+    let t = start(&[]).await;
+    let url = t.server.base().to_string();
+    tokio::task::spawn_blocking(move || {
+        let cart = "shopping-cart";
+        // No entities yet: no verification.
+        let (ok, deployed, err) = run(&url, &["deploy", cart, SHOPPING_CART]);
+        assert!(ok, "{err}");
+        assert!(deployed.get("verification").is_none(), "{deployed}");
+        let item = r#"{"productId": "p", "name": "p", "quantity": 1}"#;
+        assert!(run(&url, &["invoke", cart, "c", "AddItem", item]).0);
+
+        // Now verified by default: the incompatible version is refused.
+        let (ok, _, err) = run(&url, &["deploy", cart, CART_RENAMED_EVENT]);
+        assert!(!ok);
+        assert!(err.contains("409") && err.contains("upgrade_rejected"), "{err}");
+        let (ok, deployed, err) = run(&url, &["deploy", cart, CART_UPCASTING, "--probe", "GetCart", "--strict"]);
+        assert!(ok, "{err}");
+        assert_eq!(deployed["verification"]["checked"], 1, "{deployed}");
+        // --no-verify skips it.
+        let (ok, deployed, err) = run(&url, &["deploy", cart, CART_NEW_REPLY, "--no-verify"]);
+        assert!(ok, "{err}");
+        assert!(deployed.get("verification").is_none(), "{deployed}");
+
+        let (ok, state, err) = run(&url, &["state", cart, "c", "--at", "1"]);
+        assert!(ok, "{err}");
+        assert_eq!(state["items"][0]["productId"], "p");
+        let (ok, run_, err) = run(&url, &["invoke", cart, "c", "AddItem", item, "--dry-run"]);
+        assert!(ok, "{err}");
+        assert_eq!(run_["dry_run"], true);
+        let (ok, forked, err) = run(&url, &["fork", cart, "c", "--to", "c2", "--at", "1"]);
+        assert!(ok, "{err}");
+        assert_eq!(forked["last_seq"], 1);
+        let (ok, rolled, err) = run(&url, &["rollback", cart, "--to", "1"]);
+        assert!(ok, "{err}");
+        assert_eq!((rolled["version"].clone(), rolled["rolled_back_to"].clone()), (json!(4), json!(1)));
+        assert_eq!(rolled["verification"]["checked"], 2, "{rolled}");
     })
     .await
     .unwrap();

@@ -1,5 +1,8 @@
 //! The `wasmstate` command line: `serve`, and client commands that talk to a
-//! running server over HTTP.
+//! running server over HTTP. `deploy.rs` holds deploys and rollbacks, which
+//! verify new versions against the stored entities.
+
+mod deploy;
 
 use std::path::PathBuf;
 
@@ -29,12 +32,30 @@ pub struct Cli {
 enum CliCommand {
     /// Run the server.
     Serve(Box<ServeConfig>),
-    /// Deploy a component as the next version of a service.
+    /// Deploy a component as the next version of a service. When the
+    /// service has stored entities, the new version is first checked
+    /// against them (see --no-verify).
     Deploy {
         /// The service name.
         service: String,
         /// The component (.wasm) to upload.
         component: PathBuf,
+        #[command(flatten)]
+        verify: deploy::VerifyArgs,
+        /// For an action: the services whose events it subscribes to.
+        #[arg(long, value_delimiter = ',')]
+        subscribe: Vec<String>,
+    },
+    /// Make an earlier version of a service the newest again, as a new
+    /// version running its code.
+    Rollback {
+        /// The service name.
+        service: String,
+        /// The version to roll back to (default: the one before the newest).
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        verify: deploy::VerifyArgs,
     },
     /// Send a command to an entity and print its reply.
     Invoke {
@@ -46,6 +67,35 @@ enum CliCommand {
         command: String,
         /// The JSON payload (empty when omitted).
         payload: Option<String>,
+        /// Print what the command would do, committing and sending nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: run it on the state right after event N.
+        #[arg(long, requires = "dry_run")]
+        at: Option<u64>,
+    },
+    /// Print an entity's state, now or right after event N.
+    State {
+        /// The service name.
+        service: String,
+        /// The entity id.
+        entity: String,
+        /// The event right after which to read the state.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// Copy events 1 to N of an entity's log into a new entity.
+    Fork {
+        /// The service name.
+        service: String,
+        /// The entity to copy.
+        entity: String,
+        /// The new entity's id.
+        #[arg(long)]
+        to: String,
+        /// The last event to copy (default: the last).
+        #[arg(long)]
+        at: Option<u64>,
     },
     /// Print an entity's committed events.
     Events {
@@ -83,15 +133,36 @@ impl Cli {
                 return crate::server::serve(*config).await;
             }
             CliCommand::CompileWorker { max_memory } => crate::runtime::run_worker(max_memory),
-            CliCommand::Deploy { service, component } => {
-                let bytes = std::fs::read(&component)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;
-                client.put(&format!("/v1/services/{}", segment(&service)), bytes).await?
+            CliCommand::Deploy { service, component, verify, subscribe } => {
+                deploy::deploy(&client, &service, &component, &verify, &subscribe).await?
             }
-            CliCommand::Invoke { service, entity, command, payload } => {
-                let path =
+            CliCommand::Rollback { service, to, verify } => deploy::rollback(&client, &service, to, &verify).await?,
+            CliCommand::Invoke { service, entity, command, payload, dry_run, at } => {
+                let mut path =
                     format!("/v1/services/{}/entities/{}/{}", segment(&service), segment(&entity), segment(&command));
+                if dry_run {
+                    path.push_str("?dry_run=true");
+                }
+                if let Some(at) = at {
+                    path.push_str(&format!("&at={at}"));
+                }
                 client.post(&path, payload.unwrap_or_default().into_bytes()).await?
+            }
+            CliCommand::State { service, entity, at } => {
+                let at = at.map(|at| format!("?at={at}")).unwrap_or_default();
+                client
+                    .get(&format!("/v1/services/{}/entities/{}/state{at}", segment(&service), segment(&entity)))
+                    .await?
+            }
+            CliCommand::Fork { service, entity, to, at } => {
+                let at = at.map(|at| format!("&at={at}")).unwrap_or_default();
+                let path = format!(
+                    "/v1/services/{}/entities/{}/fork?to={}{at}",
+                    segment(&service),
+                    segment(&entity),
+                    segment(&to)
+                );
+                client.post(&path, Vec::new()).await?
             }
             CliCommand::Events { service, entity, from } => {
                 client
@@ -112,7 +183,7 @@ impl Cli {
     }
 }
 
-/// Percent-encodes one URL path segment.
+/// Percent-encodes one URL path segment (or query value).
 fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
