@@ -141,6 +141,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
 
+    /// How often services that keep only some history (`retain=snapshots:K`)
+    /// drop the rest (e.g. 10s).
+    #[arg(long, env = "WASMSTATE_COMPACT_EVERY", default_value = "10s", value_parser = parse_duration)]
+    pub compact_every: Duration,
+
     /// Refuse deploys and rollbacks of a service that has stored entities
     /// unless they are verified against them (`verify=replay`).
     #[arg(long, env = "WASMSTATE_REQUIRE_VERIFY")]

@@ -27,6 +27,8 @@
 //!   and stateless actions.
 //! - `outbox`: delivers asynchronous side effects from the durable outbox.
 //! - `subscriptions`: delivers a service's events to subscribed actions.
+//! - `compaction`: drops the history services no longer keep
+//!   (`retain=snapshots:K`).
 //! - `runtime`: the wasmtime engine, component validation, the guest call;
 //!   the only module that sees the WIT-generated types.
 //! - `journal`: the redb tables, their schema version and migrations, and
@@ -37,6 +39,7 @@
 
 mod cli;
 mod client;
+mod compaction;
 mod config;
 mod domain;
 mod finish_on_drop;

@@ -56,6 +56,9 @@ pub struct Metrics {
     cold_loads: AtomicU64,
     deploys: AtomicU64,
     dry_runs: AtomicU64,
+    compacted_events: AtomicU64,
+    compacted_snapshots: AtomicU64,
+    compacted_bytes: AtomicU64,
     verified_entities: AtomicU64,
     rejected_upgrades: AtomicU64,
     outbox_pending: AtomicI64,
@@ -122,6 +125,13 @@ impl Metrics {
     /// Counts one entity rebuilt from the journal.
     pub fn record_cold_load(&self) {
         self.cold_loads.fetch_add(1, Relaxed);
+    }
+
+    /// Counts what one compaction round deleted.
+    pub fn record_compaction(&self, events: u64, snapshots: u64, bytes: u64) {
+        self.compacted_events.fetch_add(events, Relaxed);
+        self.compacted_snapshots.fetch_add(snapshots, Relaxed);
+        self.compacted_bytes.fetch_add(bytes, Relaxed);
     }
 
     /// Counts one dry run.
@@ -231,6 +241,21 @@ impl Metrics {
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
             ("wasmstate_dry_runs_total", "Commands run as dry runs, committing nothing.", &self.dry_runs),
+            (
+                "wasmstate_compacted_events_total",
+                "Events deleted by compaction (retain=snapshots:K).",
+                &self.compacted_events,
+            ),
+            (
+                "wasmstate_compacted_snapshots_total",
+                "Old snapshots deleted by compaction (retain=snapshots:K).",
+                &self.compacted_snapshots,
+            ),
+            (
+                "wasmstate_compacted_bytes_total",
+                "Bytes of records deleted by compaction (retain=snapshots:K).",
+                &self.compacted_bytes,
+            ),
             (
                 "wasmstate_verified_entities_total",
                 "Stored entities checked against new versions before they took traffic.",

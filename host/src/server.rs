@@ -192,6 +192,7 @@ pub async fn open_with_storage(
     );
     outbox::spawn(invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
     spawn_idempotency_sweeper(journal.clone());
+    crate::compaction::spawn(journal.clone(), services.clone(), metrics.clone(), config.compact_every);
     let subscriptions = Subscriptions::start(
         invoker.clone(),
         journal.clone(),

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::domain::ServiceKind;
 use crate::finish_on_drop::FinishOnDrop;
-use crate::journal::{Journal, JournalError, NewVersion, VersionMeta};
+use crate::journal::{Journal, JournalError, NewVersion, Retention, VersionMeta};
 use crate::metrics::Metrics;
 use crate::names::validate_service_name;
 use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
@@ -84,12 +84,14 @@ pub struct DeployRequest {
     pub subscriptions: Vec<String>,
     /// Check the stored entities with it before it takes traffic.
     pub verify: Option<VerifyOptions>,
+    /// How much history the service keeps from now on (`None`: as before).
+    pub retain: Option<Retention>,
 }
 
 impl DeployRequest {
     /// A deploy of `bytes` as `service`, unverified.
     pub fn new(service: String, bytes: Vec<u8>, subscriptions: Vec<String>) -> Self {
-        Self { service, bytes, subscriptions, verify: None }
+        Self { service, bytes, subscriptions, verify: None, retain: None }
     }
 }
 
@@ -119,6 +121,8 @@ pub struct ServiceInfo {
     pub subscriptions: Vec<String>,
     /// Every deployed version, oldest first.
     pub versions: Vec<VersionMeta>,
+    /// How much of its entities' history the service keeps.
+    pub retain: Retention,
 }
 
 /// The deployed services.
@@ -219,7 +223,7 @@ impl Services {
     /// Every deployed service, by name.
     pub fn list(&self) -> Vec<ServiceInfo> {
         let history = self.history.read().unwrap();
-        history.keys().filter_map(|name| describe(name, &history)).collect()
+        history.keys().filter_map(|name| describe(name, &history, self.journal.retention(name))).collect()
     }
 
     /// Whether `name` has a deployed version (whether or not it could be
@@ -230,7 +234,7 @@ impl Services {
 
     /// One deployed service and all its versions.
     pub fn describe(&self, name: &str) -> Option<ServiceInfo> {
-        describe(name, &self.history.read().unwrap())
+        describe(name, &self.history.read().unwrap(), self.journal.retention(name))
     }
 
     /// Deploys the request's component as the next version of its service:
@@ -288,7 +292,7 @@ impl Services {
             .await
             .map_err(|e| DeployError::Internal(e.to_string()))??
             .ok_or_else(|| DeployError::Internal(format!("the component of {name} v{number} is missing")))?;
-        let request = DeployRequest { service: name, bytes, subscriptions: target.subscriptions, verify };
+        let request = DeployRequest { service: name, bytes, subscriptions: target.subscriptions, verify, retain: None };
         let deployed = self.deploy(request).await?;
         Ok((deployed, target.version))
     }
@@ -302,7 +306,7 @@ impl Services {
     }
 
     async fn deploy_now(&self, request: DeployRequest, skip_same: bool) -> Result<Option<Deployed>, DeployError> {
-        let DeployRequest { service: name, bytes, subscriptions, verify } = request;
+        let DeployRequest { service: name, bytes, subscriptions, verify, retain } = request;
         validate_service_name(&name).map_err(DeployError::InvalidName)?;
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
@@ -360,6 +364,12 @@ impl Services {
                 kind.with_article()
             )));
         }
+        if retain.is_some_and(|r| r != Retention::All) && kind != ServiceKind::EventSourced {
+            return Err(DeployError::Conflict(format!(
+                "only an event-sourced service has a history to compact, not {} service",
+                kind.with_article()
+            )));
+        }
         if !subscriptions.is_empty() && kind != ServiceKind::Action {
             return Err(DeployError::Conflict(format!(
                 "only an action can subscribe to events, not {} service",
@@ -371,6 +381,9 @@ impl Services {
             NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
         let meta = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let meta = journal.save_version(&version, &bytes)?;
+            if let Some(retain) = retain {
+                journal.set_retention(&meta.service, retain)?;
+            }
             if let Err(error) = cache.store(&meta.digest, &component) {
                 tracing::warn!(%error, "could not cache compiled component");
             }
@@ -470,7 +483,7 @@ fn compile_cached(
     Ok(compiled)
 }
 
-fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<ServiceInfo> {
+fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>, retain: Retention) -> Option<ServiceInfo> {
     let versions = history.get(name)?;
     let latest = versions.last()?;
     Some(ServiceInfo {
@@ -480,6 +493,7 @@ fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>) -> Option<
         digest: latest.digest.clone(),
         subscriptions: latest.subscriptions.clone(),
         versions: versions.clone(),
+        retain,
     })
 }
 

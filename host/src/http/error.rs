@@ -133,6 +133,7 @@ impl From<InvokeError> for ApiError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "retry", message).retry_after(1)
             }
             InvokeError::NotInHistory(_) => Self::new(StatusCode::NOT_FOUND, "not_in_history", message),
+            InvokeError::HistoryCompacted(_) => Self::new(StatusCode::GONE, "history_compacted", message),
             InvokeError::KeyReused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),

@@ -12,7 +12,7 @@ use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, AppState, entities::validate_entity_path};
 use crate::domain::{Call, Reply, ServiceKind, StateChange, payload_json};
 use crate::invoke::DryRun;
-use crate::journal::Forked;
+use crate::journal::{Forked, NotKept};
 use crate::names::validate_entity_id;
 
 /// The header naming the seq of the last event a state folds in.
@@ -143,10 +143,11 @@ pub async fn fork(
             "entity_exists",
             format!("{service}/{} has events already; fork into a new id", query.to),
         )),
-        Forked::TooShort { last_seq } => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_in_history",
-            format!("{service}/{id} has {last_seq} events: there is no event {} to fork at", at.unwrap_or_default()),
-        )),
+        Forked::NotKept(not_kept @ NotKept::Beyond { .. }) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_in_history", not_kept.message(&id, at.unwrap_or_default())))
+        }
+        Forked::NotKept(not_kept @ NotKept::Compacted { .. }) => {
+            Err(ApiError::new(StatusCode::GONE, "history_compacted", not_kept.message(&id, at.unwrap_or_default())))
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
-use crate::journal::DeadLetter;
+use crate::journal::{DeadLetter, Retention};
 use crate::services::{DeployRequest, Deployed, ServiceInfo};
 use crate::verify::VerifyOptions;
 
@@ -54,6 +54,8 @@ impl VerifyQuery {
 pub struct DeployQuery {
     /// For an action: the services whose events it subscribes to, comma-separated.
     subscribe: Option<String>,
+    /// How much history the service keeps: `all` or `snapshots:K`.
+    retain: Option<String>,
 }
 
 /// Deploys the body as the next version of the service: 201 with its
@@ -72,10 +74,11 @@ pub async fn deploy(
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
     let verify = verify.options()?;
+    let retain = query.retain.as_deref().map(Retention::parse).transpose().map_err(ApiError::bad_request)?;
     if verify.is_none() && state.require_verify {
         refuse_unverified(&state, &service).await?;
     }
-    let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify };
+    let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify, retain };
     let deployed = state.services.deploy(request).await?;
     Ok((StatusCode::CREATED, Json(deployed)))
 }

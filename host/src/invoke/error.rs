@@ -48,6 +48,9 @@ pub enum InvokeError {
     /// A read of an entity's past asked for what its history does not hold.
     #[error("{0}")]
     NotInHistory(String),
+    /// A read of an entity's past asked for history compaction dropped.
+    #[error("{0}")]
+    HistoryCompacted(String),
     /// The guest refused the command.
     #[error("{}", .0.message)]
     Failed(Failure),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{InvokeError, Invoker, Shared, blocking};
 use crate::domain::{Call, Effects, ServiceKind};
-use crate::journal::FullHistory;
+use crate::journal::{FullHistory, NotKept};
 use crate::runtime::{FailedAt, Replayed, Snapshot};
 use crate::services::Service;
 
@@ -139,12 +139,12 @@ fn as_of<'h>(
     entity: &str,
     at: Option<u64>,
 ) -> Result<(Option<Snapshot>, &'h [crate::domain::Event]), InvokeError> {
-    let (snapshot, events) = history.as_of(at).ok_or_else(|| {
-        InvokeError::NotInHistory(format!(
-            "entity {entity:?} has {} events: there is no event {}",
-            history.last_seq(),
-            at.unwrap_or_default()
-        ))
+    let (snapshot, events) = history.as_of(at).map_err(|not_kept| {
+        let message = not_kept.message(entity, at.unwrap_or_default());
+        match not_kept {
+            NotKept::Beyond { .. } => InvokeError::NotInHistory(message),
+            NotKept::Compacted { .. } => InvokeError::HistoryCompacted(message),
+        }
     })?;
     Ok((snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state.clone())), events))
 }

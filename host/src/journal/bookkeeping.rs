@@ -86,9 +86,17 @@ impl Journal {
         for row in log.range((service, after + 1)..=(service, u64::MAX))?.take(limit) {
             let (key, value) = row?;
             let LogEntryRecord { entity, seq } = records::decode_borrowed(value.value(), "service log entry")?;
-            let row = events.get((service, entity, seq))?.ok_or_else(|| {
-                JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}"))
-            })?;
+            let Some(row) = events.get((service, entity, seq))? else {
+                // Compaction (`retain=snapshots:K`) deletes only events every
+                // subscriber was given; a subscriber deployed later does
+                // not see them.
+                let first_kept =
+                    events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
+                if first_kept.is_some_and(|(key, _)| key.value().2 > seq) {
+                    continue;
+                }
+                return Err(JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}")));
+            };
             let record = EventRecord::read(service, entity, seq, row.value())?;
             let event = Event { seq, version: record.version, payload: record.payload.to_vec() };
             out.push(ServiceLogEntry { position: key.value().1, entity: entity.to_string(), event });

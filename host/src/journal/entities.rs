@@ -6,17 +6,49 @@ use std::ops::Bound;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::tables::{EVENTS, SNAPSHOTS, VALUES};
+use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES};
 use super::{Journal, JournalError, StoredSnapshot, read_events, records};
 use crate::domain::{Event, ServiceKind};
 
-/// An entity's latest snapshot and every event of its log.
+/// An entity's snapshots and every event of its log that are kept.
 #[derive(Debug, Default)]
 pub struct FullHistory {
     /// The latest snapshot, if one was taken.
     pub snapshot: Option<StoredSnapshot>,
-    /// Every event, from seq 1, in order.
+    /// Every snapshot kept, oldest first (the latest among them): under
+    /// `retain=snapshots:K`, the K latest; otherwise only the latest.
+    pub snapshots: Vec<StoredSnapshot>,
+    /// Every event kept, in order: from seq 1, unless compaction dropped
+    /// those up to the oldest snapshot kept.
     pub events: Vec<Event>,
+}
+
+/// Why a state of the past cannot be folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotKept {
+    /// The log has no such event: it ends at `last_seq`.
+    Beyond {
+        /// The last seq of the log.
+        last_seq: u64,
+    },
+    /// Compaction dropped the events it needs: the oldest state kept is as
+    /// of `oldest`.
+    Compacted {
+        /// The seq of the oldest state that can be folded.
+        oldest: u64,
+    },
+}
+
+impl NotKept {
+    /// What to tell someone who asked for `entity` right after event `at`.
+    pub fn message(&self, entity: &str, at: u64) -> String {
+        match self {
+            NotKept::Beyond { last_seq } => format!("entity {entity:?} has {last_seq} events: there is no event {at}"),
+            NotKept::Compacted { oldest } => format!(
+                "the history of {entity:?} before event {oldest} was compacted (the service keeps retain=snapshots:K)"
+            ),
+        }
+    }
 }
 
 impl FullHistory {
@@ -33,19 +65,38 @@ impl FullHistory {
         self.events.last().map_or(0, |e| e.seq)
     }
 
-    /// What folds to the state right after event `at` (`None`: the last):
-    /// the snapshot, when it is as of `at` or earlier, and the events after
-    /// it up to `at`. `None` when the log has no event `at`.
-    pub fn as_of(&self, at: Option<u64>) -> Option<(Option<&StoredSnapshot>, &[Event])> {
-        let at = at.unwrap_or(self.last_seq());
-        if at > self.last_seq() {
-            return None;
+    /// The oldest state kept and the events after it: from event 1 (no
+    /// snapshot) when the whole log is kept, else from the oldest snapshot
+    /// compaction kept.
+    pub fn oldest(&self) -> (Option<&StoredSnapshot>, &[Event]) {
+        let first = self.events.first().map_or(1, |e| e.seq);
+        if first <= 1 {
+            return (None, &self.events);
         }
-        let snapshot = self.snapshot.as_ref().filter(|s| s.seq <= at);
+        let base = self.snapshots.iter().find(|s| s.seq + 1 >= first);
+        let from = base.map_or(0, |s| s.seq);
+        (base, &self.events[self.events.partition_point(|e| e.seq <= from)..])
+    }
+
+    /// What folds to the state right after event `at` (`None`: the last):
+    /// the latest snapshot as of `at` or earlier, and the events after it
+    /// up to `at`.
+    pub fn as_of(&self, at: Option<u64>) -> Result<(Option<&StoredSnapshot>, &[Event]), NotKept> {
+        let last_seq = self.last_seq().max(self.snapshot.as_ref().map_or(0, |s| s.seq));
+        let at = at.unwrap_or(last_seq);
+        if at > last_seq {
+            return Err(NotKept::Beyond { last_seq });
+        }
+        let snapshot = self.snapshots.iter().rev().find(|s| s.seq <= at);
         let from = snapshot.map_or(0, |s| s.seq);
         let start = self.events.partition_point(|e| e.seq <= from);
         let end = self.events.partition_point(|e| e.seq <= at);
-        Some((snapshot, &self.events[start..end]))
+        // The events after the snapshot must all be there.
+        if from < at && self.events.get(start).is_none_or(|e| e.seq != from + 1) {
+            let (oldest, _) = self.oldest();
+            return Err(NotKept::Compacted { oldest: oldest.map_or(0, |s| s.seq) });
+        }
+        Ok((snapshot, &self.events[start..end]))
     }
 }
 
@@ -106,8 +157,7 @@ impl Journal {
         })
     }
 
-    /// An entity's latest snapshot and its whole log, read at one point in
-    /// time.
+    /// An entity's kept snapshots and log, read at one point in time.
     pub fn full_history(&self, service: &str, entity: &str) -> Result<FullHistory, JournalError> {
         let txn = self.db()?.begin_read()?;
         let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
@@ -117,66 +167,75 @@ impl Journal {
             }
             None => None,
         };
+        let mut snapshots = Vec::new();
+        for row in txn.open_table(SNAPSHOT_HISTORY)?.range((service, entity, 0)..=(service, entity, u64::MAX))? {
+            let (_, value) = row?;
+            let record = records::SnapshotRecord::read(service, entity, value.value())?;
+            snapshots.push(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() });
+        }
+        if let Some(latest) = &snapshot
+            && snapshots.last().is_none_or(|s| s.seq < latest.seq)
+        {
+            snapshots.push(latest.clone());
+        }
         let events = read_events(&txn.open_table(EVENTS)?, service, entity, 1, usize::MAX, usize::MAX)?;
-        Ok(FullHistory { snapshot, events })
+        Ok(FullHistory { snapshot, snapshots, events })
     }
 }
 
 /// What a fork did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
-    /// The new entity holds events 1 to this seq of the source.
+    /// The new entity holds the source's log up to this seq.
     Done {
         /// The last seq copied.
         last_seq: u64,
     },
     /// The new entity already has events (or a snapshot): nothing was written.
     TargetExists,
-    /// The source has fewer events than asked for: nothing was written.
-    TooShort {
-        /// The source's last seq.
-        last_seq: u64,
-    },
+    /// The source's history does not hold the state asked for: nothing
+    /// was written.
+    NotKept(NotKept),
 }
 
 impl Journal {
-    /// Makes `to` a new entity of `service` whose log is events 1 to `at`
-    /// (default: all) of `from`, with the versions that wrote them, and the
-    /// source's snapshot when it is as of `at` or earlier; durably, in one
+    /// Makes `to` a new entity of `service` whose log is `from`'s up to
+    /// event `at` (default: all) — the events kept, with the versions that
+    /// wrote them, and the latest snapshot as of `at` — durably, in one
     /// transaction. The copies are not new facts: they do not enter the
     /// service's log, so subscribers do not see them again.
     pub fn fork(&self, service: &str, from: &str, to: &str, at: Option<u64>) -> Result<Forked, JournalError> {
+        let source = self.full_history(service, from)?;
+        let at = at.unwrap_or(source.last_seq());
+        if at == 0 {
+            return Ok(Forked::NotKept(NotKept::Beyond { last_seq: source.last_seq() }));
+        }
+        let base = match source.as_of(Some(at)) {
+            Ok((base, _)) => base,
+            Err(not_kept) => return Ok(Forked::NotKept(not_kept)),
+        };
+        let keeps_history = self.retention.keeps_snapshot_history(service);
         let txn = self.db()?.begin_write()?;
-        let forked = {
+        {
             let mut events = txn.open_table(EVENTS)?;
             let mut snapshots = txn.open_table(SNAPSHOTS)?;
             if super::last_seq(&events, service, to)? > 0 || snapshots.get((service, to))?.is_some() {
                 return Ok(Forked::TargetExists);
             }
-            let source_last = super::last_seq(&events, service, from)?;
-            let at = at.unwrap_or(source_last);
-            if at > source_last || at == 0 {
-                return Ok(Forked::TooShort { last_seq: source_last });
-            }
-            let copied = read_events(&events, service, from, 1, at as usize, usize::MAX)?;
-            for event in &copied {
+            for event in source.events.iter().take_while(|e| e.seq <= at) {
                 let record = records::EventRecord::new(service, to, event.seq, event.version, &event.payload);
                 events.insert((service, to, event.seq), records::encode(&record)?.as_slice())?;
             }
-            let snapshot = match snapshots.get((service, from))? {
-                Some(row) => {
-                    let record = records::SnapshotRecord::read(service, from, row.value())?;
-                    (record.seq <= at).then(|| (record.seq, record.version, record.state.to_vec()))
+            if let Some(base) = base {
+                let record = records::SnapshotRecord::new(service, to, base.seq, base.version, &base.state);
+                let record = records::encode(&record)?;
+                snapshots.insert((service, to), record.as_slice())?;
+                if keeps_history {
+                    txn.open_table(SNAPSHOT_HISTORY)?.insert((service, to, base.seq), record.as_slice())?;
                 }
-                None => None,
-            };
-            if let Some((seq, version, state)) = snapshot {
-                let record = records::SnapshotRecord::new(service, to, seq, version, &state);
-                snapshots.insert((service, to), records::encode(&record)?.as_slice())?;
             }
-            Forked::Done { last_seq: at }
-        };
+        }
         txn.commit()?;
-        Ok(forked)
+        Ok(Forked::Done { last_seq: at })
     }
 }

@@ -18,6 +18,7 @@ mod failing_storage;
 mod migrate_v1;
 mod outbox;
 mod records;
+mod retention;
 mod schema;
 mod storage;
 mod tables;
@@ -35,10 +36,12 @@ use crate::domain::{Event, ServiceKind};
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
 pub use commit_watch::{CommitWatch, Watching};
-pub use entities::{Forked, FullHistory};
+pub use entities::{Forked, FullHistory, NotKept};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
+pub use retention::Retention;
+use retention::RetentionBook;
 pub use schema::{SCHEMA_VERSION, SchemaStatus};
 pub use storage::Reopen;
 use storage::Storage;
@@ -195,6 +198,7 @@ pub struct Journal {
     committer: GroupCommitter,
     signals: Signals,
     outbox: Arc<outbox::OutboxBook>,
+    retention: Arc<RetentionBook>,
     schema: SchemaStatus,
 }
 
@@ -222,10 +226,11 @@ impl Journal {
     fn with_storage(db: Database, reopen: Option<Reopen>, metrics: Arc<Metrics>) -> Result<Self, JournalError> {
         let schema = schema::open(&db)?;
         let outbox = Arc::new(outbox::OutboxBook::read(&db)?);
+        let retention = Arc::new(RetentionBook::read(&db)?);
         let db = Storage::new(db, reopen);
         let signals = Signals { committed: Arc::new(CommitWatch::default()), outbox: Arc::new(Notify::new()) };
-        let committer = GroupCommitter::start(db.clone(), metrics, signals.clone(), outbox.clone())?;
-        Ok(Self { db, committer, signals, outbox, schema })
+        let committer = GroupCommitter::start(db.clone(), metrics, signals.clone(), outbox.clone(), retention.clone())?;
+        Ok(Self { db, committer, signals, outbox, retention, schema })
     }
 
     /// The database under the journal.

@@ -12,7 +12,9 @@
 //!   snapshots and values with the version that wrote them and a checksum;
 //!   idempotency records with the fingerprint of their command; outbox
 //!   entries with their depth; version numbers that are never given twice
-//!   (`version_heads`); dead letters; the compiled-code cache's key.
+//!   (`version_heads`); dead letters; the compiled-code cache's key. Later
+//!   builds of version 2 added two tables, which start empty where a
+//!   journal lacks them: `retention` and `snapshot_history`.
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
@@ -20,7 +22,7 @@ use super::JournalError;
 use super::migrate_v1;
 use super::tables::{
     COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
-    SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
+    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
 };
 
 /// The schema version this build reads and writes.
@@ -94,6 +96,8 @@ fn ensure_keys(txn: &WriteTransaction) -> Result<(), JournalError> {
 fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(EVENTS)?;
     txn.open_table(SNAPSHOTS)?;
+    txn.open_table(SNAPSHOT_HISTORY)?;
+    txn.open_table(RETENTION)?;
     txn.open_table(COMPONENTS)?;
     txn.open_table(VERSIONS)?;
     txn.open_table(VERSION_HEADS)?;

@@ -17,13 +17,22 @@ pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Committed events: (service, entity, seq) → `EventRecord`: the event as
 /// the guest encoded it, the version that emitted it, a checksum. An
-/// entity's last key is where its log stands (events are never deleted);
-/// nothing else records it, so a commit writes one row per event and none
-/// per entity.
+/// entity's last key is where its log stands (compaction deletes old
+/// events, never the last one); nothing else records it, so a commit writes
+/// one row per event and none per entity.
 pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
 
 /// The latest snapshot per entity: (service, entity) → `SnapshotRecord`.
 pub const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("snapshots");
+
+/// Every snapshot kept of the entities of services that retain only their
+/// latest snapshots' history (`retain=snapshots:K`): (service, entity,
+/// seq) → `SnapshotRecord`. The latest is in `SNAPSHOTS` too.
+pub const SNAPSHOT_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("snapshot_history");
+
+/// The history each service keeps: service → K of `retain=snapshots:K`
+/// (no row: every event).
+pub const RETENTION: TableDefinition<&str, u32> = TableDefinition::new("retention");
 
 /// Deployed component bytes, once per digest: SHA-256 (lowercase hex) →
 /// component.

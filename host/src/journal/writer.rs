@@ -20,10 +20,12 @@ use super::outbox::OutboxBook;
 use super::records::{
     self, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord,
 };
+use super::retention::RetentionBook;
 use super::schema::SCHEMA_VERSION;
 use super::storage::Storage;
 use super::tables::{
-    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOTS, VALUES, idempotency_live,
+    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES,
+    idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::{JournalError, StoredSnapshot};
@@ -164,10 +166,11 @@ impl GroupCommitter {
         metrics: Arc<Metrics>,
         signals: Signals,
         outbox: Arc<OutboxBook>,
+        retention: Arc<RetentionBook>,
     ) -> Result<Self, JournalError> {
         let (requests, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let writer = Writer { db, metrics, signals, outbox, failed: failed.clone() };
+        let writer = Writer { db, metrics, signals, outbox, retention, failed: failed.clone() };
         thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
@@ -211,6 +214,7 @@ struct Writer {
     metrics: Arc<Metrics>,
     signals: Signals,
     outbox: Arc<OutboxBook>,
+    retention: Arc<RetentionBook>,
     failed: Arc<AtomicBool>,
 }
 
@@ -339,7 +343,7 @@ impl Writer {
         let mut txn = self.db.get()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let (statuses, added) = {
-            let mut tables = Tables::open(&txn, &self.outbox)?;
+            let mut tables = Tables::open(&txn, &self.outbox, &self.retention)?;
             let statuses = commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?;
             (statuses, std::mem::take(&mut tables.outbox_added))
         };
@@ -354,6 +358,7 @@ impl Writer {
 struct Tables<'txn> {
     events: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    snapshot_history: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     outbox: Table<'txn, u64, &'static [u8]>,
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
@@ -369,13 +374,20 @@ struct Tables<'txn> {
     outbox_book: &'txn OutboxBook,
     /// The outbox entries this transaction added, per target service.
     outbox_added: HashMap<String, u64>,
+    /// Which services keep a history of snapshots.
+    retention: &'txn RetentionBook,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction, outbox_book: &'txn OutboxBook) -> Result<Self, JournalError> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        outbox_book: &'txn OutboxBook,
+        retention: &'txn RetentionBook,
+    ) -> Result<Self, JournalError> {
         Ok(Self {
             events: txn.open_table(EVENTS)?,
             snapshots: txn.open_table(SNAPSHOTS)?,
+            snapshot_history: txn.open_table(SNAPSHOT_HISTORY)?,
             values: txn.open_table(VALUES)?,
             outbox: txn.open_table(OUTBOX)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
@@ -385,6 +397,7 @@ impl<'txn> Tables<'txn> {
             now_ms: super::now_ms(),
             outbox_book,
             outbox_added: HashMap::new(),
+            retention,
         })
     }
 
@@ -443,6 +456,9 @@ impl<'txn> Tables<'txn> {
                     let record = SnapshotRecord::new(key.0, key.1, snapshot.seq, snapshot.version, &snapshot.state);
                     let record = records::encode(&record)?;
                     self.snapshots.insert(key, record.as_slice())?;
+                    if self.retention.keeps_snapshot_history(key.0) {
+                        self.snapshot_history.insert((key.0, key.1, snapshot.seq), record.as_slice())?;
+                    }
                 }
             }
             EntityWrite::Value(Some(state)) => {

@@ -24,7 +24,8 @@ pub struct EntityFailure {
     /// The entity.
     pub entity: String,
     /// What was rebuilt: `snapshot` (the latest snapshot and the events
-    /// after it), `start` (every event from 1) or `state` (a value
+    /// after it), `start` (every event from 1, or from the oldest snapshot
+    /// kept where the service compacts its history) or `state` (a value
     /// entity's stored state).
     pub from: &'static str,
     /// The seq of the event that could not be read; for the snapshot, the
@@ -110,7 +111,13 @@ impl Worker {
         if snapshot.is_some() {
             rebuild("snapshot", snapshot.as_ref(), history.after_snapshot()).await;
         }
-        rebuild("start", None, &history.events).await;
+        // From event 1, or, where compaction dropped the first events, from
+        // the oldest snapshot kept.
+        let (oldest, events) = history.oldest();
+        let oldest = oldest.map(|s| Snapshot::new(s.seq, s.version, s.state.clone()));
+        if oldest.is_none() || oldest.as_ref().map(Snapshot::seq) != snapshot.as_ref().map(Snapshot::seq) {
+            rebuild("start", oldest.as_ref(), events).await;
+        }
         if outcome.failures.is_empty()
             && let (Some(probe), Some(old)) = (&self.probe, &self.old)
         {

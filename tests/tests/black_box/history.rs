@@ -1,11 +1,13 @@
 //! Time travel: an entity's state as of any event, dry runs that commit
-//! and send nothing, and forks of a log.
+//! and send nothing, forks of a log, and retention: compaction of what a
+//! service no longer keeps.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmstate_tests::Api;
-use wasmstate_tests::guests::{COUNTER, ORDER_VALIDATOR, SHOPPING_CART, USER_PROFILE};
+use wasmstate_tests::guests::{CART_PROJECTION, CART_UPCASTING, COUNTER, ORDER_VALIDATOR, SHOPPING_CART, USER_PROFILE};
 
 use crate::start_with;
 
@@ -128,4 +130,82 @@ async fn a_value_entity_answers_its_stored_state_and_keeps_no_history() {
     assert_eq!(api.get("/v1/services/user-profile/entities/bob/state").await.expect_error(404).0, "not_found");
     let fork = api.post("/v1/services/user-profile/entities/ada/fork?to=b", Value::Null).await;
     assert_eq!(fork.expect_error(400).0, "bad_request");
+}
+
+#[tokio::test]
+async fn retention_compacts_old_events_and_time_travel_answers_410_before_what_is_kept() {
+    let t = crate::start(&["--snapshot-every", "2", "--compact-every", "100ms"]).await;
+    let api = &t.api;
+    let retained = api.deploy_with(CART, Path::new(SHOPPING_CART), "retain=snapshots:2").await.expect(201);
+    assert_eq!(retained["version"], 1);
+    assert_eq!(api.get(&format!("/v1/services/{CART}")).await.expect(200)["retain"], "snapshots:2");
+    for product in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"] {
+        add(api, "c", product).await;
+    }
+    // Snapshots at 2, 4 and 6: the two latest stay, events 1 to 4 go.
+    let compacted =
+        api.eventually(Duration::from_secs(10), async || api.metric("wasmstate_compacted_events_total").await >= 4.0);
+    assert!(compacted.await, "nothing was compacted");
+    assert_eq!(api.metric("wasmstate_compacted_events_total").await, 4.0);
+    assert!(api.metric("wasmstate_compacted_bytes_total").await > 0.0);
+    let kept: Vec<u64> = api.events(CART, "c", 1).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(kept, [5, 6, 7]);
+    assert_eq!(api.position(CART, "c").await.0, 7);
+
+    let state = async |at: u64| api.get(&format!("/v1/services/{CART}/entities/c/state?at={at}")).await;
+    assert_eq!(products(&state(4).await.expect(200)), ["p1", "p2", "p3", "p4"]);
+    assert_eq!(products(&state(5).await.expect(200)).len(), 5);
+    let (kind, message) = state(3).await.expect_error(410);
+    assert_eq!(kind, "history_compacted", "{message}");
+    assert_eq!(
+        api.post(&format!("/v1/services/{CART}/entities/c/fork?at=3&to=f"), Value::Null).await.expect_error(410).0,
+        "history_compacted"
+    );
+    let forked = api.post(&format!("/v1/services/{CART}/entities/c/fork?at=5&to=f"), Value::Null).await.expect(201);
+    assert_eq!(forked["last_seq"], 5);
+    assert_eq!(products(&api.invoke(CART, "f", "GetCart", json!({})).await.expect(200)).len(), 5);
+
+    // A new version is verified from the oldest state kept.
+    let deployed = api.deploy_with(CART, Path::new(CART_UPCASTING), "verify=replay").await.expect(201);
+    assert_eq!(
+        (deployed["verification"]["checked"].clone(), deployed["verification"]["failed_total"].clone()),
+        (json!(2), json!(0))
+    );
+    let t = t.restart().await;
+    assert_eq!(products(&t.api.invoke(CART, "c", "GetCart", json!({})).await.expect(200)).len(), 7);
+
+    for (query, status) in [("retain=snapshots:0", 400), ("retain=forever", 400)] {
+        t.api.deploy_with(CART, Path::new(SHOPPING_CART), query).await.expect_error(status);
+    }
+    t.api.deploy("user-profile", Path::new(USER_PROFILE)).await;
+    let (kind, _) =
+        t.api.deploy_with("user-profile", Path::new(USER_PROFILE), "retain=snapshots:1").await.expect_error(409);
+    assert_eq!(kind, "conflict");
+}
+
+#[tokio::test]
+async fn compaction_waits_for_subscribers_to_be_given_every_event() {
+    let t = crate::start(&["--snapshot-every", "1", "--compact-every", "100ms"]).await;
+    let api = &t.api;
+    api.deploy_with(CART, Path::new(SHOPPING_CART), "retain=snapshots:1").await.expect(201);
+    // The projection's side effects need `counter`, not deployed yet: its
+    // deliveries fail and are retried, so the events must stay.
+    api.deploy_with("cart-projection", Path::new(CART_PROJECTION), "subscribe=shopping-cart").await.expect(201);
+    for product in ["p1", "p2", "p3"] {
+        add(api, "c", product).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(api.metric("wasmstate_compacted_events_total").await, 0.0);
+    assert_eq!(api.events(CART, "c", 1).await.len(), 3);
+
+    api.deploy("counter", Path::new(COUNTER)).await;
+    let delivered = api.eventually(Duration::from_secs(20), async || {
+        api.invoke("counter", "items-added", "Get", json!({})).await.body["value"] == 3
+    });
+    assert!(delivered.await, "the projection never caught up");
+    let compacted =
+        api.eventually(Duration::from_secs(10), async || api.metric("wasmstate_compacted_events_total").await >= 2.0);
+    assert!(compacted.await, "nothing was compacted once the subscriber caught up");
+    let kept: Vec<u64> = api.events(CART, "c", 1).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(kept, [3]);
 }

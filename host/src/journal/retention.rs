@@ -1,0 +1,252 @@
+//! How much history each service keeps, and the compaction that drops the
+//! rest: under `retain=snapshots:K`, the events up to an entity's K-th
+//! latest snapshot (and the snapshots before it) go. Compaction runs in
+//! small transactions that never wait for their own durability, so it
+//! delays commands by little; it never deletes an entity's last event
+//! (where its log stands), nor an event a subscriber has not been given.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::RwLock;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use serde::Serialize;
+
+use super::tables::{EVENTS, OFFSETS, RETENTION, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS};
+use super::{Journal, JournalError, records};
+
+/// The most event rows one compaction transaction deletes.
+const MAX_DELETES_PER_TXN: usize = 2_000;
+
+/// How much of its entities' history a service keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Retention {
+    /// Every event (the default).
+    #[default]
+    All,
+    /// The events after each entity's K-th latest snapshot, and those K
+    /// snapshots.
+    Snapshots(u32),
+}
+
+impl Retention {
+    /// Parses `all` or `snapshots:K` (K ≥ 1).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "all" => Ok(Retention::All),
+            Some(("snapshots", k)) => match k.parse::<u32>() {
+                Ok(k) if k >= 1 => Ok(Retention::Snapshots(k)),
+                _ => Err(format!("snapshots:K takes a whole number K of at least 1, not {k:?}")),
+            },
+            _ => Err(format!("retain takes `all` or `snapshots:K`, not {text:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Retention::All => f.write_str("all"),
+            Retention::Snapshots(k) => write!(f, "snapshots:{k}"),
+        }
+    }
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The services that keep only some history, in memory: the writer asks it
+/// whether a snapshot must also go to the snapshot history.
+#[derive(Debug, Default)]
+pub(super) struct RetentionBook(RwLock<HashMap<String, u32>>);
+
+impl RetentionBook {
+    /// Reads the policies stored in `db`.
+    pub fn read(db: &Database) -> Result<Self, JournalError> {
+        let txn = db.begin_read()?;
+        let mut policies = HashMap::new();
+        for row in txn.open_table(RETENTION)?.iter()? {
+            let (service, k) = row?;
+            policies.insert(service.value().to_string(), k.value());
+        }
+        Ok(Self(RwLock::new(policies)))
+    }
+
+    /// The policy of `service`.
+    pub fn get(&self, service: &str) -> Retention {
+        self.0.read().unwrap().get(service).map_or(Retention::All, |k| Retention::Snapshots(*k))
+    }
+
+    /// Whether `service` keeps a history of snapshots.
+    pub fn keeps_snapshot_history(&self, service: &str) -> bool {
+        self.0.read().unwrap().contains_key(service)
+    }
+
+    /// Every service that keeps only some history, with its K.
+    pub fn compacted(&self) -> Vec<(String, u32)> {
+        self.0.read().unwrap().iter().map(|(s, k)| (s.clone(), *k)).collect()
+    }
+}
+
+/// What one round of compaction of a service did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Events deleted.
+    pub events: u64,
+    /// Snapshots deleted from the history.
+    pub snapshots: u64,
+    /// Bytes of records deleted.
+    pub bytes: u64,
+    /// Whether the round waited for a subscriber that has not been given
+    /// every event yet, and deleted nothing.
+    pub waiting_for_subscribers: bool,
+}
+
+impl Journal {
+    /// How much history `service` keeps.
+    pub fn retention(&self, service: &str) -> Retention {
+        self.retention.get(service)
+    }
+
+    /// Every service that keeps only some history, with its K.
+    pub fn compacted_services(&self) -> Vec<(String, u32)> {
+        self.retention.compacted()
+    }
+
+    /// Sets how much history `service` keeps, durably.
+    pub fn set_retention(&self, service: &str, retention: Retention) -> Result<(), JournalError> {
+        let txn = self.db()?.begin_write()?;
+        {
+            let mut table = txn.open_table(RETENTION)?;
+            match retention {
+                Retention::All => table.remove(service)?,
+                Retention::Snapshots(k) => table.insert(service, k)?,
+            };
+        }
+        txn.commit()?;
+        let mut policies = self.retention.0.write().unwrap();
+        match retention {
+            Retention::All => policies.remove(service),
+            Retention::Snapshots(k) => policies.insert(service.to_string(), k),
+        };
+        Ok(())
+    }
+
+    /// Drops what `service`'s entities no longer keep under `retain=
+    /// snapshots:k`: each entity's events up to its k-th latest snapshot
+    /// (but never its last event), and the snapshots before that one. Waits
+    /// (deletes nothing) while one of `subscribers` has not been given every
+    /// event of the service.
+    pub fn compact(&self, service: &str, k: u32, subscribers: &[String]) -> Result<Compacted, JournalError> {
+        let db = self.db()?;
+        // One read transaction decides what goes: every event it sees up
+        // to a snapshot it sees was given to every subscriber.
+        let read = db.begin_read()?;
+        if !subscribers_caught_up(&read, service, subscribers)? {
+            return Ok(Compacted { waiting_for_subscribers: true, ..Compacted::default() });
+        }
+        let mut plan: Vec<(String, u64, u64)> = Vec::new();
+        let mut compacted = Compacted::default();
+        let mut planned = 0;
+        for entity in self.entity_ids(service, crate::domain::ServiceKind::EventSourced)? {
+            if let Some((upto, oldest_kept)) = cut(&read, service, &entity, k)? {
+                let first = first_seq(&read, service, &entity)?;
+                planned += upto.saturating_sub(first) as usize + 1;
+                plan.push((entity, upto, oldest_kept));
+            }
+            if planned >= MAX_DELETES_PER_TXN {
+                self.delete_planned(service, &mut plan, &mut compacted)?;
+                planned = 0;
+            }
+        }
+        self.delete_planned(service, &mut plan, &mut compacted)?;
+        Ok(compacted)
+    }
+
+    /// Deletes, in one transaction, each planned entity's events up to
+    /// `upto` and its snapshots before `oldest_kept`.
+    fn delete_planned(
+        &self,
+        service: &str,
+        plan: &mut Vec<(String, u64, u64)>,
+        compacted: &mut Compacted,
+    ) -> Result<(), JournalError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db()?.begin_write()?;
+        // Losing a compaction in a crash loses nothing: the next round
+        // deletes the same again.
+        txn.set_durability(Durability::None)?;
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            let mut history = txn.open_table(SNAPSHOT_HISTORY)?;
+            for (entity, upto, oldest_kept) in plan.drain(..) {
+                let entity = entity.as_str();
+                let removed = events.extract_from_if((service, entity, 1)..=(service, entity, upto), |_, _| true)?;
+                for row in removed {
+                    let (_, value) = row?;
+                    compacted.events += 1;
+                    compacted.bytes += value.value().len() as u64;
+                }
+                let range = (service, entity, 0)..(service, entity, oldest_kept);
+                for row in history.extract_from_if(range, |_, _| true)? {
+                    let (_, value) = row?;
+                    compacted.snapshots += 1;
+                    compacted.bytes += value.value().len() as u64;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Whether every subscriber of `service` has been given its whole log.
+fn subscribers_caught_up(txn: &ReadTransaction, service: &str, subscribers: &[String]) -> Result<bool, JournalError> {
+    if subscribers.is_empty() {
+        return Ok(true);
+    }
+    let log = txn.open_table(SERVICE_LOG)?;
+    let head = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?.map_or(0, |(k, _)| k.value().1);
+    let offsets = txn.open_table(OFFSETS)?;
+    for subscriber in subscribers {
+        let offset = offsets.get((subscriber.as_str(), service))?.map_or(0, |v| v.value());
+        if offset < head {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Where `entity`'s history is cut under `retain=snapshots:k`: the last
+/// event to delete and the seq of the oldest snapshot kept, or `None` when
+/// nothing goes.
+fn cut(txn: &ReadTransaction, service: &str, entity: &str, k: u32) -> Result<Option<(u64, u64)>, JournalError> {
+    let mut seqs: Vec<u64> = Vec::new();
+    for row in txn.open_table(SNAPSHOT_HISTORY)?.range((service, entity, 0)..=(service, entity, u64::MAX))? {
+        seqs.push(row?.0.value().2);
+    }
+    if let Some(row) = txn.open_table(SNAPSHOTS)?.get((service, entity))? {
+        let latest = records::SnapshotRecord::read(service, entity, row.value())?.seq;
+        if seqs.last() != Some(&latest) {
+            seqs.push(latest);
+        }
+    }
+    let Some(&oldest_kept) = seqs.len().checked_sub(k as usize).and_then(|i| seqs.get(i)) else { return Ok(None) };
+    let last = super::last_seq(&txn.open_table(EVENTS)?, service, entity)?;
+    // The last event stays: it says where the log stands.
+    let upto = oldest_kept.min(last.saturating_sub(1));
+    let first = first_seq(txn, service, entity)?;
+    Ok((first > 0 && upto >= first).then_some((upto, oldest_kept)))
+}
+
+/// The seq of `entity`'s first kept event (0 when it has none).
+pub(super) fn first_seq(txn: &ReadTransaction, service: &str, entity: &str) -> Result<u64, JournalError> {
+    let events = txn.open_table(EVENTS)?;
+    let first = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
+    Ok(first.map_or(0, |(key, _)| key.value().2))
+}
