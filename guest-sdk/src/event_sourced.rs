@@ -27,9 +27,11 @@ pub trait EventSourcedEntity: Default + Clone + Serialize + DeserializeOwned {
     ///
     /// Override it to read the shapes older versions of the entity wrote
     /// (an upcaster): a stored event is a fact, and a new version must read
-    /// every one its service ever stored. [`StoredEvent::version`] tells
-    /// which version of the service wrote it, and [`StoredEvent::json`]
-    /// decodes it as any type, say the old shape of the event. Test the
+    /// every one its service ever stored. [`StoredEvent::json`] decodes it
+    /// as any type, say the old shape of the event; [`StoredEvent::version`]
+    /// tells which deploy of the service wrote it. Prefer telling shapes
+    /// apart by their content: a rollback deploys old code under a new
+    /// version number, so the number alone does not name a shape. Test the
     /// upcaster against stored events with
     /// [`TestKit::with_events`](crate::testkit::TestKit::with_events), and
     /// deploy with `verify=replay` to check it against every stored entity.

@@ -188,6 +188,13 @@ pub struct FollowUp {
     pub reply: Reply,
 }
 
+impl FollowUp {
+    /// An empty reply and nothing to run.
+    pub fn nothing() -> Self {
+        Self { synchronous: Vec::new(), reply: Reply::Message(Vec::new()) }
+    }
+}
+
 /// One committed event of an entity's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

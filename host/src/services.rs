@@ -54,6 +54,9 @@ pub enum DeployError {
     /// traffic, and the version serving keeps serving.
     #[error("the new version was refused: {} of {} entities checked could not be rebuilt{}", .0.failed_total, .0.checked, strict_note(.0))]
     UpgradeRejected(Box<Report>),
+    /// The host had no room to finish the work; retry.
+    #[error("{0}")]
+    Busy(String),
     /// The version to roll back to does not exist.
     #[error("{0}")]
     NoSuchVersion(String),
@@ -339,7 +342,10 @@ impl Services {
         drop(slot);
 
         let kind = compiled.kind();
-        let serving = self.get(&name).filter(|s| s.kind() == kind);
+        if let Some(latest) = latest().filter(|m| m.kind != kind) {
+            return Err(kind_changed(&latest, kind));
+        }
+        let serving = self.get(&name);
         let verification = match &verify {
             Some(options) => Some(self.verify(&name, &compiled, serving.as_deref(), options).await?),
             None => None,
@@ -357,12 +363,7 @@ impl Services {
             )));
         }
         if let Some(latest) = latest.as_ref().filter(|m| m.kind != kind) {
-            return Err(DeployError::Conflict(format!(
-                "{} is {} service; a new version must be one too, not {} service",
-                latest.service,
-                latest.kind.with_article(),
-                kind.with_article()
-            )));
+            return Err(kind_changed(latest, kind));
         }
         if retain.is_some_and(|r| r != Retention::All) && kind != ServiceKind::EventSourced {
             return Err(DeployError::Conflict(format!(
@@ -428,7 +429,11 @@ impl Services {
         };
         let report = check.run().await;
         self.verifying.lock().unwrap().remove(name);
-        let report = report.map_err(|e| DeployError::Internal(format!("the verification failed: {e:#}")))?;
+        let report = report.map_err(|error| match error {
+            verify::CheckError::Journal(error) => DeployError::Journal(error),
+            error @ verify::CheckError::Busy(_) => DeployError::Busy(error.to_string()),
+            verify::CheckError::Internal(error) => DeployError::Internal(format!("the verification failed: {error}")),
+        })?;
         self.metrics.record_verification(report.checked, !report.passes(options));
         if report.passes(options) { Ok(report) } else { Err(DeployError::UpgradeRejected(Box::new(report))) }
     }
@@ -463,6 +468,16 @@ impl Services {
         tracing::info!(%service, versions = removed, dropped_side_effects = dropped, "deleted");
         Ok(Some(removed))
     }
+}
+
+/// The refusal of a new version of another kind than `latest`.
+fn kind_changed(latest: &VersionMeta, kind: ServiceKind) -> DeployError {
+    DeployError::Conflict(format!(
+        "{} is {} service; a new version must be one too, not {} service",
+        latest.service,
+        latest.kind.with_article(),
+        kind.with_article()
+    ))
 }
 
 /// The compiled form of a stored component: from the cache when it has it,

@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent, raw};
 
-/// The version the kit records for the events its commands emit.
+/// The version the kit records for the events its commands emit, unless
+/// told another ([`TestKit::at_version`]).
 const KIT_VERSION: u32 = 1;
 
 /// An in-memory host for one entity of type `E`.
@@ -40,6 +41,8 @@ pub struct TestKit<E> {
     snapshot: Option<(u64, Vec<u8>)>,
     /// (seq, version, event) as the host would store them.
     events: Vec<(u64, u32, Vec<u8>)>,
+    /// The version recorded for the events commands emit.
+    version: u32,
     state: Option<Vec<u8>>,
     entity: PhantomData<fn() -> E>,
 }
@@ -55,6 +58,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             snapshot_every: None,
             snapshot: None,
             events: Vec::new(),
+            version: KIT_VERSION,
             state: None,
             entity: PhantomData,
         }
@@ -69,6 +73,14 @@ impl<E: EventSourcedEntity> TestKit<E> {
     pub fn with_snapshot_every(mut self, events: u64) -> Self {
         assert!(events > 0, "snapshot interval must be positive");
         self.snapshot_every = Some(events);
+        self
+    }
+
+    /// Records `version` as the version of the service that emits the
+    /// events of the commands the kit runs from now on (1 by default): set
+    /// it to the version under test when an upcaster tells versions apart.
+    pub fn at_version(mut self, version: u32) -> Self {
+        self.version = version;
         self
     }
 
@@ -119,7 +131,8 @@ impl<E: EventSourcedEntity> TestKit<E> {
         let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)?;
 
         let first = self.seq() + 1;
-        self.events.extend((first..).zip(effects.events).map(|(seq, event)| (seq, KIT_VERSION, event)));
+        let version = self.version;
+        self.events.extend((first..).zip(effects.events).map(|(seq, event)| (seq, version, event)));
         if let Some(interval) = self.snapshot_every
             && self.seq() - after >= interval
         {

@@ -113,6 +113,9 @@ impl From<DeployError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "upgrade_rejected", error.to_string()).with_details(details)
             }
             DeployError::NoSuchVersion(message) => Self::new(StatusCode::NOT_FOUND, "no_such_version", message),
+            DeployError::Busy(message) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
+            }
             DeployError::Journal(e) => Self::from(e),
             DeployError::Internal(e) => Self::internal(e),
         }

@@ -130,13 +130,17 @@ pub async fn fork(
     if query.to == id {
         return Err(ApiError::bad_request("an entity cannot be forked into itself"));
     }
-    let (journal, s, from, to, at) = (state.journal.clone(), service.clone(), id.clone(), query.to.clone(), query.at);
-    let forked =
-        tokio::task::spawn_blocking(move || journal.fork(&s, &from, &to, at)).await.map_err(ApiError::internal)??;
-    match forked {
-        Forked::Done { last_seq } => Ok((
+    let at = query.at;
+    match state.invoker.fork(&service, &id, &query.to, at).await? {
+        Forked::Done { last_seq, from_snapshot } => Ok((
             StatusCode::CREATED,
-            Json(json!({ "service": service, "entity": query.to, "forked_from": id, "last_seq": last_seq })),
+            Json(json!({
+                "service": service,
+                "entity": query.to,
+                "forked_from": id,
+                "last_seq": last_seq,
+                "from_snapshot": from_snapshot,
+            })),
         )),
         Forked::TargetExists => Err(ApiError::new(
             StatusCode::CONFLICT,

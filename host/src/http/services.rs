@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
+use crate::domain::ServiceKind;
 use crate::journal::{DeadLetter, Retention};
 use crate::services::{DeployRequest, Deployed, ServiceInfo};
 use crate::verify::VerifyOptions;
@@ -39,8 +40,12 @@ impl VerifyQuery {
             }
             None => Ok(None),
             Some("replay") => {
-                if self.probe.as_ref().is_some_and(|p| p.is_empty() || p.chars().any(char::is_control)) {
+                if self.probe.as_ref().is_some_and(|p| p.is_empty() || p.len() > 128 || p.chars().any(char::is_control))
+                {
                     return Err(ApiError::bad_request("probe must name a command"));
+                }
+                if self.limit == Some(0) {
+                    return Err(ApiError::bad_request("limit must check at least one entity"));
                 }
                 Ok(Some(VerifyOptions { probe: self.probe, limit: self.limit, strict: self.strict }))
             }
@@ -86,10 +91,16 @@ pub async fn deploy(
 /// Under `--require-verify`: refuses an unverified deploy of a service that
 /// has stored entities.
 async fn refuse_unverified(state: &AppState, service: &str) -> Result<(), ApiError> {
-    let Some(kind) = state.services.describe(service).map(|s| s.kind) else { return Ok(()) };
+    // Whether deployed or deleted (its data stays), of either kind.
     let (journal, name) = (state.journal.clone(), service.to_string());
-    let stored =
-        tokio::task::spawn_blocking(move || journal.has_entities(&name, kind)).await.map_err(ApiError::internal)??;
+    let stored = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::journal::JournalError>(
+            journal.has_entities(&name, ServiceKind::EventSourced)?
+                || journal.has_entities(&name, ServiceKind::Value)?,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)??;
     if stored {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

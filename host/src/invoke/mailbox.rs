@@ -29,8 +29,24 @@ pub(super) struct EntityKey {
 struct Job {
     /// The version the command runs on: the newest when it arrived.
     service: Arc<Service>,
-    invocation: Invocation,
+    work: Work,
     done: oneshot::Sender<Result<FollowUp, InvokeError>>,
+}
+
+/// What a job does.
+enum Work {
+    /// Run a command.
+    Command(Invocation),
+    /// Write to the entity's log outside any command (a fork into it),
+    /// between its commands, then drop its cached state.
+    Outside(Box<dyn FnOnce() + Send>),
+}
+
+impl Work {
+    /// Whether it may run in a batch after an unkeyed command.
+    fn pipelines(&self) -> bool {
+        matches!(self, Work::Command(invocation) if invocation.key.is_none())
+    }
 }
 
 /// A job as it waits in a mailbox. Boxed because a tokio channel allocates
@@ -71,6 +87,34 @@ pub(super) async fn enqueue(
     invocation: Invocation,
 ) -> Result<FollowUp, InvokeError> {
     let key = EntityKey { service: invocation.service().into(), entity: invocation.entity().into() };
+    post(shared, service, key, Work::Command(invocation)).await
+}
+
+/// Runs `write` — a blocking write to `entity`'s log made outside any
+/// command — in the entity's task, between its commands, and then drops
+/// its cached state, so no command runs on what the entity was before.
+pub(super) async fn write_outside_commands<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    service: Arc<Service>,
+    entity: &str,
+    write: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, InvokeError> {
+    let key = EntityKey { service: service.meta.service.as_str().into(), entity: entity.into() };
+    let (written, result) = oneshot::channel();
+    let work = Work::Outside(Box::new(move || {
+        let _ = written.send(write());
+    }));
+    post(shared, service, key, work).await?;
+    result.await.map_err(|_| InvokeError::Internal("the write outside commands did not finish".into()))
+}
+
+/// Puts `work` in `key`'s mailbox and waits for its answer.
+async fn post(
+    shared: &Arc<Shared>,
+    service: Arc<Service>,
+    key: EntityKey,
+    work: Work,
+) -> Result<FollowUp, InvokeError> {
     let (done, answer) = oneshot::channel();
     {
         // Under the lock, so a task retiring at the same moment can never
@@ -86,7 +130,7 @@ pub(super) async fn enqueue(
             tx
         };
         let sender = senders.entry(key.clone()).or_insert_with(start_task);
-        let sent = match sender.try_send(Box::new(Job { service, invocation, done })) {
+        let sent = match sender.try_send(Box::new(Job { service, work, done })) {
             // The task ended without retiring: it panicked. A new one
             // starts from the journal, so the entity does not stay broken.
             Err(mpsc::error::TrySendError::Closed(mail)) => {
@@ -152,16 +196,24 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
                 }
             }
         };
+        if let Work::Outside(write) = job.work {
+            let written = super::blocking(write).await;
+            cached = None;
+            task.hold(0);
+            let _ = job.done.send(written.map(|()| FollowUp::nothing()));
+            last_active = Instant::now();
+            continue;
+        }
         let mut batch = vec![job];
         // Commands without an idempotency key run back to back; a keyed one
         // runs alone, so a repeat of its key sees its committed record. Only
         // event-sourced entities pipeline: their commits carry the seq they
         // build on, so one after a failed commit is refused by the journal.
         let pipelines = batch[0].service.kind() == ServiceKind::EventSourced;
-        if pipelines && batch[0].invocation.key.is_none() {
+        if pipelines && batch[0].work.pipelines() {
             while batch.len() < MAX_PIPELINE {
                 match rx.try_recv() {
-                    Ok(next) if next.invocation.key.is_some() => {
+                    Ok(next) if !next.work.pipelines() => {
                         carried = Some(next);
                         break;
                     }
@@ -229,7 +281,11 @@ impl Drop for EntityTask<'_> {
 async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<CachedState>, batch: Vec<Mail>) {
     let mut ran = Vec::with_capacity(batch.len());
     for job in batch {
-        let Job { service, invocation, done } = *job;
+        let Job { service, work, done } = *job;
+        let Work::Command(invocation) = work else {
+            let _ = done.send(Err(InvokeError::Internal("a write outside commands was batched".into())));
+            continue;
+        };
         let (result, keyed, durable) = match entity_command::run(shared, key, cached, &service, invocation).await {
             Ok(ran) => (Ok(ran.follow_up), ran.keyed, ran.commit.map(|commit| shared.journal.commit(commit))),
             Err(error) => (Err(error), None, None),

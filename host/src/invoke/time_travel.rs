@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{InvokeError, Invoker, Shared, blocking};
+use super::{InvokeError, Invoker, Shared, blocking, mailbox};
 use crate::domain::{Call, Effects, ServiceKind};
-use crate::journal::{FullHistory, NotKept};
-use crate::runtime::{FailedAt, Replayed, Snapshot};
+use crate::journal::{AsOf, Forked, NotKept};
+use crate::runtime::{FailedAt, Replayed, Snapshot, WitVersion};
 use crate::services::Service;
 
 /// An entity's state as of one event.
@@ -44,14 +44,20 @@ impl Invoker {
                 service.meta.service
             )));
         }
-        let history = self.shared.full_history(&service.meta.service, entity).await?;
-        let (snapshot, events) = as_of(&history, entity, at)?;
-        let seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq())).unwrap_or(0);
-        let replayed = self
-            .shared
-            .runtime
-            .replay(&service.compiled, &service.meta.service, entity, snapshot.as_ref(), events.to_vec())
-            .await?;
+        if service.compiled.wit_version() == WitVersion::V0_1 {
+            return Ok(StateAt { seq: 0, state: None });
+        }
+        let as_of = self.shared.as_of(&service.meta.service, entity, at).await?;
+        let seq = as_of.seq();
+        let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
+        let replayed = self.shared.runtime.replay(
+            &service.compiled,
+            &service.meta.service,
+            entity,
+            snapshot.as_ref(),
+            as_of.events,
+        );
+        let replayed = replayed.await?;
         match replayed {
             Ok(Replayed::State(state)) => Ok(StateAt { seq, state: Some(state) }),
             Ok(Replayed::Folded) => Ok(StateAt { seq, state: None }),
@@ -78,11 +84,11 @@ impl Invoker {
         let runtime = &self.shared.runtime;
         let (seq, effects) = match service.kind() {
             ServiceKind::EventSourced => {
-                let history = self.shared.full_history(&call.service, &call.entity).await?;
-                let (snapshot, events) = as_of(&history, &call.entity, at)?;
-                let seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq())).unwrap_or(0);
+                let as_of = self.shared.as_of(&call.service, &call.entity, at).await?;
+                let seq = as_of.seq();
+                let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
                 let effects =
-                    runtime.handle_event_sourced(&service.compiled, snapshot.as_ref(), events.to_vec(), call).await?;
+                    runtime.handle_event_sourced(&service.compiled, snapshot.as_ref(), as_of.events, call).await?;
                 (seq, effects)
             }
             ServiceKind::Value | ServiceKind::Action if at.is_some() => {
@@ -102,6 +108,23 @@ impl Invoker {
         let effects = effects.map_err(InvokeError::Failed)?;
         self.shared.check_output(&effects)?;
         Ok(DryRun { seq, effects })
+    }
+}
+
+impl Invoker {
+    /// Makes `to` a new entity of `service` whose log is `from`'s up to
+    /// event `at` (see [`Journal::fork`](crate::journal::Journal::fork)),
+    /// from `to`'s entity task, so no command on `to` runs meanwhile or on
+    /// what it held before.
+    pub async fn fork(&self, service: &str, from: &str, to: &str, at: Option<u64>) -> Result<Forked, InvokeError> {
+        let service = self.shared.service(service)?;
+        if service.kind() != ServiceKind::EventSourced {
+            return Err(InvokeError::NotInHistory(format!("{} has no log to fork", service.kind().with_article())));
+        }
+        let (journal, name, from, target, at) =
+            (self.shared.journal.clone(), service.meta.service.clone(), from.to_string(), to.to_string(), at);
+        let write = move || journal.fork(&name, &from, &target, at);
+        Ok(mailbox::write_outside_commands(&self.shared, service, to, write).await??)
     }
 }
 
@@ -125,26 +148,17 @@ impl Shared {
             .map_err(|_| InvokeError::Overloaded("the host has too many invocations in flight".into()))
     }
 
-    async fn full_history(&self, service: &str, entity: &str) -> Result<FullHistory, InvokeError> {
+    /// What folds to `entity`'s state right after event `at`, or why that
+    /// is not kept.
+    async fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<AsOf, InvokeError> {
         let journal = self.journal.clone();
         let (s, e) = (service.to_string(), entity.to_string());
-        Ok(blocking(move || journal.full_history(&s, &e)).await??)
+        blocking(move || journal.as_of(&s, &e, at)).await??.map_err(|not_kept| {
+            let message = not_kept.message(entity, at.unwrap_or_default());
+            match not_kept {
+                NotKept::Beyond { .. } => InvokeError::NotInHistory(message),
+                NotKept::Compacted { .. } => InvokeError::HistoryCompacted(message),
+            }
+        })
     }
-}
-
-/// The snapshot (as the runtime lends it) and events that fold to the state
-/// right after event `at`.
-fn as_of<'h>(
-    history: &'h FullHistory,
-    entity: &str,
-    at: Option<u64>,
-) -> Result<(Option<Snapshot>, &'h [crate::domain::Event]), InvokeError> {
-    let (snapshot, events) = history.as_of(at).map_err(|not_kept| {
-        let message = not_kept.message(entity, at.unwrap_or_default());
-        match not_kept {
-            NotKept::Beyond { .. } => InvokeError::NotInHistory(message),
-            NotKept::Compacted { .. } => InvokeError::HistoryCompacted(message),
-        }
-    })?;
-    Ok((snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state.clone())), events))
 }

@@ -10,17 +10,24 @@ use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES};
 use super::{Journal, JournalError, StoredSnapshot, read_events, records};
 use crate::domain::{Event, ServiceKind};
 
-/// An entity's snapshots and every event of its log that are kept.
+/// The events in `range` of one entity, from the past.
+type EventRange = (u64, u64);
+
+/// What folds to an entity's state right after one event: the latest
+/// snapshot as of it, and the events after that snapshot up to it.
 #[derive(Debug, Default)]
-pub struct FullHistory {
-    /// The latest snapshot, if one was taken.
+pub struct AsOf {
+    /// The snapshot, if one as of the event or earlier is kept.
     pub snapshot: Option<StoredSnapshot>,
-    /// Every snapshot kept, oldest first (the latest among them): under
-    /// `retain=snapshots:K`, the K latest; otherwise only the latest.
-    pub snapshots: Vec<StoredSnapshot>,
-    /// Every event kept, in order: from seq 1, unless compaction dropped
-    /// those up to the oldest snapshot kept.
+    /// The events after the snapshot (from 1 without one), up to the event.
     pub events: Vec<Event>,
+}
+
+impl AsOf {
+    /// The seq of the last event folded in.
+    pub fn seq(&self) -> u64 {
+        self.events.last().map(|e| e.seq).or(self.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0)
+    }
 }
 
 /// Why a state of the past cannot be folded.
@@ -48,55 +55,6 @@ impl NotKept {
                 "the history of {entity:?} before event {oldest} was compacted (the service keeps retain=snapshots:K)"
             ),
         }
-    }
-}
-
-impl FullHistory {
-    /// The events after the snapshot (all of them without one): what a
-    /// cold load folds onto the snapshot.
-    pub fn after_snapshot(&self) -> &[Event] {
-        let from = self.snapshot.as_ref().map_or(0, |s| s.seq);
-        let start = self.events.partition_point(|e| e.seq <= from);
-        &self.events[start..]
-    }
-
-    /// The seq of the last event (0 for none).
-    pub fn last_seq(&self) -> u64 {
-        self.events.last().map_or(0, |e| e.seq)
-    }
-
-    /// The oldest state kept and the events after it: from event 1 (no
-    /// snapshot) when the whole log is kept, else from the oldest snapshot
-    /// compaction kept.
-    pub fn oldest(&self) -> (Option<&StoredSnapshot>, &[Event]) {
-        let first = self.events.first().map_or(1, |e| e.seq);
-        if first <= 1 {
-            return (None, &self.events);
-        }
-        let base = self.snapshots.iter().find(|s| s.seq + 1 >= first);
-        let from = base.map_or(0, |s| s.seq);
-        (base, &self.events[self.events.partition_point(|e| e.seq <= from)..])
-    }
-
-    /// What folds to the state right after event `at` (`None`: the last):
-    /// the latest snapshot as of `at` or earlier, and the events after it
-    /// up to `at`.
-    pub fn as_of(&self, at: Option<u64>) -> Result<(Option<&StoredSnapshot>, &[Event]), NotKept> {
-        let last_seq = self.last_seq().max(self.snapshot.as_ref().map_or(0, |s| s.seq));
-        let at = at.unwrap_or(last_seq);
-        if at > last_seq {
-            return Err(NotKept::Beyond { last_seq });
-        }
-        let snapshot = self.snapshots.iter().rev().find(|s| s.seq <= at);
-        let from = snapshot.map_or(0, |s| s.seq);
-        let start = self.events.partition_point(|e| e.seq <= from);
-        let end = self.events.partition_point(|e| e.seq <= at);
-        // The events after the snapshot must all be there.
-        if from < at && self.events.get(start).is_none_or(|e| e.seq != from + 1) {
-            let (oldest, _) = self.oldest();
-            return Err(NotKept::Compacted { oldest: oldest.map_or(0, |s| s.seq) });
-        }
-        Ok((snapshot, &self.events[start..end]))
     }
 }
 
@@ -157,39 +115,112 @@ impl Journal {
         })
     }
 
-    /// An entity's kept snapshots and log, read at one point in time.
-    pub fn full_history(&self, service: &str, entity: &str) -> Result<FullHistory, JournalError> {
+    /// What folds to `entity`'s state right after event `at` (`None`: its
+    /// last), read at one point in time: no more than a cold load reads
+    /// when `at` is the last event.
+    pub fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<Result<AsOf, NotKept>, JournalError> {
         let txn = self.db()?.begin_read()?;
-        let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
-            Some(row) => {
-                let record = records::SnapshotRecord::read(service, entity, row.value())?;
-                Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() })
+        let events = txn.open_table(EVENTS)?;
+        let latest = read_snapshot(&txn, service, entity)?;
+        let last_seq = super::last_seq(&events, service, entity)?.max(latest.as_ref().map_or(0, |s| s.seq));
+        let at = at.unwrap_or(last_seq);
+        if at > last_seq {
+            return Ok(Err(NotKept::Beyond { last_seq }));
+        }
+        let snapshot = match latest.filter(|s| s.seq <= at) {
+            Some(latest) => Some(latest),
+            None => {
+                let history = txn.open_table(SNAPSHOT_HISTORY)?;
+                let older = history.range((service, entity, 0)..=(service, entity, at))?.next_back().transpose()?;
+                match older {
+                    Some((key, value)) => Some(stored(service, entity, key.value().2, value.value())?),
+                    None => None,
+                }
             }
-            None => None,
         };
-        let mut snapshots = Vec::new();
-        for row in txn.open_table(SNAPSHOT_HISTORY)?.range((service, entity, 0)..=(service, entity, u64::MAX))? {
-            let (_, value) = row?;
-            let record = records::SnapshotRecord::read(service, entity, value.value())?;
-            snapshots.push(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() });
+        let from = snapshot.as_ref().map_or(0, |s| s.seq);
+        let folded = read_range(&events, service, entity, (from + 1, at))?;
+        if from < at && folded.first().is_none_or(|e| e.seq != from + 1) {
+            drop((events, txn));
+            let oldest = self.oldest_state(service, entity)?.0.map_or(0, |s| s.seq);
+            return Ok(Err(NotKept::Compacted { oldest }));
         }
-        if let Some(latest) = &snapshot
-            && snapshots.last().is_none_or(|s| s.seq < latest.seq)
-        {
-            snapshots.push(latest.clone());
-        }
-        let events = read_events(&txn.open_table(EVENTS)?, service, entity, 1, usize::MAX, usize::MAX)?;
-        Ok(FullHistory { snapshot, snapshots, events })
+        Ok(Ok(AsOf { snapshot, events: folded }))
     }
+
+    /// The oldest state of `entity` that is kept, and the seq of its first
+    /// kept event (0 for none): no snapshot (the initial state) when the
+    /// log is kept from event 1, else the oldest snapshot that compaction
+    /// kept, which covers the events it dropped.
+    pub fn oldest_state(&self, service: &str, entity: &str) -> Result<(Option<StoredSnapshot>, u64), JournalError> {
+        let txn = self.db()?.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let first = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
+        let first = first.map_or(0, |(key, _)| key.value().2);
+        if first <= 1 {
+            return Ok((None, first));
+        }
+        let history = txn.open_table(SNAPSHOT_HISTORY)?;
+        let covering = history.range((service, entity, first - 1)..=(service, entity, u64::MAX))?.next().transpose()?;
+        let snapshot = match covering {
+            Some((key, value)) => Some(stored(service, entity, key.value().2, value.value())?),
+            None => read_snapshot(&txn, service, entity)?.filter(|s| s.seq + 1 >= first),
+        };
+        Ok((snapshot, first))
+    }
+}
+
+/// Decodes a snapshot record stored for `entity` as of `seq`.
+fn stored(service: &str, entity: &str, seq: u64, bytes: &[u8]) -> Result<StoredSnapshot, JournalError> {
+    let record = records::SnapshotRecord::read(service, entity, bytes)?;
+    if record.seq != seq {
+        return Err(JournalError::CorruptRecord(format!("the snapshot of {service}/{entity} as of {seq}")));
+    }
+    Ok(StoredSnapshot { seq, version: record.version, state: record.state.to_vec() })
+}
+
+/// The latest snapshot of `entity`, if any.
+fn read_snapshot(
+    txn: &redb::ReadTransaction,
+    service: &str,
+    entity: &str,
+) -> Result<Option<StoredSnapshot>, JournalError> {
+    match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
+        Some(row) => {
+            let record = records::SnapshotRecord::read(service, entity, row.value())?;
+            Ok(Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The kept events of `entity` with seqs in `range` (both ends included).
+fn read_range(
+    events: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    service: &str,
+    entity: &str,
+    (from, to): EventRange,
+) -> Result<Vec<Event>, JournalError> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    read_events(events, service, entity, from, (to - from + 1) as usize, usize::MAX).map(|mut read| {
+        read.retain(|e| e.seq <= to);
+        read
+    })
 }
 
 /// What a fork did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
-    /// The new entity holds the source's log up to this seq.
+    /// The new entity holds the source's log up to `last_seq`, from event 1
+    /// or, for a long log, from the source's snapshot as of `from_snapshot`.
     Done {
         /// The last seq copied.
         last_seq: u64,
+        /// The snapshot the copy starts from, when it does not start at the
+        /// oldest kept event.
+        from_snapshot: Option<u64>,
     },
     /// The new entity already has events (or a snapshot): nothing was written.
     TargetExists,
@@ -198,44 +229,67 @@ pub enum Forked {
     NotKept(NotKept),
 }
 
+/// The most bytes of events a fork copies from the oldest kept event; past
+/// them, it copies from the latest snapshot as of the fork's event.
+const MAX_FORK_BYTES: usize = 16 << 20;
+
 impl Journal {
     /// Makes `to` a new entity of `service` whose log is `from`'s up to
-    /// event `at` (default: all) — the events kept, with the versions that
-    /// wrote them, and the latest snapshot as of `at` — durably, in one
+    /// event `at` (default: all) — every kept event, with the versions that
+    /// wrote them, or, past [`MAX_FORK_BYTES`], those after the latest
+    /// snapshot as of `at`, and that snapshot — durably, in one
     /// transaction. The copies are not new facts: they do not enter the
-    /// service's log, so subscribers do not see them again.
+    /// service's log, so subscribers do not see them again. The caller
+    /// makes sure no command runs on `to` meanwhile (it forks from `to`'s
+    /// entity task).
     pub fn fork(&self, service: &str, from: &str, to: &str, at: Option<u64>) -> Result<Forked, JournalError> {
-        let source = self.full_history(service, from)?;
-        let at = at.unwrap_or(source.last_seq());
-        if at == 0 {
-            return Ok(Forked::NotKept(NotKept::Beyond { last_seq: source.last_seq() }));
-        }
-        let base = match source.as_of(Some(at)) {
-            Ok((base, _)) => base,
+        let base = match self.as_of(service, from, at)? {
+            Ok(base) => base,
             Err(not_kept) => return Ok(Forked::NotKept(not_kept)),
+        };
+        let at = base.seq();
+        if at == 0 {
+            return Ok(Forked::NotKept(NotKept::Beyond { last_seq: 0 }));
+        }
+        // Every kept event up to `at`, unless that is too much.
+        let (oldest, first) = self.oldest_state(service, from)?;
+        let (snapshot, events, from_snapshot) = {
+            let txn = self.db()?.begin_read()?;
+            let all = read_events(&txn.open_table(EVENTS)?, service, from, first.max(1), usize::MAX, MAX_FORK_BYTES)?;
+            let complete = all.last().is_some_and(|e| e.seq >= at) || base.events.is_empty() && all.is_empty();
+            if complete && all.iter().map(|e| e.payload.len()).sum::<usize>() <= MAX_FORK_BYTES {
+                let events: Vec<Event> = all.into_iter().filter(|e| e.seq <= at).collect();
+                // The snapshots the events need: the oldest kept (when the
+                // log was compacted) and the latest as of `at`.
+                (base.snapshot.or(oldest), events, None)
+            } else {
+                let from_snapshot = base.snapshot.as_ref().map(|s| s.seq);
+                (base.snapshot, base.events, from_snapshot)
+            }
         };
         let keeps_history = self.retention.keeps_snapshot_history(service);
         let txn = self.db()?.begin_write()?;
         {
-            let mut events = txn.open_table(EVENTS)?;
+            let mut table = txn.open_table(EVENTS)?;
             let mut snapshots = txn.open_table(SNAPSHOTS)?;
-            if super::last_seq(&events, service, to)? > 0 || snapshots.get((service, to))?.is_some() {
+            if super::last_seq(&table, service, to)? > 0 || snapshots.get((service, to))?.is_some() {
                 return Ok(Forked::TargetExists);
             }
-            for event in source.events.iter().take_while(|e| e.seq <= at) {
+            for event in &events {
                 let record = records::EventRecord::new(service, to, event.seq, event.version, &event.payload);
-                events.insert((service, to, event.seq), records::encode(&record)?.as_slice())?;
+                table.insert((service, to, event.seq), records::encode(&record)?.as_slice())?;
             }
-            if let Some(base) = base {
-                let record = records::SnapshotRecord::new(service, to, base.seq, base.version, &base.state);
+            if let Some(snapshot) = &snapshot {
+                let record = records::SnapshotRecord::new(service, to, snapshot.seq, snapshot.version, &snapshot.state);
                 let record = records::encode(&record)?;
                 snapshots.insert((service, to), record.as_slice())?;
                 if keeps_history {
-                    txn.open_table(SNAPSHOT_HISTORY)?.insert((service, to, base.seq), record.as_slice())?;
+                    txn.open_table(SNAPSHOT_HISTORY)?.insert((service, to, snapshot.seq), record.as_slice())?;
                 }
             }
         }
         txn.commit()?;
-        Ok(Forked::Done { last_seq: at })
+        self.signals.committed.committed(&service.into(), &to.into(), at);
+        Ok(Forked::Done { last_seq: at, from_snapshot })
     }
 }

@@ -36,7 +36,7 @@ use crate::domain::{Event, ServiceKind};
 use crate::metrics::Metrics;
 pub use bookkeeping::ServiceLogEntry;
 pub use commit_watch::{CommitWatch, Watching};
-pub use entities::{Forked, FullHistory, NotKept};
+pub use entities::{AsOf, Forked, NotKept};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};

@@ -66,7 +66,9 @@ enum Attempt {
 impl Runtime {
     /// Rebuilds `entity` of `service_name` from `snapshot` (none: the
     /// initial state) and `events` with `service`, committing nothing.
-    /// Errors are the host's (no instance could run it), not the entity's.
+    /// Errors are limits the guest met (time, memory) or the host's (no
+    /// instance could run it); a failure is the entity's data that the
+    /// component cannot read, or on which it trapped.
     pub async fn replay(
         &self,
         service: &CompiledService,
@@ -104,7 +106,8 @@ impl Runtime {
                 None => passes = middle,
             }
         }
-        let at = events.get(failing - 1).map_or(FailedAt::Unknown, |e| FailedAt::Event(e.seq));
+        let at =
+            failing.checked_sub(1).and_then(|i| events.get(i)).map_or(FailedAt::Unknown, |e| FailedAt::Event(e.seq));
         Ok(Err(ReplayFailure { at, message: last_message }))
     }
 
@@ -181,17 +184,13 @@ fn fold_only(service: &str, entity: &str) -> Call {
     Call { service: service.into(), entity: entity.into(), command: FOLD_ONLY_COMMAND.into(), payload: Vec::new() }
 }
 
-/// A guest that trapped, ran out of memory or of time failed on the
-/// entity's data (a panic in `apply`, say); an instance the host could not
-/// give it is the host's failure, and stays an error.
+/// A guest that trapped (a panic in `apply`, say) failed on the entity's
+/// data; one that ran out of memory or time, or that the host had no room
+/// for, met a limit, which stays an error: its caller decides what that
+/// means (a cold load would meet it too; a fold from event 1 need not).
 fn entity_failure(answer: Result<Attempt, GuestError>) -> Result<Attempt, GuestError> {
     match answer {
-        Err(error @ (GuestError::Trap(_) | GuestError::MemoryLimit(_))) => {
-            Ok(Attempt::Unlocated { message: error.to_string(), bisect: true })
-        }
-        // Bisecting a guest that runs out of time would take that long
-        // again at every step.
-        Err(error @ GuestError::Timeout(_)) => Ok(Attempt::Unlocated { message: error.to_string(), bisect: false }),
+        Err(error @ GuestError::Trap(_)) => Ok(Attempt::Unlocated { message: error.to_string(), bisect: true }),
         other => other,
     }
 }

@@ -1,6 +1,12 @@
 //! The check of one stored entity against a new version: rebuild its state
-//! (from the latest snapshot, and from event 1), or decode its stored value,
-//! and run the probe command on the old and the new version.
+//! (from the latest snapshot, as a cold load does, and from event 1 — or
+//! the oldest snapshot compaction kept — folded page by page), or decode
+//! its stored value, and run the probe command on the old and the new
+//! version.
+//!
+//! A rebuild from the latest snapshot that meets a guest limit (time,
+//! memory) fails the entity: a cold load would meet it too. A fold from
+//! event 1 that meets one leaves the entity "not checked" that way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,15 +14,19 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::domain::{Call, Effects, Failure, FailureCode, Reply, ServiceKind, payload_json};
-use crate::journal::{FullHistory, Journal};
-use crate::runtime::{CompiledService, FailedAt, GuestError, Runtime, Snapshot};
+use crate::domain::{Call, Effects, Event, Failure, FailureCode, Reply, ServiceKind, payload_json};
+use crate::journal::{EntityHistory, Journal, JournalError};
+use crate::runtime::{CompiledService, FailedAt, GuestError, ReplayFailure, Replayed, Runtime, Snapshot, WitVersion};
 
 /// How often a call the host had no room for (every instance busy, the
 /// guests' memory full) is tried before the entity counts as not checked.
 const ATTEMPTS_WHEN_BUSY: u32 = 50;
 /// How long to wait between those attempts.
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
+/// The most bytes of events one step of a fold from event 1 hands the guest.
+const FOLD_PAGE_BYTES: usize = 4 << 20;
+/// The most bytes of a reply a report shows.
+const MAX_REPLY_SHOWN: usize = 4 << 10;
 
 /// An entity the new version could not rebuild.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -49,11 +59,45 @@ pub struct ReplyDifference {
     pub new: Value,
 }
 
+/// An entity a check could not be finished on, and why: the guest met a
+/// limit folding its log from event 1.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotChecked {
+    /// The entity.
+    pub entity: String,
+    /// What was being rebuilt (see [`EntityFailure::from`]).
+    pub from: &'static str,
+    /// The limit met.
+    pub message: String,
+}
+
 /// What checking one entity found.
 #[derive(Debug, Default)]
 pub(super) struct Outcome {
     pub failures: Vec<EntityFailure>,
+    pub not_checked: Vec<NotChecked>,
     pub difference: Option<ReplyDifference>,
+}
+
+/// Why a check stopped: the host's, not the version's.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The host had no room to run the guest, for a while.
+    #[error("the host is too busy to verify the new version ({0}); retry")]
+    Busy(GuestError),
+    /// A blocking task failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How a rebuild ended.
+enum Rebuilt {
+    Done,
+    Failed(ReplayFailure),
+    Limit(GuestError),
 }
 
 /// Checks entities of one service, one after the other.
@@ -68,96 +112,149 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    /// Checks `entity`. Errors are the host's: the journal could not be read.
-    pub async fn check(&self, entity: &str) -> anyhow::Result<Outcome> {
+    /// Checks `entity`. Errors are the host's.
+    pub async fn check(&self, entity: &str) -> Result<Outcome, CheckError> {
         match self.kind {
             ServiceKind::EventSourced => {
-                let (journal, service, id) = (self.journal.clone(), self.service.clone(), entity.to_string());
-                let history = tokio::task::spawn_blocking(move || journal.full_history(&service, &id)).await??;
-                Ok(self.check_event_sourced(entity, &history).await)
+                let history = self.read(entity, |journal, service, id| journal.load_entity(service, id)).await?;
+                self.check_event_sourced(entity, history).await
             }
-            ServiceKind::Value => {
-                let (journal, service, id) = (self.journal.clone(), self.service.clone(), entity.to_string());
-                let state = tokio::task::spawn_blocking(move || journal.value(&service, &id)).await??;
-                Ok(match state {
-                    Some(state) => self.check_value(entity, &state).await,
-                    None => Outcome::default(),
-                })
-            }
+            ServiceKind::Value => match self.read(entity, |journal, service, id| journal.value(service, id)).await? {
+                Some(state) => self.check_value(entity, &state).await,
+                None => Ok(Outcome::default()),
+            },
             ServiceKind::Action => Ok(Outcome::default()),
         }
     }
 
-    async fn check_event_sourced(&self, entity: &str, history: &FullHistory) -> Outcome {
-        let snapshot = history.snapshot.as_ref().map(|s| Snapshot::new(s.seq, s.version, s.state.clone()));
+    /// Runs a journal read off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        entity: &str,
+        read: impl FnOnce(&Journal, &str, &str) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, CheckError> {
+        let (journal, service, id) = (self.journal.clone(), self.service.clone(), entity.to_string());
+        let read = tokio::task::spawn_blocking(move || read(&journal, &service, &id));
+        Ok(read.await.map_err(|e| CheckError::Internal(e.to_string()))??)
+    }
+
+    async fn check_event_sourced(&self, entity: &str, history: EntityHistory) -> Result<Outcome, CheckError> {
+        let snapshot = history.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
         let mut outcome = Outcome::default();
-        let mut rebuild = async |from: &'static str, snapshot: Option<&Snapshot>, events: &[crate::domain::Event]| {
-            let replayed =
-                retry_when_busy(|| self.runtime.replay(&self.new, &self.service, entity, snapshot, events.to_vec()))
-                    .await;
-            let failure = match replayed {
-                Ok(Ok(_)) => return,
-                Ok(Err(failure)) => failure,
-                Err(error) => crate::runtime::ReplayFailure { at: FailedAt::Unknown, message: not_checked(&error) },
-            };
-            let (seq, at_snapshot) = match failure.at {
-                FailedAt::Event(seq) => (Some(seq), false),
-                FailedAt::Snapshot(seq) => (Some(seq), true),
-                FailedAt::Unknown => (None, false),
-            };
-            let message = failure.message;
-            outcome.failures.push(EntityFailure { entity: entity.into(), from, seq, snapshot: at_snapshot, message });
-        };
+        // As a cold load does: a limit met here fails the entity.
+        let cold = self.replay(entity, snapshot.as_ref(), history.events.clone()).await?.err().unwrap_or(Rebuilt::Done);
+        record(&mut outcome, entity, if snapshot.is_some() { "snapshot" } else { "start" }, cold, true);
         if snapshot.is_some() {
-            rebuild("snapshot", snapshot.as_ref(), history.after_snapshot()).await;
-        }
-        // From event 1, or, where compaction dropped the first events, from
-        // the oldest snapshot kept.
-        let (oldest, events) = history.oldest();
-        let oldest = oldest.map(|s| Snapshot::new(s.seq, s.version, s.state.clone()));
-        if oldest.is_none() || oldest.as_ref().map(Snapshot::seq) != snapshot.as_ref().map(Snapshot::seq) {
-            rebuild("start", oldest.as_ref(), events).await;
+            let folded = self.fold_from_oldest(entity).await?;
+            record(&mut outcome, entity, "start", folded, false);
         }
         if outcome.failures.is_empty()
             && let (Some(probe), Some(old)) = (&self.probe, &self.old)
         {
-            let events = history.after_snapshot();
+            let events = &history.events;
             let run = async |version: &CompiledService| {
                 let call = self.probe_call(entity, probe);
-                retry_when_busy(|| {
-                    self.runtime.handle_event_sourced(version, snapshot.as_ref(), events.to_vec(), call.clone())
-                })
-                .await
+                let snapshot = snapshot.as_ref();
+                retry_when_busy(|| self.runtime.handle_event_sourced(version, snapshot, events.clone(), call.clone()))
+                    .await
             };
-            let (old, new) = (run(old).await, run(&self.new).await);
+            let (old, new) = (busy_stops(run(old).await)?, busy_stops(run(&self.new).await)?);
             outcome.difference = difference(entity, old, new);
         }
-        outcome
+        Ok(outcome)
     }
 
-    async fn check_value(&self, entity: &str, state: &[u8]) -> Outcome {
+    /// Folds `entity` from its oldest kept state, a page of events at a
+    /// time, each step starting from the state the last one answered (a
+    /// 0.1.0 component, which cannot answer it, gets the whole log at once).
+    async fn fold_from_oldest(&self, entity: &str) -> Result<Rebuilt, CheckError> {
+        let (oldest, first) = self.read(entity, |journal, service, id| journal.oldest_state(service, id)).await?;
+        let mut state = oldest.map(|s| Snapshot::new(s.seq, s.version, s.state));
+        let mut from = state.as_ref().map_or(first.max(1), |s| s.seq() + 1);
+        let page = if self.new.wit_version() == WitVersion::V0_1 { usize::MAX } else { FOLD_PAGE_BYTES };
+        loop {
+            let events = self
+                .read(entity, move |journal, service, id| journal.events_page(service, id, from, usize::MAX, page))
+                .await?;
+            let Some(last) = events.last().map(|e| e.seq) else { return Ok(Rebuilt::Done) };
+            match self.replay(entity, state.as_ref(), events).await? {
+                Ok(Replayed::State(folded)) => {
+                    state = Some(Snapshot::new(last, 0, folded));
+                    from = last + 1;
+                }
+                Ok(Replayed::Folded) => return Ok(Rebuilt::Done),
+                Err(rebuilt) => return Ok(rebuilt),
+            }
+        }
+    }
+
+    /// Replays `events` onto `snapshot` with the new version: what it folds
+    /// to, or how it failed.
+    async fn replay(
+        &self,
+        entity: &str,
+        snapshot: Option<&Snapshot>,
+        events: Vec<Event>,
+    ) -> Result<Result<Replayed, Rebuilt>, CheckError> {
+        let replayed =
+            retry_when_busy(|| self.runtime.replay(&self.new, &self.service, entity, snapshot, events.clone())).await;
+        Ok(match replayed {
+            Ok(Ok(replayed)) => Ok(replayed),
+            Ok(Err(failure)) => Err(Rebuilt::Failed(failure)),
+            Err(error @ (GuestError::MemoryLimit(_) | GuestError::Timeout(_))) => Err(Rebuilt::Limit(error)),
+            Err(error @ GuestError::Trap(_)) => {
+                Err(Rebuilt::Failed(ReplayFailure { at: FailedAt::Unknown, message: error.to_string() }))
+            }
+            Err(error) => return Err(CheckError::Busy(error)),
+        })
+    }
+
+    async fn check_value(&self, entity: &str, state: &[u8]) -> Result<Outcome, CheckError> {
         let decoded = retry_when_busy(|| self.runtime.decode_state(&self.new, &self.service, entity, state)).await;
         let message = match decoded {
             Ok(Ok(_)) => None,
             Ok(Err(message)) => Some(message),
-            Err(error) => Some(not_checked(&error)),
+            Err(error @ (GuestError::MemoryLimit(_) | GuestError::Timeout(_) | GuestError::Trap(_))) => {
+                Some(error.to_string())
+            }
+            Err(error) => return Err(CheckError::Busy(error)),
         };
         if let Some(message) = message {
             let failure = EntityFailure { entity: entity.into(), from: "state", seq: None, snapshot: false, message };
-            return Outcome { failures: vec![failure], difference: None };
+            return Ok(Outcome { failures: vec![failure], ..Outcome::default() });
         }
-        let (Some(probe), Some(old)) = (&self.probe, &self.old) else { return Outcome::default() };
+        let (Some(probe), Some(old)) = (&self.probe, &self.old) else { return Ok(Outcome::default()) };
         let run = async |version: &CompiledService| {
             let call = self.probe_call(entity, probe);
             retry_when_busy(|| self.runtime.handle_value(version, Some(state), call.clone())).await
         };
-        let (old, new) = (run(old).await, run(&self.new).await);
-        Outcome { failures: Vec::new(), difference: difference(entity, old, new) }
+        let (old, new) = (busy_stops(run(old).await)?, busy_stops(run(&self.new).await)?);
+        Ok(Outcome { difference: difference(entity, old, new), ..Outcome::default() })
     }
 
     fn probe_call(&self, entity: &str, probe: &str) -> Call {
         Call { service: self.service.clone(), entity: entity.into(), command: probe.into(), payload: Vec::new() }
     }
+}
+
+/// Adds how a rebuild from `from` ended to `outcome`: a limit met is a
+/// failure when `limits_fail`, else the entity was not checked that way.
+fn record(outcome: &mut Outcome, entity: &str, from: &'static str, rebuilt: Rebuilt, limits_fail: bool) {
+    let failure = match rebuilt {
+        Rebuilt::Done => return,
+        Rebuilt::Failed(failure) => failure,
+        Rebuilt::Limit(error) if limits_fail => ReplayFailure { at: FailedAt::Unknown, message: error.to_string() },
+        Rebuilt::Limit(error) => {
+            outcome.not_checked.push(NotChecked { entity: entity.into(), from, message: error.to_string() });
+            return;
+        }
+    };
+    let (seq, snapshot) = match failure.at {
+        FailedAt::Event(seq) => (Some(seq), false),
+        FailedAt::Snapshot(seq) => (Some(seq), true),
+        FailedAt::Unknown => (None, false),
+    };
+    outcome.failures.push(EntityFailure { entity: entity.into(), from, seq, snapshot, message: failure.message });
 }
 
 /// Runs `call` again while the host has no room for it, a while at most.
@@ -176,19 +273,35 @@ async fn retry_when_busy<T, F: Future<Output = Result<T, GuestError>>>(
     }
 }
 
-fn not_checked(error: &GuestError) -> String {
-    format!("the entity could not be checked: {error}")
+/// A probe's answer, unless the host had no room to run it: that stops the check.
+fn busy_stops<T>(answer: Result<T, GuestError>) -> Result<Result<T, GuestError>, CheckError> {
+    match answer {
+        Err(error @ (GuestError::Busy | GuestError::HostMemoryFull(_))) => Err(CheckError::Busy(error)),
+        other => Ok(other),
+    }
 }
 
 /// The two answers of the probe, if they differ: replies compared as JSON
-/// when both are JSON, byte for byte otherwise.
+/// when both are JSON, byte for byte otherwise. A guest the host had no
+/// room for stops the check.
 fn difference(
     entity: &str,
     old: Result<Result<Effects, Failure>, GuestError>,
     new: Result<Result<Effects, Failure>, GuestError>,
 ) -> Option<ReplyDifference> {
     let (old, new) = (answer_json(old), answer_json(new));
-    (old != new).then(|| ReplyDifference { entity: entity.into(), old, new })
+    (old != new).then(|| ReplyDifference { entity: entity.into(), old: shown(old), new: shown(new) })
+}
+
+/// `answer` as a report shows it: cut to a string of its first
+/// [`MAX_REPLY_SHOWN`] bytes when it is longer.
+fn shown(answer: Value) -> Value {
+    let text = answer.to_string();
+    if text.len() <= MAX_REPLY_SHOWN {
+        return answer;
+    }
+    let cut = (0..=MAX_REPLY_SHOWN).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    Value::String(format!("{}… ({} bytes in all)", &text[..cut], text.len()))
 }
 
 /// A probe's answer as the report shows it: the reply, a forward, or the

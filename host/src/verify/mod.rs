@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::ServiceKind;
 use crate::journal::Journal;
 use crate::runtime::{CompiledService, Runtime};
-pub use entity_check::{EntityFailure, ReplyDifference};
+pub use entity_check::{CheckError, EntityFailure, NotChecked, ReplyDifference};
 
 /// The most failures, and the most differences, a report lists (it counts
 /// them all).
@@ -60,6 +60,12 @@ pub struct Report {
     pub failed: Vec<EntityFailure>,
     /// How many rebuilds failed in all.
     pub failed_total: usize,
+    /// The entities a fold from event 1 could not finish within the
+    /// guest's limits (the first [`MAX_LISTED`]): they do not refuse the
+    /// version, as a cold load starts from the latest snapshot.
+    pub not_checked: Vec<NotChecked>,
+    /// How many were not checked in all.
+    pub not_checked_total: usize,
     /// The entities whose probe replies differ (the first [`MAX_LISTED`]).
     pub differences: Vec<ReplyDifference>,
     /// How many probe replies differed in all.
@@ -107,10 +113,12 @@ pub struct Check<'a> {
 
 impl Check<'_> {
     /// Checks the stored entities of the service with the new version.
-    pub async fn run(self) -> anyhow::Result<Report> {
+    pub async fn run(self) -> Result<Report, CheckError> {
         let started = Instant::now();
         let (journal, name, kind) = (self.journal.clone(), self.service.to_string(), self.kind);
-        let ids = tokio::task::spawn_blocking(move || journal.entity_ids(&name, kind)).await??;
+        let ids = tokio::task::spawn_blocking(move || journal.entity_ids(&name, kind))
+            .await
+            .map_err(|e| CheckError::Internal(e.to_string()))??;
         let stored = ids.len();
         let ids = Arc::new(sample(self.service, ids, self.options.limit));
         self.progress.total.store(ids.len(), Ordering::Relaxed);
@@ -154,7 +162,7 @@ impl Check<'_> {
                 }
             };
             let Some(found) = joined else { break };
-            for outcome in found? {
+            for outcome in found.map_err(|e| CheckError::Internal(e.to_string()))? {
                 report.add(outcome?);
             }
         }
@@ -176,6 +184,12 @@ impl Check<'_> {
 impl Report {
     fn add(&mut self, outcome: entity_check::Outcome) {
         self.checked += 1;
+        self.not_checked_total += outcome.not_checked.len();
+        for not_checked in outcome.not_checked {
+            if self.not_checked.len() < MAX_LISTED {
+                self.not_checked.push(not_checked);
+            }
+        }
         self.failed_total += outcome.failures.len();
         for failure in outcome.failures {
             if self.failed.len() < MAX_LISTED {

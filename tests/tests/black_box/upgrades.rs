@@ -150,8 +150,10 @@ async fn a_limit_checks_a_sample_and_the_progress_is_logged() {
     assert!(t.server.stderr().iter().any(|line| line.contains("verified the new version")), "{:?}", t.server.stderr());
     let (kind, _) = t.api.deploy_with(CART, Path::new(CART_UPCASTING), "limit=2").await.expect_error(400);
     assert_eq!(kind, "bad_request");
-    let (kind, _) = t.api.deploy_with(CART, Path::new(CART_UPCASTING), "verify=yes").await.expect_error(400);
-    assert_eq!(kind, "bad_request");
+    for query in ["verify=yes", "verify=replay&limit=0", "verify=replay&probe="] {
+        let (kind, _) = t.api.deploy_with(CART, Path::new(CART_UPCASTING), query).await.expect_error(400);
+        assert_eq!(kind, "bad_request", "{query}");
+    }
 }
 
 #[tokio::test]
@@ -192,6 +194,10 @@ async fn require_verify_refuses_unverified_deploys_of_services_with_entities() {
     assert_eq!(kind, "verification_required");
     assert_eq!(api.get(&format!("/v1/services/{CART}")).await.expect(200)["version"], 2);
     api.deploy_with(CART, Path::new(CART_UPCASTING), "verify=replay").await.expect(201);
+    // Deleted, its entities stay: a deploy under its name is verified too.
+    api.send(reqwest::Method::DELETE, &format!("/v1/services/{CART}"), Vec::new()).await.expect(200);
+    let (kind, _) = api.deploy_bytes(CART, std::fs::read(SHOPPING_CART).unwrap()).await.expect_error(409);
+    assert_eq!(kind, "verification_required");
 }
 
 #[tokio::test]

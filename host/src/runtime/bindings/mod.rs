@@ -13,8 +13,8 @@ pub(super) mod v0_2;
 
 use crate::domain::ServiceKind;
 
-/// A released version of the `wasmstate:entity` package a component can be
-/// built against.
+/// A version of the `wasmstate:entity` package the host runs components
+/// of: 0.1.0, released and frozen; 0.2.0, open until it is released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum WitVersion {
     /// `wasmstate:entity@0.1.0`, frozen: `handle` (and `on-event`) only.
