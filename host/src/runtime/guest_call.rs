@@ -126,6 +126,25 @@ macro_rules! guest_call {
     }};
 }
 
+/// Runs `$body` for whichever WIT version's `$v1` or `$v2` exports
+/// `$exports` holds, with `$indices` its interface and `$m` naming that
+/// version's bindings; `$otherwise` for any other kind.
+macro_rules! per_version {
+    ($exports:expr, $v1:ident | $v2:ident, |$indices:ident, $m:ident| $body:expr, $otherwise:expr) => {
+        match $exports {
+            Exports::$v2($indices) => {
+                use super::bindings::v0_2 as $m;
+                $body
+            }
+            Exports::$v1($indices) => {
+                use super::bindings::v0_1 as $m;
+                $body
+            }
+            _ => $otherwise,
+        }
+    };
+}
+
 impl Runtime {
     /// Runs an event-sourced entity's `handle` on the state `snapshot` (the
     /// latest snapshot, if any) followed by `events`.
@@ -192,9 +211,11 @@ impl Runtime {
         state: Option<&[u8]>,
         command: Call,
     ) -> GuestResult<Effects> {
-        match &service.exports {
-            Exports::ValueV0_2(indices) => {
-                let command: v0_2::wit::Command = command.into();
+        per_version!(
+            &service.exports,
+            ValueV0_1 | ValueV0_2,
+            |indices, m| {
+                let command: m::wit::Command = command.into();
                 guest_call!(
                     self,
                     service,
@@ -202,19 +223,9 @@ impl Runtime {
                     |guest, store| guest.call_handle(store, state, &command),
                     Effects::from
                 )
-            }
-            Exports::ValueV0_1(indices) => {
-                let command: v0_1::wit::Command = command.into();
-                guest_call!(
-                    self,
-                    service,
-                    indices,
-                    |guest, store| guest.call_handle(store, state, &command),
-                    Effects::from
-                )
-            }
-            _ => Err(service.wrong_kind(ServiceKind::Value)),
-        }
+            },
+            Err(service.wrong_kind(ServiceKind::Value))
+        )
     }
 
     /// Runs a value entity's `decode-state` (0.2.0 components only): the
@@ -234,44 +245,28 @@ impl Runtime {
 
     /// Runs an action's `handle`.
     pub async fn handle_action(&self, service: &CompiledService, command: Call) -> GuestResult<Effects> {
-        match &service.exports {
-            Exports::ActionV0_2(indices) => {
-                let command: v0_2::wit::Command = command.into();
+        per_version!(
+            &service.exports,
+            ActionV0_1 | ActionV0_2,
+            |indices, m| {
+                let command: m::wit::Command = command.into();
                 guest_call!(self, service, indices, |guest, store| guest.call_handle(store, &command), Effects::from)
-            }
-            Exports::ActionV0_1(indices) => {
-                let command: v0_1::wit::Command = command.into();
-                guest_call!(self, service, indices, |guest, store| guest.call_handle(store, &command), Effects::from)
-            }
-            _ => Err(service.wrong_kind(ServiceKind::Action)),
-        }
+            },
+            Err(service.wrong_kind(ServiceKind::Action))
+        )
     }
 
     /// Delivers one subscribed event to an action's `on-event`: its side
     /// effects, with an empty reply.
     pub async fn on_event(&self, service: &CompiledService, event: SubscribedEvent) -> GuestResult<Effects> {
-        match &service.exports {
-            Exports::ActionV0_2(indices) => {
-                let event: v0_2::wit::SubscribedEvent = event.into();
-                guest_call!(
-                    self,
-                    service,
-                    indices,
-                    |guest, store| guest.call_on_event(store, &event),
-                    v0_2::event_effects
-                )
-            }
-            Exports::ActionV0_1(indices) => {
-                let event: v0_1::wit::SubscribedEvent = event.into();
-                guest_call!(
-                    self,
-                    service,
-                    indices,
-                    |guest, store| guest.call_on_event(store, &event),
-                    v0_1::event_effects
-                )
-            }
-            _ => Err(service.wrong_kind(ServiceKind::Action)),
-        }
+        per_version!(
+            &service.exports,
+            ActionV0_1 | ActionV0_2,
+            |indices, m| {
+                let event: m::wit::SubscribedEvent = event.into();
+                guest_call!(self, service, indices, |guest, store| guest.call_on_event(store, &event), m::event_effects)
+            },
+            Err(service.wrong_kind(ServiceKind::Action))
+        )
     }
 }

@@ -1,12 +1,13 @@
 //! The generated host bindings of every released `wasmstate:entity` WIT
 //! package, side by side — one `bindgen!` per version (`v0_1.rs`,
-//! `v0_2.rs`) — and their conversions to and from the host's own types
-//! ([`crate::domain`]). Nothing generated leaves `runtime/`.
+//! `v0_2.rs`, both expanded from [`version_bindings!`]) — and their
+//! conversions to and from the host's own types ([`crate::domain`]).
+//! Nothing generated leaves `runtime/`.
 //!
 //! Each version's `host` world exports every kind's interface; a component
 //! exports one of them, of one version, and `guest_call.rs` looks up
-//! whichever it is. The conversions every version shares are written once,
-//! in [`conversions!`], and expanded in each version's module.
+//! whichever it is. What every version shares is written once, in
+//! [`version_bindings!`]; each version's module adds what differs.
 
 pub(super) mod v0_1;
 pub(super) mod v0_2;
@@ -87,12 +88,26 @@ impl Snapshot {
     }
 }
 
-/// The conversions between the host's types and one version's generated
-/// ones that are the same in every version: expanded inside each version's
-/// module, next to its `bindgen!`, where `wit`, `event_sourced_iface`,
-/// `value_iface` and `action_iface` name that version's types.
-macro_rules! conversions {
-    () => {
+/// One version's bindings, expanded inside its module: the `bindgen!` of
+/// its `host` world (from the WIT package at `$path`), the names the rest
+/// of `runtime/` knows its interfaces by (`wit`, `event_sourced_iface`,
+/// `value_iface`, `action_iface`), and the conversions between the host's
+/// types and the generated ones that are the same in every version.
+macro_rules! version_bindings {
+    ($path:literal) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "host",
+            // Guests run as futures on the async workers, yielding at every
+            // epoch tick, so a long call never holds a thread to itself.
+            exports: { default: async },
+        });
+
+        pub(in crate::runtime) use self::exports::wasmstate::entity::action as action_iface;
+        pub(in crate::runtime) use self::exports::wasmstate::entity::event_sourced as event_sourced_iface;
+        pub(in crate::runtime) use self::exports::wasmstate::entity::value as value_iface;
+        pub(in crate::runtime) use self::wasmstate::entity::types as wit;
+
         use crate::domain::{Call, Effects, Failure, FailureCode, Reply, SideEffect, StateChange};
 
         impl From<Call> for wit::Command {
@@ -175,4 +190,4 @@ macro_rules! conversions {
         }
     };
 }
-use conversions;
+use version_bindings;

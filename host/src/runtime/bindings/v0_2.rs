@@ -2,20 +2,7 @@
 
 use crate::domain::{Event, SubscribedEvent};
 
-wasmtime::component::bindgen!({
-    path: "../wit/v0.2.0",
-    world: "host",
-    // Guests run as futures on the async workers, yielding at every epoch
-    // tick, so a long call never holds a thread to itself.
-    exports: { default: async },
-});
-
-pub(in crate::runtime) use self::exports::wasmstate::entity::action as action_iface;
-pub(in crate::runtime) use self::exports::wasmstate::entity::event_sourced as event_sourced_iface;
-pub(in crate::runtime) use self::exports::wasmstate::entity::value as value_iface;
-pub(in crate::runtime) use self::wasmstate::entity::types as wit;
-
-super::conversions!();
+super::version_bindings!("../wit/v0.2.0");
 
 impl From<Event> for wit::Event {
     fn from(event: Event) -> Self {
