@@ -3,11 +3,12 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 8; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 9; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
 
+mod followers;
 mod inproc;
 mod load;
 mod memory;
@@ -71,7 +72,7 @@ impl Durations {
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -83,7 +84,7 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8") => only.push(n.to_string()),
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9") => only.push(n.to_string()),
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
         }
     }
@@ -174,6 +175,10 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
         eprintln!("bench: 8 verified deploy over {entities} stored carts of {events} events");
         verify::verified_deploy(&guests, &mut report, entities, events).await?;
     }
+    if wanted("9") {
+        eprintln!("bench: 9 commit latency with live event streams on other entities");
+        followers::followers(&guests, &mut report, d.sequential).await?;
+    }
     let wall = started.elapsed();
     report.facts.push((
         "load average (1 min) before / after; other work on the machine skews every figure".into(),
@@ -259,7 +264,7 @@ fn targets(report: &mut Report) {
             });
         }
     }
-    // Scenarios that judge their own targets (7, 8) have added them already.
+    // Scenarios that judge their own targets (7, 8, 9) have added them already.
     targets.append(&mut report.targets);
     report.targets = targets;
 }

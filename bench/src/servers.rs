@@ -19,7 +19,7 @@ pub const CARTS: usize = 1_000;
 /// Connections of the concurrent scenarios.
 pub const CONNECTIONS: usize = 64;
 /// Distinct products each cart gets, so its state stays small.
-const PRODUCTS: usize = 5;
+pub const PRODUCTS: usize = 5;
 
 /// The guest components, read once.
 pub struct Guests {
@@ -74,7 +74,7 @@ pub async fn deploy(client: &mut Client, name: &str, bytes: &[u8]) -> anyhow::Re
 }
 
 /// The AddItem bodies the cart scenarios cycle through.
-fn cart_bodies() -> Arc<Vec<Bytes>> {
+pub fn cart_bodies() -> Arc<Vec<Bytes>> {
     Arc::new(
         (0..PRODUCTS)
             .map(|p| Bytes::from(format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":1}}"#)))
@@ -82,13 +82,13 @@ fn cart_bodies() -> Arc<Vec<Bytes>> {
     )
 }
 
-fn add_item(cart: &str) -> String {
+pub fn add_item(cart: &str) -> String {
     format!("/v1/services/cart/entities/{cart}/AddItem")
 }
 
 /// A table row from a load run; the journal writer's share of the server's
 /// CPU goes to the facts.
-fn row(report: &mut Report, key: &str, name: &str, mut result: LoadResult) -> Row {
+pub fn row(report: &mut Report, key: &str, name: &str, mut result: LoadResult) -> Row {
     let mut row = Row::new(key, name, &mut result.latencies, result.elapsed);
     row.errors = result.errors;
     row.server_cpu = result.cpu.first().copied();
