@@ -30,7 +30,7 @@ pub async fn followers(guests: &Guests, report: &mut Report, duration: Duration)
     let next: load::NextRequest = Arc::new(move |n| (uri.clone(), bodies[n as usize % PRODUCTS].clone()));
     let load = Load { connections: 1, warmup: Duration::from_millis(500), duration, requests: None };
 
-    let alone = load::run(running.addr, load.clone(), next.clone(), &running.watched()).await?;
+    let alone = load::run(running.addr, load, next.clone(), &running.watched()).await?;
     let alone = row(report, "9a", "sequential AddItem, no event streams", alone);
     let mut streams = Vec::with_capacity(FOLLOWERS);
     for n in 0..FOLLOWERS {
