@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_millis(5);
 /// The worker's exit code for a component that is not valid.
 const INVALID: i32 = 2;
 
+/// The worker's exit code when it failed within its memory budget.
+const OUT_OF_BUDGET: i32 = 3;
+
 /// Compiles `bytes` in a worker process within `budget`; answers the
 /// precompiled machine code.
 pub(super) fn compile(budget: &CompileBudget, bytes: &[u8]) -> Result<Vec<u8>, ComponentError> {
@@ -95,6 +98,19 @@ pub(super) fn compile(budget: &CompileBudget, bytes: &[u8]) -> Result<Vec<u8>, C
 /// code to stdout. Exits with [`INVALID`] for a component that does not
 /// compile, printing why.
 pub fn run_worker(max_memory: usize) -> ! {
+    // Past the budget, anything may fail, a thread that cannot start
+    // included: stop at once, rather than unwind into code that waits for
+    // threads that never started (which hung the worker until the host's
+    // time budget killed it).
+    std::panic::set_hook(Box::new(|_| {
+        const MESSAGE: &[u8] = b"the compilation failed within its budget\n";
+        // SAFETY: write(2) reads the static message; _exit ends the
+        // process without running anything else, which is the point.
+        unsafe {
+            libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+            libc::_exit(OUT_OF_BUDGET)
+        }
+    }));
     let limit = libc::rlimit { rlim_cur: max_memory as libc::rlim_t, rlim_max: max_memory as libc::rlim_t };
     // SAFETY: setrlimit reads the struct we own; lowering our own limit.
     unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) };
