@@ -28,6 +28,8 @@ run: host examples
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/shopping-cart/entities/foo/AddItem -d '{\"productId\":\"A14362347\",\"name\":\"Deluxe\",\"quantity\":5}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/shopping-cart/entities/foo/GetCart"
 	@echo "  curl http://$(LISTEN)/v1/services/shopping-cart/entities/foo/events"
+	@echo "  curl 'http://$(LISTEN)/v1/services/shopping-cart/entities/foo/state?at=1'"
+	@echo "  curl -X POST 'http://$(LISTEN)/v1/services/shopping-cart/entities/foo/RemoveItem?dry_run=true' -d '{\"productId\":\"A14362347\"}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/counter/entities/c1/Increase -d '{\"value\":3}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/user-profile/entities/ada/Update -d '{\"name\":\"Ada\",\"email\":\"ada@example.com\"}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/order-validator/entities/any/PlaceOrder -d '{\"cartId\":\"foo\",\"productId\":\"P1\",\"name\":\"Pen\",\"quantity\":2}'"
