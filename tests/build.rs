@@ -73,7 +73,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "CART_UPCASTING",
         "The shopping cart with `ItemAdded`'s `item` renamed to `line` and an upcaster that reads the example's events.",
     ),
-    ("cart-new-reply", "CART_NEW_REPLY", "The shopping cart whose `GetCart` also answers `totalQuantity`."),
+    (
+        "cart-new-reply",
+        "CART_NEW_REPLY",
+        "The shopping cart that also keeps a `totalQuantity` folded from its events (0 in the example's snapshots) and answers it in `GetCart`.",
+    ),
     ("two-kinds", "TWO_KINDS", "A component that exports both `event-sourced` and `value`, so its kind is ambiguous."),
 ];
 

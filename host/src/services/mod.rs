@@ -71,11 +71,17 @@ pub enum DeployError {
 }
 
 fn strict_note(report: &Report) -> String {
+    let mut note = String::new();
     if report.differences_total > 0 {
-        format!(", and {} probe replies differed", report.differences_total)
-    } else {
-        String::new()
+        note.push_str(&format!(", {} probe replies differed", report.differences_total));
     }
+    if report.state_differences_total > 0 {
+        note.push_str(&format!(
+            ", {} entities fold to another state from event 1 than from their snapshot",
+            report.state_differences_total
+        ));
+    }
+    note
 }
 
 /// A version to deploy.

@@ -71,12 +71,26 @@ pub struct NotChecked {
     pub message: String,
 }
 
+/// An entity the new version folds to another state from event 1 than
+/// from its latest snapshot: its `apply` changed what the events mean, or
+/// the snapshot lacks what the new state derives from them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StateDifference {
+    /// The entity.
+    pub entity: String,
+    /// The state read from the latest snapshot, with the events after it.
+    pub from_snapshot: Value,
+    /// The state folded from event 1 (or the oldest snapshot kept).
+    pub from_start: Value,
+}
+
 /// What checking one entity found.
 #[derive(Debug, Default)]
 pub(super) struct Outcome {
     pub failures: Vec<EntityFailure>,
     pub not_checked: Vec<NotChecked>,
     pub difference: Option<ReplyDifference>,
+    pub state_difference: Option<StateDifference>,
 }
 
 /// Why a check stopped: the host's, not the version's.
@@ -95,7 +109,8 @@ pub enum CheckError {
 
 /// How a rebuild ended.
 enum Rebuilt {
-    Done,
+    /// With the state it folded to, when the component can answer it.
+    Done(Option<Vec<u8>>),
     Failed(ReplayFailure),
     Limit(GuestError),
 }
@@ -142,11 +157,26 @@ impl Worker {
         let snapshot = history.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
         let mut outcome = Outcome::default();
         // As a cold load does: a limit met here fails the entity.
-        let cold = self.replay(entity, snapshot.as_ref(), history.events.clone()).await?.err().unwrap_or(Rebuilt::Done);
-        record(&mut outcome, entity, if snapshot.is_some() { "snapshot" } else { "start" }, cold, true);
+        let cold = match self.replay(entity, snapshot.as_ref(), history.events.clone()).await? {
+            Ok(Replayed::State(state)) => Rebuilt::Done(Some(state)),
+            Ok(Replayed::Folded) => Rebuilt::Done(None),
+            Err(rebuilt) => rebuilt,
+        };
+        let cold = record(&mut outcome, entity, if snapshot.is_some() { "snapshot" } else { "start" }, cold, true);
         if snapshot.is_some() {
             let folded = self.fold_from_oldest(entity).await?;
-            record(&mut outcome, entity, "start", folded, false);
+            let folded = record(&mut outcome, entity, "start", folded, false);
+            // The new code folds the whole log to another state than the
+            // one it reads from the snapshot an earlier version took.
+            if let (Some(from_snapshot), Some(from_start)) = (cold, folded)
+                && payload_json(&from_snapshot) != payload_json(&from_start)
+            {
+                outcome.state_difference = Some(StateDifference {
+                    entity: entity.into(),
+                    from_snapshot: shown(payload_json(&from_snapshot)),
+                    from_start: shown(payload_json(&from_start)),
+                });
+            }
         }
         if outcome.failures.is_empty()
             && let (Some(probe), Some(old)) = (&self.probe, &self.old)
@@ -176,13 +206,15 @@ impl Worker {
             let events = self
                 .read(entity, move |journal, service, id| journal.events_page(service, id, from, usize::MAX, page))
                 .await?;
-            let Some(last) = events.last().map(|e| e.seq) else { return Ok(Rebuilt::Done) };
+            let Some(last) = events.last().map(|e| e.seq) else {
+                return Ok(Rebuilt::Done(state.map(Snapshot::into_state)));
+            };
             match self.replay(entity, state.as_ref(), events).await? {
                 Ok(Replayed::State(folded)) => {
                     state = Some(Snapshot::new(last, 0, folded));
                     from = last + 1;
                 }
-                Ok(Replayed::Folded) => return Ok(Rebuilt::Done),
+                Ok(Replayed::Folded) => return Ok(Rebuilt::Done(None)),
                 Err(rebuilt) => return Ok(rebuilt),
             }
         }
@@ -239,14 +271,21 @@ impl Worker {
 
 /// Adds how a rebuild from `from` ended to `outcome`: a limit met is a
 /// failure when `limits_fail`, else the entity was not checked that way.
-fn record(outcome: &mut Outcome, entity: &str, from: &'static str, rebuilt: Rebuilt, limits_fail: bool) {
+/// Answers the state it folded to, if it did and the component said.
+fn record(
+    outcome: &mut Outcome,
+    entity: &str,
+    from: &'static str,
+    rebuilt: Rebuilt,
+    limits_fail: bool,
+) -> Option<Vec<u8>> {
     let failure = match rebuilt {
-        Rebuilt::Done => return,
+        Rebuilt::Done(state) => return state,
         Rebuilt::Failed(failure) => failure,
         Rebuilt::Limit(error) if limits_fail => ReplayFailure { at: FailedAt::Unknown, message: error.to_string() },
         Rebuilt::Limit(error) => {
             outcome.not_checked.push(NotChecked { entity: entity.into(), from, message: error.to_string() });
-            return;
+            return None;
         }
     };
     let (seq, snapshot) = match failure.at {
@@ -255,6 +294,7 @@ fn record(outcome: &mut Outcome, entity: &str, from: &'static str, rebuilt: Rebu
         FailedAt::Unknown => (None, false),
     };
     outcome.failures.push(EntityFailure { entity: entity.into(), from, seq, snapshot, message: failure.message });
+    None
 }
 
 /// Runs `call` again while the host has no room for it, a while at most.

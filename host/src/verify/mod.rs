@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::ServiceKind;
 use crate::journal::Journal;
 use crate::runtime::{CompiledService, Runtime};
-pub use entity_check::{CheckError, EntityFailure, NotChecked, ReplyDifference};
+pub use entity_check::{CheckError, EntityFailure, NotChecked, ReplyDifference, StateDifference};
 
 /// The most failures, and the most differences, a report lists (it counts
 /// them all).
@@ -70,15 +70,23 @@ pub struct Report {
     pub differences: Vec<ReplyDifference>,
     /// How many probe replies differed in all.
     pub differences_total: usize,
+    /// The entities the new version folds to another state from event 1
+    /// than from their latest snapshot (0.2.0 components; the first
+    /// [`MAX_LISTED`]).
+    pub state_differences: Vec<StateDifference>,
+    /// How many there were in all.
+    pub state_differences_total: usize,
     /// How long the check took, in ms.
     pub elapsed_ms: u64,
 }
 
 impl Report {
     /// Whether the new version may take traffic: every entity rebuilt, and
-    /// under `strict`, every probe answered the same.
+    /// under `strict`, every probe answered the same and every entity
+    /// folded to the same state from its snapshot and from event 1.
     pub fn passes(&self, options: &VerifyOptions) -> bool {
-        self.failed_total == 0 && (!options.strict || self.differences_total == 0)
+        let same = self.differences_total == 0 && self.state_differences_total == 0;
+        self.failed_total == 0 && (!options.strict || same)
     }
 }
 
@@ -168,6 +176,7 @@ impl Check<'_> {
         }
         report.failed.sort_by(|a, b| a.entity.cmp(&b.entity));
         report.differences.sort_by(|a, b| a.entity.cmp(&b.entity));
+        report.state_differences.sort_by(|a, b| a.entity.cmp(&b.entity));
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             service = self.service,
@@ -194,6 +203,12 @@ impl Report {
         for failure in outcome.failures {
             if self.failed.len() < MAX_LISTED {
                 self.failed.push(failure);
+            }
+        }
+        if let Some(difference) = outcome.state_difference {
+            self.state_differences_total += 1;
+            if self.state_differences.len() < MAX_LISTED {
+                self.state_differences.push(difference);
             }
         }
         if let Some(difference) = outcome.difference {

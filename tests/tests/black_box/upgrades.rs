@@ -127,6 +127,7 @@ async fn a_probe_reports_changed_replies_and_strict_refuses_them() {
     assert_eq!(body["error"]["kind"], "upgrade_rejected");
     let report = &body["error"]["details"]["verification"];
     assert_eq!((report["failed_total"].clone(), report["differences_total"].clone()), (json!(0), json!(5)));
+    assert_eq!(report["state_differences_total"], 1);
     assert_eq!(api.get(&format!("/v1/services/{CART}")).await.expect(200)["version"], 1);
 
     let deployed = api.deploy_with(CART, Path::new(CART_NEW_REPLY), "verify=replay&probe=GetCart").await.expect(201);
@@ -135,6 +136,15 @@ async fn a_probe_reports_changed_replies_and_strict_refuses_them() {
     let cart_2 = differences.iter().find(|d| d["entity"] == "cart-2").unwrap();
     assert_eq!(cart_2["old"], json!({"items": [{"productId": "p", "name": "p", "quantity": 2}]}));
     assert_eq!(cart_2["new"]["totalQuantity"], 2);
+    // cart-0's snapshot (as of event 3) lacks the total: folded from it, the
+    // new version counts 1; folded from event 1, 4.
+    let states = &deployed["verification"]["state_differences"];
+    assert_eq!(states.as_array().unwrap().len(), 1, "{deployed}");
+    assert_eq!(states[0]["entity"], "cart-0");
+    assert_eq!(
+        (states[0]["from_snapshot"]["totalQuantity"].clone(), states[0]["from_start"]["totalQuantity"].clone()),
+        (json!(1), json!(4))
+    );
     // The probe committed nothing.
     assert_eq!(api.position(CART, "cart-2").await.0, 1);
 }
