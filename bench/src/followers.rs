@@ -3,16 +3,14 @@
 //! Event streams follow other carts: a commit wakes the followers of its
 //! own entity only, so its latency must not grow with the streams.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Uri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::load::{self, Client, Load};
+use crate::load;
 use crate::report::{Report, Target};
-use crate::servers::{Guests, PRODUCTS, Running, add_item, cart_bodies, row};
+use crate::servers::{Guests, Running, one_warm_cart, row};
 
 /// How many streams follow other carts.
 const FOLLOWERS: usize = 2_000;
@@ -23,12 +21,7 @@ const MAX_SLOWDOWN: f64 = 1.5;
 pub async fn followers(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let connections = (FOLLOWERS + 64).to_string();
     let running = Running::start(&["--max-connections", &connections], &[("cart", &guests.cart)]).await?;
-    let path = add_item("warm");
-    Client::connect(running.addr).await?.post_ok(&path, r#"{"productId":"P0","name":"P","quantity":1}"#).await?;
-    let uri: Uri = path.parse()?;
-    let bodies = cart_bodies();
-    let next: load::NextRequest = Arc::new(move |n| (uri.clone(), bodies[n as usize % PRODUCTS].clone()));
-    let load = Load { connections: 1, warmup: Duration::from_millis(500), duration, requests: None };
+    let (next, load) = one_warm_cart(&running, duration).await?;
 
     let alone = load::run(running.addr, load, next.clone(), &running.watched()).await?;
     let alone = row(report, "9a", "sequential AddItem, no event streams", alone);

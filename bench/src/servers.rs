@@ -19,7 +19,7 @@ pub const CARTS: usize = 1_000;
 /// Connections of the concurrent scenarios.
 pub const CONNECTIONS: usize = 64;
 /// Distinct products each cart gets, so its state stays small.
-pub const PRODUCTS: usize = 5;
+const PRODUCTS: usize = 5;
 
 /// The guest components, read once.
 pub struct Guests {
@@ -74,7 +74,7 @@ pub async fn deploy(client: &mut Client, name: &str, bytes: &[u8]) -> anyhow::Re
 }
 
 /// The AddItem bodies the cart scenarios cycle through.
-pub fn cart_bodies() -> Arc<Vec<Bytes>> {
+fn cart_bodies() -> Arc<Vec<Bytes>> {
     Arc::new(
         (0..PRODUCTS)
             .map(|p| Bytes::from(format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":1}}"#)))
@@ -82,7 +82,7 @@ pub fn cart_bodies() -> Arc<Vec<Bytes>> {
     )
 }
 
-pub fn add_item(cart: &str) -> String {
+fn add_item(cart: &str) -> String {
     format!("/v1/services/cart/entities/{cart}/AddItem")
 }
 
@@ -124,15 +124,21 @@ async fn commit_counters(addr: SocketAddr) -> anyhow::Result<(u64, u64)> {
     Ok((value("wasmstate_journal_commits_total ")?, value("wasmstate_journal_appends_total ")?))
 }
 
-/// 1: one connection invoking AddItem on one warm cart, each after the previous reply.
-pub async fn sequential(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
-    let running = Running::start(&[], &[("cart", &guests.cart)]).await?;
+/// Warms the cart `warm` up and answers the load of scenarios 1 and 9: one
+/// connection invoking AddItem on it, each after the previous reply.
+pub async fn one_warm_cart(running: &Running, duration: Duration) -> anyhow::Result<(load::NextRequest, Load)> {
     let path = add_item("warm");
     Client::connect(running.addr).await?.post_ok(&path, r#"{"productId":"P0","name":"P","quantity":1}"#).await?;
     let uri: Uri = path.parse()?;
     let bodies = cart_bodies();
     let next: load::NextRequest = Arc::new(move |n| (uri.clone(), bodies[n as usize % PRODUCTS].clone()));
-    let load = Load { connections: 1, warmup: Duration::from_millis(500), duration, requests: None };
+    Ok((next, Load { connections: 1, warmup: Duration::from_millis(500), duration, requests: None }))
+}
+
+/// 1: one connection invoking AddItem on one warm cart, each after the previous reply.
+pub async fn sequential(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let running = Running::start(&[], &[("cart", &guests.cart)]).await?;
+    let (next, load) = one_warm_cart(&running, duration).await?;
     let result = load::run(running.addr, load, next, &running.watched()).await?;
     let row1 = row(report, "1", "sequential AddItem, one warm cart, 1 conn", result);
     report.rows.push(row1);
