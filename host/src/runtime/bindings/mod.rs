@@ -191,3 +191,24 @@ macro_rules! version_bindings {
     };
 }
 use version_bindings;
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    /// A released WIT package never changes: components built against it
+    /// must keep deploying and running. What the next version adds goes
+    /// into the open one (0.2.0) instead.
+    #[test]
+    fn released_packages_are_frozen() {
+        let released: [(&str, &[u8], &str); 1] = [(
+            "0.1.0",
+            include_bytes!("../../../../wit/v0.1.0/entity.wit"),
+            "f7828dc9764287dba74e1b632e431d6bc960071aec4437cc3ff2023bebac05f0",
+        )];
+        for (version, text, digest) in released {
+            let found: String = Sha256::digest(text).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(found, digest, "wasmstate:entity@{version} was released and must not change");
+        }
+    }
+}
