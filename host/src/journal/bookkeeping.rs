@@ -90,9 +90,7 @@ impl Journal {
                 // Compaction (`retain=snapshots:K`) deletes only events every
                 // subscriber was given; a subscriber deployed later does
                 // not see them.
-                let first_kept =
-                    events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
-                if first_kept.is_some_and(|(key, _)| key.value().2 > seq) {
+                if super::first_seq(&events, service, entity)? > seq {
                     continue;
                 }
                 return Err(JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}")));
@@ -154,9 +152,7 @@ impl Journal {
     /// The last position of `service`'s log (0 when it has no events).
     pub fn service_log_head(&self, service: &str) -> Result<u64, JournalError> {
         let txn = self.db()?.begin_read()?;
-        let log = txn.open_table(SERVICE_LOG)?;
-        let last = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?;
-        Ok(last.map_or(0, |(key, _)| key.value().1))
+        super::log_head(&txn.open_table(SERVICE_LOG)?, service)
     }
 
     pub(super) fn bookkeeping_write(

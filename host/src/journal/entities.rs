@@ -121,7 +121,7 @@ impl Journal {
     pub fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<Result<AsOf, NotKept>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
-        let latest = read_snapshot(&txn, service, entity)?;
+        let latest = super::latest_snapshot(&txn, service, entity)?;
         let last_seq = super::last_seq(&events, service, entity)?.max(latest.as_ref().map_or(0, |s| s.seq));
         let at = at.unwrap_or(last_seq);
         if at > last_seq {
@@ -154,9 +154,7 @@ impl Journal {
     /// kept, which covers the events it dropped.
     pub fn oldest_state(&self, service: &str, entity: &str) -> Result<(Option<StoredSnapshot>, u64), JournalError> {
         let txn = self.db()?.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let first = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
-        let first = first.map_or(0, |(key, _)| key.value().2);
+        let first = super::first_seq(&txn.open_table(EVENTS)?, service, entity)?;
         if first <= 1 {
             return Ok((None, first));
         }
@@ -164,7 +162,7 @@ impl Journal {
         let covering = history.range((service, entity, first - 1)..=(service, entity, u64::MAX))?.next().transpose()?;
         let snapshot = match covering {
             Some((key, value)) => Some(stored(service, entity, key.value().2, value.value())?),
-            None => read_snapshot(&txn, service, entity)?.filter(|s| s.seq + 1 >= first),
+            None => super::latest_snapshot(&txn, service, entity)?.filter(|s| s.seq + 1 >= first),
         };
         Ok((snapshot, first))
     }
@@ -177,21 +175,6 @@ fn stored(service: &str, entity: &str, seq: u64, bytes: &[u8]) -> Result<StoredS
         return Err(JournalError::CorruptRecord(format!("the snapshot of {service}/{entity} as of {seq}")));
     }
     Ok(StoredSnapshot { seq, version: record.version, state: record.state.to_vec() })
-}
-
-/// The latest snapshot of `entity`, if any.
-fn read_snapshot(
-    txn: &redb::ReadTransaction,
-    service: &str,
-    entity: &str,
-) -> Result<Option<StoredSnapshot>, JournalError> {
-    match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
-        Some(row) => {
-            let record = records::SnapshotRecord::read(service, entity, row.value())?;
-            Ok(Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() }))
-        }
-        None => Ok(None),
-    }
 }
 
 /// The kept events of `entity` with seqs in `range` (both ends included).

@@ -281,13 +281,7 @@ impl Journal {
     /// Loads what a cold entity needs: its latest snapshot and the events after it.
     pub fn load_entity(&self, service: &str, entity: &str) -> Result<EntityHistory, JournalError> {
         let txn = self.db()?.begin_read()?;
-        let snapshot = match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
-            Some(row) => {
-                let record = records::SnapshotRecord::read(service, entity, row.value())?;
-                Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() })
-            }
-            None => None,
-        };
+        let snapshot = latest_snapshot(&txn, service, entity)?;
         let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
         let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX, usize::MAX)?;
         let last_seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
@@ -323,6 +317,38 @@ impl Journal {
         let key = row.as_ref().map(|v| v.value()).unwrap_or_default();
         key.try_into().map_err(|_| JournalError::Corrupt("the compiled-code cache's key".into()))
     }
+}
+
+/// The latest snapshot of `service/entity`, if one was taken.
+fn latest_snapshot(
+    txn: &redb::ReadTransaction,
+    service: &str,
+    entity: &str,
+) -> Result<Option<StoredSnapshot>, JournalError> {
+    match txn.open_table(SNAPSHOTS)?.get((service, entity))? {
+        Some(row) => {
+            let record = records::SnapshotRecord::read(service, entity, row.value())?;
+            Ok(Some(StoredSnapshot { seq: record.seq, version: record.version, state: record.state.to_vec() }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The seq of an entity's first kept event (0 when there is none): 1,
+/// unless compaction dropped the first ones.
+fn first_seq(
+    events: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    service: &str,
+    entity: &str,
+) -> Result<u64, JournalError> {
+    let first = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
+    Ok(first.map_or(0, |(key, _)| key.value().2))
+}
+
+/// The last position of `service`'s log (0 when it has no events).
+fn log_head(log: &impl ReadableTable<(&'static str, u64), &'static [u8]>, service: &str) -> Result<u64, JournalError> {
+    let last = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?;
+    Ok(last.map_or(0, |(key, _)| key.value().1))
 }
 
 /// The seq of an entity's last committed event (0 when there is none).

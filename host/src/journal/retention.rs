@@ -152,8 +152,7 @@ impl Journal {
         let mut compacted = Compacted::default();
         let mut planned = 0;
         for entity in self.entity_ids(service, crate::domain::ServiceKind::EventSourced)? {
-            if let Some((upto, oldest_kept)) = cut(&read, service, &entity, k)? {
-                let first = first_seq(&read, service, &entity)?;
+            if let Some((first, upto, oldest_kept)) = cut(&read, service, &entity, k)? {
                 planned += upto.saturating_sub(first) as usize + 1;
                 plan.push((entity, upto, oldest_kept));
             }
@@ -210,8 +209,7 @@ fn subscribers_caught_up(txn: &ReadTransaction, service: &str, subscribers: &[St
     if subscribers.is_empty() {
         return Ok(true);
     }
-    let log = txn.open_table(SERVICE_LOG)?;
-    let head = log.range((service, 1)..=(service, u64::MAX))?.next_back().transpose()?.map_or(0, |(k, _)| k.value().1);
+    let head = super::log_head(&txn.open_table(SERVICE_LOG)?, service)?;
     let offsets = txn.open_table(OFFSETS)?;
     for subscriber in subscribers {
         let offset = offsets.get((subscriber.as_str(), service))?.map_or(0, |v| v.value());
@@ -222,10 +220,10 @@ fn subscribers_caught_up(txn: &ReadTransaction, service: &str, subscribers: &[St
     Ok(true)
 }
 
-/// Where `entity`'s history is cut under `retain=snapshots:k`: the last
-/// event to delete and the seq of the oldest snapshot kept, or `None` when
-/// nothing goes.
-fn cut(txn: &ReadTransaction, service: &str, entity: &str, k: u32) -> Result<Option<(u64, u64)>, JournalError> {
+/// Where `entity`'s history is cut under `retain=snapshots:k`: its first
+/// kept event, the last event to delete and the seq of the oldest snapshot
+/// kept, or `None` when nothing goes.
+fn cut(txn: &ReadTransaction, service: &str, entity: &str, k: u32) -> Result<Option<(u64, u64, u64)>, JournalError> {
     let mut seqs: Vec<u64> = Vec::new();
     for row in txn.open_table(SNAPSHOT_HISTORY)?.range((service, entity, 0)..=(service, entity, u64::MAX))? {
         seqs.push(row?.0.value().2);
@@ -237,16 +235,10 @@ fn cut(txn: &ReadTransaction, service: &str, entity: &str, k: u32) -> Result<Opt
         }
     }
     let Some(&oldest_kept) = seqs.len().checked_sub(k as usize).and_then(|i| seqs.get(i)) else { return Ok(None) };
-    let last = super::last_seq(&txn.open_table(EVENTS)?, service, entity)?;
+    let events = txn.open_table(EVENTS)?;
+    let last = super::last_seq(&events, service, entity)?;
     // The last event stays: it says where the log stands.
     let upto = oldest_kept.min(last.saturating_sub(1));
-    let first = first_seq(txn, service, entity)?;
-    Ok((first > 0 && upto >= first).then_some((upto, oldest_kept)))
-}
-
-/// The seq of `entity`'s first kept event (0 when it has none).
-pub(super) fn first_seq(txn: &ReadTransaction, service: &str, entity: &str) -> Result<u64, JournalError> {
-    let events = txn.open_table(EVENTS)?;
-    let first = events.range((service, entity, 1)..=(service, entity, u64::MAX))?.next().transpose()?;
-    Ok(first.map_or(0, |(key, _)| key.value().2))
+    let first = super::first_seq(&events, service, entity)?;
+    Ok((first > 0 && upto >= first).then_some((first, upto, oldest_kept)))
 }

@@ -404,8 +404,8 @@ impl<'txn> Tables<'txn> {
     /// The last service-log position of `service`, as this transaction has it.
     fn log_head(&mut self, service: &Arc<str>) -> Result<&mut u64, JournalError> {
         if !self.log_heads.contains_key(service) {
-            let last = self.service_log.range((&**service, 1)..=(&**service, u64::MAX))?.next_back().transpose()?;
-            self.log_heads.insert(service.clone(), last.map_or(0, |(key, _)| key.value().1));
+            let head = super::log_head(&self.service_log, service)?;
+            self.log_heads.insert(service.clone(), head);
         }
         Ok(self.log_heads.get_mut(service).expect("just inserted"))
     }
