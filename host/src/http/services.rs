@@ -78,19 +78,25 @@ pub async fn deploy(
         .subscribe
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
-    let verify = verify.options()?;
     let retain = query.retain.as_deref().map(Retention::parse).transpose().map_err(ApiError::bad_request)?;
-    if verify.is_none() && state.require_verify {
-        refuse_unverified(&state, &service).await?;
-    }
+    let verify = verification_asked(&state, &service, verify).await?;
     let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify, retain };
     let deployed = state.services.deploy(request).await?;
     Ok((StatusCode::CREATED, Json(deployed)))
 }
 
-/// Under `--require-verify`: refuses an unverified deploy of a service that
-/// has stored entities.
-async fn refuse_unverified(state: &AppState, service: &str) -> Result<(), ApiError> {
+/// The verification a deploy or rollback of `service` asks for; under
+/// `--require-verify`, none is refused for a service that has stored
+/// entities.
+async fn verification_asked(
+    state: &AppState,
+    service: &str,
+    query: VerifyQuery,
+) -> Result<Option<VerifyOptions>, ApiError> {
+    let verify = query.options()?;
+    if verify.is_some() || !state.require_verify {
+        return Ok(verify);
+    }
     // Whether deployed or deleted (its data stays), of either kind.
     let (journal, name) = (state.journal.clone(), service.to_string());
     let stored = tokio::task::spawn_blocking(move || {
@@ -108,7 +114,7 @@ async fn refuse_unverified(state: &AppState, service: &str) -> Result<(), ApiErr
             format!("{service} has stored entities: this server deploys new versions of it only with verify=replay"),
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Query of a rollback.
@@ -135,10 +141,7 @@ pub async fn rollback(
     ApiQuery(query): ApiQuery<RollbackQuery>,
     ApiQuery(verify): ApiQuery<VerifyQuery>,
 ) -> Result<(StatusCode, Json<RolledBack>), ApiError> {
-    let verify = verify.options()?;
-    if verify.is_none() && state.require_verify {
-        refuse_unverified(&state, &service).await?;
-    }
+    let verify = verification_asked(&state, &service, verify).await?;
     let (deployed, rolled_back_to) = state.services.rollback(service, query.to, verify).await?;
     Ok((StatusCode::CREATED, Json(RolledBack { deployed, rolled_back_to })))
 }

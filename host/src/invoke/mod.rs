@@ -40,7 +40,7 @@ use crate::finish_on_drop::FinishOnDrop;
 use crate::journal::Journal;
 use crate::metrics::{InvocationOutcome, Metrics};
 use crate::runtime::Runtime;
-use crate::services::Services;
+use crate::services::{Service, Services};
 pub use error::InvokeError;
 use mailbox::Mailboxes;
 pub use time_travel::DryRun;
@@ -275,6 +275,27 @@ impl Invoker {
                 self.invoke_at(Invocation::command(call, derive(Step::Forward)).at_hops(hops + 1)).await
             }
         }
+    }
+}
+
+impl Shared {
+    /// The newest version of `name`, or why there is none.
+    fn service(&self, name: &str) -> Result<Arc<Service>, InvokeError> {
+        self.services.get(name).ok_or_else(|| {
+            if self.services.was_deleted(name) {
+                InvokeError::DeletedService(name.into())
+            } else {
+                InvokeError::UnknownService(name.into())
+            }
+        })
+    }
+
+    /// A place among the invocations in flight.
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::Overloaded("the host has too many invocations in flight".into()))
     }
 }
 

@@ -4,13 +4,10 @@
 //! nothing and sending nothing. Both run the service's newest version,
 //! within the same in-flight limit and output limits as every invocation.
 
-use std::sync::Arc;
-
 use super::{InvokeError, Invoker, Shared, blocking, mailbox};
 use crate::domain::{Call, Effects, ServiceKind};
 use crate::journal::{AsOf, Forked, NotKept};
 use crate::runtime::{FailedAt, Replayed, Snapshot, WitVersion};
-use crate::services::Service;
 
 /// An entity's state as of one event.
 #[derive(Debug)]
@@ -55,7 +52,7 @@ impl Invoker {
             &service.meta.service,
             entity,
             snapshot.as_ref(),
-            as_of.events,
+            &as_of.events,
         );
         let replayed = replayed.await?;
         match replayed {
@@ -129,25 +126,6 @@ impl Invoker {
 }
 
 impl Shared {
-    /// The newest version of `name`, or why there is none.
-    pub(super) fn service(&self, name: &str) -> Result<Arc<Service>, InvokeError> {
-        self.services.get(name).ok_or_else(|| {
-            if self.services.was_deleted(name) {
-                InvokeError::DeletedService(name.into())
-            } else {
-                InvokeError::UnknownService(name.into())
-            }
-        })
-    }
-
-    /// A place among the invocations in flight.
-    pub(super) fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
-        self.in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InvokeError::Overloaded("the host has too many invocations in flight".into()))
-    }
-
     /// What folds to `entity`'s state right after event `at`, or why that
     /// is not kept.
     async fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<AsOf, InvokeError> {

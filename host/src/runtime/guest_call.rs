@@ -191,11 +191,11 @@ impl Runtime {
         &self,
         service: &CompiledService,
         snapshot: Option<&Snapshot>,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Option<Result<Result<Vec<u8>, (Option<u64>, String)>, GuestError>> {
         let Exports::EventSourcedV0_2(indices) = &service.exports else { return None };
         let snapshot = snapshot.map(|s| &s.0);
-        let events: Vec<v0_2::wit::Event> = events.into_iter().map(Into::into).collect();
+        let events: Vec<v0_2::wit::Event> = events.iter().cloned().map(Into::into).collect();
         let answer = self
             .call(service, async |store, instance| {
                 indices.load(&mut *store, instance)?.call_replay(store, snapshot, &events).await

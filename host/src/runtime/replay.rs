@@ -75,9 +75,9 @@ impl Runtime {
         service_name: &str,
         entity: &str,
         snapshot: Option<&Snapshot>,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<Result<Replayed, ReplayFailure>, GuestError> {
-        let attempt = self.replay_once(service, service_name, entity, snapshot, events.clone()).await?;
+        let attempt = self.replay_once(service, service_name, entity, snapshot, events).await?;
         let message = match attempt {
             Attempt::Replayed(replayed) => return Ok(Ok(replayed)),
             Attempt::Failed(failure) => return Ok(Err(failure)),
@@ -88,7 +88,7 @@ impl Runtime {
         };
         // Smallest prefix of `events` that fails: with none, the snapshot.
         let fails = async |len: usize| -> Result<Option<String>, GuestError> {
-            Ok(match self.replay_once(service, service_name, entity, snapshot, events[..len].to_vec()).await? {
+            Ok(match self.replay_once(service, service_name, entity, snapshot, &events[..len]).await? {
                 Attempt::Replayed(_) => None,
                 Attempt::Failed(failure) => Some(failure.message),
                 Attempt::Unlocated { message, .. } => Some(message),
@@ -117,9 +117,9 @@ impl Runtime {
         service_name: &str,
         entity: &str,
         snapshot: Option<&Snapshot>,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<Attempt, GuestError> {
-        let answer = match self.call_replay(service, snapshot, events.clone()).await {
+        let answer = match self.call_replay(service, snapshot, events).await {
             Some(answer) => answer.map(|answer| match answer {
                 Ok(state) => Attempt::Replayed(Replayed::State(state)),
                 Err((seq, message)) => {
@@ -133,7 +133,7 @@ impl Runtime {
             }),
             None => {
                 let call = fold_only(service_name, entity);
-                self.handle_event_sourced(service, snapshot, events, call).await.map(|answer| match answer {
+                self.handle_event_sourced(service, snapshot, events.to_vec(), call).await.map(|answer| match answer {
                     Err(failure) if failure.code == FailureCode::InvalidState => {
                         Attempt::Unlocated { message: failure.message, bisect: true }
                     }

@@ -295,12 +295,9 @@ impl Services {
             return Ok(None);
         }
         let cached_digest = digest.clone();
-        let (component, compiled, bytes) = tokio::task::spawn_blocking(move || {
-            // Code compiled before (a rollback, a redeploy) loads from the cache.
-            if let Some(component) = cache.load(runtime.engine(), &cached_digest) {
-                return runtime.prepare(&component).map(|compiled| (component, compiled, bytes));
-            }
-            runtime.compile(&bytes).map(|(component, compiled)| (component, compiled, bytes))
+        // Code compiled before (a rollback, a redeploy) loads from the cache.
+        let (compiled, bytes) = tokio::task::spawn_blocking(move || {
+            compile_cached(&runtime, &cache, &bytes, &cached_digest).map(|compiled| (compiled, bytes))
         })
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))??;
@@ -342,16 +339,13 @@ impl Services {
                 kind.with_article()
             )));
         }
-        let (journal, cache) = (self.journal.clone(), self.cache.clone());
+        let journal = self.journal.clone();
         let version =
             NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
         let meta = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let meta = journal.save_version(&version, &bytes)?;
             if let Some(retain) = retain {
                 journal.set_retention(&meta.service, retain)?;
-            }
-            if let Err(error) = cache.store(&meta.digest, &component) {
-                tracing::warn!(%error, "could not cache compiled component");
             }
             Ok(meta)
         })
@@ -407,8 +401,8 @@ fn kind_changed(latest: &VersionMeta, kind: ServiceKind) -> DeployError {
     ))
 }
 
-/// The compiled form of a stored component: from the cache when it has it,
-/// else compiled (and cached for the next start).
+/// The compiled form of a component: from the cache when it has it, else
+/// compiled (and cached for the next start, deploy or rollback).
 fn compile_cached(
     runtime: &Runtime,
     cache: &CompiledCache,

@@ -157,7 +157,7 @@ impl Worker {
         let snapshot = history.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
         let mut outcome = Outcome::default();
         // As a cold load does: a limit met here fails the entity.
-        let cold = match self.replay(entity, snapshot.as_ref(), history.events.clone()).await? {
+        let cold = match self.replay(entity, snapshot.as_ref(), &history.events).await? {
             Ok(Replayed::State(state)) => Rebuilt::Done(Some(state)),
             Ok(Replayed::Folded) => Rebuilt::Done(None),
             Err(rebuilt) => rebuilt,
@@ -168,14 +168,15 @@ impl Worker {
             let folded = record(&mut outcome, entity, "start", folded, false);
             // The new code folds the whole log to another state than the
             // one it reads from the snapshot an earlier version took.
-            if let (Some(from_snapshot), Some(from_start)) = (cold, folded)
-                && payload_json(&from_snapshot) != payload_json(&from_start)
-            {
-                outcome.state_difference = Some(StateDifference {
-                    entity: entity.into(),
-                    from_snapshot: shown(payload_json(&from_snapshot)),
-                    from_start: shown(payload_json(&from_start)),
-                });
+            if let (Some(from_snapshot), Some(from_start)) = (cold, folded) {
+                let (from_snapshot, from_start) = (payload_json(&from_snapshot), payload_json(&from_start));
+                if from_snapshot != from_start {
+                    outcome.state_difference = Some(StateDifference {
+                        entity: entity.into(),
+                        from_snapshot: shown(from_snapshot),
+                        from_start: shown(from_start),
+                    });
+                }
             }
         }
         if outcome.failures.is_empty()
@@ -209,7 +210,7 @@ impl Worker {
             let Some(last) = events.last().map(|e| e.seq) else {
                 return Ok(Rebuilt::Done(state.map(Snapshot::into_state)));
             };
-            match self.replay(entity, state.as_ref(), events).await? {
+            match self.replay(entity, state.as_ref(), &events).await? {
                 Ok(Replayed::State(folded)) => {
                     state = Some(Snapshot::new(last, 0, folded));
                     from = last + 1;
@@ -226,10 +227,10 @@ impl Worker {
         &self,
         entity: &str,
         snapshot: Option<&Snapshot>,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<Result<Replayed, Rebuilt>, CheckError> {
         let replayed =
-            retry_when_busy(|| self.runtime.replay(&self.new, &self.service, entity, snapshot, events.clone())).await;
+            retry_when_busy(|| self.runtime.replay(&self.new, &self.service, entity, snapshot, events)).await;
         Ok(match replayed {
             Ok(Ok(replayed)) => Ok(replayed),
             Ok(Err(failure)) => Err(Rebuilt::Failed(failure)),
