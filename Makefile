@@ -44,9 +44,14 @@ run: host examples
 		--deploy order-validator=$(GUEST_OUT)/order_validator.wasm \
 		--deploy 'cart-projection=$(GUEST_OUT)/cart_projection.wasm?subscribe=shopping-cart'
 
-## Run every test: unit tests, SDK and example tests, black-box tests.
+## Run every test: unit tests, SDK and example tests, black-box tests —
+## then the black-box suite again on the PostgreSQL journal (a throwaway
+## server the tests start themselves, or $$WASMSTATE_TEST_PG). The
+## disk-failure tests run the host in process on redb's injected storage,
+## so they run once, in the first pass.
 test: toolchain host
 	$(CARGO) test --workspace
+	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test -p wasmstate-tests --test black_box -- --skip disk_failure::
 
 ## The gates CI enforces before the tests: formatting and lints.
 lint: toolchain

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::Uri;
 use wasmstate::bench_hooks::{
-    Call, Commit, CompileBudget, CompiledService, EntityWrite, GuestLimits, Journal, Metrics, Runtime, Snapshot,
-    StateChange, StoredSnapshot,
+    Call, Commit, CompileBudget, CompiledService, EntityStore, EntityWrite, GuestLimits, Metrics, RedbJournal, Runtime,
+    Snapshot, StateChange, StoredSnapshot,
 };
 
 use crate::load::{self, Load};
@@ -228,7 +228,7 @@ fn cores() -> usize {
 pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let metrics = Arc::new(Metrics::default());
-    let journal = Arc::new(Journal::open(&dir.path().join("journal.redb"), metrics.clone())?);
+    let journal = Arc::new(RedbJournal::open(&dir.path().join("journal.redb"), metrics.clone())?);
     let service: Arc<str> = "cart".into();
     let state = cart_state();
     let writer = load::threads(std::process::id(), "journal-writer");

@@ -124,6 +124,26 @@ pub fn threads(pid: u32, name: &'static str) -> CpuProbe {
     Arc::new(move || threads_cpu_time(pid, name))
 }
 
+/// The CPU time of process `pid` and of every process descending from it
+/// (a PostgreSQL postmaster and its backends, background workers, ...).
+///
+/// Each reading walks `/proc` and sums utime+stime of the processes alive
+/// at that moment, so a process that exits inside the measured window is
+/// missed: its CPU time is in neither reading (the kernel moves it to its
+/// parent's cutime/cstime, which this leaves out), and the figure comes
+/// out low by what it used. PostgreSQL's backends of the host's connections
+/// live as long as those do; short-lived ones (an autovacuum worker, say)
+/// may be missed.
+pub fn process_tree(pid: u32) -> CpuProbe {
+    Arc::new(move || tree_cpu_time(pid))
+}
+
+/// The CPU time the whole machine has spent busy (every core, every
+/// process, the kernel's interrupts), from `/proc/stat`.
+pub fn machine() -> CpuProbe {
+    Arc::new(machine_cpu_time)
+}
+
 /// The CPU time of this process but for its threads named `name`.
 pub fn process_but(name: &'static str) -> CpuProbe {
     let pid = std::process::id();
@@ -235,20 +255,72 @@ fn threads_cpu_time(pid: u32, name: &str) -> Duration {
         .sum()
 }
 
-/// User plus system CPU time used so far by the process or thread whose
-/// `stat` file is at `path` (zero if unreadable).
-fn cpu_time(path: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(path) else {
+fn tree_cpu_time(root: u32) -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
         return Duration::ZERO;
     };
-    // The command name (field 2) may hold spaces; fields after its ')' are plain.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+    // pid → (ppid, CPU time) of every process alive now.
+    let processes: std::collections::HashMap<u32, (u32, Duration)> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields = stat_fields(&stat)?;
+            Some((pid, (fields.get(1)?.parse().ok()?, ticks_of(&fields))))
+        })
+        .collect();
+    let descends = |mut pid: u32| {
+        // A ppid chain ends at 0 (init's parent); the bound guards a cycle
+        // that pids reused between two reads of /proc could fake.
+        for _ in 0..processes.len() {
+            if pid == root {
+                return true;
+            }
+            match processes.get(&pid) {
+                Some(&(ppid, _)) if ppid != 0 => pid = ppid,
+                _ => return false,
+            }
+        }
+        false
+    };
+    processes.iter().filter(|&(&pid, _)| descends(pid)).map(|(_, &(_, cpu))| cpu).sum()
+}
+
+fn machine_cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
         return Duration::ZERO;
     };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; the fields after the name start at 3.
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+    // (guest time is counted in user too); busy is all but idle and iowait.
+    let Some(line) = stat.lines().find(|line| line.starts_with("cpu ")) else {
+        return Duration::ZERO;
+    };
+    let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| values.get(i)).sum();
+    from_ticks(busy)
+}
+
+/// The fields of a `stat` file after the command name (field 2, which may
+/// hold spaces and parentheses): field 3 (state) first.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().collect())
+}
+
+/// utime plus stime (fields 14 and 15) of [`stat_fields`].
+fn ticks_of(fields: &[&str]) -> Duration {
+    from_ticks([11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum())
+}
+
+/// A CPU time in clock ticks as a duration.
+fn from_ticks(ticks: u64) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+}
+
+/// User plus system CPU time used so far by the process or thread whose
+/// `stat` file is at `path` (zero if unreadable).
+fn cpu_time(path: &str) -> Duration {
+    std::fs::read_to_string(path).ok().as_deref().and_then(stat_fields).map_or(Duration::ZERO, |f| ticks_of(&f))
 }

@@ -3,7 +3,7 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 9; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 10; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
@@ -72,7 +72,7 @@ impl Durations {
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9") => only.push(n.to_string()),
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10") => only.push(n.to_string()),
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
         }
     }
@@ -179,6 +179,11 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
         eprintln!("bench: 9 commit latency with live event streams on other entities");
         followers::followers(&guests, &mut report, d.sequential).await?;
     }
+    // Last: the PostgreSQL server it starts stays up (idle) until the bench exits.
+    if wanted("10") {
+        eprintln!("bench: 10 scenario 2's load on a PostgreSQL journal on this machine");
+        servers::headline_postgres(&guests, &mut report, d.headline).await?;
+    }
     let wall = started.elapsed();
     report.facts.push((
         "load average (1 min) before / after; other work on the machine skews every figure".into(),
@@ -217,6 +222,17 @@ fn derived_facts(report: &mut Report, events: u64) {
         report.facts.push((
             format!("5 building a {events}-event log over HTTP at scenario 3's rate"),
             format!("≈ {seconds:.0} s (the bench writes it through the journal instead)"),
+        ));
+    }
+    if let (Some(embedded), Some(postgres)) = (report.row("2"), report.row("10")) {
+        report.facts.push((
+            "10 / 2: the headline load on PostgreSQL against the embedded journal".into(),
+            format!(
+                "{:.0} % of the throughput, p99 {} against {}",
+                100.0 * postgres.rate / embedded.rate.max(1e-9),
+                fmt_dur(postgres.p99),
+                fmt_dur(embedded.p99)
+            ),
         ));
     }
 }

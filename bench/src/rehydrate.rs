@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmstate::bench_hooks::{Call, Commit, EntityWrite, Event, JOURNAL_FILE, Journal, Metrics, StoredSnapshot};
+use wasmstate::bench_hooks::{
+    Call, Commit, EntityStore, EntityWrite, Event, JOURNAL_FILE, Metrics, RedbJournal, StoredSnapshot,
+};
 use wasmstate_tests::Server;
 
 use crate::inproc::Guest;
@@ -77,7 +79,7 @@ pub async fn rehydration(guests: &Guests, guest: &Guest, report: &mut Report, ev
 /// snapshot at the last one if asked; answers how long the writes took and
 /// how long reading each entity back takes.
 async fn write_logs(path: &Path, events: u64, snapshot: bool) -> anyhow::Result<(Duration, Samples)> {
-    let journal = Journal::open(path, Arc::new(Metrics::default())).context("open the server's journal")?;
+    let journal = RedbJournal::open(path, Arc::new(Metrics::default())).context("open the server's journal")?;
     let start = Instant::now();
     for e in 0..ENTITIES {
         let state = format!(r#"{{"value":{events}}}"#).into_bytes();

@@ -226,7 +226,7 @@ pub struct Target {
 /// Everything one run measured.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Load scenarios (1–3).
+    /// Load scenarios (1–3, 9, 10).
     pub rows: Vec<Row>,
     /// Ceilings of scenario 2 (6a–6c).
     pub ceilings: Vec<Row>,

@@ -1,5 +1,6 @@
 //! Scenarios against the real `wasmstate` binary: load on warm entities
-//! (1–3) and the cold paths of deploying and restarting (4a, 4b).
+//! (1–3), the cold paths of deploying and restarting (4a, 4b), and the
+//! headline load on a PostgreSQL journal (10).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use hyper::{Method, Uri};
 use tempfile::TempDir;
-use wasmstate_tests::Server;
+use wasmstate_tests::{JournalKind, Options, Server};
 
 use crate::load::{self, Client, Load, LoadResult};
 use crate::report::{Report, Row, Samples, Timing, fmt_dur};
@@ -37,19 +38,32 @@ pub struct Running {
     pub server: Server,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The name of the server's journal threads: `journal-writer` (the
+    /// embedded journal's writer) or `journal-pg` (the PostgreSQL journal's
+    /// runtime, whose writer and connection pool share its threads).
+    pub journal_threads: &'static str,
 }
 
 impl Running {
     /// Starts a server on a fresh data dir with `args` and deploys `services`.
     pub async fn start(args: &[&str], services: &[(&str, &[u8])]) -> anyhow::Result<Self> {
+        Self::start_with(args, services, Options::default()).await
+    }
+
+    /// [`Running::start`] with `options` (the journal, ...).
+    pub async fn start_with(args: &[&str], services: &[(&str, &[u8])], options: Options) -> anyhow::Result<Self> {
+        let journal_threads = match options.journal.clone().unwrap_or_else(JournalKind::under_test) {
+            JournalKind::Redb => "journal-writer",
+            JournalKind::Postgres | JournalKind::Database(_) => "journal-pg",
+        };
         let dir = tempfile::tempdir()?;
-        let server = Server::start(dir.path(), args).await?;
+        let server = Server::start_with(dir.path(), args, options).await?;
         let addr = load::addr_of(server.base())?;
         let mut client = Client::connect(addr).await?;
         for (name, bytes) in services {
             deploy(&mut client, name, bytes).await?;
         }
-        Ok(Self { dir, server, addr })
+        Ok(Self { dir, server, addr, journal_threads })
     }
 
     /// Stops the server with SIGTERM, checking it exits cleanly; answers the data dir.
@@ -60,10 +74,10 @@ impl Running {
     }
 
     /// The CPU a load run watches: the server's, the load generator's, and
-    /// the server's journal writer thread's.
+    /// the server's journal threads' (see [`Running::journal_threads`]).
     pub fn watched(&self) -> [load::CpuProbe; 3] {
         let pid = self.server.pid();
-        [load::process(pid), load::process(std::process::id()), load::threads(pid, "journal-writer")]
+        [load::process(pid), load::process(std::process::id()), load::threads(pid, self.journal_threads)]
     }
 }
 
@@ -88,7 +102,12 @@ fn add_item(cart: &str) -> String {
 
 /// A table row from a load run; the journal writer's share of the server's
 /// CPU goes to the facts.
-pub fn row(report: &mut Report, key: &str, name: &str, mut result: LoadResult) -> Row {
+pub fn row(report: &mut Report, key: &str, name: &str, result: LoadResult) -> Row {
+    row_of(report, key, name, result, "journal-writer thread")
+}
+
+/// [`row`] of a run whose third watched CPU is `writer`'s (what the facts call it).
+fn row_of(report: &mut Report, key: &str, name: &str, mut result: LoadResult, writer: &str) -> Row {
     let mut row = Row::new(key, name, &mut result.latencies, result.elapsed);
     row.errors = result.errors;
     row.server_cpu = result.cpu.first().copied();
@@ -96,12 +115,12 @@ pub fn row(report: &mut Report, key: &str, name: &str, mut result: LoadResult) -
     if let Some(error) = result.first_error {
         row.note = format!("first error: {error}");
     }
-    if let (Some(per_op), Some(writer)) = (row.cpu_per_op(), result.cpu.get(2)) {
-        let writer_per_op = Duration::from_secs_f64(writer / row.rate.max(1e-9));
+    if let (Some(per_op), Some(writer_cpu)) = (row.cpu_per_op(), result.cpu.get(2)) {
+        let writer_per_op = Duration::from_secs_f64(writer_cpu / row.rate.max(1e-9));
         report.facts.push((
             format!("{key}: server CPU per invocation"),
             format!(
-                "{} = journal-writer thread {} + everything else {}",
+                "{} = {writer} {} + everything else {}",
                 fmt_dur(per_op),
                 fmt_dur(writer_per_op),
                 fmt_dur(per_op.saturating_sub(writer_per_op))
@@ -159,9 +178,53 @@ pub async fn sequential(guests: &Guests, report: &mut Report, duration: Duration
     Ok(())
 }
 
-/// 2 (headline): 64 connections invoking AddItem round-robin across 1,000 carts.
+/// 2 (headline): 64 connections invoking AddItem round-robin across 1,000
+/// carts, on the embedded journal.
 pub async fn headline(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
-    let running = Running::start(&[], &[("cart", &guests.cart)]).await?;
+    let name = "64 conns, AddItem over 1,000 carts (headline)";
+    carts_under_load(guests, report, duration, "2", name, HeadlineJournal::Embedded).await
+}
+
+/// 10: scenario 2's load on a host whose journal is a database on a
+/// PostgreSQL server on this machine (the test harness's throwaway one,
+/// started here with `initdb`, or the one `$WASMSTATE_TEST_PG` names).
+pub async fn headline_postgres(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let postgres = wasmstate_tests::postgres::shared().await?;
+    let url = postgres.create_database().await?;
+    let journal = HeadlineJournal::Postgres { url, postmaster: postgres.pid() };
+    carts_under_load(guests, report, duration, "10", "scenario 2's load, local PostgreSQL journal", journal).await
+}
+
+/// The journal a run of the headline load is on.
+enum HeadlineJournal {
+    /// The embedded redb journal in the data dir.
+    Embedded,
+    /// The PostgreSQL database `url`; `postmaster` is its server's pid,
+    /// when that server runs here as a child of this process.
+    Postgres { url: String, postmaster: Option<u32> },
+}
+
+/// The headline load (64 connections invoking AddItem round-robin across
+/// 1,000 carts) on a fresh server on `journal`, as row `key`. Besides the
+/// row, the facts get the journal's commits per transaction and where the
+/// machine's CPU went during the window.
+async fn carts_under_load(
+    guests: &Guests,
+    report: &mut Report,
+    duration: Duration,
+    key: &str,
+    name: &str,
+    journal: HeadlineJournal,
+) -> anyhow::Result<()> {
+    let (options, postmaster) = match journal {
+        // Named, not left to $WASMSTATE_TEST_JOURNAL: scenario 2 is the embedded journal's.
+        HeadlineJournal::Embedded => (Options { journal: Some(JournalKind::Redb), ..Default::default() }, None),
+        HeadlineJournal::Postgres { url, postmaster } => {
+            (Options { journal: Some(JournalKind::Database(url)), ..Default::default() }, postmaster)
+        }
+    };
+    let on_postgres = matches!(options.journal, Some(JournalKind::Database(_)));
+    let running = Running::start_with(&[], &[("cart", &guests.cart)], options).await?;
     let uris: Arc<Vec<Uri>> =
         Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
     let bodies = cart_bodies();
@@ -169,23 +232,58 @@ pub async fn headline(guests: &Guests, report: &mut Report, duration: Duration) 
         let n = n as usize;
         (uris[n % CARTS].clone(), bodies[(n / CARTS) % PRODUCTS].clone())
     });
+    // The row's three probes, then the whole machine's, then PostgreSQL's.
+    let mut watched = running.watched().to_vec();
+    watched.push(load::machine());
+    watched.extend(postmaster.map(load::process_tree));
     let (commits_before, appends_before) = commit_counters(running.addr).await?;
     // The warm-up touches every cart (each starts cold, with an empty log).
-    let load = Load { connections: CONNECTIONS, warmup: Duration::from_secs(2), duration, requests: None };
-    let result = load::run(running.addr, load, next, &running.watched()).await?;
+    let warmup = Duration::from_secs(2);
+    let load = Load { connections: CONNECTIONS, warmup, duration, requests: None };
+    let result = load::run(running.addr, load, next, &watched).await?;
     let (commits_after, appends_after) = commit_counters(running.addr).await?;
     let commits = commits_after - commits_before;
     let appends = appends_after - appends_before;
+    let transaction = if on_postgres { "transaction (one WAL flush at its COMMIT)" } else { "fsync'd transaction" };
     report.facts.push((
-        "2: journal commits during the run (warm-up included)".into(),
+        format!("{key}: journal commits during the run (warm-up included)"),
         format!(
-            "{commits} commits for {appends} appends = {:.1} appends per fsync'd transaction, {:.0} commits/s",
+            "{commits} commits for {appends} appends = {:.1} appends per {transaction}, {:.0} commits/s",
             appends as f64 / commits.max(1) as f64,
-            commits as f64 / (duration + Duration::from_secs(2)).as_secs_f64()
+            commits as f64 / (duration + warmup).as_secs_f64()
         ),
     ));
-    let row2 = row(report, "2", "64 conns, AddItem over 1,000 carts (headline)", result);
-    report.rows.push(row2);
+    let cpu = result.cpu.clone();
+    let writer = if on_postgres { "journal-pg threads (writer and pool)" } else { "journal-writer thread" };
+    let row = row_of(report, key, name, result, writer);
+    let [host, generator, _, machine] = [0, 1, 2, 3].map(|i| cpu.get(i).copied().unwrap_or(0.0));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut split = format!("machine busy {machine:.2} = host {host:.2} + load generator {generator:.2}");
+    let mut measured = host + generator;
+    if on_postgres {
+        match cpu.get(4) {
+            Some(&postgres) => {
+                let per_op = Duration::from_secs_f64(postgres / row.rate.max(1e-9));
+                report.facts.push((
+                    format!("{key}: PostgreSQL CPU (postmaster and its children)"),
+                    format!(
+                        "{postgres:.2} cores = {:.0} % of the machine's busy CPU, {} per invocation",
+                        100.0 * postgres / machine.max(1e-9),
+                        fmt_dur(per_op)
+                    ),
+                ));
+                split.push_str(&format!(" + PostgreSQL {postgres:.2}"));
+                measured += postgres;
+            }
+            None => report.facts.push((
+                format!("{key}: PostgreSQL CPU"),
+                "not measured: the server is not one this process started".into(),
+            )),
+        }
+    }
+    split.push_str(&format!(" + other processes and interrupts {:.2}", (machine - measured).max(0.0)));
+    report.facts.push((format!("{key}: CPU during the window, in cores of {cores}"), split));
+    report.rows.push(row);
     running.stop().await?;
     Ok(())
 }

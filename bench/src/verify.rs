@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use bytes::Bytes;
 use hyper::Method;
-use wasmstate::bench_hooks::{Commit, EntityWrite, JOURNAL_FILE, Journal, Metrics, StoredSnapshot};
+use wasmstate::bench_hooks::{Commit, EntityStore, EntityWrite, JOURNAL_FILE, Metrics, RedbJournal, StoredSnapshot};
 use wasmstate_tests::Server;
 
 use crate::load::{self, Client};
@@ -30,7 +30,7 @@ pub async fn verified_deploy(guests: &Guests, report: &mut Report, entities: usi
     let journal_path = dir.path().join(JOURNAL_FILE);
     let started = Instant::now();
     {
-        let journal = Journal::open(&journal_path, Arc::new(Metrics::default())).context("open the journal")?;
+        let journal = RedbJournal::open(&journal_path, Arc::new(Metrics::default())).context("open the journal")?;
         let mut pending = Vec::new();
         for e in 0..entities {
             pending.push(journal.commit(cart_commit(e, events)));

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::services::Services;
 
 /// Starts the compaction rounds, one every `every`.
-pub fn spawn(journal: Arc<Journal>, services: Arc<Services>, metrics: Arc<Metrics>, every: Duration) {
+pub fn spawn(journal: Arc<dyn Journal>, services: Arc<Services>, metrics: Arc<Metrics>, every: Duration) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;

@@ -17,6 +17,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// The journal's PostgreSQL database (`postgres://user:pass@host:port/db`),
+    /// which many hosts can share. Absent: the redb file in --data-dir. The
+    /// compiled-code cache stays in --data-dir either way.
+    #[arg(long, env = "WASMSTATE_JOURNAL", value_parser = parse_journal_url)]
+    pub journal: Option<String>,
+
     /// Store a snapshot whenever a command's events cross a multiple of N.
     #[arg(long, env = "WASMSTATE_SNAPSHOT_EVERY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
@@ -198,6 +204,17 @@ impl ServeConfig {
         use clap::{Args, FromArgMatches};
         let command = Self::augment_args(clap::Command::new("serve").no_binary_name(true));
         Self::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+}
+
+/// Accepts a PostgreSQL URL, the one kind of `--journal` there is.
+fn parse_journal_url(text: &str) -> Result<String, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(text.to_string())
+    } else {
+        Err("the journal is a PostgreSQL URL, postgres://user:pass@host:port/db \
+             (leave it out for the redb file in --data-dir)"
+            .into())
     }
 }
 

@@ -4,7 +4,8 @@
 //! A user uploads an entity compiled to a component; the host runs each
 //! command on wasmtime, hands the entity its state through the
 //! `wasmstate:entity` WIT interfaces, and commits what the entity emits to
-//! an embedded redb journal before it replies.
+//! its journal — an embedded redb file, or a PostgreSQL database — before
+//! it replies.
 //!
 //! The crate's public API is what it takes to embed the host: [`serve`], or
 //! [`open`] and then [`app`] on a listener of one's own, configured by
@@ -31,8 +32,9 @@
 //!   (`retain=snapshots:K`).
 //! - `runtime`: the wasmtime engine, component validation, the guest call;
 //!   the only module that sees the WIT-generated types.
-//! - `journal`: the redb tables, their schema version and migrations, and
-//!   the group-committing writer.
+//! - `journal`: the `Journal` traits the host sees and
+//!   the two journals behind them, redb (embedded, the default) and
+//!   PostgreSQL, each with its schema version and group-committing writer.
 //! - `finish_on_drop`: how work outlives a caller that goes away.
 //! - `names`: validation of service names and entity ids.
 //! - `metrics`: Prometheus metrics.
@@ -70,7 +72,7 @@ pub use server::{Opened, open, open_with_storage, serve};
 #[doc(hidden)]
 pub mod bench_hooks {
     pub use crate::domain::{Call, Event, StateChange};
-    pub use crate::journal::{Commit, EntityWrite, Journal, StoredSnapshot};
+    pub use crate::journal::{Commit, EntityStore, EntityWrite, Journal, RedbJournal, StoredSnapshot};
     pub use crate::metrics::Metrics;
     pub use crate::runtime::{CompileBudget, CompiledService, GuestLimits, HostMemory, Runtime, Snapshot};
     pub use crate::server::JOURNAL_FILE;

@@ -44,7 +44,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(1);
 
 /// Starts the outbox worker.
-pub fn spawn(invoker: Invoker, journal: Arc<Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
+pub fn spawn(invoker: Invoker, journal: Arc<dyn Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
     let worker = Worker {
         invoker,
         journal,
@@ -65,7 +65,7 @@ pub fn spawn(invoker: Invoker, journal: Arc<Journal>, metrics: Arc<Metrics>, max
 /// The state of the outbox worker.
 struct Worker {
     invoker: Invoker,
-    journal: Arc<Journal>,
+    journal: Arc<dyn Journal>,
     metrics: Arc<Metrics>,
     max_attempts: u32,
     deliveries: JoinSet<(OutboxEntry, Result<Vec<u8>, InvokeError>)>,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::config::ServeConfig;
 use crate::http::{AppParts, AppState, BodyLimits, ConnectionLimits, RequestOrigins, Tokens, app};
 use crate::invoke::{Invoker, InvokerConfig};
-use crate::journal::{Journal, VersionMeta};
+use crate::journal::{Journal, PgJournal, RedbJournal, VersionMeta};
 use crate::metrics::Metrics;
 use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
@@ -84,6 +84,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    if let Some(url) = &config.journal {
+        let metrics = Arc::new(Metrics::default());
+        let (url, journal_metrics) = (url.clone(), metrics.clone());
+        let journal = tokio::task::spawn_blocking(move || PgJournal::connect(&url, journal_metrics))
+            .await?
+            .context("cannot open the journal on PostgreSQL")?;
+        return open_on(config, Arc::new(journal), metrics, shutdown).await;
+    }
     let (path, cache_size) = (config.data_dir.join(JOURNAL_FILE), config.journal_cache);
     open_with_storage(config, move || redb::Builder::new().set_cache_size(cache_size).create(&path), shutdown).await
 }
@@ -133,11 +141,21 @@ pub async fn open_with_storage(
     let metrics = Arc::new(Metrics::default());
     let reopen: journal::Reopen = Box::new(open_db);
     let journal = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Journal::with_reopen(db, reopen, metrics.clone())
+        RedbJournal::with_reopen(db, reopen, metrics.clone())
     })) {
-        Ok(journal) => Arc::new(journal.context("cannot open the journal")?),
+        Ok(journal) => Arc::new(journal.context("cannot open the journal")?) as Arc<dyn Journal>,
         Err(panic) => return Err(damaged(&journal_path, &journal::panic_message(&*panic))),
     };
+    open_on(config, journal, metrics, shutdown).await
+}
+
+/// Builds the host on an opened journal.
+async fn open_on(
+    config: &ServeConfig,
+    journal: Arc<dyn Journal>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Opened> {
     if let journal::SchemaStatus::Migrated { from } = journal.schema_status() {
         tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
     }
@@ -226,7 +244,7 @@ pub async fn open_with_storage(
 /// How often expired idempotency records are deleted.
 const IDEMPOTENCY_SWEEP: std::time::Duration = std::time::Duration::from_secs(600);
 
-fn spawn_idempotency_sweeper(journal: Arc<Journal>) {
+fn spawn_idempotency_sweeper(journal: Arc<dyn Journal>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(IDEMPOTENCY_SWEEP).await;

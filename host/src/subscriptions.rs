@@ -40,7 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The running subscription workers, one per (subscriber, source).
 pub struct Subscriptions {
     invoker: Invoker,
-    journal: Arc<Journal>,
+    journal: Arc<dyn Journal>,
     services: Arc<Services>,
     metrics: Arc<Metrics>,
     /// How many times one event is tried before it becomes a dead letter.
@@ -54,7 +54,7 @@ impl Subscriptions {
     /// of new subscriptions and stops those no longer declared.
     pub fn start(
         invoker: Invoker,
-        journal: Arc<Journal>,
+        journal: Arc<dyn Journal>,
         services: Arc<Services>,
         metrics: Arc<Metrics>,
         max_attempts: u32,

@@ -5,8 +5,9 @@
 
 pub mod api;
 pub mod guests;
+pub mod postgres;
 pub mod server;
 pub mod sse;
 
 pub use api::{Api, Reply};
-pub use server::{Options, Server};
+pub use server::{JournalKind, Options, Server};

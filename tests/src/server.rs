@@ -1,8 +1,9 @@
 //! Starting and stopping a real `wasmstate` server process.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -33,6 +34,7 @@ pub struct Server {
     data_dir: PathBuf,
     args: Vec<String>,
     options: Options,
+    journal_url: Option<String>,
     stdout: Output,
     stderr: Output,
 }
@@ -49,6 +51,50 @@ pub struct Options {
     /// The server's limit of open files (`RLIMIT_NOFILE`, soft and hard),
     /// if it is to be lower than the test's.
     pub max_open_files: Option<u64>,
+    /// The journal to run on; `None`: the one [`JournalKind::under_test`] names.
+    pub journal: Option<JournalKind>,
+}
+
+/// Which journal a test server keeps its data in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalKind {
+    /// The embedded redb file in the data dir.
+    Redb,
+    /// A database of its own on the test PostgreSQL server
+    /// ([`crate::postgres::shared`]), one per data dir.
+    Postgres,
+    /// This PostgreSQL database (a URL).
+    Database(String),
+}
+
+impl JournalKind {
+    /// The journal the suite runs on: `$WASMSTATE_TEST_JOURNAL`, `redb`
+    /// (the default) or `postgres`. `make test` runs the suite on both.
+    pub fn under_test() -> Self {
+        match std::env::var("WASMSTATE_TEST_JOURNAL").as_deref() {
+            Ok("postgres") => JournalKind::Postgres,
+            Ok("redb") | Err(_) => JournalKind::Redb,
+            Ok(other) => panic!("WASMSTATE_TEST_JOURNAL is redb or postgres, not {other:?}"),
+        }
+    }
+}
+
+/// The PostgreSQL journal of each data dir, so a server restarted on a
+/// data dir finds its data again.
+fn databases() -> &'static Mutex<HashMap<PathBuf, String>> {
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    DATABASES.get_or_init(Default::default)
+}
+
+/// The URL of `data_dir`'s PostgreSQL journal, made on first use.
+pub async fn journal_database(data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(url) = databases().lock().unwrap().get(data_dir) {
+        return Ok(url.clone());
+    }
+    let postgres = crate::postgres::shared().await?;
+    let url = postgres.create_database().await?;
+    databases().lock().unwrap().insert(data_dir.to_path_buf(), url.clone());
+    Ok(url)
 }
 
 /// The lines a server wrote to one stream.
@@ -63,6 +109,12 @@ impl Server {
     /// Starts a server on `data_dir` with extra `serve` flags and `options`.
     pub async fn start_with(data_dir: &Path, args: &[&str], options: Options) -> anyhow::Result<Self> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let journal = options.journal.clone().unwrap_or_else(JournalKind::under_test);
+        let journal_url = match journal {
+            JournalKind::Postgres => Some(journal_database(data_dir).await?),
+            JournalKind::Database(url) => Some(url),
+            JournalKind::Redb => None,
+        };
         let mut command = Command::new(binary());
         command
             .arg("serve")
@@ -70,6 +122,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(journal_url.iter().flat_map(|url| ["--journal", url]))
             .args(&args)
             .env("RUST_LOG", std::env::var("WASMSTATE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
@@ -130,7 +183,7 @@ impl Server {
                 seen.lock().unwrap().push(line);
             }
         });
-        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), args, options, stdout, stderr })
+        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), args, options, journal_url, stdout, stderr })
     }
 
     /// The lines the server has written to stdout so far.
@@ -147,6 +200,11 @@ impl Server {
     /// The server's base URL, e.g. `http://127.0.0.1:40123`.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The URL of the server's PostgreSQL journal, when it runs on one.
+    pub fn journal_url(&self) -> Option<&str> {
+        self.journal_url.as_deref()
     }
 
     /// The process id.

@@ -1,8 +1,10 @@
 //! The `wasmstate` command line: `serve`, and client commands that talk to a
 //! running server over HTTP. `deploy.rs` holds deploys and rollbacks, which
-//! verify new versions against the stored entities.
+//! verify new versions against the stored entities; `journal.rs` works on
+//! a journal directly.
 
 mod deploy;
+mod journal;
 
 use std::path::PathBuf;
 
@@ -115,6 +117,9 @@ enum CliCommand {
         #[arg(long)]
         max_memory: usize,
     },
+    /// Work on a journal directly, with no server running on it.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// List deployed services, or describe one.
     Services {
         /// The service to describe.
@@ -133,6 +138,7 @@ impl Cli {
                 return crate::server::serve(*config).await;
             }
             CliCommand::CompileWorker { max_memory } => crate::runtime::run_worker(max_memory),
+            CliCommand::Journal(command) => return journal::run(command).await,
             CliCommand::Deploy { service, component, verify, subscribe } => {
                 deploy::deploy(&client, &service, &component, &verify, &subscribe).await?
             }

@@ -186,10 +186,7 @@ async fn answer_overflow(mut stream: TcpStream, healthy: bool) {
     let (status, body) = if head.starts_with(b"GET /healthz ") && healthy {
         ("200 OK", "ok\n".to_string())
     } else if head.starts_with(b"GET /healthz ") {
-        (
-            "503 Service Unavailable",
-            error_body("journal_failed", "the journal's storage failed; restart the host to repair it"),
-        )
+        ("503 Service Unavailable", error_body("journal_failed", super::JOURNAL_FAILING))
     } else {
         ("503 Service Unavailable", error_body("overloaded", "the host has too many connections; retry later"))
     };

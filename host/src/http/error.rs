@@ -76,6 +76,15 @@ impl From<JournalError> for ApiError {
                 "the journal's storage failed and is being reopened; retry",
             )
             .retry_after(1),
+            JournalError::Unavailable(_) => {
+                tracing::warn!(%error, "the journal's database is unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_unavailable",
+                    "the journal's database is unavailable; retry",
+                )
+                .retry_after(1)
+            }
             other => Self::internal(other),
         }
     }

@@ -64,7 +64,7 @@ pub struct AppParts {
     /// The invocation path.
     pub invoker: Invoker,
     /// The journal, for reads.
-    pub journal: Arc<Journal>,
+    pub journal: Arc<dyn Journal>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Body size limits.
@@ -166,16 +166,17 @@ async fn close_after_refused_body(
     response
 }
 
-/// 200 while the host can commit; 503 once the journal needs a restart.
+/// What `/healthz` says while the journal's storage fails.
+const JOURNAL_FAILING: &str =
+    "the journal's storage is failing; the host keeps trying and takes commands again once it works";
+
+/// 200 while the host can commit; 503 while the journal's storage fails
+/// (a full disk, an unreachable database), until it works again.
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     if state.journal.is_healthy() {
         Ok("ok\n")
     } else {
-        Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "journal_failed",
-            "the journal's storage failed; restart the host to repair it",
-        ))
+        Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "journal_failed", JOURNAL_FAILING))
     }
 }
 

@@ -26,7 +26,7 @@ use crate::journal::{Journal, Watching};
 const PAGE: usize = 512;
 
 struct Follow {
-    journal: Arc<Journal>,
+    journal: Arc<dyn Journal>,
     service: String,
     entity: String,
     next: u64,

@@ -163,7 +163,7 @@ pub struct Invoker {
 /// What every part of the invocation path reaches.
 pub(crate) struct Shared {
     services: Arc<Services>,
-    journal: Arc<Journal>,
+    journal: Arc<dyn Journal>,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     config: InvokerConfig,
@@ -175,7 +175,7 @@ impl Invoker {
     /// Creates the invocation path.
     pub fn new(
         services: Arc<Services>,
-        journal: Arc<Journal>,
+        journal: Arc<dyn Journal>,
         runtime: Arc<Runtime>,
         metrics: Arc<Metrics>,
         config: InvokerConfig,

@@ -139,7 +139,7 @@ pub struct ServiceInfo {
 /// The deployed services.
 pub struct Services {
     runtime: Arc<Runtime>,
-    journal: Arc<Journal>,
+    journal: Arc<dyn Journal>,
     cache: Arc<CompiledCache>,
     metrics: Arc<Metrics>,
     current: RwLock<BTreeMap<String, Arc<Service>>>,
@@ -161,7 +161,7 @@ impl Services {
     /// from the cache) the newest version of each.
     pub fn load(
         runtime: Arc<Runtime>,
-        journal: Arc<Journal>,
+        journal: Arc<dyn Journal>,
         cache: CompiledCache,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -221,8 +221,12 @@ impl Services {
     }
 
     /// Whether `name` had versions that were all deleted (as opposed to
-    /// never having been deployed).
+    /// never having been deployed, or being deployed right now: a deploy
+    /// stores its version before the version takes traffic, and meanwhile
+    /// the name is not deleted).
     pub fn was_deleted(&self, name: &str) -> bool {
+        // Holding the deploys' lock, no version is stored but not yet running.
+        let Ok(_no_deploy_under_way) = self.deploying.try_lock() else { return false };
         !self.is_deployed(name) && self.journal.last_version(name).is_ok_and(|last| last > 0)
     }
 

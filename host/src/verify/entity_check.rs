@@ -118,7 +118,7 @@ enum Rebuilt {
 /// Checks entities of one service, one after the other.
 pub(super) struct Worker {
     pub runtime: Arc<Runtime>,
-    pub journal: Arc<Journal>,
+    pub journal: Arc<dyn Journal>,
     pub service: String,
     pub kind: ServiceKind,
     pub new: CompiledService,
@@ -146,10 +146,10 @@ impl Worker {
     async fn read<T: Send + 'static>(
         &self,
         entity: &str,
-        read: impl FnOnce(&Journal, &str, &str) -> Result<T, JournalError> + Send + 'static,
+        read: impl FnOnce(&dyn Journal, &str, &str) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, CheckError> {
         let (journal, service, id) = (self.journal.clone(), self.service.clone(), entity.to_string());
-        let read = tokio::task::spawn_blocking(move || read(&journal, &service, &id));
+        let read = tokio::task::spawn_blocking(move || read(&*journal, &service, &id));
         Ok(read.await.map_err(|e| CheckError::Internal(e.to_string()))??)
     }
 

@@ -104,7 +104,7 @@ pub struct Check<'a> {
     /// The runtime the versions run on.
     pub runtime: &'a Arc<Runtime>,
     /// Where the entities are stored.
-    pub journal: &'a Arc<Journal>,
+    pub journal: &'a Arc<dyn Journal>,
     /// The service's name.
     pub service: &'a str,
     /// Its kind.

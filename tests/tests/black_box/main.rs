@@ -24,6 +24,7 @@ mod overload;
 mod restart;
 mod security;
 mod services;
+mod stored;
 mod subscriptions;
 mod tck;
 mod upgrades;

@@ -66,24 +66,16 @@ async fn sigterm_finishes_in_flight_commands_then_exits_cleanly() {
 /// refused at start, with a message that says so, and left as it was.
 #[tokio::test]
 async fn a_journal_from_a_newer_wasmstate_is_refused_at_start() {
-    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
     let t = start_with("counter", COUNTER, &[]).await;
     t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
     let crate::Running { dir, server, .. } = t;
     assert!(server.stop().await.unwrap().success());
-    let path = dir.path().join("journal.redb");
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("schema_version", 99).unwrap();
-        txn.commit().unwrap();
-    }
+    let stored = crate::stored::Stored::of(dir.path()).await;
+    stored.set_schema_version(99).await;
     let options = wasmstate_tests::Options { capture_stderr: true, ..Default::default() };
     let error =
         wasmstate_tests::Server::start_with(dir.path(), &[], options).await.err().expect("the start is refused");
     let said = format!("{error:#}");
     assert!(said.contains("schema version 99") && said.contains("newer"), "{said}");
-    let db = redb::Database::create(&path).unwrap();
-    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    assert_eq!(txn.open_table(META).unwrap().get("schema_version").unwrap().unwrap().value(), 99, "left as it was");
+    assert_eq!(stored.schema_version().await, 99, "left as it was");
 }

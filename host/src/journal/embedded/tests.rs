@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::domain::ServiceKind;
 use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey, Reply};
 
-fn journal() -> (tempfile::TempDir, Journal) {
+fn journal() -> (tempfile::TempDir, RedbJournal) {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("j.redb"), Arc::new(Metrics::default())).unwrap();
+    let journal = RedbJournal::open(&dir.path().join("j.redb"), Arc::new(Metrics::default())).unwrap();
     (dir, journal)
 }
 
@@ -128,7 +129,7 @@ async fn a_failed_disk_write_fails_the_whole_batch_and_acknowledges_nothing() {
     let backend = super::FailingStorage::default();
     let failing = backend.switch();
     let db = redb::Builder::new().create_with_backend(backend).unwrap();
-    let journal = Arc::new(Journal::from_database(db, Arc::new(Metrics::default())).unwrap());
+    let journal = Arc::new(RedbJournal::from_database(db, Arc::new(Metrics::default())).unwrap());
     journal.commit(append("c", "e", 0, &["kept"])).await.unwrap();
 
     failing.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -7,6 +7,7 @@ use redb::{Database, ReadableDatabase, TableHandle};
 
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::*;
+use crate::domain::ServiceKind;
 use crate::domain::{Call, Event, FollowUp, IdempotencyKey, Reply};
 
 fn database(dir: &tempfile::TempDir) -> Database {
@@ -40,7 +41,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
     migrate_v1::write_v1_fixture(&db).unwrap();
     assert_eq!(stored_version(&db), None);
 
-    let journal = Journal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
     assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 1 });
 
     let versions = journal.versions().unwrap();

@@ -7,62 +7,17 @@ use std::ops::Bound;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES};
-use super::{Journal, JournalError, StoredSnapshot, read_events, records};
+use super::{AsOf, Forked, HistoryStore, JournalError, NotKept, RedbJournal, StoredSnapshot, read_events, records};
 use crate::domain::{Event, ServiceKind};
 
 /// The events in `range` of one entity, from the past.
 type EventRange = (u64, u64);
 
-/// What folds to an entity's state right after one event: the latest
-/// snapshot as of it, and the events after that snapshot up to it.
-#[derive(Debug, Default)]
-pub struct AsOf {
-    /// The snapshot, if one as of the event or earlier is kept.
-    pub snapshot: Option<StoredSnapshot>,
-    /// The events after the snapshot (from 1 without one), up to the event.
-    pub events: Vec<Event>,
-}
-
-impl AsOf {
-    /// The seq of the last event folded in.
-    pub fn seq(&self) -> u64 {
-        self.events.last().map(|e| e.seq).or(self.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0)
-    }
-}
-
-/// Why a state of the past cannot be folded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotKept {
-    /// The log has no such event: it ends at `last_seq`.
-    Beyond {
-        /// The last seq of the log.
-        last_seq: u64,
-    },
-    /// Compaction dropped the events it needs: the oldest state kept is as
-    /// of `oldest`.
-    Compacted {
-        /// The seq of the oldest state that can be folded.
-        oldest: u64,
-    },
-}
-
-impl NotKept {
-    /// What to tell someone who asked for `entity` right after event `at`.
-    pub fn message(&self, entity: &str, at: u64) -> String {
-        match self {
-            NotKept::Beyond { last_seq } => format!("entity {entity:?} has {last_seq} events: there is no event {at}"),
-            NotKept::Compacted { oldest } => format!(
-                "the history of {entity:?} before event {oldest} was compacted (the service keeps retain=snapshots:K)"
-            ),
-        }
-    }
-}
-
-impl Journal {
+impl HistoryStore for RedbJournal {
     /// The ids of every stored entity of `service`, in order: those with
     /// events for an event-sourced service, those with a stored state for a
     /// value entity, none for an action.
-    pub fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError> {
+    fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let mut ids = Vec::new();
         match kind {
@@ -98,7 +53,7 @@ impl Journal {
     }
 
     /// Whether `service` has any stored entity of `kind`.
-    pub fn has_entities(&self, service: &str, kind: ServiceKind) -> Result<bool, JournalError> {
+    fn has_entities(&self, service: &str, kind: ServiceKind) -> Result<bool, JournalError> {
         let txn = self.db()?.begin_read()?;
         Ok(match kind {
             ServiceKind::EventSourced => {
@@ -118,7 +73,7 @@ impl Journal {
     /// What folds to `entity`'s state right after event `at` (`None`: its
     /// last), read at one point in time: no more than a cold load reads
     /// when `at` is the last event.
-    pub fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<Result<AsOf, NotKept>, JournalError> {
+    fn as_of(&self, service: &str, entity: &str, at: Option<u64>) -> Result<Result<AsOf, NotKept>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let latest = super::latest_snapshot(&txn, service, entity)?;
@@ -152,7 +107,7 @@ impl Journal {
     /// kept event (0 for none): no snapshot (the initial state) when the
     /// log is kept from event 1, else the oldest snapshot that compaction
     /// kept, which covers the events it dropped.
-    pub fn oldest_state(&self, service: &str, entity: &str) -> Result<(Option<StoredSnapshot>, u64), JournalError> {
+    fn oldest_state(&self, service: &str, entity: &str) -> Result<(Option<StoredSnapshot>, u64), JournalError> {
         let txn = self.db()?.begin_read()?;
         let first = super::first_seq(&txn.open_table(EVENTS)?, service, entity)?;
         if first <= 1 {
@@ -166,57 +121,7 @@ impl Journal {
         };
         Ok((snapshot, first))
     }
-}
 
-/// Decodes a snapshot record stored for `entity` as of `seq`.
-fn stored(service: &str, entity: &str, seq: u64, bytes: &[u8]) -> Result<StoredSnapshot, JournalError> {
-    let record = records::SnapshotRecord::read(service, entity, bytes)?;
-    if record.seq != seq {
-        return Err(JournalError::CorruptRecord(format!("the snapshot of {service}/{entity} as of {seq}")));
-    }
-    Ok(StoredSnapshot { seq, version: record.version, state: record.state.to_vec() })
-}
-
-/// The kept events of `entity` with seqs in `range` (both ends included).
-fn read_range(
-    events: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
-    service: &str,
-    entity: &str,
-    (from, to): EventRange,
-) -> Result<Vec<Event>, JournalError> {
-    if from > to {
-        return Ok(Vec::new());
-    }
-    read_events(events, service, entity, from, (to - from + 1) as usize, usize::MAX).map(|mut read| {
-        read.retain(|e| e.seq <= to);
-        read
-    })
-}
-
-/// What a fork did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forked {
-    /// The new entity holds the source's log up to `last_seq`, from event 1
-    /// or, for a long log, from the source's snapshot as of `from_snapshot`.
-    Done {
-        /// The last seq copied.
-        last_seq: u64,
-        /// The snapshot the copy starts from, when it does not start at the
-        /// oldest kept event.
-        from_snapshot: Option<u64>,
-    },
-    /// The new entity already has events (or a snapshot): nothing was written.
-    TargetExists,
-    /// The source's history does not hold the state asked for: nothing
-    /// was written.
-    NotKept(NotKept),
-}
-
-/// The most bytes of events a fork copies from the oldest kept event; past
-/// them, it copies from the latest snapshot as of the fork's event.
-const MAX_FORK_BYTES: usize = 16 << 20;
-
-impl Journal {
     /// Makes `to` a new entity of `service` whose log is `from`'s up to
     /// event `at` (default: all) — every kept event, with the versions that
     /// wrote them, or, past [`MAX_FORK_BYTES`], those after the latest
@@ -225,7 +130,7 @@ impl Journal {
     /// service's log, so subscribers do not see them again. The caller
     /// makes sure no command runs on `to` meanwhile (it forks from `to`'s
     /// entity task).
-    pub fn fork(&self, service: &str, from: &str, to: &str, at: Option<u64>) -> Result<Forked, JournalError> {
+    fn fork(&self, service: &str, from: &str, to: &str, at: Option<u64>) -> Result<Forked, JournalError> {
         let base = match self.as_of(service, from, at)? {
             Ok(base) => base,
             Err(not_kept) => return Ok(Forked::NotKept(not_kept)),
@@ -276,3 +181,32 @@ impl Journal {
         Ok(Forked::Done { last_seq: at, from_snapshot })
     }
 }
+
+/// Decodes a snapshot record stored for `entity` as of `seq`.
+fn stored(service: &str, entity: &str, seq: u64, bytes: &[u8]) -> Result<StoredSnapshot, JournalError> {
+    let record = records::SnapshotRecord::read(service, entity, bytes)?;
+    if record.seq != seq {
+        return Err(JournalError::CorruptRecord(format!("the snapshot of {service}/{entity} as of {seq}")));
+    }
+    Ok(StoredSnapshot { seq, version: record.version, state: record.state.to_vec() })
+}
+
+/// The kept events of `entity` with seqs in `range` (both ends included).
+fn read_range(
+    events: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    service: &str,
+    entity: &str,
+    (from, to): EventRange,
+) -> Result<Vec<Event>, JournalError> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    read_events(events, service, entity, from, (to - from + 1) as usize, usize::MAX).map(|mut read| {
+        read.retain(|e| e.seq <= to);
+        read
+    })
+}
+
+/// The most bytes of events a fork copies from the oldest kept event; past
+/// them, it copies from the latest snapshot as of the fork's event.
+const MAX_FORK_BYTES: usize = 16 << 20;

@@ -18,29 +18,15 @@
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
-use super::JournalError;
 use super::migrate_v1;
 use super::tables::{
     COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
     RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
 };
+use super::{JournalError, SchemaStatus};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 2;
-
-/// What opening a journal found and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaStatus {
-    /// A new, empty journal, created at the current version.
-    Created,
-    /// A journal already at the current version.
-    Current,
-    /// A journal migrated from an older version.
-    Migrated {
-        /// The version it was at.
-        from: u64,
-    },
-}
 
 /// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
 /// stored version and migrates an older journal, all in one transaction.

@@ -21,6 +21,8 @@ pub struct FailingStorage {
     panicking: Arc<AtomicBool>,
 }
 
+// The unit tests use one switch; the fault-injection tests use them all.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 impl FailingStorage {
     /// The switch: set it to make every write fail, clear it to let them through.
     pub fn switch(&self) -> Arc<AtomicBool> {

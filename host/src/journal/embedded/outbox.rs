@@ -6,65 +6,36 @@
 //! asked for them; deliveries, retries and drops are bookkeeping writes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::records::{self, OutboxEntry, OutboxRecord};
+use super::records::{self, OutboxRecord};
 use super::tables::OUTBOX;
-use super::{Journal, JournalError};
+use super::{JournalError, OutboxBook, OutboxEntry, OutboxStore, RedbJournal};
 use crate::domain::Call;
 
-/// How many entries wait for each target service, and how many may.
-#[derive(Debug)]
-pub(super) struct OutboxBook {
-    waiting: Mutex<HashMap<String, u64>>,
-    quota: AtomicU64,
+/// The counts of the entries in `db`'s outbox, with no quota.
+pub(super) fn read_book(db: &redb::Database) -> Result<OutboxBook, JournalError> {
+    let txn = db.begin_read()?;
+    let mut waiting: HashMap<String, u64> = HashMap::new();
+    for row in txn.open_table(OUTBOX)?.iter()? {
+        let (_, value) = row?;
+        let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
+        *waiting.entry(record.call.service).or_default() += 1;
+    }
+    Ok(OutboxBook::new(waiting))
 }
 
-impl OutboxBook {
-    /// The counts of the entries in `db`'s outbox, with no quota.
-    pub fn read(db: &redb::Database) -> Result<Self, JournalError> {
-        let txn = db.begin_read()?;
-        let mut waiting: HashMap<String, u64> = HashMap::new();
-        for row in txn.open_table(OUTBOX)?.iter()? {
-            let (_, value) = row?;
-            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
-            *waiting.entry(record.call.service).or_default() += 1;
-        }
-        Ok(Self { waiting: Mutex::new(waiting), quota: AtomicU64::new(u64::MAX) })
-    }
-
-    /// Whether `adding` more entries (by target service) fit the quota;
-    /// the first service that does not fit, if any.
-    pub fn over_quota<'a>(&self, adding: &HashMap<&'a str, u64>) -> Option<&'a str> {
-        let quota = self.quota.load(Ordering::Relaxed);
-        let waiting = self.waiting.lock().unwrap();
-        adding.iter().find(|(service, n)| waiting.get(**service).copied().unwrap_or(0) + **n > quota).map(|(s, _)| *s)
-    }
-
-    /// Counts entries added to (`delta` > 0) or gone from the outbox.
-    pub fn adjust(&self, service: &str, delta: i64) {
-        let mut waiting = self.waiting.lock().unwrap();
-        let count = waiting.entry(service.to_string()).or_default();
-        *count = count.saturating_add_signed(delta);
-        if *count == 0 {
-            waiting.remove(service);
-        }
-    }
-}
-
-impl Journal {
+impl OutboxStore for RedbJournal {
     /// Bounds how many entries may wait for one target service: a commit
     /// that would pass it is refused ([`super::CommitStatus::OutboxFull`]).
-    pub fn set_outbox_quota(&self, quota: u64) {
-        self.outbox.quota.store(quota, Ordering::Relaxed);
+    fn set_outbox_quota(&self, quota: u64) {
+        self.outbox.set_quota(quota);
     }
 
     /// Up to `limit` outbox entries due at `now_ms` with an id past `after`,
     /// oldest first, and the number of entries waiting in all.
-    pub fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
+    fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let mut due = Vec::new();
@@ -88,7 +59,7 @@ impl Journal {
     }
 
     /// Removes delivered (or abandoned) outbox entries.
-    pub fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
         let mut gone: Vec<String> = Vec::new();
         self.bookkeeping_write(|txn| {
             let mut table = txn.open_table(OUTBOX)?;
@@ -108,7 +79,7 @@ impl Journal {
 
     /// Records a failed attempt: the entry is retried at `next_attempt_ms`
     /// (unless it was dropped meanwhile, with its service).
-    pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
         let record = OutboxRecord {
             call: &entry.call,
             hops: entry.hops,
@@ -127,7 +98,7 @@ impl Journal {
 
     /// Removes every entry waiting for `service` (it was deleted); answers
     /// how many there were.
-    pub fn outbox_drop_service(&self, service: &str) -> Result<usize, JournalError> {
+    fn outbox_drop_service(&self, service: &str) -> Result<usize, JournalError> {
         let mut dropped = 0;
         self.bookkeeping_write(|txn| {
             let mut table = txn.open_table(OUTBOX)?;

@@ -7,14 +7,14 @@ use std::collections::HashSet;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::tables::{COMPONENTS, VERSION_HEADS, VERSIONS};
-use super::{Journal, JournalError, NewVersion, VersionMeta, records};
+use super::{JournalError, NewVersion, RedbJournal, VersionMeta, VersionStore, records};
 use crate::domain::ServiceKind;
 
-impl Journal {
+impl VersionStore for RedbJournal {
     /// Stores a new deployed version, durably: gives it the number after
     /// the last one this service name ever had, and stores its metadata and
     /// component bytes.
-    pub fn save_version(&self, version: &NewVersion, component: &[u8]) -> Result<VersionMeta, JournalError> {
+    fn save_version(&self, version: &NewVersion, component: &[u8]) -> Result<VersionMeta, JournalError> {
         let txn = self.db()?.begin_write()?;
         let meta = {
             let mut heads = txn.open_table(VERSION_HEADS)?;
@@ -54,7 +54,7 @@ impl Journal {
     }
 
     /// The last version number `service` was given (0 if never deployed).
-    pub fn last_version(&self, service: &str) -> Result<u32, JournalError> {
+    fn last_version(&self, service: &str) -> Result<u32, JournalError> {
         let txn = self.db()?.begin_read()?;
         Ok(txn.open_table(VERSION_HEADS)?.get(service)?.map_or(0, |v| v.value()))
     }
@@ -63,7 +63,7 @@ impl Journal {
     /// component bytes no other version shares), durably; answers how many
     /// there were. Its entities' data stays, and so does its last version
     /// number.
-    pub fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
+    fn delete_versions(&self, service: &str) -> Result<usize, JournalError> {
         let txn = self.db()?.begin_write()?;
         let removed = {
             let mut versions = txn.open_table(VERSIONS)?;
@@ -94,7 +94,7 @@ impl Journal {
     }
 
     /// Every deployed version of every service, ordered by (service, version).
-    pub fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
+    fn versions(&self) -> Result<Vec<VersionMeta>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let mut out = Vec::new();
         for row in txn.open_table(VERSIONS)?.iter()? {
@@ -118,13 +118,15 @@ impl Journal {
     }
 
     /// The component bytes of one deployed version.
-    pub fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
+    fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let Some(row) = txn.open_table(VERSIONS)?.get((service, version))? else { return Ok(None) };
         let record: records::VersionRecord = records::decode(row.value(), "version")?;
         Ok(txn.open_table(COMPONENTS)?.get(record.digest.as_str())?.map(|v| v.value().to_vec()))
     }
+}
 
+impl RedbJournal {
     /// How many bytes of components the journal holds, each digest once.
     #[cfg(test)]
     pub(super) fn component_bytes(&self) -> Result<u64, JournalError> {

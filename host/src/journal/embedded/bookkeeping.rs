@@ -8,25 +8,14 @@
 
 use redb::{Durability, ReadableDatabase, ReadableTableMetadata};
 
-use super::records::{self, DeadLetter, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, ValueRecord};
+use super::records::{self, EventRecord, KeyRecord, LogEntryRecord, ValueRecord};
 use super::tables::{DEAD_LETTERS, EVENTS, IDEMPOTENCY, OFFSETS, SERVICE_LOG, VALUES, idempotency_live};
-use super::{Journal, JournalError};
+use super::{Bookkeeping, DeadLetter, IdempotencyRecord, JournalError, RedbJournal, ServiceLogEntry};
 use crate::domain::{Event, FollowUp, IdempotencyKey};
 
-/// One event of a service's log, as a subscriber receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceLogEntry {
-    /// Its position in the service's log, from 1.
-    pub position: u64,
-    /// The entity that emitted it.
-    pub entity: String,
-    /// The event.
-    pub event: Event,
-}
-
-impl Journal {
+impl Bookkeeping for RedbJournal {
     /// A value entity's stored state.
-    pub fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError> {
+    fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError> {
         let txn = self.db()?.begin_read()?;
         match txn.open_table(VALUES)?.get((service, entity))? {
             Some(row) => Ok(Some(ValueRecord::read(service, entity, row.value())?.state.to_vec())),
@@ -36,7 +25,7 @@ impl Journal {
 
     /// The record a command left under an idempotency key on this entity,
     /// if the record has not expired at `now_ms`.
-    pub fn idempotency_record(
+    fn idempotency_record(
         &self,
         service: &str,
         entity: &str,
@@ -59,7 +48,7 @@ impl Journal {
     }
 
     /// Deletes idempotency records that expired before `now_ms`; answers how many.
-    pub fn sweep_idempotency(&self, now_ms: u64) -> Result<usize, JournalError> {
+    fn sweep_idempotency(&self, now_ms: u64) -> Result<usize, JournalError> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::None)?;
         let removed = {
@@ -78,7 +67,7 @@ impl Journal {
     }
 
     /// Up to `limit` events of `service` after log position `after`, in commit order.
-    pub fn service_log(&self, service: &str, after: u64, limit: usize) -> Result<Vec<ServiceLogEntry>, JournalError> {
+    fn service_log(&self, service: &str, after: u64, limit: usize) -> Result<Vec<ServiceLogEntry>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let log = txn.open_table(SERVICE_LOG)?;
         let events = txn.open_table(EVENTS)?;
@@ -103,13 +92,13 @@ impl Journal {
     }
 
     /// The last service-log position delivered to `subscriber` from `source`.
-    pub fn offset(&self, subscriber: &str, source: &str) -> Result<u64, JournalError> {
+    fn offset(&self, subscriber: &str, source: &str) -> Result<u64, JournalError> {
         let txn = self.db()?.begin_read()?;
         Ok(txn.open_table(OFFSETS)?.get((subscriber, source))?.map_or(0, |v| v.value()))
     }
 
     /// Moves `subscriber`'s offset in `source` to `position`.
-    pub fn set_offset(&self, subscriber: &str, source: &str, position: u64) -> Result<(), JournalError> {
+    fn set_offset(&self, subscriber: &str, source: &str, position: u64) -> Result<(), JournalError> {
         self.bookkeeping_write(|txn| {
             txn.open_table(OFFSETS)?.insert((subscriber, source), position)?;
             Ok(())
@@ -118,7 +107,7 @@ impl Journal {
 
     /// Records that `subscriber` gave up on the event at `position` of
     /// `source`'s log.
-    pub fn add_dead_letter(
+    fn add_dead_letter(
         &self,
         subscriber: &str,
         source: &str,
@@ -134,7 +123,7 @@ impl Journal {
 
     /// The events `subscriber` gave up on, as (source, position, letter),
     /// by source and position.
-    pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<(String, u64, DeadLetter)>, JournalError> {
+    fn dead_letters(&self, subscriber: &str) -> Result<Vec<(String, u64, DeadLetter)>, JournalError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
@@ -150,11 +139,14 @@ impl Journal {
     }
 
     /// The last position of `service`'s log (0 when it has no events).
-    pub fn service_log_head(&self, service: &str) -> Result<u64, JournalError> {
+    fn service_log_head(&self, service: &str) -> Result<u64, JournalError> {
         let txn = self.db()?.begin_read()?;
         super::log_head(&txn.open_table(SERVICE_LOG)?, service)
     }
+}
 
+impl RedbJournal {
+    /// Runs `write` in a write transaction of its own and commits it.
     pub(super) fn bookkeeping_write(
         &self,
         write: impl FnOnce(&redb::WriteTransaction) -> Result<(), JournalError>,

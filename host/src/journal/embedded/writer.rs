@@ -15,12 +15,10 @@ use std::time::Duration;
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, oneshot};
 
-use super::commit_watch::CommitWatch;
-use super::outbox::OutboxBook;
-use super::records::{
-    self, EventRecord, IdempotencyRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord,
-};
-use super::retention::RetentionBook;
+use super::CommitWatch;
+use super::OutboxBook;
+use super::RetentionBook;
+use super::records::{self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord};
 use super::schema::SCHEMA_VERSION;
 use super::storage::Storage;
 use super::tables::{
@@ -28,113 +26,11 @@ use super::tables::{
     idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
-use super::{JournalError, StoredSnapshot};
-use crate::domain::Call;
+use super::{Commit, CommitStatus, EntityWrite, JournalError, panic_message};
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 1024;
-
-/// What a command writes to its entity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntityWrite {
-    /// Events of an event-sourced entity, and maybe a snapshot. With no
-    /// events, the commit's other writes still require the entity to be at
-    /// `expected_last_seq`.
-    Events {
-        /// The last seq the command ran against; the events get the seqs after it.
-        expected_last_seq: u64,
-        /// The emitted events, in order.
-        events: Vec<Vec<u8>>,
-        /// A snapshot to store with the events, replacing the previous one.
-        snapshot: Option<StoredSnapshot>,
-    },
-    /// A value entity's new state; `None` deletes it.
-    Value(Option<Vec<u8>>),
-    /// Nothing on the entity itself (an action's outbox entries, say).
-    Nothing,
-}
-
-/// Everything one command writes, committed atomically: all or none.
-#[derive(Debug, Clone)]
-pub struct Commit {
-    /// The service of the entity.
-    pub service: Arc<str>,
-    /// The entity id (an action's routing key).
-    pub entity: Arc<str>,
-    /// The version of the service the command ran on, recorded with its
-    /// events or value.
-    pub version: u32,
-    /// How many forwards and side effects deep the command ran: its outbox
-    /// entries are delivered one deeper.
-    pub hops: u32,
-    /// The entity's own change.
-    pub write: EntityWrite,
-    /// Asynchronous side effects, delivered from the outbox after the commit.
-    pub outbox: Vec<Call>,
-    /// What the command left to do, recorded under its idempotency key.
-    pub idempotency: Option<IdempotencyRecord>,
-}
-
-impl Commit {
-    /// A commit of events only.
-    pub fn events(service: &str, entity: &str, expected_last_seq: u64, events: Vec<Vec<u8>>) -> Self {
-        Self {
-            service: service.into(),
-            entity: entity.into(),
-            version: 0,
-            hops: 0,
-            write: EntityWrite::Events { expected_last_seq, events, snapshot: None },
-            outbox: Vec::new(),
-            idempotency: None,
-        }
-    }
-
-    /// Whether the commit writes nothing at all.
-    pub fn is_empty(&self) -> bool {
-        let writes_entity = match &self.write {
-            EntityWrite::Nothing => false,
-            EntityWrite::Events { events, snapshot, .. } => !events.is_empty() || snapshot.is_some(),
-            EntityWrite::Value(_) => true,
-        };
-        !writes_entity && self.outbox.is_empty() && self.idempotency.is_none()
-    }
-}
-
-/// How one commit ended. Only `Durable` wrote anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitStatus {
-    /// Everything is durable; the entity's log ends at `last_seq` (0 for a
-    /// commit that is not about events).
-    Durable {
-        /// The seq of the entity's last event.
-        last_seq: u64,
-    },
-    /// Refused: the entity's log does not end where the command expected,
-    /// so the state it ran on was not the committed one.
-    Conflict {
-        /// The last seq the command ran on.
-        expected: u64,
-        /// The last seq in the journal.
-        found: u64,
-    },
-    /// Refused: a live record already holds the commit's idempotency key;
-    /// a command with the same key committed first.
-    KeyRecorded,
-    /// Refused: the commit's outbox entries would pass the quota of
-    /// entries waiting for this target service.
-    OutboxFull {
-        /// The target service.
-        service: String,
-    },
-}
-
-impl CommitStatus {
-    /// Whether the commit is durable (rather than refused).
-    pub fn is_durable(&self) -> bool {
-        matches!(self, CommitStatus::Durable { .. })
-    }
-}
 
 /// How often a failed journal tries a write.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -195,17 +91,6 @@ impl GroupCommitter {
     /// acknowledged.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
-    }
-}
-
-/// The message of a caught panic.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        text.to_string()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(no message)".into()
     }
 }
 

@@ -6,118 +6,39 @@
 //! (where its log stands), nor an event a subscriber has not been given.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::RwLock;
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
-use serde::Serialize;
 
 use super::tables::{EVENTS, OFFSETS, RETENTION, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS};
-use super::{Journal, JournalError, records};
+use super::{Compacted, HistoryStore, JournalError, RedbJournal, Retention, RetentionBook, RetentionStore, records};
+
+/// Reads the policies stored in `db`.
+pub(super) fn read_book(db: &Database) -> Result<RetentionBook, JournalError> {
+    let txn = db.begin_read()?;
+    let mut policies = HashMap::new();
+    for row in txn.open_table(RETENTION)?.iter()? {
+        let (service, k) = row?;
+        policies.insert(service.value().to_string(), k.value());
+    }
+    Ok(RetentionBook::new(policies))
+}
 
 /// The most event rows one compaction transaction deletes.
 const MAX_DELETES_PER_TXN: usize = 2_000;
 
-/// How much of its entities' history a service keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Retention {
-    /// Every event (the default).
-    #[default]
-    All,
-    /// The events after each entity's K-th latest snapshot, and those K
-    /// snapshots.
-    Snapshots(u32),
-}
-
-impl Retention {
-    /// Parses `all` or `snapshots:K` (K ≥ 1).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            None if text == "all" => Ok(Retention::All),
-            Some(("snapshots", k)) => match k.parse::<u32>() {
-                Ok(k) if k >= 1 => Ok(Retention::Snapshots(k)),
-                _ => Err(format!("snapshots:K takes a whole number K of at least 1, not {k:?}")),
-            },
-            _ => Err(format!("retain takes `all` or `snapshots:K`, not {text:?}")),
-        }
-    }
-}
-
-impl fmt::Display for Retention {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Retention::All => f.write_str("all"),
-            Retention::Snapshots(k) => write!(f, "snapshots:{k}"),
-        }
-    }
-}
-
-impl Serialize for Retention {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// The services that keep only some history, in memory: the writer asks it
-/// whether a snapshot must also go to the snapshot history.
-#[derive(Debug, Default)]
-pub(super) struct RetentionBook(RwLock<HashMap<String, u32>>);
-
-impl RetentionBook {
-    /// Reads the policies stored in `db`.
-    pub fn read(db: &Database) -> Result<Self, JournalError> {
-        let txn = db.begin_read()?;
-        let mut policies = HashMap::new();
-        for row in txn.open_table(RETENTION)?.iter()? {
-            let (service, k) = row?;
-            policies.insert(service.value().to_string(), k.value());
-        }
-        Ok(Self(RwLock::new(policies)))
-    }
-
-    /// The policy of `service`.
-    pub fn get(&self, service: &str) -> Retention {
-        self.0.read().unwrap().get(service).map_or(Retention::All, |k| Retention::Snapshots(*k))
-    }
-
-    /// Whether `service` keeps a history of snapshots.
-    pub fn keeps_snapshot_history(&self, service: &str) -> bool {
-        self.0.read().unwrap().contains_key(service)
-    }
-
-    /// Every service that keeps only some history, with its K.
-    pub fn compacted(&self) -> Vec<(String, u32)> {
-        self.0.read().unwrap().iter().map(|(s, k)| (s.clone(), *k)).collect()
-    }
-}
-
-/// What one round of compaction of a service did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Compacted {
-    /// Events deleted.
-    pub events: u64,
-    /// Snapshots deleted from the history.
-    pub snapshots: u64,
-    /// Bytes of records deleted.
-    pub bytes: u64,
-    /// Whether the round waited for a subscriber that has not been given
-    /// every event yet, and deleted nothing.
-    pub waiting_for_subscribers: bool,
-}
-
-impl Journal {
+impl RetentionStore for RedbJournal {
     /// How much history `service` keeps.
-    pub fn retention(&self, service: &str) -> Retention {
+    fn retention(&self, service: &str) -> Retention {
         self.retention.get(service)
     }
 
     /// Every service that keeps only some history, with its K.
-    pub fn compacted_services(&self) -> Vec<(String, u32)> {
+    fn compacted_services(&self) -> Vec<(String, u32)> {
         self.retention.compacted()
     }
 
     /// Sets how much history `service` keeps, durably.
-    pub fn set_retention(&self, service: &str, retention: Retention) -> Result<(), JournalError> {
+    fn set_retention(&self, service: &str, retention: Retention) -> Result<(), JournalError> {
         let txn = self.db()?.begin_write()?;
         {
             let mut table = txn.open_table(RETENTION)?;
@@ -127,11 +48,7 @@ impl Journal {
             };
         }
         txn.commit()?;
-        let mut policies = self.retention.0.write().unwrap();
-        match retention {
-            Retention::All => policies.remove(service),
-            Retention::Snapshots(k) => policies.insert(service.to_string(), k),
-        };
+        self.retention.set(service, retention);
         Ok(())
     }
 
@@ -140,7 +57,7 @@ impl Journal {
     /// (but never its last event), and the snapshots before that one. Waits
     /// (deletes nothing) while one of `subscribers` has not been given every
     /// event of the service.
-    pub fn compact(&self, service: &str, k: u32, subscribers: &[String]) -> Result<Compacted, JournalError> {
+    fn compact(&self, service: &str, k: u32, subscribers: &[String]) -> Result<Compacted, JournalError> {
         let db = self.db()?;
         // One read transaction decides what goes: every event it sees up
         // to a snapshot it sees was given to every subscriber.
@@ -164,7 +81,9 @@ impl Journal {
         self.delete_planned(service, &mut plan, &mut compacted)?;
         Ok(compacted)
     }
+}
 
+impl RedbJournal {
     /// Deletes, in one transaction, each planned entity's events up to
     /// `upto` and its snapshots before `oldest_kept`.
     fn delete_planned(

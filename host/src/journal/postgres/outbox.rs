@@ -1,0 +1,74 @@
+//! The outbox on PostgreSQL: asynchronous side effects waiting for
+//! delivery. Entries are added by the writer, in the transaction of the
+//! command that asked for them; deliveries, retries and drops are single
+//! statements.
+
+use super::{JournalError, OutboxEntry, OutboxStore, PgJournal, db_int};
+use crate::domain::Call;
+use crate::journal::records::{self, OutboxRecord};
+
+impl OutboxStore for PgJournal {
+    fn set_outbox_quota(&self, quota: u64) {
+        self.outbox.set_quota(quota);
+    }
+
+    fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
+        self.run(async |conn| {
+            let waiting: i64 = conn.client.query_one("SELECT count(*) FROM outbox", &[]).await?.get(0);
+            let statement = conn.statement("SELECT id, record FROM outbox WHERE id > $1 ORDER BY id").await?;
+            let mut due = Vec::new();
+            // Few entries wait in the normal case; the due ones are picked here.
+            for row in conn.client.query(&statement, &[&db_int(after)]).await? {
+                let record: OutboxRecord<Call> = records::decode(row.get(1), "outbox entry")?;
+                if record.next_attempt_ms <= now_ms {
+                    due.push(OutboxEntry {
+                        id: row.get::<_, i64>(0) as u64,
+                        call: record.call,
+                        hops: record.hops,
+                        attempts: record.attempts,
+                        next_attempt_ms: record.next_attempt_ms,
+                    });
+                    if due.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok((due, waiting as u64))
+        })
+    }
+
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
+        let ids: Vec<i64> = ids.iter().map(|id| db_int(*id)).collect();
+        let gone = self.run(async |conn| {
+            let rows = conn.client.query("DELETE FROM outbox WHERE id = ANY($1) RETURNING target", &[&ids]).await?;
+            Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>())
+        })?;
+        for service in gone {
+            self.outbox.adjust(&service, -1);
+        }
+        Ok(())
+    }
+
+    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+        let record = OutboxRecord {
+            call: &entry.call,
+            hops: entry.hops,
+            attempts: entry.attempts,
+            next_attempt_ms: entry.next_attempt_ms,
+        };
+        let encoded = records::encode(&record)?;
+        self.run(async |conn| {
+            conn.client
+                .execute("UPDATE outbox SET record = $2 WHERE id = $1", &[&db_int(entry.id), &encoded.as_slice()])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn outbox_drop_service(&self, service: &str) -> Result<usize, JournalError> {
+        let dropped = self
+            .run(async |conn| Ok(conn.client.execute("DELETE FROM outbox WHERE target = $1", &[&service]).await?))?;
+        self.outbox.adjust(service, -(dropped as i64));
+        Ok(dropped as usize)
+    }
+}

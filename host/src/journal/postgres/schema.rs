@@ -1,0 +1,102 @@
+//! The journal's tables in PostgreSQL, and their schema version.
+//!
+//! Everything lives in the `wasmstate` schema of the database the URL
+//! names. The host creates and migrates it itself, in one transaction
+//! under an advisory lock, so hosts that start at once wait for each other
+//! and exactly one of them creates the tables.
+//!
+//! Rows hold the same checked records as the embedded journal
+//! (`records.rs`), plus the columns the queries select and order by. Text
+//! columns use the "C" collation: entities sort by their bytes, as they do
+//! in redb.
+//!
+//! - **1**: the first PostgreSQL layout.
+
+use tokio_postgres::Client;
+
+use super::JournalError;
+use crate::journal::SchemaStatus;
+
+/// The schema version of the PostgreSQL journal this build reads and writes.
+pub const PG_SCHEMA_VERSION: i64 = 1;
+
+/// What every connection runs first.
+pub const SESSION_SETUP: &str = "SET search_path TO wasmstate; SET synchronous_commit TO on";
+
+/// The key of the advisory lock that serializes schema changes across hosts.
+const SCHEMA_LOCK: i64 = 0x7761_736d_7374_6174;
+
+/// The tables of version 1.
+const TABLES_V1: &str = r#"
+CREATE TABLE keys (name text COLLATE "C" PRIMARY KEY, key bytea NOT NULL);
+CREATE TABLE components (digest text COLLATE "C" PRIMARY KEY, bytes bytea NOT NULL);
+CREATE TABLE versions (
+    service text COLLATE "C" NOT NULL, version integer NOT NULL, record bytea NOT NULL,
+    PRIMARY KEY (service, version));
+CREATE TABLE version_heads (service text COLLATE "C" PRIMARY KEY, last integer NOT NULL);
+CREATE TABLE entity_heads (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, last_seq bigint NOT NULL,
+    PRIMARY KEY (service, entity));
+CREATE TABLE events (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+    record bytea NOT NULL, PRIMARY KEY (service, entity, seq));
+CREATE TABLE snapshots (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+    record bytea NOT NULL, PRIMARY KEY (service, entity));
+CREATE TABLE snapshot_history (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+    record bytea NOT NULL, PRIMARY KEY (service, entity, seq));
+CREATE TABLE retention (service text COLLATE "C" PRIMARY KEY, k integer NOT NULL);
+CREATE TABLE entity_values (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, record bytea NOT NULL,
+    PRIMARY KEY (service, entity));
+CREATE TABLE outbox (id bigint PRIMARY KEY, target text COLLATE "C" NOT NULL, record bytea NOT NULL);
+CREATE INDEX outbox_by_target ON outbox (target);
+CREATE TABLE counters (name text COLLATE "C" PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO counters (name, value) VALUES ('outbox', 0);
+CREATE TABLE idempotency (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL,
+    expires_at_ms bigint NOT NULL, record bytea NOT NULL, PRIMARY KEY (service, entity, key));
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_at_ms);
+CREATE TABLE service_log (
+    service text COLLATE "C" NOT NULL, position bigint NOT NULL,
+    entity text COLLATE "C" NOT NULL, seq bigint NOT NULL, PRIMARY KEY (service, position));
+CREATE TABLE log_heads (service text COLLATE "C" PRIMARY KEY, head bigint NOT NULL);
+CREATE TABLE offsets (
+    subscriber text COLLATE "C" NOT NULL, source text COLLATE "C" NOT NULL, position bigint NOT NULL,
+    PRIMARY KEY (subscriber, source));
+CREATE TABLE dead_letters (
+    subscriber text COLLATE "C" NOT NULL, source text COLLATE "C" NOT NULL, position bigint NOT NULL,
+    record bytea NOT NULL, PRIMARY KEY (subscriber, source, position));
+"#;
+
+/// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
+/// its tables on an empty database, refuses one written by a newer
+/// wasmstate, all in one transaction.
+pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalError> {
+    let txn = client.transaction().await?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
+    txn.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS wasmstate;
+         CREATE TABLE IF NOT EXISTS wasmstate.meta (key text COLLATE \"C\" PRIMARY KEY, value bigint NOT NULL);",
+    )
+    .await?;
+    let stored = txn.query_opt("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await?;
+    let status = match stored.map(|row| row.get::<_, i64>(0)) {
+        None => {
+            txn.batch_execute(TABLES_V1).await?;
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| JournalError::Database(format!("no random bytes: {e}")))?;
+            txn.execute("INSERT INTO keys (name, key) VALUES ('compiled_cache', $1)", &[&&key[..]]).await?;
+            txn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', $1)", &[&PG_SCHEMA_VERSION]).await?;
+            SchemaStatus::Created
+        }
+        Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
+        Some(found) if found > PG_SCHEMA_VERSION => {
+            return Err(JournalError::SchemaTooNew { found: found as u64, supported: PG_SCHEMA_VERSION as u64 });
+        }
+        Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
+    };
+    txn.commit().await?;
+    Ok(status)
+}

@@ -1,0 +1,243 @@
+//! Group commit on PostgreSQL: one task owns every command's writes. It
+//! takes all the commits waiting when it starts a transaction and writes
+//! them together, one `COMMIT` (one WAL flush, `synchronous_commit` on) for
+//! the batch, then acknowledges each.
+//!
+//! Safety lives in the database: the transaction first locks the head row
+//! of every entity in the batch (in one order, so writers on several hosts
+//! cannot deadlock) and decides each commit against what it finds there, a
+//! compare-and-set on the entity's last seq. A writer with a stale view
+//! gets a conflict, never a duplicate or a gap. The service log's next
+//! positions come from each service's head row, locked the same way, so the
+//! log is gap-free and in commit order: a position is only visible once
+//! every smaller one is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::batch::{WriteError, write_batch};
+use super::pool::{Conn, Pool};
+use super::{Commit, CommitStatus, CommitWatch, EntityWrite, JournalError, OutboxBook, RetentionBook};
+use crate::metrics::Metrics;
+
+/// The most commits one transaction takes, so one commit's latency stays bounded.
+const MAX_BATCH: usize = 1024;
+
+/// How often a failed journal checks whether the database is back.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How many times a batch is tried again after the database aborted it
+/// for a conflict with another writer (a deadlock or a serialization failure).
+const RETRIES: usize = 3;
+
+/// What the writer shares with the rest of the journal.
+pub(super) struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub committed: Arc<CommitWatch>,
+    pub outbox_signal: Arc<Notify>,
+    pub outbox: Arc<OutboxBook>,
+    pub retention: Arc<RetentionBook>,
+}
+
+struct Request {
+    commit: Commit,
+    done: oneshot::Sender<Result<CommitStatus, JournalError>>,
+}
+
+/// Handle to the journal's writer task.
+pub(super) struct Writer {
+    requests: mpsc::UnboundedSender<Request>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts the writer task on `runtime`, writing on `conn` (which holds
+    /// the writer's lock, see [`take_writer_lock`]).
+    pub fn start(runtime: &tokio::runtime::Handle, pool: Arc<Pool>, conn: Conn, shared: Shared) -> Self {
+        let (requests, rx) = mpsc::unbounded_channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        runtime.spawn(run(rx, pool, Some(conn), shared, failed.clone()));
+        Self { requests, failed }
+    }
+
+    /// Queues a commit at once, in call order, and answers a future that
+    /// resolves when it is durable (or refused, or failed).
+    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<CommitStatus, JournalError>> + Send + use<> {
+        let (done, wait) = oneshot::channel();
+        let queued = self.requests.send(Request { commit, done });
+        async move {
+            queued.map_err(|_| JournalError::WriterStopped)?;
+            wait.await.map_err(|_| JournalError::WriterStopped)?
+        }
+    }
+
+    /// Whether the database could not be reached the last time the writer
+    /// tried: until a write goes through again, commits fail.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// The key of the advisory lock the writing host holds on its connection.
+const WRITER_LOCK: i64 = 0x7761_736d_7772_6974;
+
+/// Takes the lock that makes `conn`'s host the one that writes to the
+/// journal: until several hosts can share one database, a second host is
+/// refused rather than let two writers keep stale copies of entities.
+/// Held as long as the connection lives.
+pub(super) async fn take_writer_lock(conn: &Conn) -> Result<(), JournalError> {
+    let taken: bool = conn.client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]).await?.get(0);
+    if taken {
+        Ok(())
+    } else {
+        Err(JournalError::Database(
+            "another wasmstate host writes to this journal; one database serves one host for now".into(),
+        ))
+    }
+}
+
+/// A new writer connection, holding the writer's lock.
+async fn connect_writer(pool: &Pool) -> Result<Conn, JournalError> {
+    let conn = pool.connect().await?;
+    take_writer_lock(&conn).await?;
+    Ok(conn)
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    pool: Arc<Pool>,
+    mut conn: Option<Conn>,
+    shared: Shared,
+    failed: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let first = if failed.load(Ordering::Relaxed) {
+            match tokio::time::timeout(PROBE_EVERY, rx.recv()).await {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(_) => {
+                    if probe(&pool, &mut conn).await {
+                        failed.store(false, Ordering::Relaxed);
+                        tracing::info!("the journal's database takes writes again");
+                    }
+                    continue;
+                }
+            }
+        } else {
+            match rx.recv().await {
+                Some(request) => request,
+                None => return,
+            }
+        };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
+        let mut written = write_with_retries(&pool, &mut conn, &commits, &shared).await;
+        if let Err(JournalError::Unavailable(_)) = written
+            && !failed.load(Ordering::Relaxed)
+        {
+            // The connection may have gone while idle: once more, on a new one.
+            written = write_with_retries(&pool, &mut conn, &commits, &shared).await;
+        }
+        match written {
+            Ok(statuses) => {
+                failed.store(false, Ordering::Relaxed);
+                acknowledge(&shared, &mut batch, statuses);
+            }
+            Err(error) => {
+                let unavailable = matches!(error, JournalError::Unavailable(_));
+                if unavailable {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                tracing::error!(%error, commits = batch.len(), "a journal transaction failed");
+                shared.metrics.record_commit_failure();
+                let message = match &error {
+                    JournalError::Unavailable(message) => message.clone(),
+                    other => other.to_string(),
+                };
+                for request in batch.drain(..) {
+                    let error = if unavailable {
+                        JournalError::Unavailable(message.clone())
+                    } else {
+                        JournalError::CommitFailed(message.clone())
+                    };
+                    let _ = request.done.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Whether the database answers again, on a fresh connection.
+async fn probe(pool: &Pool, conn: &mut Option<Conn>) -> bool {
+    *conn = None;
+    match connect_writer(pool).await {
+        Ok(fresh) => {
+            let answered = fresh.client.simple_query("SELECT 1").await.is_ok();
+            *conn = answered.then_some(fresh);
+            answered
+        }
+        Err(_) => false,
+    }
+}
+
+async fn write_with_retries(
+    pool: &Pool,
+    conn: &mut Option<Conn>,
+    commits: &[&Commit],
+    shared: &Shared,
+) -> Result<Vec<CommitStatus>, JournalError> {
+    let mut attempt = 0;
+    loop {
+        if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *conn = Some(connect_writer(pool).await?);
+        }
+        let c = conn.as_mut().expect("just connected");
+        match write_batch(c, commits, shared).await {
+            Err(WriteError::Retry(error)) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "a journal batch conflicted with another writer; trying again");
+                tokio::time::sleep(Duration::from_millis(2 << attempt)).await;
+            }
+            Err(WriteError::Retry(error) | WriteError::Failed(error)) => {
+                if matches!(error, JournalError::Unavailable(_)) {
+                    *conn = None;
+                }
+                return Err(error);
+            }
+            Ok(statuses) => return Ok(statuses),
+        }
+    }
+}
+
+fn acknowledge(shared: &Shared, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
+    let commits = batch.len();
+    let mut events = 0;
+    let mut outbox = false;
+    for (request, status) in batch.drain(..).zip(statuses) {
+        if let CommitStatus::Durable { last_seq } = status {
+            let commit = &request.commit;
+            outbox |= !commit.outbox.is_empty();
+            if let EntityWrite::Events { events: written, .. } = &commit.write
+                && !written.is_empty()
+            {
+                events += written.len();
+                shared.committed.committed(&commit.service, &commit.entity, last_seq);
+            }
+        }
+        let _ = request.done.send(Ok(status));
+    }
+    shared.metrics.record_commit(commits, events);
+    if outbox {
+        shared.outbox_signal.notify_one();
+    }
+}

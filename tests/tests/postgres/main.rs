@@ -1,0 +1,7 @@
+//! Black-box tests of what only the PostgreSQL journal has: a database
+//! that goes away under a running host, and who may write to one. Each
+//! test runs a PostgreSQL server of its own, whatever journal the rest of
+//! the suite runs on.
+
+mod copy;
+mod outage;
