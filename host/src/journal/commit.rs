@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use super::{IdempotencyRecord, StoredSnapshot};
+use tokio::sync::Notify;
+
+use super::{CommitWatch, IdempotencyRecord, StoredSnapshot};
 use crate::domain::Call;
+use crate::metrics::Metrics;
 
 /// What a command writes to its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,5 +107,34 @@ impl CommitStatus {
     /// Whether the commit is durable (rather than refused).
     pub fn is_durable(&self) -> bool {
         matches!(self, CommitStatus::Durable { .. })
+    }
+}
+
+/// Tells the host what a written batch did, before its commits are
+/// acknowledged: wakes the watchers of each entity that got events, counts
+/// the batch in the metrics, and wakes the outbox when a durable commit
+/// added entries to it.
+pub(super) fn announce<'a>(
+    batch: impl Iterator<Item = (&'a Commit, &'a CommitStatus)>,
+    committed: &CommitWatch,
+    outbox: &Notify,
+    metrics: &Metrics,
+) {
+    let (mut commits, mut events, mut added) = (0, 0, false);
+    for (commit, status) in batch {
+        commits += 1;
+        if let CommitStatus::Durable { last_seq } = status {
+            added |= !commit.outbox.is_empty();
+            if let EntityWrite::Events { events: written, .. } = &commit.write
+                && !written.is_empty()
+            {
+                events += written.len();
+                committed.committed(&commit.service, &commit.entity, *last_seq);
+            }
+        }
+    }
+    metrics.record_commit(commits, events);
+    if added {
+        outbox.notify_one();
     }
 }

@@ -31,6 +31,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 
 use super::books::{OutboxBook, RetentionBook};
+use super::commit::announce;
 use super::contract::{
     Bookkeeping, EntityStore, HistoryStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
 };

@@ -26,7 +26,7 @@ use super::tables::{
     idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
-use super::{Commit, CommitStatus, EntityWrite, JournalError, panic_message};
+use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_message};
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
@@ -199,25 +199,10 @@ impl Writer {
     }
 
     fn acknowledge(&self, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
-        let commits = batch.len();
-        let mut events = 0;
-        let mut outbox = false;
+        let written = batch.iter().map(|r| &r.commit).zip(&statuses);
+        announce(written, &self.signals.committed, &self.signals.outbox, &self.metrics);
         for (request, status) in batch.drain(..).zip(statuses) {
-            if let CommitStatus::Durable { last_seq } = status {
-                let commit = &request.commit;
-                outbox |= !commit.outbox.is_empty();
-                if let EntityWrite::Events { events: written, .. } = &commit.write
-                    && !written.is_empty()
-                {
-                    events += written.len();
-                    self.signals.committed.committed(&commit.service, &commit.entity, last_seq);
-                }
-            }
             let _ = request.done.send(Ok(status));
-        }
-        self.metrics.record_commit(commits, events);
-        if outbox {
-            self.signals.outbox.notify_one();
         }
     }
 

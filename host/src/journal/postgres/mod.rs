@@ -30,6 +30,7 @@ use tokio_postgres::Config;
 use tokio_postgres::error::SqlState;
 
 use super::books::{OutboxBook, RetentionBook};
+use super::commit::announce;
 use super::contract::{
     Bookkeeping, EntityStore, HistoryStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
 };

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::batch::{WriteError, write_batch};
 use super::pool::{Conn, Pool};
-use super::{Commit, CommitStatus, CommitWatch, EntityWrite, JournalError, OutboxBook, RetentionBook};
+use super::{Commit, CommitStatus, CommitWatch, JournalError, OutboxBook, RetentionBook, announce};
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
@@ -220,24 +220,9 @@ async fn write_with_retries(
 }
 
 fn acknowledge(shared: &Shared, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
-    let commits = batch.len();
-    let mut events = 0;
-    let mut outbox = false;
+    let written = batch.iter().map(|r| &r.commit).zip(&statuses);
+    announce(written, &shared.committed, &shared.outbox_signal, &shared.metrics);
     for (request, status) in batch.drain(..).zip(statuses) {
-        if let CommitStatus::Durable { last_seq } = status {
-            let commit = &request.commit;
-            outbox |= !commit.outbox.is_empty();
-            if let EntityWrite::Events { events: written, .. } = &commit.write
-                && !written.is_empty()
-            {
-                events += written.len();
-                shared.committed.committed(&commit.service, &commit.entity, last_seq);
-            }
-        }
         let _ = request.done.send(Ok(status));
-    }
-    shared.metrics.record_commit(commits, events);
-    if outbox {
-        shared.outbox_signal.notify_one();
     }
 }
