@@ -21,8 +21,14 @@ pub struct AsOf {
 impl AsOf {
     /// The seq of the last event folded in.
     pub fn seq(&self) -> u64 {
-        self.events.last().map(|e| e.seq).or(self.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0)
+        folded_seq(self.snapshot.as_ref(), &self.events)
     }
+}
+
+/// The seq of the last event a fold of `snapshot` and then `events` takes
+/// in (0 for neither).
+pub(super) fn folded_seq(snapshot: Option<&StoredSnapshot>, events: &[Event]) -> u64 {
+    events.last().map(|e| e.seq).or(snapshot.map(|s| s.seq)).unwrap_or(0)
 }
 
 /// Why a state of the past cannot be folded.

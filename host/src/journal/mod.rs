@@ -173,6 +173,14 @@ pub struct EntityHistory {
     pub last_seq: u64,
 }
 
+impl EntityHistory {
+    /// What folds to an entity: `snapshot`, and the `events` after it.
+    pub fn new(snapshot: Option<StoredSnapshot>, events: Vec<Event>) -> Self {
+        let last_seq = history::folded_seq(snapshot.as_ref(), &events);
+        Self { snapshot, events, last_seq }
+    }
+}
+
 /// Where an entity's log stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EntityPosition {

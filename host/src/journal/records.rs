@@ -235,6 +235,15 @@ pub struct OutboxEntry {
     pub next_attempt_ms: u64,
 }
 
+impl OutboxEntry {
+    /// Decodes the outbox row stored under `id`.
+    pub(super) fn read(id: u64, bytes: &[u8]) -> Result<Self, JournalError> {
+        let record: OutboxRecord<Call> = decode(bytes, "outbox entry")?;
+        let OutboxRecord { call, hops, attempts, next_attempt_ms } = record;
+        Ok(Self { id, call, hops, attempts, next_attempt_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,8 +145,7 @@ impl EntityStore for RedbJournal {
         let snapshot = latest_snapshot(&txn, service, entity)?;
         let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
         let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX, usize::MAX)?;
-        let last_seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
-        Ok(EntityHistory { snapshot, events, last_seq })
+        Ok(EntityHistory::new(snapshot, events))
     }
 
     /// Reads committed events of an entity from seq `from` on: up to

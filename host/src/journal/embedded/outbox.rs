@@ -41,15 +41,9 @@ impl OutboxStore for RedbJournal {
         let mut due = Vec::new();
         for row in table.range(after.saturating_add(1)..)? {
             let (id, value) = row?;
-            let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
-            if record.next_attempt_ms <= now_ms {
-                due.push(OutboxEntry {
-                    id: id.value(),
-                    call: record.call,
-                    hops: record.hops,
-                    attempts: record.attempts,
-                    next_attempt_ms: record.next_attempt_ms,
-                });
+            let entry = OutboxEntry::read(id.value(), value.value())?;
+            if entry.next_attempt_ms <= now_ms {
+                due.push(entry);
                 if due.len() >= limit {
                     break;
                 }

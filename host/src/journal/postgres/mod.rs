@@ -268,8 +268,7 @@ impl EntityStore for PgJournal {
             let snapshot = latest_snapshot(conn, service, entity).await?;
             let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
             let events = read_events(conn, service, entity, from, usize::MAX, usize::MAX).await?;
-            let last_seq = events.last().map(|e| e.seq).or(snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
-            Ok(EntityHistory { snapshot, events, last_seq })
+            Ok(EntityHistory::new(snapshot, events))
         })
     }
 

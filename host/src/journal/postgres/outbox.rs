@@ -4,7 +4,6 @@
 //! statements.
 
 use super::{JournalError, OutboxEntry, OutboxStore, PgJournal, db_int};
-use crate::domain::Call;
 use crate::journal::records::{self, OutboxRecord};
 
 impl OutboxStore for PgJournal {
@@ -19,15 +18,9 @@ impl OutboxStore for PgJournal {
             let mut due = Vec::new();
             // Few entries wait in the normal case; the due ones are picked here.
             for row in conn.client.query(&statement, &[&db_int(after)]).await? {
-                let record: OutboxRecord<Call> = records::decode(row.get(1), "outbox entry")?;
-                if record.next_attempt_ms <= now_ms {
-                    due.push(OutboxEntry {
-                        id: row.get::<_, i64>(0) as u64,
-                        call: record.call,
-                        hops: record.hops,
-                        attempts: record.attempts,
-                        next_attempt_ms: record.next_attempt_ms,
-                    });
+                let entry = OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1))?;
+                if entry.next_attempt_ms <= now_ms {
+                    due.push(entry);
                     if due.len() >= limit {
                         break;
                     }
