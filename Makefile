@@ -48,10 +48,12 @@ run: host examples
 ## then the black-box suite again on the PostgreSQL journal (a throwaway
 ## server the tests start themselves, or $$WASMSTATE_TEST_PG). The
 ## disk-failure tests run the host in process on redb's injected storage,
-## so they run once, in the first pass.
+## so they run once, in the first pass. Both passes select the whole
+## workspace, so they share one feature resolution and the second builds
+## nothing again.
 test: toolchain host
 	$(CARGO) test --workspace
-	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test -p wasmstate-tests --test black_box -- --skip disk_failure::
+	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure::
 
 ## The gates CI enforces before the tests: formatting and lints.
 lint: toolchain

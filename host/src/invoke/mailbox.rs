@@ -1,19 +1,19 @@
 //! One mailbox and task per active entity: commands to one entity run one at
 //! a time, in arrival order; different entities run in parallel. A task idle
 //! longer than the passivation timeout stops and drops the entity's state.
-//! When the number of active entities reaches its cap, every entity idle for
-//! at least [`MIN_IDLE_UNDER_PRESSURE`] is passivated at once, so memory stays
-//! bounded by the entities actually in use.
+//! When the active entities reach their cap, or the state they hold its
+//! budget, the least recently used idle ones stop first ([`eviction`]), so
+//! memory stays bounded by the entities actually in use.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::entity_command::{self, CachedState};
+use super::eviction::{self, Activity};
 use super::{Invocation, InvokeError, Shared};
 use crate::domain::{FollowUp, ServiceKind};
 use crate::journal::CommitStatus;
@@ -57,25 +57,51 @@ type Mail = Box<Job>;
 /// The most queued commands an entity runs before their commits are awaited.
 const MAX_PIPELINE: usize = 64;
 
-/// How long an entity must have been idle to be passivated early when the
-/// active entities reach their cap.
-pub const MIN_IDLE_UNDER_PRESSURE: Duration = Duration::from_millis(100);
+/// An active entity: where its jobs go, and what eviction knows of its task.
+struct Slot {
+    sender: mpsc::Sender<Mail>,
+    activity: Arc<Activity>,
+}
 
 /// The mailboxes of the active entities.
-#[derive(Default)]
 pub(crate) struct Mailboxes {
-    senders: Mutex<HashMap<EntityKey, mpsc::Sender<Mail>>>,
-    /// Woken when the active entities reach their cap, or the state they
-    /// hold its budget.
-    pressure: Notify,
+    slots: Mutex<HashMap<EntityKey, Slot>>,
+    /// Woken when an eviction round has marked tasks to retire.
+    pub(super) pressure: Notify,
     /// The bytes of state the active entities hold.
     cached_bytes: AtomicUsize,
+    /// Whether an eviction round is running.
+    pub(super) evicting: AtomicBool,
+    /// What [`Activity`] times count from.
+    pub(super) epoch: Instant,
+}
+
+impl Default for Mailboxes {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+            pressure: Notify::new(),
+            cached_bytes: AtomicUsize::new(0),
+            evicting: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Mailboxes {
-    /// Whether the entities hold more state than `max` bytes.
-    fn over_budget(&self, max: usize) -> bool {
-        self.cached_bytes.load(Ordering::Relaxed) > max
+    /// How many entities are active.
+    pub(super) fn active(&self) -> usize {
+        self.slots.lock().unwrap().len()
+    }
+
+    /// The bytes of state the active entities hold.
+    pub(super) fn cached_bytes(&self) -> usize {
+        self.cached_bytes.load(Ordering::Relaxed)
+    }
+
+    /// What `pick` answers of each active entity's task.
+    pub(super) fn activities<T>(&self, mut pick: impl FnMut(&Arc<Activity>) -> Option<T>) -> Vec<T> {
+        self.slots.lock().unwrap().values().filter_map(|slot| pick(&slot.activity)).collect()
     }
 }
 
@@ -119,26 +145,28 @@ async fn post(
     {
         // Under the lock, so a task retiring at the same moment can never
         // strand a job (see `try_retire`).
-        let mut senders = shared.mailboxes.senders.lock().unwrap();
-        let crowded = senders.len() >= shared.config.max_active_entities && !senders.contains_key(&key);
-        if crowded || shared.mailboxes.over_budget(shared.config.max_cached_state_bytes) {
-            shared.mailboxes.pressure.notify_waiters();
-        }
+        let mut slots = shared.mailboxes.slots.lock().unwrap();
+        let crowded = slots.len() >= shared.config.max_active_entities && !slots.contains_key(&key);
         let start_task = || {
-            let (tx, rx) = mpsc::channel(shared.config.mailbox_capacity);
-            tokio::spawn(run_entity(shared.clone(), key.clone(), rx));
-            tx
+            let (sender, rx) = mpsc::channel(shared.config.mailbox_capacity);
+            let activity = Activity::busy();
+            tokio::spawn(run_entity(shared.clone(), key.clone(), rx, activity.clone()));
+            Slot { sender, activity }
         };
-        let sender = senders.entry(key.clone()).or_insert_with(start_task);
-        let sent = match sender.try_send(Box::new(Job { service, work, done })) {
+        let slot = slots.entry(key.clone()).or_insert_with(start_task);
+        let sent = match slot.sender.try_send(Box::new(Job { service, work, done })) {
             // The task ended without retiring: it panicked. A new one
             // starts from the journal, so the entity does not stay broken.
             Err(mpsc::error::TrySendError::Closed(mail)) => {
-                *sender = start_task();
-                sender.try_send(mail)
+                *slot = start_task();
+                slot.sender.try_send(mail)
             }
             sent => sent,
         };
+        drop(slots);
+        if crowded {
+            eviction::relieve(shared);
+        }
         sent.map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 InvokeError::Overloaded(format!("entity {:?} has too many commands waiting", key.entity))
@@ -152,11 +180,11 @@ async fn post(
 /// Removes the entity's mailbox if nothing waits in it; answers whether its
 /// task may stop.
 fn try_retire(shared: &Shared, key: &EntityKey, rx: &mpsc::Receiver<Mail>) -> bool {
-    let mut senders = shared.mailboxes.senders.lock().unwrap();
+    let mut slots = shared.mailboxes.slots.lock().unwrap();
     if rx.is_empty() {
-        senders.remove(key);
-        if senders.capacity() > 64 && senders.len() < senders.capacity() / 4 {
-            senders.shrink_to_fit();
+        slots.remove(key);
+        if slots.capacity() > 64 && slots.len() < slots.capacity() / 4 {
+            slots.shrink_to_fit();
         }
         true
     } else {
@@ -164,9 +192,9 @@ fn try_retire(shared: &Shared, key: &EntityKey, rx: &mpsc::Receiver<Mail>) -> bo
     }
 }
 
-async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<Mail>) {
+async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<Mail>, activity: Arc<Activity>) {
     shared.metrics.add_active_entities(1);
-    let mut task = EntityTask { shared: &shared, held: 0 };
+    let mut task = EntityTask { shared: &shared, activity: &activity, held: 0 };
     let mut cached: Option<CachedState> = None;
     let mut last_active = Instant::now();
     let mut carried: Option<Mail> = None;
@@ -180,28 +208,28 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
                     Some(job) => job,
                     None => break,
                 },
-                () = tokio::time::sleep_until(idle_deadline(&shared, last_active, task.held)) => {
-                    let expired = last_active.elapsed() >= shared.config.passivate_after;
-                    let pressed = shared.mailboxes.over_budget(shared.config.max_cached_state_bytes);
-                    if (expired || pressed) && try_retire(&shared, &key, &rx) {
+                () = tokio::time::sleep_until(last_active + shared.config.passivate_after) => {
+                    if try_retire(&shared, &key, &rx) {
                         break;
                     }
                     continue;
                 }
                 () = pressure => {
-                    if last_active.elapsed() >= MIN_IDLE_UNDER_PRESSURE && try_retire(&shared, &key, &rx) {
+                    if activity.take_eviction() && try_retire(&shared, &key, &rx) {
                         break;
                     }
                     continue;
                 }
             }
         };
+        activity.start_work();
         if let Work::Outside(write) = job.work {
             let written = super::blocking(write).await;
             cached = None;
             task.hold(0);
             let _ = job.done.send(written.map(|()| FollowUp::nothing()));
             last_active = Instant::now();
+            activity.finish_work(shared.mailboxes.epoch, last_active);
             continue;
         }
         let mut batch = vec![job];
@@ -227,28 +255,21 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         Box::pin(run_batch(&shared, &key, &mut cached, batch)).await;
         task.hold(cached.as_ref().map_or(0, CachedState::bytes));
         last_active = Instant::now();
+        activity.finish_work(shared.mailboxes.epoch, last_active);
     }
-}
-
-/// When an entity idle since `last_active`, holding `held` bytes of state,
-/// looks at passivating: after `--passivate-after`, or, while the entities
-/// hold more state than their budget, as soon as it has been idle for
-/// [`MIN_IDLE_UNDER_PRESSURE`].
-fn idle_deadline(shared: &Shared, last_active: Instant, held: usize) -> Instant {
-    let pressed = held > 0 && shared.mailboxes.over_budget(shared.config.max_cached_state_bytes);
-    if pressed { last_active + MIN_IDLE_UNDER_PRESSURE } else { last_active + shared.config.passivate_after }
 }
 
 /// An entity task's share of the gauges: one active entity, and the bytes
 /// of state it holds. Counted out when the task ends, however it ends.
 struct EntityTask<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
+    activity: &'a Activity,
     held: usize,
 }
 
 impl EntityTask<'_> {
     /// The task now holds `bytes` of state; past the budget of all
-    /// entities' state, the idle ones are passivated.
+    /// entities' state, the least recently used are passivated.
     fn hold(&mut self, bytes: usize) {
         let mailboxes = &self.shared.mailboxes;
         if bytes >= self.held {
@@ -258,8 +279,9 @@ impl EntityTask<'_> {
         }
         self.shared.metrics.add_cached_state_bytes(bytes as i64 - self.held as i64);
         self.held = bytes;
-        if mailboxes.over_budget(self.shared.config.max_cached_state_bytes) {
-            mailboxes.pressure.notify_waiters();
+        self.activity.hold(bytes);
+        if bytes > 0 && mailboxes.cached_bytes() > self.shared.config.max_cached_state_bytes {
+            eviction::relieve(self.shared);
         }
     }
 }

@@ -21,6 +21,7 @@
 mod action;
 mod entity_command;
 mod error;
+mod eviction;
 mod idempotency;
 mod mailbox;
 mod output_limits;

@@ -1,6 +1,7 @@
 //! The counter: one writer per entity under concurrency.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::json;
 use wasmstate_tests::guests::COUNTER;
@@ -40,23 +41,34 @@ async fn increase_and_decrease() {
 }
 
 #[tokio::test]
-async fn idle_entities_are_passivated_when_the_active_cap_is_reached() {
+async fn the_least_recently_used_entities_are_passivated_when_the_active_cap_is_reached() {
     let t = start_with("counter", COUNTER, &["--max-active-entities", "10"]).await;
-    for i in 0..30 {
-        t.api.invoke("counter", &format!("c{i}"), "Increase", json!({"value": i})).await.expect(200);
+    let api = &t.api;
+    for i in 0..10 {
+        api.invoke("counter", &format!("c{i}"), "Increase", json!({"value": i})).await.expect(200);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    // The next new entity finds the cap reached: the idle ones are dropped.
-    t.api.invoke("counter", "newcomer", "Increase", json!({"value": 1})).await.expect(200);
-    let dropped = t
-        .api
-        .eventually(std::time::Duration::from_secs(2), || async {
-            t.api.metric("wasmstate_active_entities").await <= 2.0
-        })
-        .await;
-    assert!(dropped, "active entities: {}", t.api.metric("wasmstate_active_entities").await);
-    // Their state comes back from the journal.
-    for i in [0, 17, 29] {
-        assert_eq!(t.api.invoke("counter", &format!("c{i}"), "Get", json!({})).await.expect(200), json!({"value": i}));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // c0 is used again, so c1 and c2 are now the least recently used.
+    api.invoke("counter", "c0", "Get", json!({})).await.expect(200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next new entity finds the cap reached: the oldest idle ones make
+    // room, down to a tenth under the cap, and no more.
+    api.invoke("counter", "newcomer", "Increase", json!({"value": 1})).await.expect(200);
+    let made_room =
+        api.eventually(Duration::from_secs(2), || async { api.metric("wasmstate_active_entities").await <= 9.0 }).await;
+    assert!(made_room, "active entities: {}", api.metric("wasmstate_active_entities").await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.metric("wasmstate_active_entities").await, 9.0, "only the excess is passivated");
+
+    // The recently used ones are still warm; the passivated ones come back
+    // from the journal.
+    let cold_loads = api.metric("wasmstate_entity_cold_loads_total").await;
+    for i in [0, 3, 9] {
+        assert_eq!(api.invoke("counter", &format!("c{i}"), "Get", json!({})).await.expect(200), json!({"value": i}));
     }
+    assert_eq!(api.metric("wasmstate_entity_cold_loads_total").await, cold_loads, "c0, c3 and c9 were kept");
+    for i in [1, 2] {
+        assert_eq!(api.invoke("counter", &format!("c{i}"), "Get", json!({})).await.expect(200), json!({"value": i}));
+    }
+    assert_eq!(api.metric("wasmstate_entity_cold_loads_total").await, cold_loads + 2.0, "c1 and c2 were passivated");
 }

@@ -73,11 +73,16 @@ async fn the_state_entities_hold_is_bounded_in_bytes() {
         .await;
     assert!(bounded, "the entities hold {} bytes of state", api.metric("wasmstate_cached_state_bytes").await);
     assert!(api.metric("wasmstate_active_entities").await < 20.0);
-    // What was passivated is still there.
-    assert_eq!(
-        api.invoke("profiles", "p0", "Get", json!({})).await.expect(200)["name"].as_str().unwrap().len(),
-        2 << 20
-    );
+    // The least recently used went first: the last one written is still
+    // warm, and what was passivated comes back from the journal.
+    let cold_loads = api.metric("wasmstate_entity_cold_loads_total").await;
+    for (entity, loads) in [("p39", 0.0), ("p0", 1.0)] {
+        assert_eq!(
+            api.invoke("profiles", entity, "Get", json!({})).await.expect(200)["name"].as_str().unwrap().len(),
+            2 << 20
+        );
+        assert_eq!(api.metric("wasmstate_entity_cold_loads_total").await, cold_loads + loads, "{entity}");
+    }
 
     // A state past --max-state-bytes fails its command and changes nothing.
     let huge = "n".repeat(5 << 20);
