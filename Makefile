@@ -53,7 +53,7 @@ run: host examples
 ## nothing again.
 test: toolchain host
 	$(CARGO) test --workspace
-	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure::
+	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure:: --skip full_disk::
 
 ## The gates CI enforces before the tests: formatting and lints.
 lint: toolchain

@@ -204,6 +204,8 @@ async fn open_on(
             max_state_bytes: config.max_state_bytes,
             max_event_bytes_per_command: config.max_event_bytes_per_command,
             snapshot_every_bytes: config.snapshot_every_bytes,
+            // The rest of a guest's memory is for decoding what it was handed.
+            max_loadable_bytes: config.max_guest_memory / 2,
             max_cached_state_bytes: config.max_cached_state_bytes,
             idempotency_ttl: config.idempotency_ttl,
         },

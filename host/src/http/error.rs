@@ -76,6 +76,13 @@ impl From<JournalError> for ApiError {
                 "the journal's storage failed and is being reopened; retry",
             )
             .retry_after(1),
+            JournalError::WritesRefused(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_unavailable",
+                "the journal's storage is failing (is the disk full?) and takes no writes until it works again; \
+                 reads go on; retry",
+            )
+            .retry_after(1),
             JournalError::Unavailable(_) => {
                 tracing::warn!(%error, "the journal's database is unavailable");
                 Self::new(

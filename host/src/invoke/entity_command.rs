@@ -25,6 +25,9 @@ pub(super) enum CachedState {
         /// The bytes of the events after the latest stored snapshot: what a
         /// cold load would fold.
         unsnapshotted_bytes: usize,
+        /// The bytes of the latest stored snapshot, which a cold load
+        /// hands the guest with those events.
+        stored_snapshot_bytes: usize,
     },
     /// A value entity's stored state (`None` when there is none).
     Value(Option<Vec<u8>>),
@@ -104,19 +107,20 @@ async fn event_sourced(
     call: Call,
 ) -> Result<Executed, InvokeError> {
     let loaded;
-    let (snapshot, events, last_seq, unsnapshotted) = match cached {
+    let (snapshot, events, last_seq, unsnapshotted, stored_snapshot) = match cached {
         // A new version never runs on state an earlier one folded: it
         // rebuilds the state from the journal with its own code.
-        Some(CachedState::EventSourced { snapshot, unsnapshotted_bytes })
+        Some(CachedState::EventSourced { snapshot, unsnapshotted_bytes, stored_snapshot_bytes })
             if snapshot.version() == service.meta.version =>
         {
-            (Some(&*snapshot), Vec::new(), snapshot.seq(), *unsnapshotted_bytes)
+            (Some(&*snapshot), Vec::new(), snapshot.seq(), *unsnapshotted_bytes, *stored_snapshot_bytes)
         }
         _ => {
             let history = load_history(shared, entity).await?;
             loaded = history.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
             let bytes = history.events.iter().map(|e| e.payload.len()).sum();
-            (loaded.as_ref(), history.events, history.last_seq, bytes)
+            let stored = loaded.as_ref().map_or(0, |s| s.state().len());
+            (loaded.as_ref(), history.events, history.last_seq, bytes, stored)
         }
     };
     let mut effects = shared
@@ -130,17 +134,23 @@ async fn event_sourced(
     };
     let new_last = last_seq + events.len() as u64;
     let every = shared.config.snapshot_every;
-    // A snapshot every N events, and whenever the events a cold load would
-    // fold pass a size, so an entity never outgrows what a guest can load.
+    // A snapshot every N events, whenever the events a cold load would fold
+    // pass a size, and whenever a cold load would hand the guest more than
+    // it can take in (the state itself is checked against that with the
+    // output), so an entity never outgrows what a guest can load.
     let unsnapshotted = unsnapshotted + events.iter().map(Vec::len).sum::<usize>();
-    let due =
-        ((last_seq + 1)..=new_last).any(|s| s % every == 0) || unsnapshotted >= shared.config.snapshot_every_bytes;
+    let due = ((last_seq + 1)..=new_last).any(|s| s % every == 0)
+        || unsnapshotted >= shared.config.snapshot_every_bytes
+        || stored_snapshot + unsnapshotted > shared.config.max_loadable_bytes;
     let snapshot = (due && !events.is_empty()).then(|| StoredSnapshot {
         seq: new_last,
         version: service.meta.version,
         state: state.clone(),
     });
-    let unsnapshotted_bytes = if snapshot.is_some() { 0 } else { unsnapshotted };
+    let (unsnapshotted_bytes, stored_snapshot_bytes) = match &snapshot {
+        Some(snapshot) => (0, snapshot.state.len()),
+        None => (unsnapshotted, stored_snapshot),
+    };
     // Even with no events, a commit of side effects (or an idempotency
     // record) is checked against the seq the command ran on: after an
     // earlier queued command fails to commit, it is refused too.
@@ -148,6 +158,7 @@ async fn event_sourced(
     let cache = CachedState::EventSourced {
         snapshot: Snapshot::new(new_last, service.meta.version, state),
         unsnapshotted_bytes,
+        stored_snapshot_bytes,
     };
     Ok((write, effects, Some(cache)))
 }

@@ -107,6 +107,8 @@ impl InvokeError {
     /// Such failures are logged at ERROR, in the invocation's span.
     pub fn is_host_failure(&self) -> bool {
         match self {
+            // Logged once by the journal when its storage failed, not per refusal.
+            InvokeError::Journal(JournalError::WritesRefused(_) | JournalError::Reopening) => false,
             InvokeError::Journal(_) | InvokeError::Internal(_) => true,
             InvokeError::Failed(failure) => failure.code == FailureCode::InvalidState,
             _ => false,

@@ -74,6 +74,12 @@ pub struct InvokerConfig {
     /// Store a snapshot too whenever the events after the latest one pass
     /// this many bytes.
     pub snapshot_every_bytes: usize,
+    /// The most bytes a cold load may hand a guest: an event-sourced
+    /// entity's stored snapshot and the events after it, a value entity's
+    /// state. A command that would leave more takes a snapshot, and one
+    /// whose state alone is more is refused, so no commit makes its entity
+    /// unloadable.
+    pub max_loadable_bytes: usize,
     /// How many bytes of state the entities may hold in memory before idle
     /// ones are passivated early.
     pub max_cached_state_bytes: usize,

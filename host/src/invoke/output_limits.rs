@@ -6,61 +6,75 @@
 use crate::domain::{Effects, Reply, StateChange};
 use crate::names::{validate_entity_id, validate_service_name};
 
-use super::{InvokeError, Shared};
+use super::{InvokeError, InvokerConfig, Shared};
 
 impl Shared {
     /// Refuses output past the configured limits, and targets that are not
     /// valid names.
     pub(super) fn check_output(&self, effects: &Effects) -> Result<(), InvokeError> {
-        let max = self.config.max_events_per_command;
-        if let StateChange::Events { events, .. } = &effects.state {
-            if events.len() > max {
-                return Err(InvokeError::OutputLimit(format!(
-                    "the command emitted {} events; at most {max} are allowed",
-                    events.len()
-                )));
-            }
-            let bytes: usize = events.iter().map(Vec::len).sum();
-            let max_bytes = self.config.max_event_bytes_per_command;
-            if bytes > max_bytes {
-                return Err(InvokeError::OutputLimit(format!(
-                    "the command emitted {bytes} bytes of events; at most {max_bytes} are allowed"
-                )));
-            }
+        check_output(&self.config, effects)
+    }
+}
+
+/// Refuses output past `config`'s limits, and targets that are not valid names.
+fn check_output(config: &InvokerConfig, effects: &Effects) -> Result<(), InvokeError> {
+    let max = config.max_events_per_command;
+    if let StateChange::Events { events, .. } = &effects.state {
+        if events.len() > max {
+            return Err(InvokeError::OutputLimit(format!(
+                "the command emitted {} events; at most {max} are allowed",
+                events.len()
+            )));
         }
-        if let StateChange::Events { state, .. } | StateChange::Update(state) = &effects.state
-            && state.len() > self.config.max_state_bytes
-        {
+        let bytes: usize = events.iter().map(Vec::len).sum();
+        let max_bytes = config.max_event_bytes_per_command;
+        if bytes > max_bytes {
+            return Err(InvokeError::OutputLimit(format!(
+                "the command emitted {bytes} bytes of events; at most {max_bytes} are allowed"
+            )));
+        }
+    }
+    if let StateChange::Events { state, .. } | StateChange::Update(state) = &effects.state {
+        if state.len() > config.max_state_bytes {
             return Err(InvokeError::OutputLimit(format!(
                 "the command left a state of {} bytes; at most {} are allowed",
                 state.len(),
-                self.config.max_state_bytes
+                config.max_state_bytes
             )));
         }
-        if effects.side_effects.len() > max {
+        // Stored, it would be handed to a guest that cannot take it in.
+        if state.len() > config.max_loadable_bytes {
             return Err(InvokeError::OutputLimit(format!(
-                "the guest asked for {} side effects; at most {max} are allowed",
-                effects.side_effects.len()
+                "the command left a state of {} bytes, more than the {} a guest can load \
+                     (half of --max-guest-memory); the entity would no longer load",
+                state.len(),
+                config.max_loadable_bytes
             )));
         }
-        let reply_bytes = match &effects.reply {
-            Reply::Message(bytes) => bytes.len(),
-            Reply::Forward(call) => {
-                check_target(&call.service, &call.entity)?;
-                call.payload.len()
-            }
-        };
-        for effect in &effects.side_effects {
-            check_target(&effect.call.service, &effect.call.entity)?;
-        }
-        if reply_bytes > self.config.max_reply_bytes {
-            return Err(InvokeError::OutputLimit(format!(
-                "the reply has {reply_bytes} bytes; at most {} are allowed",
-                self.config.max_reply_bytes
-            )));
-        }
-        Ok(())
     }
+    if effects.side_effects.len() > max {
+        return Err(InvokeError::OutputLimit(format!(
+            "the guest asked for {} side effects; at most {max} are allowed",
+            effects.side_effects.len()
+        )));
+    }
+    let reply_bytes = match &effects.reply {
+        Reply::Message(bytes) => bytes.len(),
+        Reply::Forward(call) => {
+            check_target(&call.service, &call.entity)?;
+            call.payload.len()
+        }
+    };
+    for effect in &effects.side_effects {
+        check_target(&effect.call.service, &effect.call.entity)?;
+    }
+    if reply_bytes > config.max_reply_bytes {
+        return Err(InvokeError::OutputLimit(format!(
+            "the reply has {reply_bytes} bytes; at most {} are allowed",
+            config.max_reply_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a forward or side effect names a service and entity a
@@ -70,4 +84,63 @@ pub(super) fn check_target(service: &str, entity: &str) -> Result<(), InvokeErro
         .map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid service: {e}")))?;
     validate_entity_id(entity)
         .map_err(|e| InvokeError::InvalidTarget(format!("a forward or side effect names an invalid entity: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Limits as a host with 16 MiB guests and a generous state cap has them.
+    fn config() -> InvokerConfig {
+        InvokerConfig {
+            snapshot_every: 100,
+            passivate_after: Duration::from_secs(60),
+            mailbox_capacity: 16,
+            max_active_entities: 100,
+            max_in_flight: 100,
+            max_events_per_command: 10,
+            max_reply_bytes: 1 << 20,
+            max_state_bytes: 64 << 20,
+            max_event_bytes_per_command: 4 << 20,
+            snapshot_every_bytes: 4 << 20,
+            max_loadable_bytes: 8 << 20,
+            max_cached_state_bytes: 64 << 20,
+            idempotency_ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn leaving(state: StateChange) -> Effects {
+        Effects { reply: Reply::Message(Vec::new()), side_effects: Vec::new(), state }
+    }
+
+    #[test]
+    fn a_state_no_guest_could_load_is_refused_for_both_kinds_of_entity() {
+        let config = config();
+        let loadable = vec![0; 8 << 20];
+        let too_big = vec![0; (8 << 20) + 1];
+        assert!(check_output(&config, &leaving(StateChange::Update(loadable.clone()))).is_ok());
+        let events = StateChange::Events { events: vec![b"e".to_vec()], state: loadable };
+        assert!(check_output(&config, &leaving(events)).is_ok());
+        for state in
+            [StateChange::Update(too_big.clone()), StateChange::Events { events: vec![b"e".to_vec()], state: too_big }]
+        {
+            let Err(InvokeError::OutputLimit(message)) = check_output(&config, &leaving(state)) else {
+                panic!("a state past what a guest can load must be refused");
+            };
+            assert!(message.contains("would no longer load"), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_state_cap_is_checked_first_and_names_its_flag_s_limit() {
+        let config = InvokerConfig { max_state_bytes: 1 << 20, ..config() };
+        let Err(InvokeError::OutputLimit(message)) =
+            check_output(&config, &leaving(StateChange::Update(vec![0; 2 << 20])))
+        else {
+            panic!("a state past --max-state-bytes must be refused");
+        };
+        assert!(message.contains("at most 1048576"), "{message}");
+    }
 }

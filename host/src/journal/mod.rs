@@ -122,6 +122,10 @@ pub enum JournalError {
     /// The journal's storage failed and is being opened again; retry.
     #[error("the journal's storage is being reopened after a failure")]
     Reopening,
+    /// The journal's storage failed (a full disk, say), and commits are
+    /// refused until a probe write lands again; nothing was written.
+    #[error("the journal refuses writes until its storage works again ({0})")]
+    WritesRefused(String),
     /// The journal writer has stopped.
     #[error("the journal writer has stopped")]
     WriterStopped,

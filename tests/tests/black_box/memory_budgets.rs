@@ -117,3 +117,22 @@ async fn an_entity_never_outgrows_what_a_guest_can_load() {
     let page = t.api.events("m", "big", 1).await;
     assert!(!page.is_empty() && page.len() <= 5, "{} events in one page", page.len());
 }
+
+/// However the snapshot thresholds are set, a commit never leaves more for
+/// a cold load than a guest can take in: past half its memory, the host
+/// takes a snapshot.
+#[tokio::test]
+async fn no_commit_makes_its_entity_unloadable_whatever_the_snapshot_thresholds() {
+    let args = ["--max-guest-memory", "24MiB", "--snapshot-every", "1000000", "--snapshot-every-bytes", "1GiB"];
+    let t = start_with("m", MISBEHAVING, &args).await;
+    assert_eq!(t.api.position("m", "big").await, (0, 0));
+    // 36 MiB of events, three times what a cold load may hand a guest.
+    for _ in 0..12 {
+        t.api.invoke("m", "big", "Flood", json!({"count": 3, "bytes": 1 << 20})).await.expect(200);
+    }
+    let (last_seq, snapshot_seq) = t.api.position("m", "big").await;
+    assert_eq!(last_seq, 36);
+    assert!(snapshot_seq >= 12, "snapshots were taken before 12 MiB waited for a cold load: {snapshot_seq}");
+    let t = t.restart().await;
+    assert_eq!(t.api.invoke("m", "big", "Get", json!({})).await.expect(200), json!({"applied": 36}));
+}

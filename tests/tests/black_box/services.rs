@@ -77,3 +77,64 @@ async fn a_deploy_that_takes_too_much_to_compile_is_refused() {
         t.api.get("/healthz").await.expect(200);
     }
 }
+
+/// The counter component, with `modules` more core modules (never
+/// instantiated), each of one function that takes the compiler long: `ops`
+/// rounds of arithmetic on a few locals.
+fn slow_to_compile(modules: usize, ops: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len(), out);
+        out.extend_from_slice(body);
+    }
+    // (func (local i64 i64 i64 i64) ...): each round mixes the locals.
+    let mut code = vec![0x01, 0x04, 0x7e];
+    for round in 0..ops {
+        let (a, b) = ((round % 4) as u8, ((round + 1) % 4) as u8);
+        code.extend_from_slice(&[0x20, a, 0x20, b, 0x7e, 0x20, b, 0x7c, 0x21, a]);
+    }
+    code.push(0x0b);
+    let mut body = vec![0x01];
+    leb(code.len(), &mut body);
+    body.extend_from_slice(&code);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut module);
+    section(3, &[0x01, 0x00], &mut module);
+    section(10, &body, &mut module);
+    // Sections of a component come in any order: one more at the end.
+    let mut component = std::fs::read(COUNTER).expect("the counter component");
+    for _ in 0..modules {
+        section(1, &module, &mut component);
+    }
+    component
+}
+
+/// A deploy compiling for long (seconds, here) holds no lock the others
+/// need: meanwhile another service deploys, answers and is deleted.
+#[tokio::test]
+async fn a_long_compile_holds_up_no_other_deploy() {
+    let t = start(&["--max-body-bytes", "64MiB"]).await;
+    t.api.deploy("old", Path::new(MISBEHAVING)).await;
+    let slow = {
+        let api = t.api.clone();
+        tokio::spawn(async move { api.deploy_bytes("slow", slow_to_compile(5, 700_000)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    t.api.deploy("counter", Path::new(COUNTER)).await;
+    t.api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
+    t.api.send(reqwest::Method::DELETE, "/v1/services/old", Vec::new()).await.expect(200);
+    assert!(!slow.is_finished(), "the other deploy waited for the long compile");
+    slow.await.unwrap().expect(201);
+    t.api.invoke("slow", "c", "Increase", json!({"value": 2})).await.expect(200);
+}

@@ -106,23 +106,28 @@ struct Writer {
 impl Writer {
     fn run(self, rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::new();
+        let mut refusing: Option<String> = None;
         loop {
-            let first = if self.failed.load(Ordering::Relaxed) {
-                // While failed, probe the storage every so often.
+            if let Some(reason) = &refusing {
+                // While the storage fails, commits are refused at once and
+                // the storage is probed every so often: a write into a disk
+                // that is still full would fail after the work was done.
                 match rx.recv_timeout(PROBE_EVERY) {
-                    Ok(request) => request,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.recover();
+                    Ok(request) => {
+                        for request in std::iter::once(request).chain(rx.try_iter()) {
+                            let _ = request.done.send(Err(JournalError::WritesRefused(reason.clone())));
+                        }
                         continue;
                     }
+                    Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-            } else {
-                match rx.recv() {
-                    Ok(request) => request,
-                    Err(_) => return,
+                if self.recover() {
+                    refusing = None;
                 }
-            };
+                continue;
+            }
+            let Ok(first) = rx.recv() else { return };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -135,29 +140,29 @@ impl Writer {
             // transaction is dropped (so nothing of it is written), the
             // journal is marked failed, and the writer goes on answering.
             let written = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_batch(&commits)));
-            let error = match written {
+            let (error, storage_failed) = match written {
                 Ok(Ok(statuses)) => {
                     self.acknowledge(&mut batch, statuses);
                     continue;
                 }
                 Ok(Err(error)) => {
-                    if matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)) {
-                        self.failed.store(true, Ordering::Relaxed);
-                    }
-                    error.to_string()
+                    let failed = matches!(error, JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo));
+                    (error.to_string(), failed)
                 }
-                Err(panic) => {
-                    self.failed.store(true, Ordering::Relaxed);
-                    format!("the storage engine panicked: {}", panic_message(&panic))
-                }
+                Err(panic) => (format!("the storage engine panicked: {}", panic_message(&panic)), true),
             };
             // Each invocation logs its own failure too, in its own span.
-            tracing::error!(%error, commits = batch.len(), healthy = !self.failed.load(Ordering::Relaxed), "a journal transaction failed");
+            tracing::error!(%error, commits = batch.len(), healthy = !storage_failed, "a journal transaction failed");
             self.metrics.record_commit_failure();
+            if storage_failed {
+                // Before anyone hears of the failure, so health says it.
+                self.failed.store(true, Ordering::Relaxed);
+            }
             for request in batch.drain(..) {
                 let _ = request.done.send(Err(JournalError::CommitFailed(error.clone())));
             }
-            if self.failed.load(Ordering::Relaxed) {
+            if storage_failed {
+                refusing = Some(error);
                 // Reads go on as soon as the database is open again.
                 self.reopen();
             }
@@ -177,25 +182,24 @@ impl Writer {
     }
 
     /// While failed: tries a small durable write; if it lands, the journal
-    /// takes commits again, else the database is reopened for the next try.
-    fn recover(&self) {
-        if !self.db.can_reopen() {
-            return;
-        }
+    /// takes commits again (answers true), else the database is reopened
+    /// for the next try.
+    fn recover(&self) -> bool {
         let probe = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), JournalError> {
-            let mut txn = self.db.get()?.begin_write()?;
+            let db = self.db.current().ok_or(JournalError::Reopening)?;
+            let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
             txn.commit()?;
             Ok(())
         }));
-        match probe {
-            Ok(Ok(())) => {
-                self.failed.store(false, Ordering::Relaxed);
-                tracing::info!("the journal's storage takes writes again");
-            }
-            _ => self.reopen(),
+        if let Ok(Ok(())) = probe {
+            self.failed.store(false, Ordering::Relaxed);
+            tracing::info!("the journal's storage takes writes again");
+            return true;
         }
+        self.reopen();
+        false
     }
 
     fn acknowledge(&self, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
