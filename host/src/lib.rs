@@ -64,6 +64,8 @@ pub use http::{AppState, app};
 #[cfg(feature = "fault-injection")]
 pub use journal::FailingStorage;
 pub use server::{Opened, open, open_with_storage, serve};
+#[cfg(feature = "fault-injection")]
+pub use server::{SharedJournal, open_on_shared};
 
 /// What `make bench` measures inside the host, through the library: the
 /// journal, the runtime and their types. Not a stable API; built only with

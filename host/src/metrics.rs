@@ -54,6 +54,7 @@ pub struct Metrics {
     active_entities: AtomicI64,
     cached_state_bytes: AtomicI64,
     cold_loads: AtomicU64,
+    conflict_retries: AtomicU64,
     deploys: AtomicU64,
     dry_runs: AtomicU64,
     compacted_events: AtomicU64,
@@ -125,6 +126,12 @@ impl Metrics {
     /// Counts one entity rebuilt from the journal.
     pub fn record_cold_load(&self) {
         self.cold_loads.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a run of commands started again because their entity's log
+    /// had moved on under its cached state (another host wrote to it).
+    pub fn record_conflict_retry(&self) {
+        self.conflict_retries.fetch_add(1, Relaxed);
     }
 
     /// Counts what one compaction round deleted.
@@ -239,6 +246,11 @@ impl Metrics {
             ("wasmstate_journal_appends_total", "Commands whose events were committed.", &self.committed_appends),
             ("wasmstate_journal_events_total", "Events committed.", &self.committed_events),
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
+            (
+                "wasmstate_conflict_retries_total",
+                "Commands run again on reloaded state after another host wrote to their entity first.",
+                &self.conflict_retries,
+            ),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
             ("wasmstate_dry_runs_total", "Commands run as dry runs, committing nothing.", &self.dry_runs),
             (

@@ -96,6 +96,37 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
     open_with_storage(config, move || redb::Builder::new().set_cache_size(cache_size).create(&path), shutdown).await
 }
 
+/// A journal several hosts in this process open, as hosts on one
+/// PostgreSQL database do: each host caches its own entities, so one's
+/// writes make the other's cached state stale. For tests of several hosts.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone)]
+pub struct SharedJournal(Arc<dyn Journal>);
+
+#[cfg(feature = "fault-injection")]
+impl SharedJournal {
+    /// Connects to the PostgreSQL journal at `url`.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let url = url.to_string();
+        let journal = tokio::task::spawn_blocking(move || PgJournal::connect(&url, Arc::new(Metrics::default())))
+            .await?
+            .context("cannot open the journal on PostgreSQL")?;
+        Ok(Self(Arc::new(journal)))
+    }
+}
+
+/// Opens one more host on `journal`, with `config`'s limits and data dir
+/// (for its compiled-code cache).
+#[cfg(feature = "fault-injection")]
+pub async fn open_on_shared(
+    config: &ServeConfig,
+    journal: &SharedJournal,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    open_on(config, journal.0.clone(), Arc::new(Metrics::default()), shutdown).await
+}
+
 /// How uploaded components compile: in the worker `config` names (the
 /// `wasmstate` binary itself, when it serves), within its budget.
 fn compile_budget(config: &ServeConfig) -> CompileBudget {

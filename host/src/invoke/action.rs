@@ -54,5 +54,6 @@ pub(super) async fn run(
         },
         CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
         CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
+        CommitStatus::AfterRefused => Err(InvokeError::Internal("a commit alone followed a refused one".into())),
     }
 }

@@ -34,6 +34,15 @@ pub(super) enum CachedState {
 }
 
 impl CachedState {
+    /// The seq of the last event an event-sourced entity's state folded;
+    /// `None` for a value entity (a value has no revision yet).
+    pub fn last_seq(&self) -> Option<u64> {
+        match self {
+            CachedState::EventSourced { snapshot, .. } => Some(snapshot.seq()),
+            CachedState::Value(_) => None,
+        }
+    }
+
     /// The bytes of state it holds in memory.
     pub fn bytes(&self) -> usize {
         match self {

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::entity_command::{self, CachedState};
+use super::command_run;
+use super::entity_command::CachedState;
 use super::eviction::{self, Activity};
 use super::{Invocation, InvokeError, Shared};
 use crate::domain::{FollowUp, ServiceKind};
-use crate::journal::CommitStatus;
 use crate::services::Service;
 
 /// Identifies one entity.
@@ -26,15 +26,18 @@ pub(super) struct EntityKey {
     pub entity: Arc<str>,
 }
 
-struct Job {
+/// One job in an entity's mailbox.
+pub(super) struct Job {
     /// The version the command runs on: the newest when it arrived.
-    service: Arc<Service>,
-    work: Work,
-    done: oneshot::Sender<Result<FollowUp, InvokeError>>,
+    pub service: Arc<Service>,
+    /// What to do.
+    pub work: Work,
+    /// Told the outcome.
+    pub done: oneshot::Sender<Result<FollowUp, InvokeError>>,
 }
 
 /// What a job does.
-enum Work {
+pub(super) enum Work {
     /// Run a command.
     Command(Invocation),
     /// Write to the entity's log outside any command (a fork into it),
@@ -52,7 +55,7 @@ impl Work {
 /// A job as it waits in a mailbox. Boxed because a tokio channel allocates
 /// its slots 32 at a time: a pointer per slot keeps an idle entity's
 /// mailbox at a few hundred bytes instead of four kilobytes.
-type Mail = Box<Job>;
+pub(super) type Mail = Box<Job>;
 
 /// The most queued commands an entity runs before their commits are awaited.
 const MAX_PIPELINE: usize = 64;
@@ -252,7 +255,7 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         }
         // Boxed: the batch's future is large, and inline it would be part
         // of every idle entity's task too.
-        Box::pin(run_batch(&shared, &key, &mut cached, batch)).await;
+        Box::pin(command_run::run_batch(&shared, &key, &mut cached, batch)).await;
         task.hold(cached.as_ref().map_or(0, CachedState::bytes));
         last_active = Instant::now();
         activity.finish_work(shared.mailboxes.epoch, last_active);
@@ -290,67 +293,5 @@ impl Drop for EntityTask<'_> {
     fn drop(&mut self) {
         self.hold(0);
         self.shared.metrics.add_active_entities(-1);
-    }
-}
-
-/// Runs queued commands one after the other against the cached state, each
-/// on the state the previous one left, and submits their commits in order so
-/// they can share one transaction. Each reply goes out only once its commit
-/// (and every earlier one) is durable. After a failed commit, a later
-/// command answers only if its own commit lands, which its seq check allows
-/// only if the state it ran on was durable; the others are refused as
-/// transient, and the state is reloaded from the journal.
-async fn run_batch(shared: &Arc<Shared>, key: &EntityKey, cached: &mut Option<CachedState>, batch: Vec<Mail>) {
-    let mut ran = Vec::with_capacity(batch.len());
-    for job in batch {
-        let Job { service, work, done } = *job;
-        let Work::Command(invocation) = work else {
-            let _ = done.send(Err(InvokeError::Internal("a write outside commands was batched".into())));
-            continue;
-        };
-        let (result, keyed, durable) = match entity_command::run(shared, key, cached, &service, invocation).await {
-            Ok(ran) => (Ok(ran.follow_up), ran.keyed, ran.commit.map(|commit| shared.journal.commit(commit))),
-            Err(error) => (Err(error), None, None),
-        };
-        ran.push((done, keyed, result, durable));
-    }
-    let mut failed = false;
-    for (done, keyed, result, durable) in ran {
-        let answer = match (result, durable) {
-            // A commit is checked against the seq its command ran on, so
-            // whether it lands tells whether that state was durable.
-            (Ok(follow_up), Some(durable)) => match durable.await {
-                Ok(CommitStatus::Durable { .. }) => Ok(follow_up),
-                Ok(_) | Err(_) if failed => Err(InvokeError::EarlierCommitFailed),
-                Ok(CommitStatus::Conflict { expected, found }) => {
-                    failed = true;
-                    Err(InvokeError::Conflict { expected, found })
-                }
-                Ok(CommitStatus::OutboxFull { service }) => {
-                    failed = true;
-                    Err(InvokeError::outbox_full(&service))
-                }
-                // Keyed commands run alone, after their key was looked up,
-                // so only another writer of the journal gets here first.
-                Ok(CommitStatus::KeyRecorded) => match &keyed {
-                    Some(keyed) => shared.replay_winner(&key.service, &key.entity, keyed).await,
-                    None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
-                },
-                Err(error) => {
-                    failed = true;
-                    Err(error.into())
-                }
-            },
-            // A reply or refusal without a commit, decided on state that
-            // may never have become durable: the client should try again.
-            _ if failed => Err(InvokeError::EarlierCommitFailed),
-            (Ok(follow_up), None) => Ok(follow_up),
-            (Err(error), _) => Err(error),
-        };
-        let _ = done.send(answer);
-    }
-    if failed {
-        // The journal is the truth: forget what we hold and reload next time.
-        *cached = None;
     }
 }

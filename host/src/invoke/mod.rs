@@ -19,6 +19,7 @@
 //! without deadlock, and is bounded in depth ([`MAX_HOPS`]).
 
 mod action;
+mod command_run;
 mod entity_command;
 mod error;
 mod eviction;

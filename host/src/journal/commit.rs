@@ -101,6 +101,9 @@ pub enum CommitStatus {
         /// The target service.
         service: String,
     },
+    /// Refused undecided: it follows a commit of its run that did not land,
+    /// so the state it ran on was never committed.
+    AfterRefused,
 }
 
 impl CommitStatus {

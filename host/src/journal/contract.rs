@@ -40,11 +40,32 @@ pub trait EntityStore: Send + Sync {
     /// the commit at once (commits queued one after the other are written
     /// in that order, possibly in one transaction) and answers a future
     /// that resolves once it is durable or refused.
-    fn commit(&self, commit: Commit) -> PendingCommit;
+    fn commit(&self, commit: Commit) -> PendingCommit {
+        self.commit_run(vec![commit]).pop().expect("one commit, one outcome")
+    }
+
+    /// Queues the commits of commands an entity ran back to back, each on
+    /// the state the one before left, as one run: written in order, and a
+    /// commit after one of the run that did not land is refused
+    /// ([`CommitStatus::AfterRefused`]) whatever its seq says. Answers one
+    /// future per commit, in order.
+    fn commit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit>;
 
     /// The waiters of commits that append events: watch an entity or a
     /// service through it.
     fn commits(&self) -> &Arc<CommitWatch>;
+
+    /// Whether other hosts may write to this journal, so an entity's cached
+    /// state may be stale: a command that commits nothing then checks it
+    /// ([`last_seq`](Self::last_seq)) before it answers.
+    fn has_other_writers(&self) -> bool {
+        false
+    }
+
+    /// The seq of an entity's last committed event (0 when there is none).
+    fn last_seq(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
+        Ok(self.position(service, entity)?.last_seq)
+    }
 
     /// Woken after each commit that adds outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;

@@ -21,6 +21,7 @@
 
 mod books;
 mod commit;
+mod commit_queue;
 mod commit_watch;
 mod contract;
 mod copy;

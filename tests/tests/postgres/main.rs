@@ -5,3 +5,4 @@
 
 mod copy;
 mod outage;
+mod shared_journal;

@@ -104,12 +104,9 @@ impl EntityStore for RedbJournal {
         self.schema
     }
 
-    /// Durably writes everything one command produced, atomically: queues
-    /// the commit at once (commits queued one after the other are written
-    /// in that order, possibly in one transaction) and answers a future
-    /// that resolves once it is durable or refused.
-    fn commit(&self, commit: Commit) -> PendingCommit {
-        Box::pin(self.committer.submit(commit))
+    /// Queues a run of commits at once; see [`EntityStore::commit_run`].
+    fn commit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit> {
+        self.committer.submit_run(commits)
     }
 
     /// The waiters of commits that append events: watch an entity or a

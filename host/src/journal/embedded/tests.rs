@@ -41,6 +41,27 @@ async fn a_stale_append_is_refused_and_writes_nothing() {
     assert_eq!(payloads(&journal.events("cart", "a", 1, 10).unwrap()), [(1, "x".into())]);
 }
 
+/// Another writer appended one event while this host ran two commands on
+/// its stale state: the first conflicts, and the second — whose expected
+/// seq happens to match the other writer's log — is refused with it.
+#[tokio::test]
+async fn a_commit_after_a_refused_one_of_its_run_is_refused_whatever_its_seq() {
+    let (_dir, journal) = journal();
+    journal.commit(append("cart", "a", 0, &["theirs"])).await.unwrap();
+    let run = journal.commit_run(vec![append("cart", "a", 0, &["mine"]), append("cart", "a", 1, &["mine too"])]);
+    let mut outcomes = Vec::new();
+    for pending in run {
+        outcomes.push(pending.await.unwrap());
+    }
+    assert_eq!(outcomes, [CommitStatus::Conflict { expected: 0, found: 1 }, CommitStatus::AfterRefused]);
+    assert_eq!(payloads(&journal.events("cart", "a", 1, 10).unwrap()), [(1, "theirs".into())]);
+    // A run that starts on the journal's state lands whole.
+    let run = journal.commit_run(vec![append("cart", "a", 1, &["b"]), append("cart", "a", 2, &["c"])]);
+    for pending in run {
+        assert!(pending.await.unwrap().is_durable());
+    }
+}
+
 #[tokio::test]
 async fn entities_and_services_never_share_keys() {
     let (_dir, journal) = journal();

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use super::CommitWatch;
 use super::OutboxBook;
@@ -27,6 +27,8 @@ use super::tables::{
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_message};
+use crate::journal::commit_queue::{self, Queued, Run};
+use crate::journal::contract::PendingCommit;
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
@@ -35,14 +37,9 @@ const MAX_BATCH: usize = 1024;
 /// How often a failed journal tries a write.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-struct Request {
-    commit: Commit,
-    done: oneshot::Sender<Result<CommitStatus, JournalError>>,
-}
-
 /// Handle to the journal's single writer thread.
 pub(super) struct GroupCommitter {
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<Run>,
     failed: Arc<AtomicBool>,
 }
 
@@ -74,15 +71,10 @@ impl GroupCommitter {
         Ok(Self { requests, failed })
     }
 
-    /// Queues a commit at once, in call order, and answers a future that
-    /// resolves when it is durable (or refused, or failed).
-    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<CommitStatus, JournalError>> + use<> {
-        let (done, wait) = oneshot::channel();
-        let queued = self.requests.send(Request { commit, done });
-        async move {
-            queued.map_err(|_| JournalError::WriterStopped)?;
-            wait.await.map_err(|_| JournalError::WriterStopped)?
-        }
+    /// Queues a run of commits at once, in call order, and answers a future
+    /// per commit that resolves when it is durable (or refused, or failed).
+    pub fn submit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit> {
+        commit_queue::submit_run(commits, |run| self.requests.send(run).is_ok())
     }
 
     /// Whether the storage failed (redb refuses every read and write after
@@ -104,8 +96,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Request>) {
-        let mut batch = Vec::new();
+    fn run(self, rx: mpsc::Receiver<Run>) {
+        let mut batch: Vec<Queued> = Vec::new();
         let mut refusing: Option<String> = None;
         loop {
             if let Some(reason) = &refusing {
@@ -113,8 +105,8 @@ impl Writer {
                 // the storage is probed every so often: a write into a disk
                 // that is still full would fail after the work was done.
                 match rx.recv_timeout(PROBE_EVERY) {
-                    Ok(request) => {
-                        for request in std::iter::once(request).chain(rx.try_iter()) {
+                    Ok(run) => {
+                        for request in std::iter::once(run).chain(rx.try_iter()).flatten() {
                             let _ = request.done.send(Err(JournalError::WritesRefused(reason.clone())));
                         }
                         continue;
@@ -128,14 +120,15 @@ impl Writer {
                 continue;
             }
             let Ok(first) = rx.recv() else { return };
-            batch.push(first);
+            batch.extend(first);
+            // Runs stay whole: a batch may pass the bound by one run.
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(run) => batch.extend(run),
                     Err(_) => break,
                 }
             }
-            let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
+            let commits: Vec<(&Commit, bool)> = batch.iter().map(|r| (&r.commit, r.follows)).collect();
             // A damaged file can make redb panic mid-transaction: the
             // transaction is dropped (so nothing of it is written), the
             // journal is marked failed, and the writer goes on answering.
@@ -202,7 +195,7 @@ impl Writer {
         false
     }
 
-    fn acknowledge(&self, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
+    fn acknowledge(&self, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>) {
         let written = batch.iter().map(|r| &r.commit).zip(&statuses);
         announce(written, &self.signals.committed, &self.signals.outbox, &self.metrics);
         for (request, status) in batch.drain(..).zip(statuses) {
@@ -213,12 +206,12 @@ impl Writer {
     /// Writes every commit in one transaction. A commit refused for a stale
     /// seq or a recorded key writes nothing on its own; a storage error
     /// aborts the whole transaction.
-    fn write_batch(&self, commits: &[&Commit]) -> Result<Vec<CommitStatus>, JournalError> {
+    fn write_batch(&self, commits: &[(&Commit, bool)]) -> Result<Vec<CommitStatus>, JournalError> {
         let mut txn = self.db.get()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let (statuses, added) = {
             let mut tables = Tables::open(&txn, &self.outbox, &self.retention)?;
-            let statuses = commits.iter().map(|commit| tables.write(commit)).collect::<Result<Vec<_>, _>>()?;
+            let statuses = commit_queue::decide_in_order(commits.iter().copied(), |commit| tables.write(commit))?;
             (statuses, std::mem::take(&mut tables.outbox_added))
         };
         txn.commit()?;

@@ -10,8 +10,8 @@ use tokio_postgres::error::SqlState;
 use super::pool::Conn;
 use super::writer::Shared;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, db_int};
-use crate::journal::now_ms;
 use crate::journal::records::{self, EventRecord, KeyRecord, OutboxRecord, SnapshotRecord, ValueRecord};
+use crate::journal::{commit_queue, now_ms};
 
 /// Why a batch was not written.
 pub(super) enum WriteError {
@@ -39,7 +39,7 @@ impl From<tokio_postgres::Error> for WriteError {
 
 pub(super) async fn write_batch(
     conn: &mut Conn,
-    commits: &[&Commit],
+    commits: &[(&Commit, bool)],
     shared: &Shared,
 ) -> Result<Vec<CommitStatus>, WriteError> {
     conn.client.batch_execute("BEGIN").await?;
@@ -79,9 +79,10 @@ struct Rows<'a> {
 
 async fn write_in_transaction(
     conn: &mut Conn,
-    commits: &[&Commit],
+    batch: &[(&Commit, bool)],
     shared: &Shared,
 ) -> Result<(Vec<CommitStatus>, HashMap<String, u64>), WriteError> {
+    let commits: Vec<&Commit> = batch.iter().map(|(commit, _)| *commit).collect();
     // Lock every entity's head row, in one order.
     let mut entities: Vec<(&str, &str)> = commits.iter().map(|c| (&*c.service, &*c.entity)).collect();
     entities.sort_unstable();
@@ -138,15 +139,14 @@ async fn write_in_transaction(
 
     let mut rows = Rows::default();
     let mut outbox_added: HashMap<String, u64> = HashMap::new();
-    let mut statuses = Vec::with_capacity(commits.len());
     let mut moved: HashSet<(&str, &str)> = HashSet::new();
-    for commit in commits {
+    let statuses = commit_queue::decide_in_order(batch.iter().copied(), |commit| {
         let status = decide(commit, shared, &mut heads, &mut log_heads, &mut recorded, &mut outbox_added, &mut rows)?;
-        if matches!(status, CommitStatus::Durable { .. }) {
+        if status.is_durable() {
             moved.insert((&commit.service, &commit.entity));
         }
-        statuses.push(status);
-    }
+        Ok::<_, JournalError>(status)
+    })?;
     write_rows(conn, rows, &heads, &log_heads, &moved).await?;
     Ok((statuses, outbox_added))
 }

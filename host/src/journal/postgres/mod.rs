@@ -242,12 +242,27 @@ impl EntityStore for PgJournal {
         !self.writer.has_failed()
     }
 
-    fn commit(&self, commit: Commit) -> PendingCommit {
-        Box::pin(self.writer.submit(commit))
+    fn commit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit> {
+        self.writer.submit_run(commits)
     }
 
     fn commits(&self) -> &Arc<CommitWatch> {
         &self.committed
+    }
+
+    /// Every host on the database writes to it.
+    fn has_other_writers(&self) -> bool {
+        true
+    }
+
+    /// From the entity's head row, which every commit of events moves.
+    fn last_seq(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
+        self.run(async |conn| {
+            let statement =
+                conn.statement("SELECT last_seq FROM entity_heads WHERE service = $1 AND entity = $2").await?;
+            let row = conn.client.query_opt(&statement, &[&service, &entity]).await?;
+            Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
+        })
     }
 
     fn outbox_signal(&self) -> Arc<Notify> {

@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 use super::batch::{WriteError, write_batch};
 use super::pool::{Conn, Pool};
 use super::{Commit, CommitStatus, CommitWatch, JournalError, OutboxBook, RetentionBook, announce};
+use crate::journal::commit_queue::{self, Queued, Run};
+use crate::journal::contract::PendingCommit;
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
@@ -42,14 +44,9 @@ pub(super) struct Shared {
     pub retention: Arc<RetentionBook>,
 }
 
-struct Request {
-    commit: Commit,
-    done: oneshot::Sender<Result<CommitStatus, JournalError>>,
-}
-
 /// Handle to the journal's writer task.
 pub(super) struct Writer {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<Run>,
     failed: Arc<AtomicBool>,
 }
 
@@ -63,15 +60,10 @@ impl Writer {
         Self { requests, failed }
     }
 
-    /// Queues a commit at once, in call order, and answers a future that
-    /// resolves when it is durable (or refused, or failed).
-    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<CommitStatus, JournalError>> + Send + use<> {
-        let (done, wait) = oneshot::channel();
-        let queued = self.requests.send(Request { commit, done });
-        async move {
-            queued.map_err(|_| JournalError::WriterStopped)?;
-            wait.await.map_err(|_| JournalError::WriterStopped)?
-        }
+    /// Queues a run of commits at once, in call order, and answers a future
+    /// per commit that resolves when it is durable (or refused, or failed).
+    pub fn submit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit> {
+        commit_queue::submit_run(commits, |run| self.requests.send(run).is_ok())
     }
 
     /// Whether the database could not be reached the last time the writer
@@ -107,13 +99,13 @@ async fn connect_writer(pool: &Pool) -> Result<Conn, JournalError> {
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<Request>,
+    mut rx: mpsc::UnboundedReceiver<Run>,
     pool: Arc<Pool>,
     mut conn: Option<Conn>,
     shared: Shared,
     failed: Arc<AtomicBool>,
 ) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<Queued> = Vec::new();
     loop {
         let first = if failed.load(Ordering::Relaxed) {
             match tokio::time::timeout(PROBE_EVERY, rx.recv()).await {
@@ -133,14 +125,15 @@ async fn run(
                 None => return,
             }
         };
-        batch.push(first);
+        batch.extend(first);
+        // Runs stay whole: a batch may pass the bound by one run.
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(run) => batch.extend(run),
                 Err(_) => break,
             }
         }
-        let commits: Vec<&Commit> = batch.iter().map(|r| &r.commit).collect();
+        let commits: Vec<(&Commit, bool)> = batch.iter().map(|r| (&r.commit, r.follows)).collect();
         let mut written = write_with_retries(&pool, &mut conn, &commits, &shared).await;
         if let Err(JournalError::Unavailable(_)) = written
             && !failed.load(Ordering::Relaxed)
@@ -193,7 +186,7 @@ async fn probe(pool: &Pool, conn: &mut Option<Conn>) -> bool {
 async fn write_with_retries(
     pool: &Pool,
     conn: &mut Option<Conn>,
-    commits: &[&Commit],
+    commits: &[(&Commit, bool)],
     shared: &Shared,
 ) -> Result<Vec<CommitStatus>, JournalError> {
     let mut attempt = 0;
@@ -219,7 +212,7 @@ async fn write_with_retries(
     }
 }
 
-fn acknowledge(shared: &Shared, batch: &mut Vec<Request>, statuses: Vec<CommitStatus>) {
+fn acknowledge(shared: &Shared, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>) {
     let written = batch.iter().map(|r| &r.commit).zip(&statuses);
     announce(written, &shared.committed, &shared.outbox_signal, &shared.metrics);
     for (request, status) in batch.drain(..).zip(statuses) {
