@@ -47,8 +47,8 @@ run: host examples
 ## Run every test: unit tests, SDK and example tests, black-box tests —
 ## then the black-box suite again on the PostgreSQL journal (a throwaway
 ## server the tests start themselves, or $$WASMSTATE_TEST_PG). The
-## disk-failure tests run the host in process on redb's injected storage,
-## so they run once, in the first pass. Both passes select the whole
+## disk tests (in process on redb's injected storage, and on a real full
+## tmpfs) are about the embedded journal, so they run once, in the first pass. Both passes select the whole
 ## workspace, so they share one feature resolution and the second builds
 ## nothing again.
 test: toolchain host

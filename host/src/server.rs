@@ -241,6 +241,9 @@ async fn open_on(
             idempotency_ttl: config.idempotency_ttl,
         },
     );
+    if journal.has_other_writers() {
+        crate::services::spawn_pickup(services.clone(), shutdown.clone());
+    }
     outbox::spawn(invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
     spawn_idempotency_sweeper(journal.clone());
     crate::compaction::spawn(journal.clone(), services.clone(), metrics.clone(), config.compact_every);

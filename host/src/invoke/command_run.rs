@@ -90,7 +90,7 @@ async fn run_once(
     queued: Vec<Queued>,
     last_try: bool,
 ) -> Vec<Queued> {
-    let started_on = cached.as_ref().map(CachedState::last_seq);
+    let started_on = cached.as_ref().map(CachedState::head);
     let mut ran = Vec::with_capacity(queued.len());
     let mut commits = Vec::new();
     for command in queued {
@@ -111,9 +111,9 @@ async fn run_once(
     // Commits check the state they ran on; a run of reads alone, on a warm
     // entity other hosts may write to, checks it here.
     if commits.is_empty()
-        && let Some(Some(seq)) = started_on
+        && let Some(head) = started_on
         && shared.journal.has_other_writers()
-        && !is_latest(shared, key, seq).await
+        && !is_latest(shared, key, head).await
     {
         *cached = None;
         if !last_try {
@@ -196,11 +196,11 @@ async fn settle(
     }
 }
 
-/// Whether `seq` is still the last of the entity's log in the journal: a
-/// read answers from state at least as new as every write acknowledged
-/// before it, on whichever host it runs.
-async fn is_latest(shared: &Arc<Shared>, key: &EntityKey, seq: u64) -> bool {
+/// Whether `head` is still where the entity stands in the journal: a read
+/// answers from state at least as new as every write acknowledged before
+/// it, on whichever host it runs.
+async fn is_latest(shared: &Arc<Shared>, key: &EntityKey, head: u64) -> bool {
     let journal = shared.journal.clone();
     let (service, entity) = (key.service.clone(), key.entity.clone());
-    matches!(blocking(move || journal.last_seq(&service, &entity)).await, Ok(Ok(last)) if last == seq)
+    matches!(blocking(move || journal.head(&service, &entity)).await, Ok(Ok(found)) if found == head)
 }

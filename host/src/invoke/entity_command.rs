@@ -11,7 +11,7 @@ use super::idempotency::Keyed;
 use super::mailbox::EntityKey;
 use super::{Input, Invocation, InvokeError, Shared, blocking};
 use crate::domain::{Call, Effects, FollowUp, ServiceKind, StateChange};
-use crate::journal::{Commit, EntityWrite, StoredSnapshot};
+use crate::journal::{Commit, EntityWrite, StoredSnapshot, StoredValue};
 use crate::runtime::Snapshot;
 use crate::services::Service;
 
@@ -29,17 +29,18 @@ pub(super) enum CachedState {
         /// hands the guest with those events.
         stored_snapshot_bytes: usize,
     },
-    /// A value entity's stored state (`None` when there is none).
-    Value(Option<Vec<u8>>),
+    /// A value entity's stored state and revision.
+    Value(StoredValue),
 }
 
 impl CachedState {
-    /// The seq of the last event an event-sourced entity's state folded;
-    /// `None` for a value entity (a value has no revision yet).
-    pub fn last_seq(&self) -> Option<u64> {
+    /// Where the entity stood in the journal when this state was its
+    /// latest: the seq of the last event folded, or the value's revision
+    /// (see [`crate::journal::EntityStore::head`]).
+    pub fn head(&self) -> u64 {
         match self {
-            CachedState::EventSourced { snapshot, .. } => Some(snapshot.seq()),
-            CachedState::Value(_) => None,
+            CachedState::EventSourced { snapshot, .. } => snapshot.seq(),
+            CachedState::Value(value) => value.revision,
         }
     }
 
@@ -47,7 +48,7 @@ impl CachedState {
     pub fn bytes(&self) -> usize {
         match self {
             CachedState::EventSourced { snapshot, .. } => snapshot.state().len(),
-            CachedState::Value(state) => state.as_ref().map_or(0, Vec::len),
+            CachedState::Value(value) => value.state.as_ref().map_or(0, Vec::len),
         }
     }
 }
@@ -184,20 +185,25 @@ async fn value(
         // command then fails.
         let journal = shared.journal.clone();
         let (s, e) = (entity.service.clone(), entity.entity.clone());
-        let state = blocking(move || journal.value(&s, &e)).await??;
+        let stored = blocking(move || journal.load_value(&s, &e)).await??;
         shared.metrics.record_cold_load();
-        *cached = Some(CachedState::Value(state));
+        *cached = Some(CachedState::Value(stored));
     }
-    let state = match cached {
-        Some(CachedState::Value(state)) => state.as_deref(),
-        _ => None,
+    let Some(CachedState::Value(stored)) = cached else {
+        return Err(InvokeError::Internal("a value entity's state was not loaded".into()));
     };
+    let (state, revision) = (stored.state.as_deref(), stored.revision);
     let mut effects =
         shared.runtime.handle_value(&service.compiled, state, call).await?.map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;
+    // The write lands only if the entity is still at the revision it ran on.
+    let write = |state: Option<Vec<u8>>| {
+        let after = StoredValue { state: state.clone(), revision: revision + 1 };
+        (EntityWrite::Value { expected_revision: revision, state }, Some(CachedState::Value(after)))
+    };
     let (write, after) = match std::mem::replace(&mut effects.state, StateChange::Unchanged) {
-        StateChange::Update(new) => (EntityWrite::Value(Some(new.clone())), Some(CachedState::Value(Some(new)))),
-        StateChange::Delete => (EntityWrite::Value(None), Some(CachedState::Value(None))),
+        StateChange::Update(new) => write(Some(new)),
+        StateChange::Delete => write(None),
         StateChange::Unchanged | StateChange::Events { .. } => (EntityWrite::Nothing, None),
     };
     Ok((write, effects, after))

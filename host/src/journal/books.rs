@@ -1,7 +1,8 @@
 //! What a journal keeps in memory beside its tables: the outbox entries
 //! waiting per target service (for the quota) and the services that keep
 //! only some history. Each journal fills them when it opens and keeps them
-//! up to date as it writes.
+//! up to date as it writes; a journal other hosts write to also reads them
+//! again every few seconds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,11 @@ impl OutboxBook {
         adding.iter().find(|(service, n)| waiting.get(**service).copied().unwrap_or(0) + **n > quota).map(|(s, _)| *s)
     }
 
+    /// Replaces the counts with `waiting`, as the journal's tables have them.
+    pub fn replace(&self, waiting: HashMap<String, u64>) {
+        *self.waiting.lock().unwrap() = waiting;
+    }
+
     /// Counts entries added to (`delta` > 0) or gone from the outbox.
     pub fn adjust(&self, service: &str, delta: i64) {
         let mut waiting = self.waiting.lock().unwrap();
@@ -60,6 +66,11 @@ impl RetentionBook {
     /// The policy of `service`.
     pub fn get(&self, service: &str) -> Retention {
         self.0.read().unwrap().get(service).map_or(Retention::All, |k| Retention::Snapshots(*k))
+    }
+
+    /// Replaces the policies with `policies`, as the journal's tables have them.
+    pub fn replace(&self, policies: HashMap<String, u32>) {
+        *self.0.write().unwrap() = policies;
     }
 
     /// Records `service`'s policy, once it is stored.

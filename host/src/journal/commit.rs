@@ -23,8 +23,14 @@ pub enum EntityWrite {
         /// A snapshot to store with the events, replacing the previous one.
         snapshot: Option<StoredSnapshot>,
     },
-    /// A value entity's new state; `None` deletes it.
-    Value(Option<Vec<u8>>),
+    /// A value entity's new state (`None` deletes it), written only if the
+    /// entity is still at `expected_revision`: how many commits wrote it.
+    Value {
+        /// The revision the command ran on; the write makes the next one.
+        expected_revision: u64,
+        /// The new state; `None` deletes it.
+        state: Option<Vec<u8>>,
+    },
     /// Nothing on the entity itself (an action's outbox entries, say).
     Nothing,
 }
@@ -69,7 +75,7 @@ impl Commit {
         let writes_entity = match &self.write {
             EntityWrite::Nothing => false,
             EntityWrite::Events { events, snapshot, .. } => !events.is_empty() || snapshot.is_some(),
-            EntityWrite::Value(_) => true,
+            EntityWrite::Value { .. } => true,
         };
         !writes_entity && self.outbox.is_empty() && self.idempotency.is_none()
     }
@@ -84,12 +90,13 @@ pub enum CommitStatus {
         /// The seq of the entity's last event.
         last_seq: u64,
     },
-    /// Refused: the entity's log does not end where the command expected,
-    /// so the state it ran on was not the committed one.
+    /// Refused: the entity's log does not end where the command expected
+    /// (a value entity is not at the revision it expected), so the state
+    /// it ran on was not the committed one.
     Conflict {
-        /// The last seq the command ran on.
+        /// The last seq (or revision) the command ran on.
         expected: u64,
-        /// The last seq in the journal.
+        /// The last seq (or revision) in the journal.
         found: u64,
     },
     /// Refused: a live record already holds the commit's idempotency key;

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, Forked,
     IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, VersionMeta,
+    StoredSnapshot, StoredValue, VersionMeta,
 };
 use crate::domain::{Event, IdempotencyKey, ServiceKind};
 
@@ -57,15 +57,21 @@ pub trait EntityStore: Send + Sync {
 
     /// Whether other hosts may write to this journal, so an entity's cached
     /// state may be stale: a command that commits nothing then checks it
-    /// ([`last_seq`](Self::last_seq)) before it answers.
+    /// ([`head`](Self::head)) before it answers.
     fn has_other_writers(&self) -> bool {
         false
     }
 
-    /// The seq of an entity's last committed event (0 when there is none).
-    fn last_seq(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
-        Ok(self.position(service, entity)?.last_seq)
+    /// Reads again what the journal keeps in memory of its tables (the
+    /// outbox entries waiting per service, the retention policies), which
+    /// other hosts change too. Nothing to do for a journal of one host.
+    fn reread_books(&self) -> Result<(), JournalError> {
+        Ok(())
     }
+
+    /// Where an entity stands: the seq of its last event, or a value
+    /// entity's revision (0 for neither).
+    fn head(&self, service: &str, entity: &str) -> Result<u64, JournalError>;
 
     /// Woken after each commit that adds outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;
@@ -75,6 +81,9 @@ pub trait EntityStore: Send + Sync {
 
     /// Loads what a cold entity needs: its latest snapshot and the events after it.
     fn load_entity(&self, service: &str, entity: &str) -> Result<EntityHistory, JournalError>;
+
+    /// Loads what a cold value entity needs: its state and revision.
+    fn load_value(&self, service: &str, entity: &str) -> Result<StoredValue, JournalError>;
 
     /// Reads up to `limit` committed events of an entity, from seq `from` on.
     fn events(&self, service: &str, entity: &str, from: u64, limit: usize) -> Result<Vec<Event>, JournalError> {

@@ -186,6 +186,16 @@ impl EntityHistory {
     }
 }
 
+/// A value entity's stored state, and its revision: how many commits have
+/// written it (0: never), which its next write must expect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredValue {
+    /// The state; `None` when there is none (never written, or deleted).
+    pub state: Option<Vec<u8>>,
+    /// The revision.
+    pub revision: u64,
+}
+
 /// Where an entity's log stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EntityPosition {

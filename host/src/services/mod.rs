@@ -1,8 +1,10 @@
 //! The registry of deployed services: every version's metadata, and the
 //! compiled, pre-instantiated newest version of each service, which new
 //! invocations use. `upgrade.rs` holds what checks a new version against
-//! the stored entities, and rollbacks.
+//! the stored entities, and rollbacks; `pickup.rs` what takes in the
+//! versions other hosts on the same journal deployed.
 
+mod pickup;
 mod upgrade;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::names::validate_service_name;
 use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
 use crate::verify::{Progress, Report, VerifyOptions};
+pub use pickup::spawn as spawn_pickup;
 
 /// How many components may compile at once: compiling a large one takes
 /// seconds and much memory.

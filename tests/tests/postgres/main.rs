@@ -1,8 +1,9 @@
 //! Black-box tests of what only the PostgreSQL journal has: a database
-//! that goes away under a running host, and who may write to one. Each
+//! that goes away under a running host, and several hosts on one. Each
 //! test runs a PostgreSQL server of its own, whatever journal the rest of
 //! the suite runs on.
 
 mod copy;
 mod outage;
 mod shared_journal;
+mod two_hosts;

@@ -136,23 +136,3 @@ async fn a_host_starting_while_the_database_is_down_says_so() {
     let said = format!("{error:#}");
     assert!(said.contains("cannot open the journal on PostgreSQL") && said.contains("unavailable"), "{said}");
 }
-
-#[tokio::test]
-async fn a_second_host_on_the_same_database_is_refused() {
-    let postgres = start_own().await.expect("a PostgreSQL server of the test's own");
-    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (first, api) = host_on(&postgres, first_dir.path()).await;
-    api.invoke("counter", "c", "Increase", json!({"value": 2})).await.expect(200);
-    let url = first.journal_url().expect("on PostgreSQL").to_string();
-    let options =
-        Options { journal: Some(JournalKind::Database(url.clone())), capture_stderr: true, ..Options::default() };
-    let error = Server::start_with(second_dir.path(), &[], options).await.err().expect("the second is refused");
-    assert!(format!("{error:#}").contains("another wasmstate host writes to this journal"), "{error:#}");
-    api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200);
-    // Once the first is gone, another host takes over its data.
-    first.kill().await.unwrap();
-    let options = Options { journal: Some(JournalKind::Database(url)), ..Options::default() };
-    let second = Server::start_with(second_dir.path(), &[], options).await.expect("the host takes over");
-    let api = Api::new(second.base());
-    assert_eq!(api.invoke("counter", "c", "Increase", json!({"value": 1})).await.expect(200), json!({"value": 4}));
-}

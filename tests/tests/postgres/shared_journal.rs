@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use wasmstate::{ServeConfig, SharedJournal};
 use wasmstate_tests::Api;
-use wasmstate_tests::guests::COUNTER;
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING, USER_PROFILE};
 
 /// A host on `journal`, served in process on a free port, with its data dir.
 async fn host(journal: &SharedJournal) -> (tempfile::TempDir, Api) {
@@ -35,6 +35,7 @@ async fn two_hosts() -> [(tempfile::TempDir, Api); 2] {
     let journal = SharedJournal::connect(&url).await.expect("the journal opens");
     let a = host(&journal).await;
     a.1.deploy("counter", Path::new(COUNTER)).await;
+    a.1.deploy("profiles", Path::new(USER_PROFILE)).await;
     let b = host(&journal).await;
     [a, b]
 }
@@ -82,4 +83,45 @@ async fn concurrent_commands_through_two_hosts_all_land_once_in_order() {
         seqs.extend(page.iter().map(|e| e["seq"].as_u64().unwrap()));
     }
     assert_eq!(seqs, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_entity_written_through_two_hosts_never_loses_a_write() {
+    let [(_a_dir, a), (_b_dir, b)] = two_hosts().await;
+    let update = |api: &Api, name: &str| {
+        let (api, name) = (api.clone(), name.to_string());
+        async move { api.invoke("profiles", "p", "Update", json!({ "name": name, "email": "p@example.com" })).await }
+    };
+    let get = |api: &Api| {
+        let api = api.clone();
+        async move { api.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"].clone() }
+    };
+    update(&a, "one").await.expect(200);
+    update(&b, "two").await.expect(200);
+    // a's cached revision is stale: its read sees b's write, and its write
+    // runs again on it.
+    assert_eq!(get(&a).await, "two");
+    update(&b, "three").await.expect(200);
+    update(&a, "four").await.expect(200);
+    assert!(a.metric("wasmstate_conflict_retries_total").await >= 2.0, "a's read and write each ran again");
+    assert_eq!(get(&b).await, "four");
+    assert_eq!(get(&a).await, "four");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_deployed_or_deleted_on_one_host_is_live_on_the_other_within_a_second() {
+    let [(_a_dir, a), (_b_dir, b)] = two_hosts().await;
+    b.invoke("m", "x", "Get", json!({})).await.expect_error(404);
+    a.deploy("m", Path::new(MISBEHAVING)).await;
+    let second = std::time::Duration::from_secs(1);
+    let live = b.eventually(second, || async { b.invoke("m", "x", "Get", json!({})).await.status == 200 }).await;
+    assert!(live, "b serves what a deployed within a second");
+    assert_eq!(b.get("/v1/services/m").await.expect(200)["version"], 1);
+    // A new version of a service b already runs.
+    a.deploy("m", Path::new(MISBEHAVING)).await;
+    let newer = b.eventually(second, || async { b.get("/v1/services/m").await.body["version"] == 2 }).await;
+    assert!(newer, "b runs a's new version within a second");
+    a.send(reqwest::Method::DELETE, "/v1/services/m", Vec::new()).await.expect(200);
+    let gone = b.eventually(second, || async { b.invoke("m", "x", "Get", json!({})).await.status == 404 }).await;
+    assert!(gone, "b stops serving what a deleted within a second");
 }

@@ -38,7 +38,7 @@ use super::contract::{
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
     IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, VersionMeta, records,
+    StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use super::{now_ms, panic_message};
 use crate::domain::Event;
@@ -143,6 +143,26 @@ impl EntityStore for RedbJournal {
         let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
         let events = read_events(&txn.open_table(EVENTS)?, service, entity, from, usize::MAX, usize::MAX)?;
         Ok(EntityHistory::new(snapshot, events))
+    }
+
+    /// A value entity's state and revision, read together.
+    fn load_value(&self, service: &str, entity: &str) -> Result<StoredValue, JournalError> {
+        let txn = self.db()?.begin_read()?;
+        let revision = txn.open_table(tables::VALUE_REVISIONS)?.get((service, entity))?.map_or(0, |v| v.value());
+        let state = match txn.open_table(tables::VALUES)?.get((service, entity))? {
+            Some(row) => Some(records::ValueRecord::read(service, entity, row.value())?.state.to_vec()),
+            None => None,
+        };
+        Ok(StoredValue { state, revision })
+    }
+
+    /// The seq of the entity's last event, else its value's revision.
+    fn head(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
+        let txn = self.db()?.begin_read()?;
+        match last_seq(&txn.open_table(EVENTS)?, service, entity)? {
+            0 => Ok(txn.open_table(tables::VALUE_REVISIONS)?.get((service, entity))?.map_or(0, |v| v.value())),
+            seq => Ok(seq),
+        }
     }
 
     /// Reads committed events of an entity from seq `from` on: up to

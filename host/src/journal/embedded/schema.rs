@@ -21,7 +21,8 @@ use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 use super::migrate_v1;
 use super::tables::{
     COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
-    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
+    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS, VALUES, VERSION_HEADS,
+    VERSIONS,
 };
 use super::{JournalError, SchemaStatus};
 
@@ -88,6 +89,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(VERSIONS)?;
     txn.open_table(VERSION_HEADS)?;
     txn.open_table(VALUES)?;
+    txn.open_table(VALUE_REVISIONS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(SERVICE_LOG)?;

@@ -50,6 +50,10 @@ pub const VERSION_HEADS: TableDefinition<&str, u32> = TableDefinition::new("vers
 /// the guest encoded it, the version that wrote it, a checksum.
 pub const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
 
+/// Each value entity's revision: how many commits have written it (no row:
+/// none). A write must expect it ([`crate::journal::EntityWrite::Value`]).
+pub const VALUE_REVISIONS: TableDefinition<(&str, &str), u64> = TableDefinition::new("value_revisions");
+
 /// Asynchronous side effects not yet delivered: id → `OutboxRecord`.
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 

@@ -247,15 +247,32 @@ fn key(text: &str) -> IdempotencyKey {
     IdempotencyKey::client(text.as_bytes()).unwrap()
 }
 
+/// A value write of `state` on an entity at `revision`.
+fn value_write(revision: u64, state: Option<&[u8]>) -> EntityWrite {
+    EntityWrite::Value { expected_revision: revision, state: state.map(<[u8]>::to_vec) }
+}
+
 #[tokio::test]
 async fn value_states_are_written_and_deleted() {
     let (_dir, journal) = journal();
-    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"one".to_vec())))).await.unwrap();
-    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"two".to_vec())))).await.unwrap();
+    journal.commit(commit_with("v", "e", value_write(0, Some(b"one")))).await.unwrap();
+    journal.commit(commit_with("v", "e", value_write(1, Some(b"two")))).await.unwrap();
     assert_eq!(journal.value("v", "e").unwrap().as_deref(), Some(&b"two"[..]));
-    journal.commit(commit_with("v", "e", EntityWrite::Value(None))).await.unwrap();
+    journal.commit(commit_with("v", "e", value_write(2, None))).await.unwrap();
     assert_eq!(journal.value("v", "e").unwrap(), None);
+    assert_eq!(journal.load_value("v", "e").unwrap(), StoredValue { state: None, revision: 3 });
     assert_eq!(journal.value("v", "other").unwrap(), None);
+    assert_eq!(journal.load_value("v", "other").unwrap(), StoredValue::default());
+}
+
+#[tokio::test]
+async fn a_value_write_on_a_stale_revision_is_refused_and_writes_nothing() {
+    let (_dir, journal) = journal();
+    journal.commit(commit_with("v", "e", value_write(0, Some(b"theirs")))).await.unwrap();
+    let stale = journal.commit(commit_with("v", "e", value_write(0, Some(b"mine")))).await.unwrap();
+    assert_eq!(stale, CommitStatus::Conflict { expected: 0, found: 1 });
+    assert_eq!(journal.load_value("v", "e").unwrap(), StoredValue { state: Some(b"theirs".to_vec()), revision: 1 });
+    assert_eq!(journal.head("v", "e").unwrap(), 1);
 }
 
 #[tokio::test]
@@ -360,7 +377,7 @@ async fn a_live_idempotency_key_is_recorded_once() {
 async fn a_record_changed_on_disk_is_refused_never_served() {
     let (_dir, journal) = journal();
     journal.commit(append("c", "e", 0, &["one", "two"])).await.unwrap();
-    journal.commit(commit_with("v", "e", EntityWrite::Value(Some(b"state".to_vec())))).await.unwrap();
+    journal.commit(commit_with("v", "e", value_write(0, Some(b"state")))).await.unwrap();
     // Flip a byte of event 2's payload and of the value, as a disk or an
     // editor might.
     let txn = journal.db().unwrap().begin_write().unwrap();

@@ -22,8 +22,8 @@ use super::records::{self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord,
 use super::schema::SCHEMA_VERSION;
 use super::storage::Storage;
 use super::tables::{
-    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES,
-    idempotency_live,
+    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS,
+    VALUES, idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_message};
@@ -227,6 +227,7 @@ struct Tables<'txn> {
     snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     snapshot_history: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    value_revisions: Table<'txn, (&'static str, &'static str), u64>,
     outbox: Table<'txn, u64, &'static [u8]>,
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
     service_log: Table<'txn, (&'static str, u64), &'static [u8]>,
@@ -256,6 +257,7 @@ impl<'txn> Tables<'txn> {
             snapshots: txn.open_table(SNAPSHOTS)?,
             snapshot_history: txn.open_table(SNAPSHOT_HISTORY)?,
             values: txn.open_table(VALUES)?,
+            value_revisions: txn.open_table(VALUE_REVISIONS)?,
             outbox: txn.open_table(OUTBOX)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             service_log: txn.open_table(SERVICE_LOG)?,
@@ -328,12 +330,21 @@ impl<'txn> Tables<'txn> {
                     }
                 }
             }
-            EntityWrite::Value(Some(state)) => {
-                let record = records::encode(&ValueRecord::new(key.0, key.1, commit.version, state))?;
-                self.values.insert(key, record.as_slice())?;
-            }
-            EntityWrite::Value(None) => {
-                self.values.remove(key)?;
+            EntityWrite::Value { expected_revision, state } => {
+                let found = self.value_revisions.get(key)?.map_or(0, |v| v.value());
+                if found != *expected_revision {
+                    return Ok(CommitStatus::Conflict { expected: *expected_revision, found });
+                }
+                self.value_revisions.insert(key, found + 1)?;
+                match state {
+                    Some(state) => {
+                        let record = records::encode(&ValueRecord::new(key.0, key.1, commit.version, state))?;
+                        self.values.insert(key, record.as_slice())?;
+                    }
+                    None => {
+                        self.values.remove(key)?;
+                    }
+                }
             }
             EntityWrite::Nothing => {}
         }

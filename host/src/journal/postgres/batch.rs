@@ -206,7 +206,12 @@ fn decide<'a>(
                 rows.snapshots.insert(key, (db_int(snapshot.seq), record));
             }
         }
-        EntityWrite::Value(state) => {
+        EntityWrite::Value { expected_revision, state } => {
+            // A value entity's head row holds its revision.
+            if found != *expected_revision {
+                return Ok(CommitStatus::Conflict { expected: *expected_revision, found });
+            }
+            heads.insert(key, found + 1);
             let record = match state {
                 Some(state) => Some(records::encode(&ValueRecord::new(key.0, key.1, commit.version, state))?),
                 None => None,
@@ -253,6 +258,8 @@ async fn write_rows(
         let (s, p): (Vec<&str>, Vec<i64>) = log_heads.iter().map(|(s, p)| (*s, db_int(*p))).unzip();
         let statement = conn.statement(sql::UPDATE_LOGS).await?;
         conn.client.execute(&statement, &[&s, &p]).await?;
+    }
+    if !rows.events.is_empty() || !rows.values.is_empty() {
         let mut moved: Vec<(&str, &str, i64)> =
             moved.iter().filter_map(|k| heads.get(k).map(|seq| (k.0, k.1, db_int(*seq)))).collect();
         moved.sort_unstable();

@@ -37,7 +37,7 @@ use super::contract::{
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
     IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, VersionMeta, records,
+    StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use crate::domain::Event;
 use crate::metrics::Metrics;
@@ -46,10 +46,6 @@ use writer::Writer;
 
 /// How many connections the journal's reads and bookkeeping share.
 const POOL_SIZE: usize = 8;
-
-/// How many times, 100 ms apart, a starting host tries to take the
-/// writer's lock before it gives up.
-const WRITER_LOCK_TRIES: u32 = 50;
 
 impl From<tokio_postgres::Error> for JournalError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -102,36 +98,12 @@ impl PgJournal {
             .map_err(|e| JournalError::Database(format!("cannot start the journal's runtime: {e}")))?;
         let pool = Arc::new(Pool::new(config, runtime.handle().clone(), POOL_SIZE));
         let schema = block_on(async { schema::open(&mut pool.connect().await?.client).await })?;
-        let (waiting, policies) = pool.run(async |conn| {
-            let mut waiting: HashMap<String, u64> = HashMap::new();
-            for row in conn.client.query("SELECT target, count(*) FROM outbox GROUP BY target", &[]).await? {
-                waiting.insert(row.get(0), row.get::<_, i64>(1) as u64);
-            }
-            let mut policies = HashMap::new();
-            for row in conn.client.query("SELECT service, k FROM retention", &[]).await? {
-                policies.insert(row.get::<_, String>(0), row.get::<_, i32>(1) as u32);
-            }
-            Ok((waiting, policies))
-        })?;
+        let (waiting, policies) = pool.run(read_books)?;
         let outbox = Arc::new(OutboxBook::new(waiting));
         let retention = Arc::new(RetentionBook::new(policies));
         let committed = Arc::new(CommitWatch::default());
         let outbox_signal = Arc::new(Notify::new());
-        let writer_conn = block_on(async {
-            let conn = pool.connect().await?;
-            // A host that just died may hold the lock a moment longer,
-            // until its database session notices.
-            let mut tries = 0;
-            loop {
-                match writer::take_writer_lock(&conn).await {
-                    Ok(()) => return Ok::<_, JournalError>(conn),
-                    Err(JournalError::Database(_)) if tries < WRITER_LOCK_TRIES => tries += 1,
-                    Err(error) => return Err(error),
-                }
-                let pause = runtime.spawn(tokio::time::sleep(std::time::Duration::from_millis(100)));
-                pause.await.map_err(|e| JournalError::Database(e.to_string()))?;
-            }
-        })?;
+        let writer_conn = block_on(pool.connect())?;
         let writer = Writer::start(
             runtime.handle(),
             pool.clone(),
@@ -147,10 +119,33 @@ impl PgJournal {
         Ok(Self { runtime: Some(runtime), pool, writer, committed, outbox_signal, outbox, retention, schema })
     }
 
+    /// Reads the books again: other hosts add and deliver outbox entries
+    /// and set retention policies too.
+    pub(super) fn reread_books(&self) -> Result<(), JournalError> {
+        let (waiting, policies) = self.pool.run(read_books)?;
+        self.outbox.replace(waiting);
+        self.retention.replace(policies);
+        Ok(())
+    }
+
     /// Runs `op` on a pooled connection, blocking.
     fn run<T>(&self, op: impl AsyncFnOnce(&mut pool::Conn) -> Result<T, JournalError>) -> Result<T, JournalError> {
         self.pool.run(op)
     }
+}
+
+/// The outbox entries waiting per target service, and the retention
+/// policies, as the database has them.
+async fn read_books(conn: &mut pool::Conn) -> Result<(HashMap<String, u64>, HashMap<String, u32>), JournalError> {
+    let mut waiting: HashMap<String, u64> = HashMap::new();
+    for row in conn.client.query("SELECT target, count(*) FROM outbox GROUP BY target", &[]).await? {
+        waiting.insert(row.get(0), row.get::<_, i64>(1) as u64);
+    }
+    let mut policies = HashMap::new();
+    for row in conn.client.query("SELECT service, k FROM retention", &[]).await? {
+        policies.insert(row.get::<_, String>(0), row.get::<_, i32>(1) as u32);
+    }
+    Ok((waiting, policies))
 }
 
 impl Drop for PgJournal {
@@ -255,8 +250,13 @@ impl EntityStore for PgJournal {
         true
     }
 
-    /// From the entity's head row, which every commit of events moves.
-    fn last_seq(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
+    fn reread_books(&self) -> Result<(), JournalError> {
+        PgJournal::reread_books(self)
+    }
+
+    /// From the entity's head row, which every commit of events, or of a
+    /// value, moves.
+    fn head(&self, service: &str, entity: &str) -> Result<u64, JournalError> {
         self.run(async |conn| {
             let statement =
                 conn.statement("SELECT last_seq FROM entity_heads WHERE service = $1 AND entity = $2").await?;
@@ -284,6 +284,26 @@ impl EntityStore for PgJournal {
             let from = snapshot.as_ref().map_or(1, |s| s.seq + 1);
             let events = read_events(conn, service, entity, from, usize::MAX, usize::MAX).await?;
             Ok(EntityHistory::new(snapshot, events))
+        })
+    }
+
+    fn load_value(&self, service: &str, entity: &str) -> Result<StoredValue, JournalError> {
+        self.run(async |conn| {
+            // A value copied in by `journal copy` has no head row: revision 0.
+            let statement = conn
+                .statement(
+                    "SELECT (SELECT record FROM entity_values WHERE service = $1 AND entity = $2), \
+                     (SELECT last_seq FROM entity_heads WHERE service = $1 AND entity = $2)",
+                )
+                .await?;
+            let row = conn.client.query_one(&statement, &[&service, &entity]).await?;
+            let record: Option<&[u8]> = row.get(0);
+            let state = match record {
+                Some(record) => Some(records::ValueRecord::read(service, entity, record)?.state.to_vec()),
+                None => None,
+            };
+            let revision: Option<i64> = row.get(1);
+            Ok(StoredValue { state, revision: revision.unwrap_or(0) as u64 })
         })
     }
 

@@ -51,8 +51,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `runtime`, writing on `conn` (which holds
-    /// the writer's lock, see [`take_writer_lock`]).
+    /// Starts the writer task on `runtime`, writing on `conn`.
     pub fn start(runtime: &tokio::runtime::Handle, pool: Arc<Pool>, conn: Conn, shared: Shared) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
@@ -71,31 +70,6 @@ impl Writer {
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
-}
-
-/// The key of the advisory lock the writing host holds on its connection.
-const WRITER_LOCK: i64 = 0x7761_736d_7772_6974;
-
-/// Takes the lock that makes `conn`'s host the one that writes to the
-/// journal: until several hosts can share one database, a second host is
-/// refused rather than let two writers keep stale copies of entities.
-/// Held as long as the connection lives.
-pub(super) async fn take_writer_lock(conn: &Conn) -> Result<(), JournalError> {
-    let taken: bool = conn.client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]).await?.get(0);
-    if taken {
-        Ok(())
-    } else {
-        Err(JournalError::Database(
-            "another wasmstate host writes to this journal; one database serves one host for now".into(),
-        ))
-    }
-}
-
-/// A new writer connection, holding the writer's lock.
-async fn connect_writer(pool: &Pool) -> Result<Conn, JournalError> {
-    let conn = pool.connect().await?;
-    take_writer_lock(&conn).await?;
-    Ok(conn)
 }
 
 async fn run(
@@ -173,7 +147,7 @@ async fn run(
 /// Whether the database answers again, on a fresh connection.
 async fn probe(pool: &Pool, conn: &mut Option<Conn>) -> bool {
     *conn = None;
-    match connect_writer(pool).await {
+    match pool.connect().await {
         Ok(fresh) => {
             let answered = fresh.client.simple_query("SELECT 1").await.is_ok();
             *conn = answered.then_some(fresh);
@@ -192,7 +166,7 @@ async fn write_with_retries(
     let mut attempt = 0;
     loop {
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            *conn = Some(connect_writer(pool).await?);
+            *conn = Some(pool.connect().await?);
         }
         let c = conn.as_mut().expect("just connected");
         match write_batch(c, commits, shared).await {

@@ -1,0 +1,81 @@
+//! Two `wasmstate` processes on one PostgreSQL database: every request
+//! works on either. Commands race through both hosts on one entity and
+//! every one lands once, in order; a read on one host answers what the
+//! other acknowledged; a version deployed on one serves on the other
+//! within a second; when one host dies, the other serves its entities.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use wasmstate_tests::guests::{COUNTER, USER_PROFILE};
+use wasmstate_tests::postgres::shared;
+use wasmstate_tests::{Api, JournalKind, Options, Server};
+
+/// Starts a host on the database `url`, with a data dir of its own.
+async fn host(url: &str) -> (tempfile::TempDir, Server, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
+    let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts");
+    let api = Api::new(server.base());
+    (dir, server, api)
+}
+
+#[tokio::test]
+async fn two_hosts_on_one_database_serve_the_same_entities() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (_first_dir, first, a) = host(&url).await;
+    let (_second_dir, second, b) = host(&url).await;
+    a.deploy("counter", Path::new(COUNTER)).await;
+    let live = b.eventually(Duration::from_secs(1), || async {
+        b.invoke("counter", "c", "Get", json!({})).await.status == 200
+    });
+    assert!(live.await, "what the first host deployed serves on the second within a second");
+
+    // Increments raced through both hosts all land, once each, in order.
+    const CALLS: u64 = 200;
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { api.invoke("counter", "c", "Increase", json!({ "value": 1 })).await })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for call in calls {
+        values.push(call.await.unwrap().expect(200)["value"].as_u64().unwrap());
+    }
+    values.sort_unstable();
+    assert_eq!(values, (1..=CALLS).collect::<Vec<_>>(), "each increment saw the one before it");
+    for api in [&a, &b] {
+        assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": CALLS }));
+    }
+    let mut seqs = Vec::new();
+    while (seqs.len() as u64) < CALLS {
+        let page = b.events("counter", "c", seqs.len() as u64 + 1).await;
+        assert!(!page.is_empty(), "the log ends at {}", seqs.len());
+        seqs.extend(page.iter().map(|e| e["seq"].as_u64().unwrap()));
+    }
+    assert_eq!(seqs, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
+
+    // A value entity written on one host reads back on the other.
+    b.deploy("profiles", Path::new(USER_PROFILE)).await;
+    let live = a.eventually(Duration::from_secs(1), || async {
+        a.invoke("profiles", "p", "Get", json!({})).await.status == 200
+    });
+    assert!(live.await);
+    for (api, name) in [(&a, "one"), (&b, "two"), (&a, "three")] {
+        api.invoke("profiles", "p", "Update", json!({ "name": name, "email": "p@example.com" })).await.expect(200);
+        for reader in [&a, &b] {
+            assert_eq!(reader.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"], name);
+        }
+    }
+
+    // The first host dies: the second serves everything it held.
+    first.kill().await.unwrap();
+    assert_eq!(
+        b.invoke("counter", "c", "Increase", json!({ "value": 1 })).await.expect(200),
+        json!({ "value": CALLS + 1 })
+    );
+    assert_eq!(b.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"], "three");
+    drop(second);
+}
