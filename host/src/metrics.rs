@@ -248,7 +248,7 @@ impl Metrics {
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
             (
                 "wasmstate_conflict_retries_total",
-                "Commands run again on reloaded state after another host wrote to their entity first.",
+                "Entity command runs retried on reloaded state after another host wrote first.",
                 &self.conflict_retries,
             ),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),

@@ -168,6 +168,18 @@ impl Api {
         body.as_array().expect("an array of events").clone()
     }
 
+    /// The seqs of every committed event of an entity, read page by page.
+    pub async fn seqs(&self, service: &str, entity: &str) -> Vec<u64> {
+        let mut seqs: Vec<u64> = Vec::new();
+        loop {
+            let page = self.events(service, entity, seqs.last().map_or(1, |last| last + 1)).await;
+            if page.is_empty() {
+                return seqs;
+            }
+            seqs.extend(page.iter().map(|e| e["seq"].as_u64().expect("an event's seq")));
+        }
+    }
+
     /// `{last_seq, snapshot_seq}` of an entity, asserting 200.
     pub async fn position(&self, service: &str, entity: &str) -> (u64, u64) {
         let body = self.get(&format!("/v1/services/{service}/entities/{entity}")).await.expect(200);

@@ -62,9 +62,25 @@ impl CommitWatch {
     }
 }
 
+impl CommitWatch {
+    /// Wakes every waiter, as when commits may have gone unheard: an
+    /// entity's waiters see [`u64::MAX`] (look again), a service's a new
+    /// count.
+    pub(super) fn wake_all(&self) {
+        for sender in self.entities.lock().unwrap().values() {
+            sender.send_replace(u64::MAX);
+        }
+        for sender in self.services.lock().unwrap().values() {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
+        }
+    }
+}
+
 impl<K: Eq + Hash + Clone> Watching<K> {
     /// Waits for the next commit after the last one seen; answers the seq
-    /// the entity's log ends at (for a service, a count of its commits).
+    /// the entity's log ends at (for a service, a count of its commits;
+    /// [`u64::MAX`] when commits may have gone unheard, see
+    /// [`CommitWatch::wake_all`]).
     pub async fn changed(&mut self) -> u64 {
         // The sender lives as long as a waiter does, so this never ends early.
         let _ = self.receiver.changed().await;

@@ -20,13 +20,7 @@ async fn serve(disk: FailingStorage) -> (tempfile::TempDir, Api) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let open = move || redb::Builder::new().create_with_backend(disk.clone());
     let state = wasmstate::open_with_storage(&config, open, shutdown).await.unwrap().state;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _stop = stop;
-        axum::serve(listener, wasmstate::app(state)).await
-    });
-    (dir, Api::new(&base))
+    (dir, crate::in_process::serve(state, stop).await)
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ mod fuzz;
 mod guest_limits;
 mod history;
 mod idempotency;
+#[path = "../common/in_process.rs"]
+mod in_process;
 mod integrity;
 mod kinds;
 mod logging;

@@ -4,6 +4,8 @@
 //! the suite runs on.
 
 mod copy;
+#[path = "../common/in_process.rs"]
+mod in_process;
 mod outage;
 mod shared_journal;
 mod two_hosts;

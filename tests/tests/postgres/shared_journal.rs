@@ -18,13 +18,7 @@ async fn host(journal: &SharedJournal) -> (tempfile::TempDir, Api) {
     let config = ServeConfig::from_args(["--data-dir".as_ref(), dir.path().as_os_str()]).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let state = wasmstate::open_on_shared(&config, journal, shutdown).await.unwrap().state;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _stop = stop;
-        axum::serve(listener, wasmstate::app(state)).await
-    });
-    (dir, Api::new(&base))
+    (dir, crate::in_process::serve(state, stop).await)
 }
 
 /// Two hosts on a fresh database, the counter deployed before the second
@@ -55,8 +49,7 @@ async fn a_host_with_stale_state_runs_the_command_again_on_the_journal_s() {
     assert!(a.metric("wasmstate_conflict_retries_total").await >= 1.0, "a's commit conflicted and ran again");
     // b holds seq 2; its read sees a's write all the same.
     assert_eq!(b.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": 111 }));
-    let seqs: Vec<u64> = a.events("counter", "c", 1).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(a.seqs("counter", "c").await, [1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,13 +69,7 @@ async fn concurrent_commands_through_two_hosts_all_land_once_in_order() {
     for api in [&a, &b] {
         assert_eq!(api.invoke("counter", "hot", "Get", json!({})).await.expect(200), json!({ "value": CALLS }));
     }
-    let mut seqs = Vec::new();
-    while (seqs.len() as u64) < CALLS {
-        let page = a.events("counter", "hot", seqs.len() as u64 + 1).await;
-        assert!(!page.is_empty(), "the log ends at {}", seqs.len());
-        seqs.extend(page.iter().map(|e| e["seq"].as_u64().unwrap()));
-    }
-    assert_eq!(seqs, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(a.seqs("counter", "hot").await, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

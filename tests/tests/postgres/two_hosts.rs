@@ -49,13 +49,7 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
     for api in [&a, &b] {
         assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": CALLS }));
     }
-    let mut seqs = Vec::new();
-    while (seqs.len() as u64) < CALLS {
-        let page = b.events("counter", "c", seqs.len() as u64 + 1).await;
-        assert!(!page.is_empty(), "the log ends at {}", seqs.len());
-        seqs.extend(page.iter().map(|e| e["seq"].as_u64().unwrap()));
-    }
-    assert_eq!(seqs, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(b.seqs("counter", "c").await, (1..=CALLS).collect::<Vec<_>>(), "no gap, no duplicate");
 
     // A value entity written on one host reads back on the other.
     b.deploy("profiles", Path::new(USER_PROFILE)).await;
@@ -78,4 +72,30 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
     );
     assert_eq!(b.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"], "three");
     drop(second);
+}
+
+#[tokio::test]
+async fn an_event_stream_on_one_host_follows_commands_sent_to_the_other() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (_first_dir, _first, a) = host(&url).await;
+    let (_second_dir, second, b) = host(&url).await;
+    a.deploy("counter", Path::new(COUNTER)).await;
+    a.invoke("counter", "live", "Increase", json!({ "value": 1 })).await.expect(200);
+    let live = b.eventually(Duration::from_secs(1), || async {
+        b.invoke("counter", "live", "Get", json!({})).await.status == 200
+    });
+    assert!(live.await, "the second host runs the counter");
+    let stream_url = format!("{}/v1/services/counter/entities/live/events?follow=true", second.base());
+    let mut stream = wasmstate_tests::sse::EventStream::open(&stream_url).await.unwrap();
+    let (id, _) = stream.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(id, "1", "the backlog first");
+    // b commits nothing itself: only a's commits, heard through the
+    // database, wake its stream.
+    for seq in 2..=20u64 {
+        a.invoke("counter", "live", "Increase", json!({ "value": 1 })).await.expect(200);
+        let (id, event) = stream.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!((id, event["seq"].as_u64()), (seq.to_string(), Some(seq)), "in order, no gap");
+    }
+    assert!(stream.next(Duration::from_millis(300)).await.is_err(), "no duplicate after the last event");
+    drop(b);
 }

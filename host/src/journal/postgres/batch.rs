@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio_postgres::error::SqlState;
 
+use super::notify;
 use super::pool::Conn;
 use super::writer::Shared;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, db_int};
@@ -147,7 +148,7 @@ async fn write_in_transaction(
         }
         Ok::<_, JournalError>(status)
     })?;
-    write_rows(conn, rows, &heads, &log_heads, &moved).await?;
+    write_rows(conn, rows, &heads, &log_heads, &moved, shared).await?;
     Ok((statuses, outbox_added))
 }
 
@@ -245,6 +246,7 @@ async fn write_rows(
     heads: &HashMap<(&str, &str), u64>,
     log_heads: &HashMap<&str, u64>,
     moved: &HashSet<(&str, &str)>,
+    shared: &Shared,
 ) -> Result<(), WriteError> {
     if !rows.events.is_empty() {
         let events: Vec<(&str, &str, i64, &[u8])> =
@@ -264,8 +266,25 @@ async fn write_rows(
             moved.iter().filter_map(|k| heads.get(k).map(|seq| (k.0, k.1, db_int(*seq)))).collect();
         moved.sort_unstable();
         let (s, e, q) = columns3(&moved);
-        let statement = conn.statement(sql::UPDATE_HEADS).await?;
-        conn.client.execute(&statement, &[&s, &e, &q]).await?;
+        let update = conn.statement(sql::UPDATE_HEADS).await?;
+        if rows.events.is_empty() {
+            conn.client.execute(&update, &[&s, &e, &q]).await?;
+        } else {
+            // Other hosts hear of the events when the batch commits; sent
+            // with the heads' update, in one round trip.
+            let mut appended: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+            for (service, entity, seq, _) in &rows.events {
+                appended.insert((service, entity), *seq as u64);
+            }
+            let payload = notify::payload(shared.host, appended.iter().map(|((s, e), seq)| (*s, *e, *seq)));
+            let announce = conn.statement(sql::NOTIFY).await?;
+            let channel = notify::CHANNEL;
+            futures_util::future::try_join(
+                conn.client.execute(&update, &[&s, &e, &q]),
+                conn.client.execute(&announce, &[&channel, &payload]),
+            )
+            .await?;
+        }
     }
     if !rows.snapshots.is_empty() {
         let snapshots: Vec<(&str, &str, i64, &[u8])> =
@@ -362,6 +381,7 @@ mod sql {
         ON CONFLICT (service, entity) DO UPDATE SET record = EXCLUDED.record";
     pub const DELETE_VALUES: &str = "DELETE FROM entity_values v USING unnest($1::text[], $2::text[]) AS t(s, e) \
         WHERE v.service = t.s AND v.entity = t.e";
+    pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
     pub const TAKE_OUTBOX_IDS: &str = "UPDATE counters SET value = value + $1 WHERE name = 'outbox' RETURNING value";
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, target, record) \
         SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[])";

@@ -14,6 +14,7 @@ mod batch;
 mod bookkeeping;
 mod history;
 mod import;
+mod notify;
 mod outbox;
 mod pool;
 mod retention;
@@ -96,7 +97,7 @@ impl PgJournal {
             .enable_all()
             .build()
             .map_err(|e| JournalError::Database(format!("cannot start the journal's runtime: {e}")))?;
-        let pool = Arc::new(Pool::new(config, runtime.handle().clone(), POOL_SIZE));
+        let pool = Arc::new(Pool::new(config.clone(), runtime.handle().clone(), POOL_SIZE));
         let schema = block_on(async { schema::open(&mut pool.connect().await?.client).await })?;
         let (waiting, policies) = pool.run(read_books)?;
         let outbox = Arc::new(OutboxBook::new(waiting));
@@ -104,11 +105,14 @@ impl PgJournal {
         let committed = Arc::new(CommitWatch::default());
         let outbox_signal = Arc::new(Notify::new());
         let writer_conn = block_on(pool.connect())?;
+        let host = host_tag();
+        notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone());
         let writer = Writer::start(
             runtime.handle(),
             pool.clone(),
             writer_conn,
             writer::Shared {
+                host,
                 metrics,
                 committed: committed.clone(),
                 outbox_signal: outbox_signal.clone(),
@@ -132,6 +136,16 @@ impl PgJournal {
     fn run<T>(&self, op: impl AsyncFnOnce(&mut pool::Conn) -> Result<T, JournalError>) -> Result<T, JournalError> {
         self.pool.run(op)
     }
+}
+
+/// A tag for this journal's commit notifications, random per host.
+fn host_tag() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness, a clock: the tag only needs to differ from other hosts'.
+    if getrandom::fill(&mut bytes).is_err() {
+        return crate::journal::now_ms();
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// The outbox entries waiting per target service, and the retention

@@ -37,6 +37,8 @@ const RETRIES: usize = 3;
 
 /// What the writer shares with the rest of the journal.
 pub(super) struct Shared {
+    /// This host's tag in the commit notifications it sends.
+    pub host: u64,
     pub metrics: Arc<Metrics>,
     pub committed: Arc<CommitWatch>,
     pub outbox_signal: Arc<Notify>,
