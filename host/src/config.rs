@@ -31,8 +31,8 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_PASSIVATE_AFTER", default_value = "30s", value_parser = parse_duration)]
     pub passivate_after: Duration,
 
-    /// How many entities may hold their state in memory; past it, entities
-    /// idle for 100 ms or more are passivated at once.
+    /// How many entities may hold their state in memory; past it, the least
+    /// recently used idle ones are passivated first.
     #[arg(long, env = "WASMSTATE_MAX_ACTIVE_ENTITIES", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_active_entities: u32,
 
@@ -156,6 +156,16 @@ pub struct ServeConfig {
     /// unless they are verified against them (`verify=replay`).
     #[arg(long, env = "WASMSTATE_REQUIRE_VERIFY")]
     pub require_verify: bool,
+
+    /// How the other hosts on the journal reach this one (e.g.
+    /// http://10.0.0.1:8081). Default: http:// and the address it listens on.
+    #[arg(long, env = "WASMSTATE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// A host on the journal with no heartbeat for this long is taken for
+    /// dead (e.g. 5s).
+    #[arg(long, env = "WASMSTATE_HOST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub host_timeout: Duration,
 
     /// The host names requests may name in `Host`, comma-separated (a name,
     /// or name:port). Default: the loopback names on a loopback address,

@@ -41,6 +41,7 @@
 
 mod cli;
 mod client;
+mod cluster;
 mod compaction;
 mod config;
 mod domain;

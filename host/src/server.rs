@@ -50,6 +50,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    opened.state.cluster.listening_on(addr);
     if let journal::SchemaStatus::Migrated { from } = opened.journal {
         println!("migrated the journal from schema version {from} to {}", journal::SCHEMA_VERSION);
     }
@@ -262,6 +263,8 @@ async fn open_on(
     };
     let origins = RequestOrigins::new(config.listen, &config.allowed_hosts, &config.cors_origins);
     let journal_opened = journal.schema_status();
+    let cluster = crate::cluster::Membership::new(config.advertise_url.clone(), journal.clone(), config.host_timeout);
+    crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
     let state = AppState::new(AppParts {
         services,
         invoker,
@@ -273,6 +276,7 @@ async fn open_on(
         subscriptions,
         shutdown,
         require_verify: config.require_verify,
+        cluster,
     });
     Ok(Opened { state, journal: journal_opened, loaded, deployed })
 }

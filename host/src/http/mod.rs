@@ -79,6 +79,8 @@ pub struct AppParts {
     pub shutdown: watch::Receiver<bool>,
     /// Refuse unverified deploys of services with stored entities.
     pub require_verify: bool,
+    /// This host among the hosts of its journal.
+    pub cluster: Arc<crate::cluster::Membership>,
 }
 
 /// The API's router.
@@ -107,6 +109,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics).layer(read.clone()))
+        .route("/v1/cluster", get(cluster).layer(read.clone()))
         .route("/v1/services", get(services::list).layer(read.clone()))
         .route("/v1/services/{service}", deploy.merge(describe))
         .route("/v1/services/{service}/dead-letters", get(services::dead_letters).layer(read.clone()))
@@ -178,6 +181,16 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
     } else {
         Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "journal_failed", JOURNAL_FAILING))
     }
+}
+
+/// The live hosts of this host's journal: `{"hosts": [{id, url, last_seen_ms, self}]}`.
+async fn cluster(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let membership = state.cluster.clone();
+    let hosts = tokio::task::spawn_blocking(move || membership.live())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    Ok(axum::Json(serde_json::json!({ "hosts": hosts })))
 }
 
 async fn metrics(State(state): State<AppState>) -> String {

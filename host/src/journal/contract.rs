@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::{
-    AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, Forked,
+    AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, Forked, HostRecord,
     IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
     StoredSnapshot, StoredValue, VersionMeta,
 };
@@ -111,6 +111,25 @@ pub trait EntityStore: Send + Sync {
 /// Reads and writes beside the event log: value states, idempotency
 /// records, the per-service log, subscription offsets and dead letters.
 pub trait Bookkeeping: Send + Sync {
+    /// Records that `host` is alive now. A journal of one host keeps no
+    /// heartbeats.
+    fn heartbeat(&self, host: &HostRecord) -> Result<(), JournalError> {
+        let _ = host;
+        Ok(())
+    }
+
+    /// The hosts whose last heartbeat is at or after `since_ms`.
+    fn hosts(&self, since_ms: u64) -> Result<Vec<HostRecord>, JournalError> {
+        let _ = since_ms;
+        Ok(Vec::new())
+    }
+
+    /// Forgets `id`'s heartbeat, as a host that stops does.
+    fn leave(&self, id: &str) -> Result<(), JournalError> {
+        let _ = id;
+        Ok(())
+    }
+
     /// A value entity's stored state.
     fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError>;
 

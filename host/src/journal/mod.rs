@@ -186,6 +186,17 @@ impl EntityHistory {
     }
 }
 
+/// One host's latest heartbeat in a journal hosts share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    /// The host's id, made when it started.
+    pub id: String,
+    /// How other hosts reach it (`--advertise-url`).
+    pub url: String,
+    /// When it last said it was alive, in ms since the Unix epoch.
+    pub last_seen_ms: u64,
+}
+
 /// A value entity's stored state, and its revision: how many commits have
 /// written it (0: never), which its next write must expect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

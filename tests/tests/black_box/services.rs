@@ -138,3 +138,17 @@ async fn a_long_compile_holds_up_no_other_deploy() {
     slow.await.unwrap().expect(201);
     t.api.invoke("slow", "c", "Increase", json!({"value": 2})).await.expect(200);
 }
+
+/// A host on a journal of its own is a cluster of one: itself, at the URL
+/// it answers on.
+#[tokio::test]
+async fn a_lone_host_lists_itself_as_its_cluster() {
+    let t = start(&[]).await;
+    let hosts = t.api.get("/v1/cluster").await.expect(200)["hosts"].clone();
+    let hosts = hosts.as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["url"], t.server.base());
+    assert_eq!(hosts[0]["self"], true);
+    assert!(hosts[0]["id"].as_str().is_some_and(|id| id.len() == 16), "{hosts:?}");
+    assert!(hosts[0]["last_seen_ms"].as_u64().is_some());
+}

@@ -12,11 +12,12 @@ use wasmstate_tests::guests::{COUNTER, USER_PROFILE};
 use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
 
-/// Starts a host on the database `url`, with a data dir of its own.
+/// Starts a host on the database `url`, with a data dir of its own; a host
+/// silent for a second is taken for dead.
 async fn host(url: &str) -> (tempfile::TempDir, Server, Api) {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts");
+    let server = Server::start_with(dir.path(), &["--host-timeout", "1s"], options).await.expect("the host starts");
     let api = Api::new(server.base());
     (dir, server, api)
 }
@@ -64,13 +65,30 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
         }
     }
 
-    // The first host dies: the second serves everything it held.
+    // Each host lists both, itself first, with the URL it is reached at.
+    for (api, me, other) in [(&a, &first, &second), (&b, &second, &first)] {
+        let hosts = api.get("/v1/cluster").await.expect(200)["hosts"].clone();
+        let urls: Vec<(&str, bool)> = hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["url"].as_str().unwrap(), h["self"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(urls, [(me.base(), true), (other.base(), false)], "{hosts}");
+    }
+
+    // The first host dies: the second serves everything it held, and soon
+    // no longer lists it.
     first.kill().await.unwrap();
     assert_eq!(
         b.invoke("counter", "c", "Increase", json!({ "value": 1 })).await.expect(200),
         json!({ "value": CALLS + 1 })
     );
     assert_eq!(b.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"], "three");
+    let alone = b.eventually(Duration::from_secs(3), || async {
+        b.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len() == 1
+    });
+    assert!(alone.await, "a host silent past --host-timeout is dropped from the cluster");
     drop(second);
 }
 
@@ -98,4 +116,34 @@ async fn an_event_stream_on_one_host_follows_commands_sent_to_the_other() {
     }
     assert!(stream.next(Duration::from_millis(300)).await.is_err(), "no duplicate after the last event");
     drop(b);
+}
+
+/// A journal of schema version 1 (before the hosts' heartbeats) is migrated
+/// when a host starts on it, and keeps its data.
+#[tokio::test]
+async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (dir, server, api) = host(&url).await;
+    api.deploy("counter", Path::new(COUNTER)).await;
+    api.invoke("counter", "c", "Increase", json!({ "value": 5 })).await.expect(200);
+    server.stop().await.unwrap();
+    // Back to version 1's layout.
+    let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
+    client
+        .batch_execute("DROP TABLE wasmstate.hosts; UPDATE wasmstate.meta SET value = 1 WHERE key = 'schema_version'")
+        .await
+        .unwrap();
+    let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
+    let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts on version 1");
+    assert!(
+        server.stdout().iter().any(|line| line.starts_with("migrated the journal from schema version 1")),
+        "{:?}",
+        server.stdout()
+    );
+    let api = Api::new(server.base());
+    assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": 5 }));
+    assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
+    let version: i64 =
+        client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
+    assert_eq!(version, 2);
 }

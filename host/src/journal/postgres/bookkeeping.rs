@@ -2,11 +2,45 @@
 //! idempotency records, the per-service log, subscription offsets and dead
 //! letters. Each write is one autocommitted statement, durable when it returns.
 
-use super::{Bookkeeping, DeadLetter, IdempotencyRecord, JournalError, PgJournal, ServiceLogEntry, db_int, event_of};
+use super::{
+    Bookkeeping, DeadLetter, HostRecord, IdempotencyRecord, JournalError, PgJournal, ServiceLogEntry, db_int, event_of,
+};
 use crate::domain::{FollowUp, IdempotencyKey};
 use crate::journal::records::{self, KeyRecord, ValueRecord};
 
 impl Bookkeeping for PgJournal {
+    fn heartbeat(&self, host: &HostRecord) -> Result<(), JournalError> {
+        self.run(async |conn| {
+            let statement = conn
+                .statement(
+                    "INSERT INTO hosts (id, url, last_seen_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, last_seen_ms = EXCLUDED.last_seen_ms",
+                )
+                .await?;
+            conn.client.execute(&statement, &[&host.id, &host.url, &db_int(host.last_seen_ms)]).await?;
+            Ok(())
+        })
+    }
+
+    fn hosts(&self, since_ms: u64) -> Result<Vec<HostRecord>, JournalError> {
+        self.run(async |conn| {
+            let statement =
+                conn.statement("SELECT id, url, last_seen_ms FROM hosts WHERE last_seen_ms >= $1 ORDER BY id").await?;
+            let rows = conn.client.query(&statement, &[&db_int(since_ms)]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| HostRecord { id: row.get(0), url: row.get(1), last_seen_ms: row.get::<_, i64>(2) as u64 })
+                .collect())
+        })
+    }
+
+    fn leave(&self, id: &str) -> Result<(), JournalError> {
+        self.run(async |conn| {
+            conn.client.execute("DELETE FROM hosts WHERE id = $1", &[&id]).await?;
+            Ok(())
+        })
+    }
+
     fn value(&self, service: &str, entity: &str) -> Result<Option<Vec<u8>>, JournalError> {
         self.run(async |conn| {
             let statement =

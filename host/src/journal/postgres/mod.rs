@@ -37,8 +37,8 @@ use super::contract::{
 };
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
-    IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, StoredValue, VersionMeta, records,
+    HostRecord, IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
+    ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use crate::domain::Event;
 use crate::metrics::Metrics;

@@ -11,6 +11,7 @@
 //! in redb.
 //!
 //! - **1**: the first PostgreSQL layout.
+//! - **2**: `hosts`, the heartbeats of the hosts sharing the database.
 
 use tokio_postgres::Client;
 
@@ -18,7 +19,7 @@ use super::JournalError;
 use crate::journal::SchemaStatus;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// What every connection runs first.
 pub const SESSION_SETUP: &str = "SET search_path TO wasmstate; SET synchronous_commit TO on";
@@ -70,6 +71,11 @@ CREATE TABLE dead_letters (
     record bytea NOT NULL, PRIMARY KEY (subscriber, source, position));
 "#;
 
+/// What version 2 adds to version 1.
+const TABLES_V2: &str = r#"
+CREATE TABLE hosts (id text COLLATE "C" PRIMARY KEY, url text NOT NULL, last_seen_ms bigint NOT NULL);
+"#;
+
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
 /// its tables on an empty database, refuses one written by a newer
 /// wasmstate, all in one transaction.
@@ -85,6 +91,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
     let status = match stored.map(|row| row.get::<_, i64>(0)) {
         None => {
             txn.batch_execute(TABLES_V1).await?;
+            txn.batch_execute(TABLES_V2).await?;
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| JournalError::Database(format!("no random bytes: {e}")))?;
             txn.execute("INSERT INTO keys (name, key) VALUES ('compiled_cache', $1)", &[&&key[..]]).await?;
@@ -92,6 +99,11 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
+        Some(1) => {
+            txn.batch_execute(TABLES_V2).await?;
+            txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
+            SchemaStatus::Migrated { from: 1 }
+        }
         Some(found) if found > PG_SCHEMA_VERSION => {
             return Err(JournalError::SchemaTooNew { found: found as u64, supported: PG_SCHEMA_VERSION as u64 });
         }

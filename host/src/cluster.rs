@@ -1,0 +1,120 @@
+//! The hosts that share this host's journal, as their heartbeats say.
+//!
+//! Each host makes an id when it starts and records a heartbeat in the
+//! journal every [`HEARTBEAT`], with the URL other hosts reach it at
+//! (`--advertise-url`, by default `http://` and the address it listens
+//! on). A host whose last heartbeat is older than `--host-timeout` is taken
+//! for dead; one that stops says so at once. On a journal of one host
+//! (redb) the cluster is this host alone.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::journal::{HostRecord, Journal, now_ms};
+
+/// How often a host records that it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// This host's place among the hosts of its journal.
+pub struct Membership {
+    id: String,
+    url: RwLock<String>,
+    /// Woken when the URL becomes known, for a heartbeat at once.
+    url_known: tokio::sync::Notify,
+    journal: Arc<dyn Journal>,
+    host_timeout: Duration,
+}
+
+/// A live host, as `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Host {
+    /// Its id.
+    pub id: String,
+    /// How other hosts reach it.
+    pub url: String,
+    /// Its last heartbeat, in ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Whether it is the host answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
+impl Membership {
+    /// This host, reached at `url` (empty until it is known, see
+    /// [`listening_on`](Self::listening_on)), on `journal`.
+    pub fn new(url: Option<String>, journal: Arc<dyn Journal>, host_timeout: Duration) -> Arc<Self> {
+        let mut id = [0u8; 8];
+        // Without randomness, the clock: ids need only differ between hosts.
+        if getrandom::fill(&mut id).is_err() {
+            id = now_ms().to_le_bytes();
+        }
+        let id = id.iter().map(|b| format!("{b:02x}")).collect();
+        let url = RwLock::new(url.unwrap_or_default());
+        Arc::new(Self { id, url, url_known: tokio::sync::Notify::new(), journal, host_timeout })
+    }
+
+    /// This host's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The host listens on `addr`: without an `--advertise-url`, other
+    /// hosts reach it there.
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        let mut url = self.url.write().unwrap();
+        if url.is_empty() {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(%addr, "listening on every address: set --advertise-url so other hosts can reach this one");
+            }
+            *url = format!("http://{addr}");
+        }
+        self.url_known.notify_one();
+    }
+
+    /// This host's heartbeat as of now.
+    fn record(&self) -> HostRecord {
+        HostRecord { id: self.id.clone(), url: self.url.read().unwrap().clone(), last_seen_ms: now_ms() }
+    }
+
+    /// The live hosts, this one first and always there.
+    pub fn live(&self) -> anyhow::Result<Vec<Host>> {
+        let since = now_ms().saturating_sub(self.host_timeout.as_millis() as u64);
+        let me = self.record();
+        let mut hosts = vec![Host { id: me.id.clone(), url: me.url, last_seen_ms: me.last_seen_ms, is_self: true }];
+        for other in self.journal.hosts(since)? {
+            if other.id != me.id {
+                hosts.push(Host { id: other.id, url: other.url, last_seen_ms: other.last_seen_ms, is_self: false });
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+/// Records this host's heartbeat every [`HEARTBEAT`], from when its URL is
+/// known, until the host stops; then forgets it, so the others stop
+/// counting on it at once.
+pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            let beating = membership.clone();
+            let beat = move || {
+                let record = beating.record();
+                if record.url.is_empty() { Ok(()) } else { beating.journal.heartbeat(&record) }
+            };
+            match tokio::task::spawn_blocking(beat).await {
+                Ok(Err(error)) => tracing::warn!(%error, "cannot record this host's heartbeat"),
+                Err(error) => tracing::warn!(%error, "recording this host's heartbeat stopped"),
+                Ok(Ok(())) => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(HEARTBEAT) => {}
+                () = membership.url_known.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        let leaving = membership.clone();
+        let _ = tokio::task::spawn_blocking(move || leaving.journal.leave(&leaving.id)).await;
+    });
+}
