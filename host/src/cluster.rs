@@ -6,6 +6,13 @@
 //! on). A host whose last heartbeat is older than `--host-timeout` is taken
 //! for dead; one that stops says so at once. On a journal of one host
 //! (redb) the cluster is this host alone.
+//!
+//! Each entity has an owner among the live hosts, by rendezvous hashing of
+//! the host ids with the entity: every host that sees the same live hosts
+//! picks the same owner, and a host that joins or leaves moves only its
+//! share of the entities. Commands go to the owner
+//! ([`crate::http::forward`]), so one host caches an entity and its
+//! commits rarely conflict; correctness never depends on it.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -20,6 +27,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// This host's place among the hosts of its journal.
 pub struct Membership {
     id: String,
+    /// The other live hosts, as of the last heartbeat.
+    peers: RwLock<Vec<HostRecord>>,
     url: RwLock<String>,
     /// Woken when the URL becomes known, for a heartbeat at once.
     url_known: tokio::sync::Notify,
@@ -52,7 +61,8 @@ impl Membership {
         }
         let id = id.iter().map(|b| format!("{b:02x}")).collect();
         let url = RwLock::new(url.unwrap_or_default());
-        Arc::new(Self { id, url, url_known: tokio::sync::Notify::new(), journal, host_timeout })
+        let peers = RwLock::new(Vec::new());
+        Arc::new(Self { id, peers, url, url_known: tokio::sync::Notify::new(), journal, host_timeout })
     }
 
     /// This host's id.
@@ -73,22 +83,41 @@ impl Membership {
         self.url_known.notify_one();
     }
 
+    /// The host that owns `service/entity`, when it is another one.
+    pub fn owner_elsewhere(&self, service: &str, entity: &str) -> Option<HostRecord> {
+        let peers = self.peers.read().unwrap();
+        let score = |id: &str| fnv1a([id.as_bytes(), b"\0", service.as_bytes(), b"\0", entity.as_bytes()]);
+        let mine = score(&self.id);
+        peers.iter().filter(|peer| !peer.url.is_empty()).max_by_key(|peer| score(&peer.id)).and_then(|best| {
+            let theirs = score(&best.id);
+            (theirs > mine || theirs == mine && best.id > self.id).then(|| best.clone())
+        })
+    }
+
+    /// Reads the live hosts again.
+    fn refresh_peers(&self) -> anyhow::Result<()> {
+        let since = now_ms().saturating_sub(self.host_timeout.as_millis() as u64);
+        let mut others = self.journal.hosts(since)?;
+        others.retain(|host| host.id != self.id);
+        *self.peers.write().unwrap() = others;
+        Ok(())
+    }
+
     /// This host's heartbeat as of now.
     fn record(&self) -> HostRecord {
         HostRecord { id: self.id.clone(), url: self.url.read().unwrap().clone(), last_seen_ms: now_ms() }
     }
 
-    /// The live hosts, this one first and always there.
-    pub fn live(&self) -> anyhow::Result<Vec<Host>> {
-        let since = now_ms().saturating_sub(self.host_timeout.as_millis() as u64);
+    /// The live hosts, this one first and always there, as this host saw
+    /// them at its last heartbeat: the hosts it routes commands to.
+    pub fn live(&self) -> Vec<Host> {
         let me = self.record();
-        let mut hosts = vec![Host { id: me.id.clone(), url: me.url, last_seen_ms: me.last_seen_ms, is_self: true }];
-        for other in self.journal.hosts(since)? {
-            if other.id != me.id {
-                hosts.push(Host { id: other.id, url: other.url, last_seen_ms: other.last_seen_ms, is_self: false });
-            }
+        let mut hosts = vec![Host { id: me.id, url: me.url, last_seen_ms: me.last_seen_ms, is_self: true }];
+        for other in self.peers.read().unwrap().iter() {
+            let other = other.clone();
+            hosts.push(Host { id: other.id, url: other.url, last_seen_ms: other.last_seen_ms, is_self: false });
         }
-        Ok(hosts)
+        hosts
     }
 }
 
@@ -99,9 +128,12 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::w
     tokio::spawn(async move {
         loop {
             let beating = membership.clone();
-            let beat = move || {
+            let beat = move || -> anyhow::Result<()> {
                 let record = beating.record();
-                if record.url.is_empty() { Ok(()) } else { beating.journal.heartbeat(&record) }
+                if !record.url.is_empty() {
+                    beating.journal.heartbeat(&record)?;
+                }
+                beating.refresh_peers()
             };
             match tokio::task::spawn_blocking(beat).await {
                 Ok(Err(error)) => tracing::warn!(%error, "cannot record this host's heartbeat"),
@@ -117,4 +149,27 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::w
         let leaving = membership.clone();
         let _ = tokio::task::spawn_blocking(move || leaving.journal.leave(&leaving.id)).await;
     });
+}
+
+/// The 64-bit FNV-1a hash of `parts`, one after the other: the same on
+/// every host and every build, as rendezvous hashing needs.
+fn fnv1a<const N: usize>(parts: [&[u8]; N]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_the_published_function() {
+        assert_eq!(fnv1a([b""]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a([b"a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a([b"foo", b"bar"]), fnv1a([b"foobar"]));
+    }
 }

@@ -162,6 +162,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
 
+    /// The secret the hosts on one journal share to send each other commands
+    /// (set it through the environment). Required with a PostgreSQL journal
+    /// unless --insecure; without it, every host runs what it receives.
+    #[arg(long, env = "WASMSTATE_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+
     /// A host on the journal with no heartbeat for this long is taken for
     /// dead (e.g. 5s).
     #[arg(long, env = "WASMSTATE_HOST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

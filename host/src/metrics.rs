@@ -55,6 +55,8 @@ pub struct Metrics {
     cached_state_bytes: AtomicI64,
     cold_loads: AtomicU64,
     conflict_retries: AtomicU64,
+    forwarded: AtomicU64,
+    forward_fallbacks: AtomicU64,
     deploys: AtomicU64,
     dry_runs: AtomicU64,
     compacted_events: AtomicU64,
@@ -126,6 +128,13 @@ impl Metrics {
     /// Counts one entity rebuilt from the journal.
     pub fn record_cold_load(&self) {
         self.cold_loads.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a command sent on to its entity's owner host (`answered`), or
+    /// run here because the owner could not be reached.
+    pub fn record_forwarded(&self, answered: bool) {
+        let counter = if answered { &self.forwarded } else { &self.forward_fallbacks };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// Counts a run of commands started again because their entity's log
@@ -246,6 +255,12 @@ impl Metrics {
             ("wasmstate_journal_appends_total", "Commands whose events were committed.", &self.committed_appends),
             ("wasmstate_journal_events_total", "Events committed.", &self.committed_events),
             ("wasmstate_entity_cold_loads_total", "Entities rebuilt from the journal.", &self.cold_loads),
+            ("wasmstate_forwarded_total", "Commands sent on to the host that owns their entity.", &self.forwarded),
+            (
+                "wasmstate_forward_fallbacks_total",
+                "Commands run here because their entity's owner host could not be reached.",
+                &self.forward_fallbacks,
+            ),
             (
                 "wasmstate_conflict_retries_total",
                 "Entity command runs retried on reloaded state after another host wrote first.",

@@ -45,6 +45,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.listen
         );
     }
+    if config.journal.is_some() && config.cluster_token.is_none() && !config.insecure {
+        anyhow::bail!(
+            "a PostgreSQL journal is shared by hosts, which send each other commands: set --cluster-token \
+             (better, WASMSTATE_CLUSTER_TOKEN) to the same secret on every host, or pass --insecure to run \
+             without (every host then runs what it receives)"
+        );
+    }
     let (stop, shutdown) = watch::channel(false);
     let opened = open(&config, shutdown).await?;
     let listener =
@@ -265,6 +272,14 @@ async fn open_on(
     let journal_opened = journal.schema_status();
     let cluster = crate::cluster::Membership::new(config.advertise_url.clone(), journal.clone(), config.host_timeout);
     crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
+    let forwarder = match &config.cluster_token {
+        Some(token) if journal.has_other_writers() => {
+            // As long as the owner may take: its guest's time, and a margin.
+            let timeout = config.invocation_timeout * 2 + std::time::Duration::from_secs(5);
+            Some(crate::http::forward::Forwarder::new(token.clone(), cluster.id().to_string(), timeout)?)
+        }
+        _ => None,
+    };
     let state = AppState::new(AppParts {
         services,
         invoker,
@@ -277,6 +292,7 @@ async fn open_on(
         shutdown,
         require_verify: config.require_verify,
         cluster,
+        forwarder,
     });
     Ok(Opened { state, journal: journal_opened, loaded, deployed })
 }

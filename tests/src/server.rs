@@ -10,6 +10,9 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The cluster token test servers on PostgreSQL share.
+pub const CLUSTER_TOKEN: &str = "test-cluster-token";
+
 /// The `wasmstate` binary under test: `$WASMSTATE_BIN`, or the one cargo
 /// built next to this test executable (`make test` builds it first).
 pub fn binary() -> PathBuf {
@@ -123,6 +126,8 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(journal_url.iter().flat_map(|url| ["--journal", url]))
+            // Hosts on one database share a secret to send each other commands.
+            .envs(journal_url.iter().map(|_| ("WASMSTATE_CLUSTER_TOKEN", CLUSTER_TOKEN)))
             .args(&args)
             .env("RUST_LOG", std::env::var("WASMSTATE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(options.env.iter().map(|(k, v)| (k, v)))

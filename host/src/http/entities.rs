@@ -2,12 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{ApiBody, ApiPath, ApiQuery};
+use super::forward::Forwarded;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
 use crate::invoke::Invocation;
@@ -45,10 +46,12 @@ pub async fn invoke(
     State(state): State<AppState>,
     ApiPath((service, id, command)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<InvokeQuery>,
+    uri: Uri,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
+    let from_another_host = super::forward::from_another_host(&state, &headers)?;
     if command.is_empty() || command.len() > MAX_COMMAND_NAME || command.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
             "a command name must be 1 to {MAX_COMMAND_NAME} bytes without control characters"
@@ -64,6 +67,20 @@ pub async fn invoke(
     }
     if query.at.is_some() {
         return Err(ApiError::bad_request("at applies to dry runs only (dry_run=true)"));
+    }
+    // An entity's commands run on the host that owns it, which caches it.
+    let has_state = state.services.get(&call.service).is_some_and(|s| s.kind() != ServiceKind::Action);
+    if let Some(forwarder) = &state.forwarder
+        && !from_another_host
+        && has_state
+        && let Some(owner) = state.cluster.owner_elsewhere(&call.service, &call.entity)
+    {
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        if let Forwarded::Answered(answer) = forwarder.forward(&owner, path, &headers, body).await? {
+            state.metrics.record_forwarded(true);
+            return Ok(answer);
+        }
+        state.metrics.record_forwarded(false);
     }
     let reply = state.invoker.invoke(Invocation::command(call, key)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())

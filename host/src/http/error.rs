@@ -57,7 +57,7 @@ impl ApiError {
     }
 
     /// The same error, answered with `Retry-After: secs`.
-    fn retry_after(self, secs: u32) -> Self {
+    pub(super) fn retry_after(self, secs: u32) -> Self {
         Self { retry_after_secs: Some(secs), ..self }
     }
 }
@@ -70,7 +70,8 @@ impl From<JournalError> for ApiError {
                 tracing::error!(%error, "a stored record does not match its checksum");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", error.to_string())
             }
-            JournalError::Reopening => Self::new(
+            // A read that began on the database as it failed.
+            JournalError::Reopening | JournalError::Storage(redb::Error::PreviousIo) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "journal_unavailable",
                 "the journal's storage failed and is being reopened; retry",

@@ -5,6 +5,7 @@ mod connections;
 mod entities;
 mod error;
 mod extract;
+pub mod forward;
 mod history;
 mod origin;
 mod services;
@@ -81,6 +82,9 @@ pub struct AppParts {
     pub require_verify: bool,
     /// This host among the hosts of its journal.
     pub cluster: Arc<crate::cluster::Membership>,
+    /// Sends commands on to their entity's owner; `None` without a
+    /// cluster token (every host then runs what it receives).
+    pub forwarder: Option<forward::Forwarder>,
 }
 
 /// The API's router.
@@ -183,14 +187,10 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
     }
 }
 
-/// The live hosts of this host's journal: `{"hosts": [{id, url, last_seen_ms, self}]}`.
-async fn cluster(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let membership = state.cluster.clone();
-    let hosts = tokio::task::spawn_blocking(move || membership.live())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    Ok(axum::Json(serde_json::json!({ "hosts": hosts })))
+/// The live hosts of this host's journal, as it routes commands to them:
+/// `{"hosts": [{id, url, last_seen_ms, self}]}`.
+async fn cluster(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "hosts": state.cluster.live() }))
 }
 
 async fn metrics(State(state): State<AppState>) -> String {

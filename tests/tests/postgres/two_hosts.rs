@@ -13,11 +13,16 @@ use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
 
 /// Starts a host on the database `url`, with a data dir of its own; a host
-/// silent for a second is taken for dead.
+/// silent for three heartbeats is taken for dead.
 async fn host(url: &str) -> (tempfile::TempDir, Server, Api) {
+    host_with(url, &["--host-timeout", "3s"]).await
+}
+
+/// Starts a host on the database `url` with `args`.
+async fn host_with(url: &str, args: &[&str]) -> (tempfile::TempDir, Server, Api) {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let server = Server::start_with(dir.path(), &["--host-timeout", "1s"], options).await.expect("the host starts");
+    let server = Server::start_with(dir.path(), args, options).await.expect("the host starts");
     let api = Api::new(server.base());
     (dir, server, api)
 }
@@ -27,6 +32,7 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
     let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
     let (_first_dir, first, a) = host(&url).await;
     let (_second_dir, second, b) = host(&url).await;
+    see_each_other(&[&a, &b]).await;
     a.deploy("counter", Path::new(COUNTER)).await;
     let live = b.eventually(Duration::from_secs(1), || async {
         b.invoke("counter", "c", "Get", json!({})).await.status == 200
@@ -85,7 +91,7 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
         json!({ "value": CALLS + 1 })
     );
     assert_eq!(b.invoke("profiles", "p", "Get", json!({})).await.expect(200)["name"], "three");
-    let alone = b.eventually(Duration::from_secs(3), || async {
+    let alone = b.eventually(Duration::from_secs(6), || async {
         b.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len() == 1
     });
     assert!(alone.await, "a host silent past --host-timeout is dropped from the cluster");
@@ -146,4 +152,94 @@ async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
     let version: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
     assert_eq!(version, 2);
+}
+
+/// Waits until each of `apis` routes to all of them.
+async fn see_each_other(apis: &[&Api]) {
+    for api in apis {
+        let all = api.eventually(Duration::from_secs(5), || async {
+            api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len() == apis.len()
+        });
+        assert!(all.await, "the hosts see each other");
+    }
+}
+
+async fn metric_sum(apis: &[&Api], name: &str) -> f64 {
+    let mut sum = 0.0;
+    for api in apis {
+        sum += api.metric(name).await;
+    }
+    sum
+}
+
+/// Commands for one entity sent to either host run on its owner, which
+/// keeps it cached: they never conflict.
+#[tokio::test]
+async fn commands_go_to_their_entity_s_owner_so_they_do_not_conflict() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (_a_dir, _a_server, a) = host(&url).await;
+    let (_b_dir, _b_server, b) = host(&url).await;
+    see_each_other(&[&a, &b]).await;
+    a.deploy("counter", Path::new(COUNTER)).await;
+    let live = b.eventually(Duration::from_secs(1), || async {
+        b.invoke("counter", "x", "Get", json!({})).await.status == 200
+    });
+    assert!(live.await);
+    let before = metric_sum(&[&a, &b], "wasmstate_conflict_retries_total").await;
+    for entity in ["hot", "cold", "warm"] {
+        for i in 1..=20u64 {
+            let api = if i % 2 == 0 { &a } else { &b };
+            let reply = api.invoke("counter", entity, "Increase", json!({ "value": 1 })).await.expect(200);
+            assert_eq!(reply, json!({ "value": i }));
+        }
+    }
+    assert_eq!(metric_sum(&[&a, &b], "wasmstate_conflict_retries_total").await, before, "no command conflicted");
+    assert!(metric_sum(&[&a, &b], "wasmstate_forwarded_total").await >= 30.0, "half of them went to the owner");
+    // A request that says another host sent it, without the cluster token,
+    // is refused and changes nothing.
+    let forged = reqwest::Client::new()
+        .post(format!("{}/v1/services/counter/entities/hot/Increase", _a_server.base()))
+        .header("wasmstate-forwarded-by", "someone")
+        .body(r#"{"value": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // One meant for another host, as after the owner's address changed
+    // hands, is refused too (its sender then runs it itself).
+    let misdirected = reqwest::Client::new()
+        .post(format!("{}/v1/services/counter/entities/hot/Increase", _a_server.base()))
+        .header("wasmstate-forwarded-by", "someone")
+        .header("wasmstate-forwarded-to", "another host")
+        .header("wasmstate-cluster-token", wasmstate_tests::server::CLUSTER_TOKEN)
+        .body(r#"{"value": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(misdirected.status(), 421);
+    assert_eq!(a.invoke("counter", "hot", "Get", json!({})).await.expect(200), json!({ "value": 20 }));
+}
+
+/// While a dead host is still listed, its entities' commands cannot reach
+/// it and run on the host that received them.
+#[tokio::test]
+async fn a_command_whose_owner_cannot_be_reached_runs_where_it_arrived() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (_a_dir, a_server, a) = host_with(&url, &["--host-timeout", "60s"]).await;
+    let (_b_dir, _b_server, b) = host_with(&url, &["--host-timeout", "60s"]).await;
+    see_each_other(&[&a, &b]).await;
+    a.deploy("counter", Path::new(COUNTER)).await;
+    let entities: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+    for entity in &entities {
+        b.eventually(Duration::from_secs(1), || async {
+            b.invoke("counter", entity, "Increase", json!({ "value": 1 })).await.status == 200
+        })
+        .await;
+    }
+    a_server.kill().await.unwrap();
+    for entity in &entities {
+        let reply = b.invoke("counter", entity, "Increase", json!({ "value": 1 })).await.expect(200);
+        assert_eq!(reply, json!({ "value": 2 }), "{entity}");
+    }
+    assert!(b.metric("wasmstate_forward_fallbacks_total").await >= 1.0, "some of them were a's");
 }

@@ -148,16 +148,16 @@ impl Writer {
             tracing::error!(%error, commits = batch.len(), healthy = !storage_failed, "a journal transaction failed");
             self.metrics.record_commit_failure();
             if storage_failed {
-                // Before anyone hears of the failure, so health says it.
+                // Before anyone hears of the failure: health says it, and
+                // reads after it wait for the database opened again.
                 self.failed.store(true, Ordering::Relaxed);
+                self.reopen();
             }
             for request in batch.drain(..) {
                 let _ = request.done.send(Err(JournalError::CommitFailed(error.clone())));
             }
             if storage_failed {
                 refusing = Some(error);
-                // Reads go on as soon as the database is open again.
-                self.reopen();
             }
         }
     }
