@@ -153,9 +153,19 @@ pub fn process_but(name: &'static str) -> CpuProbe {
 /// Drives `load` at `addr`; the CPU time `watch` reads is sampled over the
 /// measured window.
 pub async fn run(addr: SocketAddr, load: Load, next: NextRequest, watch: &[CpuProbe]) -> anyhow::Result<LoadResult> {
+    run_spread(&[addr], load, next, watch).await
+}
+
+/// [`run`] with the connections spread round-robin over `addrs`.
+pub async fn run_spread(
+    addrs: &[SocketAddr],
+    load: Load,
+    next: NextRequest,
+    watch: &[CpuProbe],
+) -> anyhow::Result<LoadResult> {
     let mut clients = Vec::with_capacity(load.connections);
-    for _ in 0..load.connections {
-        clients.push(Client::connect(addr).await?);
+    for i in 0..load.connections {
+        clients.push(Client::connect(addrs[i % addrs.len()]).await?);
     }
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

@@ -3,11 +3,12 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 10; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 11; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
 
+mod cluster;
 mod followers;
 mod inproc;
 mod load;
@@ -84,7 +85,9 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10") => only.push(n.to_string()),
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11") => {
+                only.push(n.to_string())
+            }
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
         }
     }
@@ -179,10 +182,14 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
         eprintln!("bench: 9 commit latency with live event streams on other entities");
         followers::followers(&guests, &mut report, d.sequential).await?;
     }
-    // Last: the PostgreSQL server it starts stays up (idle) until the bench exits.
+    // Last: the PostgreSQL server they start stays up (idle) until the bench exits.
     if wanted("10") {
         eprintln!("bench: 10 scenario 2's load on a PostgreSQL journal on this machine");
         servers::headline_postgres(&guests, &mut report, d.headline).await?;
+    }
+    if wanted("11") {
+        eprintln!("bench: 11 three hosts on one PostgreSQL database on this machine");
+        cluster::three_hosts(&guests, &mut report, d.headline).await?;
     }
     let wall = started.elapsed();
     report.facts.push((
@@ -250,6 +257,20 @@ fn targets(report: &mut Report) {
             goal: "2: p99 < 10 ms".into(),
             measured: fmt_dur(row.p99),
             met: row.p99 < Duration::from_millis(10),
+        });
+    }
+    if let Some(row) = report.row("11a") {
+        targets.push(Target {
+            goal: "11a: three hosts ≥ 4,000 durable invocations/s, p99 < 50 ms".into(),
+            measured: format!("{:.0}/s, p99 {}", row.rate, fmt_dur(row.p99)),
+            met: row.rate >= 4_000.0 && row.p99 < Duration::from_millis(50),
+        });
+    }
+    if let Some(row) = report.row("11b") {
+        targets.push(Target {
+            goal: "11b: one counter through three hosts ≥ 1,500/s".into(),
+            measured: format!("{:.0}/s", row.rate),
+            met: row.rate >= 1_500.0,
         });
     }
     if let Some(row) = report.row("1") {

@@ -1,6 +1,6 @@
 //! Scenarios against the real `wasmstate` binary: load on warm entities
 //! (1–3), the cold paths of deploying and restarting (4a, 4b), and the
-//! headline load on a PostgreSQL journal (10).
+//! headline load on a PostgreSQL journal (10); `cluster.rs` has 11.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub const CARTS: usize = 1_000;
 /// Connections of the concurrent scenarios.
 pub const CONNECTIONS: usize = 64;
 /// Distinct products each cart gets, so its state stays small.
-const PRODUCTS: usize = 5;
+pub const PRODUCTS: usize = 5;
 
 /// The guest components, read once.
 pub struct Guests {
@@ -88,7 +88,7 @@ pub async fn deploy(client: &mut Client, name: &str, bytes: &[u8]) -> anyhow::Re
 }
 
 /// The AddItem bodies the cart scenarios cycle through.
-fn cart_bodies() -> Arc<Vec<Bytes>> {
+pub fn cart_bodies() -> Arc<Vec<Bytes>> {
     Arc::new(
         (0..PRODUCTS)
             .map(|p| Bytes::from(format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":1}}"#)))
@@ -96,7 +96,7 @@ fn cart_bodies() -> Arc<Vec<Bytes>> {
     )
 }
 
-fn add_item(cart: &str) -> String {
+pub fn add_item(cart: &str) -> String {
     format!("/v1/services/cart/entities/{cart}/AddItem")
 }
 
@@ -132,15 +132,24 @@ fn row_of(report: &mut Report, key: &str, name: &str, mut result: LoadResult, wr
 
 /// The journal's commit and append counters from `/metrics`.
 async fn commit_counters(addr: SocketAddr) -> anyhow::Result<(u64, u64)> {
+    let [commits, appends] =
+        counters(addr, ["wasmstate_journal_commits_total", "wasmstate_journal_appends_total"]).await?;
+    Ok((commits, appends))
+}
+
+/// The values of counters `names` in the server's `/metrics`.
+pub async fn counters<const N: usize>(addr: SocketAddr, names: [&str; N]) -> anyhow::Result<[u64; N]> {
     let mut client = Client::connect(addr).await?;
     let text = client.expect(Method::GET, "/metrics", Bytes::new(), 200).await?;
     let text = String::from_utf8_lossy(&text);
-    let value = |name: &str| -> anyhow::Result<u64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-            .with_context(|| format!("no {name} in /metrics"))
-    };
-    Ok((value("wasmstate_journal_commits_total ")?, value("wasmstate_journal_appends_total ")?))
+    let mut values = [0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .with_context(|| format!("no {name} in /metrics"))?;
+    }
+    Ok(values)
 }
 
 /// Warms the cart `warm` up and answers the load of scenarios 1 and 9: one

@@ -86,7 +86,7 @@ impl Membership {
     /// The host that owns `service/entity`, when it is another one.
     pub fn owner_elsewhere(&self, service: &str, entity: &str) -> Option<HostRecord> {
         let peers = self.peers.read().unwrap();
-        let score = |id: &str| fnv1a([id.as_bytes(), b"\0", service.as_bytes(), b"\0", entity.as_bytes()]);
+        let score = |id: &str| score(id, service, entity);
         let mine = score(&self.id);
         peers.iter().filter(|peer| !peer.url.is_empty()).max_by_key(|peer| score(&peer.id)).and_then(|best| {
             let theirs = score(&best.id);
@@ -151,8 +151,20 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::w
     });
 }
 
-/// The 64-bit FNV-1a hash of `parts`, one after the other: the same on
-/// every host and every build, as rendezvous hashing needs.
+/// Host `id`'s rendezvous score for `service/entity`: the highest owns it.
+/// The same on every host and every build.
+fn score(id: &str, service: &str, entity: &str) -> u64 {
+    // FNV-1a alone barely orders hosts differently for entities whose names
+    // differ in their last bytes; MurmurHash3's finalizer mixes every bit.
+    let mut k = fnv1a([id.as_bytes(), b"\0", service.as_bytes(), b"\0", entity.as_bytes()]);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// The 64-bit FNV-1a hash of `parts`, one after the other.
 fn fnv1a<const N: usize>(parts: [&[u8]; N]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for byte in parts.iter().flat_map(|part| part.iter()) {
@@ -171,5 +183,17 @@ mod tests {
         assert_eq!(fnv1a([b""]), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a([b"a"]), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a([b"foo", b"bar"]), fnv1a([b"foobar"]));
+    }
+
+    #[test]
+    fn three_hosts_own_a_third_of_the_entities_each() {
+        let ids = ["d51b1fdb27c3823a", "d6bf58e460c00991", "5491961c57ad1fdb"];
+        let mut owned = [0; 3];
+        for n in 0..3_000 {
+            let entity = format!("cart-{n:04}");
+            let owner = (0..3).max_by_key(|&i| score(ids[i], "cart", &entity)).unwrap();
+            owned[owner] += 1;
+        }
+        assert!(owned.iter().all(|&n| (900..1_100).contains(&n)), "{owned:?}");
     }
 }
