@@ -102,7 +102,7 @@ pub struct ServeConfig {
     pub snapshot_every_bytes: usize,
 
     /// How much state the entities may hold in memory in all (e.g. 1GiB);
-    /// past it, entities idle for 100 ms or more are passivated at once.
+    /// past it, the least recently used idle ones are passivated first.
     #[arg(long, env = "WASMSTATE_MAX_CACHED_STATE_BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub max_cached_state_bytes: usize,
 
