@@ -121,21 +121,34 @@ async fn run_once(
         }
     }
     let mut durables = shared.journal.commit_run(commits).into_iter();
+    // The run's first commit tells whether the state it started on was
+    // the journal's: if it conflicts, nothing of the run landed, and every
+    // command in it — the reads and refusals before that commit too — ran
+    // on stale state, so all of them run again.
+    let mut first = match durables.next() {
+        Some(pending) => Some(pending.await),
+        None => None,
+    };
+    if matches!(first, Some(Ok(CommitStatus::Conflict { .. }))) && !last_try {
+        *cached = None;
+        return ran.into_iter().map(|(command, ..)| command).collect();
+    }
     let mut broken = None;
     let mut again = Vec::new();
     for (command, result, keyed, commits_at) in ran {
         let durable = match commits_at {
-            Some(_) => durables.next(),
+            Some(0) => first.take(),
+            Some(_) => match durables.next() {
+                Some(pending) => Some(pending.await),
+                None => None,
+            },
             None => None,
         };
         let answer = match (result, durable) {
-            (Ok(follow_up), Some(durable)) => {
-                let status = durable.await;
-                match broken {
-                    None => settle(shared, key, status, follow_up, keyed.as_ref(), &mut broken).await,
-                    Some(_) => Err(InvokeError::EarlierCommitFailed),
-                }
-            }
+            (Ok(follow_up), Some(status)) => match broken {
+                None => settle(shared, key, status, follow_up, keyed.as_ref(), &mut broken).await,
+                Some(_) => Err(InvokeError::EarlierCommitFailed),
+            },
             // An answer without a commit after a broken one was decided on
             // state that may never have become durable.
             (_, _) if broken.is_some() => Err(InvokeError::EarlierCommitFailed),
