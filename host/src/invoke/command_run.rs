@@ -4,13 +4,14 @@
 //! and each reply goes out only once its commit, and every earlier one, is
 //! durable.
 //!
-//! The journal is the truth. A commit refused for a conflict means the
-//! cached state was stale — another host wrote to the entity — so the
-//! cached state goes, and that command and the ones after it run again on
-//! the state reloaded from the journal, a few times with jittered pauses:
-//! for a simple race the client sees a normal reply. A run that commits
-//! nothing, on a journal other hosts write to, first checks that the
-//! cached state is the entity's latest.
+//! The journal is the truth. A run's first commit refused for a conflict
+//! means the state the run started on was stale — another host wrote to
+//! the entity — and nothing of the run landed, so the cached state goes
+//! and the whole run runs again on the state reloaded from the journal, a
+//! few times with jittered pauses: for a simple race the client sees a
+//! normal reply. A run that commits nothing, on a journal other hosts
+//! write to, checks that the cached state it ran on is the entity's
+//! latest, and runs again if not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,19 +71,9 @@ fn jitter(attempt: u32) -> Duration {
     Duration::from_micros(u64::from(u16::from_le_bytes(byte)) * most * 1000 / u64::from(u16::MAX))
 }
 
-/// What broke a run: after it, what the run's commands answered was
-/// decided on state that never became durable.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Broken {
-    /// A commit found the log moved on: run those commands again.
-    Conflict,
-    /// A commit failed or was refused for another reason.
-    Failed,
-}
-
-/// Runs the commands once and answers those it can; answers the ones to
-/// run again after a conflict (none on the `last_try`), with the cached
-/// state dropped.
+/// Runs the commands once and answers them; or, when the state they ran
+/// on was stale (and it is not the `last_try`), answers none and hands
+/// them all back to run again, with the cached state dropped.
 async fn run_once(
     shared: &Arc<Shared>,
     key: &EntityKey,
@@ -108,35 +99,34 @@ async fn run_once(
             };
         ran.push((command, result, keyed, commits_at));
     }
-    // Commits check the state they ran on; a run of reads alone, on a warm
-    // entity other hosts may write to, checks it here.
-    if commits.is_empty()
-        && let Some(head) = started_on
-        && shared.journal.has_other_writers()
-        && !is_latest(shared, key, head).await
-    {
+    let mut durables = shared.journal.commit_run(commits).into_iter();
+    let mut first = match durables.next() {
+        Some(pending) => Some(pending.await),
+        None => None,
+    };
+    // Whether the run started on stale state. Its first commit tells: if it
+    // conflicts, nothing of the run landed (the journal refuses the rest),
+    // and every command in it — the reads and refusals before that commit
+    // too — ran on stale state. A run of reads alone, on a warm entity
+    // other hosts may write to, is checked against the entity's head.
+    let stale = match &first {
+        Some(status) => matches!(status, Ok(CommitStatus::Conflict { .. })),
+        None => match started_on {
+            Some(head) if shared.journal.has_other_writers() => !is_latest(shared, key, head).await,
+            _ => false,
+        },
+    };
+    if stale {
         *cached = None;
         if !last_try {
             return ran.into_iter().map(|(command, ..)| command).collect();
         }
     }
-    let mut durables = shared.journal.commit_run(commits).into_iter();
-    // The run's first commit tells whether the state it started on was
-    // the journal's: if it conflicts, nothing of the run landed, and every
-    // command in it — the reads and refusals before that commit too — ran
-    // on stale state, so all of them run again.
-    let mut first = match durables.next() {
-        Some(pending) => Some(pending.await),
-        None => None,
-    };
-    if matches!(first, Some(Ok(CommitStatus::Conflict { .. }))) && !last_try {
-        *cached = None;
-        return ran.into_iter().map(|(command, ..)| command).collect();
-    }
-    let mut broken = None;
-    let mut again = Vec::new();
+    // Once a commit did not land, what the commands after it answer was
+    // decided on state that never became durable.
+    let mut broken = false;
     for (command, result, keyed, commits_at) in ran {
-        let durable = match commits_at {
+        let status = match commits_at {
             Some(0) => first.take(),
             Some(_) => match durables.next() {
                 Some(pending) => Some(pending.await),
@@ -144,52 +134,38 @@ async fn run_once(
             },
             None => None,
         };
-        let answer = match (result, durable) {
-            (Ok(follow_up), Some(status)) => match broken {
-                None => settle(shared, key, status, follow_up, keyed.as_ref(), &mut broken).await,
-                Some(_) => Err(InvokeError::EarlierCommitFailed),
-            },
-            // An answer without a commit after a broken one was decided on
-            // state that may never have become durable.
-            (_, _) if broken.is_some() => Err(InvokeError::EarlierCommitFailed),
+        let answer = match (result, status) {
+            _ if broken => Err(InvokeError::EarlierCommitFailed),
+            (Ok(follow_up), Some(status)) => settle(shared, key, status, follow_up, keyed.as_ref(), &mut broken).await,
             (Ok(follow_up), None) => Ok(follow_up),
             (Err(error), _) => Err(error),
         };
-        match answer {
-            Err(InvokeError::Conflict { .. } | InvokeError::EarlierCommitFailed)
-                if broken == Some(Broken::Conflict) && !last_try =>
-            {
-                again.push(command)
-            }
-            answer => {
-                let _ = command.done.send(answer);
-            }
-        }
+        let _ = command.done.send(answer);
     }
-    if broken.is_some() {
+    if broken {
         *cached = None;
     }
-    again
+    Vec::new()
 }
 
-/// What a command answers once its commit ended with `status`, noting in
-/// `broken` a commit that did not land.
+/// What a command answers once its commit ended with `status`; `broken`
+/// turns true when the commit did not land.
 async fn settle(
     shared: &Arc<Shared>,
     key: &EntityKey,
     status: Result<CommitStatus, crate::journal::JournalError>,
     follow_up: FollowUp,
     keyed: Option<&Keyed>,
-    broken: &mut Option<Broken>,
+    broken: &mut bool,
 ) -> Result<FollowUp, InvokeError> {
     match status {
         Ok(CommitStatus::Durable { .. }) => Ok(follow_up),
         Ok(CommitStatus::Conflict { expected, found }) => {
-            *broken = Some(Broken::Conflict);
+            *broken = true;
             Err(InvokeError::Conflict { expected, found })
         }
         Ok(CommitStatus::OutboxFull { service }) => {
-            *broken = Some(Broken::Failed);
+            *broken = true;
             Err(InvokeError::outbox_full(&service))
         }
         // Keyed commands run alone, after their key was looked up, so only
@@ -199,11 +175,11 @@ async fn settle(
             None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
         },
         Ok(CommitStatus::AfterRefused) => {
-            *broken = Some(Broken::Failed);
+            *broken = true;
             Err(InvokeError::EarlierCommitFailed)
         }
         Err(error) => {
-            *broken = Some(Broken::Failed);
+            *broken = true;
             Err(error.into())
         }
     }
