@@ -168,17 +168,12 @@ impl Services {
         cache: CompiledCache,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let mut history: BTreeMap<String, Vec<VersionMeta>> = BTreeMap::new();
-        for meta in journal.versions()? {
-            history.entry(meta.service.clone()).or_default().push(meta);
-        }
+        let history = by_service(journal.versions()?);
         let mut current = BTreeMap::new();
         let cache = Arc::new(cache);
         for (name, versions) in &history {
             let meta = versions.last().expect("a service has at least one version").clone();
-            let bytes = journal
-                .component(name, meta.version)?
-                .ok_or_else(|| anyhow::anyhow!("component bytes of {name} v{} are missing", meta.version))?;
+            let bytes = stored_bytes(&*journal, &meta)?;
             // One component this host can no longer run (say, after an
             // upgrade that changed the WIT) must not keep the others down.
             match compile_cached(&runtime, &cache, &bytes, &meta.digest) {
@@ -406,6 +401,22 @@ fn kind_changed(latest: &VersionMeta, kind: ServiceKind) -> DeployError {
         latest.kind.with_article(),
         kind.with_article()
     ))
+}
+
+/// Every stored version, by service, in the journal's order (oldest first).
+fn by_service(versions: Vec<VersionMeta>) -> BTreeMap<String, Vec<VersionMeta>> {
+    let mut history: BTreeMap<String, Vec<VersionMeta>> = BTreeMap::new();
+    for meta in versions {
+        history.entry(meta.service.clone()).or_default().push(meta);
+    }
+    history
+}
+
+/// The component bytes of the stored version `meta`.
+fn stored_bytes(journal: &dyn Journal, meta: &VersionMeta) -> anyhow::Result<Vec<u8>> {
+    journal
+        .component(&meta.service, meta.version)?
+        .ok_or_else(|| anyhow::anyhow!("component bytes of {} v{} are missing", meta.service, meta.version))
 }
 
 /// The compiled form of a component: from the cache when it has it, else

@@ -7,12 +7,10 @@
 //! something meanwhile (then the next poll looks again). A service deleted
 //! elsewhere stops taking traffic here.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Service, Services, compile_cached};
-use crate::journal::VersionMeta;
+use super::{Service, Services, by_service, compile_cached, stored_bytes};
 
 /// How often the journal's versions are compared with this host's.
 pub const POLL: Duration = Duration::from_millis(400);
@@ -26,11 +24,7 @@ impl Services {
         // round, and the next round looks again.
         let seen = *self.changes.borrow();
         let journal = self.journal.clone();
-        let stored = tokio::task::spawn_blocking(move || journal.versions()).await??;
-        let mut stored_history: BTreeMap<String, Vec<VersionMeta>> = BTreeMap::new();
-        for meta in stored {
-            stored_history.entry(meta.service.clone()).or_default().push(meta);
-        }
+        let stored_history = by_service(tokio::task::spawn_blocking(move || journal.versions()).await??);
         if *self.history.read().unwrap() == stored_history {
             return Ok(false);
         }
@@ -44,9 +38,7 @@ impl Services {
             let (runtime, cache, journal) = (self.runtime.clone(), self.cache.clone(), self.journal.clone());
             let version = newest.version;
             let service = tokio::task::spawn_blocking(move || -> anyhow::Result<Service> {
-                let bytes = journal.component(&newest.service, newest.version)?.ok_or_else(|| {
-                    anyhow::anyhow!("component bytes of {} v{} are missing", newest.service, newest.version)
-                })?;
+                let bytes = stored_bytes(&*journal, &newest)?;
                 let compiled = compile_cached(&runtime, &cache, &bytes, &newest.digest)?;
                 Ok(Service { meta: newest, compiled })
             })
