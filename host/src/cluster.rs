@@ -5,7 +5,7 @@
 //! (`--advertise-url`, by default `http://` and the address it listens
 //! on). A host whose last heartbeat is older than `--host-timeout` is taken
 //! for dead; one that stops says so at once. On a journal of one host
-//! (redb) the cluster is this host alone.
+//! (redb) there are no heartbeats: the cluster is this host alone.
 //!
 //! Each entity has an owner among the live hosts, by rendezvous hashing of
 //! the host ids with the entity: every host that sees the same live hosts
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::journal::{HostRecord, Journal, now_ms};
+use crate::journal::{HostRecord, Journal, host_tag, now_ms};
 
 /// How often a host records that it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -39,12 +39,9 @@ pub struct Membership {
 /// A live host, as `GET /v1/cluster` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Host {
-    /// Its id.
-    pub id: String,
-    /// How other hosts reach it.
-    pub url: String,
-    /// Its last heartbeat, in ms since the Unix epoch.
-    pub last_seen_ms: u64,
+    /// Its id, URL and last heartbeat.
+    #[serde(flatten)]
+    pub record: HostRecord,
     /// Whether it is the host answering.
     #[serde(rename = "self")]
     pub is_self: bool,
@@ -54,12 +51,7 @@ impl Membership {
     /// This host, reached at `url` (empty until it is known, see
     /// [`listening_on`](Self::listening_on)), on `journal`.
     pub fn new(url: Option<String>, journal: Arc<dyn Journal>, host_timeout: Duration) -> Arc<Self> {
-        let mut id = [0u8; 8];
-        // Without randomness, the clock: ids need only differ between hosts.
-        if getrandom::fill(&mut id).is_err() {
-            id = now_ms().to_le_bytes();
-        }
-        let id = id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("{:016x}", host_tag());
         let url = RwLock::new(url.unwrap_or_default());
         let peers = RwLock::new(Vec::new());
         Arc::new(Self { id, peers, url, url_known: tokio::sync::Notify::new(), journal, host_timeout })
@@ -111,13 +103,10 @@ impl Membership {
     /// The live hosts, this one first and always there, as this host saw
     /// them at its last heartbeat: the hosts it routes commands to.
     pub fn live(&self) -> Vec<Host> {
-        let me = self.record();
-        let mut hosts = vec![Host { id: me.id, url: me.url, last_seen_ms: me.last_seen_ms, is_self: true }];
-        for other in self.peers.read().unwrap().iter() {
-            let other = other.clone();
-            hosts.push(Host { id: other.id, url: other.url, last_seen_ms: other.last_seen_ms, is_self: false });
-        }
-        hosts
+        let me = Host { record: self.record(), is_self: true };
+        let peers = self.peers.read().unwrap();
+        let others = peers.iter().map(|record| Host { record: record.clone(), is_self: false });
+        std::iter::once(me).chain(others).collect()
     }
 }
 

@@ -271,7 +271,9 @@ async fn open_on(
     let origins = RequestOrigins::new(config.listen, &config.allowed_hosts, &config.cors_origins);
     let journal_opened = journal.schema_status();
     let cluster = crate::cluster::Membership::new(config.advertise_url.clone(), journal.clone(), config.host_timeout);
-    crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
+    if journal.has_other_writers() {
+        crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
+    }
     let forwarder = match &config.cluster_token {
         Some(token) if journal.has_other_writers() => {
             // As long as the owner may take: its guest's time, and a margin.

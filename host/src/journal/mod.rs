@@ -76,6 +76,17 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A random number that tells this host from the others sharing its
+/// journal (its id, its commit notifications' tag); the clock, on a system
+/// without randomness.
+pub fn host_tag() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return now_ms();
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// Why a journal operation failed. A commit refused for a normal reason (a
 /// stale seq, a key already recorded) is not an error: see [`CommitStatus`].
 #[derive(Debug, thiserror::Error)]

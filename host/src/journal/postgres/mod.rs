@@ -105,7 +105,7 @@ impl PgJournal {
         let committed = Arc::new(CommitWatch::default());
         let outbox_signal = Arc::new(Notify::new());
         let writer_conn = block_on(pool.connect())?;
-        let host = host_tag();
+        let host = crate::journal::host_tag();
         notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone());
         let writer = Writer::start(
             runtime.handle(),
@@ -136,16 +136,6 @@ impl PgJournal {
     fn run<T>(&self, op: impl AsyncFnOnce(&mut pool::Conn) -> Result<T, JournalError>) -> Result<T, JournalError> {
         self.pool.run(op)
     }
-}
-
-/// A tag for this journal's commit notifications, random per host.
-fn host_tag() -> u64 {
-    let mut bytes = [0u8; 8];
-    // Without randomness, a clock: the tag only needs to differ from other hosts'.
-    if getrandom::fill(&mut bytes).is_err() {
-        return crate::journal::now_ms();
-    }
-    u64::from_le_bytes(bytes)
 }
 
 /// The outbox entries waiting per target service, and the retention
