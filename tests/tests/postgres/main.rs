@@ -9,3 +9,37 @@ mod in_process;
 mod outage;
 mod shared_journal;
 mod two_hosts;
+
+use std::time::Duration;
+
+use serde_json::json;
+use wasmstate_tests::{Api, Reply};
+
+/// Whether `api` serves `service` within a second: hosts take in what
+/// another deployed within that.
+async fn serves(api: &Api, service: &str) -> bool {
+    api.eventually(Duration::from_secs(1), || async {
+        api.invoke(service, "probe", "Get", json!({})).await.status == 200
+    })
+    .await
+}
+
+/// Sends `calls` counter increments by 1 at once, the i-th to
+/// `apis[i % apis.len()]` on entity `entity(i)`; answers each reply with
+/// its entity, in the order sent.
+async fn race_increments(apis: &[Api], calls: usize, entity: impl Fn(usize) -> String) -> Vec<(String, Reply)> {
+    let sent: Vec<_> = (0..calls)
+        .map(|i| {
+            let (api, entity) = (apis[i % apis.len()].clone(), entity(i));
+            tokio::spawn(async move {
+                let reply = api.invoke("counter", &entity, "Increase", json!({ "value": 1 })).await;
+                (entity, reply)
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(calls);
+    for call in sent {
+        replies.push(call.await.expect("the increment's task"));
+    }
+    replies
+}

@@ -56,14 +56,7 @@ async fn a_host_with_stale_state_runs_the_command_again_on_the_journal_s() {
 async fn concurrent_commands_through_two_hosts_all_land_once_in_order() {
     let [(_a_dir, a), (_b_dir, b)] = two_hosts().await;
     const CALLS: u64 = 120;
-    let calls: Vec<_> = (0..CALLS)
-        .map(|i| {
-            let api = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { api.invoke("counter", "hot", "Increase", json!({ "value": 1 })).await })
-        })
-        .collect();
-    for call in calls {
-        let reply = call.await.unwrap();
+    for (_, reply) in crate::race_increments(&[a.clone(), b.clone()], CALLS as usize, |_| "hot".into()).await {
         assert_eq!(reply.status, 200, "every command lands, however the hosts raced: {}", reply.body);
     }
     for api in [&a, &b] {
@@ -101,8 +94,7 @@ async fn a_version_deployed_or_deleted_on_one_host_is_live_on_the_other_within_a
     b.invoke("m", "x", "Get", json!({})).await.expect_error(404);
     a.deploy("m", Path::new(MISBEHAVING)).await;
     let second = std::time::Duration::from_secs(1);
-    let live = b.eventually(second, || async { b.invoke("m", "x", "Get", json!({})).await.status == 200 }).await;
-    assert!(live, "b serves what a deployed within a second");
+    assert!(crate::serves(&b, "m").await, "b serves what a deployed within a second");
     assert_eq!(b.get("/v1/services/m").await.expect(200)["version"], 1);
     // A new version of a service b already runs.
     a.deploy("m", Path::new(MISBEHAVING)).await;

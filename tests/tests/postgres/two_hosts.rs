@@ -12,6 +12,8 @@ use wasmstate_tests::guests::{COUNTER, USER_PROFILE};
 use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
 
+use crate::{race_increments, serves};
+
 /// Starts a host on the database `url`, with a data dir of its own; a host
 /// silent for three heartbeats is taken for dead.
 async fn host(url: &str) -> (tempfile::TempDir, Server, Api) {
@@ -34,23 +36,13 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
     let (_second_dir, second, b) = host(&url).await;
     see_each_other(&[&a, &b]).await;
     a.deploy("counter", Path::new(COUNTER)).await;
-    let live = b.eventually(Duration::from_secs(1), || async {
-        b.invoke("counter", "c", "Get", json!({})).await.status == 200
-    });
-    assert!(live.await, "what the first host deployed serves on the second within a second");
+    assert!(serves(&b, "counter").await, "what the first host deployed serves on the second within a second");
 
     // Increments raced through both hosts all land, once each, in order.
     const CALLS: u64 = 200;
-    let calls: Vec<_> = (0..CALLS)
-        .map(|i| {
-            let api = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { api.invoke("counter", "c", "Increase", json!({ "value": 1 })).await })
-        })
-        .collect();
-    let mut values = Vec::new();
-    for call in calls {
-        values.push(call.await.unwrap().expect(200)["value"].as_u64().unwrap());
-    }
+    let replies = race_increments(&[a.clone(), b.clone()], CALLS as usize, |_| "c".into()).await;
+    let mut values: Vec<u64> =
+        replies.into_iter().map(|(_, reply)| reply.expect(200)["value"].as_u64().unwrap()).collect();
     values.sort_unstable();
     assert_eq!(values, (1..=CALLS).collect::<Vec<_>>(), "each increment saw the one before it");
     for api in [&a, &b] {
@@ -60,10 +52,7 @@ async fn two_hosts_on_one_database_serve_the_same_entities() {
 
     // A value entity written on one host reads back on the other.
     b.deploy("profiles", Path::new(USER_PROFILE)).await;
-    let live = a.eventually(Duration::from_secs(1), || async {
-        a.invoke("profiles", "p", "Get", json!({})).await.status == 200
-    });
-    assert!(live.await);
+    assert!(serves(&a, "profiles").await);
     for (api, name) in [(&a, "one"), (&b, "two"), (&a, "three")] {
         api.invoke("profiles", "p", "Update", json!({ "name": name, "email": "p@example.com" })).await.expect(200);
         for reader in [&a, &b] {
@@ -105,10 +94,7 @@ async fn an_event_stream_on_one_host_follows_commands_sent_to_the_other() {
     let (_second_dir, second, b) = host(&url).await;
     a.deploy("counter", Path::new(COUNTER)).await;
     a.invoke("counter", "live", "Increase", json!({ "value": 1 })).await.expect(200);
-    let live = b.eventually(Duration::from_secs(1), || async {
-        b.invoke("counter", "live", "Get", json!({})).await.status == 200
-    });
-    assert!(live.await, "the second host runs the counter");
+    assert!(serves(&b, "counter").await, "the second host runs the counter");
     let stream_url = format!("{}/v1/services/counter/entities/live/events?follow=true", second.base());
     let mut stream = wasmstate_tests::sse::EventStream::open(&stream_url).await.unwrap();
     let (id, _) = stream.next(Duration::from_secs(5)).await.unwrap();
@@ -181,10 +167,7 @@ async fn commands_go_to_their_entity_s_owner_so_they_do_not_conflict() {
     let (_b_dir, _b_server, b) = host(&url).await;
     see_each_other(&[&a, &b]).await;
     a.deploy("counter", Path::new(COUNTER)).await;
-    let live = b.eventually(Duration::from_secs(1), || async {
-        b.invoke("counter", "x", "Get", json!({})).await.status == 200
-    });
-    assert!(live.await);
+    assert!(serves(&b, "counter").await);
     let before = metric_sum(&[&a, &b], "wasmstate_conflict_retries_total").await;
     for entity in ["hot", "cold", "warm"] {
         for i in 1..=20u64 {
@@ -230,11 +213,9 @@ async fn a_command_whose_owner_cannot_be_reached_runs_where_it_arrived() {
     see_each_other(&[&a, &b]).await;
     a.deploy("counter", Path::new(COUNTER)).await;
     let entities: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+    assert!(serves(&b, "counter").await);
     for entity in &entities {
-        b.eventually(Duration::from_secs(1), || async {
-            b.invoke("counter", entity, "Increase", json!({ "value": 1 })).await.status == 200
-        })
-        .await;
+        b.invoke("counter", entity, "Increase", json!({ "value": 1 })).await.expect(200);
     }
     a_server.kill().await.unwrap();
     for entity in &entities {
@@ -260,26 +241,13 @@ async fn three_hosts_take_concurrent_increments_of_one_counter_and_of_fifty() {
     see_each_other(&apis.iter().collect::<Vec<_>>()).await;
     apis[0].deploy("counter", Path::new(COUNTER)).await;
     for api in &apis {
-        let live = api.eventually(Duration::from_secs(1), || async {
-            api.invoke("counter", "probe", "Get", json!({})).await.status == 200
-        });
-        assert!(live.await);
+        assert!(serves(api, "counter").await);
     }
     for counters in [1usize, 50] {
         const CALLS: usize = 300;
-        let calls: Vec<_> = (0..CALLS)
-            .map(|i| {
-                let api = apis[i % apis.len()].clone();
-                let entity = format!("n{counters}-{}", i % counters);
-                tokio::spawn(async move {
-                    let reply = api.invoke("counter", &entity, "Increase", json!({ "value": 1 })).await;
-                    (entity, reply)
-                })
-            })
-            .collect();
+        let replies = race_increments(&apis, CALLS, |i| format!("n{counters}-{}", i % counters)).await;
         let mut values: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        for call in calls {
-            let (entity, reply) = call.await.unwrap();
+        for (entity, reply) in replies {
             values.entry(entity).or_default().push(reply.expect(200)["value"].as_u64().unwrap());
         }
         for (entity, mut seen) in values {
