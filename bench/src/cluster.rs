@@ -13,7 +13,7 @@ use wasmstate_tests::{JournalKind, Options, Server};
 
 use crate::load::{self, Client, Load};
 use crate::report::{Report, Row};
-use crate::servers::{CARTS, CONNECTIONS, Guests, PRODUCTS, add_item, cart_bodies, counters};
+use crate::servers::{CONNECTIONS, Guests, across_carts, counters};
 
 /// How many hosts share the database.
 const HOSTS: usize = 3;
@@ -52,13 +52,7 @@ pub async fn three_hosts(guests: &Guests, report: &mut Report, duration: Duratio
     watched.extend(postgres.pid().map(load::process_tree));
     watched.extend(servers.iter().map(|s| load::process(s.pid())));
 
-    let uris: Arc<Vec<Uri>> =
-        Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
-    let bodies = cart_bodies();
-    let carts: load::NextRequest = Arc::new(move |n| {
-        let n = n as usize;
-        (uris[n % CARTS].clone(), bodies[(n / CARTS) % PRODUCTS].clone())
-    });
+    let carts = across_carts()?;
     let hot: Uri = "/v1/services/counter/entities/hot/Increase".parse()?;
     let one = Bytes::from_static(br#"{"value":1}"#);
     let counter: load::NextRequest = Arc::new(move |_| (hot.clone(), one.clone()));

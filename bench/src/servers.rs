@@ -20,7 +20,7 @@ pub const CARTS: usize = 1_000;
 /// Connections of the concurrent scenarios.
 pub const CONNECTIONS: usize = 64;
 /// Distinct products each cart gets, so its state stays small.
-pub const PRODUCTS: usize = 5;
+const PRODUCTS: usize = 5;
 
 /// The guest components, read once.
 pub struct Guests {
@@ -88,7 +88,19 @@ pub async fn deploy(client: &mut Client, name: &str, bytes: &[u8]) -> anyhow::Re
 }
 
 /// The AddItem bodies the cart scenarios cycle through.
-pub fn cart_bodies() -> Arc<Vec<Bytes>> {
+/// The headline load's requests: AddItem round-robin across the [`CARTS`],
+/// each cart getting the [`PRODUCTS`] in turn.
+pub fn across_carts() -> anyhow::Result<load::NextRequest> {
+    let uris: Arc<Vec<Uri>> =
+        Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
+    let bodies = cart_bodies();
+    Ok(Arc::new(move |n| {
+        let n = n as usize;
+        (uris[n % CARTS].clone(), bodies[(n / CARTS) % PRODUCTS].clone())
+    }))
+}
+
+fn cart_bodies() -> Arc<Vec<Bytes>> {
     Arc::new(
         (0..PRODUCTS)
             .map(|p| Bytes::from(format!(r#"{{"productId":"P{p:08}","name":"Product {p}","quantity":1}}"#)))
@@ -96,7 +108,7 @@ pub fn cart_bodies() -> Arc<Vec<Bytes>> {
     )
 }
 
-pub fn add_item(cart: &str) -> String {
+fn add_item(cart: &str) -> String {
     format!("/v1/services/cart/entities/{cart}/AddItem")
 }
 
@@ -234,13 +246,7 @@ async fn carts_under_load(
     };
     let on_postgres = matches!(options.journal, Some(JournalKind::Database(_)));
     let running = Running::start_with(&[], &[("cart", &guests.cart)], options).await?;
-    let uris: Arc<Vec<Uri>> =
-        Arc::new((0..CARTS).map(|c| add_item(&format!("cart-{c:04}")).parse()).collect::<Result<_, _>>()?);
-    let bodies = cart_bodies();
-    let next: load::NextRequest = Arc::new(move |n| {
-        let n = n as usize;
-        (uris[n % CARTS].clone(), bodies[(n / CARTS) % PRODUCTS].clone())
-    });
+    let next = across_carts()?;
     // The row's three probes, then the whole machine's, then PostgreSQL's.
     let mut watched = running.watched().to_vec();
     watched.push(load::machine());
