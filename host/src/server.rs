@@ -94,14 +94,18 @@ pub async fn open(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyh
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     if let Some(url) = &config.journal {
         let metrics = Arc::new(Metrics::default());
-        let (url, journal_metrics) = (url.clone(), metrics.clone());
-        let journal = tokio::task::spawn_blocking(move || PgJournal::connect(&url, journal_metrics))
-            .await?
-            .context("cannot open the journal on PostgreSQL")?;
+        let journal = connect_postgres(url, metrics.clone()).await?;
         return open_on(config, Arc::new(journal), metrics, shutdown).await;
     }
     let (path, cache_size) = (config.data_dir.join(JOURNAL_FILE), config.journal_cache);
     open_with_storage(config, move || redb::Builder::new().set_cache_size(cache_size).create(&path), shutdown).await
+}
+
+/// Connects to the PostgreSQL journal at `url`, off the async threads (it blocks).
+async fn connect_postgres(url: &str, metrics: Arc<Metrics>) -> anyhow::Result<PgJournal> {
+    let url = url.to_string();
+    let journal = tokio::task::spawn_blocking(move || PgJournal::connect(&url, metrics)).await?;
+    journal.context("cannot open the journal on PostgreSQL")
 }
 
 /// A journal several hosts in this process open, as hosts on one
@@ -115,11 +119,7 @@ pub struct SharedJournal(Arc<dyn Journal>);
 impl SharedJournal {
     /// Connects to the PostgreSQL journal at `url`.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let url = url.to_string();
-        let journal = tokio::task::spawn_blocking(move || PgJournal::connect(&url, Arc::new(Metrics::default())))
-            .await?
-            .context("cannot open the journal on PostgreSQL")?;
-        Ok(Self(Arc::new(journal)))
+        Ok(Self(Arc::new(connect_postgres(url, Arc::new(Metrics::default())).await?)))
     }
 }
 
