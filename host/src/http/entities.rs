@@ -69,10 +69,9 @@ pub async fn invoke(
         return Err(ApiError::bad_request("at applies to dry runs only (dry_run=true)"));
     }
     // An entity's commands run on the host that owns it, which caches it.
-    let has_state = state.services.get(&call.service).is_some_and(|s| s.kind() != ServiceKind::Action);
     if let Some(forwarder) = &state.forwarder
         && !from_another_host
-        && has_state
+        && state.services.get(&call.service).is_some_and(|s| s.kind() != ServiceKind::Action)
         && let Some(owner) = state.cluster.owner_elsewhere(&call.service, &call.entity)
     {
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());

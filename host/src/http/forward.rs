@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
@@ -88,7 +88,7 @@ impl Forwarder {
             }
             Err(error) => return Err(owner_silent(owner, &error)),
         };
-        let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = answer.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::MISDIRECTED_REQUEST {
             // Not the owner, or not of this cluster: the command did not run there.
             tracing::warn!(owner = %owner.url, %status, "the owner's address did not take a forwarded command; running here");
@@ -96,13 +96,10 @@ impl Forwarder {
         }
         let mut relayed = HeaderMap::new();
         for (name, value) in answer.headers() {
-            let name = name.as_str();
-            let relays = name == "content-type" || name == "retry-after" || name.starts_with("wasmstate-");
-            if relays
-                && let (Ok(name), Ok(value)) =
-                    (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
-            {
-                relayed.insert(name, value);
+            let relays =
+                name == header::CONTENT_TYPE || name == header::RETRY_AFTER || name.as_str().starts_with("wasmstate-");
+            if relays {
+                relayed.insert(name.clone(), value.clone());
             }
         }
         let body = answer.bytes().await.map_err(|error| owner_silent(owner, &error))?;
