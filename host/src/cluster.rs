@@ -13,13 +13,18 @@
 //! share of the entities. Commands go to the owner
 //! ([`crate::http::forward`]), so one host caches an entity and its
 //! commits rarely conflict; correctness never depends on it.
+//!
+//! A host also holds leases on work done once for the whole cluster
+//! ([`crate::leases`]); it lets them go when it stops, as it forgets its
+//! heartbeat, so another host takes them over at once.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::journal::{HostRecord, Journal, host_tag, now_ms};
+use crate::journal::{HostRecord, Journal, JournalError, Lease, LeaseRecord, host_tag, now_ms};
 
 /// How often a host records that it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -34,6 +39,8 @@ pub struct Membership {
     url_known: tokio::sync::Notify,
     journal: Arc<dyn Journal>,
     host_timeout: Duration,
+    /// The leases this host holds, by name.
+    leases: Mutex<HashMap<String, Lease>>,
 }
 
 /// A live host, as `GET /v1/cluster` shows it.
@@ -54,7 +61,8 @@ impl Membership {
         let id = format!("{:016x}", host_tag());
         let url = RwLock::new(url.unwrap_or_default());
         let peers = RwLock::new(Vec::new());
-        Arc::new(Self { id, peers, url, url_known: tokio::sync::Notify::new(), journal, host_timeout })
+        let url_known = tokio::sync::Notify::new();
+        Arc::new(Self { id, peers, url, url_known, journal, host_timeout, leases: Mutex::default() })
     }
 
     /// This host's id.
@@ -100,6 +108,39 @@ impl Membership {
         HostRecord { id: self.id.clone(), url: self.url.read().unwrap().clone(), last_seen_ms: now_ms() }
     }
 
+    /// This host now holds `lease`.
+    pub fn holding(&self, lease: &Lease) {
+        self.leases.lock().unwrap().insert(lease.name.clone(), lease.clone());
+    }
+
+    /// This host no longer holds `lease`.
+    pub fn let_go(&self, lease: &Lease) {
+        let mut leases = self.leases.lock().unwrap();
+        if leases.get(&lease.name) == Some(lease) {
+            leases.remove(&lease.name);
+        }
+    }
+
+    /// Every lease taken on this host's journal, as it has them now.
+    pub fn leases(&self) -> Result<Vec<LeaseRecord>, JournalError> {
+        self.journal.leases()
+    }
+
+    /// Says this host is gone: lets its leases go and forgets its
+    /// heartbeat, so the other hosts take over its work and its entities at
+    /// once. Blocks on the journal.
+    pub fn leave(&self) {
+        let held: Vec<Lease> = self.leases.lock().unwrap().drain().map(|(_, lease)| lease).collect();
+        for lease in held {
+            if let Err(error) = self.journal.release_lease(&lease) {
+                tracing::debug!(%error, lease = %lease.name, "cannot let a lease go");
+            }
+        }
+        if let Err(error) = self.journal.leave(&self.id) {
+            tracing::debug!(%error, "cannot forget this host's heartbeat");
+        }
+    }
+
     /// The live hosts, this one first and always there, as this host saw
     /// them at its last heartbeat: the hosts it routes commands to.
     pub fn live(&self) -> Vec<Host> {
@@ -135,8 +176,7 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::w
                 _ = shutdown.changed() => break,
             }
         }
-        let leaving = membership.clone();
-        let _ = tokio::task::spawn_blocking(move || leaving.journal.leave(&leaving.id)).await;
+        let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
     });
 }
 

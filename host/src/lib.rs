@@ -27,6 +27,9 @@
 //!   and task per active entity (single writer), cached state, passivation
 //!   and stateless actions.
 //! - `outbox`: delivers asynchronous side effects from the durable outbox.
+//! - `leases`: work done by one host at a time however many share the
+//!   journal (the outbox, each subscription, sweeps), under leases with
+//!   epochs; `cluster` is the hosts themselves.
 //! - `subscriptions`: delivers a service's events to subscribed actions.
 //! - `compaction`: drops the history services no longer keep
 //!   (`retain=snapshots:K`).
@@ -49,6 +52,7 @@ mod finish_on_drop;
 mod http;
 mod invoke;
 mod journal;
+mod leases;
 mod logging;
 mod metrics;
 mod names;

@@ -55,6 +55,9 @@ pub struct Metrics {
     cached_state_bytes: AtomicI64,
     cold_loads: AtomicU64,
     conflict_retries: AtomicU64,
+    leases_held: AtomicI64,
+    leases_taken: AtomicU64,
+    leases_lost: AtomicU64,
     forwarded: AtomicU64,
     forward_fallbacks: AtomicU64,
     deploys: AtomicU64,
@@ -141,6 +144,21 @@ impl Metrics {
     /// had moved on under its cached state (another host wrote to it).
     pub fn record_conflict_retry(&self) {
         self.conflict_retries.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a lease this host took, for work it then does for the cluster.
+    pub fn record_lease_taken(&self) {
+        self.leases_taken.fetch_add(1, Relaxed);
+        self.leases_held.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a lease this host no longer holds: it let it go (`lost`:
+    /// another host took it over, or it could not be renewed in time).
+    pub fn record_lease_ended(&self, lost: bool) {
+        self.leases_held.fetch_sub(1, Relaxed);
+        if lost {
+            self.leases_lost.fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts what one compaction round deleted.
@@ -266,6 +284,16 @@ impl Metrics {
                 "Entity command runs retried on reloaded state after another host wrote first.",
                 &self.conflict_retries,
             ),
+            (
+                "wasmstate_leases_taken_total",
+                "Leases on cluster-wide work (the outbox, subscriptions) this host took.",
+                &self.leases_taken,
+            ),
+            (
+                "wasmstate_leases_lost_total",
+                "Leases this host lost: taken over by another host, or not renewed in time.",
+                &self.leases_lost,
+            ),
             ("wasmstate_deploys_total", "Service versions deployed.", &self.deploys),
             ("wasmstate_dry_runs_total", "Commands run as dry runs, committing nothing.", &self.dry_runs),
             (
@@ -351,6 +379,7 @@ impl Metrics {
                 self.outbox_pending.load(Relaxed),
             ),
             ("wasmstate_connections_open", "Connections being served.", self.open_connections.load(Relaxed)),
+            ("wasmstate_leases_held", "Leases on cluster-wide work this host holds.", self.leases_held.load(Relaxed)),
             (
                 "wasmstate_guest_memory_bytes",
                 "Linear memory the guest instances hold (--max-total-guest-memory bounds it).",

@@ -13,6 +13,11 @@
 //! target entity (which runs its commands one at a time anyway), so a slow
 //! target delays only its own entries, in commit order, while the other
 //! slots serve everyone else. Delivered entries are removed in batches.
+//!
+//! One host of the journal delivers at a time, under the `outbox` lease
+//! ([`crate::leases`]); the others' commits wake it. Its removals and
+//! retries name the lease's epoch, so a host that lost the lease stops at
+//! its next one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -23,7 +28,8 @@ use tokio::time::Instant;
 
 use crate::domain::IdempotencyKey;
 use crate::invoke::{Invocation, InvokeError, Invoker};
-use crate::journal::{Journal, OutboxEntry, now_ms};
+use crate::journal::{Journal, JournalError, Lease, OutboxEntry, now_ms};
+use crate::leases::LeaseKeeper;
 use crate::metrics::{Delivery, Metrics};
 
 /// How many entries are delivered at once.
@@ -43,23 +49,35 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Starts the outbox worker.
-pub fn spawn(invoker: Invoker, journal: Arc<dyn Journal>, metrics: Arc<Metrics>, max_attempts: u32) {
-    let worker = Worker {
-        invoker,
-        journal,
-        metrics,
-        max_attempts,
-        deliveries: JoinSet::new(),
-        running: HashMap::new(),
-        busy: HashSet::new(),
-        known: HashSet::new(),
-        queue: VecDeque::new(),
-        cursor: 0,
-        done: Vec::new(),
-        oldest_done: None,
+/// Starts the outbox worker, which delivers while this host holds the
+/// outbox's lease.
+pub fn spawn(
+    leases: LeaseKeeper,
+    invoker: Invoker,
+    journal: Arc<dyn Journal>,
+    metrics: Arc<Metrics>,
+    max_attempts: u32,
+) {
+    let work = move |lease| {
+        let worker = Worker {
+            invoker: invoker.clone(),
+            journal: journal.clone(),
+            metrics: metrics.clone(),
+            max_attempts,
+            lease,
+            lost: false,
+            deliveries: JoinSet::new(),
+            running: HashMap::new(),
+            busy: HashSet::new(),
+            known: HashSet::new(),
+            queue: VecDeque::new(),
+            cursor: 0,
+            done: Vec::new(),
+            oldest_done: None,
+        };
+        worker.run()
     };
-    tokio::spawn(worker.run());
+    tokio::spawn(leases.run("outbox".into(), work));
 }
 
 /// The state of the outbox worker.
@@ -68,6 +86,10 @@ struct Worker {
     journal: Arc<dyn Journal>,
     metrics: Arc<Metrics>,
     max_attempts: u32,
+    /// The outbox's lease, which this host holds while it delivers.
+    lease: Lease,
+    /// Whether a write found the lease taken over: the worker stops.
+    lost: bool,
     deliveries: JoinSet<(OutboxEntry, Result<Vec<u8>, InvokeError>)>,
     /// What each running delivery task delivers: (entry id, target).
     running: HashMap<tokio::task::Id, (u64, (String, String))>,
@@ -87,7 +109,7 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let wake = self.journal.outbox_signal();
-        loop {
+        while !self.lost {
             if self.deliveries.len() < CONCURRENCY {
                 self.read_due().await;
                 self.dispatch();
@@ -177,10 +199,11 @@ impl Worker {
                 entry.attempts += 1;
                 entry.next_attempt_ms = now_ms() + backoff(entry.attempts).as_millis() as u64;
                 tracing::debug!(id = entry.id, attempts = entry.attempts, %error, "side effect will be retried");
-                let journal = self.journal.clone();
-                let retry = entry.clone();
-                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || journal.outbox_retry(&retry)).await {
-                    tracing::error!(%error, "cannot record a side effect's failed attempt");
+                let (journal, retry, lease) = (self.journal.clone(), entry.clone(), self.lease.clone());
+                match tokio::task::spawn_blocking(move || journal.outbox_retry(&retry, &lease)).await {
+                    Ok(Err(JournalError::LeaseLost(_))) => self.lost = true,
+                    Ok(Err(error)) => tracing::error!(%error, "cannot record a side effect's failed attempt"),
+                    _ => {}
                 }
                 // Not due again until its next attempt: reading it may queue it.
                 self.known.remove(&id);
@@ -215,14 +238,16 @@ impl Worker {
         if self.done.is_empty() {
             return;
         }
-        let (journal, done) = (self.journal.clone(), std::mem::take(&mut self.done));
-        let removed = tokio::task::spawn_blocking(move || journal.outbox_remove(&done).map(|()| done)).await;
+        let (journal, done, lease) = (self.journal.clone(), std::mem::take(&mut self.done), self.lease.clone());
+        let removed = tokio::task::spawn_blocking(move || journal.outbox_remove(&done, &lease).map(|()| done)).await;
         match removed {
             Ok(Ok(done)) => {
                 for id in done {
                     self.known.remove(&id);
                 }
             }
+            // The host that took the lease over removes them.
+            Ok(Err(JournalError::LeaseLost(_))) => self.lost = true,
             // Still known, so not delivered again; removed at the next start.
             Ok(Err(error)) => tracing::error!(%error, "cannot remove delivered side effects from the outbox"),
             Err(_) => {}

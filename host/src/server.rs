@@ -11,6 +11,7 @@ use crate::config::ServeConfig;
 use crate::http::{AppParts, AppState, BodyLimits, ConnectionLimits, RequestOrigins, Tokens, app};
 use crate::invoke::{Invoker, InvokerConfig};
 use crate::journal::{Journal, PgJournal, RedbJournal, VersionMeta};
+use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
@@ -75,13 +76,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes,
     };
-    let (metrics, journal) = (state.metrics.clone(), state.journal.clone());
+    let (metrics, journal, cluster) = (state.metrics.clone(), state.journal.clone(), state.cluster.clone());
     let healthy = Arc::new(move || journal.is_healthy());
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
     crate::http::serve(listener, app(state), limits, metrics, healthy, shutdown).await;
+    // The other hosts take over this one's leases and entities at once.
+    let _ = tokio::task::spawn_blocking(move || cluster.leave()).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -252,10 +255,18 @@ async fn open_on(
     if journal.has_other_writers() {
         crate::services::spawn_pickup(services.clone(), shutdown.clone());
     }
-    outbox::spawn(invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
-    spawn_idempotency_sweeper(journal.clone());
-    crate::compaction::spawn(journal.clone(), services.clone(), metrics.clone(), config.compact_every);
+    let cluster = crate::cluster::Membership::new(config.advertise_url.clone(), journal.clone(), config.host_timeout);
+    if journal.has_other_writers() {
+        crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
+    }
+    // Work done once for all the hosts on the journal, under a lease.
+    let leases =
+        LeaseKeeper::new(journal.clone(), cluster.clone(), metrics.clone(), config.host_timeout, shutdown.clone());
+    outbox::spawn(leases.clone(), invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
+    spawn_idempotency_sweeper(leases.clone(), journal.clone());
+    crate::compaction::spawn(leases.clone(), journal.clone(), services.clone(), metrics.clone(), config.compact_every);
     let subscriptions = Subscriptions::start(
+        leases,
         invoker.clone(),
         journal.clone(),
         services.clone(),
@@ -270,10 +281,6 @@ async fn open_on(
     };
     let origins = RequestOrigins::new(config.listen, &config.allowed_hosts, &config.cors_origins);
     let journal_opened = journal.schema_status();
-    let cluster = crate::cluster::Membership::new(config.advertise_url.clone(), journal.clone(), config.host_timeout);
-    if journal.has_other_writers() {
-        crate::cluster::spawn_heartbeat(cluster.clone(), shutdown.clone());
-    }
     let forwarder = match &config.cluster_token {
         Some(token) if journal.has_other_writers() => {
             // As long as the owner may take: its guest's time, and a margin.
@@ -302,18 +309,24 @@ async fn open_on(
 /// How often expired idempotency records are deleted.
 const IDEMPOTENCY_SWEEP: std::time::Duration = std::time::Duration::from_secs(600);
 
-fn spawn_idempotency_sweeper(journal: Arc<dyn Journal>) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(IDEMPOTENCY_SWEEP).await;
-            let j = journal.clone();
-            match tokio::task::spawn_blocking(move || j.sweep_idempotency(journal::now_ms())).await {
-                Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "expired idempotency records deleted"),
-                Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired idempotency records"),
-                _ => {}
+/// Deletes expired idempotency records every [`IDEMPOTENCY_SWEEP`], on
+/// one host of the journal at a time.
+fn spawn_idempotency_sweeper(leases: LeaseKeeper, journal: Arc<dyn Journal>) {
+    let sweep = move |_| {
+        let journal = journal.clone();
+        async move {
+            loop {
+                tokio::time::sleep(IDEMPOTENCY_SWEEP).await;
+                let j = journal.clone();
+                match tokio::task::spawn_blocking(move || j.sweep_idempotency(journal::now_ms())).await {
+                    Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "expired idempotency records deleted"),
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired idempotency records"),
+                    _ => {}
+                }
             }
         }
-    });
+    };
+    tokio::spawn(leases.run("idempotency-sweep".into(), sweep));
 }
 
 async fn shutdown_signal() {

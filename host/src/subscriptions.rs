@@ -15,6 +15,12 @@
 //! (`GET /v1/services/{subscriber}/dead-letters`, counted and logged at
 //! WARN) and passed over, so one bad event never stalls a subscription.
 //! Each subscription's lag is a gauge in `/metrics`.
+//!
+//! One host of the journal runs each subscription at a time, under the
+//! lease `subscription/{subscriber}/{source}` ([`crate::leases`]): its
+//! offsets and dead letters name the lease's epoch, so a host that lost
+//! the lease stops at its next write, and the one that took it over goes
+//! on from the last offset stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,8 +29,9 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use crate::domain::SubscribedEvent;
-use crate::invoke::{Invocation, InvokeError, Invoker};
-use crate::journal::{DeadLetter, Journal, ServiceLogEntry, now_ms};
+use crate::invoke::{Invocation, Invoker};
+use crate::journal::{DeadLetter, Journal, JournalError, Lease, ServiceLogEntry, now_ms};
+use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -39,6 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The running subscription workers, one per (subscriber, source).
 pub struct Subscriptions {
+    leases: LeaseKeeper,
     invoker: Invoker,
     journal: Arc<dyn Journal>,
     services: Arc<Services>,
@@ -53,13 +61,15 @@ impl Subscriptions {
     /// and from then on follows every deploy and delete: starts the workers
     /// of new subscriptions and stops those no longer declared.
     pub fn start(
+        leases: LeaseKeeper,
         invoker: Invoker,
         journal: Arc<dyn Journal>,
         services: Arc<Services>,
         metrics: Arc<Metrics>,
         max_attempts: u32,
     ) -> Arc<Self> {
-        let this = Arc::new(Self { invoker, journal, services, metrics, max_attempts, running: Mutex::default() });
+        let running = Mutex::default();
+        let this = Arc::new(Self { leases, invoker, journal, services, metrics, max_attempts, running });
         let mut changes = this.services.changes();
         changes.mark_changed();
         let weak = Arc::downgrade(&this);
@@ -87,13 +97,20 @@ impl Subscriptions {
         for pair in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(pair) {
                 let (subscriber, source) = slot.key().clone();
-                slot.insert(tokio::spawn(self.clone().run(subscriber, source)).abort_handle());
+                let lease = format!("subscription/{subscriber}/{source}");
+                let this = self.clone();
+                let work = move |lease| this.clone().run(subscriber.clone(), source.clone(), lease);
+                slot.insert(tokio::spawn(self.leases.clone().run(lease, work)).abort_handle());
             }
         }
     }
 
-    async fn run(self: Arc<Self>, subscriber: String, source: String) {
-        tracing::info!(%subscriber, %source, "subscription started");
+    /// Delivers `source`'s events to `subscriber` while this host holds
+    /// `lease`; returns once a write found it lost.
+    async fn run(self: Arc<Self>, subscriber: String, source: String, lease: Lease) {
+        tracing::info!(%subscriber, %source, epoch = lease.epoch, "subscription started");
+        // Only the host running a subscription says how far behind it is.
+        let _lag = LagGauge { metrics: &self.metrics, subscriber: &subscriber, source: &source };
         let mut commits = self.journal.commits().service(&source);
         loop {
             let batch = {
@@ -126,11 +143,15 @@ impl Subscriptions {
             }
             let last = batch.last().map_or(0, |e| e.position);
             for entry in batch {
-                self.deliver_until_done(&subscriber, &source, entry).await;
+                if !self.deliver_until_done(&subscriber, &source, entry, &lease).await {
+                    return;
+                }
             }
-            let (journal, sub, src) = (self.journal.clone(), subscriber.clone(), source.clone());
-            if let Ok(Err(error)) = tokio::task::spawn_blocking(move || journal.set_offset(&sub, &src, last)).await {
-                tracing::error!(%error, %subscriber, %source, "cannot store the subscription offset");
+            let (journal, sub, src, held) = (self.journal.clone(), subscriber.clone(), source.clone(), lease.clone());
+            match tokio::task::spawn_blocking(move || journal.set_offset(&sub, &src, last, &held)).await {
+                Ok(Err(JournalError::LeaseLost(_))) => return,
+                Ok(Err(error)) => tracing::error!(%error, %subscriber, %source, "cannot store the subscription offset"),
+                _ => {}
             }
         }
     }
@@ -140,8 +161,8 @@ impl Subscriptions {
     /// refused or trapped, or asked for more than the limits allow) ends
     /// the attempts at once. An event given up on becomes a dead letter. A
     /// retry answers from the delivery's record, so the side effects that
-    /// ran before do not run again.
-    async fn deliver_until_done(&self, subscriber: &str, source: &str, entry: ServiceLogEntry) {
+    /// ran before do not run again. False when the lease was found lost.
+    async fn deliver_until_done(&self, subscriber: &str, source: &str, entry: ServiceLogEntry, lease: &Lease) -> bool {
         let position = entry.position;
         let event = SubscribedEvent {
             source: source.to_string(),
@@ -156,46 +177,54 @@ impl Subscriptions {
             let error = match self.invoker.invoke(delivery).await {
                 Ok(_) => {
                     self.metrics.record_event_delivery(true);
-                    return;
+                    return true;
                 }
                 Err(error) => error,
             };
             self.metrics.record_event_delivery(false);
             if !error.is_transient() || attempt >= self.max_attempts {
-                self.give_up(subscriber, source, position, &event, attempt, &error).await;
-                return;
+                let letter = DeadLetter {
+                    entity: event.entity.clone(),
+                    seq: event.seq,
+                    attempts: attempt,
+                    error: error.to_string(),
+                    at_ms: now_ms(),
+                };
+                return self.give_up(subscriber, source, position, letter, lease).await;
             }
             tracing::debug!(%subscriber, %source, attempt, %error, "event delivery will be retried");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+        unreachable!("the attempts end in a delivery or a dead letter")
     }
 
     /// Keeps an event the subscriber could not take as a dead letter, and
-    /// passes over it.
-    async fn give_up(
-        &self,
-        subscriber: &str,
-        source: &str,
-        position: u64,
-        event: &SubscribedEvent,
-        attempts: u32,
-        error: &InvokeError,
-    ) {
-        tracing::warn!(%subscriber, %source, entity = %event.entity, seq = event.seq, attempts, %error, "a subscriber could not take an event; it is kept as a dead letter and passed over");
-        self.metrics.record_dead_letter();
-        let letter = DeadLetter {
-            entity: event.entity.clone(),
-            seq: event.seq,
-            attempts,
-            error: error.to_string(),
-            at_ms: now_ms(),
-        };
-        let (journal, sub, src) = (self.journal.clone(), subscriber.to_string(), source.to_string());
-        if let Ok(Err(error)) =
-            tokio::task::spawn_blocking(move || journal.add_dead_letter(&sub, &src, position, &letter)).await
-        {
-            tracing::error!(%error, %subscriber, %source, position, "cannot store a dead letter");
+    /// passes over it. False when the lease was found lost (the host that
+    /// took it over tries the event again).
+    async fn give_up(&self, subscriber: &str, source: &str, position: u64, letter: DeadLetter, lease: &Lease) -> bool {
+        let (entity, seq, attempts, error) = (&letter.entity, letter.seq, letter.attempts, &letter.error);
+        tracing::warn!(%subscriber, %source, %entity, seq, attempts, %error, "a subscriber could not take an event; it is kept as a dead letter and passed over");
+        let (journal, sub, src, held) =
+            (self.journal.clone(), subscriber.to_string(), source.to_string(), lease.clone());
+        match tokio::task::spawn_blocking(move || journal.add_dead_letter(&sub, &src, position, &letter, &held)).await {
+            Ok(Err(JournalError::LeaseLost(_))) => return false,
+            Ok(Err(error)) => tracing::error!(%error, %subscriber, %source, position, "cannot store a dead letter"),
+            _ => self.metrics.record_dead_letter(),
         }
+        true
+    }
+}
+
+/// Clears a subscription's lag gauge when its host stops running it.
+struct LagGauge<'a> {
+    metrics: &'a Metrics,
+    subscriber: &'a str,
+    source: &'a str,
+}
+
+impl Drop for LagGauge<'_> {
+    fn drop(&mut self) {
+        self.metrics.set_subscription_lag(self.subscriber, self.source, None);
     }
 }

@@ -122,18 +122,25 @@ impl Api {
 
     /// Invokes a command with a JSON body and an `Idempotency-Key`.
     pub async fn invoke_idempotent(&self, service: &str, entity: &str, command: &str, body: Value, key: &str) -> Reply {
+        self.try_invoke_idempotent(service, entity, command, body, key).await.expect("request failed")
+    }
+
+    /// Invokes a command with a JSON body and an `Idempotency-Key`; an
+    /// error when the server cannot be reached.
+    pub async fn try_invoke_idempotent(
+        &self,
+        service: &str,
+        entity: &str,
+        command: &str,
+        body: Value,
+        key: &str,
+    ) -> reqwest::Result<Reply> {
         let url = format!("{}/v1/services/{service}/entities/{entity}/{command}", self.base);
-        let response = self
-            .http
-            .post(url)
-            .header("idempotency-key", key)
-            .body(serde_json::to_vec(&body).unwrap())
-            .send()
-            .await
-            .expect("request failed");
+        let response =
+            self.http.post(url).header("idempotency-key", key).body(serde_json::to_vec(&body).unwrap()).send().await?;
         let status = response.status();
         let body = response.json().await.unwrap_or(Value::Null);
-        Reply { status, body, retry_after: None }
+        Ok(Reply { status, body, retry_after: None })
     }
 
     /// A metric's value from `/metrics` (0 when absent).

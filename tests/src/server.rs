@@ -233,6 +233,17 @@ impl Server {
         Ok(())
     }
 
+    /// Pauses the server with SIGSTOP, as a long GC pause or a VM stall
+    /// would: it keeps its port and its connections, and answers nothing.
+    pub fn pause(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on with SIGCONT.
+    pub fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
     /// The server's resident memory in KiB, from `/proc`.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();

@@ -187,10 +187,14 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
     }
 }
 
-/// The live hosts of this host's journal, as it routes commands to them:
-/// `{"hosts": [{id, url, last_seen_ms, self}]}`.
-async fn cluster(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "hosts": state.cluster.live() }))
+/// The live hosts of this host's journal, as it routes commands to them,
+/// and the leases on the work one host does for all:
+/// `{"hosts": [{id, url, last_seen_ms, self}], "leases": [{name, holder,
+/// epoch, expires_at_ms}]}`.
+async fn cluster(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let membership = state.cluster.clone();
+    let leases = tokio::task::spawn_blocking(move || membership.leases()).await.map_err(ApiError::internal)??;
+    Ok(axum::Json(serde_json::json!({ "hosts": state.cluster.live(), "leases": leases })))
 }
 
 async fn metrics(State(state): State<AppState>) -> String {

@@ -1,5 +1,5 @@
 //! What every journal does, whichever database holds it: the seam between
-//! the host and its storage. [`Journal`] gathers six traits, one per kind
+//! the host and its storage. [`Journal`] gathers seven traits, one per kind
 //! of record; the host holds an `Arc<dyn Journal>` and never learns which
 //! journal it has.
 //!
@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, Forked, HostRecord,
-    IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, StoredValue, VersionMeta,
+    IdempotencyRecord, JournalError, Lease, LeaseRecord, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
+    ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta,
 };
 use crate::domain::{Event, IdempotencyKey, ServiceKind};
 
@@ -23,9 +23,15 @@ use crate::domain::{Event, IdempotencyKey, ServiceKind};
 pub type PendingCommit = Pin<Box<dyn Future<Output = Result<CommitStatus, JournalError>> + Send>>;
 
 /// A journal: every kind of record the host keeps.
-pub trait Journal: EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore {}
+pub trait Journal:
+    EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore + LeaseStore
+{
+}
 
-impl<T: EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore> Journal for T {}
+impl<T: EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore + LeaseStore> Journal
+    for T
+{
+}
 
 /// Entities' logs: the commit path and the reads that load an entity.
 pub trait EntityStore: Send + Sync {
@@ -156,17 +162,20 @@ pub trait Bookkeeping: Send + Sync {
     /// The last service-log position delivered to `subscriber` from `source`.
     fn offset(&self, subscriber: &str, source: &str) -> Result<u64, JournalError>;
 
-    /// Moves `subscriber`'s offset in `source` to `position`, durably.
-    fn set_offset(&self, subscriber: &str, source: &str, position: u64) -> Result<(), JournalError>;
+    /// Moves `subscriber`'s offset in `source` to `position`, durably, if
+    /// `lease` (the subscription's) is still held: else
+    /// [`JournalError::LeaseLost`], and nothing is written.
+    fn set_offset(&self, subscriber: &str, source: &str, position: u64, lease: &Lease) -> Result<(), JournalError>;
 
     /// Records that `subscriber` gave up on the event at `position` of
-    /// `source`'s log.
+    /// `source`'s log, if `lease` is still held (as [`set_offset`](Self::set_offset)).
     fn add_dead_letter(
         &self,
         subscriber: &str,
         source: &str,
         position: u64,
         letter: &DeadLetter,
+        lease: &Lease,
     ) -> Result<(), JournalError>;
 
     /// The events `subscriber` gave up on, as (source, position, letter),
@@ -212,12 +221,15 @@ pub trait OutboxStore: Send + Sync {
     /// oldest first, and the number of entries waiting in all.
     fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError>;
 
-    /// Removes delivered (or abandoned) outbox entries.
-    fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError>;
+    /// Removes delivered (or abandoned) outbox entries, if `lease` (the
+    /// outbox's) is still held: else [`JournalError::LeaseLost`], and
+    /// nothing is removed.
+    fn outbox_remove(&self, ids: &[u64], lease: &Lease) -> Result<(), JournalError>;
 
     /// Records a failed attempt: the entry is retried at `next_attempt_ms`
-    /// (unless it was dropped meanwhile, with its service).
-    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError>;
+    /// (unless it was dropped meanwhile, with its service), if `lease` is
+    /// still held (as [`outbox_remove`](Self::outbox_remove)).
+    fn outbox_retry(&self, entry: &OutboxEntry, lease: &Lease) -> Result<(), JournalError>;
 
     /// Removes every entry waiting for `service` (it was deleted); answers
     /// how many there were.
@@ -264,4 +276,37 @@ pub trait VersionStore: Send + Sync {
 
     /// The component bytes of one deployed version.
     fn component(&self, service: &str, version: u32) -> Result<Option<Vec<u8>>, JournalError>;
+}
+
+/// Leases on the work that runs on one host at a time however many share
+/// the journal (the outbox, each subscription): a lease is held until it
+/// expires, and each holder gets a new epoch, which the writes of that work
+/// name, so a holder that lost its lease can no longer write. On a journal
+/// of one host, that host holds every lease, always at epoch 1.
+pub trait LeaseStore: Send + Sync {
+    /// Takes lease `name` for `holder` for `ttl_ms`, by the database's
+    /// clock, when no one holds it or its holder let it expire, with the
+    /// next epoch; `None` while another holds it.
+    fn take_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>, JournalError> {
+        let _ = ttl_ms;
+        Ok(Some(Lease { name: name.to_string(), holder: holder.to_string(), epoch: 1 }))
+    }
+
+    /// Holds `lease` for `ttl_ms` more; false when it was taken over
+    /// meanwhile (its epoch is gone).
+    fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<bool, JournalError> {
+        let _ = (lease, ttl_ms);
+        Ok(true)
+    }
+
+    /// Lets `lease` go, so another host may take it at once.
+    fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        let _ = lease;
+        Ok(())
+    }
+
+    /// Every lease that was ever taken, by name, as the journal has it now.
+    fn leases(&self) -> Result<Vec<LeaseRecord>, JournalError> {
+        Ok(Vec::new())
+    }
 }

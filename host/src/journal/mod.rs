@@ -148,6 +148,10 @@ pub enum JournalError {
     /// The journal's database refused a statement.
     #[error("database error: {0}")]
     Database(String),
+    /// A write of lease-bound work named a lease its host no longer holds:
+    /// another host took it over. Nothing was written.
+    #[error("the lease {0} was taken over by another host")]
+    LeaseLost(String),
 }
 
 macro_rules! storage_error_from {
@@ -206,6 +210,31 @@ pub struct HostRecord {
     pub url: String,
     /// When it last said it was alive, in ms since the Unix epoch.
     pub last_seen_ms: u64,
+}
+
+/// A lease this host holds on work that runs on one host at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// What the lease is for (`outbox`, `subscription/{subscriber}/{source}`).
+    pub name: String,
+    /// The id of the host holding it.
+    pub holder: String,
+    /// Which taking of the lease this is: every new holder gets a higher one.
+    pub epoch: u64,
+}
+
+/// A lease as the journal has it, as `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseRecord {
+    /// What the lease is for.
+    pub name: String,
+    /// The host that took it last.
+    pub holder: String,
+    /// Which taking of the lease this is.
+    pub epoch: u64,
+    /// When it expires unless renewed, in ms since the Unix epoch by the
+    /// database's clock (0: let go).
+    pub expires_at_ms: u64,
 }
 
 /// A value entity's stored state, and its revision: how many commits have

@@ -6,6 +6,7 @@
 mod copy;
 #[path = "../common/in_process.rs"]
 mod in_process;
+mod leases;
 mod outage;
 mod shared_journal;
 mod two_hosts;

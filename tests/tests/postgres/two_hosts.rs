@@ -110,8 +110,8 @@ async fn an_event_stream_on_one_host_follows_commands_sent_to_the_other() {
     drop(b);
 }
 
-/// A journal of schema version 1 (before the hosts' heartbeats) is migrated
-/// when a host starts on it, and keeps its data.
+/// A journal of schema version 1 (before the hosts' heartbeats and the
+/// leases) is migrated when a host starts on it, and keeps its data.
 #[tokio::test]
 async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
     let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
@@ -122,7 +122,10 @@ async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
     // Back to version 1's layout.
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
     client
-        .batch_execute("DROP TABLE wasmstate.hosts; UPDATE wasmstate.meta SET value = 1 WHERE key = 'schema_version'")
+        .batch_execute(
+            "DROP TABLE wasmstate.hosts, wasmstate.leases; \
+             UPDATE wasmstate.meta SET value = 1 WHERE key = 'schema_version'",
+        )
         .await
         .unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
@@ -137,7 +140,7 @@ async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
     assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
     let version: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// Waits until each of `apis` routes to all of them.

@@ -10,7 +10,7 @@ use redb::{Durability, ReadableDatabase, ReadableTableMetadata};
 
 use super::records::{self, EventRecord, KeyRecord, LogEntryRecord, ValueRecord};
 use super::tables::{DEAD_LETTERS, EVENTS, IDEMPOTENCY, OFFSETS, SERVICE_LOG, VALUES, idempotency_live};
-use super::{Bookkeeping, DeadLetter, IdempotencyRecord, JournalError, RedbJournal, ServiceLogEntry};
+use super::{Bookkeeping, DeadLetter, IdempotencyRecord, JournalError, Lease, RedbJournal, ServiceLogEntry};
 use crate::domain::{Event, FollowUp, IdempotencyKey};
 
 impl Bookkeeping for RedbJournal {
@@ -97,8 +97,9 @@ impl Bookkeeping for RedbJournal {
         Ok(txn.open_table(OFFSETS)?.get((subscriber, source))?.map_or(0, |v| v.value()))
     }
 
-    /// Moves `subscriber`'s offset in `source` to `position`.
-    fn set_offset(&self, subscriber: &str, source: &str, position: u64) -> Result<(), JournalError> {
+    /// Moves `subscriber`'s offset in `source` to `position`. This host
+    /// holds every lease.
+    fn set_offset(&self, subscriber: &str, source: &str, position: u64, _: &Lease) -> Result<(), JournalError> {
         self.bookkeeping_write(|txn| {
             txn.open_table(OFFSETS)?.insert((subscriber, source), position)?;
             Ok(())
@@ -113,6 +114,7 @@ impl Bookkeeping for RedbJournal {
         source: &str,
         position: u64,
         letter: &DeadLetter,
+        _: &Lease,
     ) -> Result<(), JournalError> {
         let encoded = records::encode(letter)?;
         self.bookkeeping_write(|txn| {

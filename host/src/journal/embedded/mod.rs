@@ -33,11 +33,11 @@ use tokio::sync::Notify;
 use super::books::{OutboxBook, RetentionBook};
 use super::commit::announce;
 use super::contract::{
-    Bookkeeping, EntityStore, HistoryStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
+    Bookkeeping, EntityStore, HistoryStore, LeaseStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
 };
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
-    IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
+    IdempotencyRecord, JournalError, Lease, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
     StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use super::{now_ms, panic_message};
@@ -97,6 +97,9 @@ impl RedbJournal {
         self.db.get()
     }
 }
+
+/// One host opens a redb file: it holds every lease.
+impl LeaseStore for RedbJournal {}
 
 impl EntityStore for RedbJournal {
     /// What opening found: a new journal, a current one, or one migrated.

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::records::{self, OutboxRecord};
 use super::tables::OUTBOX;
-use super::{JournalError, OutboxBook, OutboxEntry, OutboxStore, RedbJournal};
+use super::{JournalError, Lease, OutboxBook, OutboxEntry, OutboxStore, RedbJournal};
 use crate::domain::Call;
 
 /// The counts of the entries in `db`'s outbox, with no quota.
@@ -53,7 +53,7 @@ impl OutboxStore for RedbJournal {
     }
 
     /// Removes delivered (or abandoned) outbox entries.
-    fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
+    fn outbox_remove(&self, ids: &[u64], _: &Lease) -> Result<(), JournalError> {
         let mut gone: Vec<String> = Vec::new();
         self.bookkeeping_write(|txn| {
             let mut table = txn.open_table(OUTBOX)?;
@@ -73,7 +73,7 @@ impl OutboxStore for RedbJournal {
 
     /// Records a failed attempt: the entry is retried at `next_attempt_ms`
     /// (unless it was dropped meanwhile, with its service).
-    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+    fn outbox_retry(&self, entry: &OutboxEntry, _: &Lease) -> Result<(), JournalError> {
         let record = OutboxRecord {
             call: &entry.call,
             hops: entry.hops,

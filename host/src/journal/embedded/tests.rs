@@ -298,10 +298,10 @@ async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
     let mut later = due[0].clone();
     later.attempts = 1;
     later.next_attempt_ms = 5_000;
-    journal.outbox_retry(&later).unwrap();
+    journal.outbox_retry(&later, &any_lease()).unwrap();
     assert_eq!(journal.outbox_due(1_000, 0, 10).unwrap().0.len(), 1, "a retried entry waits until it is due");
     assert_eq!(journal.outbox_due(5_000, 0, 10).unwrap().0[0].attempts, 1);
-    journal.outbox_remove(&[due[0].id, due[1].id]).unwrap();
+    journal.outbox_remove(&[due[0].id, due[1].id], &any_lease()).unwrap();
     assert_eq!(journal.outbox_due(u64::MAX, 0, 10).unwrap(), (Vec::new(), 0));
 }
 
@@ -342,7 +342,7 @@ async fn the_service_log_orders_every_event_of_a_service_and_notifies() {
     assert_eq!(journal.service_log("other", 0, 10).unwrap().len(), 1);
 
     assert_eq!(journal.offset("sub", "s").unwrap(), 0);
-    journal.set_offset("sub", "s", 2).unwrap();
+    journal.set_offset("sub", "s", 2, &any_lease()).unwrap();
     assert_eq!(journal.offset("sub", "s").unwrap(), 2);
 
     assert_eq!(entity.changed().await, 2, "a's log ends at 2");
@@ -424,7 +424,7 @@ async fn the_outbox_quota_and_a_deleted_service_bound_what_waits() {
     let (first, second) =
         (journal.commit(with_effects("c", &["other"])), journal.commit(with_effects("d", &["other"])));
     assert_eq!((first.await.unwrap(), second.await.unwrap().is_durable()), (durable.clone(), false));
-    journal.outbox_remove(&[due[0].id]).unwrap();
+    journal.outbox_remove(&[due[0].id], &any_lease()).unwrap();
     assert_eq!(journal.commit(with_effects("e", &["svc"])).await.unwrap(), durable, "room again");
 
     assert_eq!(journal.outbox_drop_service("svc").unwrap(), 2);
@@ -451,4 +451,9 @@ fn identical_components_are_stored_once() {
     assert_eq!(journal.component("copy", 1).unwrap().as_deref(), Some(&b"0123456789"[..]), "still shared by copy");
     journal.delete_versions("copy").unwrap();
     assert_eq!(journal.component_bytes().unwrap(), 0);
+}
+
+/// A lease, as the one host of an embedded journal holds them all.
+fn any_lease() -> crate::journal::Lease {
+    crate::journal::Lease { name: "outbox".into(), holder: "this host".into(), epoch: 1 }
 }

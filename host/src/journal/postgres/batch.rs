@@ -276,7 +276,8 @@ async fn write_rows(
             for (service, entity, seq, _) in &rows.events {
                 appended.insert((service, entity), *seq as u64);
             }
-            let payload = notify::payload(shared.host, appended.iter().map(|((s, e), seq)| (*s, *e, *seq)));
+            let outbox = !rows.outbox.is_empty();
+            let payload = notify::payload(shared.host, outbox, appended.iter().map(|((s, e), seq)| (*s, *e, *seq)));
             let announce = conn.statement(sql::NOTIFY).await?;
             let channel = notify::CHANNEL;
             futures_util::future::try_join(
@@ -322,7 +323,20 @@ async fn write_rows(
         let targets: Vec<&str> = rows.outbox.iter().map(|(t, _)| t.as_str()).collect();
         let records: Vec<&[u8]> = rows.outbox.iter().map(|(_, r)| r.as_slice()).collect();
         let statement = conn.statement(sql::INSERT_OUTBOX).await?;
-        conn.client.execute(&statement, &[&ids, &targets, &records]).await?;
+        if rows.events.is_empty() {
+            // The hosts hear of the entries when the batch commits (with
+            // events, the notification said so already).
+            let payload = notify::payload(shared.host, true, []);
+            let announce = conn.statement(sql::NOTIFY).await?;
+            let channel = notify::CHANNEL;
+            futures_util::future::try_join(
+                conn.client.execute(&statement, &[&ids, &targets, &records]),
+                conn.client.execute(&announce, &[&channel, &payload]),
+            )
+            .await?;
+        } else {
+            conn.client.execute(&statement, &[&ids, &targets, &records]).await?;
+        }
     }
     if !rows.keys.is_empty() {
         let keys: Vec<(&str, &str, &str, i64, &[u8])> =

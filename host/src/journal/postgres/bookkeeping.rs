@@ -1,9 +1,12 @@
 //! Reads and writes beside the event log on PostgreSQL: value states,
 //! idempotency records, the per-service log, subscription offsets and dead
-//! letters. Each write is one autocommitted statement, durable when it returns.
+//! letters. Each write is one autocommitted statement, durable when it
+//! returns; those of lease-bound work are a transaction that holds the lease.
 
+use super::leases::hold;
 use super::{
-    Bookkeeping, DeadLetter, HostRecord, IdempotencyRecord, JournalError, PgJournal, ServiceLogEntry, db_int, event_of,
+    Bookkeeping, DeadLetter, HostRecord, IdempotencyRecord, JournalError, Lease, PgJournal, ServiceLogEntry, db_int,
+    event_of,
 };
 use crate::domain::{FollowUp, IdempotencyKey};
 use crate::journal::records::{self, KeyRecord, ValueRecord};
@@ -133,7 +136,7 @@ impl Bookkeeping for PgJournal {
         })
     }
 
-    fn set_offset(&self, subscriber: &str, source: &str, position: u64) -> Result<(), JournalError> {
+    fn set_offset(&self, subscriber: &str, source: &str, position: u64, lease: &Lease) -> Result<(), JournalError> {
         self.run(async |conn| {
             let statement = conn
                 .statement(
@@ -141,7 +144,10 @@ impl Bookkeeping for PgJournal {
                      ON CONFLICT (subscriber, source) DO UPDATE SET position = EXCLUDED.position",
                 )
                 .await?;
-            conn.client.execute(&statement, &[&subscriber, &source, &db_int(position)]).await?;
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            txn.execute(&statement, &[&subscriber, &source, &db_int(position)]).await?;
+            txn.commit().await?;
             Ok(())
         })
     }
@@ -152,16 +158,19 @@ impl Bookkeeping for PgJournal {
         source: &str,
         position: u64,
         letter: &DeadLetter,
+        lease: &Lease,
     ) -> Result<(), JournalError> {
         let encoded = records::encode(letter)?;
         self.run(async |conn| {
-            conn.client
-                .execute(
-                    "INSERT INTO dead_letters (subscriber, source, position, record) VALUES ($1, $2, $3, $4) \
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            txn.execute(
+                "INSERT INTO dead_letters (subscriber, source, position, record) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (subscriber, source, position) DO UPDATE SET record = EXCLUDED.record",
-                    &[&subscriber, &source, &db_int(position), &encoded.as_slice()],
-                )
-                .await?;
+                &[&subscriber, &source, &db_int(position), &encoded.as_slice()],
+            )
+            .await?;
+            txn.commit().await?;
             Ok(())
         })
     }

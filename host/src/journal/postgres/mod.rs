@@ -14,6 +14,7 @@ mod batch;
 mod bookkeeping;
 mod history;
 mod import;
+mod leases;
 mod notify;
 mod outbox;
 mod pool;
@@ -37,7 +38,7 @@ use super::contract::{
 };
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
-    HostRecord, IdempotencyRecord, JournalError, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
+    HostRecord, IdempotencyRecord, JournalError, Lease, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
     ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use crate::domain::Event;
@@ -106,7 +107,7 @@ impl PgJournal {
         let outbox_signal = Arc::new(Notify::new());
         let writer_conn = block_on(pool.connect())?;
         let host = crate::journal::host_tag();
-        notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone());
+        notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone(), outbox_signal.clone());
         let writer = Writer::start(
             runtime.handle(),
             pool.clone(),

@@ -1,21 +1,25 @@
 //! Commits made by other hosts on the same database, heard through
-//! PostgreSQL's `LISTEN/NOTIFY`, so live event streams and subscriptions
-//! on this host wake for them as they do for its own.
+//! PostgreSQL's `LISTEN/NOTIFY`, so live event streams, subscriptions and
+//! the outbox on this host wake for them as they do for its own.
 //!
-//! Each batch that appends events notifies [`CHANNEL`] in its transaction
-//! (PostgreSQL delivers it on commit, never for a rolled-back batch). The
-//! payload is the writing host's tag on the first line, then one line
-//! `service \t entity \t last_seq` per entity; entity ids hold no control
-//! characters, so the lines parse back exactly. A batch whose lines would
-//! pass PostgreSQL's payload limit sends the tag alone: everyone looks.
+//! Each batch that appends events or adds outbox entries notifies
+//! [`CHANNEL`] in its transaction (PostgreSQL delivers it on commit, never
+//! for a rolled-back batch). The payload is the writing host's tag on the
+//! first line; then `!outbox` when the batch added outbox entries; then
+//! one line `service \t entity \t last_seq` per entity; entity ids hold
+//! no control characters, so the lines parse back exactly. A batch whose
+//! lines would pass PostgreSQL's payload limit sends `!all` instead of
+//! them (as does a tag alone): everyone looks.
 //!
 //! A listener connection of its own hears them. Whenever it (re)connects,
-//! it wakes every watcher, since commits may have gone unheard meanwhile.
+//! it wakes every watcher and the outbox, since commits may have gone
+//! unheard meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 use super::CommitWatch;
@@ -29,13 +33,19 @@ const MAX_PAYLOAD: usize = 7_900;
 /// How long the listener waits before connecting again.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// The payload announcing `written` (service, entity, last seq) by `host`.
-pub(super) fn payload<'a>(host: u64, written: impl IntoIterator<Item = (&'a str, &'a str, u64)>) -> String {
-    let mut payload = format!("{host:016x}\n");
+/// The payload announcing `written` (service, entity, last seq) by `host`,
+/// and whether it added outbox entries.
+pub(super) fn payload<'a>(
+    host: u64,
+    outbox: bool,
+    written: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+) -> String {
+    let head = format!("{host:016x}\n{}", if outbox { "!outbox\n" } else { "" });
+    let mut payload = head.clone();
     for (service, entity, seq) in written {
         payload.push_str(&format!("{service}\t{entity}\t{seq}\n"));
         if payload.len() > MAX_PAYLOAD {
-            return format!("{host:016x}\n");
+            return head + "!all\n";
         }
     }
     payload
@@ -46,29 +56,48 @@ pub(super) fn payload<'a>(host: u64, written: impl IntoIterator<Item = (&'a str,
 struct Heard<'a> {
     /// The host that committed.
     host: u64,
+    /// Whether it added outbox entries.
+    outbox: bool,
     /// Its entities' last seqs; `None`: too many to say, look at everything.
     written: Option<Vec<(&'a str, &'a str, u64)>>,
 }
 
 /// Reads a payload back; `None` if it is not one of ours.
 fn parse(payload: &str) -> Option<Heard<'_>> {
-    let mut lines = payload.lines();
+    let mut lines = payload.lines().peekable();
     let host = u64::from_str_radix(lines.next()?, 16).ok()?;
-    let written: Vec<_> = lines
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            Some((fields.next()?, fields.next()?, fields.next()?.parse().ok()?))
-        })
-        .collect();
-    Some(Heard { host, written: (!written.is_empty()).then_some(written) })
+    let (mut outbox, mut all) = (false, lines.peek().is_none());
+    let mut written = Vec::new();
+    for line in lines {
+        match line {
+            "!outbox" => outbox = true,
+            "!all" => all = true,
+            _ => {
+                let mut fields = line.split('\t');
+                if let (Some(service), Some(entity), Some(Ok(seq))) =
+                    (fields.next(), fields.next(), fields.next().map(str::parse))
+                {
+                    written.push((service, entity, seq));
+                }
+            }
+        }
+    }
+    Some(Heard { host, outbox, written: (!all).then_some(written) })
 }
 
 /// Listens on `config`'s database, on `runtime`, for the commits of hosts
-/// other than `host`, and wakes their watchers in `watch`.
-pub(super) fn spawn_listener(runtime: &Handle, config: Config, host: u64, watch: Arc<CommitWatch>) {
+/// other than `host`, and wakes their watchers in `watch`, and `outbox`
+/// for those that added outbox entries.
+pub(super) fn spawn_listener(
+    runtime: &Handle,
+    config: Config,
+    host: u64,
+    watch: Arc<CommitWatch>,
+    outbox: Arc<Notify>,
+) {
     runtime.spawn(async move {
         loop {
-            if let Err(error) = listen(&config, host, &watch).await {
+            if let Err(error) = listen(&config, host, &watch, &outbox).await {
                 tracing::debug!(%error, "the journal's commit listener lost its connection");
             }
             tokio::time::sleep(RECONNECT).await;
@@ -77,7 +106,7 @@ pub(super) fn spawn_listener(runtime: &Handle, config: Config, host: u64, watch:
 }
 
 /// Listens until the connection ends.
-async fn listen(config: &Config, host: u64, watch: &CommitWatch) -> Result<(), tokio_postgres::Error> {
+async fn listen(config: &Config, host: u64, watch: &CommitWatch, outbox: &Notify) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (heard, mut notifications) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -99,16 +128,25 @@ async fn listen(config: &Config, host: u64, watch: &CommitWatch) -> Result<(), t
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Whatever was committed while no one listened.
     watch.wake_all();
+    outbox.notify_one();
     while let Some(payload) = notifications.recv().await {
-        match parse(&payload) {
-            Some(heard) if heard.host == host => {}
-            Some(Heard { written: Some(written), .. }) => {
+        let Some(heard) = parse(&payload) else {
+            tracing::warn!(payload, "an unreadable commit notification");
+            continue;
+        };
+        if heard.host == host {
+            continue;
+        }
+        if heard.outbox {
+            outbox.notify_one();
+        }
+        match heard.written {
+            Some(written) => {
                 for (service, entity, seq) in written {
                     watch.committed(&service.into(), &entity.into(), seq);
                 }
             }
-            Some(Heard { written: None, .. }) => watch.wake_all(),
-            None => tracing::warn!(payload, "an unreadable commit notification"),
+            None => watch.wake_all(),
         }
     }
     driver.abort();
@@ -122,12 +160,19 @@ mod tests {
 
     #[test]
     fn a_payload_reads_back_and_a_long_one_says_look_at_everything() {
-        let sent = payload(7, [("shop", "cart 1", 3), ("shop", "é", 9)]);
+        let sent = payload(7, false, [("shop", "cart 1", 3), ("shop", "é", 9)]);
         let written = Some(vec![("shop", "cart 1", 3), ("shop", "é", 9)]);
-        assert_eq!(parse(&sent), Some(Heard { host: 7, written }));
+        assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, written }));
         let long = "x".repeat(200);
-        let many = payload(7, (0..100).map(|seq| ("shop", long.as_str(), seq)));
+        let many = payload(7, true, (0..100).map(|seq| ("shop", long.as_str(), seq)));
         assert!(many.len() < MAX_PAYLOAD);
-        assert_eq!(parse(&many), Some(Heard { host: 7, written: None }));
+        assert_eq!(parse(&many), Some(Heard { host: 7, outbox: true, written: None }));
+    }
+
+    #[test]
+    fn an_outbox_alone_wakes_no_watcher_and_a_tag_alone_wakes_all() {
+        assert_eq!(parse(&payload(7, true, [])), Some(Heard { host: 7, outbox: true, written: Some(vec![]) }));
+        assert_eq!(parse("0000000000000007\n"), Some(Heard { host: 7, outbox: false, written: None }));
+        assert_eq!(parse("not a tag"), None);
     }
 }

@@ -1,9 +1,10 @@
 //! The outbox on PostgreSQL: asynchronous side effects waiting for
 //! delivery. Entries are added by the writer, in the transaction of the
-//! command that asked for them; deliveries, retries and drops are single
-//! statements.
+//! command that asked for them; deliveries and retries are transactions
+//! that hold the outbox's lease, drops single statements.
 
-use super::{JournalError, OutboxEntry, OutboxStore, PgJournal, db_int};
+use super::leases::hold;
+use super::{JournalError, Lease, OutboxEntry, OutboxStore, PgJournal, db_int};
 use crate::journal::records::{self, OutboxRecord};
 
 impl OutboxStore for PgJournal {
@@ -30,10 +31,13 @@ impl OutboxStore for PgJournal {
         })
     }
 
-    fn outbox_remove(&self, ids: &[u64]) -> Result<(), JournalError> {
+    fn outbox_remove(&self, ids: &[u64], lease: &Lease) -> Result<(), JournalError> {
         let ids: Vec<i64> = ids.iter().map(|id| db_int(*id)).collect();
         let gone = self.run(async |conn| {
-            let rows = conn.client.query("DELETE FROM outbox WHERE id = ANY($1) RETURNING target", &[&ids]).await?;
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            let rows = txn.query("DELETE FROM outbox WHERE id = ANY($1) RETURNING target", &[&ids]).await?;
+            txn.commit().await?;
             Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>())
         })?;
         for service in gone {
@@ -42,7 +46,7 @@ impl OutboxStore for PgJournal {
         Ok(())
     }
 
-    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), JournalError> {
+    fn outbox_retry(&self, entry: &OutboxEntry, lease: &Lease) -> Result<(), JournalError> {
         let record = OutboxRecord {
             call: &entry.call,
             hops: entry.hops,
@@ -51,9 +55,11 @@ impl OutboxStore for PgJournal {
         };
         let encoded = records::encode(&record)?;
         self.run(async |conn| {
-            conn.client
-                .execute("UPDATE outbox SET record = $2 WHERE id = $1", &[&db_int(entry.id), &encoded.as_slice()])
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            txn.execute("UPDATE outbox SET record = $2 WHERE id = $1", &[&db_int(entry.id), &encoded.as_slice()])
                 .await?;
+            txn.commit().await?;
             Ok(())
         })
     }

@@ -12,6 +12,8 @@
 //!
 //! - **1**: the first PostgreSQL layout.
 //! - **2**: `hosts`, the heartbeats of the hosts sharing the database.
+//! - **3**: `leases`, on the work one host at a time does (the outbox,
+//!   each subscription), with their epochs.
 
 use tokio_postgres::Client;
 
@@ -19,10 +21,14 @@ use super::JournalError;
 use crate::journal::SchemaStatus;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
-/// What every connection runs first.
-pub const SESSION_SETUP: &str = "SET search_path TO wasmstate; SET synchronous_commit TO on";
+/// What every connection runs first. A host's transactions send their
+/// statements back to back, so one idle for seconds belongs to a host
+/// that stalled (paused, or cut off mid-transaction): PostgreSQL ends its
+/// session, and the rows it locked are free for the other hosts again.
+pub const SESSION_SETUP: &str = "SET search_path TO wasmstate; SET synchronous_commit TO on; \
+     SET idle_in_transaction_session_timeout TO '3s'";
 
 /// The key of the advisory lock that serializes schema changes across hosts.
 const SCHEMA_LOCK: i64 = 0x7761_736d_7374_6174;
@@ -76,6 +82,13 @@ const TABLES_V2: &str = r#"
 CREATE TABLE hosts (id text COLLATE "C" PRIMARY KEY, url text NOT NULL, last_seen_ms bigint NOT NULL);
 "#;
 
+/// What version 3 adds to version 2.
+const TABLES_V3: &str = r#"
+CREATE TABLE leases (
+    name text COLLATE "C" PRIMARY KEY, holder text COLLATE "C" NOT NULL, epoch bigint NOT NULL,
+    expires_at_ms bigint NOT NULL);
+"#;
+
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
 /// its tables on an empty database, refuses one written by a newer
 /// wasmstate, all in one transaction.
@@ -92,6 +105,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
         None => {
             txn.batch_execute(TABLES_V1).await?;
             txn.batch_execute(TABLES_V2).await?;
+            txn.batch_execute(TABLES_V3).await?;
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| JournalError::Database(format!("no random bytes: {e}")))?;
             txn.execute("INSERT INTO keys (name, key) VALUES ('compiled_cache', $1)", &[&&key[..]]).await?;
@@ -99,10 +113,13 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
-        Some(1) => {
-            txn.batch_execute(TABLES_V2).await?;
+        Some(from @ (1 | 2)) => {
+            if from < 2 {
+                txn.batch_execute(TABLES_V2).await?;
+            }
+            txn.batch_execute(TABLES_V3).await?;
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
-            SchemaStatus::Migrated { from: 1 }
+            SchemaStatus::Migrated { from: from as u64 }
         }
         Some(found) if found > PG_SCHEMA_VERSION => {
             return Err(JournalError::SchemaTooNew { found: found as u64, supported: PG_SCHEMA_VERSION as u64 });
