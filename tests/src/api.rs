@@ -103,6 +103,11 @@ impl Api {
         self.deploy_bytes(service, bytes).await.expect(201)
     }
 
+    /// Whether this is the API of the server at `base`.
+    pub fn is(&self, base: &str) -> bool {
+        self.base == base
+    }
+
     /// Invokes a command with a raw body.
     pub async fn invoke_raw(&self, service: &str, entity: &str, command: &str, body: Vec<u8>) -> Reply {
         let path = format!("/v1/services/{service}/entities/{entity}/{command}");

@@ -4,6 +4,7 @@
 //! the suite runs on.
 
 mod copy;
+mod host_loss;
 #[path = "../common/in_process.rs"]
 mod in_process;
 mod leases;

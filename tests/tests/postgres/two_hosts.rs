@@ -123,7 +123,7 @@ async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
     client
         .batch_execute(
-            "DROP TABLE wasmstate.hosts, wasmstate.leases; \
+            "DROP TABLE wasmstate.hosts, wasmstate.leases, wasmstate.writer_marks; \
              UPDATE wasmstate.meta SET value = 1 WHERE key = 'schema_version'",
         )
         .await

@@ -2,6 +2,12 @@
 //! of its entities and services, decide each commit against them (the
 //! compare-and-set), and write what the durable ones produced, a few
 //! statements for the whole batch (arrays, `unnest`), then `COMMIT`.
+//!
+//! With the `COMMIT` goes the batch's mark, its number in `writer_marks`:
+//! when the connection dies before the `COMMIT` is answered, the writer
+//! reads the mark on a new connection to learn whether the batch landed,
+//! instead of writing it again (its commands would then conflict with
+//! themselves and run twice).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -20,6 +26,16 @@ pub(super) enum WriteError {
     Retry(JournalError),
     /// It failed for good (or the database is gone).
     Failed(JournalError),
+    /// The connection died during the `COMMIT`: the batch may have landed
+    /// (see [`committed`]), with these statuses.
+    Unknown {
+        /// What each commit's status is if the batch landed.
+        statuses: Vec<CommitStatus>,
+        /// The outbox entries it added, per target service.
+        outbox_added: HashMap<String, u64>,
+        /// How the connection died.
+        error: JournalError,
+    },
 }
 
 impl From<JournalError> for WriteError {
@@ -38,18 +54,30 @@ impl From<tokio_postgres::Error> for WriteError {
     }
 }
 
+/// Writes `commits` in one transaction, marked `mark`; answers each one's status.
 pub(super) async fn write_batch(
     conn: &mut Conn,
     commits: &[(&Commit, bool)],
     shared: &Shared,
+    mark: i64,
 ) -> Result<Vec<CommitStatus>, WriteError> {
     conn.client.batch_execute("BEGIN").await?;
     match write_in_transaction(conn, commits, shared).await {
         Ok((statuses, outbox_added)) => {
-            conn.client.batch_execute("COMMIT").await?;
-            for (service, count) in outbox_added {
-                shared.outbox.adjust(&service, count as i64);
+            let marking = conn.statement(sql::MARK_BATCH).await?;
+            let writer = writer_name(shared);
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&writer, &mark];
+            let committing = futures_util::future::try_join(
+                conn.client.execute(&marking, &params),
+                conn.client.batch_execute("COMMIT"),
+            );
+            if let Err(error) = committing.await {
+                return Err(match JournalError::from(error) {
+                    error @ JournalError::Unavailable(_) => WriteError::Unknown { statuses, outbox_added, error },
+                    error => WriteError::Failed(error),
+                });
             }
+            added_to_outbox(shared, outbox_added);
             Ok(statuses)
         }
         Err(error) => {
@@ -57,6 +85,33 @@ pub(super) async fn write_batch(
             Err(error)
         }
     }
+}
+
+/// Counts the outbox entries a batch that landed added.
+pub(super) fn added_to_outbox(shared: &Shared, outbox_added: HashMap<String, u64>) {
+    for (service, count) in outbox_added {
+        shared.outbox.adjust(&service, count as i64);
+    }
+}
+
+/// Whether the batch marked `mark` landed, read on a new connection.
+pub(super) async fn committed(conn: &mut Conn, shared: &Shared, mark: i64) -> Result<bool, JournalError> {
+    let statement = conn.statement(sql::READ_MARK).await?;
+    let row = conn.client.query_opt(&statement, &[&writer_name(shared)]).await?;
+    Ok(row.is_some_and(|row| row.get::<_, i64>(0) == mark))
+}
+
+/// Adds this writer's row to `writer_marks`, before its first batch (so a
+/// batch updates it, and [`committed`] waits for one that holds it).
+pub(super) async fn add_mark(conn: &mut Conn, host: u64) -> Result<(), JournalError> {
+    let statement = conn.statement(sql::ADD_MARK).await?;
+    conn.client.execute(&statement, &[&format!("{host:016x}")]).await?;
+    Ok(())
+}
+
+/// This writer's row in `writer_marks`.
+fn writer_name(shared: &Shared) -> String {
+    format!("{:016x}", shared.host)
 }
 
 /// The rows one batch writes, gathered while its commits are decided.
@@ -396,6 +451,10 @@ mod sql {
     pub const DELETE_VALUES: &str = "DELETE FROM entity_values v USING unnest($1::text[], $2::text[]) AS t(s, e) \
         WHERE v.service = t.s AND v.entity = t.e";
     pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+    pub const MARK_BATCH: &str = "UPDATE writer_marks SET batch = $2 WHERE writer = $1";
+    /// Waits for a transaction of the old connection still holding the row.
+    pub const READ_MARK: &str = "SELECT batch FROM writer_marks WHERE writer = $1 FOR SHARE";
+    pub const ADD_MARK: &str = "INSERT INTO writer_marks (writer, batch) VALUES ($1, 0) ON CONFLICT DO NOTHING";
     pub const TAKE_OUTBOX_IDS: &str = "UPDATE counters SET value = value + $1 WHERE name = 'outbox' RETURNING value";
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, target, record) \
         SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[])";

@@ -105,8 +105,9 @@ impl PgJournal {
         let retention = Arc::new(RetentionBook::new(policies));
         let committed = Arc::new(CommitWatch::default());
         let outbox_signal = Arc::new(Notify::new());
-        let writer_conn = block_on(pool.connect())?;
+        let mut writer_conn = block_on(pool.connect_as(writer::WRITER))?;
         let host = crate::journal::host_tag();
+        block_on(batch::add_mark(&mut writer_conn, host))?;
         notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone(), outbox_signal.clone());
         let writer = Writer::start(
             runtime.handle(),
@@ -239,7 +240,7 @@ impl EntityStore for PgJournal {
     }
 
     fn is_healthy(&self) -> bool {
-        !self.writer.has_failed()
+        !self.writer.has_failed() && !self.pool.is_unavailable()
     }
 
     fn commit_run(&self, commits: Vec<Commit>) -> Vec<PendingCommit> {

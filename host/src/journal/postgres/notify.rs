@@ -107,7 +107,7 @@ pub(super) fn spawn_listener(
 
 /// Listens until the connection ends.
 async fn listen(config: &Config, host: u64, watch: &CommitWatch, outbox: &Notify) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.clone().application_name("wasmstate listener").connect(NoTls).await?;
     let (heard, mut notifications) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {

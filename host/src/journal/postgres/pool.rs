@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -20,6 +20,10 @@ use tokio::runtime::Handle;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::JournalError;
+
+/// How the journal's connections are named in `pg_stat_activity`; the
+/// writer's and the listener's add what they are.
+pub(super) const APPLICATION: &str = "wasmstate";
 
 /// How long making a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,18 +91,28 @@ pub(super) struct Pool {
     runtime: Handle,
     slots: Vec<Mutex<Option<Conn>>>,
     next: AtomicUsize,
+    /// Whether the last statement run found the database unreachable.
+    unavailable: AtomicBool,
 }
 
 impl Pool {
     /// A pool of `size` connections to `config`'s database.
     pub fn new(config: Config, runtime: Handle, size: usize) -> Self {
         let slots = (0..size.max(1)).map(|_| Mutex::new(None)).collect();
-        Self { config, runtime, slots, next: AtomicUsize::new(0) }
+        Self { config, runtime, slots, next: AtomicUsize::new(0), unavailable: AtomicBool::new(false) }
     }
 
     /// A new connection of the pool's settings, outside the pool.
     pub async fn connect(&self) -> Result<Conn, JournalError> {
-        connect(self.config.clone(), self.runtime.clone()).await
+        self.connect_as(APPLICATION).await
+    }
+
+    /// A new connection outside the pool, named `application` in
+    /// PostgreSQL's `pg_stat_activity`.
+    pub async fn connect_as(&self, application: &str) -> Result<Conn, JournalError> {
+        let mut config = self.config.clone();
+        config.application_name(application);
+        connect(config, self.runtime.clone()).await
     }
 
     /// Runs `op` on a connection of the pool, blocking this thread until
@@ -107,14 +121,29 @@ impl Pool {
         let mut slot = self.take();
         if slot.as_ref().is_none_or(|conn| conn.client.is_closed()) {
             *slot = None;
-            *slot = Some(block_on(self.connect())?);
+            match block_on(self.connect()) {
+                Ok(conn) => *slot = Some(conn),
+                Err(error) => {
+                    self.unavailable.store(matches!(error, JournalError::Unavailable(_)), Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
         }
         let conn = slot.as_mut().expect("just connected");
         let result = block_on(op(conn));
-        if matches!(result, Err(JournalError::Unavailable(_))) || conn.client.is_closed() {
+        let lost = matches!(result, Err(JournalError::Unavailable(_)));
+        self.unavailable.store(lost, Ordering::Relaxed);
+        if lost || conn.client.is_closed() {
             *slot = None;
         }
         result
+    }
+
+    /// Whether the last statement run (or connection made) found the
+    /// database unreachable. The hosts' heartbeats run every second, so
+    /// this is never much older.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable.load(Ordering::Relaxed)
     }
 
     /// A free connection slot if there is one, else the next in turn.

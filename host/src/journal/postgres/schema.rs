@@ -13,7 +13,8 @@
 //! - **1**: the first PostgreSQL layout.
 //! - **2**: `hosts`, the heartbeats of the hosts sharing the database.
 //! - **3**: `leases`, on the work one host at a time does (the outbox,
-//!   each subscription), with their epochs.
+//!   each subscription), with their epochs; `writer_marks`, the last batch
+//!   each writer committed, read when a connection died during a `COMMIT`.
 
 use tokio_postgres::Client;
 
@@ -87,6 +88,7 @@ const TABLES_V3: &str = r#"
 CREATE TABLE leases (
     name text COLLATE "C" PRIMARY KEY, holder text COLLATE "C" NOT NULL, epoch bigint NOT NULL,
     expires_at_ms bigint NOT NULL);
+CREATE TABLE writer_marks (writer text COLLATE "C" PRIMARY KEY, batch bigint NOT NULL);
 "#;
 
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and

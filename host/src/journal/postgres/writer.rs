@@ -11,6 +11,12 @@
 //! positions come from each service's head row, locked the same way, so the
 //! log is gap-free and in commit order: a position is only visible once
 //! every smaller one is.
+//!
+//! A connection that dies during a `COMMIT` leaves the batch's fate
+//! unknown: the writer learns it from the batch's mark on a new connection
+//! and acknowledges the batch if it landed; until it knows, the batch's
+//! commands answer that the database is unavailable, and nothing of the
+//! batch is written again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use super::batch::{WriteError, write_batch};
+use super::batch::{WriteError, added_to_outbox, committed, write_batch};
 use super::pool::{Conn, Pool};
 use super::{Commit, CommitStatus, CommitWatch, JournalError, OutboxBook, RetentionBook, announce};
 use crate::journal::commit_queue::{self, Queued, Run};
@@ -34,6 +40,18 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How many times a batch is tried again after the database aborted it
 /// for a conflict with another writer (a deadlock or a serialization failure).
 const RETRIES: usize = 3;
+
+/// How many times the writer tries to learn whether a batch whose `COMMIT`
+/// went unanswered landed, a little apart, before it gives up.
+const RESOLVE_TRIES: u32 = 3;
+
+/// Why a batch was not written.
+enum Unwritten {
+    /// Nothing of it was written: writing it again is safe.
+    Failed(JournalError),
+    /// It may have landed, and the database cannot tell yet.
+    Unknown(JournalError),
+}
 
 /// What the writer shares with the rest of the journal.
 pub(super) struct Shared {
@@ -82,6 +100,7 @@ async fn run(
     failed: Arc<AtomicBool>,
 ) {
     let mut batch: Vec<Queued> = Vec::new();
+    let mut marks = 0;
     loop {
         let first = if failed.load(Ordering::Relaxed) {
             match tokio::time::timeout(PROBE_EVERY, rx.recv()).await {
@@ -110,13 +129,17 @@ async fn run(
             }
         }
         let commits: Vec<(&Commit, bool)> = batch.iter().map(|r| (&r.commit, r.follows)).collect();
-        let mut written = write_with_retries(&pool, &mut conn, &commits, &shared).await;
-        if let Err(JournalError::Unavailable(_)) = written
+        let mut written = write_with_retries(&pool, &mut conn, &commits, &shared, &mut marks).await;
+        if let Err(Unwritten::Failed(JournalError::Unavailable(_))) = written
             && !failed.load(Ordering::Relaxed)
         {
             // The connection may have gone while idle: once more, on a new one.
-            written = write_with_retries(&pool, &mut conn, &commits, &shared).await;
+            written = write_with_retries(&pool, &mut conn, &commits, &shared, &mut marks).await;
         }
+        let written = written.map_err(|unwritten| match unwritten {
+            Unwritten::Failed(error) => error,
+            Unwritten::Unknown(error) => JournalError::Unavailable(format!("{error}; the batch may have been written")),
+        });
         match written {
             Ok(statuses) => {
                 failed.store(false, Ordering::Relaxed);
@@ -146,10 +169,13 @@ async fn run(
     }
 }
 
+/// How the writer's connection is named in `pg_stat_activity`.
+pub(super) const WRITER: &str = "wasmstate writer";
+
 /// Whether the database answers again, on a fresh connection.
 async fn probe(pool: &Pool, conn: &mut Option<Conn>) -> bool {
     *conn = None;
-    match pool.connect().await {
+    match pool.connect_as(WRITER).await {
         Ok(fresh) => {
             let answered = fresh.client.simple_query("SELECT 1").await.is_ok();
             *conn = answered.then_some(fresh);
@@ -159,19 +185,36 @@ async fn probe(pool: &Pool, conn: &mut Option<Conn>) -> bool {
     }
 }
 
+/// Writes a batch, again when the database aborted it for a conflict with
+/// another writer; `marks` numbers the attempts.
 async fn write_with_retries(
     pool: &Pool,
     conn: &mut Option<Conn>,
     commits: &[(&Commit, bool)],
     shared: &Shared,
-) -> Result<Vec<CommitStatus>, JournalError> {
+    marks: &mut i64,
+) -> Result<Vec<CommitStatus>, Unwritten> {
     let mut attempt = 0;
     loop {
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            *conn = Some(pool.connect().await?);
+            *conn = Some(pool.connect_as(WRITER).await.map_err(Unwritten::Failed)?);
         }
         let c = conn.as_mut().expect("just connected");
-        match write_batch(c, commits, shared).await {
+        *marks += 1;
+        match write_batch(c, commits, shared, *marks).await {
+            Err(WriteError::Unknown { statuses, outbox_added, error }) => {
+                *conn = None;
+                match resolve(pool, conn, shared, *marks).await {
+                    Some(true) => {
+                        tracing::info!(%error, "a batch whose COMMIT went unanswered had landed");
+                        added_to_outbox(shared, outbox_added);
+                        return Ok(statuses);
+                    }
+                    Some(false) if attempt < RETRIES => attempt += 1,
+                    Some(false) => return Err(Unwritten::Failed(error)),
+                    None => return Err(Unwritten::Unknown(error)),
+                }
+            }
             Err(WriteError::Retry(error)) if attempt < RETRIES => {
                 attempt += 1;
                 tracing::debug!(%error, attempt, "a journal batch conflicted with another writer; trying again");
@@ -181,11 +224,26 @@ async fn write_with_retries(
                 if matches!(error, JournalError::Unavailable(_)) {
                     *conn = None;
                 }
-                return Err(error);
+                return Err(Unwritten::Failed(error));
             }
             Ok(statuses) => return Ok(statuses),
         }
     }
+}
+
+/// Whether the batch marked `mark` landed, on a new connection; `None`
+/// when the database cannot be asked.
+async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, mark: i64) -> Option<bool> {
+    for tries in 1..=RESOLVE_TRIES {
+        if let Ok(mut fresh) = pool.connect_as(WRITER).await {
+            if let Ok(landed) = committed(&mut fresh, shared, mark).await {
+                *conn = Some(fresh);
+                return Some(landed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(tries))).await;
+    }
+    None
 }
 
 fn acknowledge(shared: &Shared, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>) {
