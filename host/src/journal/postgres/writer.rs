@@ -235,11 +235,11 @@ async fn write_with_retries(
 /// when the database cannot be asked.
 async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, mark: i64) -> Option<bool> {
     for tries in 1..=RESOLVE_TRIES {
-        if let Ok(mut fresh) = pool.connect_as(WRITER).await {
-            if let Ok(landed) = committed(&mut fresh, shared, mark).await {
-                *conn = Some(fresh);
-                return Some(landed);
-            }
+        if let Ok(mut fresh) = pool.connect_as(WRITER).await
+            && let Ok(landed) = committed(&mut fresh, shared, mark).await
+        {
+            *conn = Some(fresh);
+            return Some(landed);
         }
         tokio::time::sleep(Duration::from_millis(100 * u64::from(tries))).await;
     }
