@@ -72,6 +72,20 @@ pub use server::{Opened, open, open_with_storage, serve};
 #[cfg(feature = "fault-injection")]
 pub use server::{SharedJournal, open_on_shared};
 
+/// The journal seam, for the contract tests every journal passes (the
+/// `journal_contract` suite of `wasmstate-tests`). Not a stable API; built
+/// only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod journal_hooks {
+    pub use crate::domain::{Call, FollowUp, IdempotencyKey};
+    pub use crate::journal::{
+        Bookkeeping, Commit, CommitStatus, DeadLetter, EntityStore, EntityWrite, IdempotencyRecord, Journal,
+        JournalError, Lease, LeaseStore, OutboxStore, PgJournal, RedbJournal,
+    };
+    pub use crate::metrics::Metrics;
+}
+
 /// What `make bench` measures inside the host, through the library: the
 /// journal, the runtime and their types. Not a stable API; built only with
 /// the `bench-hooks` feature.

@@ -36,6 +36,8 @@ use crate::domain::{Event, ServiceKind};
 pub use commit::{Commit, CommitStatus, EntityWrite};
 pub use commit_watch::{CommitWatch, Watching};
 pub use contract::{EntityStore, Journal};
+#[cfg(feature = "fault-injection")]
+pub use contract::{Bookkeeping, LeaseStore, OutboxStore};
 pub use copy::copy;
 #[cfg(any(test, feature = "fault-injection"))]
 #[allow(unused_imports)]
