@@ -80,8 +80,8 @@ pub use server::{SharedJournal, open_on_shared};
 pub mod journal_hooks {
     pub use crate::domain::{Call, FollowUp, IdempotencyKey};
     pub use crate::journal::{
-        Bookkeeping, Commit, CommitStatus, DeadLetter, EntityStore, EntityWrite, IdempotencyRecord, Journal,
-        JournalError, Lease, LeaseStore, OutboxStore, PgJournal, RedbJournal,
+        Commit, CommitStatus, DeadLetter, EntityWrite, IdempotencyRecord, Journal, JournalError, Lease, PgJournal,
+        RedbJournal,
     };
     pub use crate::metrics::Metrics;
 }

@@ -59,8 +59,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     opened.state.cluster.listening_on(addr);
-    if let journal::SchemaStatus::Migrated { from } = opened.journal {
-        println!("migrated the journal from schema version {from} to {}", journal::SCHEMA_VERSION);
+    if let journal::SchemaStatus::Migrated { from, to } = opened.journal {
+        println!("migrated the journal from schema version {from} to {to}");
     }
     for (verb, versions) in [("loaded", &opened.loaded), ("deployed", &opened.deployed)] {
         for meta in versions {
@@ -198,8 +198,8 @@ async fn open_on(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Opened> {
-    if let journal::SchemaStatus::Migrated { from } = journal.schema_status() {
-        tracing::info!(from, to = journal::SCHEMA_VERSION, "migrated the journal");
+    if let journal::SchemaStatus::Migrated { from, to } = journal.schema_status() {
+        tracing::info!(from, to, "migrated the journal");
     }
     journal.set_outbox_quota(config.max_outbox_per_service);
     let runtime = Arc::new(Runtime::new(

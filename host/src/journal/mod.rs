@@ -36,13 +36,11 @@ use crate::domain::{Event, ServiceKind};
 pub use commit::{Commit, CommitStatus, EntityWrite};
 pub use commit_watch::{CommitWatch, Watching};
 pub use contract::{EntityStore, Journal};
-#[cfg(feature = "fault-injection")]
-pub use contract::{Bookkeeping, LeaseStore, OutboxStore};
 pub use copy::copy;
 #[cfg(any(test, feature = "fault-injection"))]
 #[allow(unused_imports)]
 pub use embedded::FailingStorage;
-pub use embedded::{RedbJournal, Reopen, SCHEMA_VERSION};
+pub use embedded::{RedbJournal, Reopen};
 pub use history::{AsOf, Compacted, Forked, NotKept, Retention, ServiceLogEntry};
 pub use postgres::PgJournal;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
@@ -58,6 +56,8 @@ pub enum SchemaStatus {
     Migrated {
         /// The version it was at.
         from: u64,
+        /// The version it is at now.
+        to: u64,
     },
 }
 

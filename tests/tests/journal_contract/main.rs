@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmstate::journal_hooks::{
-    Bookkeeping, Call, Commit, CommitStatus, DeadLetter, EntityStore, EntityWrite, FollowUp, IdempotencyKey,
-    IdempotencyRecord, Journal, JournalError, LeaseStore, Metrics, OutboxStore, PgJournal, RedbJournal,
+    Call, Commit, CommitStatus, DeadLetter, EntityWrite, FollowUp, IdempotencyKey, IdempotencyRecord, Journal,
+    JournalError, Metrics, PgJournal, RedbJournal,
 };
 
 /// A journal under test, and what keeps its storage alive.

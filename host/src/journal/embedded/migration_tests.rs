@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableHandle};
 
+use super::schema::SCHEMA_VERSION;
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::*;
 use crate::domain::ServiceKind;
@@ -42,7 +43,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
     assert_eq!(stored_version(&db), None);
 
     let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
-    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 1 });
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION });
 
     let versions = journal.versions().unwrap();
     assert_eq!(versions.len(), 2);

@@ -45,7 +45,7 @@ use crate::domain::Event;
 use crate::metrics::Metrics;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use failing_storage::FailingStorage;
-pub use schema::SCHEMA_VERSION;
+
 pub use storage::Reopen;
 use storage::Storage;
 use tables::{EVENTS, SNAPSHOTS};

@@ -40,14 +40,14 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
         }
         Some(1) => {
             migrate_v1::to_v2(&txn)?;
-            SchemaStatus::Migrated { from: 1 }
+            SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION }
         }
         Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
         None if txn.list_tables()?.next().is_none() => SchemaStatus::Created,
         // Tables but no version: the layout from before versions were kept.
         None => {
             migrate_v1::to_v2(&txn)?;
-            SchemaStatus::Migrated { from: 1 }
+            SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION }
         }
     };
     create_tables(&txn)?;

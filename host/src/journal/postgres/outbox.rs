@@ -15,18 +15,15 @@ impl OutboxStore for PgJournal {
     fn outbox_due(&self, now_ms: u64, after: u64, limit: usize) -> Result<(Vec<OutboxEntry>, u64), JournalError> {
         self.run(async |conn| {
             let waiting: i64 = conn.client.query_one("SELECT count(*) FROM outbox", &[]).await?.get(0);
-            let statement = conn.statement("SELECT id, record FROM outbox WHERE id > $1 ORDER BY id").await?;
-            let mut due = Vec::new();
-            // Few entries wait in the normal case; the due ones are picked here.
-            for row in conn.client.query(&statement, &[&db_int(after)]).await? {
-                let entry = OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1))?;
-                if entry.next_attempt_ms <= now_ms {
-                    due.push(entry);
-                    if due.len() >= limit {
-                        break;
-                    }
-                }
-            }
+            let statement = conn
+                .statement("SELECT id, record FROM outbox WHERE due_ms <= $1 AND id > $2 ORDER BY id LIMIT $3")
+                .await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = conn.client.query(&statement, &[&db_int(now_ms), &db_int(after), &limit]).await?;
+            let due = rows
+                .iter()
+                .map(|row| OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1)))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((due, waiting as u64))
         })
     }
@@ -57,8 +54,11 @@ impl OutboxStore for PgJournal {
         self.run(async |conn| {
             let txn = conn.client.transaction().await?;
             hold(&txn, lease).await?;
-            txn.execute("UPDATE outbox SET record = $2 WHERE id = $1", &[&db_int(entry.id), &encoded.as_slice()])
-                .await?;
+            txn.execute(
+                "UPDATE outbox SET record = $2, due_ms = $3 WHERE id = $1",
+                &[&db_int(entry.id), &encoded.as_slice(), &db_int(entry.next_attempt_ms)],
+            )
+            .await?;
             txn.commit().await?;
             Ok(())
         })

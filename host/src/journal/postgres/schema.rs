@@ -14,7 +14,8 @@
 //! - **2**: `hosts`, the heartbeats of the hosts sharing the database.
 //! - **3**: `leases`, on the work one host at a time does (the outbox,
 //!   each subscription), with their epochs; `writer_marks`, the last batch
-//!   each writer committed, read when a connection died during a `COMMIT`.
+//!   each writer committed, read when a connection died during a `COMMIT`;
+//!   the outbox's `due_ms`, so a read of the due entries reads only them.
 
 use tokio_postgres::Client;
 
@@ -89,6 +90,8 @@ CREATE TABLE leases (
     name text COLLATE "C" PRIMARY KEY, holder text COLLATE "C" NOT NULL, epoch bigint NOT NULL,
     expires_at_ms bigint NOT NULL);
 CREATE TABLE writer_marks (writer text COLLATE "C" PRIMARY KEY, batch bigint NOT NULL);
+ALTER TABLE outbox ADD COLUMN due_ms bigint NOT NULL DEFAULT 0;
+CREATE INDEX outbox_due ON outbox (due_ms, id);
 "#;
 
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
@@ -121,7 +124,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             }
             txn.batch_execute(TABLES_V3).await?;
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
-            SchemaStatus::Migrated { from: from as u64 }
+            SchemaStatus::Migrated { from: from as u64, to: PG_SCHEMA_VERSION as u64 }
         }
         Some(found) if found > PG_SCHEMA_VERSION => {
             return Err(JournalError::SchemaTooNew { found: found as u64, supported: PG_SCHEMA_VERSION as u64 });
