@@ -11,6 +11,7 @@
 //! blocking methods can be called from any thread.
 
 mod batch;
+mod batch_rows;
 mod bookkeeping;
 mod history;
 mod import;
