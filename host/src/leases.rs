@@ -26,6 +26,10 @@ use crate::cluster::Membership;
 use crate::journal::{Journal, JournalError, Lease};
 use crate::metrics::Metrics;
 
+/// The longest a keeper waits between two tries to take a lease another
+/// host holds, so a lease let go is taken over within it.
+const TAKE_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a keeper waits after a failed renewal before it tries again.
 const RENEW_RETRY: Duration = Duration::from_millis(250);
 
@@ -63,9 +67,11 @@ impl LeaseKeeper {
     }
 
     /// Does `work` whenever this host holds lease `name`, until the host
-    /// stops: takes the lease when it is free, starts the work with it,
-    /// and drops the work when the lease is lost. Work that ends by itself
-    /// (a write of it found the lease lost) lets the lease go.
+    /// stops (or this future is dropped: the work is no longer wanted):
+    /// takes the lease when it is free, starts the work with it, and drops
+    /// the work when the lease is lost. A lease this host stops holding
+    /// for any other reason than losing it is let go, so another host may
+    /// take it at once.
     pub async fn run<W, F>(self, name: String, mut work: W)
     where
         W: FnMut(Lease) -> F,
@@ -76,12 +82,11 @@ impl LeaseKeeper {
                 lease = self.take(&name) => lease,
                 () = stopping(self.shutdown.clone()) => return,
             };
-            self.membership.holding(&lease);
-            self.metrics.record_lease_taken();
             tracing::info!(lease = %name, epoch = lease.epoch, "took a lease: this host does its work");
+            let mut holding = Holding::new(&self, lease.clone());
             let ended = self.hold(&lease, work(lease.clone())).await;
-            self.membership.let_go(&lease);
-            self.metrics.record_lease_ended(ended == Ended::Lost);
+            holding.lost = ended == Ended::Lost;
+            drop(holding);
             if ended == Ended::Stopping {
                 return;
             }
@@ -90,7 +95,8 @@ impl LeaseKeeper {
     }
 
     /// Takes lease `name`, trying again every third of its time to live
-    /// while another host holds it (or the journal cannot be reached).
+    /// (at most [`TAKE_EVERY`]) while another host holds it (or the
+    /// journal cannot be reached).
     async fn take(&self, name: &str) -> Lease {
         loop {
             let (journal, name, holder) = (self.journal.clone(), name.to_string(), self.membership.id().to_string());
@@ -101,7 +107,7 @@ impl LeaseKeeper {
                 Ok(Err(error)) => tracing::debug!(%error, "cannot take a lease"),
                 Err(error) => tracing::debug!(%error, "taking a lease stopped"),
             }
-            tokio::time::sleep(self.ttl / 3).await;
+            tokio::time::sleep((self.ttl / 3).min(TAKE_EVERY)).await;
         }
     }
 
@@ -140,11 +146,8 @@ impl LeaseKeeper {
                         return Ended::Lost;
                     }
                 }
-                () = &mut work => {
-                    let (journal, gone) = (self.journal.clone(), lease.clone());
-                    let _ = tokio::task::spawn_blocking(move || journal.release_lease(&gone)).await;
-                    return Ended::Lost;
-                }
+                // A write of it found the lease lost.
+                () = &mut work => return Ended::Lost,
             }
         }
     }
@@ -154,6 +157,36 @@ impl LeaseKeeper {
         tokio::task::spawn_blocking(move || journal.renew_lease(&lease, ttl_ms))
             .await
             .map_err(|e| JournalError::Unavailable(format!("renewing a lease stopped: {e}")))?
+    }
+}
+
+/// A lease this host holds, in its books and metrics until dropped; let
+/// go in the journal then, unless it was lost.
+struct Holding<'a> {
+    keeper: &'a LeaseKeeper,
+    lease: Lease,
+    lost: bool,
+}
+
+impl<'a> Holding<'a> {
+    fn new(keeper: &'a LeaseKeeper, lease: Lease) -> Self {
+        keeper.membership.holding(&lease);
+        keeper.metrics.record_lease_taken();
+        Self { keeper, lease, lost: false }
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.keeper.membership.let_go(&self.lease);
+        self.keeper.metrics.record_lease_ended(self.lost);
+        if !self.lost {
+            let (journal, lease) = (self.keeper.journal.clone(), self.lease.clone());
+            // Off the async threads; the host may be stopping, so best effort.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(move || journal.release_lease(&lease));
+            }
+        }
     }
 }
 

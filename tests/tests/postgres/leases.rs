@@ -27,9 +27,14 @@ struct Host {
 }
 
 async fn host(url: &str) -> Host {
+    host_with_timeout(url, HOST_TIMEOUT).await
+}
+
+/// A host on the database `url` taken for dead after `timeout`.
+async fn host_with_timeout(url: &str, timeout: &str) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let server = Server::start_with(dir.path(), &["--host-timeout", HOST_TIMEOUT], options).await.expect("starts");
+    let server = Server::start_with(dir.path(), &["--host-timeout", timeout], options).await.expect("starts");
     let api = Api::new(server.base());
     Host { _dir: dir, server, api }
 }
@@ -225,4 +230,22 @@ async fn the_projection_counts_every_item_once_when_its_lease_holder_is_killed_m
     let (new_holder, new_epoch) = held(survivor, PROJECTION_LEASE).await;
     assert!(new_holder != holder && new_epoch > epoch, "a survivor took the lease over");
     assert_counted_once(survivor, ADDS as u64).await;
+}
+
+#[tokio::test]
+async fn a_host_that_stops_hands_its_leases_over_at_once() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    // Leases that would take a minute to expire.
+    let (one, two) = (host_with_timeout(&url, "60s").await, host_with_timeout(&url, "60s").await);
+    deploy_projection(&[&one, &two]).await;
+    let (holder, epoch) = held(&one.api, PROJECTION_LEASE).await;
+    let (stopping, staying) = if holder == id_of(&one.api).await { (one, two) } else { (two, one) };
+    let stayed = id_of(&staying.api).await;
+    assert!(stopping.server.stop().await.unwrap().success());
+    let taken = staying.api.eventually(Duration::from_secs(20), || async {
+        lease(&staying.api, PROJECTION_LEASE).await.is_some_and(|(by, at)| by == stayed && at > epoch)
+    });
+    assert!(taken.await, "the other host took the lease it let go, long before it could expire");
+    add_item(std::slice::from_ref(&staying.api), 0, "cart", "after-the-stop").await;
+    assert_counted_once(&staying.api, 1).await;
 }
