@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmstate_tests::guests::{COUNTER, USER_PROFILE};
+use wasmstate_tests::guests::{COUNTER, SHOPPING_CART, USER_PROFILE};
 use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
 
@@ -269,5 +269,51 @@ async fn three_hosts_take_concurrent_increments_of_one_counter_and_of_fifty() {
                 assert_eq!(api.seqs("counter", &entity).await, (1..=each).collect::<Vec<_>>(), "{entity}");
             }
         }
+    }
+}
+
+/// A shopping session whose commands go to a different host each: every
+/// host's reply and state follow the commands before it, wherever they ran.
+#[tokio::test]
+async fn a_cart_sequence_split_across_three_hosts_reads_the_same_everywhere() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(host(&url).await);
+    }
+    let apis: Vec<Api> = hosts.iter().map(|(_, _, api)| api.clone()).collect();
+    see_each_other(&apis.iter().collect::<Vec<_>>()).await;
+    apis[0].deploy("shopping-cart", Path::new(SHOPPING_CART)).await;
+    for api in &apis {
+        let carts = api.eventually(Duration::from_secs(2), || async {
+            api.invoke("shopping-cart", "probe", "GetCart", json!({})).await.status == 200
+        });
+        assert!(carts.await, "every host serves the carts");
+    }
+    let add = |product: &str, quantity: u64| {
+        ("AddItem", json!({"productId": product, "name": product, "quantity": quantity}))
+    };
+    let steps = [
+        add("apple", 2),
+        add("pear", 1),
+        add("apple", 3),
+        ("RemoveItem", json!({"productId": "pear"})),
+        add("plum", 4),
+        add("pear", 5),
+    ];
+    for (n, (command, body)) in steps.into_iter().enumerate() {
+        apis[n % 3].invoke("shopping-cart", "session", command, body).await.expect(200);
+        // Read on the next host: it sees this step and every one before.
+        let items = apis[(n + 1) % 3].invoke("shopping-cart", "session", "GetCart", json!({})).await.expect(200);
+        assert_eq!(items["items"].as_array().unwrap().len(), [1, 2, 2, 1, 2, 3][n], "after step {n}: {items}");
+    }
+    let expected = json!({"items": [
+        {"productId": "apple", "name": "apple", "quantity": 5},
+        {"productId": "plum", "name": "plum", "quantity": 4},
+        {"productId": "pear", "name": "pear", "quantity": 5},
+    ]});
+    for api in &apis {
+        assert_eq!(api.invoke("shopping-cart", "session", "GetCart", json!({})).await.expect(200), expected);
+        assert_eq!(api.seqs("shopping-cart", "session").await, (1..=6).collect::<Vec<_>>(), "one event a step");
     }
 }
