@@ -176,7 +176,9 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, mut shutdown: tokio::sync::w
                 _ = shutdown.changed() => break,
             }
         }
-        let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
+        // The leases are let go as their work stops (and by `leave`, once
+        // the host drained); the others stop routing here at once.
+        let _ = tokio::task::spawn_blocking(move || membership.journal.leave(&membership.id)).await;
     });
 }
 

@@ -78,13 +78,13 @@ impl LeaseKeeper {
         F: Future<Output = ()>,
     {
         loop {
-            let lease = tokio::select! {
-                lease = self.take(&name) => lease,
+            let (lease, asked) = tokio::select! {
+                taken = self.take(&name) => taken,
                 () = stopping(self.shutdown.clone()) => return,
             };
             tracing::info!(lease = %name, epoch = lease.epoch, "took a lease: this host does its work");
             let mut holding = Holding::new(&self, lease.clone());
-            let ended = self.hold(&lease, work(lease.clone())).await;
+            let ended = self.hold(&lease, asked, work(lease.clone())).await;
             holding.lost = ended == Ended::Lost;
             drop(holding);
             if ended == Ended::Stopping {
@@ -96,13 +96,15 @@ impl LeaseKeeper {
 
     /// Takes lease `name`, trying again every third of its time to live
     /// (at most [`TAKE_EVERY`]) while another host holds it (or the
-    /// journal cannot be reached).
-    async fn take(&self, name: &str) -> Lease {
+    /// journal cannot be reached); answers it, and when it was asked for
+    /// (its expiry in the journal is no earlier than that plus its time).
+    async fn take(&self, name: &str) -> (Lease, Instant) {
         loop {
+            let asked = Instant::now();
             let (journal, name, holder) = (self.journal.clone(), name.to_string(), self.membership.id().to_string());
             let ttl_ms = self.ttl.as_millis() as u64;
             match tokio::task::spawn_blocking(move || journal.take_lease(&name, &holder, ttl_ms)).await {
-                Ok(Ok(Some(lease))) => return lease,
+                Ok(Ok(Some(lease))) => return (lease, asked),
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => tracing::debug!(%error, "cannot take a lease"),
                 Err(error) => tracing::debug!(%error, "taking a lease stopped"),
@@ -111,13 +113,11 @@ impl LeaseKeeper {
         }
     }
 
-    /// Does `work` under `lease`, renewing it, until the lease is lost, the
-    /// work ends, or the host stops.
-    async fn hold(&self, lease: &Lease, work: impl Future<Output = ()>) -> Ended {
+    /// Does `work` under `lease`, taken (or last renewed) as of `renewed`,
+    /// renewing it, until the lease is lost, the work ends, or the host stops.
+    async fn hold(&self, lease: &Lease, mut renewed: Instant, work: impl Future<Output = ()>) -> Ended {
         let renew_every = self.ttl / 3;
         let give_up_after = self.ttl * 2 / 3;
-        // Taken just now: the database's expiry is a little later still.
-        let mut renewed = Instant::now();
         let mut next = renewed + renew_every;
         let mut work = std::pin::pin!(work);
         loop {

@@ -317,3 +317,27 @@ async fn a_cart_sequence_split_across_three_hosts_reads_the_same_everywhere() {
         assert_eq!(api.seqs("shopping-cart", "session").await, (1..=6).collect::<Vec<_>>(), "one event a step");
     }
 }
+
+/// An `Idempotency-Key` repeated through another host answers the reply
+/// recorded the first time, and changes nothing, whichever host owns the
+/// entity.
+#[tokio::test]
+async fn a_key_repeated_through_another_host_answers_the_recorded_reply() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let (_first_dir, _first, a) = host(&url).await;
+    let (_second_dir, _second, b) = host(&url).await;
+    see_each_other(&[&a, &b]).await;
+    a.deploy("counter", Path::new(COUNTER)).await;
+    assert!(serves(&b, "counter").await);
+    for n in 0..8 {
+        let entity = format!("keyed-{n}");
+        let (key, body) = (format!("order-{n}"), json!({"value": 5}));
+        let first = a.invoke_idempotent("counter", &entity, "Increase", body.clone(), &key).await.expect(200);
+        assert_eq!(first, json!({"value": 5}));
+        let repeat = b.invoke_idempotent("counter", &entity, "Increase", body.clone(), &key).await.expect(200);
+        assert_eq!(repeat, first, "{entity}: the recorded reply");
+        let other = b.invoke_idempotent("counter", &entity, "Increase", body, &format!("other-{n}")).await;
+        assert_eq!(other.expect(200), json!({"value": 10}), "{entity}: the repeat changed nothing");
+        assert_eq!(a.seqs("counter", &entity).await, [1, 2], "{entity}");
+    }
+}

@@ -62,9 +62,11 @@ pub(super) async fn write_batch(
     shared: &Shared,
     mark: i64,
 ) -> Result<Vec<CommitStatus>, WriteError> {
+    // Prepared before the transaction, so nothing can fail between its
+    // writes and its COMMIT but the COMMIT itself.
+    let marking = conn.statement(sql::MARK_BATCH).await?;
     match write_in_transaction(conn, commits, shared).await {
         Ok((statuses, outbox_added)) => {
-            let marking = conn.statement(sql::MARK_BATCH).await?;
             let writer = writer_name(shared);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&writer, &mark];
             let committing = futures_util::future::try_join(
@@ -94,11 +96,29 @@ pub(super) fn added_to_outbox(shared: &Shared, outbox_added: HashMap<String, u64
     }
 }
 
-/// Whether the batch marked `mark` landed, read on a new connection.
-pub(super) async fn committed(conn: &mut Conn, shared: &Shared, mark: i64) -> Result<bool, JournalError> {
+/// Whether the batch marked `mark` landed, read on a new connection once
+/// the old one's backend (`old`) is gone: a backend whose client lost it
+/// may still have the `COMMIT` to run.
+pub(super) async fn committed(conn: &mut Conn, shared: &Shared, old: i32, mark: i64) -> Result<bool, JournalError> {
+    conn.client.execute("SELECT pg_terminate_backend($1)", &[&old]).await?;
+    let mut gone = false;
+    for _ in 0..100 {
+        let left = conn.client.query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&old]).await?;
+        if left.is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if !gone {
+        return Err(JournalError::Unavailable(format!("the backend {old} of a lost connection does not end")));
+    }
     let statement = conn.statement(sql::READ_MARK).await?;
     let row = conn.client.query_opt(&statement, &[&writer_name(shared)]).await?;
-    Ok(row.is_some_and(|row| row.get::<_, i64>(0) == mark))
+    match row {
+        Some(row) => Ok(row.get::<_, i64>(0) == mark),
+        None => Err(JournalError::Corrupt("this writer's row in writer_marks is gone".into())),
+    }
 }
 
 /// Adds this writer's row to `writer_marks`, before its first batch (so a

@@ -136,6 +136,8 @@ pub(super) async fn write_rows(
     if announced {
         sent.push(send(client, st(sql::NOTIFY), [&channel, &payload]));
     }
+    // Polled in order (at most 10 futures; `try_join_all` keeps the order
+    // past 30 too), so sent in this order.
     futures_util::future::try_join_all(sent).await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 
 use super::pool::Conn;
 use super::{JournalError, PgJournal, db_int};
+use crate::journal::OutboxEntry;
 use crate::journal::copy::{Copied, CopyError, Rows};
 
 /// The tables `journal copy` fills, by the name it reports them under.
@@ -31,7 +32,8 @@ impl PgJournal {
     /// journal that holds anything. Answers the rows per table it then holds.
     pub(in crate::journal) fn import(&self, chunks: mpsc::Receiver<Option<Rows>>) -> Result<Copied, CopyError> {
         self.run(async |conn| {
-            conn.client.batch_execute("BEGIN").await?;
+            // The source may take its time between two chunks.
+            conn.client.batch_execute("BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0").await?;
             let result = import_in_transaction(conn, &chunks).await;
             match result {
                 Ok(Ok(())) => conn.client.batch_execute("COMMIT").await?,
@@ -135,8 +137,17 @@ async fn insert(conn: &mut Conn, rows: Rows) -> Result<(), JournalError> {
             let i = ints(rows.iter().map(|r| r.0));
             let t: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
             let r: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+            // Entries waiting for a retry stay waiting.
+            let due = rows
+                .iter()
+                .map(|r| OutboxEntry::read(r.0, &r.2).map(|entry| db_int(entry.next_attempt_ms)))
+                .collect::<Result<Vec<i64>, _>>()?;
             client
-                .execute("INSERT INTO outbox SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[])", &[&i, &t, &r])
+                .execute(
+                    "INSERT INTO outbox (id, target, record, due_ms) \
+                     SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::int8[])",
+                    &[&i, &t, &r, &due],
+                )
                 .await?;
         }
         Rows::OutboxCounter(last) => {

@@ -51,6 +51,9 @@ pub(super) fn block_on<F: Future>(future: F) -> F::Output {
 pub(super) struct Conn {
     /// The client.
     pub client: Client,
+    /// The process id of its server backend, which outlives the client
+    /// when the connection breaks on the client's side only.
+    pub backend: i32,
     statements: HashMap<&'static str, Statement>,
 }
 
@@ -78,10 +81,12 @@ pub(super) async fn connect(config: Config, runtime: Handle) -> Result<Conn, Jou
             }
         });
         client.batch_execute(super::schema::SESSION_SETUP).await?;
-        Ok::<_, JournalError>(client)
+        let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        Ok::<_, JournalError>((client, backend))
     });
-    let client = connecting.await.map_err(|e| JournalError::Unavailable(format!("connecting failed: {e}")))??;
-    Ok(Conn { client, statements: HashMap::new() })
+    let (client, backend) =
+        connecting.await.map_err(|e| JournalError::Unavailable(format!("connecting failed: {e}")))??;
+    Ok(Conn { client, backend, statements: HashMap::new() })
 }
 
 /// A fixed number of connections, each made when first needed and again

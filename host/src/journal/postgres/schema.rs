@@ -20,6 +20,7 @@
 use tokio_postgres::Client;
 
 use super::JournalError;
+use crate::journal::OutboxEntry;
 use crate::journal::SchemaStatus;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
@@ -99,6 +100,8 @@ CREATE INDEX outbox_due ON outbox (due_ms, id);
 /// wasmstate, all in one transaction.
 pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalError> {
     let txn = client.transaction().await?;
+    // A migration may take its time between statements.
+    txn.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0").await?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
     txn.batch_execute(
         "CREATE SCHEMA IF NOT EXISTS wasmstate;
@@ -123,6 +126,14 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
                 txn.batch_execute(TABLES_V2).await?;
             }
             txn.batch_execute(TABLES_V3).await?;
+            // Entries waiting for a retry stay waiting.
+            for row in txn.query("SELECT id, record FROM outbox", &[]).await? {
+                let entry = OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1))?;
+                if entry.next_attempt_ms > 0 {
+                    let due = i64::try_from(entry.next_attempt_ms).unwrap_or(i64::MAX);
+                    txn.execute("UPDATE outbox SET due_ms = $2 WHERE id = $1", &[&row.get::<_, i64>(0), &due]).await?;
+                }
+            }
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
             SchemaStatus::Migrated { from: from as u64, to: PG_SCHEMA_VERSION as u64 }
         }

@@ -203,8 +203,9 @@ async fn write_with_retries(
         *marks += 1;
         match write_batch(c, commits, shared, *marks).await {
             Err(WriteError::Unknown { statuses, outbox_added, error }) => {
+                let old = c.backend;
                 *conn = None;
-                match resolve(pool, conn, shared, *marks).await {
+                match resolve(pool, conn, shared, old, *marks).await {
                     Some(true) => {
                         tracing::info!(%error, "a batch whose COMMIT went unanswered had landed");
                         added_to_outbox(shared, outbox_added);
@@ -231,12 +232,13 @@ async fn write_with_retries(
     }
 }
 
-/// Whether the batch marked `mark` landed, on a new connection; `None`
-/// when the database cannot be asked.
-async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, mark: i64) -> Option<bool> {
+/// Whether the batch marked `mark` landed, on a new connection, once the
+/// backend `old` of the lost one is gone; `None` when the database cannot
+/// tell.
+async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, old: i32, mark: i64) -> Option<bool> {
     for tries in 1..=RESOLVE_TRIES {
         if let Ok(mut fresh) = pool.connect_as(WRITER).await
-            && let Ok(landed) = committed(&mut fresh, shared, mark).await
+            && let Ok(landed) = committed(&mut fresh, shared, old, mark).await
         {
             *conn = Some(fresh);
             return Some(landed);
