@@ -1,6 +1,7 @@
 //! The `wasmstate` binary: the server and its command-line client.
 
 use std::cell::Cell;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -17,8 +18,20 @@ static GLOBAL: MiMalloc = MiMalloc;
 /// The least time between two returns of freed memory by one worker thread.
 const RETURN_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command line; a failure is printed as one line on stderr
+/// (its causes after colons), never as a backtrace, and exits with 1.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // Guests run on the async workers; the blocking pool only reads the
     // journal (cold entities, event pages), so a few threads are plenty.
     // Idle ones leave soon, taking their allocator caches with them.

@@ -22,6 +22,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "WASMSTATE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
 
+    /// The token the client commands send (`Authorization: Bearer`): the
+    /// server's admin token to deploy, roll back and delete; its invoke or
+    /// read token for the rest, when it has them.
+    #[arg(long, global = true, env = "WASMSTATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     /// How log lines are written to stderr: plain text, or one JSON object per line.
     #[arg(long, global = true, env = "WASMSTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -125,13 +131,19 @@ enum CliCommand {
         /// The service to describe.
         service: Option<String>,
     },
+    /// Delete a service: every version of it stops serving; its entities'
+    /// data stays, and it may be deployed again.
+    Delete {
+        /// The service name.
+        service: String,
+    },
 }
 
 impl Cli {
     /// Runs the parsed command, logging to stderr.
     pub async fn run(self) -> anyhow::Result<()> {
         crate::logging::init(self.log_format);
-        let client = Client::new(&self.url);
+        let client = Client::new(&self.url, self.token);
         let body = match self.command {
             CliCommand::Serve(mut config) => {
                 config.compile_worker = std::env::current_exe().ok();
@@ -183,6 +195,7 @@ impl Cli {
             CliCommand::Services { service: Some(service) } => {
                 client.get(&format!("/v1/services/{}", segment(&service))).await?
             }
+            CliCommand::Delete { service } => client.delete(&format!("/v1/services/{}", segment(&service))).await?,
         };
         println!("{body}");
         Ok(())

@@ -1,5 +1,6 @@
 //! The binary as a client: deploy (verified), rollback, invoke (and dry
-//! runs), state, fork, events, services.
+//! runs), state, fork, events, services, delete; with a token, and errors
+//! said in one line.
 
 use std::process::Command;
 
@@ -10,7 +11,15 @@ use wasmstate_tests::server::binary;
 use crate::start;
 
 fn run(url: &str, args: &[&str]) -> (bool, Value, String) {
-    let output = Command::new(binary()).arg("--url").arg(url).args(args).output().expect("runs");
+    run_with(url, &[], args)
+}
+
+/// Runs the client with `env` set (and `RUST_BACKTRACE=1`, which must not
+/// make an error print a backtrace).
+fn run_with(url: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, Value, String) {
+    let mut command = Command::new(binary());
+    command.env("RUST_BACKTRACE", "1").env_remove("WASMSTATE_TOKEN").envs(env.iter().copied());
+    let output = command.arg("--url").arg(url).args(args).output().expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
     (output.status.success(), value, String::from_utf8_lossy(&output.stderr).into_owned())
@@ -39,6 +48,47 @@ async fn client_commands() {
         let (ok, _, err) = run(&url, &["invoke", "nope", "c1", "Get"]);
         assert!(!ok);
         assert!(err.contains("404"), "{err}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_client_sends_its_token_and_says_what_failed_in_one_line() {
+    let t = start(&["--admin-token", "adm", "--invoke-token", "inv"]).await;
+    let url = t.server.base().to_string();
+    tokio::task::spawn_blocking(move || {
+        let one_line = |err: &str| {
+            assert_eq!(err.trim().lines().count(), 1, "one line, no backtrace: {err}");
+            assert!(err.starts_with("error: "), "{err}");
+        };
+        let (ok, _, err) = run(&url, &["deploy", "counter", COUNTER]);
+        assert!(!ok);
+        one_line(&err);
+        assert!(err.contains("401") && err.contains("--token"), "{err}");
+        let (ok, deployed, err) = run(&url, &["--token", "adm", "deploy", "counter", COUNTER]);
+        assert!(ok, "{err}");
+        assert_eq!(deployed["version"], 1);
+        let invoke = ["invoke", "counter", "c", "Increase", r#"{"value": 2}"#];
+        let (ok, reply, err) = run_with(&url, &[("WASMSTATE_TOKEN", "inv")], &invoke);
+        assert!(ok, "{err}");
+        assert_eq!(reply, json!({"value": 2}));
+        let (ok, services, err) = run_with(&url, &[("WASMSTATE_TOKEN", "inv")], &["services"]);
+        assert!(ok, "{err}");
+        assert_eq!(services[0]["service"], "counter");
+
+        let (ok, _, err) = run(&url, &["--token", "inv", "delete", "counter"]);
+        assert!(!ok, "the invoke token does not delete");
+        one_line(&err);
+        let (ok, _, err) = run(&url, &["--token", "adm", "delete", "counter"]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = run(&url, &["--token", "inv", "invoke", "counter", "c", "Get"]);
+        assert!(!ok);
+        one_line(&err);
+        assert!(err.contains("404") && err.contains("counter"), "{err}");
+        let (ok, services, err) = run(&url, &["--token", "inv", "services"]);
+        assert!(ok, "{err}");
+        assert_eq!(services, json!([]), "deleted");
     })
     .await
     .unwrap();
