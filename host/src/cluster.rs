@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::journal::{HostRecord, Journal, JournalError, Lease, LeaseRecord, host_tag, now_ms};
+use crate::journal::{HostRecord, Journal, Lease, host_tag, now_ms};
 
 /// How often a host records that it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -119,11 +119,6 @@ impl Membership {
         if leases.get(&lease.name) == Some(lease) {
             leases.remove(&lease.name);
         }
-    }
-
-    /// Every lease taken on this host's journal, as it has them now.
-    pub fn leases(&self) -> Result<Vec<LeaseRecord>, JournalError> {
-        self.journal.leases()
     }
 
     /// Says this host is gone: lets its leases go and forgets its

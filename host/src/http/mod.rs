@@ -192,8 +192,8 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
 /// `{"hosts": [{id, url, last_seen_ms, self}], "leases": [{name, holder,
 /// epoch, expires_at_ms}]}`.
 async fn cluster(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let membership = state.cluster.clone();
-    let leases = tokio::task::spawn_blocking(move || membership.leases()).await.map_err(ApiError::internal)??;
+    let journal = state.journal.clone();
+    let leases = tokio::task::spawn_blocking(move || journal.leases()).await.map_err(ApiError::internal)??;
     Ok(axum::Json(serde_json::json!({ "hosts": state.cluster.live(), "leases": leases })))
 }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 use wasmstate_tests::guests::COUNTER;
 use wasmstate_tests::postgres::shared;
-use wasmstate_tests::{Api, JournalKind, Options, Server};
+use wasmstate_tests::{Api, Server};
 
-use crate::serves;
+use crate::{serves, start_host};
 
 /// A host silent this long is taken for dead.
 const HOST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,11 +27,7 @@ const ENTITIES: usize = 6;
 pub(crate) type Live = Arc<Mutex<Vec<Api>>>;
 
 async fn start(url: &str, dir: &Path) -> (Server, Api) {
-    let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let timeout = format!("{}s", HOST_TIMEOUT.as_secs());
-    let server = Server::start_with(dir, &["--host-timeout", &timeout], options).await.expect("the host starts");
-    let api = Api::new(server.base());
-    (server, api)
+    start_host(url, dir, &["--host-timeout", &format!("{}s", HOST_TIMEOUT.as_secs())]).await
 }
 
 /// Increments `counter/e{entity}` by 1 again and again until `stop`, each

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wasmstate_tests::guests::{CART_PROJECTION, COUNTER, SHOPPING_CART};
 use wasmstate_tests::postgres::shared;
-use wasmstate_tests::{Api, JournalKind, Options, Server};
+use wasmstate_tests::{Api, Server};
 
-use crate::serves;
+use crate::{answers, serves, start_host};
 
 /// A host silent this long is taken for dead, and its leases expire.
 const HOST_TIMEOUT: &str = "2s";
@@ -33,9 +33,7 @@ async fn host(url: &str) -> Host {
 /// A host on the database `url` taken for dead after `timeout`.
 async fn host_with_timeout(url: &str, timeout: &str) -> Host {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let server = Server::start_with(dir.path(), &["--host-timeout", timeout], options).await.expect("starts");
-    let api = Api::new(server.base());
+    let (server, api) = start_host(url, dir.path(), &["--host-timeout", timeout]).await;
     Host { _dir: dir, server, api }
 }
 
@@ -52,9 +50,7 @@ async fn deploy_projection(hosts: &[&Host]) {
     for host in hosts {
         let api = &host.api;
         assert!(serves(api, "counter").await, "every host serves the counter");
-        let carts = api.eventually(Duration::from_secs(2), || async {
-            api.invoke("shopping-cart", "probe", "GetCart", json!({})).await.status == 200
-        });
+        let carts = answers(api, "shopping-cart", "GetCart", Duration::from_secs(2));
         assert!(carts.await, "every host serves the carts");
     }
 }
@@ -66,22 +62,30 @@ async fn id_of(api: &Api) -> String {
     me.expect("the host lists itself")["id"].as_str().unwrap().to_string()
 }
 
+/// Lease `name` as `api`'s journal has it: (holder, epoch, expires_at_ms),
+/// once taken; and all of `GET /v1/cluster`, to say.
+async fn lease_record(api: &Api, name: &str) -> (Option<(String, u64, u64)>, Value) {
+    let cluster = api.get("/v1/cluster").await.expect(200);
+    let lease = cluster["leases"].as_array().unwrap().iter().find(|l| l["name"] == json!(name)).map(|lease| {
+        let holder = lease["holder"].as_str().unwrap().to_string();
+        (holder, lease["epoch"].as_u64().unwrap(), lease["expires_at_ms"].as_u64().unwrap())
+    });
+    (lease, cluster)
+}
+
 /// Lease `name` as `api`'s journal has it: (holder, epoch), once taken.
 async fn lease(api: &Api, name: &str) -> Option<(String, u64)> {
-    let cluster = api.get("/v1/cluster").await.expect(200);
-    let lease = cluster["leases"].as_array().unwrap().iter().find(|l| l["name"] == json!(name)).cloned()?;
-    Some((lease["holder"].as_str()?.to_string(), lease["epoch"].as_u64()?))
+    lease_record(api, name).await.0.map(|(holder, epoch, _)| (holder, epoch))
 }
 
 /// Waits until lease `name` is held (not expired); answers (holder, epoch).
 async fn held(api: &Api, name: &str) -> (String, u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let cluster = api.get("/v1/cluster").await.expect(200);
+        let (found, cluster) = lease_record(api, name).await;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-        let found = cluster["leases"].as_array().unwrap().iter().find(|l| l["name"] == json!(name)).cloned();
-        if let Some(lease) = found.filter(|l| l["expires_at_ms"].as_u64().unwrap() > now) {
-            return (lease["holder"].as_str().unwrap().to_string(), lease["epoch"].as_u64().unwrap());
+        if let Some((holder, epoch, _)) = found.filter(|(_, _, expires_at_ms)| *expires_at_ms > now) {
+            return (holder, epoch);
         }
         assert!(Instant::now() < deadline, "lease {name} is never taken: {cluster}");
         tokio::time::sleep(Duration::from_millis(100)).await;

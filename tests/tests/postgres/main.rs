@@ -12,18 +12,30 @@ mod outage;
 mod shared_journal;
 mod two_hosts;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmstate_tests::{Api, Reply};
+use wasmstate_tests::{Api, JournalKind, Options, Reply, Server};
+
+/// Starts a host on the database `url`, with `dir` for its data and `args`.
+async fn start_host(url: &str, dir: &Path, args: &[&str]) -> (Server, Api) {
+    let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
+    let server = Server::start_with(dir, args, options).await.expect("the host starts");
+    let api = Api::new(server.base());
+    (server, api)
+}
 
 /// Whether `api` serves `service` within a second: hosts take in what
 /// another deployed within that.
 async fn serves(api: &Api, service: &str) -> bool {
-    api.eventually(Duration::from_secs(1), || async {
-        api.invoke(service, "probe", "Get", json!({})).await.status == 200
-    })
-    .await
+    answers(api, service, "Get", Duration::from_secs(1)).await
+}
+
+/// Whether `api` answers `command` of `service` (on entity `probe`, with
+/// `{}`) with 200 within `within`.
+async fn answers(api: &Api, service: &str, command: &str, within: Duration) -> bool {
+    api.eventually(within, || async { api.invoke(service, "probe", command, json!({})).await.status == 200 }).await
 }
 
 /// Sends `calls` counter increments by 1 at once, the i-th to

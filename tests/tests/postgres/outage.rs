@@ -22,10 +22,7 @@ async fn hosts_on(postgres: &OwnPostgres, dirs: &[tempfile::TempDir]) -> Vec<(Se
     let url = postgres.create_database().await.expect("a database");
     let mut hosts = Vec::new();
     for dir in dirs {
-        let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
-        let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts");
-        let api = Api::new(server.base());
-        hosts.push((server, api));
+        hosts.push(crate::start_host(&url, dir.path(), &[]).await);
     }
     hosts[0].1.deploy("counter", Path::new(COUNTER)).await;
     for (_, api) in &hosts {
@@ -177,9 +174,7 @@ async fn a_host_starting_while_the_database_is_down_says_so() {
 async fn the_writer_s_connection_ended_mid_transaction_leaves_nothing_half_written() {
     let url = wasmstate_tests::postgres::shared().await.expect("a PostgreSQL server").create_database().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
-    let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts");
-    let api = Api::new(server.base());
+    let (_server, api) = crate::start_host(&url, dir.path(), &[]).await;
     api.deploy("counter", Path::new(COUNTER)).await;
     let live = Arc::new(std::sync::Mutex::new(vec![api.clone()]));
     let (stop, acks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));

@@ -12,7 +12,7 @@ use wasmstate_tests::guests::{COUNTER, SHOPPING_CART, USER_PROFILE};
 use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
 
-use crate::{race_increments, serves};
+use crate::{answers, race_increments, serves, start_host};
 
 /// Starts a host on the database `url`, with a data dir of its own; a host
 /// silent for three heartbeats is taken for dead.
@@ -23,10 +23,20 @@ async fn host(url: &str) -> (tempfile::TempDir, Server, Api) {
 /// Starts a host on the database `url` with `args`.
 async fn host_with(url: &str, args: &[&str]) -> (tempfile::TempDir, Server, Api) {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
-    let server = Server::start_with(dir.path(), args, options).await.expect("the host starts");
-    let api = Api::new(server.base());
+    let (server, api) = start_host(url, dir.path(), args).await;
     (dir, server, api)
+}
+
+/// Starts three hosts on the database `url` and waits until they see each
+/// other; answers them, and their APIs.
+async fn three_hosts(url: &str) -> (Vec<(tempfile::TempDir, Server, Api)>, Vec<Api>) {
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(host(url).await);
+    }
+    let apis: Vec<Api> = hosts.iter().map(|(_, _, api)| api.clone()).collect();
+    see_each_other(&apis.iter().collect::<Vec<_>>()).await;
+    (hosts, apis)
 }
 
 #[tokio::test]
@@ -244,12 +254,7 @@ async fn a_command_whose_owner_cannot_be_reached_runs_where_it_arrived() {
 #[tokio::test]
 async fn three_hosts_take_concurrent_increments_of_one_counter_and_of_fifty() {
     let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        hosts.push(host(&url).await);
-    }
-    let apis: Vec<Api> = hosts.iter().map(|(_, _, api)| api.clone()).collect();
-    see_each_other(&apis.iter().collect::<Vec<_>>()).await;
+    let (_hosts, apis) = three_hosts(&url).await;
     apis[0].deploy("counter", Path::new(COUNTER)).await;
     for api in &apis {
         assert!(serves(api, "counter").await);
@@ -277,17 +282,10 @@ async fn three_hosts_take_concurrent_increments_of_one_counter_and_of_fifty() {
 #[tokio::test]
 async fn a_cart_sequence_split_across_three_hosts_reads_the_same_everywhere() {
     let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        hosts.push(host(&url).await);
-    }
-    let apis: Vec<Api> = hosts.iter().map(|(_, _, api)| api.clone()).collect();
-    see_each_other(&apis.iter().collect::<Vec<_>>()).await;
+    let (_hosts, apis) = three_hosts(&url).await;
     apis[0].deploy("shopping-cart", Path::new(SHOPPING_CART)).await;
     for api in &apis {
-        let carts = api.eventually(Duration::from_secs(2), || async {
-            api.invoke("shopping-cart", "probe", "GetCart", json!({})).await.status == 200
-        });
+        let carts = answers(api, "shopping-cart", "GetCart", Duration::from_secs(2));
         assert!(carts.await, "every host serves the carts");
     }
     let add = |product: &str, quantity: u64| {
