@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::Uri;
 use wasmstate::bench_hooks::{
-    Call, Commit, CompileBudget, CompiledService, EntityStore, EntityWrite, GuestLimits, Metrics, RedbJournal, Runtime,
-    Snapshot, StateChange, StoredSnapshot,
+    Call, CommandMeta, Commit, CompileBudget, CompiledService, EntityStore, EntityWrite, GuestLimits, Metrics,
+    RedbJournal, Runtime, Snapshot, StateChange, StoredSnapshot,
 };
 
 use crate::load::{self, Load};
@@ -71,7 +71,10 @@ impl Guest {
             command: "AddItem".into(),
             payload: br#"{"productId":"P00000002","name":"Product 2","quantity":1}"#.to_vec(),
         };
-        let effects = self.runtime.handle_event_sourced(cart, Some(&snapshot), Vec::new(), command).await?;
+        let effects = self
+            .runtime
+            .handle_event_sourced(cart, Some(&snapshot), Vec::new(), command, CommandMeta::now(1, None))
+            .await?;
         let one_event =
             effects.is_ok_and(|e| matches!(&e.state, StateChange::Events { events, .. } if events.len() == 1));
         anyhow::ensure!(one_event, "AddItem did not emit one event");
@@ -105,7 +108,7 @@ pub async fn guest_call(guest: &Guest, report: &mut Report) -> anyhow::Result<()
     const N: usize = 2_000;
     let (runtime, counter) = (&guest.runtime, &guest.counter);
     let get_counter = async |counter: &CompiledService| {
-        let reply = runtime.handle_event_sourced(counter, None, Vec::new(), get()).await?;
+        let reply = runtime.handle_event_sourced(counter, None, Vec::new(), get(), CommandMeta::now(0, None)).await?;
         anyhow::ensure!(reply.is_ok(), "Get failed");
         Ok(())
     };

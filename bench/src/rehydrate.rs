@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wasmstate::bench_hooks::{
-    Call, Commit, EntityStore, EntityWrite, Event, JOURNAL_FILE, Metrics, RedbJournal, StoredSnapshot,
+    Call, CommandMeta, Commit, EntityStore, EntityWrite, Event, JOURNAL_FILE, Metrics, RedbJournal, StoredSnapshot,
 };
 use wasmstate_tests::Server;
 
@@ -129,7 +129,8 @@ async fn guest_fold(guest: &Guest, report: &mut Report, events: u64) -> anyhow::
     for _ in 0..3 {
         let (log, command) = (log.clone(), command.clone());
         let start = Instant::now();
-        let effects = guest.runtime.handle_event_sourced(&guest.counter, None, log, command).await?;
+        let effects =
+            guest.runtime.handle_event_sourced(&guest.counter, None, log, command, CommandMeta::now(0, None)).await?;
         samples.push(start.elapsed());
         anyhow::ensure!(effects.is_ok(), "Get over the long log failed");
     }

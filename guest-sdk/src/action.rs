@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Failure, Reply, SideEffect};
+use crate::{Command, Failure, Metadata, Reply, SideEffect};
 
 /// A stateless action: the host runs its commands fully in parallel.
 ///
@@ -102,22 +102,108 @@ pub trait Action: Default {
     }
 }
 
+/// A stateless action whose commands are an enum: the typed way to write
+/// one.
+///
+/// Like [`Action`] (which every `Stateless` type also is, so
+/// [`export_action!`](crate::export_action) and
+/// [`ActionTestKit`](crate::testkit::ActionTestKit) take it), but the SDK
+/// decodes each command into [`Self::Command`] first (see
+/// [`Command::decode`]).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use wasmstate_sdk::{ActionContext, Failure, Forward, Reply, Stateless};
+///
+/// /// Checks deposits before they reach an account.
+/// #[derive(Default)]
+/// struct Teller;
+///
+/// #[derive(Deserialize)]
+/// enum TellerCommand {
+///     Deposit { account: String, amount: u64 },
+/// }
+///
+/// /// The account service's commands, as this action calls them.
+/// #[derive(Serialize)]
+/// enum AccountCommand {
+///     Deposit { amount: u64 },
+/// }
+///
+/// impl Stateless for Teller {
+///     type Command = TellerCommand;
+///
+///     fn handle(command: TellerCommand, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+///         match command {
+///             TellerCommand::Deposit { amount: 0, .. } => Err(Failure::rejected("a deposit must not be empty")),
+///             TellerCommand::Deposit { account, amount } => {
+///                 Ok(Reply::forward(Forward::call("account", account, &AccountCommand::Deposit { amount })))
+///             }
+///         }
+///     }
+/// }
+///
+/// wasmstate_sdk::export_action!(Teller);
+///
+/// use serde_json::json;
+/// use wasmstate_sdk::testkit::{ActionTestKit, ForwardCall};
+///
+/// let outcome = ActionTestKit::<Teller>::new().handle_outcome("Deposit", json!({"account": "a-1", "amount": 5}));
+/// assert_eq!(outcome.unwrap().forward, Some(ForwardCall::new("account", "a-1", "Deposit", json!({"amount": 5}))));
+/// ```
+pub trait Stateless: Default {
+    /// The action's commands: a serde enum whose variant names are the
+    /// command names and whose fields are their JSON arguments.
+    type Command: DeserializeOwned;
+
+    /// Handles one decoded command; returning `Err` discards every side
+    /// effect added.
+    fn handle(command: Self::Command, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure>;
+
+    /// Handles one committed event of a service this action subscribes to;
+    /// see [`Action::on_event`]. By default events are ignored.
+    ///
+    /// # Errors
+    ///
+    /// A failure discards the side effects added; the event is delivered
+    /// again.
+    fn on_event(_event: SubscribedEvent<'_>, _ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+impl<A: Stateless> Action for A {
+    fn handle(&self, command: Command<'_>, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        <A as Stateless>::handle(command.decode()?, ctx)
+    }
+
+    fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+        <A as Stateless>::on_event(event, ctx)
+    }
+}
+
 /// What an action can do besides replying: add side effects.
 pub struct ActionContext<'a> {
     entity_id: &'a str,
+    metadata: Metadata<'a>,
     side_effects: Vec<SideEffect>,
 }
 
 impl<'a> ActionContext<'a> {
-    /// A context for a call addressed to `entity_id`.
-    pub(crate) fn new(entity_id: &'a str) -> Self {
-        Self { entity_id, side_effects: Vec::new() }
+    /// A context for a call addressed to `entity_id`, run as `metadata` says.
+    pub(crate) fn new(entity_id: &'a str, metadata: Metadata<'a>) -> Self {
+        Self { entity_id, metadata, side_effects: Vec::new() }
     }
 
     /// The routing key of the command, or the id of the entity that emitted
     /// the event.
     pub fn entity_id(&self) -> &'a str {
         self.entity_id
+    }
+
+    /// The host's time and the idempotency key of the call (its seq is 0).
+    pub fn metadata(&self) -> Metadata<'a> {
+        self.metadata
     }
 
     /// Adds a side effect.

@@ -1,7 +1,9 @@
 //! Commands and failures: what goes into a service, and how it refuses.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// A command addressed to one entity, or to an action.
@@ -13,12 +15,69 @@ pub struct Command<'a> {
     name: &'a str,
     payload: &'a [u8],
     entity_id: &'a str,
+    metadata: Metadata<'a>,
 }
 
 impl<'a> Command<'a> {
-    /// Creates a command named `name` with a raw `payload` for entity `entity_id`.
+    /// Creates a command named `name` with a raw `payload` for entity
+    /// `entity_id`, with empty [`Metadata`].
     pub fn new(name: &'a str, payload: &'a [u8], entity_id: &'a str) -> Self {
-        Self { name, payload, entity_id }
+        Self { name, payload, entity_id, metadata: Metadata::default() }
+    }
+
+    /// The same command, run as `metadata` says.
+    pub fn with_metadata(self, metadata: Metadata<'a>) -> Self {
+        Self { metadata, ..self }
+    }
+
+    /// What the host says about the invocation the command runs in: the
+    /// entity's seq, the time, the idempotency key.
+    pub fn metadata(&self) -> Metadata<'a> {
+        self.metadata
+    }
+
+    /// Decodes the command into `C`, a serde enum whose variants are the
+    /// service's commands: the command's name picks the variant (as serde
+    /// names it, so `#[serde(rename)]` applies), the payload, as JSON,
+    /// fills its fields. A variant without fields takes an empty payload,
+    /// `null` or `{}`; one with fields reads an empty payload like `{}`
+    /// (see [`json`](Self::json)).
+    ///
+    /// The typed traits ([`EventSourced`](crate::EventSourced),
+    /// [`KeyValue`](crate::KeyValue), [`Stateless`](crate::Stateless)) call
+    /// it before their `handle`.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use wasmstate_sdk::{Command, FailureCode};
+    ///
+    /// #[derive(Debug, PartialEq, Deserialize)]
+    /// enum CounterCommand {
+    ///     Increase { value: i64 },
+    ///     Get,
+    /// }
+    ///
+    /// let increase = Command::new("Increase", br#"{"value": 2}"#, "c-1");
+    /// assert_eq!(increase.decode(), Ok(CounterCommand::Increase { value: 2 }));
+    /// assert_eq!(Command::new("Get", b"", "c-1").decode(), Ok(CounterCommand::Get));
+    ///
+    /// let typo = Command::new("Increse", b"{}", "c-1").decode::<CounterCommand>().unwrap_err();
+    /// assert_eq!(typo.code(), FailureCode::UnknownCommand);
+    /// assert_eq!(typo.message(), "unknown command \"Increse\"; the commands are Increase, Get");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`FailureCode::UnknownCommand`] failure when no variant has the
+    /// command's name, listing those that do; a
+    /// [`FailureCode::InvalidPayload`] failure naming the command and
+    /// quoting the decoder's error when the payload does not fit.
+    ///
+    /// # Panics
+    ///
+    /// If `C` is not an enum: a bug in the service.
+    pub fn decode<C: DeserializeOwned>(&self) -> Result<C, Failure> {
+        crate::command_decode::decode(self.name, self.payload)
     }
 
     /// The command's name, for example `"AddItem"`.
@@ -63,6 +122,64 @@ impl<'a> Command<'a> {
     /// The failure to return for a command the service does not know.
     pub fn unknown(&self) -> Failure {
         Failure::unknown_command(format!("unknown command \"{}\"", self.name))
+    }
+}
+
+/// The command type of a service that takes no commands, such as a
+/// subscriber that only reacts to events: every command is unknown, and
+/// its `handle` is `match command {}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum NoCommands {}
+
+/// What the host tells a command about the invocation it runs in.
+///
+/// Read it from the command ([`Command::metadata`]) or from the context
+/// (`ctx.metadata()`). Outside the host (in the test kits, or for a
+/// component built against WIT 0.1.0) it is whatever the kit set, or empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metadata<'a> {
+    seq: u64,
+    now_ms: u64,
+    idempotency_key: Option<&'a str>,
+}
+
+impl<'a> Metadata<'a> {
+    /// Metadata of a command on an entity at `seq`, started at `now_ms`
+    /// (Unix milliseconds), under `idempotency_key` if any.
+    pub fn new(seq: u64, now_ms: u64, idempotency_key: Option<&'a str>) -> Self {
+        Self { seq, now_ms, idempotency_key }
+    }
+
+    /// The entity's position before the command: for an event-sourced
+    /// entity the seq of its last event (its first new event is `seq + 1`),
+    /// for a value entity how many times its state was written; 0 for an
+    /// action.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The host's time when the command started, in milliseconds since the
+    /// Unix epoch.
+    ///
+    /// A command runs again only when it is not yet durable, so what it
+    /// reads here may differ between tries; an entity that keeps the time
+    /// records it in an event or in its state, and folds that, never the
+    /// clock.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// [`now_ms`](Self::now_ms) as a [`SystemTime`].
+    pub fn now(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.now_ms)
+    }
+
+    /// The key the command runs under, if any: the client's
+    /// `Idempotency-Key`, or the key the host gave a side effect, forward
+    /// or event delivery. The host answers a repeat of the key with the
+    /// first reply, without running the command again.
+    pub fn idempotency_key(&self) -> Option<&'a str> {
+        self.idempotency_key
     }
 }
 

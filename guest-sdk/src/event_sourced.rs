@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Failure, Reply, SideEffect};
+use crate::{Command, Failure, Metadata, Reply, SideEffect};
 
 /// An event-sourced entity: its state is the fold of its events.
 ///
@@ -91,6 +91,121 @@ pub trait EventSourcedEntity: Default + Clone + Serialize + DeserializeOwned {
     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure>;
 }
 
+/// An event-sourced entity whose commands are an enum: the typed way to
+/// write one.
+///
+/// Like [`EventSourcedEntity`] (which every `EventSourced` type also is, so
+/// [`export_event_sourced!`](crate::export_event_sourced) and
+/// [`TestKit`](crate::testkit::TestKit) take it), but the SDK decodes each
+/// command into [`Self::Command`] before [`handle`](Self::handle) runs: a
+/// misspelt command name is a compile error in the match, and an unknown
+/// command or a payload that does not decode is answered for you with
+/// `unknown_command` or `invalid_payload` (see [`Command::decode`]).
+///
+/// `handle` gets no `self`: [`Context::state`] is the state, including the
+/// events the command has emitted so far, so a reply built from it always
+/// shows them.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use wasmstate_sdk::{Context, EventSourced, Failure, Reply};
+///
+/// /// A counter that only goes up.
+/// #[derive(Default, Clone, Serialize, Deserialize)]
+/// struct Counter {
+///     value: i64,
+/// }
+///
+/// #[derive(Deserialize)]
+/// enum CounterCommand {
+///     Increase { value: i64 },
+///     Get,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(tag = "type")]
+/// enum CounterEvent {
+///     Increased { value: i64 },
+/// }
+///
+/// impl EventSourced for Counter {
+///     type Command = CounterCommand;
+///     type Event = CounterEvent;
+///
+///     fn apply(&mut self, CounterEvent::Increased { value }: &CounterEvent) {
+///         self.value += value;
+///     }
+///
+///     fn handle(command: CounterCommand, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+///         match command {
+///             CounterCommand::Increase { value } if value <= 0 => {
+///                 Err(Failure::rejected("Increase takes a positive value"))
+///             }
+///             CounterCommand::Increase { value } => {
+///                 ctx.emit(CounterEvent::Increased { value });
+///                 Ok(Reply::json(ctx.state()))
+///             }
+///             CounterCommand::Get => Ok(Reply::json(ctx.state())),
+///         }
+///     }
+/// }
+///
+/// wasmstate_sdk::export_event_sourced!(Counter);
+///
+/// use serde_json::json;
+/// use wasmstate_sdk::{FailureCode, testkit::TestKit};
+///
+/// let mut kit = TestKit::<Counter>::new("c-1");
+/// assert_eq!(kit.handle("Increase", json!({"value": 2})), Ok(json!({"value": 2})));
+/// assert_eq!(kit.handle("Get", ()), Ok(json!({"value": 2})));
+/// assert_eq!(kit.handle("Decrease", ()).unwrap_err().code(), FailureCode::UnknownCommand);
+/// assert_eq!(kit.handle("Increase", json!({"value": "x"})).unwrap_err().code(), FailureCode::InvalidPayload);
+/// ```
+pub trait EventSourced: Default + Clone + Serialize + DeserializeOwned {
+    /// The entity's commands: a serde enum whose variant names are the
+    /// command names and whose fields are their JSON arguments.
+    type Command: DeserializeOwned;
+
+    /// The events the entity emits and folds into its state.
+    type Event: Serialize + DeserializeOwned;
+
+    /// Folds one event into the state; see [`EventSourcedEntity::apply`].
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Reads one stored event; see [`EventSourcedEntity::upcast`].
+    ///
+    /// # Errors
+    ///
+    /// When the event is in no shape the entity reads.
+    fn upcast(event: StoredEvent<'_>) -> serde_json::Result<Self::Event> {
+        event.json()
+    }
+
+    /// Handles one decoded command against [`Context::state`].
+    ///
+    /// Emit events with [`Context::emit`], add side effects with
+    /// [`Context::effect`], read the seq, time and idempotency key with
+    /// [`Context::metadata`]. Returning `Err` discards every event emitted
+    /// and every side effect added.
+    fn handle(command: Self::Command, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure>;
+}
+
+impl<E: EventSourced> EventSourcedEntity for E {
+    type Event = <E as EventSourced>::Event;
+
+    fn apply(&mut self, event: &Self::Event) {
+        <E as EventSourced>::apply(self, event);
+    }
+
+    fn upcast(event: StoredEvent<'_>) -> serde_json::Result<Self::Event> {
+        <E as EventSourced>::upcast(event)
+    }
+
+    fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+        <E as EventSourced>::handle(command.decode()?, ctx)
+    }
+}
+
 /// One event as the host stored it, for [`EventSourcedEntity::upcast`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredEvent<'a> {
@@ -136,6 +251,7 @@ impl<'a> StoredEvent<'a> {
 /// effects.
 pub struct Context<'a, E: EventSourcedEntity> {
     entity_id: &'a str,
+    metadata: Metadata<'a>,
     state: &'a E,
     working: Option<E>,
     events: Vec<E::Event>,
@@ -143,14 +259,20 @@ pub struct Context<'a, E: EventSourcedEntity> {
 }
 
 impl<'a, E: EventSourcedEntity> Context<'a, E> {
-    /// A context for entity `entity_id` whose state before the command is `state`.
-    pub(crate) fn new(entity_id: &'a str, state: &'a E) -> Self {
-        Self { entity_id, state, working: None, events: Vec::new(), side_effects: Vec::new() }
+    /// A context for `command`, whose state before the command is `state`.
+    pub(crate) fn new(command: &Command<'a>, state: &'a E) -> Self {
+        let (entity_id, metadata) = (command.entity_id(), command.metadata());
+        Self { entity_id, metadata, state, working: None, events: Vec::new(), side_effects: Vec::new() }
     }
 
     /// The id of the entity handling the command.
     pub fn entity_id(&self) -> &'a str {
         self.entity_id
+    }
+
+    /// The seq the command runs at, the host's time and the idempotency key.
+    pub fn metadata(&self) -> Metadata<'a> {
+        self.metadata
     }
 
     /// The state including every event emitted so far by this command.

@@ -60,7 +60,7 @@ pub mod __private {
     use crate::bindings::types;
     use crate::bindings::value::exports::wasmstate::entity::value as value_wit;
     use crate::raw::value::StateChange;
-    use crate::{Command, Failure, FailureCode, Reply, SideEffect, StoredEvent, SubscribedEvent, raw};
+    use crate::{Command, Failure, FailureCode, Metadata, Reply, SideEffect, StoredEvent, SubscribedEvent, raw};
 
     /// Implements the exported `event-sourced.handle` for entity type `E`.
     pub fn event_sourced_handle<E: crate::EventSourcedEntity>(
@@ -133,7 +133,8 @@ pub mod __private {
     }
 
     fn command_of(command: &types::Command) -> Command<'_> {
-        Command::new(&command.name, &command.payload, &command.entity_id)
+        let metadata = Metadata::new(command.seq, command.now_ms, command.idempotency_key.as_deref());
+        Command::new(&command.name, &command.payload, &command.entity_id).with_metadata(metadata)
     }
 
     fn reply(reply: Reply) -> types::Reply {

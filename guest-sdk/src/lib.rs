@@ -1,26 +1,43 @@
 //! Write wasmstate services in Rust: event-sourced entities, value entities
 //! and actions, compiled to WebAssembly components.
 //!
-//! A service is one of three kinds, each a trait:
+//! A service is one of three kinds, each a trait whose commands are an
+//! enum the SDK decodes for you:
 //!
-//! - [`EventSourcedEntity`]: the state is the fold of the entity's events.
-//!   [`apply`](EventSourcedEntity::apply) folds one event into the state;
-//!   [`handle`](EventSourcedEntity::handle) turns a command into events
-//!   (through [`Context::emit`]) and a reply. Before each command the host
-//!   hands the entity its latest snapshot and the events after it.
-//! - [`ValueEntity`]: the state is one value the host stores;
-//!   [`handle`](ValueEntity::handle) reads it and replaces or deletes it
+//! - [`EventSourced`]: the state is the fold of the entity's events.
+//!   [`apply`](EventSourced::apply) folds one event into the state;
+//!   [`handle`](EventSourced::handle) turns a command into events (through
+//!   [`Context::emit`]) and a reply. Before each command the host hands the
+//!   entity its latest snapshot and the events after it.
+//! - [`KeyValue`]: the state is one value the host stores;
+//!   [`handle`](KeyValue::handle) reads it and replaces or deletes it
 //!   through [`ValueContext`].
-//! - [`Action`]: stateless; [`handle`](Action::handle) answers commands,
-//!   usually by validating and forwarding them, and
-//!   [`on_event`](Action::on_event) reacts to the committed events of
+//! - [`Stateless`]: an action; [`handle`](Stateless::handle) answers
+//!   commands, usually by validating and forwarding them, and
+//!   [`on_event`](Stateless::on_event) reacts to the committed events of
 //!   services the action subscribes to.
+//!
+//! # Commands
+//!
+//! A service's commands are a serde enum (its `type Command`): the
+//! command's name (the last segment of the invocation URL) picks the
+//! variant, its JSON payload fills the variant's fields. A misspelt command
+//! is a compile error in the handler's `match`; a request naming a command
+//! the enum lacks is answered `unknown_command`, one whose payload does not
+//! fit `invalid_payload`, both with a precise message and without running
+//! the handler (see [`Command::decode`]). A service without commands (a
+//! subscriber) takes [`NoCommands`].
+//!
+//! Every command also carries its [`Metadata`] (`ctx.metadata()`): the
+//! entity's seq, the host's time and the idempotency key it runs under.
 //!
 //! Every command either succeeds, with a [`Reply`] (a message, or a
 //! [`Forward`] that hands the command on to another service) and any
 //! [`SideEffect`]s added through the context, or fails with a [`Failure`].
 //! A failure discards everything the command produced: events, state
-//! changes, side effects.
+//! changes, side effects. Forwards and side effects name their target by
+//! type where its command enum is at hand ([`Commands`], [`Forward::to`],
+//! [`Forward::call`]) or by strings ([`Forward::new`]).
 //!
 //! Commands, events, state and replies are JSON, encoded with serde.
 //! [`export_event_sourced!`], [`export_value_entity!`] and [`export_action!`]
@@ -33,7 +50,7 @@
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+//! use wasmstate_sdk::{Context, EventSourced, Failure, Reply};
 //!
 //! /// A counter that only goes up.
 //! #[derive(Default, Clone, Serialize, Deserialize)]
@@ -42,37 +59,35 @@
 //! }
 //!
 //! #[derive(Serialize, Deserialize)]
+//! enum Command {
+//!     Increase { value: i64 },
+//!     Get,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
 //! #[serde(tag = "type")]
 //! enum Event {
-//!     Increased { by: i64 },
+//!     Increased { value: i64 },
 //! }
 //!
-//! #[derive(Deserialize)]
-//! struct Increase {
-//!     by: i64,
-//! }
-//!
-//! impl EventSourcedEntity for Counter {
+//! impl EventSourced for Counter {
+//!     type Command = Command;
 //!     type Event = Event;
 //!
 //!     fn apply(&mut self, event: &Event) {
 //!         match event {
-//!             Event::Increased { by } => self.value += by,
+//!             Event::Increased { value } => self.value += value,
 //!         }
 //!     }
 //!
-//!     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-//!         match command.name() {
-//!             "Increase" => {
-//!                 let Increase { by } = command.json()?;
-//!                 if by <= 0 {
-//!                     return Err(Failure::rejected("Increase requires a positive value"));
-//!                 }
-//!                 ctx.emit(Event::Increased { by });
+//!     fn handle(command: Command, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+//!         match command {
+//!             Command::Increase { value } if value <= 0 => Err(Failure::rejected("Increase requires a positive value")),
+//!             Command::Increase { value } => {
+//!                 ctx.emit(Event::Increased { value });
 //!                 Ok(Reply::json(ctx.state()))
 //!             }
-//!             "Get" => Ok(Reply::json(self)),
-//!             _ => Err(command.unknown()),
+//!             Command::Get => Ok(Reply::json(ctx.state())),
 //!         }
 //!     }
 //! }
@@ -80,24 +95,36 @@
 //! // Makes this crate a component exporting `wasmstate:entity/event-sourced`.
 //! wasmstate_sdk::export_event_sourced!(Counter);
 //!
-//! // Unit tests drive the entity like the host does.
+//! // Unit tests drive the entity like the host does, by name or by value.
 //! use serde_json::json;
 //! use wasmstate_sdk::{FailureCode, testkit::TestKit};
 //!
 //! let mut kit = TestKit::<Counter>::new("counter-1");
-//! assert_eq!(kit.handle("Increase", json!({"by": 2})), Ok(json!({"value": 2})));
-//! assert_eq!(kit.handle("Increase", json!({"by": -1})).unwrap_err().code(), FailureCode::Rejected);
-//! assert_eq!(kit.handle("Get", ()), Ok(json!({"value": 2})));
-//! assert_eq!(kit.events_json(), [(1, json!({"type": "Increased", "by": 2}))]);
+//! assert_eq!(kit.handle("Increase", json!({"value": 2})), Ok(json!({"value": 2})));
+//! assert_eq!(kit.handle("Increase", json!({"value": -1})).unwrap_err().code(), FailureCode::Rejected);
+//! assert_eq!(kit.handle("Reset", ()).unwrap_err().code(), FailureCode::UnknownCommand);
+//! assert_eq!(kit.send(&Command::Get), Ok(json!({"value": 2})));
+//! assert_eq!(kit.events_json(), [(1, json!({"type": "Increased", "value": 2}))]);
 //! ```
 //!
-//! [`ValueEntity`] and [`Action`] show complete examples of the other two
+//! [`KeyValue`] and [`Stateless`] show complete examples of the other two
 //! kinds.
+//!
+//! # Commands by name
+//!
+//! [`EventSourcedEntity`], [`ValueEntity`] and [`Action`] are the same
+//! kinds with a handler that receives the undecoded [`Command`] and
+//! dispatches on [`Command::name`], decoding the payload with
+//! [`Command::json`]: the style of the SDK's first release, which keeps
+//! compiling and running. Every typed service is also one of them, so the
+//! export macros and test kits take both.
 
 #![warn(missing_docs)]
 
 mod action;
 mod command;
+mod command_decode;
+mod command_encode;
 mod event_sourced;
 mod export;
 pub mod raw;
@@ -105,10 +132,10 @@ mod reply;
 pub mod testkit;
 mod value;
 
-pub use action::{Action, ActionContext, SubscribedEvent};
-pub use command::{Command, Failure, FailureCode};
-pub use event_sourced::{Context, EventSourcedEntity, StoredEvent};
+pub use action::{Action, ActionContext, Stateless, SubscribedEvent};
+pub use command::{Command, Failure, FailureCode, Metadata, NoCommands};
+pub use event_sourced::{Context, EventSourced, EventSourcedEntity, StoredEvent};
 #[doc(hidden)]
 pub use export::{__private, bindings};
-pub use reply::{Forward, Reply, SideEffect};
-pub use value::{ValueContext, ValueEntity};
+pub use reply::{Commands, Forward, Reply, SideEffect};
+pub use value::{KeyValue, ValueContext, ValueEntity};

@@ -66,6 +66,38 @@ impl Reply {
     }
 }
 
+/// The commands of a service, as other services call it by type.
+///
+/// Implement it on a service's command enum (the one its typed trait
+/// decodes, or a copy of its shape where the service's own crate is out of
+/// reach) to call it with [`Forward::to`] and [`SideEffect::to`]: the
+/// service's name is written once, here, and a misspelt command is a
+/// compile error. [`Forward::call`] and [`SideEffect::call`] call a
+/// command enum under any service name; [`Forward::new`] and
+/// [`SideEffect::new`] take every name as a string.
+///
+/// ```
+/// use serde::Serialize;
+/// use wasmstate_sdk::{Commands, SideEffect};
+///
+/// #[derive(Serialize)]
+/// enum CounterCommand {
+///     Increase { value: i64 },
+/// }
+///
+/// impl Commands for CounterCommand {
+///     const SERVICE: &'static str = "counter";
+/// }
+///
+/// let effect = SideEffect::to("orders", &CounterCommand::Increase { value: 1 });
+/// assert_eq!((effect.service(), effect.command()), ("counter", "Increase"));
+/// assert_eq!(effect.payload_bytes(), br#"{"value":1}"#);
+/// ```
+pub trait Commands: Serialize {
+    /// The name the service is deployed under.
+    const SERVICE: &'static str;
+}
+
 /// The payload builders and getters of [`Forward`] and [`SideEffect`], which
 /// both address a command (`service`, `entity_id`, `command`) and carry its
 /// `payload`; `$what` names the payload in the panic of `json`.
@@ -135,6 +167,28 @@ impl Forward {
         Self { service: service.into(), entity_id: entity_id.into(), command: command.into(), payload: Vec::new() }
     }
 
+    /// A forward to `command`, a value of a command enum, of entity
+    /// `entity_id` of service `service`: the variant's name is the command,
+    /// its fields the payload.
+    ///
+    /// # Panics
+    ///
+    /// If `command` is not an enum variant or cannot be encoded as JSON.
+    pub fn call<C: Serialize + ?Sized>(service: impl Into<String>, entity_id: impl Into<String>, command: &C) -> Self {
+        let (name, payload) = crate::command_encode::encode(command);
+        Self::new(service, entity_id, name).payload(payload)
+    }
+
+    /// A forward to `command` of entity `entity_id` of the service whose
+    /// [`Commands`] they are.
+    ///
+    /// # Panics
+    ///
+    /// As [`call`](Self::call).
+    pub fn to<C: Commands + ?Sized>(entity_id: impl Into<String>, command: &C) -> Self {
+        Self::call(C::SERVICE, entity_id, command)
+    }
+
     call_methods!("forward payload");
 }
 
@@ -175,6 +229,28 @@ impl SideEffect {
             payload: Vec::new(),
             synchronous: false,
         }
+    }
+
+    /// An asynchronous side effect running `command`, a value of a command
+    /// enum, on entity `entity_id` of service `service`: the variant's name
+    /// is the command, its fields the payload.
+    ///
+    /// # Panics
+    ///
+    /// If `command` is not an enum variant or cannot be encoded as JSON.
+    pub fn call<C: Serialize + ?Sized>(service: impl Into<String>, entity_id: impl Into<String>, command: &C) -> Self {
+        let (name, payload) = crate::command_encode::encode(command);
+        Self::new(service, entity_id, name).payload(payload)
+    }
+
+    /// An asynchronous side effect running `command` on entity `entity_id`
+    /// of the service whose [`Commands`] they are.
+    ///
+    /// # Panics
+    ///
+    /// As [`call`](Self::call).
+    pub fn to<C: Commands + ?Sized>(entity_id: impl Into<String>, command: &C) -> Self {
+        Self::call(C::SERVICE, entity_id, command)
     }
 
     call_methods!("side effect payload");

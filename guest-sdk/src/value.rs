@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
-use crate::{Command, Failure, Reply, SideEffect};
+use crate::{Command, Failure, Metadata, Reply, SideEffect};
 
 /// A value entity: its state is one value, which the host stores and hands
 /// back before every command.
@@ -77,6 +77,81 @@ pub trait ValueEntity: Default + Serialize + DeserializeOwned {
     fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure>;
 }
 
+/// A value entity whose commands are an enum: the typed way to write one.
+///
+/// Like [`ValueEntity`] (which every `KeyValue` type also is, so
+/// [`export_value_entity!`](crate::export_value_entity) and
+/// [`ValueTestKit`](crate::testkit::ValueTestKit) take it), but the SDK
+/// decodes each command into [`Self::Command`] first (see
+/// [`Command::decode`]), and [`handle`](Self::handle) reads the state from
+/// [`ValueContext::state`], which includes the command's own update.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use wasmstate_sdk::{Failure, KeyValue, Reply, ValueContext};
+///
+/// /// A note that can be written, read and erased.
+/// #[derive(Default, Clone, Serialize, Deserialize)]
+/// struct Note {
+///     text: String,
+/// }
+///
+/// #[derive(Deserialize)]
+/// enum NoteCommand {
+///     Write(Note),
+///     Read,
+///     Erase,
+/// }
+///
+/// impl KeyValue for Note {
+///     type Command = NoteCommand;
+///
+///     fn handle(command: NoteCommand, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+///         match command {
+///             NoteCommand::Write(note) if note.text.is_empty() => Err(Failure::rejected("a note needs some text")),
+///             NoteCommand::Write(note) => {
+///                 ctx.update(note);
+///                 Ok(Reply::json(ctx.state()))
+///             }
+///             NoteCommand::Read if ctx.exists() => Ok(Reply::json(ctx.state())),
+///             NoteCommand::Read => Err(Failure::rejected("no note was written")),
+///             NoteCommand::Erase => {
+///                 ctx.delete();
+///                 Ok(Reply::empty())
+///             }
+///         }
+///     }
+/// }
+///
+/// wasmstate_sdk::export_value_entity!(Note);
+///
+/// use serde_json::json;
+/// use wasmstate_sdk::testkit::ValueTestKit;
+///
+/// let mut kit = ValueTestKit::<Note>::new("note-1");
+/// assert_eq!(kit.handle("Write", json!({"text": "milk"})), Ok(json!({"text": "milk"})));
+/// assert_eq!(kit.handle("Read", ()), Ok(json!({"text": "milk"})));
+/// ```
+pub trait KeyValue: Default + Serialize + DeserializeOwned {
+    /// The entity's commands: a serde enum whose variant names are the
+    /// command names and whose fields are their JSON arguments.
+    type Command: DeserializeOwned;
+
+    /// Handles one decoded command against [`ValueContext::state`].
+    ///
+    /// Change the state with [`ValueContext::update`] and
+    /// [`ValueContext::delete`], add side effects with
+    /// [`ValueContext::effect`]. Returning `Err` discards the state change
+    /// and every side effect added.
+    fn handle(command: Self::Command, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure>;
+}
+
+impl<E: KeyValue> ValueEntity for E {
+    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+        <E as KeyValue>::handle(command.decode()?, ctx)
+    }
+}
+
 /// What a command does to the stored state.
 enum Change<E> {
     /// Nothing yet.
@@ -91,6 +166,7 @@ enum Change<E> {
 /// state and add side effects.
 pub struct ValueContext<'a, E: ValueEntity> {
     entity_id: &'a str,
+    metadata: Metadata<'a>,
     current: &'a E,
     stored: bool,
     change: Change<E>,
@@ -98,15 +174,22 @@ pub struct ValueContext<'a, E: ValueEntity> {
 }
 
 impl<'a, E: ValueEntity> ValueContext<'a, E> {
-    /// A context for entity `entity_id` whose state before the command is
+    /// A context for `command`, whose state before the command is
     /// `current`, stored by the host or not.
-    pub(crate) fn new(entity_id: &'a str, current: &'a E, stored: bool) -> Self {
-        Self { entity_id, current, stored, change: Change::Unchanged, side_effects: Vec::new() }
+    pub(crate) fn new(command: &Command<'a>, current: &'a E, stored: bool) -> Self {
+        let (entity_id, metadata) = (command.entity_id(), command.metadata());
+        Self { entity_id, metadata, current, stored, change: Change::Unchanged, side_effects: Vec::new() }
     }
 
     /// The id of the entity handling the command.
     pub fn entity_id(&self) -> &'a str {
         self.entity_id
+    }
+
+    /// The revision the command runs at, the host's time and the
+    /// idempotency key.
+    pub fn metadata(&self) -> Metadata<'a> {
+        self.metadata
     }
 
     /// Whether a state is stored, counting this command's update or delete

@@ -34,6 +34,28 @@ impl Call {
     }
 }
 
+/// What the host tells a guest about the invocation a command runs in,
+/// besides the [`Call`] itself (WIT 0.2.0 `command` fields; a 0.1.0
+/// component gets none of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandMeta {
+    /// The entity's position before the command: the seq of its last event,
+    /// or its value's revision; 0 for an action.
+    pub seq: u64,
+    /// The host's time when the command started, in Unix milliseconds.
+    pub now_ms: u64,
+    /// The key the invocation runs under, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl CommandMeta {
+    /// The metadata of a command on an entity at `seq`, keyed by `key`,
+    /// starting now.
+    pub fn now(seq: u64, idempotency_key: Option<String>) -> Self {
+        Self { seq, now_ms: crate::journal::now_ms(), idempotency_key }
+    }
+}
+
 /// The kinds of service a component can implement, one per WIT interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

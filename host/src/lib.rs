@@ -92,7 +92,7 @@ pub mod journal_hooks {
 #[cfg(feature = "bench-hooks")]
 #[doc(hidden)]
 pub mod bench_hooks {
-    pub use crate::domain::{Call, Event, StateChange};
+    pub use crate::domain::{Call, CommandMeta, Event, StateChange};
     pub use crate::journal::{Commit, EntityStore, EntityWrite, Journal, RedbJournal, StoredSnapshot};
     pub use crate::metrics::Metrics;
     pub use crate::runtime::{CompileBudget, CompiledService, GuestLimits, HostMemory, Runtime, Snapshot};

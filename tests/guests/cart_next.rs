@@ -13,6 +13,10 @@
 //!   the one folded from event 1).
 //!
 //! Commands and state are the example's: `AddItem`, `RemoveItem`, `GetCart`.
+//!
+//! It dispatches commands by name through `EventSourcedEntity`, the style
+//! entities were written in before typed commands: keeping it here proves
+//! that such entities keep building and running.
 
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "upcasting")]

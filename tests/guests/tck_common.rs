@@ -7,7 +7,18 @@
 //! without a crate of their own for a few lines.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Forward, Reply, SideEffect};
+use wasmstate_sdk::{Forward, Metadata, Reply, SideEffect};
+
+/// The commands of both TCK entities; `S` is the entity's kind of step.
+#[derive(Deserialize)]
+pub enum TckCommand<S> {
+    /// Runs the steps in order.
+    Process(Process<S>),
+    /// Records (or, for the value entity, only answers) a call from another entity.
+    Call(Call),
+    /// Replies with the command's metadata: `{"seq", "nowMs", "idempotencyKey"}`.
+    Metadata,
+}
 
 /// The argument of `Process`: the actions to run, in order.
 #[derive(Deserialize)]
@@ -53,6 +64,19 @@ impl From<&str> for Call {
 
 /// The reply of `Process`: `forward` if an action asked for one, otherwise
 /// the message `state`.
+/// The reply of `Metadata`: what the host told the command.
+pub fn metadata_reply(metadata: Metadata<'_>) -> Reply {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shown<'a> {
+        seq: u64,
+        now_ms: u64,
+        idempotency_key: Option<&'a str>,
+    }
+    let (seq, now_ms, idempotency_key) = (metadata.seq(), metadata.now_ms(), metadata.idempotency_key());
+    Reply::json(&Shown { seq, now_ms, idempotency_key })
+}
+
 pub fn process_reply(forward: Option<Forward>, state: &str) -> Reply {
     match forward {
         Some(forward) => Reply::forward(forward),

@@ -19,13 +19,11 @@
 //! - anything else is an unknown command.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+use wasmstate_sdk::{ActionContext, Commands, Failure, Reply, SideEffect, Stateless, SubscribedEvent};
 
 /// The service whose events the projection reads.
 pub const CART_SERVICE: &str = "shopping-cart";
-/// The service the projection counts into.
-pub const COUNTER_SERVICE: &str = "counter";
-/// The entity of [`COUNTER_SERVICE`] counting the items added.
+/// The entity of the `counter` service counting the items added.
 pub const ITEMS_ADDED_COUNTER: &str = "items-added";
 
 /// The cart projection; it holds no state.
@@ -52,10 +50,24 @@ struct LineItem {
     quantity: i64,
 }
 
-/// The argument of the counter's `Increase`.
+/// The command of the counter the projection counts into, restated here:
+/// a dependency on the `counter` crate would link its component exports
+/// into this one too.
 #[derive(Serialize)]
-struct Increase {
-    value: i64,
+enum CounterCommand {
+    /// Adds `value` to the counter.
+    Increase { value: i64 },
+}
+
+impl Commands for CounterCommand {
+    const SERVICE: &'static str = "counter";
+}
+
+/// The projection's commands.
+#[derive(Deserialize)]
+pub enum ProjectionCommand {
+    /// Says what the projection reads and where it counts.
+    Describe,
 }
 
 /// Where the projection counts.
@@ -75,25 +87,23 @@ struct Description {
     description: &'static str,
 }
 
-impl Action for CartProjection {
-    fn handle(&self, command: Command<'_>, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
-        match command.name() {
-            "Describe" => Ok(Reply::json(&Description {
+impl Stateless for CartProjection {
+    type Command = ProjectionCommand;
+
+    fn handle(command: ProjectionCommand, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        match command {
+            ProjectionCommand::Describe => Ok(Reply::json(&Description {
                 subscribes_to: CART_SERVICE,
-                counter: Target { service: COUNTER_SERVICE, entity_id: ITEMS_ADDED_COUNTER },
+                counter: Target { service: CounterCommand::SERVICE, entity_id: ITEMS_ADDED_COUNTER },
                 description: "Counts the items added to every shopping cart.",
             })),
-            _ => Err(command.unknown()),
         }
     }
 
-    fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+    fn on_event(event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         if let CartEvent::ItemAdded { item } = event.json()? {
-            ctx.effect(
-                SideEffect::new(COUNTER_SERVICE, ITEMS_ADDED_COUNTER, "Increase")
-                    .json(&Increase { value: item.quantity })
-                    .synchronous(),
-            );
+            let increase = CounterCommand::Increase { value: item.quantity };
+            ctx.effect(SideEffect::to(ITEMS_ADDED_COUNTER, &increase).synchronous());
         }
         Ok(())
     }
@@ -147,6 +157,6 @@ mod tests {
         assert_eq!(description["counter"], json!({"service": "counter", "entityId": "items-added"}));
         let failure = kit.handle("AddItem", json!({})).unwrap_err();
         assert_eq!(failure.code(), FailureCode::UnknownCommand);
-        assert_eq!(failure.message(), "unknown command \"AddItem\"");
+        assert_eq!(failure.message(), "unknown command \"AddItem\"; the commands are Describe");
     }
 }

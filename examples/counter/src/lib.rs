@@ -9,13 +9,37 @@
 //! Events: `{"type":"Increased","value":n}` and `{"type":"Decreased","value":n}`.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+use wasmstate_sdk::{Commands, Context, EventSourced, Failure, Reply};
 
 /// The counter's state, also the reply of every command.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counter {
     /// The current value.
     pub value: i64,
+}
+
+/// The counter's commands, as the host names them: `POST
+/// /v1/services/counter/entities/{id}/Increase` with `{"value": 3}` is
+/// `CounterCommand::Increase { value: 3 }`. Other services call them by
+/// type with [`SideEffect::to`](wasmstate_sdk::SideEffect::to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CounterCommand {
+    /// Adds `value`, which must not be negative.
+    Increase {
+        /// The amount.
+        value: i64,
+    },
+    /// Subtracts `value`, which must not be negative.
+    Decrease {
+        /// The amount.
+        value: i64,
+    },
+    /// Reads the counter.
+    Get,
+}
+
+impl Commands for CounterCommand {
+    const SERVICE: &'static str = "counter";
 }
 
 /// What happened to a counter.
@@ -34,13 +58,8 @@ pub enum Event {
     },
 }
 
-/// The argument of `Increase` and `Decrease`.
-#[derive(Deserialize)]
-struct Change {
-    value: i64,
-}
-
-/// Checks a change by `value` named `command` whose result would be `new_value`.
+/// Refuses a negative `value`, and a change that overflows (`new_value`
+/// is `None`).
 fn validate(command: &str, value: i64, new_value: Option<i64>) -> Result<(), Failure> {
     if value < 0 {
         return Err(Failure::rejected(format!("{command} requires a positive value. It was [{value}].")));
@@ -51,7 +70,8 @@ fn validate(command: &str, value: i64, new_value: Option<i64>) -> Result<(), Fai
     }
 }
 
-impl EventSourcedEntity for Counter {
+impl EventSourced for Counter {
+    type Command = CounterCommand;
     type Event = Event;
 
     fn apply(&mut self, event: &Event) {
@@ -61,23 +81,20 @@ impl EventSourcedEntity for Counter {
         }
     }
 
-    fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-        match command.name() {
-            "Increase" => {
-                let Change { value } = command.json()?;
-                validate("Increase", value, self.value.checked_add(value))?;
+    fn handle(command: CounterCommand, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+        let current = ctx.state().value;
+        match command {
+            CounterCommand::Increase { value } => {
+                validate("Increase", value, current.checked_add(value))?;
                 ctx.emit(Event::Increased { value });
-                Ok(Reply::json(ctx.state()))
             }
-            "Decrease" => {
-                let Change { value } = command.json()?;
-                validate("Decrease", value, self.value.checked_sub(value))?;
+            CounterCommand::Decrease { value } => {
+                validate("Decrease", value, current.checked_sub(value))?;
                 ctx.emit(Event::Decreased { value });
-                Ok(Reply::json(ctx.state()))
             }
-            "Get" => Ok(Reply::json(self)),
-            _ => Err(command.unknown()),
+            CounterCommand::Get => {}
         }
+        Ok(Reply::json(ctx.state()))
     }
 }
 
@@ -136,10 +153,19 @@ mod tests {
         let mut kit = TestKit::<Counter>::new("counter-1");
         let failure = kit.handle("Increase", ()).unwrap_err();
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
-        assert_eq!(
-            failure.message(),
-            "invalid payload for command \"Increase\": missing field `value` at line 1 column 2"
-        );
-        assert_eq!(kit.handle("Reset", ()).unwrap_err().code(), FailureCode::UnknownCommand);
+        assert_eq!(failure.message(), "invalid payload for command \"Increase\": missing field `value`");
+        let failure = kit.handle("Reset", ()).unwrap_err();
+        assert_eq!(failure.code(), FailureCode::UnknownCommand);
+        assert_eq!(failure.message(), "unknown command \"Reset\"; the commands are Increase, Decrease, Get");
+        assert!(kit.events().is_empty());
+    }
+
+    #[test]
+    fn typed_commands_run_like_named_ones() {
+        let mut kit = TestKit::<Counter>::new("counter-1");
+        assert_eq!(kit.send(&CounterCommand::Increase { value: 5 }), Ok(json!({"value": 5})));
+        assert_eq!(kit.send(&CounterCommand::Decrease { value: 2 }), Ok(json!({"value": 3})));
+        assert_eq!(kit.send(&CounterCommand::Get), Ok(json!({"value": 3})));
+        assert_eq!(kit.seq(), 2);
     }
 }

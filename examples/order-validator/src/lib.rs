@@ -22,13 +22,9 @@
 //! The routing key the action is invoked with does not matter.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Action, ActionContext, Command, Failure, Forward, Reply, SideEffect};
+use wasmstate_sdk::{ActionContext, Commands, Failure, Forward, Reply, SideEffect, Stateless};
 
-/// The service valid orders are forwarded to.
-pub const CART_SERVICE: &str = "shopping-cart";
-/// The service counting the orders placed.
-pub const COUNTER_SERVICE: &str = "counter";
-/// The entity of [`COUNTER_SERVICE`] counting the orders placed.
+/// The entity of the `counter` service counting the orders placed.
 pub const ORDERS_COUNTER: &str = "orders";
 /// The largest quantity one order may ask for.
 pub const MAX_QUANTITY: i64 = 1000;
@@ -39,10 +35,56 @@ const MAX_ENTITY_ID_BYTES: usize = 256;
 #[derive(Debug, Default)]
 pub struct OrderValidator;
 
-/// The argument of `PlaceOrder`.
+/// The commands of the shopping cart this action calls, restated here: a
+/// dependency on the `shopping-cart` crate would link its component
+/// exports into this one too.
+#[derive(Debug, Serialize)]
+pub enum CartCommand {
+    /// Adds a quantity of a product to the cart.
+    AddItem(LineItem),
+}
+
+impl Commands for CartCommand {
+    const SERVICE: &'static str = "shopping-cart";
+}
+
+/// A quantity of one product, as the cart's `AddItem` takes it.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItem {
+    /// The product's id.
+    pub product_id: String,
+    /// The product's name.
+    pub name: String,
+    /// How many; between 1 and [`MAX_QUANTITY`].
+    pub quantity: i64,
+}
+
+/// The command of the counter this action calls.
+#[derive(Debug, Serialize)]
+pub enum CounterCommand {
+    /// Adds `value` to the counter.
+    Increase {
+        /// The amount.
+        value: i64,
+    },
+}
+
+impl Commands for CounterCommand {
+    const SERVICE: &'static str = "counter";
+}
+
+/// The validator's commands.
+#[derive(Deserialize)]
+pub enum OrderCommand {
+    /// Validates an order and forwards it to its cart.
+    PlaceOrder(PlaceOrder),
+}
+
+/// An order for one product, to be added to a cart.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PlaceOrder {
+pub struct PlaceOrder {
     cart_id: String,
     product_id: String,
     #[serde(default)]
@@ -50,26 +92,6 @@ struct PlaceOrder {
     quantity: i64,
 }
 
-/// The argument of the cart's `AddItem`.
-#[derive(Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AddItem {
-    /// The product's id.
-    pub product_id: String,
-    /// The product's name, trimmed; the product's id when none was given.
-    pub name: String,
-    /// How many to add, between 1 and [`MAX_QUANTITY`].
-    pub quantity: i64,
-}
-
-/// The argument of the counter's `Increase`.
-#[derive(Serialize)]
-struct Increase {
-    value: i64,
-}
-
-/// Checks that `id`, the field `field` of the order, is usable as an
-/// entity id.
 fn check_id(field: &str, id: &str) -> Result<(), Failure> {
     if id.trim().is_empty() {
         return Err(Failure::rejected(format!("{field} must not be empty.")));
@@ -85,7 +107,7 @@ fn check_id(field: &str, id: &str) -> Result<(), Failure> {
 
 impl PlaceOrder {
     /// Validates the order and turns it into the cart's `AddItem`.
-    fn validate(self) -> Result<(String, AddItem), Failure> {
+    fn validate(self) -> Result<(String, LineItem), Failure> {
         check_id("cartId", &self.cart_id)?;
         if self.product_id.trim().is_empty() {
             return Err(Failure::rejected("productId must not be empty."));
@@ -100,20 +122,21 @@ impl PlaceOrder {
             "" => self.product_id.clone(),
             name => name.to_owned(),
         };
-        let item = AddItem { product_id: self.product_id, name, quantity: self.quantity };
+        let item = LineItem { product_id: self.product_id, name, quantity: self.quantity };
         Ok((self.cart_id, item))
     }
 }
 
-impl Action for OrderValidator {
-    fn handle(&self, command: Command<'_>, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
-        match command.name() {
-            "PlaceOrder" => {
-                let (cart_id, item) = command.json::<PlaceOrder>()?.validate()?;
-                ctx.effect(SideEffect::new(COUNTER_SERVICE, ORDERS_COUNTER, "Increase").json(&Increase { value: 1 }));
-                Ok(Reply::forward(Forward::new(CART_SERVICE, cart_id, "AddItem").json(&item)))
+impl Stateless for OrderValidator {
+    type Command = OrderCommand;
+
+    fn handle(command: OrderCommand, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        match command {
+            OrderCommand::PlaceOrder(order) => {
+                let (cart_id, item) = order.validate()?;
+                ctx.effect(SideEffect::to(ORDERS_COUNTER, &CounterCommand::Increase { value: 1 }));
+                Ok(Reply::forward(Forward::to(cart_id, &CartCommand::AddItem(item))))
             }
-            _ => Err(command.unknown()),
         }
     }
 }

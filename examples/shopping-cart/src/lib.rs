@@ -15,7 +15,7 @@
 //! `{"type":"ItemRemoved","productId":...}`.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+use wasmstate_sdk::{Commands, Context, EventSourced, Failure, Reply};
 
 /// A quantity of one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +52,26 @@ pub enum Event {
     },
 }
 
-/// The argument of `RemoveItem`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RemoveItem {
-    product_id: String,
+/// The cart's commands, as the host names them: `POST
+/// /v1/services/shopping-cart/entities/{id}/AddItem` with a [`LineItem`]
+/// is `CartCommand::AddItem(item)`. Other services call them by type with
+/// [`Forward::to`](wasmstate_sdk::Forward::to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all_fields = "camelCase")]
+pub enum CartCommand {
+    /// Adds a quantity (greater than zero) of a product; replies `{}`.
+    AddItem(LineItem),
+    /// Removes a product that is in the cart; replies `{}`.
+    RemoveItem {
+        /// The product's id.
+        product_id: String,
+    },
+    /// Replies with the cart.
+    GetCart,
+}
+
+impl Commands for CartCommand {
+    const SERVICE: &'static str = "shopping-cart";
 }
 
 impl ShoppingCart {
@@ -65,7 +80,8 @@ impl ShoppingCart {
     }
 }
 
-impl EventSourcedEntity for ShoppingCart {
+impl EventSourced for ShoppingCart {
+    type Command = CartCommand;
     type Event = Event;
 
     fn apply(&mut self, event: &Event) {
@@ -78,17 +94,16 @@ impl EventSourcedEntity for ShoppingCart {
         }
     }
 
-    fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-        match command.name() {
-            "AddItem" => {
-                let item: LineItem = command.json()?;
+    fn handle(command: CartCommand, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+        match command {
+            CartCommand::AddItem(item) => {
                 if item.quantity <= 0 {
                     return Err(Failure::rejected(format!(
                         "Quantity for item {} must be greater than zero.",
                         item.product_id
                     )));
                 }
-                let held = self.item(&item.product_id).map_or(0, |line| line.quantity);
+                let held = ctx.state().item(&item.product_id).map_or(0, |line| line.quantity);
                 if held.checked_add(item.quantity).is_none() {
                     return Err(Failure::rejected(format!(
                         "Quantity for item {} would exceed {}.",
@@ -99,9 +114,8 @@ impl EventSourcedEntity for ShoppingCart {
                 ctx.emit(Event::ItemAdded { item });
                 Ok(Reply::empty())
             }
-            "RemoveItem" => {
-                let RemoveItem { product_id } = command.json()?;
-                if self.item(&product_id).is_none() {
+            CartCommand::RemoveItem { product_id } => {
+                if ctx.state().item(&product_id).is_none() {
                     return Err(Failure::rejected(format!(
                         "Cannot remove item {product_id} because it is not in the cart."
                     )));
@@ -109,8 +123,7 @@ impl EventSourcedEntity for ShoppingCart {
                 ctx.emit(Event::ItemRemoved { product_id });
                 Ok(Reply::empty())
             }
-            "GetCart" => Ok(Reply::json(self)),
-            _ => Err(command.unknown()),
+            CartCommand::GetCart => Ok(Reply::json(ctx.state())),
         }
     }
 }
@@ -197,7 +210,10 @@ mod tests {
         assert_eq!(failure.code(), FailureCode::InvalidPayload);
         assert!(failure.message().starts_with("invalid payload for command \"AddItem\": "));
         let failure = kit.handle("Checkout", ()).unwrap_err();
-        assert_eq!(failure, Failure::unknown_command("unknown command \"Checkout\""));
+        assert_eq!(
+            failure,
+            Failure::unknown_command("unknown command \"Checkout\"; the commands are AddItem, RemoveItem, GetCart")
+        );
         assert!(kit.events().is_empty());
     }
 }

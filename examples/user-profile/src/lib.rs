@@ -12,7 +12,7 @@
 //! The stored state is the profile itself, `{"name", "email"}`.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Failure, Reply, ValueContext, ValueEntity};
+use wasmstate_sdk::{Commands, Failure, KeyValue, Reply, ValueContext};
 
 /// A user's profile: the stored state, the argument of `Update` and the
 /// reply of `Update` and `Get`.
@@ -25,11 +25,27 @@ pub struct Profile {
     pub email: String,
 }
 
-impl ValueEntity for Profile {
-    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
-        match command.name() {
-            "Update" => {
-                let profile: Profile = command.json()?;
+/// The profile's commands, as the host names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProfileCommand {
+    /// Replaces the profile; an email without an `@` is rejected.
+    Update(Profile),
+    /// Replies with the profile, or the empty one when none is stored.
+    Get,
+    /// Deletes the profile; replies `{}`.
+    Delete,
+}
+
+impl Commands for ProfileCommand {
+    const SERVICE: &'static str = "user-profile";
+}
+
+impl KeyValue for Profile {
+    type Command = ProfileCommand;
+
+    fn handle(command: ProfileCommand, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+        match command {
+            ProfileCommand::Update(profile) => {
                 if !profile.email.contains('@') {
                     return Err(Failure::rejected(format!(
                         "Email address \"{}\" is invalid: it has no @.",
@@ -39,12 +55,11 @@ impl ValueEntity for Profile {
                 ctx.update(profile);
                 Ok(Reply::json(ctx.state()))
             }
-            "Get" => Ok(Reply::json(self)),
-            "Delete" => {
+            ProfileCommand::Get => Ok(Reply::json(ctx.state())),
+            ProfileCommand::Delete => {
                 ctx.delete();
                 Ok(Reply::empty())
             }
-            _ => Err(command.unknown()),
         }
     }
 }

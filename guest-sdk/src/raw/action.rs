@@ -1,6 +1,6 @@
 //! The core of an action: the WIT `action.handle` and `action.on-event`.
 
-use crate::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+use crate::{Action, ActionContext, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent};
 
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct ActionEffects {
 ///
 /// If the handler panics.
 pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure> {
-    let mut ctx = ActionContext::new(command.entity_id());
+    let mut ctx = ActionContext::new(command.entity_id(), command.metadata());
     let reply = A::default().handle(command, &mut ctx)?;
     Ok(ActionEffects { reply, side_effects: ctx.into_side_effects() })
 }
@@ -37,7 +37,7 @@ pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure>
 ///
 /// If the handler panics.
 pub fn on_event<A: Action>(event: SubscribedEvent<'_>) -> Result<Vec<SideEffect>, Failure> {
-    let mut ctx = ActionContext::new(event.entity_id());
+    let mut ctx = ActionContext::new(event.entity_id(), Metadata::default());
     A::default().on_event(event, &mut ctx)?;
     Ok(ctx.into_side_effects())
 }

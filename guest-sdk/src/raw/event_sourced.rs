@@ -48,7 +48,7 @@ pub fn handle<'a, E: EventSourcedEntity>(
     command: Command<'_>,
 ) -> Result<Effects, Failure> {
     let state = fold::<E>(snapshot, events).map_err(|failure| Failure::invalid_state(failure.message))?;
-    let mut ctx = Context::new(command.entity_id(), &state);
+    let mut ctx = Context::new(&command, &state);
     let reply = state.handle(command, &mut ctx)?;
     let (events, side_effects, working) = ctx.into_parts();
     Ok(Effects {

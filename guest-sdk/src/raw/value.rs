@@ -40,7 +40,7 @@ pub fn handle<E: ValueEntity>(state: Option<&[u8]>, command: Command<'_>) -> Res
             .map_err(|error| Failure::invalid_state(format!("state could not be decoded: {error}")))?,
         None => E::default(),
     };
-    let mut ctx = ValueContext::new(command.entity_id(), &current, state.is_some());
+    let mut ctx = ValueContext::new(&command, &current, state.is_some());
     let reply = current.handle(command, &mut ctx)?;
     let (state, side_effects) = ctx.into_parts();
     Ok(ValueEffects { reply, state, side_effects })

@@ -30,6 +30,7 @@ use crate::{Action, Command, Failure, Reply, SideEffect, SubscribedEvent, raw};
 /// ```
 pub struct ActionTestKit<A> {
     entity_id: String,
+    metadata: super::KitMetadata,
     action: PhantomData<fn() -> A>,
 }
 
@@ -42,7 +43,7 @@ impl<A: Action> Default for ActionTestKit<A> {
 impl<A: Action> ActionTestKit<A> {
     /// A kit addressing commands to routing key `"test"`.
     pub fn new() -> Self {
-        Self { entity_id: "test".to_owned(), action: PhantomData }
+        Self { entity_id: "test".to_owned(), metadata: super::KitMetadata::default(), action: PhantomData }
     }
 
     /// Addresses commands to routing key `entity_id`.
@@ -55,7 +56,8 @@ impl<A: Action> ActionTestKit<A> {
 
     /// Runs a command, as the host does.
     fn run(&self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let effects = raw::action::handle::<A>(Command::new(name, payload, &self.entity_id))?;
+        let effects =
+            raw::action::handle::<A>(Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(0)))?;
         Ok((effects.reply, effects.side_effects))
     }
 

@@ -44,6 +44,7 @@ pub struct TestKit<E> {
     /// The version recorded for the events commands emit.
     version: u32,
     state: Option<Vec<u8>>,
+    metadata: super::KitMetadata,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -60,6 +61,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             events: Vec::new(),
             version: KIT_VERSION,
             state: None,
+            metadata: super::KitMetadata::default(),
             entity: PhantomData,
         }
     }
@@ -127,7 +129,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
-        let command = Command::new(name, payload, &self.entity_id);
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(self.seq()));
         let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)?;
 
         let first = self.seq() + 1;

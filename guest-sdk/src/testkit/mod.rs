@@ -90,6 +90,62 @@ macro_rules! command_methods {
             let (reply, side_effects) = self.run(name, &$crate::testkit::encode(payload))?;
             Ok($crate::testkit::Outcome::new(reply, side_effects))
         }
+
+        /// Sends `command`, a value of the service's command enum: its
+        /// variant is the command's name, its fields the JSON payload (see
+        /// [`Forward::call`](crate::Forward::call)). Returns the reply
+        /// decoded as JSON, like [`handle`](Self::handle).
+        ///
+        /// # Errors
+        ///
+        #[doc = $errors]
+        ///
+        /// # Panics
+        ///
+        /// As [`handle`](Self::handle), and if `command` is not an enum variant.
+        pub fn send<C: ::serde::Serialize + ?Sized>(
+            &$($mut)? self,
+            command: &C,
+        ) -> Result<::serde_json::Value, $crate::Failure> {
+            let (name, payload) = $crate::testkit::encode_command(command);
+            let reply = self.handle_raw(&name, &payload)?;
+            Ok($crate::testkit::decode(&reply, "reply"))
+        }
+
+        /// Sends `command` like [`send`](Self::send), returning its reply or
+        /// forward and its side effects, like
+        /// [`handle_outcome`](Self::handle_outcome).
+        ///
+        /// # Errors
+        ///
+        #[doc = $errors]
+        ///
+        /// # Panics
+        ///
+        /// As [`handle_outcome`](Self::handle_outcome), and if `command` is
+        /// not an enum variant.
+        pub fn send_outcome<C: ::serde::Serialize + ?Sized>(
+            &$($mut)? self,
+            command: &C,
+        ) -> Result<$crate::testkit::Outcome, $crate::Failure> {
+            let (name, payload) = $crate::testkit::encode_command(command);
+            let (reply, side_effects) = self.run(&name, &payload)?;
+            Ok($crate::testkit::Outcome::new(reply, side_effects))
+        }
+
+        /// Fixes the time the next commands see in their
+        /// [`Metadata`](crate::Metadata), in Unix milliseconds; by default
+        /// they see the real time.
+        pub fn set_time_ms(&mut self, now_ms: u64) {
+            self.metadata.now_ms = Some(now_ms);
+        }
+
+        /// Runs the next commands under `key`, as a client's
+        /// `Idempotency-Key` (the kit does not answer repeats of it: the
+        /// host does); `None` runs them without one, the default.
+        pub fn set_idempotency_key(&mut self, key: Option<&str>) {
+            self.metadata.idempotency_key = key.map(str::to_owned);
+        }
     };
 }
 
@@ -104,7 +160,33 @@ pub use value::ValueTestKit;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Forward, Reply, SideEffect};
+use crate::{Forward, Metadata, Reply, SideEffect};
+
+/// What a kit tells its commands besides the seq: the time and the
+/// idempotency key the test set.
+#[derive(Debug, Clone, Default)]
+struct KitMetadata {
+    /// The time commands see; the real time when `None`.
+    now_ms: Option<u64>,
+    /// The key commands run under.
+    idempotency_key: Option<String>,
+}
+
+impl KitMetadata {
+    /// The metadata of a command on an entity at `seq`.
+    fn at(&self, seq: u64) -> Metadata<'_> {
+        let now_ms = self.now_ms.unwrap_or_else(|| {
+            let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            since_epoch.map_or(0, |elapsed| elapsed.as_millis() as u64)
+        });
+        Metadata::new(seq, now_ms, self.idempotency_key.as_deref())
+    }
+}
+
+/// Encodes a command enum's value as a command name and payload.
+fn encode_command<C: Serialize + ?Sized>(command: &C) -> (String, Vec<u8>) {
+    crate::command_encode::encode(command)
+}
 
 /// Everything a successful command produced besides its events or state
 /// change, with payloads decoded as JSON.
@@ -252,5 +334,81 @@ fn message(command: &str, reply: Reply) -> Vec<u8> {
             "command {command} forwarded to {}/{}/{}: use handle_outcome to see forwards",
             forward.service, forward.entity_id, forward.command
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::{TestKit, ValueTestKit};
+    use crate::{Context, EventSourced, Failure, KeyValue, Metadata, Reply, ValueContext};
+
+    /// What a command saw of its metadata.
+    fn shown(metadata: Metadata<'_>) -> Reply {
+        Reply::json(&json!([metadata.seq(), metadata.now_ms(), metadata.idempotency_key()]))
+    }
+
+    #[derive(Default, Clone, Serialize, Deserialize)]
+    struct Log(u32);
+
+    #[derive(Serialize, Deserialize)]
+    enum LogCommand {
+        Add,
+        Show,
+    }
+
+    impl EventSourced for Log {
+        type Command = LogCommand;
+        type Event = ();
+
+        fn apply(&mut self, (): &()) {
+            self.0 += 1;
+        }
+
+        fn handle(command: LogCommand, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+            if let LogCommand::Add = command {
+                ctx.emit(());
+            }
+            Ok(shown(ctx.metadata()))
+        }
+    }
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Cell(u32);
+
+    impl KeyValue for Cell {
+        type Command = LogCommand;
+
+        fn handle(command: LogCommand, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+            if let LogCommand::Add = command {
+                ctx.update(Cell(ctx.state().0 + 1));
+            }
+            Ok(shown(ctx.metadata()))
+        }
+    }
+
+    #[test]
+    fn the_kits_hand_commands_their_seq_the_time_set_and_the_key_set() {
+        let mut kit = TestKit::<Log>::new("l");
+        kit.set_time_ms(1_000);
+        assert_eq!(kit.send(&LogCommand::Add), Ok(json!([0, 1_000, null])));
+        kit.set_idempotency_key(Some("k-1"));
+        assert_eq!(kit.send(&LogCommand::Show), Ok(json!([1, 1_000, "k-1"])));
+
+        let mut kit = ValueTestKit::<Cell>::new("c").with_state(&Cell(5));
+        kit.set_time_ms(7);
+        assert_eq!(kit.send(&LogCommand::Show), Ok(json!([1, 7, null])));
+        kit.send(&LogCommand::Add).unwrap();
+        assert_eq!(kit.send(&LogCommand::Show), Ok(json!([2, 7, null])));
+    }
+
+    #[test]
+    fn without_a_time_set_commands_see_the_real_time() {
+        let before = std::time::SystemTime::now();
+        let seen = TestKit::<Log>::new("l").send(&LogCommand::Show).unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(seen[1].as_u64().unwrap());
+        assert!(at + std::time::Duration::from_millis(1) >= before && at <= std::time::SystemTime::now());
     }
 }

@@ -33,13 +33,22 @@ use crate::{Command, Failure, Reply, SideEffect, ValueEntity, raw};
 pub struct ValueTestKit<E> {
     entity_id: String,
     state: Option<Vec<u8>>,
+    /// How many times the state was written.
+    revision: u64,
+    metadata: super::KitMetadata,
     entity: PhantomData<fn() -> E>,
 }
 
 impl<E: ValueEntity> ValueTestKit<E> {
     /// A kit for a fresh entity with id `entity_id` and no stored state.
     pub fn new(entity_id: impl Into<String>) -> Self {
-        Self { entity_id: entity_id.into(), state: None, entity: PhantomData }
+        Self {
+            entity_id: entity_id.into(),
+            state: None,
+            revision: 0,
+            metadata: super::KitMetadata::default(),
+            entity: PhantomData,
+        }
     }
 
     /// Stores `state` as if a previous command had written it.
@@ -49,6 +58,7 @@ impl<E: ValueEntity> ValueTestKit<E> {
     /// If `state` cannot be encoded as JSON.
     pub fn with_state(mut self, state: &E) -> Self {
         self.state = Some(encode_json(state, "state"));
+        self.revision += 1;
         self
     }
 
@@ -56,12 +66,14 @@ impl<E: ValueEntity> ValueTestKit<E> {
 
     /// Runs a command and commits its state change, as the host does.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let effects = raw::value::handle::<E>(self.state.as_deref(), Command::new(name, payload, &self.entity_id))?;
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(self.revision));
+        let effects = raw::value::handle::<E>(self.state.as_deref(), command)?;
         match effects.state {
-            StateChange::Unchanged => {}
+            StateChange::Unchanged => return Ok((effects.reply, effects.side_effects)),
             StateChange::Update(bytes) => self.state = Some(bytes),
             StateChange::Delete => self.state = None,
         }
+        self.revision += 1;
         Ok((effects.reply, effects.side_effects))
     }
 

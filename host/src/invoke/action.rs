@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{Input, Invocation, InvokeError, Shared};
-use crate::domain::FollowUp;
+use crate::domain::{CommandMeta, FollowUp};
 use crate::journal::{Commit, CommitStatus, EntityWrite};
 use crate::services::Service;
 
@@ -27,7 +27,10 @@ pub(super) async fn run(
         return Ok(follow_up);
     }
     let effects = match invocation.input {
-        Input::Command(call) => shared.runtime.handle_action(&service.compiled, call).await?,
+        Input::Command(call) => {
+            let meta = CommandMeta::now(0, invocation.key.as_ref().map(|key| key.as_str().to_owned()));
+            shared.runtime.handle_action(&service.compiled, call, meta).await?
+        }
         Input::Event { event, .. } => shared.runtime.on_event(&service.compiled, event).await?,
     }
     .map_err(InvokeError::Failed)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::idempotency::Keyed;
 use super::mailbox::EntityKey;
 use super::{Input, Invocation, InvokeError, Shared, blocking};
-use crate::domain::{Call, Effects, FollowUp, ServiceKind, StateChange};
+use crate::domain::{Call, CommandMeta, Effects, FollowUp, ServiceKind, StateChange};
 use crate::journal::{Commit, EntityWrite, StoredSnapshot, StoredValue};
 use crate::runtime::Snapshot;
 use crate::services::Service;
@@ -79,12 +79,13 @@ pub(super) async fn run(
     {
         return Ok(Ran { commit: None, follow_up, keyed: None });
     }
+    let key = invocation.key.as_ref().map(|key| key.as_str().to_owned());
     let Input::Command(call) = invocation.input else {
         return Err(InvokeError::Internal(format!("{} service cannot receive events", service.kind().with_article())));
     };
     let (write, effects, cache_after) = match service.kind() {
-        ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call).await?,
-        ServiceKind::Value => value(shared, entity, cached, service, call).await?,
+        ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call, key).await?,
+        ServiceKind::Value => value(shared, entity, cached, service, call, key).await?,
         ServiceKind::Action => return Err(InvokeError::Internal("an action has no entity task".into())),
     };
     let (_, follow_up, outbox) = effects.into_parts();
@@ -115,6 +116,7 @@ async fn event_sourced(
     cached: &mut Option<CachedState>,
     service: &Service,
     call: Call,
+    key: Option<String>,
 ) -> Result<Executed, InvokeError> {
     let loaded;
     let (snapshot, events, last_seq, unsnapshotted, stored_snapshot) = match cached {
@@ -135,7 +137,7 @@ async fn event_sourced(
     };
     let mut effects = shared
         .runtime
-        .handle_event_sourced(&service.compiled, snapshot, events, call)
+        .handle_event_sourced(&service.compiled, snapshot, events, call, CommandMeta::now(last_seq, key))
         .await?
         .map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;
@@ -179,6 +181,7 @@ async fn value(
     cached: &mut Option<CachedState>,
     service: &Service,
     call: Call,
+    key: Option<String>,
 ) -> Result<Executed, InvokeError> {
     if !matches!(cached, Some(CachedState::Value(_))) {
         // The stored state is the committed state: cache it even if the
@@ -193,8 +196,11 @@ async fn value(
         return Err(InvokeError::Internal("a value entity's state was not loaded".into()));
     };
     let (state, revision) = (stored.state.as_deref(), stored.revision);
-    let mut effects =
-        shared.runtime.handle_value(&service.compiled, state, call).await?.map_err(InvokeError::Failed)?;
+    let mut effects = shared
+        .runtime
+        .handle_value(&service.compiled, state, call, CommandMeta::now(revision, key))
+        .await?
+        .map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;
     // The write lands only if the entity is still at the revision it ran on.
     let write = |state: Option<Vec<u8>>| {

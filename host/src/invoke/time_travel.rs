@@ -5,7 +5,7 @@
 //! within the same in-flight limit and output limits as every invocation.
 
 use super::{InvokeError, Invoker, Shared, blocking, mailbox};
-use crate::domain::{Call, Effects, ServiceKind};
+use crate::domain::{Call, CommandMeta, Effects, ServiceKind};
 use crate::journal::{AsOf, Forked, NotKept};
 use crate::runtime::{FailedAt, Replayed, Snapshot, WitVersion};
 
@@ -84,8 +84,10 @@ impl Invoker {
                 let as_of = self.shared.as_of(&call.service, &call.entity, at).await?;
                 let seq = as_of.seq();
                 let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
-                let effects =
-                    runtime.handle_event_sourced(&service.compiled, snapshot.as_ref(), as_of.events, call).await?;
+                let meta = CommandMeta::now(seq, None);
+                let effects = runtime
+                    .handle_event_sourced(&service.compiled, snapshot.as_ref(), as_of.events, call, meta)
+                    .await?;
                 (seq, effects)
             }
             ServiceKind::Value | ServiceKind::Action if at.is_some() => {
@@ -97,10 +99,13 @@ impl Invoker {
             ServiceKind::Value => {
                 let journal = self.shared.journal.clone();
                 let (s, e) = (call.service.clone(), call.entity.clone());
-                let state = blocking(move || journal.value(&s, &e)).await??;
-                (0, runtime.handle_value(&service.compiled, state.as_deref(), call).await?)
+                let stored = blocking(move || journal.load_value(&s, &e)).await??;
+                let meta = CommandMeta::now(stored.revision, None);
+                (0, runtime.handle_value(&service.compiled, stored.state.as_deref(), call, meta).await?)
             }
-            ServiceKind::Action => (0, runtime.handle_action(&service.compiled, call).await?),
+            ServiceKind::Action => {
+                (0, runtime.handle_action(&service.compiled, call, CommandMeta::now(0, None)).await?)
+            }
         };
         let effects = effects.map_err(InvokeError::Failed)?;
         self.shared.check_output(&effects)?;

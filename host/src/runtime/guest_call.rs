@@ -11,7 +11,7 @@ use wasmtime::component::{Instance, InstancePre};
 use super::bindings::{Snapshot, WitVersion, v0_1, v0_2};
 use super::idle_pool::{IdleBudget, IdlePool};
 use super::{GuestError, GuestState, Runtime};
-use crate::domain::{Call, Effects, Event, Failure, ServiceKind, SubscribedEvent};
+use crate::domain::{Call, CommandMeta, Effects, Event, Failure, ServiceKind, SubscribedEvent};
 
 /// The exports of a component: its kind, and the WIT version it was built
 /// against.
@@ -154,12 +154,13 @@ impl Runtime {
         snapshot: Option<&Snapshot>,
         events: Vec<Event>,
         command: Call,
+        meta: CommandMeta,
     ) -> GuestResult<Effects> {
         match &service.exports {
             Exports::EventSourcedV0_2(indices) => {
                 let snapshot = snapshot.map(|s| &s.0);
                 let events: Vec<v0_2::wit::Event> = events.into_iter().map(Into::into).collect();
-                let command = command.into();
+                let command = v0_2::command(command, meta);
                 guest_call!(
                     self,
                     service,
@@ -171,7 +172,7 @@ impl Runtime {
             Exports::EventSourcedV0_1(indices) => {
                 let snapshot: Option<v0_1::wit::Snapshot> = snapshot.map(Into::into);
                 let events: Vec<v0_1::wit::Event> = events.into_iter().map(Into::into).collect();
-                let command = command.into();
+                let command = v0_1::command(command, meta);
                 guest_call!(
                     self,
                     service,
@@ -210,12 +211,13 @@ impl Runtime {
         service: &CompiledService,
         state: Option<&[u8]>,
         command: Call,
+        meta: CommandMeta,
     ) -> GuestResult<Effects> {
         per_version!(
             &service.exports,
             ValueV0_1 | ValueV0_2,
             |indices, m| {
-                let command: m::wit::Command = command.into();
+                let command = m::command(command, meta);
                 guest_call!(
                     self,
                     service,
@@ -244,12 +246,17 @@ impl Runtime {
     }
 
     /// Runs an action's `handle`.
-    pub async fn handle_action(&self, service: &CompiledService, command: Call) -> GuestResult<Effects> {
+    pub async fn handle_action(
+        &self,
+        service: &CompiledService,
+        command: Call,
+        meta: CommandMeta,
+    ) -> GuestResult<Effects> {
         per_version!(
             &service.exports,
             ActionV0_1 | ActionV0_2,
             |indices, m| {
-                let command: m::wit::Command = command.into();
+                let command = m::command(command, meta);
                 guest_call!(self, service, indices, |guest, store| guest.call_handle(store, &command), Effects::from)
             },
             Err(service.wrong_kind(ServiceKind::Action))

@@ -13,7 +13,7 @@
 //! shorter prefixes, a bisection: a handful more calls, on failures only.
 
 use super::{CompiledService, GuestError, Runtime, Snapshot};
-use crate::domain::{Call, Event, FailureCode};
+use crate::domain::{Call, CommandMeta, Event, FailureCode};
 
 /// The command a 0.1.0 component is called with to make it read its state
 /// and nothing more. Command names from requests never hold control
@@ -133,11 +133,14 @@ impl Runtime {
             }),
             None => {
                 let call = fold_only(service_name, entity);
-                self.handle_event_sourced(service, snapshot, events.to_vec(), call).await.map(|answer| match answer {
-                    Err(failure) if failure.code == FailureCode::InvalidState => {
-                        Attempt::Unlocated { message: failure.message, bisect: true }
+                let meta = CommandMeta::now(events.last().map_or(snapshot.map_or(0, |s| s.seq()), |e| e.seq), None);
+                self.handle_event_sourced(service, snapshot, events.to_vec(), call, meta).await.map(|answer| {
+                    match answer {
+                        Err(failure) if failure.code == FailureCode::InvalidState => {
+                            Attempt::Unlocated { message: failure.message, bisect: true }
+                        }
+                        _ => Attempt::Replayed(Replayed::Folded),
                     }
-                    _ => Attempt::Replayed(Replayed::Folded),
                 })
             }
         };
@@ -162,7 +165,7 @@ impl Runtime {
             }),
             None => {
                 let call = fold_only(service_name, entity);
-                self.handle_value(service, Some(state), call).await.map(|answer| match answer {
+                self.handle_value(service, Some(state), call, CommandMeta::default()).await.map(|answer| match answer {
                     Err(failure) if failure.code == FailureCode::InvalidState => {
                         Attempt::Unlocated { message: failure.message, bisect: false }
                     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::domain::{Call, Effects, Event, Failure, FailureCode, Reply, ServiceKind, payload_json};
+use crate::domain::{Call, CommandMeta, Effects, Event, Failure, FailureCode, Reply, ServiceKind, payload_json};
 use crate::journal::{EntityHistory, Journal, JournalError};
 use crate::runtime::{CompiledService, FailedAt, GuestError, ReplayFailure, Replayed, Runtime, Snapshot, WitVersion};
 
@@ -183,11 +183,16 @@ impl Worker {
             && let (Some(probe), Some(old)) = (&self.probe, &self.old)
         {
             let events = &history.events;
+            // Both versions run the probe at the same time, so a reply that
+            // shows the time differs only where the code does.
+            let meta = CommandMeta::now(history.last_seq, None);
             let run = async |version: &CompiledService| {
                 let call = self.probe_call(entity, probe);
                 let snapshot = snapshot.as_ref();
-                retry_when_busy(|| self.runtime.handle_event_sourced(version, snapshot, events.clone(), call.clone()))
-                    .await
+                retry_when_busy(|| {
+                    self.runtime.handle_event_sourced(version, snapshot, events.clone(), call.clone(), meta.clone())
+                })
+                .await
             };
             let (old, new) = (busy_stops(run(old).await)?, busy_stops(run(&self.new).await)?);
             outcome.difference = difference(entity, old, new);
@@ -257,9 +262,10 @@ impl Worker {
             return Ok(Outcome { failures: vec![failure], ..Outcome::default() });
         }
         let (Some(probe), Some(old)) = (&self.probe, &self.old) else { return Ok(Outcome::default()) };
+        let meta = CommandMeta::now(0, None);
         let run = async |version: &CompiledService| {
             let call = self.probe_call(entity, probe);
-            retry_when_busy(|| self.runtime.handle_value(version, Some(state), call.clone())).await
+            retry_when_busy(|| self.runtime.handle_value(version, Some(state), call.clone(), meta.clone())).await
         };
         let (old, new) = (busy_stops(run(old).await)?, busy_stops(run(&self.new).await)?);
         Ok(Outcome { difference: difference(entity, old, new), ..Outcome::default() })

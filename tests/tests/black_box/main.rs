@@ -30,6 +30,7 @@ mod services;
 mod stored;
 mod subscriptions;
 mod tck;
+mod typed_commands;
 mod upgrades;
 
 use std::path::Path;

@@ -110,12 +110,6 @@ macro_rules! version_bindings {
 
         use crate::domain::{Call, Effects, Failure, FailureCode, Reply, SideEffect, StateChange};
 
-        impl From<Call> for wit::Command {
-            fn from(call: Call) -> Self {
-                Self { name: call.command, payload: call.payload, entity_id: call.entity }
-            }
-        }
-
         impl From<wit::Failure> for Failure {
             fn from(failure: wit::Failure) -> Self {
                 let code = match failure.code {

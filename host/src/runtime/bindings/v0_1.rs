@@ -2,9 +2,14 @@
 //! the first release keep running on.
 
 use super::Snapshot;
-use crate::domain::{Event, SubscribedEvent};
+use crate::domain::{CommandMeta, Event, SubscribedEvent};
 
 super::version_bindings!("../wit/v0.1.0");
+
+/// The command `call`; 0.1.0 has no place for its metadata.
+pub(in crate::runtime) fn command(call: Call, _meta: CommandMeta) -> wit::Command {
+    wit::Command { name: call.command, payload: call.payload, entity_id: call.entity }
+}
 
 impl From<Event> for wit::Event {
     fn from(event: Event) -> Self {

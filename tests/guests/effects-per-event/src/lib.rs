@@ -11,7 +11,7 @@
 //! It answers no command.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+use wasmstate_sdk::{ActionContext, Failure, NoCommands, Reply, SideEffect, Stateless, SubscribedEvent};
 
 /// The service and entity every side effect increases.
 pub const TARGET: (&str, &str) = ("counter", "flooded");
@@ -44,18 +44,20 @@ struct Ask {
     forever: bool,
 }
 
-/// The argument of the counter's `Increase`.
+/// The counter's command the side effects run.
 #[derive(Serialize)]
-struct Increase {
-    value: i64,
+enum Count {
+    Increase { value: i64 },
 }
 
-impl Action for EffectsPerEvent {
-    fn handle(&self, command: Command<'_>, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
-        Err(command.unknown())
+impl Stateless for EffectsPerEvent {
+    type Command = NoCommands;
+
+    fn handle(command: NoCommands, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        match command {}
     }
 
-    fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+    fn on_event(event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         let ask = match event.json::<Event>() {
             Ok(Event::Echoed { value }) => value,
             _ => return Ok(()),
@@ -67,7 +69,7 @@ impl Action for EffectsPerEvent {
             }
         }
         for _ in 0..ask.effects {
-            let effect = SideEffect::new(TARGET.0, TARGET.1, "Increase").json(&Increase { value: 1 });
+            let effect = SideEffect::call(TARGET.0, TARGET.1, &Count::Increase { value: 1 });
             ctx.effect(if ask.synchronous { effect.synchronous() } else { effect });
         }
         Ok(())

@@ -10,7 +10,7 @@
 //! It answers no command.
 
 use serde::Serialize;
-use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply, SideEffect, SubscribedEvent};
+use wasmstate_sdk::{ActionContext, Failure, NoCommands, Reply, SideEffect, Stateless, SubscribedEvent};
 
 /// Where each event is counted, in order.
 pub const TARGETS: [(&str, &str); 2] = [("counter", "first"), ("audit", "second")];
@@ -19,20 +19,22 @@ pub const TARGETS: [(&str, &str); 2] = [("counter", "first"), ("audit", "second"
 #[derive(Debug, Default)]
 pub struct FanOut;
 
-/// The argument of the counter's `Increase`.
+/// The command both targets take.
 #[derive(Serialize)]
-struct Increase {
-    value: i64,
+enum Count {
+    Increase { value: i64 },
 }
 
-impl Action for FanOut {
-    fn handle(&self, command: Command<'_>, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
-        Err(command.unknown())
+impl Stateless for FanOut {
+    type Command = NoCommands;
+
+    fn handle(command: NoCommands, _ctx: &mut ActionContext<'_>) -> Result<Reply, Failure> {
+        match command {}
     }
 
-    fn on_event(&self, _event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
+    fn on_event(_event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         for (service, entity) in TARGETS {
-            ctx.effect(SideEffect::new(service, entity, "Increase").json(&Increase { value: 1 }).synchronous());
+            ctx.effect(SideEffect::call(service, entity, &Count::Increase { value: 1 }).synchronous());
         }
         Ok(())
     }

@@ -1,5 +1,10 @@
 //! An entity that misbehaves on command, to test how the host contains it.
 //!
+//! It dispatches commands by name through `EventSourcedEntity`, the style
+//! entities were written in before typed commands, and its commands take
+//! any payload they like: keeping it here proves that such entities keep
+//! building and running.
+//!
 //! Commands (JSON bodies):
 //!
 //! - `Echo {"value"}` emits `Echoed` and replies `{"value", "applied"}`, where

@@ -18,17 +18,19 @@
 //!     `{"from": <this entity's id>}`; `synchronous` defaults to false;
 //!   - `{"fail": "message"}` fails the command with code `rejected` and that
 //!     message; later actions do not run, and nothing is persisted.
+//! - `Metadata` replies `{"seq", "nowMs", "idempotencyKey"}`, what the host
+//!   told the command;
 //! - `Call {"from"}` emits `{"type": "Called", "from": ...}`, which leaves
 //!   the state as it is, and replies `{"message": <state>}`: the target of a
 //!   forward or side effect records in its log that it was called.
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Context, EventSourcedEntity, Failure, Reply};
+use wasmstate_sdk::{Context, EventSourced, Failure, Reply};
 
 #[path = "../../tck_common.rs"]
 mod common;
 
-use common::{Call, Process, Target, message, process_reply};
+use common::{Call, Process, Target, TckCommand, message, metadata_reply, process_reply};
 
 /// The state: the concatenation of every emitted value.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,14 +56,15 @@ pub enum Event {
 /// One step of `Process`.
 #[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Step {
+pub enum Step {
     Emit(String),
     Forward(Target),
     Effect(Target),
     Fail(String),
 }
 
-impl EventSourcedEntity for Tck {
+impl EventSourced for Tck {
+    type Command = TckCommand<Step>;
     type Event = Event;
 
     fn apply(&mut self, event: &Event) {
@@ -71,11 +74,10 @@ impl EventSourcedEntity for Tck {
         }
     }
 
-    fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
-        match command.name() {
-            "Process" => {
-                let Process { actions } = command.json()?;
-                let from = command.entity_id();
+    fn handle(command: TckCommand<Step>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+        match command {
+            TckCommand::Process(Process { actions }) => {
+                let from = ctx.entity_id();
                 let mut forward = None;
                 for step in actions {
                     match step {
@@ -87,12 +89,11 @@ impl EventSourcedEntity for Tck {
                 }
                 Ok(process_reply(forward, &ctx.state().0))
             }
-            "Call" => {
-                let Call { from } = command.json()?;
+            TckCommand::Call(Call { from }) => {
                 ctx.emit(Event::Called { from });
-                Ok(message(&self.0))
+                Ok(message(&ctx.state().0))
             }
-            _ => Err(command.unknown()),
+            TckCommand::Metadata => Ok(metadata_reply(ctx.metadata())),
         }
     }
 }

@@ -19,15 +19,17 @@
 //!     `{"from": <this entity's id>}`; `synchronous` defaults to false;
 //!   - `{"fail": "message"}` fails the command with code `rejected` and that
 //!     message; later actions do not run, and nothing is persisted.
-//! - `Call {"from"}` replies `{"message": <state>}` and changes nothing.
+//! - `Call {"from"}` replies `{"message": <state>}` and changes nothing;
+//! - `Metadata` replies `{"seq", "nowMs", "idempotencyKey"}`, what the host
+//!   told the command (`seq` counts the state's writes).
 
 use serde::{Deserialize, Serialize};
-use wasmstate_sdk::{Command, Failure, Reply, ValueContext, ValueEntity};
+use wasmstate_sdk::{Failure, KeyValue, Reply, ValueContext};
 
 #[path = "../../tck_common.rs"]
 mod common;
 
-use common::{Call, Process, Target, message, process_reply};
+use common::{Process, Target, TckCommand, message, metadata_reply, process_reply};
 
 /// The state: a string, `""` when none is stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +39,7 @@ pub struct TckValue(pub String);
 /// One step of `Process`.
 #[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Step {
+pub enum Step {
     Update(String),
     Delete(bool),
     Forward(Target),
@@ -45,12 +47,13 @@ enum Step {
     Fail(String),
 }
 
-impl ValueEntity for TckValue {
-    fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
-        match command.name() {
-            "Process" => {
-                let Process { actions } = command.json()?;
-                let from = command.entity_id();
+impl KeyValue for TckValue {
+    type Command = TckCommand<Step>;
+
+    fn handle(command: TckCommand<Step>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure> {
+        match command {
+            TckCommand::Process(Process { actions }) => {
+                let from = ctx.entity_id();
                 let mut forward = None;
                 for step in actions {
                     match step {
@@ -64,11 +67,8 @@ impl ValueEntity for TckValue {
                 }
                 Ok(process_reply(forward, &ctx.state().0))
             }
-            "Call" => {
-                let Call { .. } = command.json()?;
-                Ok(message(&self.0))
-            }
-            _ => Err(command.unknown()),
+            TckCommand::Call(_) => Ok(message(&ctx.state().0)),
+            TckCommand::Metadata => Ok(metadata_reply(ctx.metadata())),
         }
     }
 }
