@@ -48,12 +48,13 @@ run: host examples
 ## then the black-box suite again on the PostgreSQL journal (a throwaway
 ## server the tests start themselves, or $$WASMSTATE_TEST_PG). The
 ## disk tests (in process on redb's injected storage, and on a real full
-## tmpfs) are about the embedded journal, so they run once, in the first pass. Both passes select the whole
+## tmpfs) are about the embedded journal, and `wasmstate new` about no
+## journal, so they run once, in the first pass. Both passes select the whole
 ## workspace, so they share one feature resolution and the second builds
 ## nothing again.
 test: toolchain host
 	$(CARGO) test --workspace
-	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure:: --skip full_disk::
+	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure:: --skip full_disk:: --skip scaffold::
 
 ## The gates CI enforces before the tests: formatting and lints.
 lint: toolchain

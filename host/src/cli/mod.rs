@@ -5,6 +5,7 @@
 
 mod deploy;
 mod journal;
+mod scaffold;
 
 use std::path::PathBuf;
 
@@ -137,6 +138,18 @@ enum CliCommand {
         /// The service name.
         service: String,
     },
+    /// Start a new service crate: a working service of the kind asked for,
+    /// its unit tests, a README, and the SDK beside it.
+    New {
+        /// The crate's and the service's name, e.g. my-cart.
+        name: String,
+        /// The kind of service.
+        #[arg(long, value_enum, default_value = "event-sourced")]
+        kind: scaffold::Kind,
+        /// Where to write it (default: ./NAME); it must not hold files.
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -151,6 +164,12 @@ impl Cli {
             }
             CliCommand::CompileWorker { max_memory } => crate::runtime::run_worker(max_memory),
             CliCommand::Journal(command) => return journal::run(command).await,
+            CliCommand::New { name, kind, path } => {
+                let dir = scaffold::new_crate(&name, kind, path.as_deref())?;
+                println!("created {} in {}", name, dir.display());
+                println!("  cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
+                return Ok(());
+            }
             CliCommand::Deploy { service, component, verify, subscribe } => {
                 deploy::deploy(&client, &service, &component, &verify, &subscribe).await?
             }

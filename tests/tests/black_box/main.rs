@@ -25,6 +25,7 @@ mod memory_budgets;
 mod origins;
 mod overload;
 mod restart;
+mod scaffold;
 mod security;
 mod services;
 mod stored;
