@@ -248,22 +248,25 @@ impl<'de> de::Deserializer<'de> for Empty {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde::Deserialize;
+pub(crate) mod tests {
+    use serde::{Deserialize, Serialize};
 
     use super::*;
     use crate::FailureCode;
 
-    #[derive(Debug, PartialEq, Deserialize)]
-    struct Item {
-        id: String,
+    /// The argument of [`Cmd::Add`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct Item {
+        pub(crate) id: String,
         #[serde(default)]
-        count: u32,
+        pub(crate) count: u32,
     }
 
-    #[derive(Debug, PartialEq, Deserialize)]
+    /// A command enum with a variant of every shape, for the decoding and
+    /// the encoding tests.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(rename_all_fields = "camelCase")]
-    enum Cmd {
+    pub(crate) enum Cmd {
         Add(Item),
         Remove {
             product_id: String,

@@ -190,29 +190,9 @@ impl SerializeStructVariant for StructVariant {
 
 #[cfg(test)]
 mod tests {
-    use serde::{Deserialize, Serialize};
-
     use super::*;
     use crate::command_decode::decode;
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Item {
-        id: String,
-        count: u32,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    #[serde(rename_all_fields = "camelCase")]
-    enum Cmd {
-        Add(Item),
-        Remove {
-            product_id: String,
-        },
-        Move(u32, u32),
-        Clear,
-        #[serde(rename = "get-all")]
-        GetAll {},
-    }
+    use crate::command_decode::tests::{Cmd, Item};
 
     #[test]
     fn a_variant_is_its_name_and_its_content_as_json() {
@@ -232,6 +212,8 @@ mod tests {
             Cmd::Remove { product_id: "y".into() },
             Cmd::Move(3, 4),
             Cmd::Clear,
+            Cmd::Page(Some(2)),
+            Cmd::Page(None),
             Cmd::GetAll {},
         ];
         for command in commands {

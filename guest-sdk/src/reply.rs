@@ -98,11 +98,38 @@ pub trait Commands: Serialize {
     const SERVICE: &'static str;
 }
 
-/// The payload builders and getters of [`Forward`] and [`SideEffect`], which
-/// both address a command (`service`, `entity_id`, `command`) and carry its
-/// `payload`; `$what` names the payload in the panic of `json`.
+/// The typed constructors, payload builders and getters of [`Forward`] and
+/// [`SideEffect`], which both address a command (`service`, `entity_id`,
+/// `command`) and carry its `payload`; `$what` names the payload in the
+/// panic of `json`.
 macro_rules! call_methods {
     ($what:literal) => {
+        /// Addresses `command`, a value of a command enum, to entity
+        /// `entity_id` of service `service`: the variant's name is the
+        /// command, its fields the payload.
+        ///
+        /// # Panics
+        ///
+        /// If `command` is not an enum variant or cannot be encoded as JSON.
+        pub fn call<C: Serialize + ?Sized>(
+            service: impl Into<String>,
+            entity_id: impl Into<String>,
+            command: &C,
+        ) -> Self {
+            let (name, payload) = crate::command_encode::encode(command);
+            Self::new(service, entity_id, name).payload(payload)
+        }
+
+        /// Addresses `command` to entity `entity_id` of the service whose
+        /// [`Commands`] they are.
+        ///
+        /// # Panics
+        ///
+        /// As [`call`](Self::call).
+        pub fn to<C: Commands + ?Sized>(entity_id: impl Into<String>, command: &C) -> Self {
+            Self::call(C::SERVICE, entity_id, command)
+        }
+
         /// Sets the payload to `value` encoded as JSON.
         ///
         /// # Panics
@@ -167,28 +194,6 @@ impl Forward {
         Self { service: service.into(), entity_id: entity_id.into(), command: command.into(), payload: Vec::new() }
     }
 
-    /// A forward to `command`, a value of a command enum, of entity
-    /// `entity_id` of service `service`: the variant's name is the command,
-    /// its fields the payload.
-    ///
-    /// # Panics
-    ///
-    /// If `command` is not an enum variant or cannot be encoded as JSON.
-    pub fn call<C: Serialize + ?Sized>(service: impl Into<String>, entity_id: impl Into<String>, command: &C) -> Self {
-        let (name, payload) = crate::command_encode::encode(command);
-        Self::new(service, entity_id, name).payload(payload)
-    }
-
-    /// A forward to `command` of entity `entity_id` of the service whose
-    /// [`Commands`] they are.
-    ///
-    /// # Panics
-    ///
-    /// As [`call`](Self::call).
-    pub fn to<C: Commands + ?Sized>(entity_id: impl Into<String>, command: &C) -> Self {
-        Self::call(C::SERVICE, entity_id, command)
-    }
-
     call_methods!("forward payload");
 }
 
@@ -229,28 +234,6 @@ impl SideEffect {
             payload: Vec::new(),
             synchronous: false,
         }
-    }
-
-    /// An asynchronous side effect running `command`, a value of a command
-    /// enum, on entity `entity_id` of service `service`: the variant's name
-    /// is the command, its fields the payload.
-    ///
-    /// # Panics
-    ///
-    /// If `command` is not an enum variant or cannot be encoded as JSON.
-    pub fn call<C: Serialize + ?Sized>(service: impl Into<String>, entity_id: impl Into<String>, command: &C) -> Self {
-        let (name, payload) = crate::command_encode::encode(command);
-        Self::new(service, entity_id, name).payload(payload)
-    }
-
-    /// An asynchronous side effect running `command` on entity `entity_id`
-    /// of the service whose [`Commands`] they are.
-    ///
-    /// # Panics
-    ///
-    /// As [`call`](Self::call).
-    pub fn to<C: Commands + ?Sized>(entity_id: impl Into<String>, command: &C) -> Self {
-        Self::call(C::SERVICE, entity_id, command)
     }
 
     call_methods!("side effect payload");

@@ -107,7 +107,7 @@ macro_rules! command_methods {
             &$($mut)? self,
             command: &C,
         ) -> Result<::serde_json::Value, $crate::Failure> {
-            let (name, payload) = $crate::testkit::encode_command(command);
+            let (name, payload) = $crate::command_encode::encode(command);
             let reply = self.handle_raw(&name, &payload)?;
             Ok($crate::testkit::decode(&reply, "reply"))
         }
@@ -128,7 +128,7 @@ macro_rules! command_methods {
             &$($mut)? self,
             command: &C,
         ) -> Result<$crate::testkit::Outcome, $crate::Failure> {
-            let (name, payload) = $crate::testkit::encode_command(command);
+            let (name, payload) = $crate::command_encode::encode(command);
             let (reply, side_effects) = self.run(&name, &payload)?;
             Ok($crate::testkit::Outcome::new(reply, side_effects))
         }
@@ -181,11 +181,6 @@ impl KitMetadata {
         });
         Metadata::new(seq, now_ms, self.idempotency_key.as_deref())
     }
-}
-
-/// Encodes a command enum's value as a command name and payload.
-fn encode_command<C: Serialize + ?Sized>(command: &C) -> (String, Vec<u8>) {
-    crate::command_encode::encode(command)
 }
 
 /// Everything a successful command produced besides its events or state

@@ -133,15 +133,15 @@ impl Runtime {
             }),
             None => {
                 let call = fold_only(service_name, entity);
-                let meta = CommandMeta::now(events.last().map_or(snapshot.map_or(0, |s| s.seq()), |e| e.seq), None);
-                self.handle_event_sourced(service, snapshot, events.to_vec(), call, meta).await.map(|answer| {
-                    match answer {
+                // Only 0.1.0 components fold this way, and they take no metadata.
+                self.handle_event_sourced(service, snapshot, events.to_vec(), call, CommandMeta::default()).await.map(
+                    |answer| match answer {
                         Err(failure) if failure.code == FailureCode::InvalidState => {
                             Attempt::Unlocated { message: failure.message, bisect: true }
                         }
                         _ => Attempt::Replayed(Replayed::Folded),
-                    }
-                })
+                    },
+                )
             }
         };
         entity_failure(answer)
