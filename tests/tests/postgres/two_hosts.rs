@@ -158,7 +158,12 @@ async fn migrated_from(version: i64, undo: &str) {
     let stored: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
     assert_eq!(stored, 3);
-    assert!(!api.get("/v1/cluster").await.expect(200)["leases"].as_array().unwrap().is_empty(), "leases are taken");
+    // The host takes its leases in the background, after it starts
+    // answering.
+    let leases_taken = api.eventually(Duration::from_secs(5), || async {
+        !api.get("/v1/cluster").await.expect(200)["leases"].as_array().unwrap().is_empty()
+    });
+    assert!(leases_taken.await, "leases are taken");
 }
 
 /// Waits until each of `apis` routes to all of them.
