@@ -70,6 +70,7 @@ pub fn spawn(
             running: HashMap::new(),
             busy: HashSet::new(),
             known: HashSet::new(),
+            first_read: HashMap::new(),
             queue: VecDeque::new(),
             cursor: 0,
             done: Vec::new(),
@@ -97,6 +98,8 @@ struct Worker {
     busy: HashSet<(String, String)>,
     /// The ids queued or being delivered.
     known: HashSet<u64>,
+    /// When each entry not yet delivered or dropped was first read.
+    first_read: HashMap<u64, Instant>,
     /// Due entries waiting for their target, in id order.
     queue: VecDeque<OutboxEntry>,
     /// The id the next read of the outbox starts after (0: from the start).
@@ -161,6 +164,7 @@ impl Worker {
         };
         self.cursor = if due.len() < SCAN { 0 } else { due.last().map_or(0, |e| e.id) };
         for entry in due {
+            self.first_read.entry(entry.id).or_insert_with(Instant::now);
             if self.known.insert(entry.id) {
                 self.queue.push_back(entry);
             }
@@ -216,6 +220,9 @@ impl Worker {
             }
         };
         if delivery != Delivery::Retried {
+            if let Some(read) = self.first_read.remove(&id) {
+                self.metrics.record_outbox_done(read.elapsed());
+            }
             // Known until it is removed, so a read before then skips it.
             self.done.push(id);
             self.oldest_done.get_or_insert_with(Instant::now);

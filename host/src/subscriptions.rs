@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 
@@ -142,10 +142,12 @@ impl Subscriptions {
                 continue;
             }
             let last = batch.last().map_or(0, |e| e.position);
+            let read = Instant::now();
             for entry in batch {
                 if !self.deliver_until_done(&subscriber, &source, entry, &lease).await {
                     return;
                 }
+                self.metrics.record_event_done(read.elapsed());
             }
             let (journal, sub, src, held) = (self.journal.clone(), subscriber.clone(), source.clone(), lease.clone());
             match tokio::task::spawn_blocking(move || journal.set_offset(&sub, &src, last, &held)).await {

@@ -31,7 +31,7 @@ mod time_travel;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -200,7 +200,9 @@ impl Invoker {
     /// what follows it.
     pub async fn invoke(&self, invocation: Invocation) -> Answer {
         let permit = self.shared.permit().inspect_err(|_| {
-            self.shared.metrics.record_invocation(InvocationOutcome::Refused);
+            let service = self.shared.services.get(invocation.service());
+            let labels = service.as_ref().map(|service| (invocation.service(), service.kind()));
+            self.shared.metrics.record_invocation(labels, InvocationOutcome::Refused, Duration::ZERO);
         })?;
         let this = self.clone();
         FinishOnDrop::new(async move {
@@ -222,12 +224,15 @@ impl Invoker {
         );
         Box::pin(
             async move {
-                let result = self.run_and_follow(invocation).await;
+                let started = Instant::now();
+                let mut service = None;
+                let result = self.run_and_follow(invocation, &mut service).await;
                 let outcome = match &result {
                     Ok(_) => InvocationOutcome::Ok,
                     Err(error) => error.outcome(),
                 };
-                self.shared.metrics.record_invocation(outcome);
+                let labels = service.as_ref().map(|service| (service.meta.service.as_str(), service.kind()));
+                self.shared.metrics.record_invocation(labels, outcome, started.elapsed());
                 tracing::Span::current().record("outcome", outcome.as_str());
                 match &result {
                     Err(error) if error.is_host_failure() => tracing::error!(%error, "invocation failed"),
@@ -240,7 +245,9 @@ impl Invoker {
         )
     }
 
-    async fn run_and_follow(&self, invocation: Invocation) -> Answer {
+    /// Runs an invocation and what follows it; `resolved` is set to its
+    /// service once it is found.
+    async fn run_and_follow(&self, invocation: Invocation, resolved: &mut Option<Arc<Service>>) -> Answer {
         let hops = invocation.hops;
         if hops > MAX_HOPS {
             return Err(InvokeError::TooManyHops);
@@ -251,6 +258,7 @@ impl Invoker {
             output_limits::check_target(invocation.service(), invocation.entity())?;
         }
         let service = self.shared.service(invocation.service())?;
+        *resolved = Some(service.clone());
         tracing::Span::current().record("version", service.meta.version);
         // What the keys of a keyed invocation's next steps derive from.
         let seed = invocation

@@ -2,6 +2,7 @@
 //! same for every journal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -122,13 +123,14 @@ impl CommitStatus {
 
 /// Tells the host what a written batch did, before its commits are
 /// acknowledged: wakes the watchers of each entity that got events, counts
-/// the batch in the metrics, and wakes the outbox when a durable commit
+/// the batch and the `elapsed` time its transaction took in the metrics, and wakes the outbox when a durable commit
 /// added entries to it.
 pub(super) fn announce<'a>(
     batch: impl Iterator<Item = (&'a Commit, &'a CommitStatus)>,
     committed: &CommitWatch,
     outbox: &Notify,
     metrics: &Metrics,
+    elapsed: Duration,
 ) {
     let (mut commits, mut events, mut added) = (0, 0, false);
     for (commit, status) in batch {
@@ -143,7 +145,7 @@ pub(super) fn announce<'a>(
             }
         }
     }
-    metrics.record_commit(commits, events);
+    metrics.record_commit(commits, events, elapsed);
     if added {
         outbox.notify_one();
     }

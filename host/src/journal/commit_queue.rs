@@ -31,6 +31,10 @@ pub(super) type Run = Vec<Queued>;
 /// resolve with each commit's outcome; `send` hands the run to the writer
 /// and answers false when the writer has stopped.
 pub(super) fn submit_run(commits: Vec<Commit>, send: impl FnOnce(Run) -> bool) -> Vec<PendingCommit> {
+    if commits.is_empty() {
+        // A run of reads and refusals writes nothing: no transaction.
+        return Vec::new();
+    }
     let mut run = Vec::with_capacity(commits.len());
     let mut waits = Vec::with_capacity(commits.len());
     for (i, commit) in commits.into_iter().enumerate() {

@@ -22,6 +22,7 @@ mod integrity;
 mod kinds;
 mod logging;
 mod memory_budgets;
+mod metrics;
 mod origins;
 mod overload;
 mod restart;

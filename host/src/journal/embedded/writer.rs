@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::Notify;
@@ -132,10 +132,11 @@ impl Writer {
             // A damaged file can make redb panic mid-transaction: the
             // transaction is dropped (so nothing of it is written), the
             // journal is marked failed, and the writer goes on answering.
+            let started = Instant::now();
             let written = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_batch(&commits)));
             let (error, storage_failed) = match written {
                 Ok(Ok(statuses)) => {
-                    self.acknowledge(&mut batch, statuses);
+                    self.acknowledge(&mut batch, statuses, started.elapsed());
                     continue;
                 }
                 Ok(Err(error)) => {
@@ -195,9 +196,9 @@ impl Writer {
         false
     }
 
-    fn acknowledge(&self, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>) {
+    fn acknowledge(&self, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>, elapsed: Duration) {
         let written = batch.iter().map(|r| &r.commit).zip(&statuses);
-        announce(written, &self.signals.committed, &self.signals.outbox, &self.metrics);
+        announce(written, &self.signals.committed, &self.signals.outbox, &self.metrics, elapsed);
         for (request, status) in batch.drain(..).zip(statuses) {
             let _ = request.done.send(Ok(status));
         }

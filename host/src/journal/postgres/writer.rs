@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -129,6 +129,7 @@ async fn run(
             }
         }
         let commits: Vec<(&Commit, bool)> = batch.iter().map(|r| (&r.commit, r.follows)).collect();
+        let started = Instant::now();
         let mut written = write_with_retries(&pool, &mut conn, &commits, &shared, &mut marks).await;
         if let Err(Unwritten::Failed(JournalError::Unavailable(_))) = written
             && !failed.load(Ordering::Relaxed)
@@ -143,7 +144,7 @@ async fn run(
         match written {
             Ok(statuses) => {
                 failed.store(false, Ordering::Relaxed);
-                acknowledge(&shared, &mut batch, statuses);
+                acknowledge(&shared, &mut batch, statuses, started.elapsed());
             }
             Err(error) => {
                 let unavailable = matches!(error, JournalError::Unavailable(_));
@@ -248,9 +249,9 @@ async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, old: i32
     None
 }
 
-fn acknowledge(shared: &Shared, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>) {
+fn acknowledge(shared: &Shared, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>, elapsed: Duration) {
     let written = batch.iter().map(|r| &r.commit).zip(&statuses);
-    announce(written, &shared.committed, &shared.outbox_signal, &shared.metrics);
+    announce(written, &shared.committed, &shared.outbox_signal, &shared.metrics, elapsed);
     for (request, status) in batch.drain(..).zip(statuses) {
         let _ = request.done.send(Ok(status));
     }

@@ -1,9 +1,24 @@
-//! Counters and gauges, rendered in the Prometheus text format at `/metrics`.
+//! Counters, gauges and histograms, rendered in the Prometheus text format
+//! at `/metrics`.
+//!
+//! # Layout
+//!
+//! - `histogram`: a histogram with fixed buckets;
+//! - `invocations`: invocations counted and timed per service, kind and
+//!   outcome.
+
+mod histogram;
+mod invocations;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::domain::ServiceKind;
+use histogram::Histogram;
+use invocations::Invocations;
 
 /// How an invocation ended, as counted in `wasmstate_invocations_total`
 /// and recorded in its span.
@@ -22,7 +37,7 @@ pub enum InvocationOutcome {
 }
 
 impl InvocationOutcome {
-    /// Every outcome, in the order of the counters.
+    /// Every outcome, in the order of the series.
     const ALL: [InvocationOutcome; 5] = [
         InvocationOutcome::Ok,
         InvocationOutcome::Failed,
@@ -46,7 +61,8 @@ impl InvocationOutcome {
 /// The host's metrics. Cheap to update from any thread.
 #[derive(Default)]
 pub struct Metrics {
-    invocations: [AtomicU64; 5],
+    invocations: Invocations,
+    histograms: Histograms,
     commits: AtomicU64,
     commit_failures: AtomicU64,
     committed_appends: AtomicU64,
@@ -84,6 +100,29 @@ pub struct Metrics {
     accept_errors: AtomicU64,
 }
 
+/// The histograms without labels.
+struct Histograms {
+    /// Seconds each journal write transaction took.
+    commit_duration: Histogram,
+    /// Commands each journal write transaction held.
+    commit_batch: Histogram,
+    /// Seconds from an outbox entry's first read to its delivery.
+    outbox_delivery: Histogram,
+    /// Seconds from an event's read off its service log to its delivery.
+    subscription_delivery: Histogram,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Self {
+            commit_duration: Histogram::new(histogram::SECONDS),
+            commit_batch: Histogram::new(histogram::SIZES),
+            outbox_delivery: Histogram::new(histogram::SECONDS),
+            subscription_delivery: Histogram::new(histogram::SECONDS),
+        }
+    }
+}
+
 /// What happened to one attempt to deliver an asynchronous side effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -96,13 +135,22 @@ pub enum Delivery {
 }
 
 impl Metrics {
-    /// Counts one finished invocation.
-    pub fn record_invocation(&self, outcome: InvocationOutcome) {
-        self.invocations[outcome as usize].fetch_add(1, Relaxed);
+    /// Counts one finished invocation of `service` (`None`: the name it
+    /// gave is not a deployed service) and the time it took.
+    pub fn record_invocation(
+        &self,
+        service: Option<(&str, ServiceKind)>,
+        outcome: InvocationOutcome,
+        elapsed: Duration,
+    ) {
+        self.invocations.record(service, outcome, elapsed);
     }
 
-    /// Counts one committed journal transaction holding `appends` commands' writes.
-    pub fn record_commit(&self, appends: usize, events: usize) {
+    /// Counts one committed journal transaction holding `appends` commands'
+    /// writes, which took `elapsed`.
+    pub fn record_commit(&self, appends: usize, events: usize, elapsed: Duration) {
+        self.histograms.commit_duration.observe_duration(elapsed);
+        self.histograms.commit_batch.observe(appends as f64);
         self.commits.fetch_add(1, Relaxed);
         self.committed_appends.fetch_add(appends as u64, Relaxed);
         self.committed_events.fetch_add(events as u64, Relaxed);
@@ -187,6 +235,12 @@ impl Metrics {
         self.deploys.fetch_add(1, Relaxed);
     }
 
+    /// Times an outbox entry delivered (or dropped) `waited` after the
+    /// relay first read it.
+    pub fn record_outbox_done(&self, waited: Duration) {
+        self.histograms.outbox_delivery.observe_duration(waited);
+    }
+
     /// Counts one outbox delivery attempt.
     pub fn record_outbox(&self, delivery: Delivery) {
         match delivery {
@@ -211,6 +265,12 @@ impl Metrics {
     /// Counts one event delivered to a subscriber, or one failed attempt.
     pub fn record_event_delivery(&self, ok: bool) {
         if ok { &self.events_delivered } else { &self.event_delivery_failures }.fetch_add(1, Relaxed);
+    }
+
+    /// Times an event delivered (or given up on) `waited` after it was read
+    /// off its service log.
+    pub fn record_event_done(&self, waited: Duration) {
+        self.histograms.subscription_delivery.observe_duration(waited);
     }
 
     /// Counts one event a subscriber gave up on.
@@ -257,11 +317,32 @@ impl Metrics {
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP wasmstate_invocations_total Invocations by outcome.");
-        let _ = writeln!(out, "# TYPE wasmstate_invocations_total counter");
-        for outcome in InvocationOutcome::ALL {
-            let n = self.invocations[outcome as usize].load(Relaxed);
-            let _ = writeln!(out, "wasmstate_invocations_total{{outcome=\"{}\"}} {n}", outcome.as_str());
+        self.invocations.render(&mut out);
+        let histograms = [
+            (
+                "wasmstate_journal_commit_duration_seconds",
+                "Seconds each journal write transaction took.",
+                &self.histograms.commit_duration,
+            ),
+            (
+                "wasmstate_journal_commit_batch_size",
+                "Commands each journal write transaction held.",
+                &self.histograms.commit_batch,
+            ),
+            (
+                "wasmstate_outbox_delivery_seconds",
+                "Seconds from the outbox relay's first read of a side effect to its delivery (or drop), retries included.",
+                &self.histograms.outbox_delivery,
+            ),
+            (
+                "wasmstate_subscription_delivery_seconds",
+                "Seconds from an event's read off its service log to its delivery to a subscriber (or dead letter).",
+                &self.histograms.subscription_delivery,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            histogram.render(&mut out, name, "");
         }
         let counters = [
             ("wasmstate_journal_commits_total", "Journal write transactions committed.", &self.commits),
