@@ -9,13 +9,36 @@ pub struct Client {
     http: reqwest::Client,
     /// Sent as `Authorization: Bearer <token>` with every request.
     token: Option<String>,
+    /// The token [`Client::admin`] sends instead, where it differs.
+    admin_token: Option<String>,
 }
 
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`),
-    /// sending `token` with every request.
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        Self { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new(), token }
+    /// sending `token` with every request, and `admin_token` (else
+    /// `token`) with those of [`Client::admin`].
+    pub fn new(base: &str, token: Option<String>, admin_token: Option<String>) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new(), token, admin_token }
+    }
+
+    /// The same client sending the admin token: for deploys, rollbacks
+    /// and deletes.
+    pub fn admin(&self) -> Self {
+        let token = self.admin_token.clone().or_else(|| self.token.clone());
+        Self { base: self.base.clone(), http: self.http.clone(), token, admin_token: None }
+    }
+
+    /// GETs `path` and answers the response once its headers came, for a
+    /// body read as it streams in.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let response = self.request(Method::GET, &url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await?;
+            bail!(refusal(status, &text));
+        }
+        Ok(response)
     }
 
     /// GETs `path` and answers the body.
@@ -86,7 +109,9 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> String {
     });
     let said = error.unwrap_or_else(|| body.trim().to_string());
     if status == reqwest::StatusCode::UNAUTHORIZED {
-        format!("{status}: {said} (pass the server's token with --token or WASMSTATE_TOKEN)")
+        format!(
+            "{status}: {said} (pass the server's token with --token or WASMSTATE_TOKEN, its admin token with --admin-token or WASMSTATE_ADMIN_TOKEN)"
+        )
     } else {
         format!("{status}: {said}")
     }
@@ -102,6 +127,6 @@ mod tests {
         let said = refusal(reqwest::StatusCode::NOT_FOUND, body);
         assert_eq!(said, r#"404 Not Found: unknown_service: no service named "x""#);
         assert_eq!(refusal(reqwest::StatusCode::BAD_GATEWAY, "  upstream\n"), "502 Bad Gateway: upstream");
-        assert!(refusal(reqwest::StatusCode::UNAUTHORIZED, "{}").ends_with("--token or WASMSTATE_TOKEN)"));
+        assert!(refusal(reqwest::StatusCode::UNAUTHORIZED, "{}").ends_with("--admin-token or WASMSTATE_ADMIN_TOKEN)"));
     }
 }

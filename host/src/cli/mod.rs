@@ -1,15 +1,29 @@
 //! The `wasmstate` command line: `serve`, and client commands that talk to a
-//! running server over HTTP. `deploy.rs` holds deploys and rollbacks, which
-//! verify new versions against the stored entities; `journal.rs` works on
-//! a journal directly.
+//! running server over HTTP and show its replies as tables (`--json`: as
+//! they came).
+//!
+//! # Layout
+//!
+//! - `deploy`: deploys and rollbacks, which verify new versions against the
+//!   stored entities;
+//! - `follow`: an entity's live events;
+//! - `metrics_summary`: `wasmstate metrics`;
+//! - `show`, `table`: replies as tables for people;
+//! - `journal`: work on a journal directly;
+//! - `scaffold`: `wasmstate new`.
 
 mod deploy;
+mod follow;
 mod journal;
+mod metrics_summary;
 mod scaffold;
+mod show;
+mod table;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 use crate::client::Client;
 use crate::config::ServeConfig;
@@ -24,10 +38,20 @@ pub struct Cli {
     url: String,
 
     /// The token the client commands send (`Authorization: Bearer`): the
-    /// server's admin token to deploy, roll back and delete; its invoke or
-    /// read token for the rest, when it has them.
+    /// server's invoke or read token, or its admin token, which opens
+    /// every route.
     #[arg(long, global = true, env = "WASMSTATE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+
+    /// The token deploy, rollback and delete send instead of --token: the
+    /// server's admin token, where the two differ.
+    #[arg(long, global = true, env = "WASMSTATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
+    /// Print the server's JSON replies as they came, for scripts, instead
+    /// of tables.
+    #[arg(long, global = true)]
+    json: bool,
 
     /// How log lines are written to stderr: plain text, or one JSON object per line.
     #[arg(long, global = true, env = "WASMSTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -116,6 +140,22 @@ enum CliCommand {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// Print an entity's events as they are committed, from seq N (by
+    /// default only the new ones), until interrupted.
+    Follow {
+        /// The service name.
+        service: String,
+        /// The entity id.
+        entity: String,
+        /// The first seq to print (default: the one after the last).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// List the hosts of the server's cluster and the leases they hold.
+    Cluster,
+    /// Summarise the server's metrics: each service's invocations by
+    /// outcome with their p50 and p99 latency, the journal and the outbox.
+    Metrics,
     /// Compiles a component read from stdin to stdout: how `serve` compiles
     /// within a budget.
     #[command(hide = true)]
@@ -156,8 +196,10 @@ impl Cli {
     /// Runs the parsed command, logging to stderr.
     pub async fn run(self) -> anyhow::Result<()> {
         crate::logging::init(self.log_format);
-        let client = Client::new(&self.url, self.token);
-        let body = match self.command {
+        let client = Client::new(&self.url, self.token, self.admin_token);
+        let entity_path =
+            |service: &str, entity: &str| format!("/v1/services/{}/entities/{}", segment(service), segment(entity));
+        let reply = match self.command {
             CliCommand::Serve(mut config) => {
                 config.compile_worker = std::env::current_exe().ok();
                 return crate::server::serve(*config).await;
@@ -171,53 +213,98 @@ impl Cli {
                 return Ok(());
             }
             CliCommand::Deploy { service, component, verify, subscribe } => {
-                deploy::deploy(&client, &service, &component, &verify, &subscribe).await?
+                Reply::Json(deploy::deploy(&client.admin(), &service, &component, &verify, &subscribe).await?)
             }
-            CliCommand::Rollback { service, to, verify } => deploy::rollback(&client, &service, to, &verify).await?,
+            CliCommand::Rollback { service, to, verify } => {
+                Reply::Json(deploy::rollback(&client.admin(), &service, to, &verify).await?)
+            }
             CliCommand::Invoke { service, entity, command, payload, dry_run, at } => {
-                let mut path =
-                    format!("/v1/services/{}/entities/{}/{}", segment(&service), segment(&entity), segment(&command));
+                let mut path = format!("{}/{}", entity_path(&service, &entity), segment(&command));
                 if dry_run {
                     path.push_str("?dry_run=true");
                 }
                 if let Some(at) = at {
                     path.push_str(&format!("&at={at}"));
                 }
-                client.post(&path, payload.unwrap_or_default().into_bytes()).await?
+                Reply::Json(client.post(&path, payload.unwrap_or_default().into_bytes()).await?)
             }
             CliCommand::State { service, entity, at } => {
                 let at = at.map(|at| format!("?at={at}")).unwrap_or_default();
-                client
-                    .get(&format!("/v1/services/{}/entities/{}/state{at}", segment(&service), segment(&entity)))
-                    .await?
+                let body = client.get(&format!("{}/state{at}", entity_path(&service, &entity))).await?;
+                Reply::Shown(body, Box::new(show::state))
             }
             CliCommand::Fork { service, entity, to, at } => {
                 let at = at.map(|at| format!("&at={at}")).unwrap_or_default();
-                let path = format!(
-                    "/v1/services/{}/entities/{}/fork?to={}{at}",
-                    segment(&service),
-                    segment(&entity),
-                    segment(&to)
-                );
-                client.post(&path, Vec::new()).await?
+                let path = format!("{}/fork?to={}{at}", entity_path(&service, &entity), segment(&to));
+                Reply::Json(client.post(&path, Vec::new()).await?)
             }
             CliCommand::Events { service, entity, from } => {
-                client
-                    .get(&format!(
-                        "/v1/services/{}/entities/{}/events?from={from}",
-                        segment(&service),
-                        segment(&entity)
-                    ))
-                    .await?
+                let body = client.get(&format!("{}/events?from={from}", entity_path(&service, &entity))).await?;
+                Reply::Shown(body, Box::new(show::events))
             }
-            CliCommand::Services { service: None } => client.get("/v1/services").await?,
+            CliCommand::Follow { service, entity, from } => {
+                let from = match from {
+                    Some(from) => from,
+                    None => {
+                        let position = client.get(&entity_path(&service, &entity)).await?;
+                        let position: Value = serde_json::from_str(&position)?;
+                        position["last_seq"].as_u64().unwrap_or(0) + 1
+                    }
+                };
+                let path = format!("{}/events?follow=true&from={from}", entity_path(&service, &entity));
+                return follow::follow(&client, &path, self.json).await;
+            }
+            CliCommand::Services { service: None } => {
+                Reply::Shown(client.get("/v1/services").await?, Box::new(show::services))
+            }
             CliCommand::Services { service: Some(service) } => {
-                client.get(&format!("/v1/services/{}", segment(&service))).await?
+                Reply::Shown(client.get(&format!("/v1/services/{}", segment(&service))).await?, Box::new(show::service))
             }
-            CliCommand::Delete { service } => client.delete(&format!("/v1/services/{}", segment(&service))).await?,
+            CliCommand::Cluster => {
+                let now = crate::journal::now_ms();
+                Reply::Shown(client.get("/v1/cluster").await?, Box::new(move |cluster| show::cluster(cluster, now)))
+            }
+            CliCommand::Metrics => {
+                let text = client.get("/metrics").await?;
+                if self.json {
+                    print!("{text}");
+                } else {
+                    print!("{}", metrics_summary::summary(&text));
+                }
+                return Ok(());
+            }
+            CliCommand::Delete { service } => {
+                Reply::Json(client.admin().delete(&format!("/v1/services/{}", segment(&service))).await?)
+            }
         };
-        println!("{body}");
+        reply.print(self.json);
         Ok(())
+    }
+}
+
+/// What a client command got back, and how to show it.
+enum Reply {
+    /// A JSON reply, indented for people.
+    Json(String),
+    /// A JSON reply people see through a view (a table, say).
+    Shown(String, Box<dyn Fn(&Value) -> String>),
+}
+
+impl Reply {
+    /// Prints the reply: as it came with `json` (or when it is not JSON),
+    /// else for people.
+    fn print(self, json: bool) {
+        let (body, view) = match self {
+            Reply::Json(body) => (body, None),
+            Reply::Shown(body, view) => (body, Some(view)),
+        };
+        let parsed = serde_json::from_str::<Value>(&body);
+        match (json, parsed, view) {
+            (false, Ok(value), Some(view)) => print!("{}", view(&value)),
+            (false, Ok(value), None) => print!("{}", show::state(&value)),
+            _ if body.is_empty() => {}
+            _ => println!("{}", body.trim_end()),
+        }
     }
 }
 
