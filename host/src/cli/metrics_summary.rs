@@ -89,11 +89,20 @@ fn latency(seconds: Option<f64>) -> String {
     }
 }
 
+/// One (service, kind)'s invocations: counts by outcome, and the duration
+/// buckets of every outcome merged, by bound.
+#[derive(Default)]
+struct ServiceFigures {
+    outcomes: BTreeMap<String, f64>,
+    /// Keyed by the bound's bits, which order like the bounds (all ≥ 0):
+    /// (bound, cumulative count).
+    buckets: BTreeMap<u64, (f64, f64)>,
+}
+
 /// The summary of the exposition `text`.
 pub fn summary(text: &str) -> String {
     let samples = samples(text);
-    // (service, kind) → counts by outcome, and merged duration buckets.
-    let mut services: BTreeMap<(String, String), (BTreeMap<String, f64>, BTreeMap<u64, (f64, f64)>)> = BTreeMap::new();
+    let mut services: BTreeMap<(String, String), ServiceFigures> = BTreeMap::new();
     let key = |s: &Sample| {
         (s.labels.get("service").cloned().unwrap_or_default(), s.labels.get("kind").cloned().unwrap_or_default())
     };
@@ -101,19 +110,18 @@ pub fn summary(text: &str) -> String {
         match s.name {
             "wasmstate_invocations_total" => {
                 let outcome = s.labels.get("outcome").cloned().unwrap_or_default();
-                *services.entry(key(s)).or_default().0.entry(outcome).or_default() += s.value;
+                *services.entry(key(s)).or_default().outcomes.entry(outcome).or_default() += s.value;
             }
             "wasmstate_invocation_duration_seconds_bucket" => {
                 let Some(le) = s.labels.get("le").and_then(|le| le.parse::<f64>().ok()) else { continue };
-                // Keyed by the bound's bits, which order like the bounds (all ≥ 0).
-                let bucket = services.entry(key(s)).or_default().1.entry(le.to_bits()).or_insert((le, 0.0));
+                let bucket = services.entry(key(s)).or_default().buckets.entry(le.to_bits()).or_insert((le, 0.0));
                 bucket.1 += s.value;
             }
             _ => {}
         }
     }
     let mut table = Table::new(&["SERVICE", "KIND", "OK", "FAILED", "TRAPPED", "TIMED OUT", "REFUSED", "P50", "P99"]);
-    for ((service, kind), (outcomes, buckets)) in &services {
+    for ((service, kind), ServiceFigures { outcomes, buckets }) in &services {
         let count = |outcome: &str| format!("{}", outcomes.get(outcome).copied().unwrap_or(0.0));
         let buckets: Vec<(f64, f64)> = buckets.values().copied().collect();
         let service = if service.is_empty() { "(no service)".to_string() } else { service.clone() };
