@@ -12,7 +12,7 @@ use super::forward::Forwarded;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
 use crate::invoke::Invocation;
-use crate::journal::EntityPosition;
+use crate::journal::{EntityHead, EntityPosition};
 use crate::names::{validate_entity_id, validate_service_name};
 
 /// The longest command name accepted.
@@ -161,6 +161,64 @@ impl From<Event> for EventReply {
     fn from(event: Event) -> Self {
         Self { seq: event.seq, version: event.version, payload: payload_json(&event.payload) }
     }
+}
+
+/// The most entities one listing answers, and how many by default.
+const MAX_ENTITIES_PER_PAGE: usize = 1000;
+const DEFAULT_ENTITIES_PER_PAGE: usize = 100;
+
+/// Query of the entity listing.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// Answer the entities whose ids sort after this one (the `next` of
+    /// the page before).
+    after: Option<String>,
+    /// The most entities to answer (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A page of a service's entities.
+#[derive(Serialize)]
+pub struct EntityPage {
+    /// The entities, in id order (bytewise).
+    entities: Vec<EntityHead>,
+    /// What to pass as `after` for the next page; `null` on the last one.
+    next: Option<String>,
+}
+
+/// `GET /v1/services/{service}/entities?after=ID&limit=N`: the stored
+/// entities of a service, a page at a time, each with its `last_seq` (a
+/// value entity: its revision). An action has none.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<EntityPage>, ApiError> {
+    validate_service_name(&service).map_err(ApiError::bad_request)?;
+    let Some(kind) = state.services.get(&service).map(|s| s.kind()) else {
+        return Err(ApiError::unknown_service(&service));
+    };
+    if let Some(after) = &query.after {
+        validate_entity_id(after).map_err(|e| ApiError::bad_request(format!("after: {e}")))?;
+    }
+    let limit = match query.limit {
+        None => DEFAULT_ENTITIES_PER_PAGE,
+        Some(limit @ 1..=MAX_ENTITIES_PER_PAGE) => limit,
+        Some(_) => return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_ENTITIES_PER_PAGE}"))),
+    };
+    let journal = state.journal.clone();
+    // One more than asked says whether a page follows.
+    let mut entities =
+        tokio::task::spawn_blocking(move || journal.entity_page(&service, kind, query.after.as_deref(), limit + 1))
+            .await
+            .map_err(ApiError::internal)??;
+    let next = if entities.len() > limit {
+        entities.truncate(limit);
+        entities.last().map(|head| head.entity.clone())
+    } else {
+        None
+    };
+    Ok(Json(EntityPage { entities, next }))
 }
 
 /// Checks the service exists and the entity id is acceptable.

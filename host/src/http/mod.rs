@@ -91,6 +91,7 @@ pub struct AppParts {
 pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let entity_routes = Router::new()
+        .route("/v1/services/{service}/entities", get(entities::list))
         .route("/v1/services/{service}/entities/{id}", get(entities::position))
         .route("/v1/services/{service}/entities/{id}/events", get(entities::events))
         .route("/v1/services/{service}/entities/{id}/state", get(history::state))

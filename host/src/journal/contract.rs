@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::{
-    AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, Forked, HostRecord,
-    IdempotencyRecord, JournalError, Lease, LeaseRecord, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
-    ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta,
+    AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHead, EntityHistory, EntityPosition, Forked,
+    HostRecord, IdempotencyRecord, JournalError, Lease, LeaseRecord, NewVersion, NotKept, OutboxEntry, Retention,
+    SchemaStatus, ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta,
 };
 use crate::domain::{Event, IdempotencyKey, ServiceKind};
 
@@ -189,7 +189,20 @@ pub trait HistoryStore: Send + Sync {
     /// The ids of every stored entity of `service`, in order: those with
     /// events for an event-sourced service, those with a stored state for a
     /// value entity, none for an action.
-    fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError>;
+    fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError> {
+        Ok(self.entity_page(service, kind, None, usize::MAX)?.into_iter().map(|head| head.entity).collect())
+    }
+
+    /// Up to `limit` of the stored entities of `service` (as
+    /// [`HistoryStore::entity_ids`] has them) whose ids sort after `after`,
+    /// in id order (bytewise), each with its last seq.
+    fn entity_page(
+        &self,
+        service: &str,
+        kind: ServiceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityHead>, JournalError>;
 
     /// Whether `service` has any stored entity of `kind`.
     fn has_entities(&self, service: &str, kind: ServiceKind) -> Result<bool, JournalError>;

@@ -258,6 +258,15 @@ pub struct EntityPosition {
     pub snapshot_seq: u64,
 }
 
+/// A stored entity in a listing of its service's entities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityHead {
+    /// Its id.
+    pub entity: String,
+    /// Its last event's seq (a value entity: its revision).
+    pub last_seq: u64,
+}
+
 /// A version to deploy, before the journal gives it its number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewVersion {

@@ -11,6 +11,7 @@ mod counter;
 mod crash;
 mod deploy_cancel;
 mod disk_failure;
+mod entity_listing;
 mod full_disk;
 mod fuzz;
 mod guest_limits;

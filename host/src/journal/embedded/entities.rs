@@ -6,50 +6,66 @@ use std::ops::Bound;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES};
-use super::{AsOf, Forked, HistoryStore, JournalError, NotKept, RedbJournal, StoredSnapshot, read_events, records};
+use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS, VALUES};
+use super::{
+    AsOf, Forked, HistoryStore, JournalError, NotKept, RedbJournal, StoredSnapshot, last_seq, read_events, records,
+};
 use crate::domain::{Event, ServiceKind};
+use crate::journal::EntityHead;
 
 /// The events in `range` of one entity, from the past.
 type EventRange = (u64, u64);
 
 impl HistoryStore for RedbJournal {
-    /// The ids of every stored entity of `service`, in order: those with
-    /// events for an event-sourced service, those with a stored state for a
-    /// value entity, none for an action.
-    fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError> {
+    fn entity_page(
+        &self,
+        service: &str,
+        kind: ServiceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityHead>, JournalError> {
         let txn = self.db()?.begin_read()?;
-        let mut ids = Vec::new();
+        let mut page = Vec::new();
         match kind {
             ServiceKind::EventSourced => {
                 let events = txn.open_table(EVENTS)?;
                 // One seek per entity: past the last possible seq of the
                 // one found, to the first event of the next.
-                let mut from: Bound<(&str, &str, u64)> = Bound::Included((service, "", 0));
-                while let Some(row) = events.range::<(&str, &str, u64)>((from, Bound::Unbounded))?.next() {
+                let mut from: Bound<(&str, &str, u64)> = match after {
+                    Some(after) => Bound::Excluded((service, after, u64::MAX)),
+                    None => Bound::Included((service, "", 0)),
+                };
+                while page.len() < limit {
+                    let Some(row) = events.range::<(&str, &str, u64)>((from, Bound::Unbounded))?.next() else { break };
                     let (key, _) = row?;
                     let (found, entity, _) = key.value();
                     if found != service {
                         break;
                     }
-                    ids.push(entity.to_string());
-                    from = Bound::Excluded((service, ids.last().expect("just pushed"), u64::MAX));
+                    let last_seq = last_seq(&events, service, entity)?;
+                    page.push(EntityHead { entity: entity.to_string(), last_seq });
+                    from = Bound::Excluded((service, &page.last().expect("just pushed").entity, u64::MAX));
                 }
             }
             ServiceKind::Value => {
-                let values = txn.open_table(VALUES)?;
-                for row in values.range::<(&str, &str)>((service, "")..)? {
+                let (values, revisions) = (txn.open_table(VALUES)?, txn.open_table(VALUE_REVISIONS)?);
+                let from: Bound<(&str, &str)> = match after {
+                    Some(after) => Bound::Excluded((service, after)),
+                    None => Bound::Included((service, "")),
+                };
+                for row in values.range::<(&str, &str)>((from, Bound::Unbounded))?.take(limit) {
                     let (key, _) = row?;
                     let (found, entity) = key.value();
                     if found != service {
                         break;
                     }
-                    ids.push(entity.to_string());
+                    let last_seq = revisions.get((service, entity))?.map_or(0, |v| v.value());
+                    page.push(EntityHead { entity: entity.to_string(), last_seq });
                 }
             }
             ServiceKind::Action => {}
         }
-        Ok(ids)
+        Ok(page)
     }
 
     /// Whether `service` has any stored entity of `kind`.

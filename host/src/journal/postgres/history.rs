@@ -8,6 +8,7 @@ use super::{
     latest_snapshot, read_events, seq_bounds, snapshot_of,
 };
 use crate::domain::ServiceKind;
+use crate::journal::EntityHead;
 use crate::journal::records;
 
 /// The most bytes of events a fork copies from the oldest kept event; past
@@ -110,15 +111,34 @@ async fn at_one_time<T>(
 }
 
 impl HistoryStore for PgJournal {
-    fn entity_ids(&self, service: &str, kind: ServiceKind) -> Result<Vec<String>, JournalError> {
+    fn entity_page(
+        &self,
+        service: &str,
+        kind: ServiceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityHead>, JournalError> {
+        // `entity > $2` with $2 = '' starts at the first id: no id is empty.
         let sql = match kind {
-            ServiceKind::EventSourced => "SELECT DISTINCT entity FROM events WHERE service = $1 ORDER BY entity",
-            ServiceKind::Value => "SELECT entity FROM entity_values WHERE service = $1 ORDER BY entity",
+            ServiceKind::EventSourced => {
+                "SELECT entity, max(seq) FROM events WHERE service = $1 AND entity > $2 \
+                 GROUP BY entity ORDER BY entity LIMIT $3"
+            }
+            // A value copied in by `journal copy` has no head row: revision 0.
+            ServiceKind::Value => {
+                "SELECT v.entity, COALESCE(h.last_seq, 0) FROM entity_values v \
+                 LEFT JOIN entity_heads h ON h.service = v.service AND h.entity = v.entity \
+                 WHERE v.service = $1 AND v.entity > $2 ORDER BY v.entity LIMIT $3"
+            }
             ServiceKind::Action => return Ok(Vec::new()),
         };
+        let (after, limit) = (after.unwrap_or(""), i64::try_from(limit).unwrap_or(i64::MAX));
         self.run(async |conn| {
-            let rows = conn.client.query(sql, &[&service]).await?;
-            Ok(rows.iter().map(|row| row.get(0)).collect())
+            let rows = conn.client.query(sql, &[&service, &after, &limit]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| EntityHead { entity: row.get(0), last_seq: row.get::<_, i64>(1) as u64 })
+                .collect())
         })
     }
 
