@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
 EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection
 
-.PHONY: run test lint bench examples host toolchain clean-data
+.PHONY: run test lint bench examples host toolchain clean-data browser-deps
 
 ## Install the guest target if this toolchain lacks it.
 toolchain:
@@ -16,6 +16,17 @@ toolchain:
 ## Build the example entities as components.
 examples: toolchain
 	$(CARGO) build --release --target wasm32-wasip2 --target-dir target/guests $(EXAMPLES)
+
+## The browser test's driver, playwright-core, from npm at the version
+## tests/browser/package-lock.json pins, into target/browser (it drives
+## Debian's /usr/bin/chromium: no browser is downloaded).
+BROWSER_DIR := target/browser
+$(BROWSER_DIR)/node_modules/playwright-core/package.json: tests/browser/package.json tests/browser/package-lock.json
+	mkdir -p $(BROWSER_DIR)
+	cp tests/browser/package.json tests/browser/package-lock.json $(BROWSER_DIR)/
+	cd $(BROWSER_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+browser-deps: $(BROWSER_DIR)/node_modules/playwright-core/package.json
 
 ## Build the host.
 host:
@@ -36,6 +47,7 @@ run: host examples
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/counter/entities/items-added/Get"
 	@echo "  curl -N 'http://$(LISTEN)/v1/services/shopping-cart/entities/foo/events?follow=true'"
 	@echo "  curl http://$(LISTEN)/v1/services"
+	@echo "Or open the console: http://$(LISTEN)/"
 	@echo
 	target/debug/wasmstate serve --listen $(LISTEN) --data-dir $(DATA_DIR) \
 		--deploy shopping-cart=$(GUEST_OUT)/shopping_cart.wasm \
@@ -52,7 +64,7 @@ run: host examples
 ## journal, so they run once, in the first pass. Both passes select the whole
 ## workspace, so they share one feature resolution and the second builds
 ## nothing again.
-test: toolchain host
+test: toolchain host browser-deps
 	$(CARGO) test --workspace
 	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure:: --skip full_disk:: --skip scaffold::
 

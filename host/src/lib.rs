@@ -17,7 +17,8 @@
 //!   `client` is its HTTP client, `logging` sets up its logs.
 //! - `server`: opens the data directory and serves the API; `config` holds
 //!   its settings.
-//! - `http`: the HTTP API (axum): one file per resource, one error type.
+//! - `http`: the HTTP API (axum): one file per resource, one error type;
+//!   `console` is the web console it serves at `/`.
 //! - `domain`: the host's own types — calls, replies, effects, kinds of
 //!   service, idempotency keys — which every module speaks.
 //! - `services`: deployed services and their versions; `verify` checks a
@@ -47,6 +48,7 @@ mod client;
 mod cluster;
 mod compaction;
 mod config;
+mod console;
 mod domain;
 mod finish_on_drop;
 mod http;

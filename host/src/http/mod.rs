@@ -121,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/rollback", post(services::rollback).layer(admin.clone()))
         .route("/v1/services/{service}/verification", get(services::verification).layer(read.clone()))
         .merge(entity_routes)
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

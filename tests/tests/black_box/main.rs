@@ -7,6 +7,7 @@ mod bad_input;
 mod cart;
 mod cli;
 mod connections;
+mod console;
 mod counter;
 mod crash;
 mod deploy_cancel;
