@@ -23,6 +23,7 @@ use super::{Invocation, InvokeError, Shared, blocking};
 use crate::domain::FollowUp;
 use crate::journal::CommitStatus;
 use crate::services::Service;
+use tracing::Instrument;
 
 /// How many times commands refused for a conflict run again.
 const CONFLICT_RETRIES: u32 = 4;
@@ -32,6 +33,8 @@ struct Queued {
     service: Arc<Service>,
     invocation: Invocation,
     done: tokio::sync::oneshot::Sender<Result<FollowUp, InvokeError>>,
+    /// The invocation's span, which the command runs in.
+    span: tracing::Span,
 }
 
 /// Runs `batch` on `cached`, answering every command.
@@ -45,7 +48,9 @@ pub(super) async fn run_batch(
     for job in batch {
         let job = *job;
         match job.work {
-            Work::Command(invocation) => queued.push(Queued { service: job.service, invocation, done: job.done }),
+            Work::Command(invocation) => {
+                queued.push(Queued { service: job.service, invocation, done: job.done, span: job.span })
+            }
             Work::Outside(_) => {
                 let _ = job.done.send(Err(InvokeError::Internal("a write outside commands was batched".into())));
             }
@@ -86,17 +91,19 @@ async fn run_once(
     let mut commits = Vec::new();
     for command in queued {
         let invocation = command.invocation.clone();
-        let (result, keyed, commits_at) =
-            match entity_command::run(shared, key, cached, &command.service, invocation).await {
-                Ok(done) => {
-                    let at = done.commit.map(|commit| {
-                        commits.push(commit);
-                        commits.len() - 1
-                    });
-                    (Ok(done.follow_up), done.keyed, at)
-                }
-                Err(error) => (Err(error), None, None),
-            };
+        let (result, keyed, commits_at) = match entity_command::run(shared, key, cached, &command.service, invocation)
+            .instrument(command.span.clone())
+            .await
+        {
+            Ok(done) => {
+                let at = done.commit.map(|commit| {
+                    commits.push(commit);
+                    commits.len() - 1
+                });
+                (Ok(done.follow_up), done.keyed, at)
+            }
+            Err(error) => (Err(error), None, None),
+        };
         ran.push((command, result, keyed, commits_at));
     }
     let mut durables = shared.journal.commit_run(commits).into_iter();

@@ -34,6 +34,10 @@ pub(super) struct Job {
     pub work: Work,
     /// Told the outcome.
     pub done: oneshot::Sender<Result<FollowUp, InvokeError>>,
+    /// The span of the invocation that sent it: the entity's task runs the
+    /// command in it, so what is logged meanwhile (the guest's own lines
+    /// too) names the invocation.
+    pub span: tracing::Span,
 }
 
 /// What a job does.
@@ -157,7 +161,7 @@ async fn post(
             Slot { sender, activity }
         };
         let slot = slots.entry(key.clone()).or_insert_with(start_task);
-        let sent = match slot.sender.try_send(Box::new(Job { service, work, done })) {
+        let sent = match slot.sender.try_send(Box::new(Job { service, work, done, span: tracing::Span::current() })) {
             // The task ended without retiring: it panicked. A new one
             // starts from the journal, so the entity does not stay broken.
             Err(mpsc::error::TrySendError::Closed(mail)) => {

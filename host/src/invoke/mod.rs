@@ -31,6 +31,7 @@ mod time_travel;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -214,8 +215,12 @@ impl Invoker {
 
     /// Runs an invocation in a span of its own that ends with its outcome.
     fn invoke_at(&self, invocation: Invocation) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+        // Numbers this host's invocations, so the lines of one (the
+        // guest's own among them) can be told from another's.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let span = tracing::info_span!(
             "invocation",
+            id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
             service = invocation.service(),
             entity = invocation.entity(),
             command = invocation.name(),

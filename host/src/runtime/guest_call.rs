@@ -9,6 +9,7 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::{Snapshot, WitVersion, v0_1, v0_2};
+use super::guest_log::LogBudget;
 use super::idle_pool::{IdleBudget, IdlePool};
 use super::{GuestError, GuestState, Runtime};
 use crate::domain::{Call, CommandMeta, Effects, Event, Failure, ServiceKind, SubscribedEvent};
@@ -32,6 +33,8 @@ pub struct CompiledService {
     pre: InstancePre<GuestState>,
     exports: Exports,
     idle: Arc<IdlePool<WarmInstance>>,
+    /// The rate limit of its instances' log lines.
+    log_budget: Arc<LogBudget>,
 }
 
 /// An instance that finished a call without trapping, ready for the next one.
@@ -64,7 +67,7 @@ impl CompiledService {
             (V::V0_2, K::Action) => Exports::ActionV0_2(v0_2::action_iface::GuestIndices::new(&pre)?),
         };
         let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { pre, exports, idle: Arc::new(IdlePool::new(max_idle, budget)) })
+        Ok(Self { pre, exports, idle: Arc::new(IdlePool::new(max_idle, budget)), log_budget: LogBudget::new() })
     }
 
     /// The same version without idle instances: every call makes a new
@@ -72,7 +75,17 @@ impl CompiledService {
     #[cfg(feature = "bench-hooks")]
     pub fn without_idle_instances(&self) -> Self {
         let budget = self.idle.budget().clone();
-        Self { pre: self.pre.clone(), exports: self.exports.clone(), idle: Arc::new(IdlePool::new(0, budget)) }
+        Self {
+            pre: self.pre.clone(),
+            exports: self.exports.clone(),
+            idle: Arc::new(IdlePool::new(0, budget)),
+            log_budget: self.log_budget.clone(),
+        }
+    }
+
+    /// The rate limit its instances' log lines share.
+    pub(super) fn log_budget(&self) -> &Arc<LogBudget> {
+        &self.log_budget
     }
 
     /// An idle instance, if a call left one.

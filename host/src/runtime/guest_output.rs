@@ -1,7 +1,7 @@
 //! A guest's stderr: writing to it never fails, however much the guest
-//! writes over the life of its instance, and the last bytes written during
+//! writes over the life of its instance; the last bytes written during
 //! the current call are kept, so that a trap's reply can quote its panic
-//! message.
+//! message, and each line goes to the host's log (`guest_log.rs`).
 
 use std::io;
 use std::pin::Pin;
@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+
+use super::guest_log::{LineLog, LogBudget};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -19,20 +21,33 @@ const KEPT_BYTES: usize = 4096;
 const WRITE_PERMIT: usize = 64 << 10;
 
 /// The output of one guest instance; clones share it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GuestOutput {
     tail: Arc<Mutex<Tail>>,
 }
 
-/// The last [`KEPT_BYTES`] written since the current call started.
-#[derive(Default)]
+/// The last [`KEPT_BYTES`] written since the current call started, and the
+/// lines on their way to the log.
 struct Tail {
     bytes: Vec<u8>,
     /// Whether earlier bytes of this call were dropped.
     truncated: bool,
+    log: LineLog,
 }
 
 impl GuestOutput {
+    /// The stderr of an instance whose lines are logged under `budget`.
+    pub fn new(budget: Arc<LogBudget>) -> Self {
+        let tail = Tail { bytes: Vec::new(), truncated: false, log: LineLog::new(budget) };
+        Self { tail: Arc::new(Mutex::new(tail)) }
+    }
+
+    /// Logs the call's last line if it had no newline: called at the end of
+    /// each call, still in its invocation's span.
+    pub fn finish_call(&self) {
+        self.lock().log.end_line();
+    }
+
     /// Forgets what earlier calls wrote.
     pub fn start_call(&self) {
         let mut tail = self.lock();
@@ -51,6 +66,7 @@ impl GuestOutput {
 
     fn append(&self, bytes: &[u8]) {
         let mut tail = self.lock();
+        tail.log.write(bytes);
         let keep_new = &bytes[bytes.len().saturating_sub(KEPT_BYTES)..];
         let overflow = (tail.bytes.len() + keep_new.len()).saturating_sub(KEPT_BYTES);
         if overflow > 0 || keep_new.len() < bytes.len() {
@@ -125,7 +141,7 @@ mod tests {
 
     #[test]
     fn keeps_the_end_of_the_current_call_only() {
-        let mut output = GuestOutput::default();
+        let mut output = GuestOutput::new(LogBudget::new());
         for _ in 0..100 {
             output.write(Bytes::from(vec![b'x'; 1000])).unwrap();
         }
@@ -143,7 +159,7 @@ mod tests {
 
     #[test]
     fn one_write_larger_than_what_is_kept_keeps_its_end() {
-        let mut output = GuestOutput::default();
+        let mut output = GuestOutput::new(LogBudget::new());
         let mut bytes = vec![b'a'; 2 * KEPT_BYTES];
         bytes.extend_from_slice(b"end");
         output.write(Bytes::from(bytes)).unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::guest_log::LogBudget;
 use super::guest_memory::{HostMemory, MemoryLimiter};
 use super::guest_output::GuestOutput;
 
@@ -25,13 +26,14 @@ pub struct GuestState {
 
 impl GuestState {
     /// A sandbox with no filesystem, network, environment, arguments or
-    /// stdin; stdout is discarded, and the end of each call's stderr kept.
-    pub fn new(max_memory_bytes: usize, host_memory: Arc<HostMemory>) -> Self {
+    /// stdin; stdout is discarded, the end of each call's stderr kept, and
+    /// its lines logged under `log_budget`.
+    pub fn new(max_memory_bytes: usize, host_memory: Arc<HostMemory>, log_budget: Arc<LogBudget>) -> Self {
         Self {
             wasi: None,
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(max_memory_bytes, host_memory),
-            stderr: GuestOutput::default(),
+            stderr: GuestOutput::new(log_budget),
             deadline: Instant::now(),
         }
     }
@@ -42,6 +44,11 @@ impl GuestState {
         self.memory.start_call();
         self.deadline = Instant::now() + time_limit;
         self.stderr.start_call();
+    }
+
+    /// Ends the current call: its last line of stderr goes to the log.
+    pub fn finish_call(&self) {
+        self.stderr.finish_call();
     }
 
     /// Whether the current call has run past its time limit.

@@ -19,6 +19,7 @@ mod bindings;
 mod compile_worker;
 mod compiled_cache;
 mod guest_call;
+mod guest_log;
 mod guest_memory;
 mod guest_output;
 mod guest_state;
@@ -278,7 +279,9 @@ impl Runtime {
             None => self.instantiate(service).await?,
         };
         self.start_call(&mut warm.store);
-        match tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await {
+        let called = tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await;
+        warm.store.data().finish_call();
+        match called {
             Ok(Ok(result)) => {
                 // An instance that grew large is not kept: its memory is
                 // worth more to the other guests than its reuse.
@@ -312,7 +315,8 @@ impl Runtime {
     /// call the guest yields to other tasks, until the call's time limit
     /// passes; then it traps (or, if it waits in the host, is dropped).
     async fn instantiate(&self, service: &CompiledService) -> Result<WarmInstance, GuestError> {
-        let state = GuestState::new(self.limits.max_memory_bytes, self.host_memory.clone());
+        let state =
+            GuestState::new(self.limits.max_memory_bytes, self.host_memory.clone(), service.log_budget().clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(|store| {

@@ -54,3 +54,71 @@ async fn json_logs_name_the_invocation_they_come_from() {
         assert!(parsed.is_ok_and(|v| v.is_object()), "not a JSON object: {line}");
     }
 }
+
+/// A guest's stderr lines reach the host's log in the span of their
+/// invocation (service, entity, command, id), cut to 1 KiB; a guest that
+/// logs a flood is rate-limited, and the host says how many lines it dropped.
+#[tokio::test]
+async fn a_guest_s_log_lines_reach_the_host_log_with_their_invocation_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--log-format", "json"], logging("info")).await.unwrap();
+    let api = Api::new(server.base());
+    api.deploy("m", Path::new(MISBEHAVING)).await;
+    api.invoke("m", "chatty", "Log", json!({"bytes": 5})).await.expect(200);
+    let guest_lines = |server: &Server| -> Vec<Value> {
+        let lines = server.stderr().into_iter().filter_map(|line| serde_json::from_str::<Value>(&line).ok());
+        lines.filter(|line| line["target"] == "wasmstate::guest").collect()
+    };
+    let logged = wait_for_line(&server, |line| line.contains("wasmstate::guest") && line.contains("lllll")).await;
+    let logged: Value = serde_json::from_str(&logged.expect("the guest's line in the host log")).unwrap();
+    assert_eq!(logged["fields"]["message"], "lllll");
+    assert_eq!(logged["level"], "INFO");
+    let span = &logged["span"];
+    assert_eq!(
+        (&span["name"], &span["service"], &span["entity"]),
+        (&json!("invocation"), &json!("m"), &json!("chatty"))
+    );
+    assert_eq!(span["command"], "Log");
+    assert!(span["id"].as_u64().is_some(), "{span}");
+
+    // A long line is cut; its invocation is another.
+    api.invoke("m", "chatty", "Log", json!({"bytes": 5000})).await.expect(200);
+    let cut = wait_for_line(&server, |line| line.contains("wasmstate::guest") && line.contains("l…")).await;
+    let cut: Value = serde_json::from_str(&cut.expect("the long line, cut")).unwrap();
+    assert_eq!(cut["fields"]["message"].as_str().unwrap().len(), 1024 + '…'.len_utf8());
+    assert_ne!(cut["span"]["id"], span["id"]);
+
+    // A panic's message is logged with its invocation too.
+    api.invoke("m", "boom", "Panic", json!({})).await.expect_error(500);
+    let panicked =
+        wait_for_line(&server, |line| line.contains("wasmstate::guest") && line.contains("the Panic command panics"))
+            .await;
+    let panicked: Value = serde_json::from_str(&panicked.expect("the panic message")).unwrap();
+    assert_eq!(panicked["span"]["entity"], "boom");
+
+    // A flood: 1,500 lines from 15 entities at once pass the budget (500 at
+    // once, then 100 a second) however fast the machine is.
+    let before = guest_lines(&server).len();
+    let senders: Vec<_> = (0..15)
+        .map(|i| {
+            let api = Api::new(server.base());
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    api.invoke("m", &format!("flood-{i}"), "Log", json!({"bytes": 1})).await.expect(200);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let flood = guest_lines(&server).len() - before;
+    assert!(flood < 1500, "{flood} lines of 1500 logged: the rate limit held");
+    // Once the budget refills, the next line comes after a warning saying
+    // how many were dropped.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.invoke("m", "flood", "Log", json!({"bytes": 3})).await.expect(200);
+    let warned = wait_for_line(&server, |line| line.contains("guest log lines were dropped")).await;
+    let warned: Value = serde_json::from_str(&warned.expect("a warning of the dropped lines")).unwrap();
+    assert!(warned["fields"]["dropped"].as_u64().unwrap() >= 1, "{warned}");
+}
