@@ -15,7 +15,7 @@ use super::segment;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// How a deploy or rollback is verified.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct VerifyArgs {
     /// Check the new version against the stored entities first (the
     /// default when the service has stored entities).

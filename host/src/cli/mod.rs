@@ -6,6 +6,7 @@
 //!
 //! - `deploy`: deploys and rollbacks, which verify new versions against the
 //!   stored entities;
+//! - `dev`: the inner loop, build and deploy on every change;
 //! - `follow`: an entity's live events;
 //! - `metrics_summary`: `wasmstate metrics`;
 //! - `show`, `table`: replies as tables for people;
@@ -13,6 +14,7 @@
 //! - `scaffold`: `wasmstate new`.
 
 mod deploy;
+mod dev;
 mod follow;
 mod journal;
 mod metrics_summary;
@@ -178,6 +180,9 @@ enum CliCommand {
         /// The service name.
         service: String,
     },
+    /// Build a service crate, deploy it (starting a local server when none
+    /// answers at --url), and again on every change to its files.
+    Dev(dev::DevArgs),
     /// Start a new service crate: a working service of the kind asked for,
     /// its unit tests, a README, and the SDK beside it.
     New {
@@ -212,6 +217,7 @@ impl Cli {
                 println!("  cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
                 return Ok(());
             }
+            CliCommand::Dev(args) => return dev::dev(&self.url, &client, args).await,
             CliCommand::Deploy { service, component, verify, subscribe } => {
                 Reply::Json(deploy::deploy(&client.admin(), &service, &component, &verify, &subscribe).await?)
             }

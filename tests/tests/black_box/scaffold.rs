@@ -88,3 +88,99 @@ fn new_refuses_a_bad_name_and_a_directory_that_holds_files() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("exists and is not empty"));
     assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 1, "nothing was written");
 }
+
+/// `wasmstate dev`: with no server at its URL it starts one, builds and
+/// deploys the crate, and on every change builds and deploys again; a
+/// change that does not build is said, and the version before keeps
+/// serving.
+#[tokio::test]
+async fn dev_starts_a_server_deploys_and_redeploys_on_every_change() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("my-tally");
+    let output = new("my-tally", "event-sourced", &dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dev = Command::new(binary())
+        .args(["--url", &url, "dev"])
+        .arg(&dir)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("WASMSTATE_TOKEN")
+        .env_remove("RUSTFLAGS")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let said = tokio::task::spawn_blocking(move || {
+        let mut said = Vec::new();
+        let mut wait_for = |text: &str| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(300);
+            while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                said.push(line.clone());
+                if line.contains(text) {
+                    return;
+                }
+            }
+            panic!("dev never said {text:?}; it said {said:?}");
+        };
+        wait_for("started a server at");
+        wait_for("deployed my-tally version 1 (event-sourced)");
+        wait_for("watching");
+        lines
+    });
+    let lines = said.await.unwrap();
+    let api = wasmstate_tests::Api::new(&url);
+    let added = api.invoke("my-tally", "e-1", "Add", json!({"amount": 2})).await.expect(200);
+    assert_eq!(added, json!({"total": 2, "additions": 1}));
+
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let fold = "self.total = self.total.saturating_add(*amount);";
+    assert!(source.contains(fold));
+    // A change that does not compile: said, and version 1 keeps serving.
+    std::fs::write(&lib, source.replace(fold, "self.total = self.total.saturating_add(*amount * 10;")).unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let line = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).unwrap();
+            assert!(!line.contains("version 2"), "a broken build deploys nothing: {line}");
+            if line.contains("error: the build failed") {
+                return lines;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(api.invoke("my-tally", "e-2", "Add", json!({"amount": 2})).await.expect(200)["total"], 2);
+    // Fixed: version 2 is deployed and serves.
+    std::fs::write(&lib, source.replace(fold, "self.total = self.total.saturating_add(*amount * 10);")).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let line = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).unwrap();
+            if line.contains("deployed my-tally version 2 (event-sourced)") {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(api.invoke("my-tally", "e-3", "Add", json!({"amount": 2})).await.expect(200)["total"], 20);
+
+    // Stopping dev stops the server it started.
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    let stopped =
+        api.eventually(Duration::from_secs(5), || async { reqwest::get(format!("{url}/healthz")).await.is_err() });
+    assert!(stopped.await, "the server dev started stops with it");
+}
