@@ -164,8 +164,9 @@ impl Worker {
         };
         self.cursor = if due.len() < SCAN { 0 } else { due.last().map_or(0, |e| e.id) };
         for entry in due {
-            self.first_read.entry(entry.id).or_insert_with(Instant::now);
             if self.known.insert(entry.id) {
+                // A retried entry keeps the time it was first read.
+                self.first_read.entry(entry.id).or_insert_with(Instant::now);
                 self.queue.push_back(entry);
             }
         }
@@ -251,6 +252,7 @@ impl Worker {
             Ok(Ok(done)) => {
                 for id in done {
                     self.known.remove(&id);
+                    self.first_read.remove(&id);
                 }
             }
             // The host that took the lease over removes them.

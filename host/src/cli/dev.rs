@@ -22,6 +22,8 @@ const POLL: Duration = Duration::from_millis(300);
 const SETTLE: Duration = Duration::from_millis(200);
 /// How long a started server may take to answer.
 const SERVER_START: Duration = Duration::from_secs(20);
+/// How long a started server may take to stop.
+const SERVER_STOP: Duration = Duration::from_secs(10);
 
 /// What `wasmstate dev` is asked.
 #[derive(Debug, clap::Args)]
@@ -46,12 +48,14 @@ pub struct DevArgs {
 
 /// Runs the loop until interrupted (or, with `--once`, after one round).
 pub async fn dev(url: &str, client: &Client, args: DevArgs) -> anyhow::Result<()> {
-    let manifest = args.path.join("Cargo.toml");
-    let package = package_name(&manifest)?;
+    let root = std::fs::canonicalize(&args.path).with_context(|| format!("cannot read {}", args.path.display()))?;
+    let package = package_name(&root.join("Cargo.toml"))?;
     let service = args.service.clone().unwrap_or_else(|| package.clone());
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| args.path.join("target/wasmstate-dev"));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| root.join("target/wasmstate-dev"));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // Absolute, so the watch compares it with the paths it walks.
+    let data_dir = std::fs::canonicalize(&data_dir)?;
     let _server = ensure_server(url, client, &data_dir).await?;
-    let mut seen = snapshot(&args.path, &data_dir);
     loop {
         let deployed = round(client, &args, &service).await;
         if args.once {
@@ -60,8 +64,11 @@ pub async fn dev(url: &str, client: &Client, args: DevArgs) -> anyhow::Result<()
         if let Err(error) = deployed {
             println!("error: {error:#}");
         }
+        // After the build: what it wrote beside the sources (a new
+        // Cargo.lock, say) is no change.
+        let seen = snapshot(&root, &data_dir);
         println!("watching {} for changes (Ctrl-C stops)", args.path.display());
-        seen = wait_for_change(&args.path, &data_dir, seen).await;
+        wait_for_change(&root, &data_dir, seen).await;
     }
 }
 
@@ -129,7 +136,18 @@ fn build(path: &Path) -> anyhow::Result<PathBuf> {
 struct StartedServer(Child);
 
 impl Drop for StartedServer {
+    /// Asks the server to stop (SIGTERM: it drains and closes its journal),
+    /// and kills it if it has not stopped in [`SERVER_STOP`].
     fn drop(&mut self) {
+        // SAFETY: kill sends a signal to our own child; no memory is shared.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + SERVER_STOP;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -220,12 +238,8 @@ fn snapshot(root: &Path, data_dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)
 }
 
 /// Waits until the crate's files differ from `seen` and then stay the same
-/// for [`SETTLE`]; answers what they are then.
-async fn wait_for_change(
-    root: &Path,
-    data_dir: &Path,
-    seen: BTreeMap<PathBuf, (SystemTime, u64)>,
-) -> BTreeMap<PathBuf, (SystemTime, u64)> {
+/// for [`SETTLE`].
+async fn wait_for_change(root: &Path, data_dir: &Path, seen: BTreeMap<PathBuf, (SystemTime, u64)>) {
     let mut now = seen.clone();
     while now == seen {
         tokio::time::sleep(POLL).await;
@@ -235,7 +249,7 @@ async fn wait_for_change(
         tokio::time::sleep(SETTLE).await;
         let settled = snapshot(root, data_dir);
         if settled == now {
-            return settled;
+            return;
         }
         now = settled;
     }

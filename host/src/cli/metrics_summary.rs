@@ -112,7 +112,10 @@ pub fn summary(text: &str) -> String {
                 let outcome = s.labels.get("outcome").cloned().unwrap_or_default();
                 *services.entry(key(s)).or_default().outcomes.entry(outcome).or_default() += s.value;
             }
-            "wasmstate_invocation_duration_seconds_bucket" => {
+            // A refusal's time says nothing of how long the service takes.
+            "wasmstate_invocation_duration_seconds_bucket"
+                if s.labels.get("outcome").is_none_or(|outcome| outcome != "refused") =>
+            {
                 let Some(le) = s.labels.get("le").and_then(|le| le.parse::<f64>().ok()) else { continue };
                 let bucket = services.entry(key(s)).or_default().buckets.entry(le.to_bits()).or_insert((le, 0.0));
                 bucket.1 += s.value;
@@ -217,12 +220,14 @@ mod tests {
             wasmstate_invocation_duration_seconds_bucket{service=\"counter\",kind=\"event-sourced\",outcome=\"ok\",le=\"+Inf\"} 3\n\
             wasmstate_invocation_duration_seconds_bucket{service=\"counter\",kind=\"event-sourced\",outcome=\"failed\",le=\"0.001\"} 0\n\
             wasmstate_invocation_duration_seconds_bucket{service=\"counter\",kind=\"event-sourced\",outcome=\"failed\",le=\"+Inf\"} 1\n\
+            wasmstate_invocation_duration_seconds_bucket{service=\"counter\",kind=\"event-sourced\",outcome=\"refused\",le=\"0.001\"} 100\n\
+            wasmstate_invocation_duration_seconds_bucket{service=\"counter\",kind=\"event-sourced\",outcome=\"refused\",le=\"+Inf\"} 100\n\
             wasmstate_journal_commits_total 3\nwasmstate_journal_appends_total 3\n";
         let out = summary(text);
         let row = out.lines().nth(1).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[..7], ["counter", "event-sourced", "3", "1", "0", "0", "0"], "{out}");
-        assert_eq!(cells[7..], ["0.67", "ms", "1.00", "ms"], "{out}");
+        assert_eq!(cells[7..], ["0.67", "ms", "1.00", "ms"], "refusals do not count in the latency: {out}");
         assert!(out.contains("journal:     3 commits of 3 commands"), "{out}");
     }
 }

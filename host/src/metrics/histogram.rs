@@ -17,28 +17,42 @@ pub struct Histogram {
     bounds: &'static [f64],
     /// One count per bound (not cumulative), then the count above the last.
     buckets: Box<[AtomicU64]>,
-    /// The sum of the observations, as `f64` bits.
+    /// The sum of the observations, in units of `unit` (an integer, so one
+    /// atomic add records it).
     sum: AtomicU64,
+    unit: f64,
 }
 
 impl Histogram {
-    /// An empty histogram over `bounds` (ascending).
-    pub fn new(bounds: &'static [f64]) -> Self {
+    /// An empty histogram of seconds over `bounds` (ascending), summed in
+    /// nanoseconds.
+    pub fn seconds(bounds: &'static [f64]) -> Self {
+        Self::new(bounds, 1e-9)
+    }
+
+    /// An empty histogram of whole counts over `bounds` (ascending).
+    pub fn counts(bounds: &'static [f64]) -> Self {
+        Self::new(bounds, 1.0)
+    }
+
+    fn new(bounds: &'static [f64], unit: f64) -> Self {
         let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Self { bounds, buckets, sum: AtomicU64::new(0f64.to_bits()) }
+        Self { bounds, buckets, sum: AtomicU64::new(0), unit }
     }
 
     /// Counts one observation of `value`.
     pub fn observe(&self, value: f64) {
         let index = self.bounds.partition_point(|&bound| bound < value);
         self.buckets[index].fetch_add(1, Relaxed);
-        // A compare-and-swap loop: there is no atomic f64 add.
-        let _ = self.sum.fetch_update(Relaxed, Relaxed, |bits| Some((f64::from_bits(bits) + value).to_bits()));
+        self.sum.fetch_add((value / self.unit).round() as u64, Relaxed);
     }
 
     /// Counts one observation of `elapsed`, in seconds.
     pub fn observe_duration(&self, elapsed: Duration) {
-        self.observe(elapsed.as_secs_f64());
+        let index = self.bounds.partition_point(|&bound| bound < elapsed.as_secs_f64());
+        self.buckets[index].fetch_add(1, Relaxed);
+        let units = (elapsed.as_nanos() as f64 * 1e-9 / self.unit).round() as u64;
+        self.sum.fetch_add(units, Relaxed);
     }
 
     /// How many observations were counted.
@@ -59,7 +73,7 @@ impl Histogram {
         cumulative += self.buckets[self.bounds.len()].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
         let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let sum = f64::from_bits(self.sum.load(Relaxed));
+        let sum = self.sum.load(Relaxed) as f64 * self.unit;
         let _ = writeln!(out, "{name}_sum{braces} {sum}\n{name}_count{braces} {cumulative}");
     }
 }
@@ -70,8 +84,8 @@ mod tests {
 
     #[test]
     fn observations_fall_in_the_first_bucket_whose_bound_is_not_below_them() {
-        let histogram = Histogram::new(&[1.0, 2.0]);
-        for value in [0.5, 1.0, 1.5, 3.0] {
+        let histogram = Histogram::counts(&[1.0, 2.0]);
+        for value in [0.0, 1.0, 2.0, 3.0] {
             histogram.observe(value);
         }
         let mut out = String::new();
@@ -86,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_histogram_without_labels_renders_only_le() {
-        let histogram = Histogram::new(&[1.0]);
+        let histogram = Histogram::seconds(&[1.0]);
         histogram.observe_duration(Duration::from_millis(250));
         let mut out = String::new();
         histogram.render(&mut out, "h", "");

@@ -18,7 +18,7 @@ struct ServiceSeries([[Histogram; InvocationOutcome::ALL.len()]; KIND_SLOTS]);
 
 impl ServiceSeries {
     fn new() -> Self {
-        Self(std::array::from_fn(|_| std::array::from_fn(|_| Histogram::new(histogram::SECONDS))))
+        Self(std::array::from_fn(|_| std::array::from_fn(|_| Histogram::seconds(histogram::SECONDS))))
     }
 }
 

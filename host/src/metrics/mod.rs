@@ -115,10 +115,10 @@ struct Histograms {
 impl Default for Histograms {
     fn default() -> Self {
         Self {
-            commit_duration: Histogram::new(histogram::SECONDS),
-            commit_batch: Histogram::new(histogram::SIZES),
-            outbox_delivery: Histogram::new(histogram::SECONDS),
-            subscription_delivery: Histogram::new(histogram::SECONDS),
+            commit_duration: Histogram::seconds(histogram::SECONDS),
+            commit_batch: Histogram::counts(histogram::SIZES),
+            outbox_delivery: Histogram::seconds(histogram::SECONDS),
+            subscription_delivery: Histogram::seconds(histogram::SECONDS),
         }
     }
 }

@@ -87,6 +87,11 @@ impl LineLog {
     /// Logs the line written so far, if any: at the end of a call, whose
     /// last line may have no newline (a panic message, say).
     pub fn end_line(&mut self) {
+        if self.pending.is_empty() || !tracing::enabled!(target: "wasmstate::guest", tracing::Level::INFO) {
+            self.pending.clear();
+            self.cut = false;
+            return;
+        }
         let line = String::from_utf8_lossy(&self.pending);
         let line = line.trim_end();
         if !line.is_empty() {

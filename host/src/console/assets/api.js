@@ -2,15 +2,15 @@
 
 const TOKEN_KEY = 'wasmstate.token';
 
-/** The token sent as `Authorization: Bearer`, kept in this browser only. */
+/** The token sent as `Authorization: Bearer`, kept in this tab only (gone when it closes). */
 export function token() {
-  return localStorage.getItem(TOKEN_KEY) || '';
+  return sessionStorage.getItem(TOKEN_KEY) || '';
 }
 
 /** Remembers `value` as the token ('' forgets it). */
 export function setToken(value) {
-  if (value) localStorage.setItem(TOKEN_KEY, value);
-  else localStorage.removeItem(TOKEN_KEY);
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
 }
 
 /** A refused request: its status and the server's error kind and message. */

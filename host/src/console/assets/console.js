@@ -8,6 +8,8 @@ import * as live from './live.js';
 
 const $ = (id) => document.getElementById(id);
 const ENTITIES_PER_PAGE = 50;
+/** The most events the live log shows: the newest. */
+const MAX_EVENT_ROWS = 500;
 
 const view = {
   services: [],
@@ -121,13 +123,19 @@ async function selectService(name) {
 async function loadEntities() {
   const service = view.service.service;
   const after = view.entitiesAfter ? `&after=${encodeURIComponent(view.entitiesAfter)}` : '';
+  const more = $('entities-more');
+  more.disabled = true;
   let page;
   try {
     page = await call('GET', `/v1/services/${encodeURIComponent(service)}/entities?limit=${ENTITIES_PER_PAGE}${after}`);
   } catch (error) {
     say(error);
     return;
+  } finally {
+    more.disabled = false;
   }
+  // Another service was picked meanwhile: this page is not its.
+  if (!view.service || view.service.service !== service) return;
   const body = $('entities').tBodies[0];
   if (!view.entitiesAfter) body.replaceChildren();
   for (const head of page.entities) {
@@ -163,12 +171,25 @@ async function openEntity(id) {
 
 async function loadState() {
   const { service } = view.service;
+  const entity = view.entity;
+  let text;
   try {
-    const path = `${entityPath(service, view.entity)}/state`;
-    $('state').textContent = JSON.stringify(await call('GET', path), null, 2);
+    text = JSON.stringify(await call('GET', `${entityPath(service, entity)}/state`), null, 2);
   } catch (error) {
-    $('state').textContent = error instanceof ApiError ? `${error.kind}: ${error.message.replace(/^\d+ \S+: /, '')}` : String(error);
+    text = error instanceof ApiError ? `${error.kind}: ${error.message.replace(/^\d+ \S+: /, '')}` : String(error);
   }
+  // Only if the entity is still the one shown.
+  if (view.entity === entity && view.service.service === service) $('state').textContent = text;
+}
+
+/** Reads the state again soon, once for a burst of events. */
+let stateSoon = null;
+function loadStateSoon() {
+  if (stateSoon) return;
+  stateSoon = setTimeout(() => {
+    stateSoon = null;
+    loadState();
+  }, 250);
 }
 
 function appendEvent(event, fresh) {
@@ -178,6 +199,7 @@ function appendEvent(event, fresh) {
   tr.dataset.seq = event.seq;
   if (fresh) tr.classList.add('new');
   body.prepend(tr);
+  while (body.rows.length > MAX_EVENT_ROWS) body.deleteRow(-1);
   // The entity list says the entity's newest seq too.
   const listed = $('entities').tBodies[0].querySelector(`tr[data-entity="${CSS.escape(view.entity)}"]`);
   if (listed && Number(listed.cells[1].textContent) < event.seq) listed.cells[1].textContent = event.seq;
@@ -188,7 +210,9 @@ async function loadEvents() {
   const path = `${entityPath(view.service.service, view.entity)}/events`;
   if (!$('follow').checked) {
     try {
-      const events = await call('GET', `${path}?from=1`);
+      const { last_seq: last } = await call('GET', entityPath(view.service.service, view.entity));
+      const from = Math.max(1, last - MAX_EVENT_ROWS + 1);
+      const events = await call('GET', `${path}?from=${from}`);
       $('events').tBodies[0].replaceChildren();
       for (const event of events) appendEvent(event, false);
     } catch (error) {
@@ -199,12 +223,21 @@ async function loadEvents() {
   const controller = new AbortController();
   view.following = controller;
   const entity = view.entity;
-  let backlog = true;
-  setTimeout(() => (backlog = false), 500);
-  follow(`${path}?from=1&follow=true`, (event) => {
+  // The events up to the entity's last seq now are its backlog: only the
+  // newest of them are shown, and only those after are new.
+  let last = 0;
+  try {
+    last = (await call('GET', entityPath(view.service.service, entity))).last_seq;
+  } catch (error) {
+    say(error);
+  }
+  if (view.entity !== entity || controller.signal.aborted) return;
+  const from = Math.max(1, last - MAX_EVENT_ROWS + 1);
+  follow(`${path}?from=${from}&follow=true`, (event) => {
     if (view.entity !== entity) return;
-    appendEvent(event, !backlog);
-    if (!backlog) loadState();
+    const fresh = event.seq > last;
+    appendEvent(event, fresh);
+    if (fresh) loadStateSoon();
   }, controller.signal).catch((error) => {
     if (error.name !== 'AbortError') say(error);
   });

@@ -25,7 +25,8 @@ export function parse(text) {
     if (m[1] === 'wasmstate_invocations_total') {
       if (ERRORS.has(labels.outcome)) s.errors += value;
       else s.ok += value;
-    } else {
+    } else if (labels.outcome !== 'refused') {
+      // A refusal's time says nothing of how long the service takes.
       const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
       s.buckets.set(le, (s.buckets.get(le) || 0) + value);
     }

@@ -155,7 +155,15 @@ struct Sleep {
 
 #[derive(Deserialize)]
 struct Log {
+    /// The length of each line.
     bytes: usize,
+    /// How many lines to write to stderr (default one).
+    #[serde(default = "one")]
+    lines: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Deserialize)]
@@ -322,9 +330,11 @@ impl EventSourcedEntity for Misbehaving {
                 Ok(Reply::json(&json!({ "count": count })))
             }
             "Log" => {
-                let Log { bytes } = command.json()?;
+                let Log { bytes, lines } = command.json()?;
                 let line = "l".repeat(bytes);
-                eprintln!("{line}");
+                for _ in 0..lines {
+                    eprintln!("{line}");
+                }
                 println!("{line}");
                 Ok(Reply::json(&json!({ "logged": bytes })))
             }
