@@ -267,6 +267,7 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
                         },
                         outbox: Vec::new(),
                         idempotency: None,
+                        trace: None,
                     };
                     let sent = Instant::now();
                     let status = journal.commit(commit).await?;

@@ -207,6 +207,12 @@ pub struct ServeConfig {
     /// unless that service's newest version is already the same. Repeatable.
     #[arg(long = "deploy", value_name = "NAME=PATH", value_parser = parse_deploy)]
     pub deploys: Vec<StartupDeploy>,
+
+    /// Export the spans of every invocation (and its guest calls and
+    /// commit) over OTLP/HTTP to this collector, e.g. http://localhost:4318
+    /// (spans go to URL/v1/traces).
+    #[arg(long, env = "WASMSTATE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeConfig {

@@ -41,7 +41,9 @@
 //!   PostgreSQL, each with its schema version and group-committing writer.
 //! - `finish_on_drop`: how work outlives a caller that goes away.
 //! - `names`: validation of service names and entity ids.
-//! - `metrics`: Prometheus metrics.
+//! - `metrics`: Prometheus metrics; `trace_context` is where an invocation
+//!   sits in a distributed trace (W3C `traceparent`), and `telemetry`
+//!   exports the spans over OTLP.
 
 mod cli;
 mod client;
@@ -63,6 +65,8 @@ mod runtime;
 mod server;
 mod services;
 mod subscriptions;
+mod telemetry;
+mod trace_context;
 mod verify;
 
 pub use cli::Cli;

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::domain::IdempotencyKey;
-use crate::invoke::{Invocation, InvokeError, Invoker};
+use crate::invoke::{Cause, Invocation, InvokeError, Invoker};
 use crate::journal::{Journal, JournalError, Lease, OutboxEntry, now_ms};
 use crate::leases::LeaseKeeper;
 use crate::metrics::{Delivery, Metrics};
@@ -185,7 +185,9 @@ impl Worker {
             let (invoker, id) = (self.invoker.clone(), entry.id);
             let task = self.deliveries.spawn(async move {
                 let key = Some(IdempotencyKey::outbox(entry.id));
-                let delivery = Invocation::command(entry.call.clone(), key).at_hops(entry.hops);
+                let delivery = Invocation::command(entry.call.clone(), key)
+                    .at_hops(entry.hops)
+                    .child_of(entry.trace.as_ref(), Cause::Outbox);
                 let result = invoker.invoke(delivery).await;
                 (entry, result)
             });

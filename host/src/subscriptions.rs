@@ -165,7 +165,7 @@ impl Subscriptions {
     /// retry answers from the delivery's record, so the side effects that
     /// ran before do not run again. False when the lease was found lost.
     async fn deliver_until_done(&self, subscriber: &str, source: &str, entry: ServiceLogEntry, lease: &Lease) -> bool {
-        let position = entry.position;
+        let (position, trace) = (entry.position, entry.trace);
         let event = SubscribedEvent {
             source: source.to_string(),
             entity: entry.entity,
@@ -175,7 +175,7 @@ impl Subscriptions {
         };
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1.. {
-            let delivery = Invocation::event(subscriber.to_string(), event.clone());
+            let delivery = Invocation::event(subscriber.to_string(), event.clone(), trace.as_ref());
             let error = match self.invoker.invoke(delivery).await {
                 Ok(_) => {
                     self.metrics.record_event_delivery(true);

@@ -200,7 +200,11 @@ enum CliCommand {
 impl Cli {
     /// Runs the parsed command, logging to stderr.
     pub async fn run(self) -> anyhow::Result<()> {
-        crate::logging::init(self.log_format);
+        let otlp_endpoint = match &self.command {
+            CliCommand::Serve(config) => config.otlp_endpoint.clone(),
+            _ => None,
+        };
+        let _exporting = crate::logging::init(self.log_format, otlp_endpoint.as_deref())?;
         let client = Client::new(&self.url, self.token, self.admin_token);
         let entity_path =
             |service: &str, entity: &str| format!("/v1/services/{}/entities/{}", segment(service), segment(entity));

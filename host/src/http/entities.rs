@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,9 +11,10 @@ use super::extract::{ApiBody, ApiPath, ApiQuery};
 use super::forward::Forwarded;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
-use crate::invoke::Invocation;
+use crate::invoke::{Cause, Invocation};
 use crate::journal::{EntityHead, EntityPosition};
 use crate::names::{validate_entity_id, validate_service_name};
+use crate::trace_context::{TRACEPARENT, TraceContext};
 
 /// The longest command name accepted.
 const MAX_COMMAND_NAME: usize = 128;
@@ -42,6 +43,10 @@ pub struct InvokeQuery {
 /// that repeats it for another command or payload answers 422. With
 /// `?dry_run=true` (and maybe `&at=N`), the command runs against the
 /// current (or a past) state and the answer is what it would do.
+///
+/// A W3C `traceparent` header makes the invocation a child of the span it
+/// names; every answer of a run names the invocation's own span in a
+/// `traceparent` header.
 pub async fn invoke(
     State(state): State<AppState>,
     ApiPath((service, id, command)): ApiPath<(String, String, String)>,
@@ -81,8 +86,17 @@ pub async fn invoke(
         }
         state.metrics.record_forwarded(false);
     }
-    let reply = state.invoker.invoke(Invocation::command(call, key)).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
+    // The invocation is a child of the caller's span, if it names one,
+    // and its own span is answered whatever the outcome.
+    let parent = headers.get(TRACEPARENT).and_then(|value| TraceContext::from_traceparent(value.as_bytes()));
+    let invocation = Invocation::command(call, key).child_of(parent.as_ref(), Cause::Request);
+    let traceparent = HeaderValue::try_from(invocation.trace.traceparent()).map_err(ApiError::internal)?;
+    let mut response = match state.invoker.invoke(invocation).await {
+        Ok(reply) => ([(header::CONTENT_TYPE, "application/json")], reply).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    };
+    response.headers_mut().insert(TRACEPARENT, traceparent);
+    Ok(response)
 }
 
 /// Where one entity stands: `{last_seq, snapshot_seq}`, and for a value

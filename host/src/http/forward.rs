@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::journal::HostRecord;
+use crate::trace_context::TRACEPARENT;
 
 /// The header naming the host that forwarded a request.
 pub const FORWARDED_BY: &str = "wasmstate-forwarded-by";
@@ -34,7 +35,7 @@ pub const CLUSTER_TOKEN: &str = "wasmstate-cluster-token";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The client's headers a forwarded request carries on.
-const CARRIED: [&str; 3] = ["authorization", "idempotency-key", "content-type"];
+const CARRIED: [&str; 4] = ["authorization", "idempotency-key", "content-type", TRACEPARENT];
 
 /// The HTTP client commands are forwarded with.
 pub struct Forwarder {
@@ -96,8 +97,10 @@ impl Forwarder {
         }
         let mut relayed = HeaderMap::new();
         for (name, value) in answer.headers() {
-            let relays =
-                name == header::CONTENT_TYPE || name == header::RETRY_AFTER || name.as_str().starts_with("wasmstate-");
+            let relays = name == header::CONTENT_TYPE
+                || name == header::RETRY_AFTER
+                || name == TRACEPARENT
+                || name.as_str().starts_with("wasmstate-");
             if relays {
                 relayed.insert(name.clone(), value.clone());
             }

@@ -10,6 +10,7 @@ use super::{Input, Invocation, InvokeError, Shared};
 use crate::domain::{CommandMeta, FollowUp};
 use crate::journal::{Commit, CommitStatus, EntityWrite};
 use crate::services::Service;
+use tracing::Instrument;
 
 /// Runs one action call and commits its asynchronous side effects (and
 /// idempotency record) before answering what follows.
@@ -20,7 +21,7 @@ pub(super) async fn run(
 ) -> Result<FollowUp, InvokeError> {
     let keyed = invocation.keyed();
     let (name, entity): (Arc<str>, Arc<str>) = (invocation.service().into(), invocation.entity().into());
-    let hops = invocation.hops;
+    let (hops, trace) = (invocation.hops, invocation.trace.sampled.then_some(invocation.trace));
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
     {
@@ -45,11 +46,13 @@ pub(super) async fn run(
         write: EntityWrite::Nothing,
         outbox,
         idempotency,
+        trace,
     };
     if commit.is_empty() {
         return Ok(follow_up);
     }
-    match shared.journal.commit(commit).await? {
+    let status = shared.journal.commit(commit).instrument(tracing::info_span!("commit")).await?;
+    match status {
         CommitStatus::Durable { .. } => Ok(follow_up),
         CommitStatus::KeyRecorded => match &keyed {
             Some(keyed) => shared.replay_winner(&name, &entity, keyed).await,

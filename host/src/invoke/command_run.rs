@@ -98,7 +98,7 @@ async fn run_once(
             Ok(done) => {
                 let at = done.commit.map(|commit| {
                     commits.push(commit);
-                    commits.len() - 1
+                    (commits.len() - 1, tracing::info_span!(parent: &command.span, "commit"))
                 });
                 (Ok(done.follow_up), done.keyed, at)
             }
@@ -133,10 +133,11 @@ async fn run_once(
     // decided on state that never became durable.
     let mut broken = false;
     for (command, result, keyed, commits_at) in ran {
+        // Each commit's span ends once its status is known.
         let status = match commits_at {
-            Some(0) => first.take(),
-            Some(_) => match durables.next() {
-                Some(pending) => Some(pending.await),
+            Some((0, _span)) => first.take(),
+            Some((_, span)) => match durables.next() {
+                Some(pending) => Some(pending.instrument(span).await),
                 None => None,
             },
             None => None,

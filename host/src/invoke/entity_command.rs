@@ -73,7 +73,7 @@ pub(super) async fn run(
     invocation: Invocation,
 ) -> Result<Ran, InvokeError> {
     let keyed = invocation.keyed();
-    let hops = invocation.hops;
+    let (hops, trace) = (invocation.hops, invocation.trace.sampled.then_some(invocation.trace));
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&entity.service, &entity.entity, keyed).await?
     {
@@ -98,6 +98,7 @@ pub(super) async fn run(
         write,
         outbox,
         idempotency,
+        trace,
     };
     if let Some(after) = cache_after {
         *cached = Some(after);

@@ -44,6 +44,7 @@ use crate::journal::Journal;
 use crate::metrics::{InvocationOutcome, Metrics};
 use crate::runtime::Runtime;
 use crate::services::{Service, Services};
+use crate::trace_context::{Hex, TraceContext};
 pub use error::InvokeError;
 use mailbox::Mailboxes;
 pub use time_travel::DryRun;
@@ -101,6 +102,40 @@ pub struct Invocation {
     /// or an event delivery, one more than its asker for a side effect or
     /// forward — synchronous or from the outbox — up to [`MAX_HOPS`].
     pub hops: u32,
+    /// Its own span in its trace: a child of the request's `traceparent`,
+    /// of the invocation that asked for it, or of the commit whose outbox
+    /// entry or event it delivers; else the root of a new trace.
+    pub trace: TraceContext,
+    /// What started it.
+    pub cause: Cause,
+}
+
+/// What started an invocation, as its span names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// An HTTP request.
+    Request,
+    /// A forward: the reply of the invocation before.
+    Forward,
+    /// A synchronous side effect of the invocation before.
+    SideEffect,
+    /// An asynchronous side effect, delivered from the outbox.
+    Outbox,
+    /// An event delivered to a subscriber.
+    Event,
+}
+
+impl Cause {
+    /// Its name in spans and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Request => "request",
+            Cause::Forward => "forward",
+            Cause::SideEffect => "side-effect",
+            Cause::Outbox => "outbox",
+            Cause::Event => "event",
+        }
+    }
 }
 
 /// What an invocation hands the guest.
@@ -118,9 +153,11 @@ pub enum Input {
 }
 
 impl Invocation {
-    /// A command, with the client's key or one the host derived.
+    /// A command requested over HTTP, with the client's key, as the root
+    /// of a new trace (see [`Invocation::child_of`]).
     pub fn command(call: Call, key: Option<IdempotencyKey>) -> Self {
-        Self { input: Input::Command(call), key, hops: 0 }
+        let trace = TraceContext::root(crate::telemetry::sampled_by_default());
+        Self { input: Input::Command(call), key, hops: 0, trace, cause: Cause::Request }
     }
 
     /// The same invocation, `hops` forwards or side effects deep.
@@ -128,11 +165,21 @@ impl Invocation {
         Self { hops, ..self }
     }
 
+    /// The same invocation as a child of `parent`'s span (or as the root of
+    /// a new trace when there is no parent), started by `cause`.
+    pub fn child_of(self, parent: Option<&TraceContext>, cause: Cause) -> Self {
+        let trace = parent.map_or(self.trace, TraceContext::child);
+        Self { trace, cause, ..self }
+    }
+
     /// The delivery of `event` to `subscriber`, keyed by the event, so a
-    /// delivery repeated after a crash changes nothing.
-    pub fn event(subscriber: String, event: SubscribedEvent) -> Self {
+    /// delivery repeated after a crash changes nothing; a child of the
+    /// commit that stored the event, when its trace was kept.
+    pub fn event(subscriber: String, event: SubscribedEvent, trace: Option<&TraceContext>) -> Self {
         let key = IdempotencyKey::event(&event.source, event.seq);
-        Self { input: Input::Event { subscriber, event }, key: Some(key), hops: 0 }
+        let trace =
+            trace.map_or_else(|| TraceContext::root(crate::telemetry::sampled_by_default()), TraceContext::child);
+        Self { input: Input::Event { subscriber, event }, key: Some(key), hops: 0, trace, cause: Cause::Event }
     }
 
     /// The service invoked.
@@ -218,12 +265,18 @@ impl Invoker {
         // Numbers this host's invocations, so the lines of one (the
         // guest's own among them) can be told from another's.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let trace = &invocation.trace;
         let span = tracing::info_span!(
             "invocation",
             id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
             service = invocation.service(),
             entity = invocation.entity(),
             command = invocation.name(),
+            cause = invocation.cause.as_str(),
+            trace_id = %Hex(&trace.trace_id),
+            span_id = %Hex(&trace.span_id),
+            parent_span_id = trace.parent_hex(),
+            sampled = trace.sampled,
             version = Empty,
             outcome = Empty,
         );
@@ -253,7 +306,7 @@ impl Invoker {
     /// Runs an invocation and what follows it; `resolved` is set to its
     /// service once it is found.
     async fn run_and_follow(&self, invocation: Invocation, resolved: &mut Option<Arc<Service>>) -> Answer {
-        let hops = invocation.hops;
+        let (hops, trace) = (invocation.hops, invocation.trace);
         if hops > MAX_HOPS {
             return Err(InvokeError::TooManyHops);
         }
@@ -277,24 +330,30 @@ impl Invoker {
             }
         };
         let derive = |step| seed.as_ref().map(|(key, service, entity)| key.derived(service, entity, step));
-        self.follow(follow_up, derive, hops).await
+        self.follow(follow_up, derive, hops, &trace).await
     }
 
     /// Runs the synchronous side effects in order, then answers the reply
-    /// or follows the forward; `derive` gives each step's key.
-    async fn follow(&self, follow_up: FollowUp, derive: impl Fn(Step) -> Option<IdempotencyKey>, hops: u32) -> Answer {
+    /// or follows the forward; `derive` gives each step's key, and each
+    /// runs as a child of `trace`.
+    async fn follow(
+        &self,
+        follow_up: FollowUp,
+        derive: impl Fn(Step) -> Option<IdempotencyKey>,
+        hops: u32,
+        trace: &TraceContext,
+    ) -> Answer {
+        let next =
+            |call, step, cause| Invocation::command(call, derive(step)).at_hops(hops + 1).child_of(Some(trace), cause);
         for (index, call) in follow_up.synchronous.into_iter().enumerate() {
             let target = call.target();
-            let effect = Invocation::command(call, derive(Step::Effect(index))).at_hops(hops + 1);
-            if let Err(source) = self.invoke_at(effect).await {
+            if let Err(source) = self.invoke_at(next(call, Step::Effect(index), Cause::SideEffect)).await {
                 return Err(InvokeError::SideEffectFailed { target, source: Box::new(source) });
             }
         }
         match follow_up.reply {
             Reply::Message(bytes) => Ok(bytes),
-            Reply::Forward(call) => {
-                self.invoke_at(Invocation::command(call, derive(Step::Forward)).at_hops(hops + 1)).await
-            }
+            Reply::Forward(call) => self.invoke_at(next(call, Step::Forward, Cause::Forward)).await,
         }
     }
 }

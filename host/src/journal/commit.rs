@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::{CommitWatch, IdempotencyRecord, StoredSnapshot};
 use crate::domain::Call;
 use crate::metrics::Metrics;
+use crate::trace_context::TraceContext;
 
 /// What a command writes to its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,10 @@ pub struct Commit {
     pub outbox: Vec<Call>,
     /// What the command left to do, recorded under its idempotency key.
     pub idempotency: Option<IdempotencyRecord>,
+    /// The span of the command, kept beside its events and outbox entries
+    /// so what they start later (an event delivery, an outbox delivery)
+    /// joins its trace; `None` when the trace is not sampled.
+    pub trace: Option<TraceContext>,
 }
 
 impl Commit {
@@ -68,6 +73,7 @@ impl Commit {
             write: EntityWrite::Events { expected_last_seq, events, snapshot: None },
             outbox: Vec::new(),
             idempotency: None,
+            trace: None,
         }
     }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::StoredSnapshot;
 use crate::domain::Event;
+use crate::trace_context::TraceContext;
 
 /// What folds to an entity's state right after one event: the latest
 /// snapshot as of it, and the events after that snapshot up to it.
@@ -141,4 +142,6 @@ pub struct ServiceLogEntry {
     pub entity: String,
     /// The event.
     pub event: Event,
+    /// The span of the command that emitted it, when its trace is sampled.
+    pub trace: Option<TraceContext>,
 }

@@ -16,10 +16,43 @@ use serde::{Deserialize, Serialize};
 
 use super::JournalError;
 use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey};
+use crate::trace_context::TraceContext;
 
 /// Encodes a record.
 pub(super) fn encode<T: Serialize + ?Sized>(record: &T) -> Result<Vec<u8>, JournalError> {
     postcard::to_allocvec(record).map_err(|e| JournalError::Encode(e.to_string()))
+}
+
+/// The tag of a [`TraceContext`] kept after a record.
+const TRACE_TAG: u8 = 1;
+
+/// Encodes a record followed, when there is one, by the trace of the
+/// command that wrote it: [`TRACE_TAG`], then the context.
+///
+/// The trace comes after the record, so a record without one is the same
+/// bytes as before traces were kept, and a reader that does not know it
+/// stops where the record ends (postcard ignores what follows): keeping
+/// traces changes no stored layout, and needs no schema version.
+pub(super) fn encode_traced<T: Serialize + ?Sized>(
+    record: &T,
+    trace: Option<&TraceContext>,
+) -> Result<Vec<u8>, JournalError> {
+    let mut bytes = encode(record)?;
+    if let Some(trace) = trace {
+        bytes.push(TRACE_TAG);
+        bytes.extend(encode(trace)?);
+    }
+    Ok(bytes)
+}
+
+/// The trace kept after a record of type `T` in `bytes`, if any. Only an
+/// observation: a trace that does not decode is no trace.
+pub(super) fn trace_after<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<TraceContext> {
+    let (_, rest) = postcard::take_from_bytes::<T>(bytes).ok()?;
+    match rest.split_first() {
+        Some((&TRACE_TAG, trace)) => postcard::from_bytes(trace).ok(),
+        _ => None,
+    }
 }
 
 /// Decodes a record, owning its data.
@@ -233,6 +266,8 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// When the next attempt is due, in ms since the Unix epoch.
     pub next_attempt_ms: u64,
+    /// The span of the command that asked for it, when its trace is sampled.
+    pub trace: Option<TraceContext>,
 }
 
 impl OutboxEntry {
@@ -240,7 +275,19 @@ impl OutboxEntry {
     pub(super) fn read(id: u64, bytes: &[u8]) -> Result<Self, JournalError> {
         let record: OutboxRecord<Call> = decode(bytes, "outbox entry")?;
         let OutboxRecord { call, hops, attempts, next_attempt_ms } = record;
-        Ok(Self { id, call, hops, attempts, next_attempt_ms })
+        let trace = trace_after::<OutboxRecord<Call>>(bytes);
+        Ok(Self { id, call, hops, attempts, next_attempt_ms, trace })
+    }
+
+    /// The row of the entry as it stands (its attempts so far), with its trace.
+    pub(super) fn encode(&self) -> Result<Vec<u8>, JournalError> {
+        let record = OutboxRecord {
+            call: &self.call,
+            hops: self.hops,
+            attempts: self.attempts,
+            next_attempt_ms: self.next_attempt_ms,
+        };
+        encode_traced(&record, self.trace.as_ref())
     }
 }
 
@@ -288,6 +335,39 @@ mod tests {
 
         let entry = LogEntryRecord { entity: "cart-1", seq: 2 };
         assert_eq!(encode(&entry).unwrap(), b"\x06cart-1\x02");
+    }
+
+    /// A trace follows a record: without one the bytes are the record's
+    /// alone, and a reader of the record alone reads it as before.
+    #[test]
+    fn a_trace_follows_the_record_it_belongs_to() {
+        let trace = TraceContext { trace_id: [7; 16], span_id: [9; 8], parent_span_id: Some([3; 8]), sampled: true };
+        let event = EventRecord { version: 3, checksum: 0x81, payload: b"{}" };
+        assert_eq!(encode_traced(&event, None).unwrap(), encode(&event).unwrap());
+        let traced = encode_traced(&event, Some(&trace)).unwrap();
+        let mut pinned = encode(&event).unwrap();
+        pinned.push(1);
+        pinned.extend([7; 16]);
+        pinned.extend([9; 8]);
+        pinned.push(1);
+        pinned.extend([3; 8]);
+        pinned.push(1);
+        assert_eq!(traced, pinned);
+        assert_eq!(trace_after::<EventRecord<'_>>(&traced), Some(trace));
+        assert_eq!(trace_after::<EventRecord<'_>>(&encode(&event).unwrap()), None);
+        let back: EventRecord<'_> = decode_borrowed(&traced, "test").unwrap();
+        assert_eq!(back.payload, b"{}");
+
+        let entry =
+            OutboxEntry { id: 4, call: call(b"p"), hops: 1, attempts: 2, next_attempt_ms: 3, trace: Some(trace) };
+        let bytes = entry.encode().unwrap();
+        assert_eq!(OutboxEntry::read(4, &bytes).unwrap(), entry);
+        let untraced = OutboxEntry { trace: None, ..entry };
+        assert_eq!(OutboxEntry::read(4, &untraced.encode().unwrap()).unwrap(), untraced);
+        // A damaged trace is no trace; the record still reads.
+        let mut damaged = bytes.clone();
+        damaged.truncate(bytes.len() - 3);
+        assert_eq!(OutboxEntry::read(4, &damaged).unwrap().trace, None);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub use guest_memory::HostMemory;
 use guest_state::GuestState;
 use idle_pool::IdleBudget;
 pub use replay::{FailedAt, ReplayFailure, Replayed};
+use tracing::Instrument;
 
 use crate::domain::ServiceKind;
 
@@ -270,6 +271,15 @@ impl Runtime {
     /// an idle one if the version has one, else a new one. The instance goes
     /// back to the version's idle pool unless the call trapped.
     async fn call<R>(
+        &self,
+        service: &CompiledService,
+        call: impl AsyncFnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestError> {
+        self.call_guest(service, call).instrument(tracing::info_span!("guest_call")).await
+    }
+
+    /// [`Runtime::call`], in its span.
+    async fn call_guest<R>(
         &self,
         service: &CompiledService,
         call: impl AsyncFnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,

@@ -34,6 +34,7 @@ mod services;
 mod stored;
 mod subscriptions;
 mod tck;
+mod traces;
 mod typed_commands;
 mod upgrades;
 

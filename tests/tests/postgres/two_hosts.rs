@@ -204,6 +204,25 @@ async fn commands_go_to_their_entity_s_owner_so_they_do_not_conflict() {
     }
     assert_eq!(metric_sum(&[&a, &b], "wasmstate_conflict_retries_total").await, before, "no command conflicted");
     assert!(metric_sum(&[&a, &b], "wasmstate_forwarded_total").await >= 30.0, "half of them went to the owner");
+    // The trace a request names goes with it to the owner, and the owner's
+    // invocation's span comes back, through either host.
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for base in [_a_server.base(), _b_server.base()] {
+        let traced = reqwest::Client::new()
+            .post(format!("{base}/v1/services/counter/entities/hot/Increase"))
+            .header("traceparent", parent)
+            .body(r#"{"value": 1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(traced.status(), 200);
+        let answered = traced.headers()["traceparent"].to_str().unwrap().to_string();
+        assert!(
+            answered.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && answered.ends_with("-01"),
+            "{answered}"
+        );
+        assert!(!answered.contains("00f067aa0ba902b7"), "the owner's own span: {answered}");
+    }
     // A request that says another host sent it, without the cluster token,
     // is refused and changes nothing.
     let forged = reqwest::Client::new()
@@ -226,7 +245,7 @@ async fn commands_go_to_their_entity_s_owner_so_they_do_not_conflict() {
         .await
         .unwrap();
     assert_eq!(misdirected.status(), 421);
-    assert_eq!(a.invoke("counter", "hot", "Get", json!({})).await.expect(200), json!({ "value": 20 }));
+    assert_eq!(a.invoke("counter", "hot", "Get", json!({})).await.expect(200), json!({ "value": 22 }));
 }
 
 /// While a dead host is still listed, its entities' commands cannot reach

@@ -86,7 +86,8 @@ impl Bookkeeping for RedbJournal {
             };
             let record = EventRecord::read(service, entity, seq, row.value())?;
             let event = Event { seq, version: record.version, payload: record.payload.to_vec() };
-            out.push(ServiceLogEntry { position: key.value().1, entity: entity.to_string(), event });
+            let trace = records::trace_after::<EventRecord<'_>>(row.value());
+            out.push(ServiceLogEntry { position: key.value().1, entity: entity.to_string(), event, trace });
         }
         Ok(out)
     }

@@ -83,7 +83,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
         payload: br#"{"value":1}"#.to_vec(),
     };
     assert_eq!(pending, 1);
-    assert_eq!(due, [OutboxEntry { id: 4, call, hops: 0, attempts: 2, next_attempt_ms: 77 }]);
+    assert_eq!(due, [OutboxEntry { id: 4, call, hops: 0, attempts: 2, next_attempt_ms: 77, trace: None }]);
 
     let k1 = journal.idempotency_record("cart", "c1", &IdempotencyKey::client(b"k1").unwrap(), 0).unwrap().unwrap();
     assert_eq!((k1.fingerprint, k1.follow_up.reply), (None, Reply::Message(br#"{"ok":1}"#.to_vec())));

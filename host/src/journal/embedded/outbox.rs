@@ -74,13 +74,7 @@ impl OutboxStore for RedbJournal {
     /// Records a failed attempt: the entry is retried at `next_attempt_ms`
     /// (unless it was dropped meanwhile, with its service).
     fn outbox_retry(&self, entry: &OutboxEntry, _: &Lease) -> Result<(), JournalError> {
-        let record = OutboxRecord {
-            call: &entry.call,
-            hops: entry.hops,
-            attempts: entry.attempts,
-            next_attempt_ms: entry.next_attempt_ms,
-        };
-        let encoded = records::encode(&record)?;
+        let encoded = entry.encode()?;
         self.bookkeeping_write(|txn| {
             let mut table = txn.open_table(OUTBOX)?;
             if table.get(entry.id)?.is_some() {

@@ -314,8 +314,10 @@ impl<'txn> Tables<'txn> {
                     for payload in events {
                         last_seq += 1;
                         head += 1;
-                        let record =
-                            records::encode(&EventRecord::new(key.0, key.1, last_seq, commit.version, payload))?;
+                        let record = records::encode_traced(
+                            &EventRecord::new(key.0, key.1, last_seq, commit.version, payload),
+                            commit.trace.as_ref(),
+                        )?;
                         self.events.insert((key.0, key.1, last_seq), record.as_slice())?;
                         let entry = records::encode(&LogEntryRecord { entity: key.1, seq: last_seq })?;
                         self.service_log.insert((key.0, head), entry.as_slice())?;
@@ -354,7 +356,8 @@ impl<'txn> Tables<'txn> {
             for call in &commit.outbox {
                 id += 1;
                 let hops = commit.hops + 1;
-                let record = records::encode(&OutboxRecord { call, hops, attempts: 0, next_attempt_ms: 0 })?;
+                let record = OutboxRecord { call, hops, attempts: 0, next_attempt_ms: 0 };
+                let record = records::encode_traced(&record, commit.trace.as_ref())?;
                 self.outbox.insert(id, record.as_slice())?;
                 *self.outbox_added.entry(call.service.clone()).or_default() += 1;
             }

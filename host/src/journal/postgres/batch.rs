@@ -257,7 +257,10 @@ fn decide<'a>(
                 for payload in events {
                     last_seq += 1;
                     *head += 1;
-                    let record = records::encode(&EventRecord::new(key.0, key.1, last_seq, commit.version, payload))?;
+                    let record = records::encode_traced(
+                        &EventRecord::new(key.0, key.1, last_seq, commit.version, payload),
+                        commit.trace.as_ref(),
+                    )?;
                     rows.events.push((key.0, key.1, db_int(last_seq), record));
                     rows.log.push((key.0, db_int(*head), key.1, db_int(last_seq)));
                 }
@@ -287,7 +290,8 @@ fn decide<'a>(
         EntityWrite::Nothing => {}
     }
     for call in &commit.outbox {
-        let record = records::encode(&OutboxRecord { call, hops: commit.hops + 1, attempts: 0, next_attempt_ms: 0 })?;
+        let record = OutboxRecord { call, hops: commit.hops + 1, attempts: 0, next_attempt_ms: 0 };
+        let record = records::encode_traced(&record, commit.trace.as_ref())?;
         rows.outbox.push((call.service.clone(), record));
         *outbox_added.entry(call.service.clone()).or_default() += 1;
     }

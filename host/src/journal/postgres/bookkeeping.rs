@@ -113,7 +113,8 @@ impl Bookkeeping for PgJournal {
                     return Err(JournalError::Corrupt(format!("the service log names a missing event {entity}/{seq}")));
                 };
                 let event = event_of(service, &entity, seq, record)?;
-                out.push(ServiceLogEntry { position: position as u64, entity, event });
+                let trace = records::trace_after::<records::EventRecord<'_>>(record);
+                out.push(ServiceLogEntry { position: position as u64, entity, event, trace });
             }
             Ok(out)
         })

@@ -5,7 +5,6 @@
 
 use super::leases::hold;
 use super::{JournalError, Lease, OutboxEntry, OutboxStore, PgJournal, db_int};
-use crate::journal::records::{self, OutboxRecord};
 
 impl OutboxStore for PgJournal {
     fn set_outbox_quota(&self, quota: u64) {
@@ -44,13 +43,7 @@ impl OutboxStore for PgJournal {
     }
 
     fn outbox_retry(&self, entry: &OutboxEntry, lease: &Lease) -> Result<(), JournalError> {
-        let record = OutboxRecord {
-            call: &entry.call,
-            hops: entry.hops,
-            attempts: entry.attempts,
-            next_attempt_ms: entry.next_attempt_ms,
-        };
-        let encoded = records::encode(&record)?;
+        let encoded = entry.encode()?;
         self.run(async |conn| {
             let txn = conn.client.transaction().await?;
             hold(&txn, lease).await?;
