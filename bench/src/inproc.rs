@@ -267,6 +267,7 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
                         },
                         outbox: Vec::new(),
                         idempotency: None,
+                        timers: Vec::new(),
                         trace: None,
                     };
                     let sent = Instant::now();

@@ -293,6 +293,12 @@ impl IdempotencyKey {
         Self(format!("outbox {id}"))
     }
 
+    /// The key of the firing of timer `id` that was first due at
+    /// `scheduled_ms`: the same however often the firing is delivered.
+    pub fn timer(id: u64, scheduled_ms: u64) -> Self {
+        Self(format!("timer {id:016x} {scheduled_ms}"))
+    }
+
     /// The key of the delivery of event `seq` of one entity of service
     /// `source` to a subscriber: recorded under the subscriber and that
     /// entity, it names one event of one source.

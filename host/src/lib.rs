@@ -27,7 +27,8 @@
 //!   forwards, side effects, outbox and event deliveries — with one mailbox
 //!   and task per active entity (single writer), cached state, passivation
 //!   and stateless actions.
-//! - `outbox`: delivers asynchronous side effects from the durable outbox.
+//! - `outbox`: delivers asynchronous side effects from the durable outbox;
+//!   `timers` fires durable timers (delayed calls) when they come due.
 //! - `leases`: work done by one host at a time however many share the
 //!   journal (the outbox, each subscription, sweeps), under leases with
 //!   epochs; `cluster` is the hosts themselves.
@@ -66,6 +67,7 @@ mod server;
 mod services;
 mod subscriptions;
 mod telemetry;
+mod timers;
 mod trace_context;
 mod verify;
 

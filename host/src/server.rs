@@ -263,6 +263,7 @@ async fn open_on(
     let leases =
         LeaseKeeper::new(journal.clone(), cluster.clone(), metrics.clone(), config.host_timeout, shutdown.clone());
     outbox::spawn(leases.clone(), invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
+    crate::timers::spawn(leases.clone(), invoker.clone(), journal.clone(), metrics.clone());
     spawn_idempotency_sweeper(leases.clone(), journal.clone());
     crate::compaction::spawn(leases.clone(), journal.clone(), services.clone(), metrics.clone(), config.compact_every);
     let subscriptions = Subscriptions::start(

@@ -46,6 +46,7 @@ pub(super) async fn run(
         write: EntityWrite::Nothing,
         outbox,
         idempotency,
+        timers: Vec::new(),
         trace,
     };
     if commit.is_empty() {

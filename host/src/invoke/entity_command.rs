@@ -98,6 +98,7 @@ pub(super) async fn run(
         write,
         outbox,
         idempotency,
+        timers: Vec::new(),
         trace,
     };
     if let Some(after) = cache_after {

@@ -19,6 +19,20 @@ pub(super) struct Keyed {
     record_empty: bool,
 }
 
+impl Keyed {
+    /// The key of the scheduling of `call` for later: its own fingerprint,
+    /// so a key used for the command itself cannot answer its scheduling.
+    pub(super) fn scheduling(key: IdempotencyKey, call: &Call) -> Self {
+        let fingerprint = Fingerprint::of(&format!("schedule {}", call.command), &call.payload);
+        Self { key, fingerprint, record_empty: true }
+    }
+
+    /// The key.
+    pub(super) fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
+}
+
 impl Invocation {
     /// The idempotency side of this invocation, if it has a key.
     pub(super) fn keyed(&self) -> Option<Keyed> {

@@ -26,6 +26,7 @@ mod eviction;
 mod idempotency;
 mod mailbox;
 mod output_limits;
+mod schedule;
 mod time_travel;
 
 use std::future::Future;
@@ -47,6 +48,7 @@ use crate::services::{Service, Services};
 use crate::trace_context::{Hex, TraceContext};
 pub use error::InvokeError;
 use mailbox::Mailboxes;
+pub use schedule::Scheduled;
 pub use time_travel::DryRun;
 
 /// How deep forwards and synchronous side effects may nest.
@@ -123,6 +125,8 @@ pub enum Cause {
     Outbox,
     /// An event delivered to a subscriber.
     Event,
+    /// A durable timer that came due.
+    Timer,
 }
 
 impl Cause {
@@ -134,6 +138,7 @@ impl Cause {
             Cause::SideEffect => "side-effect",
             Cause::Outbox => "outbox",
             Cause::Event => "event",
+            Cause::Timer => "timer",
         }
     }
 }
@@ -225,6 +230,8 @@ pub(crate) struct Shared {
     config: InvokerConfig,
     mailboxes: Mailboxes,
     in_flight: Arc<Semaphore>,
+    /// Notified when a commit of this host set a timer.
+    timers: Arc<tokio::sync::Notify>,
 }
 
 impl Invoker {
@@ -238,7 +245,8 @@ impl Invoker {
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let mailboxes = Mailboxes::default();
-        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight }) }
+        let timers = Arc::new(tokio::sync::Notify::new());
+        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight, timers }) }
     }
 
     /// Runs an invocation and answers its reply once its writes are durable,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{CommitWatch, IdempotencyRecord, StoredSnapshot};
+use super::{CommitWatch, IdempotencyRecord, StoredSnapshot, TimerChange};
 use crate::domain::Call;
 use crate::metrics::Metrics;
 use crate::trace_context::TraceContext;
@@ -56,6 +56,8 @@ pub struct Commit {
     pub outbox: Vec<Call>,
     /// What the command left to do, recorded under its idempotency key.
     pub idempotency: Option<IdempotencyRecord>,
+    /// Timers the command sets or cancels.
+    pub timers: Vec<TimerChange>,
     /// The span of the command, kept beside its events and outbox entries
     /// so what they start later (an event delivery, an outbox delivery)
     /// joins its trace; `None` when the trace is not sampled.
@@ -73,6 +75,7 @@ impl Commit {
             write: EntityWrite::Events { expected_last_seq, events, snapshot: None },
             outbox: Vec::new(),
             idempotency: None,
+            timers: Vec::new(),
             trace: None,
         }
     }
@@ -84,7 +87,7 @@ impl Commit {
             EntityWrite::Events { events, snapshot, .. } => !events.is_empty() || snapshot.is_some(),
             EntityWrite::Value { .. } => true,
         };
-        !writes_entity && self.outbox.is_empty() && self.idempotency.is_none()
+        !writes_entity && self.outbox.is_empty() && self.idempotency.is_none() && self.timers.is_empty()
     }
 }
 

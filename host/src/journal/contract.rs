@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::timers::Timer;
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHead, EntityHistory, EntityPosition, Forked,
     HostRecord, IdempotencyRecord, JournalError, Lease, LeaseRecord, NewVersion, NotKept, OutboxEntry, Retention,
@@ -24,12 +25,13 @@ pub type PendingCommit = Pin<Box<dyn Future<Output = Result<CommitStatus, Journa
 
 /// A journal: every kind of record the host keeps.
 pub trait Journal:
-    EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore + LeaseStore
+    EntityStore + Bookkeeping + HistoryStore + OutboxStore + TimerStore + RetentionStore + VersionStore + LeaseStore
 {
 }
 
-impl<T: EntityStore + Bookkeeping + HistoryStore + OutboxStore + RetentionStore + VersionStore + LeaseStore> Journal
-    for T
+impl<
+    T: EntityStore + Bookkeeping + HistoryStore + OutboxStore + TimerStore + RetentionStore + VersionStore + LeaseStore,
+> Journal for T
 {
 }
 
@@ -250,6 +252,31 @@ pub trait OutboxStore: Send + Sync {
 }
 
 /// How much history each service keeps, and the compaction that drops the rest.
+/// Durable timers (`timers.rs`): set and cancelled by commits, fired by
+/// one host at a time.
+pub trait TimerStore: Send + Sync {
+    /// Up to `limit` timers due at or before `until_ms`, earliest first.
+    fn timers_due(&self, until_ms: u64, limit: usize) -> Result<Vec<Timer>, JournalError>;
+
+    /// When the earliest timer is due, if any waits.
+    fn next_timer_due(&self) -> Result<Option<u64>, JournalError>;
+
+    /// Every timer `service/entity` owns, by name.
+    fn timers_of(&self, service: &str, entity: &str) -> Result<Vec<Timer>, JournalError>;
+
+    /// How many timers wait.
+    fn timers_pending(&self) -> Result<u64, JournalError>;
+
+    /// Removes `timer` once it fired, unless it was set again or cancelled
+    /// meanwhile (its id is not the stored one); under the `timers` lease.
+    fn timer_fired(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
+
+    /// Stores `timer` as it stands after a failed attempt (its attempts,
+    /// error and next due time), unless it was set again or cancelled
+    /// meanwhile; under the `timers` lease.
+    fn timer_retry(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
+}
+
 pub trait RetentionStore: Send + Sync {
     /// How much history `service` keeps.
     fn retention(&self, service: &str) -> Retention;

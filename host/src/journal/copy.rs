@@ -48,7 +48,12 @@ pub(super) enum Rows {
     Retention(Vec<(String, u32)>),
     /// name, key.
     Keys(Vec<(String, Vec<u8>)>),
+    /// A timer: its owner's service and entity, name, id, due time, `Timer` row.
+    Timers(Vec<TimerRow>),
 }
+
+/// A timer as both journals store it: service, entity, name, id, due ms, record.
+pub(super) type TimerRow = (String, String, String, u64, u64, Vec<u8>);
 
 impl Rows {
     /// The table the rows belong to, as `journal copy` reports it.
@@ -69,6 +74,7 @@ impl Rows {
             Rows::DeadLetters(_) => "dead_letters",
             Rows::Retention(_) => "retention",
             Rows::Keys(_) => "keys",
+            Rows::Timers(_) => "timers",
         }
     }
 
@@ -85,6 +91,7 @@ impl Rows {
             Rows::Idempotency(r) => r.len(),
             Rows::ServiceLog(r) => r.len(),
             Rows::Offsets(r) => r.len(),
+            Rows::Timers(r) => r.len(),
         }
     }
 }

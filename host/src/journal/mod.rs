@@ -13,6 +13,7 @@
 //! - `commit.rs`: what one command writes, and how its commit ended.
 //! - `history.rs`: states of the past, forks, retention, the service log.
 //! - `records.rs`: the host's records as both journals store them.
+//! - `timers.rs`: durable timers, by owner and by due time.
 //! - `books.rs`: what a journal keeps in memory beside its tables.
 //! - `commit_watch.rs`: who waits for which entity's commits.
 //! - `copy.rs`: `journal copy`, from a redb journal to a PostgreSQL one.
@@ -29,13 +30,14 @@ mod embedded;
 mod history;
 mod postgres;
 mod records;
+mod timers;
 
 use serde::Serialize;
 
 use crate::domain::{Event, ServiceKind};
 pub use commit::{Commit, CommitStatus, EntityWrite};
 pub use commit_watch::{CommitWatch, Watching};
-pub use contract::{EntityStore, Journal};
+pub use contract::{EntityStore, Journal, TimerStore};
 pub use copy::copy;
 #[cfg(any(test, feature = "fault-injection"))]
 #[allow(unused_imports)]
@@ -44,6 +46,7 @@ pub use embedded::{RedbJournal, Reopen};
 pub use history::{AsOf, Compacted, Forked, NotKept, Retention, ServiceLogEntry};
 pub use postgres::PgJournal;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
+pub use timers::{MAX_TIMER_NAME, Timer, TimerChange};
 
 /// What opening a journal found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 mod histogram;
 mod invocations;
+mod timers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::domain::ServiceKind;
 use histogram::Histogram;
 use invocations::Invocations;
+pub use timers::{Firing, TimerMetrics};
 
 /// How an invocation ended, as counted in `wasmstate_invocations_total`
 /// and recorded in its span.
@@ -63,6 +65,8 @@ impl InvocationOutcome {
 pub struct Metrics {
     invocations: Invocations,
     histograms: Histograms,
+    /// The durable timers'.
+    pub timers: TimerMetrics,
     commits: AtomicU64,
     commit_failures: AtomicU64,
     committed_appends: AtomicU64,
@@ -318,6 +322,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.invocations.render(&mut out);
+        self.timers.render(&mut out);
         let histograms = [
             (
                 "wasmstate_journal_commit_duration_seconds",

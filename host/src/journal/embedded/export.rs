@@ -5,7 +5,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::tables::{
     COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, OFFSETS, OUTBOX, OUTBOX_COUNTER, RETENTION,
-    SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS,
+    SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, TIMERS, VALUES, VERSION_HEADS, VERSIONS,
 };
 use super::{JournalError, RedbJournal, records};
 use crate::domain::Call;
@@ -159,6 +159,15 @@ impl RedbJournal {
             rows.push((name.value().to_string(), key.value().to_vec()));
         }
         out.send_all(rows, Rows::Keys)?;
+        let mut rows = Vec::new();
+        for row in txn.open_table(TIMERS)?.iter()? {
+            let (key, record) = row?;
+            let (service, entity, name) = key.value();
+            let timer = crate::journal::Timer::read(service, entity, name, record.value())?;
+            let (id, due) = (timer.id, timer.due_ms);
+            rows.push((service.to_string(), entity.to_string(), name.to_string(), id, due, record.value().to_vec()));
+        }
+        out.send_all(rows, Rows::Timers)?;
         Ok(out.counted)
     }
 }

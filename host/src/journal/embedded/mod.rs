@@ -21,6 +21,7 @@ mod outbox;
 mod schema;
 mod storage;
 mod tables;
+mod timers;
 mod versions;
 mod writer;
 

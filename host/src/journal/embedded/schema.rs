@@ -15,19 +15,21 @@
 //!   (`version_heads`); dead letters; the compiled-code cache's key. Later
 //!   builds of version 2 added two tables, which start empty where a
 //!   journal lacks them: `retention` and `snapshot_history`.
+//! - **3**: durable timers, `timers` and `timers_due`; a journal at 2 is
+//!   migrated by creating them, empty.
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use super::migrate_v1;
 use super::tables::{
     COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
-    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS, VALUES, VERSION_HEADS,
-    VERSIONS,
+    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, TIMERS, TIMERS_DUE, VALUE_REVISIONS,
+    VALUES, VERSION_HEADS, VERSIONS,
 };
 use super::{JournalError, SchemaStatus};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
 /// stored version and migrates an older journal, all in one transaction.
@@ -42,6 +44,8 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
             migrate_v1::to_v2(&txn)?;
             SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION }
         }
+        // Version 3 only adds tables, which `create_tables` makes.
+        Some(2) => SchemaStatus::Migrated { from: 2, to: SCHEMA_VERSION },
         Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
         None if txn.list_tables()?.next().is_none() => SchemaStatus::Created,
         // Tables but no version: the layout from before versions were kept.
@@ -97,5 +101,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(OFFSETS)?;
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(KEYS)?;
+    txn.open_table(TIMERS)?;
+    txn.open_table(TIMERS_DUE)?;
     Ok(())
 }

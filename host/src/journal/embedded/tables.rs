@@ -1,4 +1,4 @@
-//! The redb tables of the journal, schema version 2 (see `schema.rs`).
+//! The redb tables of the journal, schema version 3 (see `schema.rs`).
 //! Every key starts with the service name, so one service's records can
 //! never be read through another's keys.
 //!
@@ -65,6 +65,14 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinit
 /// all of a service's events. A service's last key is its log's head, so
 /// the log must never lose its last entry.
 pub const SERVICE_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("service_log");
+
+/// Durable timers: (owner service, owner entity, name) → a `Timer` row
+/// (`journal/timers.rs`). Schema version 3.
+pub const TIMERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("timers");
+
+/// The timers by when they are due: (due ms, timer id) → (owner service,
+/// owner entity, name). Schema version 3.
+pub const TIMERS_DUE: TableDefinition<(u64, u64), (&str, &str, &str)> = TableDefinition::new("timers_due");
 
 /// Counters: the last outbox id under [`OUTBOX_COUNTER`].
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");

@@ -236,6 +236,7 @@ fn commit_with(service: &str, entity: &str, write: EntityWrite) -> Commit {
         write,
         outbox: Vec::new(),
         idempotency: None,
+        timers: Vec::new(),
         trace: None,
     }
 }

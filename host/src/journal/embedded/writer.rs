@@ -26,6 +26,7 @@ use super::tables::{
     VALUES, idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
+use super::timers::TimerTables;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_message};
 use crate::journal::commit_queue::{self, Queued, Run};
 use crate::journal::contract::PendingCommit;
@@ -233,6 +234,7 @@ struct Tables<'txn> {
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
     service_log: Table<'txn, (&'static str, u64), &'static [u8]>,
     counters: Table<'txn, &'static str, u64>,
+    timers: TimerTables<'txn>,
     /// The last service-log position of each service this transaction
     /// appended to, read once and then kept here.
     log_heads: HashMap<Arc<str>, u64>,
@@ -263,6 +265,7 @@ impl<'txn> Tables<'txn> {
             idempotency: txn.open_table(IDEMPOTENCY)?,
             service_log: txn.open_table(SERVICE_LOG)?,
             counters: txn.open_table(COUNTERS)?,
+            timers: TimerTables::open(txn)?,
             log_heads: HashMap::new(),
             now_ms: super::now_ms(),
             outbox_book,
@@ -371,6 +374,7 @@ impl<'txn> Tables<'txn> {
             };
             self.idempotency.insert((key.0, key.1, record.key.as_str()), records::encode(&stored)?.as_slice())?;
         }
+        self.timers.apply(key.0, key.1, &commit.timers)?;
         Ok(CommitStatus::Durable { last_seq })
     }
 }

@@ -19,7 +19,7 @@ use super::pool::Conn;
 use super::writer::Shared;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, db_int};
 use crate::journal::records::{self, EventRecord, KeyRecord, OutboxRecord, SnapshotRecord, ValueRecord};
-use crate::journal::{commit_queue, now_ms};
+use crate::journal::{TimerChange, commit_queue, now_ms};
 
 /// Why a batch was not written.
 pub(super) enum WriteError {
@@ -304,6 +304,17 @@ fn decide<'a>(
         rows.keys
             .insert((key.0, key.1, record.key.as_str()), (db_int(record.expires_at_ms), records::encode(&stored)?));
         recorded.insert((key.0.to_string(), key.1.to_string(), record.key.as_str().to_string()));
+    }
+    for change in &commit.timers {
+        match change {
+            TimerChange::Set(timer) => {
+                let row = (timer.id as i64, db_int(timer.due_ms), timer.encode()?);
+                rows.timers.insert((&timer.service, &timer.entity, &timer.name), Some(row));
+            }
+            TimerChange::Cancel(name) => {
+                rows.timers.insert((key.0, key.1, name), None);
+            }
+        }
     }
     Ok(CommitStatus::Durable { last_seq })
 }

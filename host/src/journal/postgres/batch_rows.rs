@@ -32,6 +32,9 @@ pub(super) struct Rows<'a> {
     pub outbox: Vec<(String, Vec<u8>)>,
     /// Idempotency records: (service, entity, key) → (expiry, record).
     pub keys: BTreeMap<(&'a str, &'a str, &'a str), (i64, Vec<u8>)>,
+    /// Each timer's last change in the batch: (service, entity, name) →
+    /// (id, due ms, record), or `None` for a cancel.
+    pub timers: BTreeMap<(&'a str, &'a str, &'a str), Option<(i64, i64, Vec<u8>)>>,
 }
 
 /// A statement on its way, as the pipeline holds it.
@@ -61,6 +64,8 @@ pub(super) async fn write_rows(
         sql::DELETE_VALUES,
         sql::INSERT_OUTBOX,
         sql::UPSERT_KEYS,
+        sql::UPSERT_TIMERS,
+        sql::DELETE_TIMERS,
     ] {
         statements.insert(sql, conn.statement(sql).await?);
     }
@@ -102,6 +107,22 @@ pub(super) async fn write_rows(
         keys.iter().map(|k| k.3).collect::<Vec<_>>(),
         keys.iter().map(|k| k.4).collect::<Vec<_>>(),
     );
+    let timers: Vec<(&str, &str, &str, i64, i64, &[u8])> = rows
+        .timers
+        .iter()
+        .filter_map(|((s, e, n), set)| set.as_ref().map(|(id, due, r)| (*s, *e, *n, *id, *due, r.as_slice())))
+        .collect();
+    let (t_s, t_e, t_n, t_i, t_d, t_r) = (
+        timers.iter().map(|t| t.0).collect::<Vec<_>>(),
+        timers.iter().map(|t| t.1).collect::<Vec<_>>(),
+        timers.iter().map(|t| t.2).collect::<Vec<_>>(),
+        timers.iter().map(|t| t.3).collect::<Vec<_>>(),
+        timers.iter().map(|t| t.4).collect::<Vec<_>>(),
+        timers.iter().map(|t| t.5).collect::<Vec<_>>(),
+    );
+    let cancelled: Vec<(&str, &str, &str)> =
+        rows.timers.iter().filter(|(_, set)| set.is_none()).map(|((s, e, n), _)| (*s, *e, *n)).collect();
+    let cancelled = columns3(&cancelled);
     let channel = notify::CHANNEL;
 
     let client = &conn.client;
@@ -132,6 +153,12 @@ pub(super) async fn write_rows(
     }
     if !keys.is_empty() {
         sent.push(send(client, st(sql::UPSERT_KEYS), [&k_s, &k_e, &k_k, &k_x, &k_r]));
+    }
+    if !cancelled.0.is_empty() {
+        sent.push(send(client, st(sql::DELETE_TIMERS), [&cancelled.0, &cancelled.1, &cancelled.2]));
+    }
+    if !timers.is_empty() {
+        sent.push(send(client, st(sql::UPSERT_TIMERS), [&t_s, &t_e, &t_n, &t_i, &t_d, &t_r]));
     }
     if announced {
         sent.push(send(client, st(sql::NOTIFY), [&channel, &payload]));
@@ -205,6 +232,14 @@ pub(super) mod sql {
         INSERT INTO outbox (id, target, record) \
         SELECT taken.value - cardinality($1::text[]) + t.n, t.target, t.record \
         FROM taken, unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(target, record, n)";
+    /// Sets timers, replacing those of the same owner and name.
+    pub const UPSERT_TIMERS: &str = "INSERT INTO timers (service, entity, name, id, due_ms, record) \
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::bytea[]) \
+        ON CONFLICT (service, entity, name) DO UPDATE SET id = EXCLUDED.id, due_ms = EXCLUDED.due_ms, \
+        record = EXCLUDED.record";
+    /// Cancels timers.
+    pub const DELETE_TIMERS: &str = "DELETE FROM timers t USING unnest($1::text[], $2::text[], $3::text[]) \
+        AS d(s, e, n) WHERE t.service = d.s AND t.entity = d.e AND t.name = d.n";
     pub const UPSERT_KEYS: &str = "INSERT INTO idempotency (service, entity, key, expires_at_ms, record) \
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) \
         ON CONFLICT (service, entity, key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms, \

@@ -9,7 +9,7 @@ use crate::journal::OutboxEntry;
 use crate::journal::copy::{Copied, CopyError, Rows};
 
 /// The tables `journal copy` fills, by the name it reports them under.
-const TABLES: [(&str, &str); 14] = [
+const TABLES: [(&str, &str); 15] = [
     ("components", "components"),
     ("versions", "versions"),
     ("version_heads", "version_heads"),
@@ -24,6 +24,7 @@ const TABLES: [(&str, &str); 14] = [
     ("dead_letters", "dead_letters"),
     ("retention", "retention"),
     ("keys", "keys"),
+    ("timers", "timers"),
 ];
 
 impl PgJournal {
@@ -190,6 +191,21 @@ async fn insert(conn: &mut Conn, rows: Rows) -> Result<(), JournalError> {
         Rows::Retention(rows) => {
             let (s, k): (Vec<&str>, Vec<i32>) = rows.iter().map(|(s, k)| (s.as_str(), *k as i32)).unzip();
             client.execute("INSERT INTO retention SELECT * FROM unnest($1::text[], $2::int4[])", &[&s, &k]).await?;
+        }
+        Rows::Timers(rows) => {
+            let s: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let e: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let n: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+            let i: Vec<i64> = rows.iter().map(|r| r.3 as i64).collect();
+            let d = ints(rows.iter().map(|r| r.4));
+            let r: Vec<&[u8]> = rows.iter().map(|r| r.5.as_slice()).collect();
+            client
+                .execute(
+                    "INSERT INTO timers SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], \
+                     $5::int8[], $6::bytea[])",
+                    &[&s, &e, &n, &i, &d, &r],
+                )
+                .await?;
         }
         Rows::Keys(rows) => {
             // The source's keys replace the new journal's own, so the

@@ -21,6 +21,7 @@ mod outbox;
 mod pool;
 mod retention;
 mod schema;
+mod timers;
 mod versions;
 mod writer;
 

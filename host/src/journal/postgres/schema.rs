@@ -16,6 +16,7 @@
 //!   each subscription), with their epochs; `writer_marks`, the last batch
 //!   each writer committed, read when a connection died during a `COMMIT`;
 //!   the outbox's `due_ms`, so a read of the due entries reads only them.
+//! - **4**: `timers`, durable timers by owner and name, indexed by due time.
 
 use tokio_postgres::Client;
 
@@ -24,7 +25,7 @@ use crate::journal::OutboxEntry;
 use crate::journal::SchemaStatus;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// What every connection runs first. A host's transactions send their
 /// statements back to back, so one idle for seconds belongs to a host
@@ -95,6 +96,14 @@ ALTER TABLE outbox ADD COLUMN due_ms bigint NOT NULL DEFAULT 0;
 CREATE INDEX outbox_due ON outbox (due_ms, id);
 "#;
 
+/// What version 4 adds to version 3.
+const TABLES_V4: &str = r#"
+CREATE TABLE timers (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL,
+    id bigint NOT NULL, due_ms bigint NOT NULL, record bytea NOT NULL, PRIMARY KEY (service, entity, name));
+CREATE INDEX timers_due ON timers (due_ms, id);
+"#;
+
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
 /// its tables on an empty database, refuses one written by a newer
 /// wasmstate, all in one transaction.
@@ -114,6 +123,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             txn.batch_execute(TABLES_V1).await?;
             txn.batch_execute(TABLES_V2).await?;
             txn.batch_execute(TABLES_V3).await?;
+            txn.batch_execute(TABLES_V4).await?;
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| JournalError::Database(format!("no random bytes: {e}")))?;
             txn.execute("INSERT INTO keys (name, key) VALUES ('compiled_cache', $1)", &[&&key[..]]).await?;
@@ -121,19 +131,23 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
-        Some(from @ (1 | 2)) => {
+        Some(from @ (1..=3)) => {
             if from < 2 {
                 txn.batch_execute(TABLES_V2).await?;
             }
-            txn.batch_execute(TABLES_V3).await?;
-            // Entries waiting for a retry stay waiting.
-            for row in txn.query("SELECT id, record FROM outbox", &[]).await? {
-                let entry = OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1))?;
-                if entry.next_attempt_ms > 0 {
-                    let due = i64::try_from(entry.next_attempt_ms).unwrap_or(i64::MAX);
-                    txn.execute("UPDATE outbox SET due_ms = $2 WHERE id = $1", &[&row.get::<_, i64>(0), &due]).await?;
+            if from < 3 {
+                txn.batch_execute(TABLES_V3).await?;
+                // Entries waiting for a retry stay waiting.
+                for row in txn.query("SELECT id, record FROM outbox", &[]).await? {
+                    let entry = OutboxEntry::read(row.get::<_, i64>(0) as u64, row.get(1))?;
+                    if entry.next_attempt_ms > 0 {
+                        let due = i64::try_from(entry.next_attempt_ms).unwrap_or(i64::MAX);
+                        txn.execute("UPDATE outbox SET due_ms = $2 WHERE id = $1", &[&row.get::<_, i64>(0), &due])
+                            .await?;
+                    }
                 }
             }
+            txn.batch_execute(TABLES_V4).await?;
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
             SchemaStatus::Migrated { from: from as u64, to: PG_SCHEMA_VERSION as u64 }
         }

@@ -1,0 +1,99 @@
+//! Delayed calls: a command to run later, kept as a durable timer owned by
+//! its target entity. The scheduling is a commit of its own (the timer,
+//! and the key's record when it has one), so a repeat of its
+//! `Idempotency-Key` answers the same timer instead of setting another.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::idempotency::Keyed;
+use super::{InvokeError, Invoker};
+use crate::domain::{Call, FollowUp, IdempotencyKey, Reply};
+use crate::journal::{Commit, CommitStatus, EntityWrite, Timer, TimerChange};
+use crate::trace_context::TraceContext;
+
+/// A delayed call, once its timer is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Scheduled {
+    /// The timer's name among its entity's timers.
+    pub timer: String,
+    /// When it is due, in ms since the Unix epoch.
+    pub due_at_ms: u64,
+}
+
+impl Invoker {
+    /// Sets a timer on `call`'s entity that runs `call` at `due_ms`, and
+    /// answers it once durable. With `key`, a repeat answers the timer the
+    /// first one set.
+    pub async fn schedule(
+        &self,
+        call: Call,
+        key: Option<IdempotencyKey>,
+        due_ms: u64,
+        trace: TraceContext,
+    ) -> Result<Scheduled, InvokeError> {
+        let shared = &self.shared;
+        let service = shared.service(&call.service)?;
+        let keyed = key.map(|key| Keyed::scheduling(key, &call));
+        let (name, entity): (Arc<str>, Arc<str>) = (call.service.as_str().into(), call.entity.as_str().into());
+        if let Some(keyed) = &keyed
+            && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
+        {
+            return scheduled_of(follow_up);
+        }
+        let timer_name = match &keyed {
+            Some(keyed) => format!("delayed-{}", keyed.key()),
+            None => format!("delayed-{}", TraceContext::root(false).span_hex()),
+        };
+        let answer = Scheduled { timer: timer_name.clone(), due_at_ms: due_ms };
+        let reply = serde_json::to_vec(&answer).map_err(|e| InvokeError::Internal(e.to_string()))?;
+        let follow_up = FollowUp { synchronous: Vec::new(), reply: Reply::Message(reply) };
+        let mut timer = Timer::new(&name, &entity, &timer_name, call, due_ms, 0);
+        timer.trace = timer_trace(&trace);
+        let commit = Commit {
+            service: name.clone(),
+            entity: entity.clone(),
+            version: service.meta.version,
+            hops: 0,
+            write: EntityWrite::Nothing,
+            outbox: Vec::new(),
+            idempotency: shared.record(keyed.as_ref(), &follow_up, &[]),
+            timers: vec![TimerChange::Set(timer)],
+            trace: timer_trace(&trace),
+        };
+        match shared.journal.commit(commit).await? {
+            CommitStatus::Durable { .. } => {
+                shared.timers.notify_one();
+                Ok(answer)
+            }
+            CommitStatus::KeyRecorded => match &keyed {
+                Some(keyed) => scheduled_of(shared.replay_winner(&name, &entity, keyed).await?),
+                None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
+            },
+            CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
+            CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
+            CommitStatus::AfterRefused => Err(InvokeError::Internal("a commit alone followed a refused one".into())),
+        }
+    }
+
+    /// What wakes the timer worker: a commit that set a timer on this host.
+    pub fn timer_signal(&self) -> Arc<Notify> {
+        self.shared.timers.clone()
+    }
+}
+
+/// The trace a commit keeps: its span, when sampled.
+fn timer_trace(trace: &TraceContext) -> Option<TraceContext> {
+    trace.sampled.then_some(*trace)
+}
+
+/// The scheduling an idempotency record answers.
+fn scheduled_of(follow_up: FollowUp) -> Result<Scheduled, InvokeError> {
+    match follow_up.reply {
+        Reply::Message(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| InvokeError::Internal("the key's record is not of a delayed call".into())),
+        Reply::Forward(_) => Err(InvokeError::Internal("the key's record is not of a delayed call".into())),
+    }
+}

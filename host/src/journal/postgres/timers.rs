@@ -1,0 +1,95 @@
+//! Durable timers on PostgreSQL: the `timers` table (schema version 4),
+//! keyed by owner and name and indexed by due time. The writer sets and
+//! cancels timers in the transaction of the commit that asked; firings and
+//! failed attempts are transactions that hold the `timers` lease, and
+//! change a timer only while it is still the setting that was fired.
+
+use super::leases::hold;
+use super::{JournalError, Lease, PgJournal, db_int};
+use crate::journal::contract::TimerStore;
+use crate::journal::timers::Timer;
+
+/// A timer from a `service, entity, name, record` row.
+fn timer_of(row: &tokio_postgres::Row) -> Result<Timer, JournalError> {
+    Timer::read(row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+impl TimerStore for PgJournal {
+    fn timers_due(&self, until_ms: u64, limit: usize) -> Result<Vec<Timer>, JournalError> {
+        self.run(async |conn| {
+            let statement = conn
+                .statement(
+                    "SELECT service, entity, name, record FROM timers WHERE due_ms <= $1 \
+                     ORDER BY due_ms, id LIMIT $2",
+                )
+                .await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = conn.client.query(&statement, &[&db_int(until_ms), &limit]).await?;
+            rows.iter().map(timer_of).collect()
+        })
+    }
+
+    fn next_timer_due(&self) -> Result<Option<u64>, JournalError> {
+        self.run(async |conn| {
+            let statement = conn.statement("SELECT min(due_ms) FROM timers").await?;
+            let row = conn.client.query_one(&statement, &[]).await?;
+            Ok(row.get::<_, Option<i64>>(0).map(|due| due as u64))
+        })
+    }
+
+    fn timers_of(&self, service: &str, entity: &str) -> Result<Vec<Timer>, JournalError> {
+        self.run(async |conn| {
+            let statement = conn
+                .statement(
+                    "SELECT service, entity, name, record FROM timers WHERE service = $1 AND entity = $2 ORDER BY name",
+                )
+                .await?;
+            let rows = conn.client.query(&statement, &[&service, &entity]).await?;
+            rows.iter().map(timer_of).collect()
+        })
+    }
+
+    fn timers_pending(&self) -> Result<u64, JournalError> {
+        self.run(async |conn| {
+            let count: i64 = conn.client.query_one("SELECT count(*) FROM timers", &[]).await?.get(0);
+            Ok(count as u64)
+        })
+    }
+
+    fn timer_fired(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError> {
+        self.run(async |conn| {
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            txn.execute(
+                "DELETE FROM timers WHERE service = $1 AND entity = $2 AND name = $3 AND id = $4",
+                &[&timer.service, &timer.entity, &timer.name, &(timer.id as i64)],
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn timer_retry(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError> {
+        let record = timer.encode()?;
+        self.run(async |conn| {
+            let txn = conn.client.transaction().await?;
+            hold(&txn, lease).await?;
+            txn.execute(
+                "UPDATE timers SET due_ms = $5, record = $6 \
+                 WHERE service = $1 AND entity = $2 AND name = $3 AND id = $4",
+                &[
+                    &timer.service,
+                    &timer.entity,
+                    &timer.name,
+                    &(timer.id as i64),
+                    &db_int(timer.due_ms),
+                    &record.as_slice(),
+                ],
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(())
+        })
+    }
+}

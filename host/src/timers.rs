@@ -1,0 +1,201 @@
+//! Fires durable timers when they come due.
+//!
+//! One host of the journal fires at a time, under the `timers` lease
+//! ([`crate::leases`]). It holds in memory only the timers due now (a few
+//! hundred at a time, earliest first) and sleeps until the next one is
+//! due, a commit of this host sets one, or a second passes (timers set on
+//! other hosts). Each firing is an invocation like any other, under the
+//! key of the timer's setting and first due time
+//! ([`IdempotencyKey::timer`]), so a firing repeated after a crash changes
+//! nothing on its entity. A firing that fails in a way that may pass is
+//! tried again with exponential backoff, its attempts and error visible in
+//! the timer's listing; one that fails for good (its command refused, or
+//! its service deleted) is logged, counted and removed.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::domain::IdempotencyKey;
+use crate::invoke::{Cause, Invocation, InvokeError, Invoker};
+use crate::journal::{Journal, JournalError, Lease, Timer, now_ms};
+use crate::leases::LeaseKeeper;
+use crate::metrics::{Firing, Metrics};
+
+/// How many timers fire at once.
+const CONCURRENCY: usize = 64;
+/// How many due timers one read takes.
+const SCAN: usize = 512;
+/// The longest the worker sleeps without looking at the timers.
+const POLL: Duration = Duration::from_secs(1);
+/// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest delay between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Starts the timer worker, which fires while this host holds the lease.
+pub fn spawn(leases: LeaseKeeper, invoker: Invoker, journal: Arc<dyn Journal>, metrics: Arc<Metrics>) {
+    let work = move |lease| {
+        let worker = Worker {
+            invoker: invoker.clone(),
+            journal: journal.clone(),
+            metrics: metrics.clone(),
+            lease,
+            firing: JoinSet::new(),
+            known: HashSet::new(),
+            queue: VecDeque::new(),
+        };
+        worker.run()
+    };
+    tokio::spawn(leases.run("timers".into(), work));
+}
+
+/// A timer's setting: its owner, name and id.
+type Setting = (String, String, String, u64);
+
+fn setting(timer: &Timer) -> Setting {
+    (timer.service.clone(), timer.entity.clone(), timer.name.clone(), timer.id)
+}
+
+struct Worker {
+    invoker: Invoker,
+    journal: Arc<dyn Journal>,
+    metrics: Arc<Metrics>,
+    lease: Lease,
+    firing: JoinSet<(Timer, Result<Vec<u8>, InvokeError>)>,
+    /// The settings queued or firing.
+    known: HashSet<Setting>,
+    /// Due timers waiting for a free slot, earliest first.
+    queue: VecDeque<Timer>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let wake = self.invoker.timer_signal();
+        loop {
+            if self.queue.is_empty() && !self.read_due().await {
+                return;
+            }
+            while self.firing.len() < CONCURRENCY
+                && let Some(timer) = self.queue.pop_front()
+            {
+                self.fire(timer);
+            }
+            let sleep = self.until_next().await;
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                Some(done) = self.firing.join_next() => {
+                    let Ok((timer, result)) = done else { continue };
+                    if !self.finished(timer, result).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the due timers not yet queued or firing; false when the
+    /// journal says the lease is lost.
+    async fn read_due(&mut self) -> bool {
+        let journal = self.journal.clone();
+        let now = now_ms();
+        let read = tokio::task::spawn_blocking(move || {
+            let due = journal.timers_due(now, SCAN)?;
+            Ok::<_, JournalError>((due, journal.timers_pending()?))
+        })
+        .await;
+        match read {
+            Ok(Ok((due, pending))) => {
+                self.metrics.timers.set_pending(pending);
+                for timer in due {
+                    if self.known.insert(setting(&timer)) {
+                        self.queue.push_back(timer);
+                    }
+                }
+            }
+            Ok(Err(JournalError::LeaseLost(_))) => return false,
+            Ok(Err(error)) => tracing::warn!(%error, "cannot read the due timers; trying again"),
+            Err(error) => tracing::error!(%error, "reading the due timers failed"),
+        }
+        true
+    }
+
+    /// How long to sleep: until the next timer is due, at most [`POLL`];
+    /// while timers are queued or firing, until one finishes.
+    async fn until_next(&self) -> Duration {
+        if !self.queue.is_empty() {
+            return POLL;
+        }
+        let journal = self.journal.clone();
+        let next = tokio::task::spawn_blocking(move || journal.next_timer_due()).await;
+        let now = now_ms();
+        match next {
+            // A due timer still here is one firing now: its end wakes us.
+            Ok(Ok(Some(due))) if due > now => Duration::from_millis(due - now).min(POLL),
+            _ => POLL,
+        }
+    }
+
+    /// Starts the firing of `timer`.
+    fn fire(&mut self, timer: Timer) {
+        if timer.attempts == 0 {
+            self.metrics.timers.record_late(Duration::from_millis(now_ms().saturating_sub(timer.scheduled_ms)));
+        }
+        let invoker = self.invoker.clone();
+        self.firing.spawn(async move {
+            let key = IdempotencyKey::timer(timer.id, timer.scheduled_ms);
+            let invocation = Invocation::command(timer.call.clone(), Some(key))
+                .at_hops(timer.hops)
+                .child_of(timer.trace.as_ref(), Cause::Timer);
+            let result = invoker.invoke(invocation).await;
+            (timer, result)
+        });
+    }
+
+    /// Records how a firing went: the timer removed, or kept for another
+    /// attempt. False when the lease was found lost.
+    async fn finished(&mut self, mut timer: Timer, result: Result<Vec<u8>, InvokeError>) -> bool {
+        self.known.remove(&setting(&timer));
+        let retry = match result {
+            Ok(_) => {
+                self.metrics.timers.record(Firing::Fired);
+                false
+            }
+            Err(error) if error.is_transient() => {
+                self.metrics.timers.record(Firing::Retried);
+                timer.attempts += 1;
+                let backoff = FIRST_BACKOFF.saturating_mul(1 << timer.attempts.min(12)).min(MAX_BACKOFF);
+                tracing::debug!(timer = %timer.name, attempt = timer.attempts, %error, "a timer will fire again");
+                timer.due_ms = now_ms() + backoff.as_millis() as u64;
+                timer.last_error = Some(error.to_string());
+                true
+            }
+            Err(error) => {
+                self.metrics.timers.record(Firing::Failed);
+                tracing::warn!(
+                    service = %timer.service, entity = %timer.entity, timer = %timer.name, target = %timer.call.target(),
+                    %error, "a timer's command failed for good; the timer is removed"
+                );
+                false
+            }
+        };
+        let (journal, lease) = (self.journal.clone(), self.lease.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            if retry { journal.timer_retry(&timer, &lease) } else { journal.timer_fired(&timer, &lease) }
+        })
+        .await;
+        match written {
+            Ok(Err(JournalError::LeaseLost(_))) => false,
+            Ok(Err(error)) => {
+                // The timer stays as it was: it fires again, and its
+                // key makes that change nothing if it had run.
+                tracing::error!(%error, "cannot record a timer's firing");
+                true
+            }
+            _ => true,
+        }
+    }
+}
