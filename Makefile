@@ -29,7 +29,7 @@ $(BROWSER_DIR)/node_modules/playwright-core/package.json: tests/browser/package.
 browser-deps: $(BROWSER_DIR)/node_modules/playwright-core/package.json
 
 ## The OpenAPI test's checker, schemathesis, from PyPI at a pinned version,
-## in a virtualenv under target/schemathesis (CPython 3.10 or later with venv).
+## in a virtualenv under target/schemathesis (Python 3.11 or later with venv).
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS_DIR := target/schemathesis
 $(SCHEMATHESIS_DIR)/.installed-$(SCHEMATHESIS_VERSION):
