@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
 EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection
 
-.PHONY: run test lint bench examples host toolchain clean-data browser-deps
+.PHONY: run test lint bench examples host toolchain clean-data browser-deps schemathesis
 
 ## Install the guest target if this toolchain lacks it.
 toolchain:
@@ -27,6 +27,17 @@ $(BROWSER_DIR)/node_modules/playwright-core/package.json: tests/browser/package.
 	cd $(BROWSER_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 browser-deps: $(BROWSER_DIR)/node_modules/playwright-core/package.json
+
+## The OpenAPI test's checker, schemathesis, from PyPI at a pinned version,
+## in a virtualenv under target/schemathesis (Python 3.11 or later with venv).
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_DIR := target/schemathesis
+$(SCHEMATHESIS_DIR)/.installed-$(SCHEMATHESIS_VERSION):
+	rm -rf $(SCHEMATHESIS_DIR)
+	python3 -m venv $(SCHEMATHESIS_DIR)
+	$(SCHEMATHESIS_DIR)/bin/pip install --quiet --disable-pip-version-check 'schemathesis==$(SCHEMATHESIS_VERSION)'
+	touch $@
+schemathesis: $(SCHEMATHESIS_DIR)/.installed-$(SCHEMATHESIS_VERSION)
 
 ## Build the host.
 host:
@@ -64,7 +75,7 @@ run: host examples
 ## journal, so they run once, in the first pass. Both passes select the whole
 ## workspace, so they share one feature resolution and the second builds
 ## nothing again.
-test: toolchain host browser-deps
+test: toolchain host browser-deps schemathesis
 	$(CARGO) test --workspace
 	WASMSTATE_TEST_JOURNAL=postgres $(CARGO) test --workspace --test black_box -- --skip disk_failure:: --skip full_disk:: --skip scaffold::
 

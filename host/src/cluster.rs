@@ -44,7 +44,7 @@ pub struct Membership {
 }
 
 /// A live host, as `GET /v1/cluster` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Host {
     /// Its id, URL and last heartbeat.
     #[serde(flatten)]

@@ -57,7 +57,7 @@ impl CommandMeta {
 }
 
 /// The kinds of service a component can implement, one per WIT interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceKind {
     /// State is the fold of the entity's events.

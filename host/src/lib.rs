@@ -17,8 +17,9 @@
 //!   `client` is its HTTP client, `logging` sets up its logs.
 //! - `server`: opens the data directory and serves the API; `config` holds
 //!   its settings.
-//! - `http`: the HTTP API (axum): one file per resource, one error type;
-//!   `console` is the web console it serves at `/`.
+//! - `http`: the HTTP API (axum): one file per resource, one error type,
+//!   and the OpenAPI document made from them (`http::openapi`); `console`
+//!   is the web console it serves at `/`.
 //! - `domain`: the host's own types — calls, replies, effects, kinds of
 //!   service, idempotency keys — which every module speaks.
 //! - `services`: deployed services and their versions; `verify` checks a

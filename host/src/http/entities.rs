@@ -6,9 +6,15 @@ use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiBody, ApiPath, ApiQuery};
+use super::extract::{ApiBody, ApiPath, ApiQuery, CommandPath, EntityPath, ServicePath};
 use super::forward::Forwarded;
+use super::responses::{
+    BadGateway, BadRequest, Gone, Internal, Misdirected, NotFound, PayloadTooLarge, Timeout, Unauthorized, Unavailable,
+    Unprocessable,
+};
+use super::stream::StreamedEvent;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
 use crate::invoke::{Cause, Invocation};
@@ -25,7 +31,8 @@ const MAX_EVENTS_PER_PAGE: usize = 10_000;
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// Query of an invocation.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvokeQuery {
     /// Run the command without committing or sending anything, and answer
     /// what it would do.
@@ -47,9 +54,53 @@ pub struct InvokeQuery {
 /// A W3C `traceparent` header makes the invocation a child of the span it
 /// names; every answer of a run names the invocation's own span in a
 /// `traceparent` header.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/entities/{id}/{command}",
+    operation_id = "invoke",
+    tag = "entities",
+    params(
+        CommandPath,
+        InvokeQuery,
+        (
+            "Idempotency-Key" = Option<String>,
+            Header,
+            description = "Makes the command run once: a repeat with the same key answers the recorded reply.",
+            min_length = 1,
+            max_length = 256,
+            pattern = "^[!-~]+$"
+        ),
+    ),
+    request_body(
+        content = Option<Value>,
+        content_type = "application/json",
+        description = "The command's payload, as the service's code reads it (the SDK reads JSON); may be empty.",
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The entity's reply, once the command's writes are durable; for a dry run, what it would \
+                           do (a `DryRunReply`).",
+            body = Value,
+            headers(("traceparent" = String, description = "The W3C trace context of the invocation."))
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 421, response = Misdirected),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = Internal),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Timeout),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn invoke(
     State(state): State<AppState>,
-    ApiPath((service, id, command)): ApiPath<(String, String, String)>,
+    ApiPath(CommandPath { service, id, command }): ApiPath<CommandPath>,
     ApiQuery(query): ApiQuery<InvokeQuery>,
     uri: Uri,
     headers: HeaderMap,
@@ -101,20 +152,39 @@ pub async fn invoke(
 
 /// Where one entity stands: `{last_seq, snapshot_seq}`, and for a value
 /// entity its stored `state` (null when none).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PositionReply {
+    /// The service.
     service: String,
+    /// The entity.
     entity: String,
     #[serde(flatten)]
     position: EntityPosition,
+    /// A value entity's stored state (`null` when none); absent for other kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<Value>,
 }
 
 /// `GET /v1/services/{service}/entities/{id}`: where the entity's log stands.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/entities/{id}",
+    operation_id = "entity_position",
+    tag = "entities",
+    params(EntityPath),
+    responses(
+        (status = 200, description = "Where the entity stands.", body = PositionReply),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn position(
     State(state): State<AppState>,
-    ApiPath((service, id)): ApiPath<(String, String)>,
+    ApiPath(EntityPath { service, id }): ApiPath<EntityPath>,
 ) -> Result<Json<PositionReply>, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let journal = state.journal.clone();
@@ -131,11 +201,12 @@ pub async fn position(
 }
 
 /// Query of the `events` route.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// The first seq to answer (default 1).
     from: Option<u64>,
-    /// The most events to answer (default and maximum 10,000).
+    /// The most events to answer (default and maximum 10,000; more is taken as 10,000).
     limit: Option<usize>,
     /// Stream the backlog, then every new event, as Server-Sent Events.
     #[serde(default)]
@@ -143,18 +214,45 @@ pub struct EventsQuery {
 }
 
 /// One event as answered over HTTP: JSON payloads are embedded as JSON.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventReply {
+    /// Its place in the entity's log, from 1.
     seq: u64,
     /// The version of the service that emitted it (0: not recorded).
     version: u32,
+    /// The event as the service's code wrote it: JSON, or a string when it is not JSON.
     payload: Value,
 }
 
 /// `GET /v1/services/{service}/entities/{id}/events?from=N`: committed events in order.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/entities/{id}/events",
+    operation_id = "events",
+    tag = "entities",
+    params(EntityPath, EventsQuery),
+    responses(
+        (
+            status = 200,
+            description = "The committed events from `from` on, in seq order (a page: ask again from the next \
+                           seq); with `follow=true`, a stream of Server-Sent Events named `event`, each an \
+                           `EventReply` with its seq as the id, that ends only when the server stops.",
+            content(
+                (Vec<EventReply> = "application/json"),
+                (StreamedEvent = "text/event-stream"),
+            ),
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn events(
     State(state): State<AppState>,
-    ApiPath((service, id)): ApiPath<(String, String)>,
+    ApiPath(EntityPath { service, id }): ApiPath<EntityPath>,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
@@ -182,17 +280,20 @@ const MAX_ENTITIES_PER_PAGE: usize = 1000;
 const DEFAULT_ENTITIES_PER_PAGE: usize = 100;
 
 /// Query of the entity listing.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Answer the entities whose ids sort after this one (the `next` of
     /// the page before).
+    #[param(max_length = 256, pattern = r"^[^/\x00-\x1F\x7F-\x9F]+$")]
     after: Option<String>,
     /// The most entities to answer (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// A page of a service's entities.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EntityPage {
     /// The entities, in id order (bytewise).
     entities: Vec<EntityHead>,
@@ -203,9 +304,25 @@ pub struct EntityPage {
 /// `GET /v1/services/{service}/entities?after=ID&limit=N`: the stored
 /// entities of a service, a page at a time, each with its `last_seq` (a
 /// value entity: its revision). An action has none.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/entities",
+    operation_id = "list_entities",
+    tag = "entities",
+    params(ServicePath, ListQuery),
+    responses(
+        (status = 200, description = "A page of the service's stored entities.", body = EntityPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<EntityPage>, ApiError> {
     validate_service_name(&service).map_err(ApiError::bad_request)?;

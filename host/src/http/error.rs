@@ -5,7 +5,9 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::domain::{FailureCode, InvalidKey};
 use crate::invoke::InvokeError;
@@ -21,6 +23,30 @@ pub struct ApiError {
     message: String,
     details: Option<serde_json::Value>,
     retry_after_secs: Option<u32>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// What went wrong, in an `ErrorReply`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable: what a client can match on (`bad_request`,
+    /// `unknown_service`, `upgrade_rejected`, `overloaded`, ...).
+    #[schema(example = "unknown_service")]
+    pub kind: &'static str,
+    /// For people: what happened and what to do about it.
+    #[schema(example = "no service named \"cart\" is deployed")]
+    pub message: String,
+    /// What a client needs to act on the error beyond the message, when
+    /// there is more (an `upgrade_rejected` answers its verification report
+    /// as `{"verification": ...}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -106,11 +132,7 @@ impl From<InvalidKey> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "kind": self.kind, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let body = json!({ "error": error });
+        let body = ErrorReply { error: ErrorBody { kind: self.kind, message: self.message, details: self.details } };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

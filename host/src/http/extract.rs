@@ -1,11 +1,14 @@
 //! Extractors that turn axum's rejections into [`ApiError`]s, so even a
-//! malformed path or an oversized body answers the API's JSON error shape.
+//! malformed path or an oversized body answers the API's JSON error shape,
+//! and the path parameters the routes take.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use bytes::Bytes;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 
@@ -76,4 +79,42 @@ pub async fn reject_declared_oversize(
 
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than allowed")
+}
+
+/// The path of a service's routes: `/v1/services/{service}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ServicePath {
+    /// The service name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`,
+    /// starting with a letter or digit.
+    #[param(example = "counter", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub service: String,
+}
+
+/// The path of an entity's routes: `/v1/services/{service}/entities/{id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EntityPath {
+    /// The service name.
+    #[param(example = "counter", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub service: String,
+    /// The entity id: 1 to 256 bytes of UTF-8, without control characters or `/`.
+    #[param(example = "c1", max_length = 256, pattern = r"^[^/\x00-\x1F\x7F-\x9F]+$")]
+    pub id: String,
+}
+
+/// The path of a command: `/v1/services/{service}/entities/{id}/{command}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CommandPath {
+    /// The service name.
+    #[param(example = "counter", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub service: String,
+    /// The entity id.
+    #[param(example = "c1", max_length = 256, pattern = r"^[^/\x00-\x1F\x7F-\x9F]+$")]
+    pub id: String,
+    /// The command, as the service's code names it: 1 to 128 bytes
+    /// without control characters.
+    #[param(example = "Increase", max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]+$")]
+    pub command: String,
 }

@@ -5,10 +5,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{ApiPath, ApiQuery, EntityPath};
+use super::responses::{
+    BadRequest, Conflict, Gone, Internal, NotFound, Timeout, Unauthorized, Unavailable, Unprocessable,
+};
 use super::{ApiError, AppState, entities::validate_entity_path};
 use crate::domain::{Call, Reply, ServiceKind, StateChange, payload_json};
 use crate::invoke::DryRun;
@@ -19,7 +23,8 @@ use crate::names::validate_entity_id;
 const SEQ_HEADER: &str = "wasmstate-seq";
 
 /// Query of the `state` route.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StateQuery {
     /// The seq right after which to read the state (default: the last).
     at: Option<u64>,
@@ -29,9 +34,37 @@ pub struct StateQuery {
 /// state right after event N (default: now), as the newest version folds
 /// it, with the seq in `Wasmstate-Seq`. A value entity answers its stored
 /// state (value entities keep no history).
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/entities/{id}/state",
+    operation_id = "state",
+    tag = "entities",
+    params(EntityPath, StateQuery),
+    responses(
+        (
+            status = 200,
+            description = "The entity's state, as the service's code encodes it.",
+            body = Value,
+            content_type = "application/json",
+            headers((
+                "Wasmstate-Seq" = u64,
+                description = "The seq of the last event the state folds in (event-sourced entities only)."
+            )),
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Timeout),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn state(
     State(state): State<AppState>,
-    ApiPath((service, id)): ApiPath<(String, String)>,
+    ApiPath(EntityPath { service, id }): ApiPath<EntityPath>,
     ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
@@ -63,65 +96,158 @@ pub async fn dry_run(state: &AppState, call: Call, at: Option<u64>) -> Result<Re
     let DryRun { seq, effects } = state.invoker.dry_run(call, at).await?;
     let (state_change, state_after, events) = match effects.state {
         StateChange::Events { events, state } => {
-            ("events", payload_json(&state), events.iter().map(|e| payload_json(e)).collect())
+            (StateChangeKind::Events, payload_json(&state), events.iter().map(|e| payload_json(e)).collect())
         }
-        StateChange::Update(state) => ("update", payload_json(&state), Vec::new()),
-        StateChange::Delete => ("delete", Value::Null, Vec::new()),
-        StateChange::Unchanged => ("unchanged", Value::Null, Vec::new()),
+        StateChange::Update(state) => (StateChangeKind::Update, payload_json(&state), Vec::new()),
+        StateChange::Delete => (StateChangeKind::Delete, Value::Null, Vec::new()),
+        StateChange::Unchanged => (StateChangeKind::Unchanged, Value::Null, Vec::new()),
     };
     let (reply, forward) = match effects.reply {
-        Reply::Message(bytes) => (payload_json(&bytes), Value::Null),
-        Reply::Forward(call) => (Value::Null, call_json(&call)),
+        Reply::Message(bytes) => (payload_json(&bytes), None),
+        Reply::Forward(call) => (Value::Null, Some(CallReply::from(&call))),
     };
-    let side_effects: Vec<Value> = effects
+    let side_effects = effects
         .side_effects
         .iter()
-        .map(|effect| {
-            let mut call = call_json(&effect.call);
-            call["synchronous"] = effect.synchronous.into();
-            call
-        })
+        .map(|effect| SideEffectReply { call: CallReply::from(&effect.call), synchronous: effect.synchronous })
         .collect();
-    Ok(Json(json!({
-        "dry_run": true,
-        "seq": seq,
-        "events": events,
-        "state_change": state_change,
-        "state": state_after,
-        "reply": reply,
-        "forward": forward,
-        "side_effects": side_effects,
-        "timers": [],
-    }))
-    .into_response())
+    let reply = DryRunReply {
+        dry_run: true,
+        seq,
+        events,
+        state_change,
+        state: state_after,
+        reply,
+        forward,
+        side_effects,
+        timers: Vec::new(),
+    };
+    Ok(Json(reply).into_response())
 }
 
-fn call_json(call: &Call) -> Value {
-    json!({
-        "service": call.service,
-        "entity": call.entity,
-        "command": call.command,
-        "payload": payload_json(&call.payload),
-    })
+/// What a dry run answers: what the command would do, none of it done.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunReply {
+    /// Always `true`.
+    dry_run: bool,
+    /// The seq it ran on (0 for an action, or a value entity).
+    seq: u64,
+    /// The events it would emit.
+    events: Vec<Value>,
+    /// What it would do to the entity's state.
+    state_change: StateChangeKind,
+    /// The state after it (`null` when deleted or unchanged).
+    state: Value,
+    /// Its reply (`null` when it forwards).
+    reply: Value,
+    /// The command it would forward to, if it forwards.
+    forward: Option<CallReply>,
+    /// The side effects it would ask for.
+    side_effects: Vec<SideEffectReply>,
+    /// The timers it would set (none yet: commands set no timers).
+    timers: Vec<Value>,
+}
+
+/// What a command would do to its entity's state.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateChangeKind {
+    /// It emits events (an event-sourced entity).
+    Events,
+    /// It writes a new value (a value entity).
+    Update,
+    /// It deletes the value.
+    Delete,
+    /// It leaves the state as it is.
+    Unchanged,
+}
+
+/// A command a dry run would send to an entity.
+#[derive(Serialize, ToSchema)]
+pub struct CallReply {
+    /// Its service.
+    service: String,
+    /// Its entity.
+    entity: String,
+    /// The command.
+    command: String,
+    /// Its payload: JSON, or a string when it is not JSON.
+    payload: Value,
+}
+
+impl From<&Call> for CallReply {
+    fn from(call: &Call) -> Self {
+        Self {
+            service: call.service.clone(),
+            entity: call.entity.clone(),
+            command: call.command.clone(),
+            payload: payload_json(&call.payload),
+        }
+    }
+}
+
+/// A side effect a dry run would ask for.
+#[derive(Serialize, ToSchema)]
+pub struct SideEffectReply {
+    #[serde(flatten)]
+    call: CallReply,
+    /// Whether it would run before the reply (else through the outbox).
+    synchronous: bool,
 }
 
 /// Query of the `fork` route.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForkQuery {
     /// The last event to copy (default: the last).
     at: Option<u64>,
     /// The new entity's id.
+    #[param(example = "c1-copy", max_length = 256, pattern = r"^[^/\x00-\x1F\x7F-\x9F]+$")]
     to: String,
+}
+
+/// What a fork answers: the new entity.
+#[derive(Serialize, ToSchema)]
+pub struct ForkReply {
+    /// The service.
+    service: String,
+    /// The new entity.
+    entity: String,
+    /// The entity it was forked from.
+    forked_from: String,
+    /// The last seq copied.
+    last_seq: u64,
+    /// The snapshot the copy starts from, when it does not start at the
+    /// oldest kept event.
+    from_snapshot: Option<u64>,
 }
 
 /// `POST /v1/services/{service}/entities/{id}/fork?at=N&to=NEWID`: a new
 /// entity whose log is events 1 to N of this one; 201, or 409 when NEWID
 /// has events already.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/entities/{id}/fork",
+    operation_id = "fork",
+    tag = "entities",
+    params(EntityPath, ForkQuery),
+    responses(
+        (status = 201, description = "The new entity.", body = ForkReply),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn fork(
     State(state): State<AppState>,
-    ApiPath((service, id)): ApiPath<(String, String)>,
+    ApiPath(EntityPath { service, id }): ApiPath<EntityPath>,
     ApiQuery(query): ApiQuery<ForkQuery>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ForkReply>), ApiError> {
     validate_entity_path(&state, &service, &id)?;
     validate_entity_id(&query.to).map_err(|e| ApiError::bad_request(format!("to: {e}")))?;
     if !state.services.describe(&service).is_some_and(|s| s.kind == ServiceKind::EventSourced) {
@@ -134,13 +260,7 @@ pub async fn fork(
     match state.invoker.fork(&service, &id, &query.to, at).await? {
         Forked::Done { last_seq, from_snapshot } => Ok((
             StatusCode::CREATED,
-            Json(json!({
-                "service": service,
-                "entity": query.to,
-                "forked_from": id,
-                "last_seq": last_seq,
-                "from_snapshot": from_snapshot,
-            })),
+            Json(ForkReply { service, entity: query.to, forked_from: id, last_seq, from_snapshot }),
         )),
         Forked::TargetExists => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -7,7 +7,9 @@ mod error;
 mod extract;
 pub mod forward;
 mod history;
+mod openapi;
 mod origin;
+mod responses;
 mod services;
 mod stream;
 
@@ -18,8 +20,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
 
+use crate::cluster::Host;
 use crate::invoke::Invoker;
-use crate::journal::Journal;
+use crate::journal::{Journal, LeaseRecord};
 use crate::metrics::Metrics;
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
@@ -27,7 +30,10 @@ pub use auth::Tokens;
 pub use connections::{ConnectionLimits, connection_budget, serve};
 pub use error::ApiError;
 pub use origin::RequestOrigins;
+use responses::{Internal, Unauthorized, Unavailable};
+use serde::Serialize;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 /// The largest request bodies accepted.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +119,7 @@ pub fn app(state: AppState) -> Router {
     let describe = get(services::describe).layer(read.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics).layer(read.clone()))
         .route("/v1/cluster", get(cluster).layer(read.clone()))
         .route("/v1/services", get(services::list).layer(read.clone()))
@@ -150,8 +157,13 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
-            .expose_headers([header::RETRY_AFTER]),
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(crate::trace_context::TRACEPARENT),
+            ])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static(crate::trace_context::TRACEPARENT)]),
     )
 }
 
@@ -181,24 +193,67 @@ const JOURNAL_FAILING: &str =
 
 /// 200 while the host can commit; 503 while the journal's storage fails
 /// (a full disk, an unreachable database), until it works again.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "host",
+    responses(
+        (status = 200, description = "The host can commit.", body = String, content_type = "text/plain", example = "ok\n"),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     if state.journal.is_healthy() {
         Ok("ok\n")
     } else {
-        Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "journal_failed", JOURNAL_FAILING))
+        Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "journal_failed", JOURNAL_FAILING)
+            .retry_after(1))
     }
 }
 
-/// The live hosts of this host's journal, as it routes commands to them,
-/// and the leases on the work one host does for all:
-/// `{"hosts": [{id, url, last_seen_ms, self}], "leases": [{name, holder,
-/// epoch, expires_at_ms}]}`.
-async fn cluster(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let journal = state.journal.clone();
-    let leases = tokio::task::spawn_blocking(move || journal.leases()).await.map_err(ApiError::internal)??;
-    Ok(axum::Json(serde_json::json!({ "hosts": state.cluster.live(), "leases": leases })))
+/// What `GET /v1/cluster` answers.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterReply {
+    /// The live hosts of this host's journal, as it routes commands to them.
+    hosts: Vec<Host>,
+    /// The leases on the work one host does for all.
+    leases: Vec<LeaseRecord>,
 }
 
+/// The live hosts of this host's journal, as it routes commands to them,
+/// and the leases on the work one host does for all.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    operation_id = "cluster",
+    tag = "host",
+    responses(
+        (status = 200, description = "The live hosts and the leases.", body = ClusterReply),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
+async fn cluster(State(state): State<AppState>) -> Result<axum::Json<ClusterReply>, ApiError> {
+    let journal = state.journal.clone();
+    let leases = tokio::task::spawn_blocking(move || journal.leases()).await.map_err(ApiError::internal)??;
+    Ok(axum::Json(ClusterReply { hosts: state.cluster.live(), leases }))
+}
+
+/// The host's metrics in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "host",
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text exposition format.", body = String, content_type = "text/plain"),
+        (status = 401, response = Unauthorized),
+    ),
+    security(("bearer" = [])),
+)]
 async fn metrics(State(state): State<AppState>) -> String {
     state.metrics.render()
 }

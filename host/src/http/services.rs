@@ -7,8 +7,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiBody, ApiPath, ApiQuery};
+use super::extract::{ApiBody, ApiPath, ApiQuery, ServicePath};
+use super::responses::{BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use super::{ApiError, AppState};
 use crate::domain::ServiceKind;
 use crate::journal::{DeadLetter, Retention};
@@ -18,13 +22,17 @@ use crate::verify::VerifyOptions;
 /// How a deploy (or rollback) is checked against the stored entities: read
 /// from the same query as the route's own parameters (a flattened struct
 /// would read every value as a string).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     /// `replay`: rebuild the stored entities with the new version first.
+    #[param(pattern = "^replay$")]
     verify: Option<String>,
     /// A read-only command to compare the old and the new version's replies on.
+    #[param(min_length = 1, max_length = 128)]
     probe: Option<String>,
     /// Check a deterministic sample of this many entities.
+    #[param(minimum = 1)]
     limit: Option<usize>,
     /// Refuse the new version when a probe's replies differ.
     #[serde(default)]
@@ -55,11 +63,14 @@ impl VerifyQuery {
 }
 
 /// Query of a deploy.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeployQuery {
     /// For an action: the services whose events it subscribes to, comma-separated.
+    #[param(example = "shopping-cart")]
     subscribe: Option<String>,
     /// How much history the service keeps: `all` or `snapshots:K`.
+    #[param(pattern = "^(all|snapshots:[0-9]+)$", example = "snapshots:2")]
     retain: Option<String>,
 }
 
@@ -67,9 +78,28 @@ pub struct DeployQuery {
 /// metadata and, when verified, the report; 409 `upgrade_rejected` with the
 /// report when the new version cannot rebuild the stored entities. A client
 /// that goes away drops this handler, not the deploy.
+#[utoipa::path(
+    put,
+    path = "/v1/services/{service}",
+    operation_id = "deploy",
+    tag = "services",
+    params(ServicePath, DeployQuery, VerifyQuery),
+    request_body(content = ComponentBytes, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Deployed as the next version.", body = Deployed),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn deploy(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
     ApiQuery(query): ApiQuery<DeployQuery>,
     ApiQuery(verify): ApiQuery<VerifyQuery>,
     ApiBody(body): ApiBody,
@@ -117,15 +147,30 @@ async fn verification_asked(
     Ok(None)
 }
 
+/// The body of a deploy: a WebAssembly component built against a
+/// `wasmstate:entity` world, as bytes.
+pub struct ComponentBytes;
+
+impl utoipa::PartialSchema for ComponentBytes {
+    fn schema() -> RefOr<Schema> {
+        let binary = SchemaFormat::KnownFormat(KnownFormat::Binary);
+        let description = "The component: a WebAssembly component built against a `wasmstate:entity` world.";
+        ObjectBuilder::new().schema_type(Type::String).format(Some(binary)).description(Some(description)).into()
+    }
+}
+
+impl ToSchema for ComponentBytes {}
+
 /// Query of a rollback.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RollbackQuery {
     /// The version to roll back to (default: the one before the newest).
     to: Option<u32>,
 }
 
 /// What a rollback answers: the new version, and the one it runs the code of.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RolledBack {
     #[serde(flatten)]
     deployed: Deployed,
@@ -135,9 +180,26 @@ pub struct RolledBack {
 
 /// `POST /v1/services/{service}/rollback?to=V`: makes an earlier version the
 /// newest again, as a new version number running its code; 201.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/rollback",
+    operation_id = "rollback",
+    tag = "services",
+    params(ServicePath, RollbackQuery, VerifyQuery),
+    responses(
+        (status = 201, description = "The earlier version's code is the newest version again.", body = RolledBack),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rollback(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
     ApiQuery(query): ApiQuery<RollbackQuery>,
     ApiQuery(verify): ApiQuery<VerifyQuery>,
 ) -> Result<(StatusCode, Json<RolledBack>), ApiError> {
@@ -148,19 +210,44 @@ pub async fn rollback(
 
 /// `GET /v1/services/{service}/verification`: how far the verification of
 /// a new version is, while one runs; 404 when none does.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/verification",
+    operation_id = "verification",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "A verification runs.", body = VerificationProgress),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn verification(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
+) -> Result<Json<VerificationProgress>, ApiError> {
     let (checked, total) = state
         .services
         .verification_progress(&service)
         .ok_or_else(|| ApiError::not_found(format!("no new version of {service:?} is being verified")))?;
-    Ok(Json(serde_json::json!({ "service": service, "checked": checked, "total": total })))
+    Ok(Json(VerificationProgress { service, checked, total }))
+}
+
+/// How far the verification of a new version is.
+#[derive(Serialize, ToSchema)]
+pub struct VerificationProgress {
+    /// The service.
+    service: String,
+    /// The entities checked so far.
+    checked: usize,
+    /// The entities to check.
+    total: usize,
 }
 
 /// One event a subscriber gave up on.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeadLetterReply {
     /// The service whose event it is.
     source: String,
@@ -172,9 +259,25 @@ pub struct DeadLetterReply {
 
 /// `GET /v1/services/{service}/dead-letters`: the events the subscriber
 /// gave up on, by source and position.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/dead-letters",
+    operation_id = "dead_letters",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "The events given up on.", body = Vec<DeadLetterReply>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn dead_letters(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
 ) -> Result<Json<Vec<DeadLetterReply>>, ApiError> {
     if !state.services.is_deployed(&service) {
         return Err(ApiError::unknown_service(&service));
@@ -187,12 +290,23 @@ pub async fn dead_letters(
 }
 
 /// Lists every deployed service.
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    operation_id = "list_services",
+    tag = "services",
+    responses(
+        (status = 200, description = "Every deployed service, by name.", body = Vec<ServiceInfo>),
+        (status = 401, response = Unauthorized),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ServiceInfo>> {
     Json(state.services.list())
 }
 
 /// One service as `GET /v1/services/{service}` describes it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Described {
     #[serde(flatten)]
     info: ServiceInfo,
@@ -202,9 +316,25 @@ pub struct Described {
 }
 
 /// Describes one service and its versions.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}",
+    operation_id = "describe_service",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "The service and its versions.", body = Described),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn describe(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
 ) -> Result<Json<Described>, ApiError> {
     let info = state.services.describe(&service).ok_or_else(|| ApiError::unknown_service(&service))?;
     let (journal, name, kind) = (state.journal.clone(), service.clone(), info.kind);
@@ -216,10 +346,35 @@ pub async fn describe(
 /// Deletes a service: every version goes, so invocations answer 404; its
 /// entities' data stays for a later deploy under the same name. Like a
 /// deploy, it finishes even if the client goes away.
+#[utoipa::path(
+    delete,
+    path = "/v1/services/{service}",
+    operation_id = "delete_service",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "Every version is gone; the entities' data stays.", body = DeletedService),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
-    ApiPath(service): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(ServicePath { service }): ApiPath<ServicePath>,
+) -> Result<Json<DeletedService>, ApiError> {
     let removed = state.services.delete(service.clone()).await?.ok_or_else(|| ApiError::unknown_service(&service))?;
-    Ok(Json(serde_json::json!({ "service": service, "deleted_versions": removed })))
+    Ok(Json(DeletedService { service, deleted_versions: removed }))
+}
+
+/// What a delete answers.
+#[derive(Serialize, ToSchema)]
+pub struct DeletedService {
+    /// The service.
+    service: String,
+    /// How many versions were removed.
+    deleted_versions: usize,
 }

@@ -16,6 +16,9 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::watch;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::AppState;
 use super::entities::EventReply;
@@ -24,6 +27,33 @@ use crate::journal::{Journal, Watching};
 
 /// Events read from the journal at once.
 const PAGE: usize = 512;
+
+/// One Server-Sent Event of the stream, as the OpenAPI document describes
+/// each event of a `text/event-stream`: named `event`, with the event's
+/// seq as its id and the event as an `EventReply` in JSON as its data.
+pub struct StreamedEvent;
+
+impl PartialSchema for StreamedEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let name = string().enum_values(Some(["event"])).description(Some("Always `event`."));
+        let id = string().pattern(Some("^[0-9]+$")).description(Some("The event's seq."));
+        let data =
+            string().content_media_type("application/json").description(Some("The event: an `EventReply` in JSON."));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("event", name)
+            .property("id", id)
+            .property("data", data)
+            .required("event")
+            .required("id")
+            .required("data")
+            .description(Some("One Server-Sent Event of a live stream of an entity's events."))
+            .into()
+    }
+}
+
+impl ToSchema for StreamedEvent {}
 
 struct Follow {
     journal: Arc<dyn Journal>,

@@ -207,7 +207,7 @@ impl EntityHistory {
 }
 
 /// One host's latest heartbeat in a journal hosts share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostRecord {
     /// The host's id, made when it started.
     pub id: String,
@@ -229,7 +229,7 @@ pub struct Lease {
 }
 
 /// A lease as the journal has it, as `GET /v1/cluster` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaseRecord {
     /// What the lease is for.
     pub name: String,
@@ -253,7 +253,7 @@ pub struct StoredValue {
 }
 
 /// Where an entity's log stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntityPosition {
     /// The seq of the last committed event (0 when there is none).
     pub last_seq: u64,
@@ -262,7 +262,7 @@ pub struct EntityPosition {
 }
 
 /// A stored entity in a listing of its service's entities.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntityHead {
     /// Its id.
     pub entity: String,
@@ -286,7 +286,7 @@ pub struct NewVersion {
 }
 
 /// The metadata of one deployed version of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VersionMeta {
     /// The service name.
     pub service: String,

@@ -223,7 +223,7 @@ pub(super) struct LogEntryRecord<'a> {
 
 /// A `DEAD_LETTERS` row: an event a subscriber could not take, after its
 /// last attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The entity whose event it is.
     pub entity: String,

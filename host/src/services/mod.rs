@@ -110,7 +110,7 @@ impl DeployRequest {
 }
 
 /// What a deploy made: the new version, and what its verification found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     /// The new version.
     #[serde(flatten)]
@@ -121,7 +121,7 @@ pub struct Deployed {
 }
 
 /// What `GET /v1/services/{service}` answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServiceInfo {
     /// The service name.
     pub service: String,
@@ -135,7 +135,8 @@ pub struct ServiceInfo {
     pub subscriptions: Vec<String>,
     /// Every deployed version, oldest first.
     pub versions: Vec<VersionMeta>,
-    /// How much of its entities' history the service keeps.
+    /// How much of its entities' history the service keeps: `all` or `snapshots:K`.
+    #[schema(value_type = String, example = "all")]
     pub retain: Retention,
 }
 

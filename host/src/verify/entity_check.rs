@@ -29,7 +29,7 @@ const FOLD_PAGE_BYTES: usize = 4 << 20;
 const MAX_REPLY_SHOWN: usize = 4 << 10;
 
 /// An entity the new version could not rebuild.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EntityFailure {
     /// The entity.
     pub entity: String,
@@ -49,7 +49,7 @@ pub struct EntityFailure {
 }
 
 /// An entity on which the probe's replies differ.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ReplyDifference {
     /// The entity.
     pub entity: String,
@@ -61,7 +61,7 @@ pub struct ReplyDifference {
 
 /// An entity a check could not be finished on, and why: the guest met a
 /// limit folding its log from event 1.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NotChecked {
     /// The entity.
     pub entity: String,
@@ -74,7 +74,7 @@ pub struct NotChecked {
 /// An entity the new version folds to another state from event 1 than
 /// from its latest snapshot: its `apply` changed what the events mean, or
 /// the snapshot lacks what the new state derives from them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StateDifference {
     /// The entity.
     pub entity: String,

@@ -49,7 +49,7 @@ pub struct VerifyOptions {
 }
 
 /// What a check found: `{"checked", "failed", "differences"}`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Report {
     /// How many entities were checked.
     pub checked: usize,

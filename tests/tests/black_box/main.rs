@@ -25,6 +25,7 @@ mod kinds;
 mod logging;
 mod memory_budgets;
 mod metrics;
+mod openapi;
 mod origins;
 mod overload;
 mod restart;
