@@ -17,7 +17,7 @@ use super::responses::{
 use super::stream::StreamedEvent;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
-use crate::invoke::{Cause, Invocation};
+use crate::invoke::{Cause, Invocation, Scheduled};
 use crate::journal::{EntityHead, EntityPosition};
 use crate::names::{validate_entity_id, validate_service_name};
 use crate::trace_context::{TRACEPARENT, TraceContext};
@@ -39,7 +39,14 @@ pub struct InvokeQuery {
     #[serde(default)]
     dry_run: bool,
     /// For a dry run: the seq right after which to run it (default: now).
-    at: Option<u64>,
+    /// Otherwise: an RFC 3339 time at which to run the command, as a
+    /// delayed call (202; in the past: at once).
+    #[param(value_type = Option<String>, example = "2030-01-01T09:00:00Z")]
+    at: Option<String>,
+    /// Run the command after this long, as a delayed call (202): a
+    /// duration such as `30s`, `15m` or `1h 30m`, at most ten years.
+    #[param(example = "30s")]
+    delay: Option<String>,
 }
 
 /// `POST /v1/services/{service}/entities/{id}/{command}`: runs the command
@@ -49,7 +56,9 @@ pub struct InvokeQuery {
 /// the same entity answers the recorded reply without running again; one
 /// that repeats it for another command or payload answers 422. With
 /// `?dry_run=true` (and maybe `&at=N`), the command runs against the
-/// current (or a past) state and the answer is what it would do.
+/// current (or a past) state and the answer is what it would do. With
+/// `?delay=30s` or `?at=<RFC 3339>`, a durable timer runs it then: 202
+/// once the timer is durable (the key makes the scheduling idempotent).
 ///
 /// A W3C `traceparent` header makes the invocation a child of the span it
 /// names; every answer of a run names the invocation's own span in a
@@ -83,6 +92,12 @@ pub struct InvokeQuery {
                            do (a `DryRunReply`).",
             body = Value,
             headers(("traceparent" = String, description = "The W3C trace context of the invocation."))
+        ),
+        (
+            status = 202,
+            description = "A delayed call (`delay` or `at`): the timer that will run the command, once it is durable.",
+            body = Scheduled,
+            headers(("traceparent" = String, description = "The W3C trace context of the scheduling."))
         ),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
@@ -118,11 +133,18 @@ pub async fn invoke(
         None => None,
     };
     let call = Call { service, entity: id, command, payload: body.to_vec() };
+    let parent = headers.get(TRACEPARENT).and_then(|value| TraceContext::from_traceparent(value.as_bytes()));
     if query.dry_run {
-        return super::history::dry_run(&state, call, query.at).await;
+        if query.delay.is_some() {
+            return Err(ApiError::bad_request("a dry run cannot be delayed"));
+        }
+        let at = query.at.map(|at| at.parse::<u64>()).transpose();
+        let at = at.map_err(|_| ApiError::bad_request("at of a dry run is the seq of an event"))?;
+        return super::history::dry_run(&state, call, at).await;
     }
-    if query.at.is_some() {
-        return Err(ApiError::bad_request("at applies to dry runs only (dry_run=true)"));
+    // A delayed call sets a timer, on whichever host: it touches no state.
+    if let Some(due_ms) = super::timers::due_ms(query.delay.as_deref(), query.at.as_deref())? {
+        return super::timers::schedule(&state, call, key, due_ms, parent).await;
     }
     // An entity's commands run on the host that owns it, which caches it.
     if let Some(forwarder) = &state.forwarder
@@ -139,7 +161,6 @@ pub async fn invoke(
     }
     // The invocation is a child of the caller's span, if it names one,
     // and its own span is answered whatever the outcome.
-    let parent = headers.get(TRACEPARENT).and_then(|value| TraceContext::from_traceparent(value.as_bytes()));
     let invocation = Invocation::command(call, key).child_of(parent.as_ref(), Cause::Request);
     let traceparent = HeaderValue::try_from(invocation.trace.traceparent()).map_err(ApiError::internal)?;
     let mut response = match state.invoker.invoke(invocation).await {

@@ -12,13 +12,14 @@ mod origin;
 mod responses;
 mod services;
 mod stream;
+mod timers;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use crate::cluster::Host;
 use crate::invoke::Invoker;
@@ -102,6 +103,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/entities/{id}/events", get(entities::events))
         .route("/v1/services/{service}/entities/{id}/state", get(history::state))
         .route("/v1/services/{service}/entities/{id}/fork", post(history::fork))
+        .route("/v1/services/{service}/entities/{id}/timers", get(timers::list))
+        .route("/v1/services/{service}/entities/{id}/timers/{name}", delete(timers::cancel))
         .route(
             "/v1/services/{service}/entities/{id}/{command}",
             post(entities::invoke)

@@ -28,7 +28,7 @@ use super::responses::{
 };
 use super::services::ComponentBytes;
 use super::stream::StreamedEvent;
-use super::{entities, history, services};
+use super::{entities, history, services, timers};
 
 /// The API's OpenAPI document: every route of `/v1`, `/healthz` and
 /// `/metrics`, their parameters, bodies, answers and errors.
@@ -57,6 +57,8 @@ use super::{entities, history, services};
         history::state,
         history::fork,
         entities::invoke,
+        timers::list,
+        timers::cancel,
         super::cluster,
         super::healthz,
         super::metrics,

@@ -15,7 +15,7 @@ use crate::journal::{Commit, CommitStatus, EntityWrite, Timer, TimerChange};
 use crate::trace_context::TraceContext;
 
 /// A delayed call, once its timer is durable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Scheduled {
     /// The timer's name among its entity's timers.
     pub timer: String,
@@ -60,7 +60,7 @@ impl Invoker {
             write: EntityWrite::Nothing,
             outbox: Vec::new(),
             idempotency: shared.record(keyed.as_ref(), &follow_up, &[]),
-            timers: vec![TimerChange::Set(timer)],
+            timers: vec![TimerChange::Set(Box::new(timer))],
             trace: timer_trace(&trace),
         };
         match shared.journal.commit(commit).await? {
@@ -75,6 +75,24 @@ impl Invoker {
             CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
             CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
             CommitStatus::AfterRefused => Err(InvokeError::Internal("a commit alone followed a refused one".into())),
+        }
+    }
+
+    /// Cancels `service/entity`'s timer `name` in a commit of its own;
+    /// false when there is none.
+    pub async fn cancel_timer(&self, service: &str, entity: &str, name: &str) -> Result<bool, InvokeError> {
+        let journal = self.shared.journal.clone();
+        let (s, e) = (service.to_string(), entity.to_string());
+        let timers = super::blocking(move || journal.timers_of(&s, &e)).await??;
+        if !timers.iter().any(|timer| timer.name == name) {
+            return Ok(false);
+        }
+        let mut commit = Commit::events(service, entity, 0, Vec::new());
+        commit.write = EntityWrite::Nothing;
+        commit.timers = vec![TimerChange::Cancel(name.to_string())];
+        match self.shared.journal.commit(commit).await? {
+            CommitStatus::Durable { .. } => Ok(true),
+            status => Err(InvokeError::Internal(format!("a timer's cancel was refused: {status:?}"))),
         }
     }
 

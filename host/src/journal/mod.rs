@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::domain::{Event, ServiceKind};
 pub use commit::{Commit, CommitStatus, EntityWrite};
 pub use commit_watch::{CommitWatch, Watching};
-pub use contract::{EntityStore, Journal, TimerStore};
+pub use contract::{EntityStore, Journal};
 pub use copy::copy;
 #[cfg(any(test, feature = "fault-injection"))]
 #[allow(unused_imports)]

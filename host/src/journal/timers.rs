@@ -51,7 +51,7 @@ pub struct Timer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerChange {
     /// Sets a timer, replacing one of the same owner and name.
-    Set(Timer),
+    Set(Box<Timer>),
     /// Removes the commit's entity's timer of this name, if there is one.
     Cancel(String),
 }

@@ -35,6 +35,7 @@ mod services;
 mod stored;
 mod subscriptions;
 mod tck;
+mod timers;
 mod traces;
 mod typed_commands;
 mod upgrades;

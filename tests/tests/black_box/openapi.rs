@@ -33,6 +33,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/services/{service}/entities/{id}/events"),
     ("get", "/v1/services/{service}/entities/{id}/state"),
     ("post", "/v1/services/{service}/entities/{id}/fork"),
+    ("get", "/v1/services/{service}/entities/{id}/timers"),
+    ("delete", "/v1/services/{service}/entities/{id}/timers/{name}"),
     ("post", "/v1/services/{service}/entities/{id}/{command}"),
 ];
 

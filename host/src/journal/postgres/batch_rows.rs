@@ -34,8 +34,11 @@ pub(super) struct Rows<'a> {
     pub keys: BTreeMap<(&'a str, &'a str, &'a str), (i64, Vec<u8>)>,
     /// Each timer's last change in the batch: (service, entity, name) →
     /// (id, due ms, record), or `None` for a cancel.
-    pub timers: BTreeMap<(&'a str, &'a str, &'a str), Option<(i64, i64, Vec<u8>)>>,
+    pub timers: BTreeMap<(&'a str, &'a str, &'a str), Option<TimerRow>>,
 }
+
+/// A timer's row but its key: id, due ms, record.
+pub(super) type TimerRow = (i64, i64, Vec<u8>);
 
 /// A statement on its way, as the pipeline holds it.
 type Sent<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
@@ -107,18 +110,14 @@ pub(super) async fn write_rows(
         keys.iter().map(|k| k.3).collect::<Vec<_>>(),
         keys.iter().map(|k| k.4).collect::<Vec<_>>(),
     );
-    let timers: Vec<(&str, &str, &str, i64, i64, &[u8])> = rows
-        .timers
-        .iter()
-        .filter_map(|((s, e, n), set)| set.as_ref().map(|(id, due, r)| (*s, *e, *n, *id, *due, r.as_slice())))
-        .collect();
+    let set_timers = || rows.timers.iter().filter_map(|(key, set)| Some((key, set.as_ref()?)));
     let (t_s, t_e, t_n, t_i, t_d, t_r) = (
-        timers.iter().map(|t| t.0).collect::<Vec<_>>(),
-        timers.iter().map(|t| t.1).collect::<Vec<_>>(),
-        timers.iter().map(|t| t.2).collect::<Vec<_>>(),
-        timers.iter().map(|t| t.3).collect::<Vec<_>>(),
-        timers.iter().map(|t| t.4).collect::<Vec<_>>(),
-        timers.iter().map(|t| t.5).collect::<Vec<_>>(),
+        set_timers().map(|(k, _)| k.0).collect::<Vec<_>>(),
+        set_timers().map(|(k, _)| k.1).collect::<Vec<_>>(),
+        set_timers().map(|(k, _)| k.2).collect::<Vec<_>>(),
+        set_timers().map(|(_, t)| t.0).collect::<Vec<_>>(),
+        set_timers().map(|(_, t)| t.1).collect::<Vec<_>>(),
+        set_timers().map(|(_, t)| t.2.as_slice()).collect::<Vec<_>>(),
     );
     let cancelled: Vec<(&str, &str, &str)> =
         rows.timers.iter().filter(|(_, set)| set.is_none()).map(|((s, e, n), _)| (*s, *e, *n)).collect();
@@ -157,7 +156,7 @@ pub(super) async fn write_rows(
     if !cancelled.0.is_empty() {
         sent.push(send(client, st(sql::DELETE_TIMERS), [&cancelled.0, &cancelled.1, &cancelled.2]));
     }
-    if !timers.is_empty() {
+    if !t_s.is_empty() {
         sent.push(send(client, st(sql::UPSERT_TIMERS), [&t_s, &t_e, &t_n, &t_i, &t_d, &t_r]));
     }
     if announced {
