@@ -108,6 +108,10 @@ enum CliCommand {
         /// With --dry-run: run it on the state right after event N.
         #[arg(long, requires = "dry_run")]
         at: Option<u64>,
+        /// Run it later, as a durable timer: after this long (30s, 15m,
+        /// 1h 30m). Prints the timer once it is durable.
+        #[arg(long, conflicts_with = "dry_run")]
+        delay: Option<String>,
     },
     /// Print an entity's state, now or right after event N.
     State {
@@ -228,10 +232,13 @@ impl Cli {
             CliCommand::Rollback { service, to, verify } => {
                 Reply::Json(deploy::rollback(&client.admin(), &service, to, &verify).await?)
             }
-            CliCommand::Invoke { service, entity, command, payload, dry_run, at } => {
+            CliCommand::Invoke { service, entity, command, payload, dry_run, at, delay } => {
                 let mut path = format!("{}/{}", entity_path(&service, &entity), segment(&command));
                 if dry_run {
                     path.push_str("?dry_run=true");
+                }
+                if let Some(delay) = delay {
+                    path.push_str(&format!("?delay={}", segment(&delay)));
                 }
                 if let Some(at) = at {
                     path.push_str(&format!("&at={at}"));

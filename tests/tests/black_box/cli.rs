@@ -78,6 +78,17 @@ async fn client_commands() {
         let (ok, _, err) = run(&url, &["invoke", "nope", "c1", "Get"]);
         assert!(!ok);
         assert!(err.contains("404"), "{err}");
+        // A delayed call prints its timer, and runs later.
+        let (ok, timer, err) = run(&url, &["invoke", "counter", "c1", "Increase", r#"{"value": 1}"#, "--delay", "1 s"]);
+        assert!(ok, "{err}");
+        assert!(timer["timer"].as_str().is_some_and(|name| name.starts_with("delayed-")), "{timer}");
+        let started = std::time::Instant::now();
+        while run(&url, &["invoke", "counter", "c1", "Get"]).1 != json!({"value": 5}) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the delayed call runs");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let (ok, _, err) = run(&url, &["invoke", "counter", "c1", "Get", "--delay", "later"]);
+        assert!(!ok && err.contains("delay must be a duration"), "{err}");
     })
     .await
     .unwrap();

@@ -124,40 +124,57 @@ async fn an_event_stream_on_one_host_follows_commands_sent_to_the_other() {
 /// migrated when a host starts on it, and keeps its data.
 #[tokio::test]
 async fn a_version_1_journal_is_migrated_and_keeps_its_data() {
-    migrated_from(1, "DROP TABLE wasmstate.hosts;").await;
+    migrated_from(1).await;
 }
 
 /// So is one of version 2 (before the leases, the writers' marks and the
 /// outbox's due times).
 #[tokio::test]
 async fn a_version_2_journal_is_migrated_and_keeps_its_data() {
-    migrated_from(2, "").await;
+    migrated_from(2).await;
 }
 
-/// Takes a journal back to schema `version` (`undo` drops what the
-/// versions after it added to what is left) and starts a host on it.
-async fn migrated_from(version: i64, undo: &str) {
+/// So is one of version 3 (before timers).
+#[tokio::test]
+async fn a_version_3_journal_is_migrated_and_keeps_its_data() {
+    migrated_from(3).await;
+}
+
+/// What the versions after `version` added, dropped.
+fn undo_after(version: i64) -> String {
+    let mut undo = String::from("DROP TABLE wasmstate.timers;");
+    if version < 3 {
+        undo.push_str(
+            " DROP TABLE wasmstate.leases, wasmstate.writer_marks; ALTER TABLE wasmstate.outbox DROP COLUMN due_ms;",
+        );
+    }
+    if version < 2 {
+        undo.push_str(" DROP TABLE wasmstate.hosts;");
+    }
+    undo
+}
+
+/// Takes a journal back to schema `version` and starts a host on it.
+async fn migrated_from(version: i64) {
     let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
     let (dir, server, api) = host(&url).await;
     api.deploy("counter", Path::new(COUNTER)).await;
     api.invoke("counter", "c", "Increase", json!({ "value": 5 })).await.expect(200);
     server.stop().await.unwrap();
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
-    let back = format!(
-        "DROP TABLE wasmstate.leases, wasmstate.writer_marks; ALTER TABLE wasmstate.outbox DROP COLUMN due_ms; \
-         {undo} UPDATE wasmstate.meta SET value = {version} WHERE key = 'schema_version'"
-    );
+    let back =
+        format!("{} UPDATE wasmstate.meta SET value = {version} WHERE key = 'schema_version'", undo_after(version));
     client.batch_execute(&back).await.unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
     let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts on the old version");
-    let said = format!("migrated the journal from schema version {version} to 3");
+    let said = format!("migrated the journal from schema version {version} to 4");
     assert!(server.stdout().contains(&said), "{:?}", server.stdout());
     let api = Api::new(server.base());
     assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": 5 }));
     assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
     let stored: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
-    assert_eq!(stored, 3);
+    assert_eq!(stored, 4);
     // The host takes its leases in the background, after it starts
     // answering.
     let leases_taken = api.eventually(Duration::from_secs(5), || async {

@@ -151,3 +151,39 @@ fn a_migration_that_fails_changes_nothing() {
     let txn = db.begin_read().unwrap();
     assert_eq!(txn.open_table(migrate_v1::OUTBOX_V1).unwrap().get(4).unwrap().unwrap().value().0, "counter");
 }
+
+/// A schema-2 journal (before timers) gains the timer tables, empty, and
+/// keeps what it held; timers then set and list as on a new one.
+#[tokio::test]
+async fn a_schema_2_journal_gains_the_timer_tables() {
+    use crate::journal::contract::TimerStore;
+    use crate::journal::{Commit, EntityWrite, Timer, TimerChange};
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    schema::open(&db).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(tables::TIMERS).unwrap();
+    txn.delete_table(tables::TIMERS_DUE).unwrap();
+    txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 2).unwrap();
+    txn.open_table(tables::EVENTS).unwrap().insert(("s", "e", 1), &b"kept"[..]).unwrap();
+    txn.commit().unwrap();
+    assert!(!table_names(&db).contains(&"timers".to_string()));
+
+    let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 2, to: SCHEMA_VERSION });
+    let txn = journal.db().unwrap().begin_read().unwrap();
+    assert!(txn.open_table(tables::EVENTS).unwrap().get(("s", "e", 1)).unwrap().is_some(), "its data stays");
+    drop(txn);
+    assert_eq!(journal.timers_pending().unwrap(), 0);
+    let call = Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: Vec::new() };
+    let mut commit = Commit::events("s", "e", 0, Vec::new());
+    commit.write = EntityWrite::Nothing;
+    commit.timers = vec![TimerChange::Set(Box::new(Timer::new("s", "e", "t", call, 7, 0)))];
+    assert!(journal.commit(commit).await.unwrap().is_durable());
+    let due = journal.timers_due(7, 10).unwrap();
+    assert_eq!(
+        (due.len(), journal.timers_due(6, 10).unwrap().len(), journal.next_timer_due().unwrap()),
+        (1, 0, Some(7))
+    );
+    assert_eq!(journal.timers_of("s", "e").unwrap(), due);
+}
