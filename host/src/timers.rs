@@ -11,12 +11,18 @@
 //! tried again with exponential backoff, its attempts and error visible in
 //! the timer's listing; one that fails for good (its command refused, or
 //! its service deleted) is logged, counted and removed.
+//!
+//! Right before it runs, a firing checks that its timer is still the
+//! setting it read, so one cancelled or set again while it waited for a
+//! slot does not run. A cancel that lands between that check and the
+//! firing's commit comes too late: the command runs once.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::domain::IdempotencyKey;
 use crate::invoke::{Cause, Invocation, InvokeError, Invoker};
@@ -27,7 +33,7 @@ use crate::metrics::{Firing, Metrics};
 /// How many timers fire at once.
 const CONCURRENCY: usize = 64;
 /// How many due timers one read takes.
-const SCAN: usize = 512;
+const SCAN: usize = 2 * CONCURRENCY;
 /// The longest the worker sleeps without looking at the timers.
 const POLL: Duration = Duration::from_secs(1);
 /// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`].
@@ -44,13 +50,18 @@ pub fn spawn(leases: LeaseKeeper, invoker: Invoker, journal: Arc<dyn Journal>, m
             metrics: metrics.clone(),
             lease,
             firing: JoinSet::new(),
+            running: HashMap::new(),
             known: HashSet::new(),
             queue: VecDeque::new(),
+            counted: None,
         };
         worker.run()
     };
     tokio::spawn(leases.run("timers".into(), work));
 }
+
+/// How a firing went: the invocation's answer.
+type Fired = Result<Vec<u8>, InvokeError>;
 
 /// A timer's setting: its owner, name and id.
 type Setting = (String, String, String, u64);
@@ -64,15 +75,27 @@ struct Worker {
     journal: Arc<dyn Journal>,
     metrics: Arc<Metrics>,
     lease: Lease,
-    firing: JoinSet<(Timer, Result<Vec<u8>, InvokeError>)>,
+    /// The firings running: each answers its timer and how it went, or
+    /// `None` when the timer was gone by the time it would have run.
+    firing: JoinSet<(Timer, Option<Fired>)>,
+    /// The setting each firing task fires.
+    running: HashMap<tokio::task::Id, Setting>,
     /// The settings queued or firing.
     known: HashSet<Setting>,
     /// Due timers waiting for a free slot, earliest first.
     queue: VecDeque<Timer>,
+    /// When the timers waiting were last counted.
+    counted: Option<Instant>,
 }
 
 impl Worker {
     async fn run(mut self) {
+        self.work().await;
+        // Another host counts them now.
+        self.metrics.timers.set_pending(0);
+    }
+
+    async fn work(&mut self) {
         let wake = self.invoker.timer_signal();
         loop {
             if self.queue.is_empty() && !self.read_due().await {
@@ -87,10 +110,21 @@ impl Worker {
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
-                Some(done) = self.firing.join_next() => {
-                    let Ok((timer, result)) = done else { continue };
-                    if !self.finished(timer, result).await {
-                        return;
+                Some(done) = self.firing.join_next_with_id() => {
+                    match done {
+                        Ok((id, (timer, result))) => {
+                            self.running.remove(&id);
+                            if !self.finished(timer, result).await {
+                                return;
+                            }
+                        }
+                        // A firing that panicked: its timer is read again.
+                        Err(error) => {
+                            tracing::error!(%error, "a timer's firing failed");
+                            if let Some(setting) = self.running.remove(&error.id()) {
+                                self.known.remove(&setting);
+                            }
+                        }
                     }
                 }
             }
@@ -102,14 +136,20 @@ impl Worker {
     async fn read_due(&mut self) -> bool {
         let journal = self.journal.clone();
         let now = now_ms();
+        // The count is for the metrics: once a poll is enough.
+        let count = self.counted.is_none_or(|at| at.elapsed() >= POLL);
         let read = tokio::task::spawn_blocking(move || {
             let due = journal.timers_due(now, SCAN)?;
-            Ok::<_, JournalError>((due, journal.timers_pending()?))
+            let pending = if count { Some(journal.timers_pending()?) } else { None };
+            Ok::<_, JournalError>((due, pending))
         })
         .await;
         match read {
             Ok(Ok((due, pending))) => {
-                self.metrics.timers.set_pending(pending);
+                if let Some(pending) = pending {
+                    self.metrics.timers.set_pending(pending);
+                    self.counted = Some(Instant::now());
+                }
                 for timer in due {
                     if self.known.insert(setting(&timer)) {
                         self.queue.push_back(timer);
@@ -139,26 +179,39 @@ impl Worker {
         }
     }
 
-    /// Starts the firing of `timer`.
+    /// Starts the firing of `timer`, unless it is no longer the setting read.
     fn fire(&mut self, timer: Timer) {
-        if timer.attempts == 0 {
-            self.metrics.timers.record_late(Duration::from_millis(now_ms().saturating_sub(timer.scheduled_ms)));
-        }
-        let invoker = self.invoker.clone();
-        self.firing.spawn(async move {
+        let (invoker, journal, metrics) = (self.invoker.clone(), self.journal.clone(), self.metrics.clone());
+        let running = setting(&timer);
+        let task = self.firing.spawn(async move {
+            let (s, e, name, id) = setting(&timer);
+            let stored = tokio::task::spawn_blocking(move || journal.timers_of(&s, &e)).await;
+            let current = match stored {
+                Ok(Ok(timers)) => timers.iter().any(|t| t.name == name && t.id == id),
+                // It fires: its key keeps a repeat harmless.
+                _ => true,
+            };
+            if !current {
+                return (timer, None);
+            }
+            if timer.attempts == 0 {
+                metrics.timers.record_late(Duration::from_millis(now_ms().saturating_sub(timer.scheduled_ms)));
+            }
             let key = IdempotencyKey::timer(timer.id, timer.scheduled_ms);
             let invocation = Invocation::command(timer.call.clone(), Some(key))
                 .at_hops(timer.hops)
                 .child_of(timer.trace.as_ref(), Cause::Timer);
             let result = invoker.invoke(invocation).await;
-            (timer, result)
+            (timer, Some(result))
         });
+        self.running.insert(task.id(), running);
     }
 
     /// Records how a firing went: the timer removed, or kept for another
     /// attempt. False when the lease was found lost.
-    async fn finished(&mut self, mut timer: Timer, result: Result<Vec<u8>, InvokeError>) -> bool {
+    async fn finished(&mut self, mut timer: Timer, result: Option<Fired>) -> bool {
         self.known.remove(&setting(&timer));
+        let Some(result) = result else { return true };
         let retry = match result {
             Ok(_) => {
                 self.metrics.timers.record(Firing::Fired);
@@ -166,8 +219,8 @@ impl Worker {
             }
             Err(error) if error.is_transient() => {
                 self.metrics.timers.record(Firing::Retried);
-                timer.attempts += 1;
                 let backoff = FIRST_BACKOFF.saturating_mul(1 << timer.attempts.min(12)).min(MAX_BACKOFF);
+                timer.attempts += 1;
                 tracing::debug!(timer = %timer.name, attempt = timer.attempts, %error, "a timer will fire again");
                 timer.due_ms = now_ms() + backoff.as_millis() as u64;
                 timer.last_error = Some(error.to_string());
@@ -191,8 +244,10 @@ impl Worker {
             Ok(Err(JournalError::LeaseLost(_))) => false,
             Ok(Err(error)) => {
                 // The timer stays as it was: it fires again, and its
-                // key makes that change nothing if it had run.
+                // key makes that change nothing if it had run. Not at
+                // once: the journal is failing.
                 tracing::error!(%error, "cannot record a timer's firing");
+                tokio::time::sleep(POLL).await;
                 true
             }
             _ => true,

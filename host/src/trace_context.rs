@@ -75,6 +75,13 @@ impl TraceContext {
         Some(Self { trace_id, span_id, parent_span_id: None, sampled: flags & 1 == 1 })
     }
 
+    /// The context a commit keeps beside its records, so what they start
+    /// later joins the trace: only a sampled one, and only while spans
+    /// are exported (else nobody will read it).
+    pub fn kept(&self) -> Option<Self> {
+        (self.sampled && crate::telemetry::sampled_by_default()).then_some(*self)
+    }
+
     /// The `traceparent` header naming this span as the parent of what
     /// the receiver does.
     pub fn traceparent(&self) -> String {
@@ -102,7 +109,18 @@ pub struct Hex<'a>(pub &'a [u8]);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Ids are 16 bytes at most: one write of a buffer on the stack.
+        let mut buffer = [0u8; 64];
+        for chunk in self.0.chunks(buffer.len() / 2) {
+            for (pair, byte) in buffer.chunks_exact_mut(2).zip(chunk) {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0xf)];
+            }
+            let hex = std::str::from_utf8(&buffer[..2 * chunk.len()]).map_err(|_| fmt::Error)?;
+            f.write_str(hex)?;
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +181,7 @@ mod tests {
         assert_eq!(parent.span_hex(), "00f067aa0ba902b7");
         assert!(parent.sampled && parent.parent_span_id.is_none());
         assert_eq!(parent.traceparent(), EXAMPLE);
+        assert_eq!(Hex(&[0xab; 40]).to_string(), "ab".repeat(40));
         let unsampled =
             TraceContext::from_traceparent(&EXAMPLE.as_bytes()[..53].iter().chain(b"00").copied().collect::<Vec<_>>());
         assert!(!unsampled.unwrap().sampled);

@@ -1,7 +1,7 @@
 //! An entity's durable timers: delayed calls (`?delay=` and `?at=` on an
 //! invocation), their listing, and their cancellation.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -39,8 +39,11 @@ pub(super) fn due_ms(delay: Option<&str>, at: Option<&str>) -> Result<Option<u64
             now + delay.as_millis() as u64
         }
         (None, Some(at)) => {
-            let at = humantime::parse_rfc3339_weak(at).map_err(|e| {
-                ApiError::bad_request(format!("at must be an RFC 3339 time such as 2030-01-01T09:00:00Z: {e}"))
+            let at = parse_rfc3339(at).ok_or_else(|| {
+                ApiError::bad_request(
+                    "at must be an RFC 3339 time with its offset, such as 2030-01-01T09:00:00Z or \
+                     2030-01-01T10:00:00+01:00",
+                )
             })?;
             let at = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
             if at > now + MAX_DELAY.as_millis() as u64 {
@@ -50,6 +53,35 @@ pub(super) fn due_ms(delay: Option<&str>, at: Option<&str>) -> Result<Option<u64
         }
     };
     Ok(Some(due))
+}
+
+/// An RFC 3339 time: `YYYY-MM-DDTHH:MM:SS[.frac]` then `Z` or an offset
+/// `±HH:MM`, which must be there.
+fn parse_rfc3339(at: &str) -> Option<SystemTime> {
+    if !at.is_ascii() {
+        return None;
+    }
+    let (local, offset_secs) = match at.strip_suffix(['Z', 'z']) {
+        Some(local) => (local, 0i64),
+        None => {
+            let (local, offset) = at.split_at(at.len().checked_sub(6)?);
+            let sign = match offset.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (hours, minutes) = offset[1..].split_once(':')?;
+            let (hours, minutes): (i64, i64) = (hours.parse().ok()?, minutes.parse().ok()?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            (local, sign * (hours * 3600 + minutes * 60))
+        }
+    };
+    // The local time read as UTC, then moved by the offset.
+    let as_utc = humantime::parse_rfc3339(&format!("{local}Z")).ok()?;
+    let shift = Duration::from_secs(offset_secs.unsigned_abs());
+    if offset_secs >= 0 { as_utc.checked_sub(shift) } else { as_utc.checked_add(shift) }
 }
 
 /// Sets a timer that runs `call` at `due_ms`: 202 with the timer once it
@@ -205,6 +237,8 @@ mod tests {
         assert!(due.abs_diff(now_ms() + 30_000) < 1_000, "{due}");
         assert!(due_ms(Some("1h 30m"), None).unwrap().unwrap() > now_ms() + 5_000_000);
         assert_eq!(due_ms(None, Some("2030-01-01T00:00:00Z")).unwrap(), Some(1_893_456_000_000));
+        assert_eq!(due_ms(None, Some("2030-01-01T01:30:00+01:30")).unwrap(), Some(1_893_456_000_000));
+        assert_eq!(due_ms(None, Some("2029-12-31T19:00:00.000-05:00")).unwrap(), Some(1_893_456_000_000));
         // The past is now.
         assert!(due_ms(None, Some("2000-01-01T00:00:00Z")).unwrap().unwrap() >= now_ms() - 1_000);
         for (delay, at) in [
@@ -212,6 +246,11 @@ mod tests {
             (Some("-5s"), None),
             (Some("11000 days"), None),
             (None, Some("tomorrow")),
+            (None, Some("2030-01-01T00:00:00")),
+            (None, Some("2030-01-01T00:00:00+1:00")),
+            (None, Some("2030-01-01T00:00:00+24:00")),
+            (None, Some("2030-01-01T00:00:00€")),
+            (None, Some("")),
             (None, Some("3000-01-01T00:00:00Z")),
             (Some("5s"), Some("2100-01-01T00:00:00Z")),
         ] {

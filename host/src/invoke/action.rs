@@ -21,7 +21,7 @@ pub(super) async fn run(
 ) -> Result<FollowUp, InvokeError> {
     let keyed = invocation.keyed();
     let (name, entity): (Arc<str>, Arc<str>) = (invocation.service().into(), invocation.entity().into());
-    let (hops, trace) = (invocation.hops, invocation.trace.sampled.then_some(invocation.trace));
+    let (hops, trace) = (invocation.hops, invocation.trace.kept());
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
     {

@@ -73,7 +73,7 @@ pub(super) async fn run(
     invocation: Invocation,
 ) -> Result<Ran, InvokeError> {
     let keyed = invocation.keyed();
-    let (hops, trace) = (invocation.hops, invocation.trace.sampled.then_some(invocation.trace));
+    let (hops, trace) = (invocation.hops, invocation.trace.kept());
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&entity.service, &entity.entity, keyed).await?
     {

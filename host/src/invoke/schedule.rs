@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::idempotency::Keyed;
 use super::{InvokeError, Invoker};
 use crate::domain::{Call, FollowUp, IdempotencyKey, Reply};
 use crate::journal::{Commit, CommitStatus, EntityWrite, Timer, TimerChange};
-use crate::trace_context::TraceContext;
+use crate::trace_context::{Hex, TraceContext};
+use sha2::{Digest, Sha256};
 
 /// A delayed call, once its timer is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -34,6 +36,29 @@ impl Invoker {
         due_ms: u64,
         trace: TraceContext,
     ) -> Result<Scheduled, InvokeError> {
+        // Its own span, which the firing's names as its parent.
+        let span = tracing::info_span!(
+            "schedule",
+            service = call.service.as_str(),
+            entity = call.entity.as_str(),
+            command = call.command.as_str(),
+            due_ms,
+            trace_id = %Hex(&trace.trace_id),
+            span_id = %Hex(&trace.span_id),
+            parent_span_id = trace.parent_hex(),
+            sampled = trace.sampled,
+        );
+        self.set_timer(call, key, due_ms, trace).instrument(span).await
+    }
+
+    /// [`Invoker::schedule`], in its span.
+    async fn set_timer(
+        &self,
+        call: Call,
+        key: Option<IdempotencyKey>,
+        due_ms: u64,
+        trace: TraceContext,
+    ) -> Result<Scheduled, InvokeError> {
         let shared = &self.shared;
         let service = shared.service(&call.service)?;
         let keyed = key.map(|key| Keyed::scheduling(key, &call));
@@ -43,15 +68,12 @@ impl Invoker {
         {
             return scheduled_of(follow_up);
         }
-        let timer_name = match &keyed {
-            Some(keyed) => format!("delayed-{}", keyed.key()),
-            None => format!("delayed-{}", TraceContext::root(false).span_hex()),
-        };
+        let timer_name = delayed_name(keyed.as_ref().map(Keyed::key));
         let answer = Scheduled { timer: timer_name.clone(), due_at_ms: due_ms };
         let reply = serde_json::to_vec(&answer).map_err(|e| InvokeError::Internal(e.to_string()))?;
         let follow_up = FollowUp { synchronous: Vec::new(), reply: Reply::Message(reply) };
         let mut timer = Timer::new(&name, &entity, &timer_name, call, due_ms, 0);
-        timer.trace = timer_trace(&trace);
+        timer.trace = trace.kept();
         let commit = Commit {
             service: name.clone(),
             entity: entity.clone(),
@@ -61,7 +83,7 @@ impl Invoker {
             outbox: Vec::new(),
             idempotency: shared.record(keyed.as_ref(), &follow_up, &[]),
             timers: vec![TimerChange::Set(Box::new(timer))],
-            trace: timer_trace(&trace),
+            trace: trace.kept(),
         };
         match shared.journal.commit(commit).await? {
             CommitStatus::Durable { .. } => {
@@ -102,9 +124,21 @@ impl Invoker {
     }
 }
 
-/// The trace a commit keeps: its span, when sampled.
-fn timer_trace(trace: &TraceContext) -> Option<TraceContext> {
-    trace.sampled.then_some(*trace)
+/// The name of a delayed call's timer: from its key, so a repeat names
+/// the same timer (hashed: a key may hold any printable character and be
+/// longer than a timer name), else random.
+fn delayed_name(key: Option<&IdempotencyKey>) -> String {
+    let bytes: [u8; 16] = match key {
+        Some(key) => Sha256::digest(key.as_str().as_bytes())[..16].try_into().expect("16 of 32 bytes"),
+        None => {
+            let mut bytes = [0u8; 16];
+            if getrandom::fill(&mut bytes).is_err() {
+                bytes = TraceContext::root(false).trace_id;
+            }
+            bytes
+        }
+    };
+    format!("delayed-{}", Hex(&bytes))
 }
 
 /// The scheduling an idempotency record answers.

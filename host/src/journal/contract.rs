@@ -251,7 +251,6 @@ pub trait OutboxStore: Send + Sync {
     fn outbox_drop_service(&self, service: &str) -> Result<usize, JournalError>;
 }
 
-/// How much history each service keeps, and the compaction that drops the rest.
 /// Durable timers (`timers.rs`): set and cancelled by commits, fired by
 /// one host at a time.
 pub trait TimerStore: Send + Sync {
@@ -277,6 +276,7 @@ pub trait TimerStore: Send + Sync {
     fn timer_retry(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
 }
 
+/// How much history each service keeps, and the compaction that drops the rest.
 pub trait RetentionStore: Send + Sync {
     /// How much history `service` keeps.
     fn retention(&self, service: &str) -> Retention;

@@ -1,4 +1,5 @@
-//! The host's records as the journal stores them, schema version 2.
+//! The host's records as the journal stores them (redb schema version 3,
+//! PostgreSQL 4).
 //!
 //! Every record is encoded with postcard: a serde format with a documented,
 //! stable wire format (postcard 1.x), compact (varints, no field names), and

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmstate_tests::guests::COUNTER;
+use wasmstate_tests::guests::{COUNTER, MISBEHAVING};
 use wasmstate_tests::{Api, Reply, Server};
 
 use crate::start_with;
@@ -39,7 +39,7 @@ async fn settles_at(api: &Api, entity: &str, expected: u64) {
 async fn a_delayed_call_fires_once_and_timers_are_listed_and_cancelled() {
     let t = start_with("counter", COUNTER, &[]).await;
     let api = &t.api;
-    let scheduled = delayed(api, "c", "delay=1s").await.expect(202);
+    let scheduled = delayed(api, "c", "delay=3s").await.expect(202);
     let name = scheduled["timer"].as_str().expect("the timer's name").to_string();
     let due = scheduled["due_at_ms"].as_u64().expect("when it is due");
     let later = delayed(api, "c", "delay=1h").await.expect(202);
@@ -136,4 +136,32 @@ async fn bad_delayed_calls_are_refused_and_set_nothing() {
     assert!(timers(api, "b").await.is_empty(), "nothing was set");
     assert_eq!(api.metric("wasmstate_timers_pending").await, 0.0);
     assert_eq!(value(api, "b").await, json!(0));
+}
+
+/// A firing that fails in a way that may pass (here a time limit) is tried
+/// again with backoff, its attempts and error listed, until cancelled; one
+/// whose command is refused is counted and removed.
+#[tokio::test]
+async fn failed_firings_are_retried_or_removed() {
+    let t = start_with("m", MISBEHAVING, &["--invocation-timeout", "200ms"]).await;
+    let api = &t.api;
+    api.deploy("counter", std::path::Path::new(COUNTER)).await;
+    let looping = api.send(reqwest::Method::POST, "/v1/services/m/entities/l/Loop?delay=0s", b"{}".to_vec()).await;
+    let name = looping.expect(202)["timer"].as_str().unwrap().to_string();
+    let listed = || async { api.get("/v1/services/m/entities/l/timers").await.expect(200)[0].clone() };
+    let retried = || async { listed().await["attempts"].as_u64().is_some_and(|n| n >= 2) };
+    assert!(api.eventually(Duration::from_secs(15), retried).await, "{}", listed().await);
+    let timer = listed().await;
+    assert!(timer["last_error"].as_str().is_some_and(|e| e.contains("time")), "{timer}");
+    assert!(api.metric("wasmstate_timers_retried_total").await >= 2.0);
+    let path = format!("/v1/services/m/entities/l/timers/{name}");
+    api.send(reqwest::Method::DELETE, &path, Vec::new()).await.expect(200);
+    assert_eq!(api.get("/v1/services/m/entities/l/timers").await.expect(200), json!([]));
+
+    // A command the entity does not know fails for good.
+    let path = "/v1/services/counter/entities/x/Nope?delay=0s";
+    api.send(reqwest::Method::POST, path, b"{}".to_vec()).await.expect(202);
+    let failed = || async { api.metric("wasmstate_timers_failed_total").await >= 1.0 };
+    assert!(api.eventually(Duration::from_secs(10), failed).await);
+    assert!(timers(api, "x").await.is_empty(), "a timer that failed for good is removed");
 }

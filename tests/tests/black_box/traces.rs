@@ -234,3 +234,25 @@ async fn a_stored_event_is_delivered_in_the_trace_of_the_command_that_committed_
     let items = api.invoke("counter", "items-added", "Get", json!({})).await.expect(200);
     assert_eq!(items["value"], 3, "{items}");
 }
+
+/// A delayed call's scheduling is a span of the caller's trace, and its
+/// firing a child of it.
+#[tokio::test]
+async fn a_timer_fires_in_the_trace_that_set_it() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let t = start(&["--otlp-endpoint", &endpoint]).await;
+    t.api.deploy("counter", Path::new(COUNTER)).await;
+    let parent = format!("00-{TRACE}-{PARENT}-01");
+    let path = "counter/entities/later/Increase?delay=0s";
+    let (status, answered) = invoke_traced(t.server.base(), path, json!({"value": 1}), Some(&parent)).await;
+    assert_eq!(status, 202);
+    let (_, scheduling, _) = fields(&answered);
+    let fired = || async { collector.of_trace(TRACE).iter().any(|s| s.name == "counter/Increase") };
+    assert!(t.api.eventually(Duration::from_secs(20), fired).await, "{:#?}", names(&collector.of_trace(TRACE)));
+    let spans = collector.of_trace(TRACE);
+    let schedule = spans.iter().find(|s| s.name == "schedule").expect("the scheduling's span");
+    assert_eq!((hex(&schedule.span_id), hex(&schedule.parent_span_id)), (scheduling.clone(), PARENT.to_string()));
+    let firing = the_span(&spans, "counter/Increase", "later");
+    assert_eq!((hex(&firing.parent_span_id), attribute(firing, "cause").as_deref()), (scheduling, Some("timer")));
+}

@@ -12,7 +12,9 @@ use crate::journal::timers::{Timer, TimerChange};
 
 /// The timer tables, open in a write transaction.
 pub(super) struct TimerTables<'txn> {
+    /// Timers by owner and name.
     pub timers: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
+    /// The same timers' keys by due time and id.
     pub due: Table<'txn, (u64, u64), (&'static str, &'static str, &'static str)>,
 }
 
@@ -47,14 +49,19 @@ impl<'txn> TimerTables<'txn> {
     /// Removes a timer (only the setting `id`, when given); whether one was.
     pub fn remove(&mut self, service: &str, entity: &str, name: &str, id: Option<u64>) -> Result<bool, JournalError> {
         let stored = match self.timers.get((service, entity, name))? {
-            Some(row) => Timer::read(service, entity, name, row.value())?,
+            Some(row) => Timer::read(service, entity, name, row.value()),
             None => return Ok(false),
         };
-        if id.is_some_and(|id| id != stored.id) {
-            return Ok(false);
+        match stored {
+            Ok(stored) if id.is_some_and(|id| id != stored.id) => return Ok(false),
+            Ok(stored) => {
+                self.due.remove((stored.due_ms, stored.id))?;
+            }
+            // An unreadable timer goes when set again or cancelled; its
+            // index entry, which names it, is passed over from then on.
+            Err(error) => tracing::error!(%error, %service, %entity, "a stored timer cannot be read; replaced"),
         }
         self.timers.remove((service, entity, name))?;
-        self.due.remove((stored.due_ms, stored.id))?;
         Ok(true)
     }
 }
@@ -67,12 +74,15 @@ impl TimerStore for RedbJournal {
         for row in due.range(..=(until_ms, u64::MAX))?.take(limit) {
             let (_, owner) = row?;
             let (service, entity, name) = owner.value();
-            let Some(stored) = timers.get((service, entity, name))? else {
-                return Err(JournalError::Corrupt(format!(
-                    "the timer index names a missing timer {name:?} of {service}/{entity}"
-                )));
+            // One unreadable timer must not stop the others.
+            let read = match timers.get((service, entity, name))? {
+                Some(stored) => Timer::read(service, entity, name, stored.value()),
+                None => Err(JournalError::Corrupt(format!("the timer index names a missing timer {name:?}"))),
             };
-            out.push(Timer::read(service, entity, name, stored.value())?);
+            match read {
+                Ok(timer) => out.push(timer),
+                Err(error) => tracing::error!(%error, %service, %entity, "a stored timer cannot be read; passed over"),
+            }
         }
         Ok(out)
     }

@@ -14,6 +14,20 @@ fn timer_of(row: &tokio_postgres::Row) -> Result<Timer, JournalError> {
     Timer::read(row.get(0), row.get(1), row.get(2), row.get(3))
 }
 
+/// The readable timers of `rows`; one that cannot be read is logged and
+/// passed over, so it does not stop the others.
+fn readable(rows: &[tokio_postgres::Row]) -> Vec<Timer> {
+    let read = |row| match timer_of(row) {
+        Ok(timer) => Some(timer),
+        Err(error) => {
+            let (service, entity): (&str, &str) = (row.get(0), row.get(1));
+            tracing::error!(%error, %service, %entity, "a stored timer cannot be read; passed over");
+            None
+        }
+    };
+    rows.iter().filter_map(read).collect()
+}
+
 impl TimerStore for PgJournal {
     fn timers_due(&self, until_ms: u64, limit: usize) -> Result<Vec<Timer>, JournalError> {
         self.run(async |conn| {
@@ -25,7 +39,7 @@ impl TimerStore for PgJournal {
                 .await?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = conn.client.query(&statement, &[&db_int(until_ms), &limit]).await?;
-            rows.iter().map(timer_of).collect()
+            Ok(readable(&rows))
         })
     }
 
