@@ -1,7 +1,8 @@
-//! Work done once for the whole cluster (the outbox, each subscription)
-//! runs on the host holding its lease. A holder that dies or stalls past
-//! its lease is taken over, its stale writes are refused, and the cart
-//! projection still counts every item added exactly once.
+//! Work done once for the whole cluster (the outbox, each subscription,
+//! the timers) runs on the host holding its lease. A holder that dies or
+//! stalls past its lease is taken over, its stale writes are refused, the
+//! cart projection still counts every item added exactly once, and a timer
+//! set on a killed holder fires once on another host.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -252,4 +253,37 @@ async fn a_host_that_stops_hands_its_leases_over_at_once() {
     assert!(taken.await, "the other host took the lease it let go, long before it could expire");
     add_item(std::slice::from_ref(&staying.api), 0, "cart", "after-the-stop").await;
     assert_counted_once(&staying.api, 1).await;
+}
+
+/// Timers fire on the host holding the `timers` lease: one set through it
+/// fires once on another host after it is killed.
+#[tokio::test]
+async fn a_timer_set_on_the_lease_holder_fires_once_after_it_is_killed() {
+    let url = shared().await.expect("a PostgreSQL server").create_database().await.expect("a database");
+    let hosts = vec![host(&url).await, host(&url).await, host(&url).await];
+    hosts[0].api.deploy("counter", Path::new(COUNTER)).await;
+    for host in &hosts {
+        assert!(serves(&host.api, "counter").await, "every host serves the counter");
+    }
+    let (holder, epoch) = held(&hosts[0].api, "timers").await;
+    let mut ids = Vec::new();
+    for host in &hosts {
+        ids.push(id_of(&host.api).await);
+    }
+    let at = ids.iter().position(|id| *id == holder).expect("the holder is one of the hosts");
+    let path = "/v1/services/counter/entities/timed/Increase?delay=2s";
+    hosts[at].api.send(reqwest::Method::POST, path, br#"{"value": 1}"#.to_vec()).await.expect(202);
+
+    let mut hosts = hosts;
+    let killed = hosts.remove(at);
+    killed.server.kill().await.unwrap();
+    let survivor = &hosts[0].api;
+    let fired = || async { value(survivor.invoke("counter", "timed", "Get", json!({})).await.expect(200)) == 1 };
+    assert!(survivor.eventually(Duration::from_secs(20), fired).await, "another host fires the timer");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(value(survivor.invoke("counter", "timed", "Get", json!({})).await.expect(200)), 1, "once");
+    let (new_holder, new_epoch) = held(survivor, "timers").await;
+    assert!(new_holder != holder && new_epoch > epoch, "{new_holder} {new_epoch}");
+    let timers = survivor.get("/v1/services/counter/entities/timed/timers").await.expect(200);
+    assert_eq!(timers, json!([]));
 }
