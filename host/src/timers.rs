@@ -33,13 +33,17 @@ use crate::metrics::{Firing, Metrics};
 /// How many timers fire at once.
 const CONCURRENCY: usize = 64;
 /// How many due timers one read takes.
-const SCAN: usize = 2 * CONCURRENCY;
+const SCAN: usize = 4 * CONCURRENCY;
 /// The longest the worker sleeps without looking at the timers.
 const POLL: Duration = Duration::from_secs(1);
 /// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest delay between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Fired timers are removed once this many are done, or [`FLUSH_AFTER`] passed.
+const FLUSH_EVERY: usize = 64;
+/// The longest a fired timer waits to be removed.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 /// Starts the timer worker, which fires while this host holds the lease.
 pub fn spawn(leases: LeaseKeeper, invoker: Invoker, journal: Arc<dyn Journal>, metrics: Arc<Metrics>) {
@@ -54,6 +58,8 @@ pub fn spawn(leases: LeaseKeeper, invoker: Invoker, journal: Arc<dyn Journal>, m
             known: HashSet::new(),
             queue: VecDeque::new(),
             counted: None,
+            done: Vec::new(),
+            oldest_done: None,
         };
         worker.run()
     };
@@ -86,6 +92,10 @@ struct Worker {
     queue: VecDeque<Timer>,
     /// When the timers waiting were last counted.
     counted: Option<Instant>,
+    /// Timers fired and not yet removed.
+    done: Vec<Timer>,
+    /// When the oldest of them fired.
+    oldest_done: Option<Instant>,
 }
 
 impl Worker {
@@ -106,7 +116,14 @@ impl Worker {
             {
                 self.fire(timer);
             }
-            let sleep = self.until_next().await;
+            let idle = self.queue.is_empty() && self.firing.is_empty();
+            if !self.flush(idle).await {
+                return;
+            }
+            let mut sleep = self.until_next().await;
+            if !self.done.is_empty() {
+                sleep = sleep.min(FLUSH_AFTER);
+            }
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -207,11 +224,14 @@ impl Worker {
         self.running.insert(task.id(), running);
     }
 
-    /// Records how a firing went: the timer removed, or kept for another
-    /// attempt. False when the lease was found lost.
+    /// Records how a firing went: the timer to be removed (with the next
+    /// batch), or kept for another attempt. False when the lease was found
+    /// lost.
     async fn finished(&mut self, mut timer: Timer, result: Option<Fired>) -> bool {
-        self.known.remove(&setting(&timer));
-        let Some(result) = result else { return true };
+        let Some(result) = result else {
+            self.known.remove(&setting(&timer));
+            return true;
+        };
         let retry = match result {
             Ok(_) => {
                 self.metrics.timers.record(Firing::Fired);
@@ -235,22 +255,53 @@ impl Worker {
                 false
             }
         };
+        if !retry {
+            // Still known until removed, so it is not read and fired again.
+            self.oldest_done.get_or_insert_with(Instant::now);
+            self.done.push(timer);
+            return true;
+        }
+        self.known.remove(&setting(&timer));
         let (journal, lease) = (self.journal.clone(), self.lease.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            if retry { journal.timer_retry(&timer, &lease) } else { journal.timer_fired(&timer, &lease) }
-        })
-        .await;
-        match written {
+        match tokio::task::spawn_blocking(move || journal.timer_retry(&timer, &lease)).await {
             Ok(Err(JournalError::LeaseLost(_))) => false,
             Ok(Err(error)) => {
-                // The timer stays as it was: it fires again, and its
-                // key makes that change nothing if it had run. Not at
-                // once: the journal is failing.
-                tracing::error!(%error, "cannot record a timer's firing");
+                // The timer stays as it was and fires again. Not at once:
+                // the journal is failing.
+                tracing::error!(%error, "cannot record a timer's failed attempt");
                 tokio::time::sleep(POLL).await;
                 true
             }
             _ => true,
+        }
+    }
+
+    /// Removes the fired timers in one write, once [`FLUSH_EVERY`] are done,
+    /// the oldest waited [`FLUSH_AFTER`], or nothing else is to be done.
+    /// False when the lease was found lost.
+    async fn flush(&mut self, idle: bool) -> bool {
+        let due = self.done.len() >= FLUSH_EVERY || self.oldest_done.is_some_and(|at| at.elapsed() >= FLUSH_AFTER);
+        if self.done.is_empty() || !(due || idle) {
+            return true;
+        }
+        let done = std::mem::take(&mut self.done);
+        self.oldest_done = None;
+        let (journal, lease) = (self.journal.clone(), self.lease.clone());
+        let written = tokio::task::spawn_blocking(move || journal.timers_fired(&done, &lease).map(|()| done)).await;
+        match written {
+            Ok(Ok(done)) => {
+                for timer in &done {
+                    self.known.remove(&setting(timer));
+                }
+                true
+            }
+            // The timers stay known and stored: the next flush tries again.
+            Ok(Err(error)) if !matches!(error, JournalError::LeaseLost(_)) => {
+                tracing::error!(%error, "cannot remove fired timers");
+                tokio::time::sleep(POLL).await;
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -266,9 +266,10 @@ pub trait TimerStore: Send + Sync {
     /// How many timers wait.
     fn timers_pending(&self) -> Result<u64, JournalError>;
 
-    /// Removes `timer` once it fired, unless it was set again or cancelled
-    /// meanwhile (its id is not the stored one); under the `timers` lease.
-    fn timer_fired(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
+    /// Removes `timers` once they fired, in one write; each unless it was
+    /// set again or cancelled meanwhile (its id is not the stored one).
+    /// Under the `timers` lease.
+    fn timers_fired(&self, timers: &[Timer], lease: &Lease) -> Result<(), JournalError>;
 
     /// Stores `timer` as it stands after a failed attempt (its attempts,
     /// error and next due time), unless it was set again or cancelled

@@ -263,7 +263,8 @@ async fn a_timer_set_on_the_lease_holder_fires_once_after_it_is_killed() {
     let hosts = vec![host(&url).await, host(&url).await, host(&url).await];
     hosts[0].api.deploy("counter", Path::new(COUNTER)).await;
     for host in &hosts {
-        assert!(serves(&host.api, "counter").await, "every host serves the counter");
+        let serving = answers(&host.api, "counter", "Get", Duration::from_secs(5));
+        assert!(serving.await, "every host serves the counter");
     }
     let (holder, epoch) = held(&hosts[0].api, "timers").await;
     let mut ids = Vec::new();

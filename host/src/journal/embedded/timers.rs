@@ -112,9 +112,12 @@ impl TimerStore for RedbJournal {
         Ok(self.db()?.begin_read()?.open_table(TIMERS)?.len()?)
     }
 
-    fn timer_fired(&self, timer: &Timer, _: &Lease) -> Result<(), JournalError> {
+    fn timers_fired(&self, timers: &[Timer], _: &Lease) -> Result<(), JournalError> {
         self.bookkeeping_write(|txn| {
-            TimerTables::open(txn)?.remove(&timer.service, &timer.entity, &timer.name, Some(timer.id))?;
+            let mut tables = TimerTables::open(txn)?;
+            for timer in timers {
+                tables.remove(&timer.service, &timer.entity, &timer.name, Some(timer.id))?;
+            }
             Ok(())
         })
     }

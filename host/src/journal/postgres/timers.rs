@@ -70,13 +70,18 @@ impl TimerStore for PgJournal {
         })
     }
 
-    fn timer_fired(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError> {
+    fn timers_fired(&self, timers: &[Timer], lease: &Lease) -> Result<(), JournalError> {
+        let services: Vec<&str> = timers.iter().map(|t| t.service.as_str()).collect();
+        let entities: Vec<&str> = timers.iter().map(|t| t.entity.as_str()).collect();
+        let names: Vec<&str> = timers.iter().map(|t| t.name.as_str()).collect();
+        let ids: Vec<i64> = timers.iter().map(|t| t.id as i64).collect();
         self.run(async |conn| {
             let txn = conn.client.transaction().await?;
             hold(&txn, lease).await?;
             txn.execute(
-                "DELETE FROM timers WHERE service = $1 AND entity = $2 AND name = $3 AND id = $4",
-                &[&timer.service, &timer.entity, &timer.name, &(timer.id as i64)],
+                "DELETE FROM timers t USING unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS d(s, e, n, i) \
+                 WHERE t.service = d.s AND t.entity = d.e AND t.name = d.n AND t.id = d.i",
+                &[&services, &entities, &names, &ids],
             )
             .await?;
             txn.commit().await?;
