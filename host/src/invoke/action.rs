@@ -52,7 +52,7 @@ pub(super) async fn run(
     if commit.is_empty() {
         return Ok(follow_up);
     }
-    let status = shared.journal.commit(commit).instrument(tracing::info_span!("commit")).await?;
+    let status = shared.journal.commit(commit).instrument(tracing::debug_span!("commit")).await?;
     match status {
         CommitStatus::Durable { .. } => Ok(follow_up),
         CommitStatus::KeyRecorded => match &keyed {

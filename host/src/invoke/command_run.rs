@@ -98,7 +98,7 @@ async fn run_once(
             Ok(done) => {
                 let at = done.commit.map(|commit| {
                     commits.push(commit);
-                    (commits.len() - 1, tracing::info_span!(parent: &command.span, "commit"))
+                    (commits.len() - 1, tracing::debug_span!(parent: &command.span, "commit"))
                 });
                 (Ok(done.follow_up), done.keyed, at)
             }

@@ -273,21 +273,36 @@ impl Invoker {
         // Numbers this host's invocations, so the lines of one (the
         // guest's own among them) can be told from another's.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let trace = &invocation.trace;
-        let span = tracing::info_span!(
-            "invocation",
-            id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            service = invocation.service(),
-            entity = invocation.entity(),
-            command = invocation.name(),
-            cause = invocation.cause.as_str(),
-            trace_id = %Hex(&trace.trace_id),
-            span_id = %Hex(&trace.span_id),
-            parent_span_id = trace.parent_hex(),
-            sampled = trace.sampled,
-            version = Empty,
-            outcome = Empty,
-        );
+        let (trace, id) = (&invocation.trace, NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        // A sampled trace's span names its place in it (which the exporter
+        // reads, and logs show); one nobody traces is spared the formatting.
+        let span = if trace.sampled {
+            tracing::info_span!(
+                "invocation",
+                id,
+                service = invocation.service(),
+                entity = invocation.entity(),
+                command = invocation.name(),
+                cause = invocation.cause.as_str(),
+                trace_id = %Hex(&trace.trace_id),
+                span_id = %Hex(&trace.span_id),
+                parent_span_id = trace.parent_hex(),
+                sampled = true,
+                version = Empty,
+                outcome = Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "invocation",
+                id,
+                service = invocation.service(),
+                entity = invocation.entity(),
+                command = invocation.name(),
+                cause = invocation.cause.as_str(),
+                version = Empty,
+                outcome = Empty,
+            )
+        };
         Box::pin(
             async move {
                 let started = Instant::now();

@@ -275,7 +275,7 @@ impl Runtime {
         service: &CompiledService,
         call: impl AsyncFnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
-        self.call_guest(service, call).instrument(tracing::info_span!("guest_call")).await
+        self.call_guest(service, call).instrument(tracing::debug_span!("guest_call")).await
     }
 
     /// [`Runtime::call`], in its span.
