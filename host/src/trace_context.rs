@@ -40,6 +40,12 @@ impl TraceContext {
         Self { trace_id: random_id(), span_id: random_id(), parent_span_id: None, sampled }
     }
 
+    /// A new span: a child of `parent`, or without one the root of a new
+    /// trace, sampled when spans are exported.
+    pub fn child_or_root(parent: Option<&TraceContext>) -> Self {
+        parent.map_or_else(|| Self::root(crate::telemetry::sampled_by_default()), Self::child)
+    }
+
     /// A new span, child of this one, in the same trace.
     pub fn child(&self) -> Self {
         Self { span_id: random_id(), parent_span_id: Some(self.span_id), ..*self }
@@ -141,9 +147,9 @@ pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// A random id, never all zeros, from a per-thread xorshift generator
-/// (ids must be unique, not secret).
-fn random_id<const N: usize>() -> [u8; N] {
+/// A random id, never all zeros, from a per-thread xorshift generator:
+/// for ids that must be unique, not secret (spans, timer settings).
+pub fn random_id<const N: usize>() -> [u8; N] {
     thread_local! {
         static STATE: Cell<u64> = Cell::new(seed());
     }

@@ -93,8 +93,7 @@ pub(super) async fn schedule(
     due_ms: u64,
     parent: Option<TraceContext>,
 ) -> Result<Response, ApiError> {
-    let trace =
-        parent.map_or_else(|| TraceContext::root(crate::telemetry::sampled_by_default()), |parent| parent.child());
+    let trace = TraceContext::child_or_root(parent.as_ref());
     let traceparent = HeaderValue::try_from(trace.traceparent()).map_err(ApiError::internal)?;
     let scheduled = state.invoker.schedule(call, key, due_ms, trace).await?;
     let mut response = (StatusCode::ACCEPTED, Json(scheduled)).into_response();

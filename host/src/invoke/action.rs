@@ -53,14 +53,9 @@ pub(super) async fn run(
         return Ok(follow_up);
     }
     let status = shared.journal.commit(commit).instrument(tracing::debug_span!("commit")).await?;
-    match status {
-        CommitStatus::Durable { .. } => Ok(follow_up),
-        CommitStatus::KeyRecorded => match &keyed {
-            Some(keyed) => shared.replay_winner(&name, &entity, keyed).await,
-            None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
-        },
-        CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
-        CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
-        CommitStatus::AfterRefused => Err(InvokeError::Internal("a commit alone followed a refused one".into())),
+    match (status, &keyed) {
+        (CommitStatus::Durable { .. }, _) => Ok(follow_up),
+        (CommitStatus::KeyRecorded, Some(keyed)) => shared.replay_winner(&name, &entity, keyed).await,
+        (refused, _) => Err(InvokeError::refused_commit(refused)),
     }
 }

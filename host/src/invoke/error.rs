@@ -1,7 +1,7 @@
 //! Why an invocation failed, whichever path started it.
 
 use crate::domain::{Failure, FailureCode};
-use crate::journal::JournalError;
+use crate::journal::{CommitStatus, JournalError};
 use crate::metrics::InvocationOutcome;
 use crate::runtime::GuestError;
 
@@ -84,6 +84,21 @@ impl InvokeError {
     /// many waiting in the outbox already.
     pub fn outbox_full(service: &str) -> Self {
         InvokeError::Overloaded(format!("service {service:?} has too many side effects waiting in the outbox"))
+    }
+
+    /// What an invocation answers when a commit of its own (not one of an
+    /// entity's run) did not land with `status`; a recorded key is the
+    /// caller's to replay when the invocation has one.
+    pub(super) fn refused_commit(status: CommitStatus) -> Self {
+        match status {
+            CommitStatus::Conflict { expected, found } => InvokeError::Conflict { expected, found },
+            CommitStatus::OutboxFull { service } => InvokeError::outbox_full(&service),
+            CommitStatus::KeyRecorded => InvokeError::Internal("the journal found a key on an unkeyed commit".into()),
+            CommitStatus::AfterRefused => InvokeError::Internal("a commit alone followed a refused one".into()),
+            CommitStatus::Durable { .. } => {
+                InvokeError::Internal("a durable commit was taken for a refused one".into())
+            }
+        }
     }
 
     /// Whether trying the same invocation later may succeed.

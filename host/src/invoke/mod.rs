@@ -161,7 +161,7 @@ impl Invocation {
     /// A command requested over HTTP, with the client's key, as the root
     /// of a new trace (see [`Invocation::child_of`]).
     pub fn command(call: Call, key: Option<IdempotencyKey>) -> Self {
-        let trace = TraceContext::root(crate::telemetry::sampled_by_default());
+        let trace = TraceContext::child_or_root(None);
         Self { input: Input::Command(call), key, hops: 0, trace, cause: Cause::Request }
     }
 
@@ -182,8 +182,7 @@ impl Invocation {
     /// commit that stored the event, when its trace was kept.
     pub fn event(subscriber: String, event: SubscribedEvent, trace: Option<&TraceContext>) -> Self {
         let key = IdempotencyKey::event(&event.source, event.seq);
-        let trace =
-            trace.map_or_else(|| TraceContext::root(crate::telemetry::sampled_by_default()), TraceContext::child);
+        let trace = TraceContext::child_or_root(trace);
         Self { input: Input::Event { subscriber, event }, key: Some(key), hops: 0, trace, cause: Cause::Event }
     }
 

@@ -13,7 +13,7 @@ use super::idempotency::Keyed;
 use super::{InvokeError, Invoker};
 use crate::domain::{Call, FollowUp, IdempotencyKey, Reply};
 use crate::journal::{Commit, CommitStatus, EntityWrite, Timer, TimerChange};
-use crate::trace_context::{Hex, TraceContext};
+use crate::trace_context::{Hex, TraceContext, random_id};
 use sha2::{Digest, Sha256};
 
 /// A delayed call, once its timer is durable.
@@ -85,18 +85,15 @@ impl Invoker {
             timers: vec![TimerChange::Set(Box::new(timer))],
             trace: trace.kept(),
         };
-        match shared.journal.commit(commit).await? {
-            CommitStatus::Durable { .. } => {
+        match (shared.journal.commit(commit).await?, &keyed) {
+            (CommitStatus::Durable { .. }, _) => {
                 shared.timers.notify_one();
                 Ok(answer)
             }
-            CommitStatus::KeyRecorded => match &keyed {
-                Some(keyed) => scheduled_of(shared.replay_winner(&name, &entity, keyed).await?),
-                None => Err(InvokeError::Internal("the journal found a key on an unkeyed commit".into())),
-            },
-            CommitStatus::Conflict { expected, found } => Err(InvokeError::Conflict { expected, found }),
-            CommitStatus::OutboxFull { service } => Err(InvokeError::outbox_full(&service)),
-            CommitStatus::AfterRefused => Err(InvokeError::Internal("a commit alone followed a refused one".into())),
+            (CommitStatus::KeyRecorded, Some(keyed)) => {
+                scheduled_of(shared.replay_winner(&name, &entity, keyed).await?)
+            }
+            (refused, _) => Err(InvokeError::refused_commit(refused)),
         }
     }
 
@@ -114,7 +111,7 @@ impl Invoker {
         commit.timers = vec![TimerChange::Cancel(name.to_string())];
         match self.shared.journal.commit(commit).await? {
             CommitStatus::Durable { .. } => Ok(true),
-            status => Err(InvokeError::Internal(format!("a timer's cancel was refused: {status:?}"))),
+            refused => Err(InvokeError::refused_commit(refused)),
         }
     }
 
@@ -130,13 +127,7 @@ impl Invoker {
 fn delayed_name(key: Option<&IdempotencyKey>) -> String {
     let bytes: [u8; 16] = match key {
         Some(key) => Sha256::digest(key.as_str().as_bytes())[..16].try_into().expect("16 of 32 bytes"),
-        None => {
-            let mut bytes = [0u8; 16];
-            if getrandom::fill(&mut bytes).is_err() {
-                bytes = TraceContext::root(false).trace_id;
-            }
-            bytes
-        }
+        None => random_id(),
     };
     format!("delayed-{}", Hex(&bytes))
 }

@@ -71,10 +71,7 @@ struct TimerRecord<C> {
 impl Timer {
     /// A new timer of `service/entity` named `name`, running `call` at `due_ms`.
     pub fn new(service: &str, entity: &str, name: &str, call: Call, due_ms: u64, hops: u32) -> Self {
-        let mut id = [0u8; 8];
-        if getrandom::fill(&mut id).is_err() {
-            id = (super::host_tag() ^ super::now_ms().rotate_left(17)).to_le_bytes();
-        }
+        let id = crate::trace_context::random_id();
         Self {
             service: service.to_string(),
             entity: entity.to_string(),
