@@ -76,6 +76,7 @@ pub mod __private {
             reply: reply(effects.reply),
             side_effects: side_effects(effects.side_effects),
             state: effects.state,
+            timers: Vec::new(),
         })
     }
 
@@ -112,6 +113,7 @@ pub mod __private {
                 StateChange::Delete => value_wit::StateChange::Delete,
             },
             side_effects: side_effects(effects.side_effects),
+            timers: Vec::new(),
         })
     }
 
@@ -120,7 +122,11 @@ pub mod __private {
         command: types::Command,
     ) -> Result<action_wit::ActionEffects, types::Failure> {
         let effects = raw::action::handle::<A>(command_of(&command)).map_err(failure)?;
-        Ok(action_wit::ActionEffects { reply: reply(effects.reply), side_effects: side_effects(effects.side_effects) })
+        Ok(action_wit::ActionEffects {
+            reply: reply(effects.reply),
+            side_effects: side_effects(effects.side_effects),
+            timers: Vec::new(),
+        })
     }
 
     /// Implements the exported `action.on-event` for action type `A`.

@@ -52,7 +52,13 @@ impl CommandMeta {
     /// The metadata of a command on an entity at `seq`, keyed by `key`,
     /// starting now.
     pub fn now(seq: u64, idempotency_key: Option<String>) -> Self {
-        Self { seq, now_ms: crate::journal::now_ms(), idempotency_key }
+        Self::at(seq, crate::journal::now_ms(), idempotency_key)
+    }
+
+    /// The metadata of a command on an entity at `seq`, keyed by `key`,
+    /// that started at `now_ms`.
+    pub fn at(seq: u64, now_ms: u64, idempotency_key: Option<String>) -> Self {
+        Self { seq, now_ms, idempotency_key }
     }
 }
 
@@ -149,6 +155,70 @@ pub struct Failure {
     pub message: String,
 }
 
+/// A repeating schedule of a timer: when its slots are, and what becomes
+/// of the slots that passed unfired. Stored with the timer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronSchedule {
+    /// Five cron fields, or six with seconds first, then optionally an IANA
+    /// time zone (UTC when there is none), as the entity wrote it.
+    pub expression: String,
+    /// What becomes of the slots that passed unfired.
+    pub missed: MissedFirings,
+}
+
+/// What a cron schedule does with the slots that passed while no host
+/// could fire them (see [`crate::timers`] for when a slot counts as missed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MissedFirings {
+    /// Fire none of them: go on at the next slot.
+    Skip,
+    /// Fire once for all of them, then go on at the next slot.
+    #[default]
+    Once,
+    /// Fire every one of them, oldest first (at most the last 100).
+    All,
+}
+
+impl MissedFirings {
+    /// The policy's name, as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissedFirings::Skip => "skip",
+            MissedFirings::Once => "once",
+            MissedFirings::All => "all",
+        }
+    }
+}
+
+/// When a timer a guest sets is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerDue {
+    /// This many milliseconds after the command started.
+    AfterMs(u64),
+    /// At this time, in ms since the Unix epoch.
+    AtMs(u64),
+    /// At every slot of a schedule.
+    Cron(CronSchedule),
+}
+
+/// A change a guest makes to its entity's timers (for an action, the
+/// timers of its routing key), committed with the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerRequest {
+    /// Sets timer `name`, replacing one of that name.
+    Set {
+        /// Its name among the entity's timers.
+        name: String,
+        /// When it fires.
+        due: TimerDue,
+        /// What it runs.
+        call: Call,
+    },
+    /// Cancels the timer of this name, if there is one.
+    Cancel(String),
+}
+
 /// What one guest call produced: a reply, side effects and, for an entity,
 /// a change of its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +229,8 @@ pub struct Effects {
     pub side_effects: Vec<SideEffect>,
     /// What becomes of the entity's state.
     pub state: StateChange,
+    /// Timers set and cancelled, in order.
+    pub timers: Vec<TimerRequest>,
 }
 
 /// What a command does to its entity's state.
@@ -182,7 +254,7 @@ pub enum StateChange {
 impl Effects {
     /// Effects of a call that only answers `reply`.
     pub fn reply(reply: Reply) -> Self {
-        Self { reply, side_effects: Vec::new(), state: StateChange::Unchanged }
+        Self { reply, side_effects: Vec::new(), state: StateChange::Unchanged, timers: Vec::new() }
     }
 
     /// Splits into the state change, what follows the commit (the
@@ -409,6 +481,7 @@ mod tests {
                 SideEffect { call: call("c"), synchronous: false },
             ],
             state: StateChange::Delete,
+            timers: Vec::new(),
         };
         let (state, follow_up, outbox) = effects.into_parts();
         assert_eq!(state, StateChange::Delete);

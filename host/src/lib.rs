@@ -87,10 +87,10 @@ pub use server::{SharedJournal, open_on_shared};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod journal_hooks {
-    pub use crate::domain::{Call, FollowUp, IdempotencyKey};
+    pub use crate::domain::{Call, CronSchedule, FollowUp, IdempotencyKey, MissedFirings};
     pub use crate::journal::{
         Commit, CommitStatus, DeadLetter, EntityWrite, IdempotencyRecord, Journal, JournalError, Lease, PgJournal,
-        RedbJournal,
+        RedbJournal, Timer, TimerChange,
     };
     pub use crate::metrics::Metrics;
 }

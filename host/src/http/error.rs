@@ -179,6 +179,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::KeyReused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
+            InvokeError::InvalidTimer(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_timer", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),
             InvokeError::SideEffectFailed { target, source } => {
                 // The cause as its own reply would put it, internals logged.

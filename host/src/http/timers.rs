@@ -14,12 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{ApiPath, EntityPath};
 use super::responses::{BadRequest, Internal, NotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, entities::validate_entity_path};
-use crate::domain::{Call, IdempotencyKey, payload_json};
-use crate::journal::{MAX_TIMER_NAME, Timer, now_ms};
+use crate::domain::{Call, IdempotencyKey, MissedFirings, payload_json};
+use crate::journal::{MAX_TIMER_DELAY, MAX_TIMER_NAME, Timer, now_ms};
 use crate::trace_context::{TRACEPARENT, TraceContext};
 
 /// The furthest ahead a delayed call may be set.
-const MAX_DELAY: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+const MAX_DELAY: Duration = MAX_TIMER_DELAY;
 
 /// When a delayed call is due, from an invocation's `delay` (a duration:
 /// `30s`, `15m`, `1h 30m`) or `at` (an RFC 3339 time); `None` when it
@@ -116,11 +116,20 @@ pub struct TimerReply {
     /// The time as RFC 3339.
     next_due: String,
     /// Its schedule; `null` for a timer that fires once.
-    schedule: Option<String>,
+    schedule: Option<ScheduleReply>,
     /// Attempts that failed so far.
     attempts: u32,
     /// Why the last attempt failed.
     last_error: Option<String>,
+}
+
+/// A repeating timer's schedule, as listed.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleReply {
+    /// The cron expression, with its time zone if it names one.
+    cron: String,
+    /// What becomes of slots that passed unfired: `skip`, `once` or `all`.
+    missed: MissedFirings,
 }
 
 impl From<Timer> for TimerReply {
@@ -132,7 +141,9 @@ impl From<Timer> for TimerReply {
             payload: payload_json(&timer.call.payload),
             next_due_ms: timer.due_ms,
             next_due: humantime::format_rfc3339_millis(due).to_string(),
-            schedule: None,
+            schedule: timer
+                .schedule
+                .map(|schedule| ScheduleReply { cron: schedule.expression, missed: schedule.missed }),
             attempts: timer.attempts,
             last_error: timer.last_error,
         }

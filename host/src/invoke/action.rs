@@ -1,11 +1,13 @@
 //! Stateless actions — a command's `handle`, or an event delivered to a
 //! subscriber's `on-event` — with no mailbox: every call runs in parallel.
+//! The timers an action sets belong to its routing key.
 //! Two calls with the same idempotency key may both run the guest, but the
 //! journal records only the first: the second answers what the first
 //! recorded.
 
 use std::sync::Arc;
 
+use super::guest_timers::{TimerOwner, timer_changes};
 use super::{Input, Invocation, InvokeError, Shared};
 use crate::domain::{CommandMeta, FollowUp};
 use crate::journal::{Commit, CommitStatus, EntityWrite};
@@ -27,17 +29,21 @@ pub(super) async fn run(
     {
         return Ok(follow_up);
     }
-    let effects = match invocation.input {
+    let now_ms = crate::journal::now_ms();
+    let mut effects = match invocation.input {
         Input::Command(call) => {
-            let meta = CommandMeta::now(0, invocation.key.as_ref().map(|key| key.as_str().to_owned()));
+            let meta = CommandMeta::at(0, now_ms, invocation.key.as_ref().map(|key| key.as_str().to_owned()));
             shared.runtime.handle_action(&service.compiled, call, meta).await?
         }
         Input::Event { event, .. } => shared.runtime.on_event(&service.compiled, event).await?,
     }
     .map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;
+    // An action's timers belong to its routing key.
+    let owner = TimerOwner { service: &name, entity: &entity, now_ms, trace };
+    let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
     let (_, follow_up, outbox) = effects.into_parts();
-    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
+    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: name.clone(),
         entity: entity.clone(),
@@ -46,7 +52,7 @@ pub(super) async fn run(
         write: EntityWrite::Nothing,
         outbox,
         idempotency,
-        timers: Vec::new(),
+        timers,
         trace,
     };
     if commit.is_empty() {

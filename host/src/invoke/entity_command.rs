@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::guest_timers::{TimerOwner, timer_changes};
 use super::idempotency::Keyed;
 use super::mailbox::EntityKey;
 use super::{Input, Invocation, InvokeError, Shared, blocking};
@@ -83,13 +84,16 @@ pub(super) async fn run(
     let Input::Command(call) = invocation.input else {
         return Err(InvokeError::Internal(format!("{} service cannot receive events", service.kind().with_article())));
     };
-    let (write, effects, cache_after) = match service.kind() {
-        ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call, key).await?,
-        ServiceKind::Value => value(shared, entity, cached, service, call, key).await?,
+    let now_ms = crate::journal::now_ms();
+    let (write, mut effects, cache_after) = match service.kind() {
+        ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call, (now_ms, key)).await?,
+        ServiceKind::Value => value(shared, entity, cached, service, call, (now_ms, key)).await?,
         ServiceKind::Action => return Err(InvokeError::Internal("an action has no entity task".into())),
     };
+    let owner = TimerOwner { service: &entity.service, entity: &entity.entity, now_ms, trace };
+    let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
     let (_, follow_up, outbox) = effects.into_parts();
-    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox);
+    let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: entity.service.clone(),
         entity: entity.entity.clone(),
@@ -98,7 +102,7 @@ pub(super) async fn run(
         write,
         outbox,
         idempotency,
-        timers: Vec::new(),
+        timers,
         trace,
     };
     if let Some(after) = cache_after {
@@ -112,13 +116,17 @@ pub(super) async fn run(
 /// once the command is done (`None` leaves it as it is).
 type Executed = (EntityWrite, Effects, Option<CachedState>);
 
+/// When a command started (ms since the Unix epoch) and the key it runs
+/// under: what its [`CommandMeta`] tells the guest besides the seq.
+type Started = (u64, Option<String>);
+
 async fn event_sourced(
     shared: &Arc<Shared>,
     entity: &EntityKey,
     cached: &mut Option<CachedState>,
     service: &Service,
     call: Call,
-    key: Option<String>,
+    (now_ms, key): Started,
 ) -> Result<Executed, InvokeError> {
     let loaded;
     let (snapshot, events, last_seq, unsnapshotted, stored_snapshot) = match cached {
@@ -139,7 +147,7 @@ async fn event_sourced(
     };
     let mut effects = shared
         .runtime
-        .handle_event_sourced(&service.compiled, snapshot, events, call, CommandMeta::now(last_seq, key))
+        .handle_event_sourced(&service.compiled, snapshot, events, call, CommandMeta::at(last_seq, now_ms, key))
         .await?
         .map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;
@@ -183,7 +191,7 @@ async fn value(
     cached: &mut Option<CachedState>,
     service: &Service,
     call: Call,
-    key: Option<String>,
+    (now_ms, key): Started,
 ) -> Result<Executed, InvokeError> {
     if !matches!(cached, Some(CachedState::Value(_))) {
         // The stored state is the committed state: cache it even if the
@@ -200,7 +208,7 @@ async fn value(
     let (state, revision) = (stored.state.as_deref(), stored.revision);
     let mut effects = shared
         .runtime
-        .handle_value(&service.compiled, state, call, CommandMeta::now(revision, key))
+        .handle_value(&service.compiled, state, call, CommandMeta::at(revision, now_ms, key))
         .await?
         .map_err(InvokeError::Failed)?;
     shared.check_output(&effects)?;

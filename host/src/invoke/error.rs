@@ -20,6 +20,10 @@ pub enum InvokeError {
     /// A forward or side effect named an invalid target.
     #[error("{0}")]
     InvalidTarget(String),
+    /// A timer the guest set or cancelled is not one the host can keep:
+    /// a bad name, target, time or cron schedule.
+    #[error("{0}")]
+    InvalidTimer(String),
     /// The entity's mailbox is full, or the host has too many invocations
     /// in flight.
     #[error("{0}; retry later")]

@@ -83,9 +83,10 @@ impl Shared {
         keyed: Option<&Keyed>,
         follow_up: &FollowUp,
         outbox: &[Call],
+        sets_timers: bool,
     ) -> Option<IdempotencyRecord> {
         let keyed = keyed?;
-        let nothing_to_do = follow_up.synchronous.is_empty() && outbox.is_empty();
+        let nothing_to_do = follow_up.synchronous.is_empty() && outbox.is_empty() && !sets_timers;
         if nothing_to_do && !keyed.record_empty {
             return None;
         }

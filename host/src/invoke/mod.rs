@@ -23,6 +23,7 @@ mod command_run;
 mod entity_command;
 mod error;
 mod eviction;
+mod guest_timers;
 mod idempotency;
 mod mailbox;
 mod output_limits;
@@ -68,7 +69,8 @@ pub struct InvokerConfig {
     pub max_active_entities: usize,
     /// The most invocations in flight across all entities and paths.
     pub max_in_flight: usize,
-    /// The most events, and the most side effects, one invocation may produce.
+    /// The most events, the most side effects and the most timer changes
+    /// one invocation may produce.
     pub max_events_per_command: usize,
     /// The largest reply one command may produce, in bytes.
     pub max_reply_bytes: usize,

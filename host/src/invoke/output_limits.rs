@@ -112,7 +112,7 @@ mod tests {
     }
 
     fn leaving(state: StateChange) -> Effects {
-        Effects { reply: Reply::Message(Vec::new()), side_effects: Vec::new(), state }
+        Effects { reply: Reply::Message(Vec::new()), side_effects: Vec::new(), state, timers: Vec::new() }
     }
 
     #[test]

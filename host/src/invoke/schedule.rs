@@ -81,7 +81,7 @@ impl Invoker {
             hops: 0,
             write: EntityWrite::Nothing,
             outbox: Vec::new(),
-            idempotency: shared.record(keyed.as_ref(), &follow_up, &[]),
+            idempotency: shared.record(keyed.as_ref(), &follow_up, &[], true),
             timers: vec![TimerChange::Set(Box::new(timer))],
             trace: trace.kept(),
         };

@@ -266,15 +266,17 @@ pub trait TimerStore: Send + Sync {
     /// How many timers wait.
     fn timers_pending(&self) -> Result<u64, JournalError>;
 
-    /// Removes `timers` once they fired, in one write; each unless it was
-    /// set again or cancelled meanwhile (its id is not the stored one).
-    /// Under the `timers` lease.
+    /// Records that `timers` fired, in one write: one that fires once is
+    /// removed, one with a schedule is stored as given (moved to its next
+    /// slot); each unless it was set again or cancelled meanwhile (its id
+    /// is not the stored one). Under the `timers` lease.
     fn timers_fired(&self, timers: &[Timer], lease: &Lease) -> Result<(), JournalError>;
 
-    /// Stores `timer` as it stands after a failed attempt (its attempts,
-    /// error and next due time), unless it was set again or cancelled
-    /// meanwhile; under the `timers` lease.
-    fn timer_retry(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
+    /// Stores `timer` as it now stands — after a failed attempt (its
+    /// attempts, error and next due time), or moved to another slot of its
+    /// schedule — unless it was set again or cancelled meanwhile; under
+    /// the `timers` lease.
+    fn timer_update(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError>;
 }
 
 /// How much history each service keeps, and the compaction that drops the rest.

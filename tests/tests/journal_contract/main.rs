@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmstate::journal_hooks::{
-    Call, Commit, CommitStatus, DeadLetter, EntityWrite, FollowUp, IdempotencyKey, IdempotencyRecord, Journal,
-    JournalError, Metrics, PgJournal, RedbJournal,
+    Call, Commit, CommitStatus, CronSchedule, DeadLetter, EntityWrite, FollowUp, IdempotencyKey, IdempotencyRecord,
+    Journal, JournalError, Metrics, MissedFirings, PgJournal, RedbJournal, Timer, TimerChange,
 };
 
 /// A journal under test, and what keeps its storage alive.
@@ -207,5 +207,50 @@ async fn a_lease_has_one_holder_and_a_lost_epoch_writes_nothing() {
         assert_eq!(next.epoch, brief.epoch + 1, "{name}");
         let names: Vec<String> = journal.leases().unwrap().into_iter().map(|l| l.name).collect();
         assert_eq!(names, ["outbox", "subscription/p/cart"], "{name}");
+    }
+}
+
+/// Timers set by commits, due in order; a firing removes one that fires
+/// once and moves a repeating one to its next slot, and neither touches a
+/// timer set again meanwhile.
+#[tokio::test]
+async fn fired_timers_go_or_move_on_and_a_newer_setting_is_left_alone() {
+    for Subject { name, journal, .. } in journals().await {
+        let set = |timers: Vec<Timer>| {
+            let mut commit = Commit::events("orders", "o-1", 0, Vec::new());
+            commit.write = EntityWrite::Nothing;
+            commit.timers = timers.into_iter().map(|t| TimerChange::Set(Box::new(t))).collect();
+            commit
+        };
+        let once = Timer::new("orders", "o-1", "expire", call("o-1"), 100, 0);
+        let mut daily = Timer::new("orders", "o-1", "digest", call("o-1"), 200, 0);
+        daily.schedule = Some(CronSchedule { expression: "0 9 * * *".into(), missed: MissedFirings::Skip });
+        let replaced = Timer::new("orders", "o-1", "remind", call("o-1"), 50, 0);
+        assert!(journal.commit(set(vec![once.clone(), daily.clone(), replaced.clone()])).await.unwrap().is_durable());
+        let due = journal.timers_due(1_000, 10).unwrap();
+        let names: Vec<&str> = due.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["remind", "expire", "digest"], "{name}: earliest first");
+        assert_eq!(due[2], daily, "{name}: the schedule is kept");
+        // `remind` is set again before its firing is recorded.
+        let newer = Timer::new("orders", "o-1", "remind", call("o-1"), 5_000, 0);
+        assert!(journal.commit(set(vec![newer.clone()])).await.unwrap().is_durable());
+
+        let lease = journal.take_lease("timers", "this host", 60_000).unwrap().expect("a free lease");
+        let mut moved = daily.clone();
+        (moved.due_ms, moved.scheduled_ms) = (86_400_200, 86_400_200);
+        journal.timers_fired(&[replaced, once, moved.clone()], &lease).unwrap();
+        assert_eq!(journal.timers_of("orders", "o-1").unwrap(), [moved.clone(), newer.clone()], "{name}");
+        assert_eq!(journal.next_timer_due().unwrap(), Some(5_000), "{name}");
+        assert_eq!(journal.timers_pending().unwrap(), 2, "{name}");
+
+        // A failed attempt is recorded on the setting it belongs to only.
+        let mut retried = newer.clone();
+        (retried.attempts, retried.last_error, retried.due_ms) = (1, Some("busy".into()), 6_000);
+        journal.timer_update(&retried, &lease).unwrap();
+        let mut stale = Timer::new("orders", "o-1", "digest", call("o-1"), 1, 0);
+        stale.attempts = 9;
+        journal.timer_update(&stale, &lease).unwrap();
+        assert_eq!(journal.timers_of("orders", "o-1").unwrap(), [moved, retried], "{name}");
+        assert_eq!(journal.timers_due(5_999, 10).unwrap(), [], "{name}");
     }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use wasmstate_tests::guests::{COUNTER, SHOPPING_CART, USER_PROFILE};
 use wasmstate_tests::postgres::shared;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
@@ -140,8 +140,19 @@ async fn a_version_3_journal_is_migrated_and_keeps_its_data() {
     migrated_from(3).await;
 }
 
+/// So is one of version 4 (before repeating timers), whose timer rows are
+/// rewritten.
+#[tokio::test]
+async fn a_version_4_journal_is_migrated_and_keeps_its_timers() {
+    migrated_from(4).await;
+}
+
 /// What the versions after `version` added, dropped.
 fn undo_after(version: i64) -> String {
+    if version == 4 {
+        // Version 5 added a byte (no schedule) at the end of an untraced row.
+        return "UPDATE wasmstate.timers SET record = substring(record from 1 for length(record) - 1);".into();
+    }
     let mut undo = String::from("DROP TABLE wasmstate.timers;");
     if version < 3 {
         undo.push_str(
@@ -160,6 +171,9 @@ async fn migrated_from(version: i64) {
     let (dir, server, api) = host(&url).await;
     api.deploy("counter", Path::new(COUNTER)).await;
     api.invoke("counter", "c", "Increase", json!({ "value": 5 })).await.expect(200);
+    let body = br#"{"value": 1}"#.to_vec();
+    let path = "/v1/services/counter/entities/c/Increase?delay=1h";
+    let timer = api.send(reqwest::Method::POST, path, body).await.expect(202);
     server.stop().await.unwrap();
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
     let back =
@@ -167,14 +181,22 @@ async fn migrated_from(version: i64) {
     client.batch_execute(&back).await.unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
     let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts on the old version");
-    let said = format!("migrated the journal from schema version {version} to 4");
+    let said = format!("migrated the journal from schema version {version} to 5");
     assert!(server.stdout().contains(&said), "{:?}", server.stdout());
     let api = Api::new(server.base());
     assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": 5 }));
     assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
     let stored: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
-    assert_eq!(stored, 4);
+    assert_eq!(stored, 5);
+    let timers = api.get("/v1/services/counter/entities/c/timers").await.expect(200);
+    if version == 4 {
+        assert_eq!(timers[0]["name"], timer["timer"], "{timers}");
+        assert_eq!(timers[0]["next_due_ms"], timer["due_at_ms"], "{timers}");
+        assert_eq!(timers[0]["schedule"], Value::Null, "{timers}");
+    } else {
+        assert_eq!(timers, json!([]), "the timers table came with version 4");
+    }
     // The host takes its leases in the background, after it starts
     // answering.
     let leases_taken = api.eventually(Duration::from_secs(5), || async {

@@ -187,3 +187,32 @@ async fn a_schema_2_journal_gains_the_timer_tables() {
     );
     assert_eq!(journal.timers_of("s", "e").unwrap(), due);
 }
+
+/// A schema-3 journal's timers (before repeating ones) are rewritten in
+/// the layout of 4, with their trace, and fire and list as before.
+#[tokio::test]
+async fn a_schema_3_journal_s_timers_are_rewritten() {
+    use crate::journal::Timer;
+    use crate::journal::contract::TimerStore;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    schema::open(&db).unwrap();
+    // Timer `t` of s/e, id 5, due at 300, as schema 3 wrote it, with a trace.
+    let mut row = b"\x05\x01s\x01e\x01C\x02{}\xac\x02\xac\x02\x01\x00\x00".to_vec();
+    let trace = crate::trace_context::TraceContext::root(true);
+    row.push(1);
+    row.extend(postcard::to_allocvec(&trace).unwrap());
+    let txn = db.begin_write().unwrap();
+    txn.open_table(tables::TIMERS).unwrap().insert(("s", "e", "t"), row.as_slice()).unwrap();
+    txn.open_table(tables::TIMERS_DUE).unwrap().insert((300, 5), ("s", "e", "t")).unwrap();
+    txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 3).unwrap();
+    txn.commit().unwrap();
+
+    let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 3, to: SCHEMA_VERSION });
+    let call = Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: b"{}".to_vec() };
+    let mut expected = Timer::new("s", "e", "t", call, 300, 1);
+    (expected.id, expected.trace) = (5, Some(trace));
+    assert_eq!(journal.timers_due(300, 10).unwrap(), [expected.clone()]);
+    assert_eq!(journal.timers_of("s", "e").unwrap(), [expected]);
+}

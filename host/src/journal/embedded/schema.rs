@@ -17,6 +17,8 @@
 //!   journal lacks them: `retention` and `snapshot_history`.
 //! - **3**: durable timers, `timers` and `timers_due`; a journal at 2 is
 //!   migrated by creating them, empty.
+//! - **4**: timer rows that may repeat on a cron schedule; a journal at 3
+//!   has every timer row rewritten in the new layout.
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
@@ -29,7 +31,7 @@ use super::tables::{
 use super::{JournalError, SchemaStatus};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
 /// stored version and migrates an older journal, all in one transaction.
@@ -46,6 +48,10 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
         }
         // Version 3 only adds tables, which `create_tables` makes.
         Some(2) => SchemaStatus::Migrated { from: 2, to: SCHEMA_VERSION },
+        Some(3) => {
+            upgrade_timer_rows(&txn)?;
+            SchemaStatus::Migrated { from: 3, to: SCHEMA_VERSION }
+        }
         Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
         None if txn.list_tables()?.next().is_none() => SchemaStatus::Created,
         // Tables but no version: the layout from before versions were kept.
@@ -59,6 +65,23 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
     txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
     txn.commit()?;
     Ok(opened)
+}
+
+/// Rewrites every timer row of schema 3 in the layout of 4.
+fn upgrade_timer_rows(txn: &WriteTransaction) -> Result<(), JournalError> {
+    let mut timers = txn.open_table(TIMERS)?;
+    let mut rows = Vec::new();
+    for row in timers.iter()? {
+        let (key, record) = row?;
+        let (service, entity, name) = key.value();
+        let what = format!("timer {name:?} of {service}/{entity}");
+        let upgraded = crate::journal::timers::upgrade_row(record.value(), &what)?;
+        rows.push(((service.to_string(), entity.to_string(), name.to_string()), upgraded));
+    }
+    for ((service, entity, name), record) in rows {
+        timers.insert((service.as_str(), entity.as_str(), name.as_str()), record.as_slice())?;
+    }
+    Ok(())
 }
 
 /// The stored schema version, if the `meta` table holds one.

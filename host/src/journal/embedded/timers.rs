@@ -116,13 +116,16 @@ impl TimerStore for RedbJournal {
         self.bookkeeping_write(|txn| {
             let mut tables = TimerTables::open(txn)?;
             for timer in timers {
-                tables.remove(&timer.service, &timer.entity, &timer.name, Some(timer.id))?;
+                let current = tables.remove(&timer.service, &timer.entity, &timer.name, Some(timer.id))?;
+                if current && timer.schedule.is_some() {
+                    tables.put(timer)?;
+                }
             }
             Ok(())
         })
     }
 
-    fn timer_retry(&self, timer: &Timer, _: &Lease) -> Result<(), JournalError> {
+    fn timer_update(&self, timer: &Timer, _: &Lease) -> Result<(), JournalError> {
         self.bookkeeping_write(|txn| {
             let mut tables = TimerTables::open(txn)?;
             if tables.remove(&timer.service, &timer.entity, &timer.name, Some(timer.id))? {

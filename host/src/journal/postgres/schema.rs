@@ -17,15 +17,18 @@
 //!   each writer committed, read when a connection died during a `COMMIT`;
 //!   the outbox's `due_ms`, so a read of the due entries reads only them.
 //! - **4**: `timers`, durable timers by owner and name, indexed by due time.
+//! - **5**: timer rows that may repeat on a cron schedule; a journal at 4
+//!   has every timer row rewritten in the new layout.
 
 use tokio_postgres::Client;
 
 use super::JournalError;
 use crate::journal::OutboxEntry;
 use crate::journal::SchemaStatus;
+use crate::journal::timers::upgrade_row as upgrade_timer_row;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 4;
+pub const PG_SCHEMA_VERSION: i64 = 5;
 
 /// What every connection runs first. A host's transactions send their
 /// statements back to back, so one idle for seconds belongs to a host
@@ -131,7 +134,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
-        Some(from @ (1..=3)) => {
+        Some(from @ (1..=4)) => {
             if from < 2 {
                 txn.batch_execute(TABLES_V2).await?;
             }
@@ -147,7 +150,20 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
                     }
                 }
             }
-            txn.batch_execute(TABLES_V4).await?;
+            if from < 4 {
+                txn.batch_execute(TABLES_V4).await?;
+            } else {
+                for row in txn.query("SELECT service, entity, name, record FROM timers", &[]).await? {
+                    let (service, entity, name): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+                    let what = format!("timer {name:?} of {service}/{entity}");
+                    let record = upgrade_timer_row(row.get(3), &what)?;
+                    txn.execute(
+                        "UPDATE timers SET record = $4 WHERE service = $1 AND entity = $2 AND name = $3",
+                        &[&service, &entity, &name, &record],
+                    )
+                    .await?;
+                }
+            }
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
             SchemaStatus::Migrated { from: from as u64, to: PG_SCHEMA_VERSION as u64 }
         }

@@ -71,25 +71,45 @@ impl TimerStore for PgJournal {
     }
 
     fn timers_fired(&self, timers: &[Timer], lease: &Lease) -> Result<(), JournalError> {
-        let services: Vec<&str> = timers.iter().map(|t| t.service.as_str()).collect();
-        let entities: Vec<&str> = timers.iter().map(|t| t.entity.as_str()).collect();
-        let names: Vec<&str> = timers.iter().map(|t| t.name.as_str()).collect();
-        let ids: Vec<i64> = timers.iter().map(|t| t.id as i64).collect();
+        let (repeating, once): (Vec<&Timer>, Vec<&Timer>) = timers.iter().partition(|t| t.schedule.is_some());
+        let keys = |timers: &[&Timer]| {
+            let services: Vec<String> = timers.iter().map(|t| t.service.clone()).collect();
+            let entities: Vec<String> = timers.iter().map(|t| t.entity.clone()).collect();
+            let names: Vec<String> = timers.iter().map(|t| t.name.clone()).collect();
+            let ids: Vec<i64> = timers.iter().map(|t| t.id as i64).collect();
+            (services, entities, names, ids)
+        };
+        let (services, entities, names, ids) = keys(&once);
+        let moved = keys(&repeating);
+        let dues: Vec<i64> = repeating.iter().map(|t| db_int(t.due_ms)).collect();
+        let records = repeating.iter().map(|t| t.encode()).collect::<Result<Vec<_>, _>>()?;
         self.run(async |conn| {
             let txn = conn.client.transaction().await?;
             hold(&txn, lease).await?;
-            txn.execute(
-                "DELETE FROM timers t USING unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS d(s, e, n, i) \
-                 WHERE t.service = d.s AND t.entity = d.e AND t.name = d.n AND t.id = d.i",
-                &[&services, &entities, &names, &ids],
-            )
-            .await?;
+            if !ids.is_empty() {
+                txn.execute(
+                    "DELETE FROM timers t USING unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS d(s, e, n, i) \
+                     WHERE t.service = d.s AND t.entity = d.e AND t.name = d.n AND t.id = d.i",
+                    &[&services, &entities, &names, &ids],
+                )
+                .await?;
+            }
+            if !dues.is_empty() {
+                txn.execute(
+                    "UPDATE timers t SET due_ms = u.due, record = u.record \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::bytea[]) \
+                     AS u(s, e, n, i, due, record) \
+                     WHERE t.service = u.s AND t.entity = u.e AND t.name = u.n AND t.id = u.i",
+                    &[&moved.0, &moved.1, &moved.2, &moved.3, &dues, &records],
+                )
+                .await?;
+            }
             txn.commit().await?;
             Ok(())
         })
     }
 
-    fn timer_retry(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError> {
+    fn timer_update(&self, timer: &Timer, lease: &Lease) -> Result<(), JournalError> {
         let record = timer.encode()?;
         self.run(async |conn| {
             let txn = conn.client.transaction().await?;

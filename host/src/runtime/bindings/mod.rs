@@ -21,7 +21,7 @@ pub enum WitVersion {
     /// `wasmstate:entity@0.1.0`, frozen: `handle` (and `on-event`) only.
     V0_1,
     /// `wasmstate:entity@0.2.0`: adds versions to stored events and
-    /// snapshots, `event-sourced.replay` and `value.decode-state`.
+    /// snapshots, `event-sourced.replay`, `value.decode-state` and timers.
     V0_2,
 }
 
@@ -92,9 +92,19 @@ impl Snapshot {
 /// its `host` world (from the WIT package at `$path`), the names the rest
 /// of `runtime/` knows its interfaces by (`wit`, `event_sourced_iface`,
 /// `value_iface`, `action_iface`), and the conversions between the host's
-/// types and the generated ones that are the same in every version.
+/// types and the generated ones that are the same in every version. Each
+/// version converts its kinds' effects itself: 0.2.0's carry timers.
+///
+/// A version whose effects carry timers names their field, `timers`, after
+/// the path; its module defines `timer_requests`, which converts them.
 macro_rules! version_bindings {
-    ($path:literal) => {
+    (@timers $effects:ident) => {
+        Vec::new()
+    };
+    (@timers $effects:ident, $timers:ident) => {
+        timer_requests($effects.$timers)
+    };
+    ($path:literal $(, $timers:ident)?) => {
         wasmtime::component::bindgen!({
             path: $path,
             world: "host",
@@ -143,7 +153,8 @@ macro_rules! version_bindings {
             }
         }
 
-        fn side_effects(effects: Vec<wit::SideEffect>) -> Vec<SideEffect> {
+        /// The side effects a guest asked for, in the host's terms.
+        pub(in crate::runtime) fn side_effects(effects: Vec<wit::SideEffect>) -> Vec<SideEffect> {
             effects.into_iter().map(SideEffect::from).collect()
         }
 
@@ -153,6 +164,7 @@ macro_rules! version_bindings {
                     reply: e.reply.into(),
                     side_effects: side_effects(e.side_effects),
                     state: StateChange::Events { events: e.events, state: e.state },
+                    timers: super::version_bindings!(@timers e $(, $timers)?),
                 }
             }
         }
@@ -164,7 +176,12 @@ macro_rules! version_bindings {
                     value_iface::StateChange::Update(state) => StateChange::Update(state),
                     value_iface::StateChange::Delete => StateChange::Delete,
                 };
-                Self { reply: e.reply.into(), side_effects: side_effects(e.side_effects), state }
+                Self {
+                    reply: e.reply.into(),
+                    side_effects: side_effects(e.side_effects),
+                    state,
+                    timers: super::version_bindings!(@timers e $(, $timers)?),
+                }
             }
         }
 
@@ -174,6 +191,7 @@ macro_rules! version_bindings {
                     reply: e.reply.into(),
                     side_effects: side_effects(e.side_effects),
                     state: StateChange::Unchanged,
+                    timers: super::version_bindings!(@timers e $(, $timers)?),
                 }
             }
         }

@@ -1,8 +1,42 @@
 //! `wasmstate:entity@0.2.0`: what the SDK builds components against.
 
-use crate::domain::{CommandMeta, Event, SubscribedEvent};
+use crate::domain::{CommandMeta, CronSchedule, Event, MissedFirings, SubscribedEvent, TimerDue, TimerRequest};
 
-super::version_bindings!("../wit/v0.2.0");
+super::version_bindings!("../wit/v0.2.0", timers);
+
+/// The timers a guest set and cancelled, in the host's terms.
+fn timer_requests(changes: Vec<wit::TimerChange>) -> Vec<TimerRequest> {
+    changes.into_iter().map(TimerRequest::from).collect()
+}
+
+impl From<wit::TimerChange> for TimerRequest {
+    fn from(change: wit::TimerChange) -> Self {
+        match change {
+            wit::TimerChange::Set(timer) => TimerRequest::Set {
+                name: timer.name,
+                due: match timer.due {
+                    wit::TimerDue::AfterMs(ms) => TimerDue::AfterMs(ms),
+                    wit::TimerDue::AtMs(ms) => TimerDue::AtMs(ms),
+                    wit::TimerDue::Cron(cron) => TimerDue::Cron(CronSchedule {
+                        expression: cron.expression,
+                        missed: match cron.missed {
+                            wit::MissedFirings::Skip => MissedFirings::Skip,
+                            wit::MissedFirings::Once => MissedFirings::Once,
+                            wit::MissedFirings::All => MissedFirings::All,
+                        },
+                    }),
+                },
+                call: Call {
+                    service: timer.service,
+                    entity: timer.entity_id,
+                    command: timer.command,
+                    payload: timer.payload,
+                },
+            },
+            wit::TimerChange::Cancel(name) => TimerRequest::Cancel(name),
+        }
+    }
+}
 
 /// The command `call`, run as `meta` says.
 pub(in crate::runtime) fn command(call: Call, meta: CommandMeta) -> wit::Command {

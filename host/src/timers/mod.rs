@@ -16,6 +16,18 @@
 //! setting it read, so one cancelled or set again while it waited for a
 //! slot does not run. A cancel that lands between that check and the
 //! firing's commit comes too late: the command runs once.
+//!
+//! A timer with a cron schedule ([`cron`]) fires at each of its slots,
+//! each under its own key (`timer {id} {slot}`), and stays, moved to its
+//! next slot, once a slot has fired (or failed for good). A slot that came
+//! up late past its grace counts as missed, and the timer's policy says
+//! which of its missed slots fire: none (`skip`), the latest (`once`), or
+//! each in turn (`all`). The slot a policy picks is recorded before it
+//! fires, so a firing repeated after a crash names the same slot.
+
+mod cron;
+
+pub use cron::CronSpec;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -199,10 +211,12 @@ impl Worker {
     /// Starts the firing of `timer`, unless it is no longer the setting read.
     fn fire(&mut self, timer: Timer) {
         let (invoker, journal, metrics) = (self.invoker.clone(), self.journal.clone(), self.metrics.clone());
+        let lease = self.lease.clone();
         let running = setting(&timer);
         let task = self.firing.spawn(async move {
             let (s, e, name, id) = setting(&timer);
-            let stored = tokio::task::spawn_blocking(move || journal.timers_of(&s, &e)).await;
+            let reader = journal.clone();
+            let stored = tokio::task::spawn_blocking(move || reader.timers_of(&s, &e)).await;
             let current = match stored {
                 Ok(Ok(timers)) => timers.iter().any(|t| t.name == name && t.id == id),
                 // It fires: its key keeps a repeat harmless.
@@ -211,6 +225,10 @@ impl Worker {
             if !current {
                 return (timer, None);
             }
+            let timer = match slot_to_fire(timer, journal, lease).await {
+                Ok(timer) => timer,
+                Err(timer) => return (timer, None),
+            };
             if timer.attempts == 0 {
                 metrics.timers.record_late(Duration::from_millis(now_ms().saturating_sub(timer.scheduled_ms)));
             }
@@ -248,22 +266,32 @@ impl Worker {
             }
             Err(error) => {
                 self.metrics.timers.record(Firing::Failed);
+                let then = if timer.schedule.is_some() { "its schedule goes on" } else { "the timer is removed" };
                 tracing::warn!(
                     service = %timer.service, entity = %timer.entity, timer = %timer.name, target = %timer.call.target(),
-                    %error, "a timer's command failed for good; the timer is removed"
+                    %error, "a timer's command failed for good; {then}"
                 );
                 false
             }
         };
         if !retry {
-            // Still known until removed, so it is not read and fired again.
+            // A repeating timer moves on to its next slot; one that fired
+            // once (or whose schedule has no slot left) is removed.
+            match timer.schedule.as_ref().and_then(|schedule| next_slot(&schedule.expression, timer.scheduled_ms)) {
+                Some(next) => {
+                    (timer.scheduled_ms, timer.due_ms) = (next, next);
+                    (timer.attempts, timer.last_error) = (0, None);
+                }
+                None => timer.schedule = None,
+            }
+            // Still known until written, so it is not read and fired again.
             self.oldest_done.get_or_insert_with(Instant::now);
             self.done.push(timer);
             return true;
         }
         self.known.remove(&setting(&timer));
         let (journal, lease) = (self.journal.clone(), self.lease.clone());
-        match tokio::task::spawn_blocking(move || journal.timer_retry(&timer, &lease)).await {
+        match tokio::task::spawn_blocking(move || journal.timer_update(&timer, &lease)).await {
             Ok(Err(JournalError::LeaseLost(_))) => false,
             Ok(Err(error)) => {
                 // The timer stays as it was and fires again. Not at once:
@@ -302,6 +330,73 @@ impl Worker {
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// The slot of schedule `expression` after `slot`; `None` when it has no
+/// slot left, or this host cannot read it (logged).
+fn next_slot(expression: &str, slot: u64) -> Option<u64> {
+    match CronSpec::parse(expression) {
+        Ok(spec) => spec.next_after(slot),
+        Err(error) => {
+            tracing::error!(%error, "a stored timer's schedule cannot be read; it fires no more");
+            None
+        }
+    }
+}
+
+/// For a repeating timer about to fire for the first time at its slot,
+/// the slot its missed-firings policy fires: `Ok` with the timer to fire,
+/// its slot recorded first when the policy picked another (so a firing
+/// repeated after a crash names the same slot and runs once); `Err` when
+/// nothing fires now — the policy passed every missed slot over and the
+/// timer was moved to its next slot, or that could not be written.
+async fn slot_to_fire(mut timer: Timer, journal: Arc<dyn Journal>, lease: Lease) -> Result<Timer, Timer> {
+    let Some(schedule) = timer.schedule.clone() else {
+        return Ok(timer);
+    };
+    if timer.attempts > 0 {
+        return Ok(timer);
+    }
+    let spec = match CronSpec::parse(&schedule.expression) {
+        Ok(spec) => spec,
+        Err(_) => return Ok(timer),
+    };
+    let now = now_ms();
+    let plan = spec.plan(timer.scheduled_ms, now, schedule.missed);
+    if plan.passed_over > 0 {
+        tracing::info!(
+            service = %timer.service, entity = %timer.entity, timer = %timer.name,
+            passed_over = plan.passed_over, missed = schedule.missed.as_str(),
+            "slots of a cron schedule were missed"
+        );
+    }
+    let fires = match plan.fire {
+        Some(slot) if slot == timer.scheduled_ms => return Ok(timer),
+        Some(slot) => {
+            (timer.scheduled_ms, timer.due_ms) = (slot, slot);
+            true
+        }
+        None => match spec.next_after(now) {
+            Some(next) => {
+                (timer.scheduled_ms, timer.due_ms) = (next, next);
+                false
+            }
+            None => return Ok(timer),
+        },
+    };
+    let written = timer.clone();
+    match tokio::task::spawn_blocking(move || journal.timer_update(&written, &lease)).await {
+        Ok(Ok(())) if fires => Ok(timer),
+        Ok(Ok(())) => Err(timer),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, timer = %timer.name, "cannot record the slot a cron timer fires; it is read again");
+            Err(timer)
+        }
+        Err(error) => {
+            tracing::error!(%error, "recording a cron timer's slot failed");
+            Err(timer)
         }
     }
 }
