@@ -231,8 +231,6 @@ pub(crate) struct Shared {
     config: InvokerConfig,
     mailboxes: Mailboxes,
     in_flight: Arc<Semaphore>,
-    /// Notified when a commit of this host set a timer.
-    timers: Arc<tokio::sync::Notify>,
 }
 
 impl Invoker {
@@ -246,8 +244,7 @@ impl Invoker {
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let mailboxes = Mailboxes::default();
-        let timers = Arc::new(tokio::sync::Notify::new());
-        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight, timers }) }
+        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight }) }
     }
 
     /// Runs an invocation and answers its reply once its writes are durable,

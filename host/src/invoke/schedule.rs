@@ -86,10 +86,7 @@ impl Invoker {
             trace: trace.kept(),
         };
         match (shared.journal.commit(commit).await?, &keyed) {
-            (CommitStatus::Durable { .. }, _) => {
-                shared.timers.notify_one();
-                Ok(answer)
-            }
+            (CommitStatus::Durable { .. }, _) => Ok(answer),
             (CommitStatus::KeyRecorded, Some(keyed)) => {
                 scheduled_of(shared.replay_winner(&name, &entity, keyed).await?)
             }
@@ -115,9 +112,10 @@ impl Invoker {
         }
     }
 
-    /// What wakes the timer worker: a commit that set a timer on this host.
+    /// What wakes the timer worker: a commit that set a timer (on
+    /// PostgreSQL, on any host).
     pub fn timer_signal(&self) -> Arc<Notify> {
-        self.shared.timers.clone()
+        self.shared.journal.timer_signal()
     }
 }
 

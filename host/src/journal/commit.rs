@@ -89,6 +89,12 @@ impl Commit {
         };
         !writes_entity && self.outbox.is_empty() && self.idempotency.is_none() && self.timers.is_empty()
     }
+
+    /// Whether the commit sets a timer, which the timer worker should hear
+    /// of once it is durable.
+    pub fn sets_timer(&self) -> bool {
+        self.timers.iter().any(|change| matches!(change, TimerChange::Set(_)))
+    }
 }
 
 /// How one commit ended. Only `Durable` wrote anything.
@@ -132,20 +138,22 @@ impl CommitStatus {
 
 /// Tells the host what a written batch did, before its commits are
 /// acknowledged: wakes the watchers of each entity that got events, counts
-/// the batch and the `elapsed` time its transaction took in the metrics, and wakes the outbox when a durable commit
-/// added entries to it.
+/// the batch and the `elapsed` time its transaction took in the metrics,
+/// wakes the outbox when a durable commit added entries to it and the
+/// timers when one set a timer.
 pub(super) fn announce<'a>(
     batch: impl Iterator<Item = (&'a Commit, &'a CommitStatus)>,
     committed: &CommitWatch,
-    outbox: &Notify,
+    wake: &Wakeups,
     metrics: &Metrics,
     elapsed: Duration,
 ) {
-    let (mut commits, mut events, mut added) = (0, 0, false);
+    let (mut commits, mut events, mut added, mut timers) = (0, 0, false, false);
     for (commit, status) in batch {
         commits += 1;
         if let CommitStatus::Durable { last_seq } = status {
             added |= !commit.outbox.is_empty();
+            timers |= commit.sets_timer();
             if let EntityWrite::Events { events: written, .. } = &commit.write
                 && !written.is_empty()
             {
@@ -156,6 +164,19 @@ pub(super) fn announce<'a>(
     }
     metrics.record_commit(commits, events, elapsed);
     if added {
-        outbox.notify_one();
+        wake.outbox.notify_one();
     }
+    if timers {
+        wake.timers.notify_one();
+    }
+}
+
+/// What the journal wakes after durable commits, on this host's and (on
+/// PostgreSQL) on other hosts': the outbox's deliveries and the timers.
+#[derive(Debug, Clone, Default)]
+pub struct Wakeups {
+    /// Woken after a commit that added outbox entries.
+    pub outbox: Arc<Notify>,
+    /// Woken after a commit that set a timer.
+    pub timers: Arc<Notify>,
 }

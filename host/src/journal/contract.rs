@@ -84,6 +84,10 @@ pub trait EntityStore: Send + Sync {
     /// Woken after each commit that adds outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;
 
+    /// Woken after each commit that sets a timer (on PostgreSQL, another
+    /// host's too).
+    fn timer_signal(&self) -> Arc<Notify>;
+
     /// Where an entity's log stands.
     fn position(&self, service: &str, entity: &str) -> Result<EntityPosition, JournalError>;
 

@@ -318,8 +318,14 @@ impl Worker {
         let written = tokio::task::spawn_blocking(move || journal.timers_fired(&done, &lease).map(|()| done)).await;
         match written {
             Ok(Ok(done)) => {
+                let now = now_ms();
                 for timer in &done {
                     self.known.remove(&setting(timer));
+                    // A repeating timer catching up on missed slots is due
+                    // again at once: read it without waiting for a poll.
+                    if timer.schedule.is_some() && timer.due_ms <= now {
+                        self.invoker.timer_signal().notify_one();
+                    }
                 }
                 true
             }

@@ -16,6 +16,7 @@ mod entity_listing;
 mod full_disk;
 mod fuzz;
 mod guest_limits;
+mod guest_timers;
 mod history;
 mod idempotency;
 #[path = "../common/in_process.rs"]

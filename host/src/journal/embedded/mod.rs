@@ -32,7 +32,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 
 use super::books::{OutboxBook, RetentionBook};
-use super::commit::announce;
+use super::commit::{Wakeups, announce};
 use super::contract::{
     Bookkeeping, EntityStore, HistoryStore, LeaseStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
 };
@@ -88,7 +88,7 @@ impl RedbJournal {
         let outbox = Arc::new(outbox::read_book(&db)?);
         let retention = Arc::new(compaction::read_book(&db)?);
         let db = Storage::new(db, reopen);
-        let signals = Signals { committed: Arc::new(CommitWatch::default()), outbox: Arc::new(Notify::new()) };
+        let signals = Signals { committed: Arc::new(CommitWatch::default()), wake: Wakeups::default() };
         let committer = GroupCommitter::start(db.clone(), metrics, signals.clone(), outbox.clone(), retention.clone())?;
         Ok(Self { db, committer, signals, outbox, retention, schema })
     }
@@ -121,7 +121,12 @@ impl EntityStore for RedbJournal {
 
     /// Woken after each commit that adds outbox entries.
     fn outbox_signal(&self) -> Arc<Notify> {
-        self.signals.outbox.clone()
+        self.signals.wake.outbox.clone()
+    }
+
+    /// Woken after each commit that sets a timer.
+    fn timer_signal(&self) -> Arc<Notify> {
+        self.signals.wake.timers.clone()
     }
 
     /// False once the storage failed in a way that needs a restart to repair.

@@ -12,8 +12,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::Wakeups;
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
-use tokio::sync::Notify;
 
 use super::CommitWatch;
 use super::OutboxBook;
@@ -49,8 +49,8 @@ pub(super) struct GroupCommitter {
 pub(super) struct Signals {
     /// The waiters of commits that append events.
     pub committed: Arc<CommitWatch>,
-    /// Woken after a commit that added outbox entries.
-    pub outbox: Arc<Notify>,
+    /// Woken after commits that added outbox entries or set timers.
+    pub wake: Wakeups,
 }
 
 impl GroupCommitter {
@@ -199,7 +199,7 @@ impl Writer {
 
     fn acknowledge(&self, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>, elapsed: Duration) {
         let written = batch.iter().map(|r| &r.commit).zip(&statuses);
-        announce(written, &self.signals.committed, &self.signals.outbox, &self.metrics, elapsed);
+        announce(written, &self.signals.committed, &self.signals.wake, &self.metrics, elapsed);
         for (request, status) in batch.drain(..).zip(statuses) {
             let _ = request.done.send(Ok(status));
         }

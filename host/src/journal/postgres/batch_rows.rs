@@ -86,9 +86,10 @@ pub(super) async fn write_rows(
     for (service, entity, seq, _) in &rows.events {
         appended.insert((service, entity), *seq as u64);
     }
-    let announced = !rows.events.is_empty() || !rows.outbox.is_empty();
-    let payload =
-        notify::payload(shared.host, !rows.outbox.is_empty(), appended.iter().map(|((s, e), q)| (*s, *e, *q)));
+    let sets_timers = rows.timers.values().any(Option::is_some);
+    let announced = !rows.events.is_empty() || !rows.outbox.is_empty() || sets_timers;
+    let said = (!rows.outbox.is_empty(), sets_timers);
+    let payload = notify::payload(shared.host, said, appended.iter().map(|((s, e), q)| (*s, *e, *q)));
     let snapshots: Vec<(&str, &str, i64, &[u8])> =
         rows.snapshots.iter().map(|((s, e), (q, r))| (*s, *e, *q, r.as_slice())).collect();
     let snapshots = columns4(&snapshots);

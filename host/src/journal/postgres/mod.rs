@@ -34,7 +34,7 @@ use tokio_postgres::Config;
 use tokio_postgres::error::SqlState;
 
 use super::books::{OutboxBook, RetentionBook};
-use super::commit::announce;
+use super::commit::{Wakeups, announce};
 use super::contract::{
     Bookkeeping, EntityStore, HistoryStore, OutboxStore, PendingCommit, RetentionStore, VersionStore,
 };
@@ -82,7 +82,7 @@ pub struct PgJournal {
     pool: Arc<Pool>,
     writer: Writer,
     committed: Arc<CommitWatch>,
-    outbox_signal: Arc<Notify>,
+    wake: Wakeups,
     outbox: Arc<OutboxBook>,
     retention: Arc<RetentionBook>,
     schema: SchemaStatus,
@@ -106,11 +106,11 @@ impl PgJournal {
         let outbox = Arc::new(OutboxBook::new(waiting));
         let retention = Arc::new(RetentionBook::new(policies));
         let committed = Arc::new(CommitWatch::default());
-        let outbox_signal = Arc::new(Notify::new());
+        let wake = Wakeups::default();
         let mut writer_conn = block_on(pool.connect_as(writer::WRITER))?;
         let host = crate::journal::host_tag();
         block_on(batch::add_mark(&mut writer_conn, host))?;
-        notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone(), outbox_signal.clone());
+        notify::spawn_listener(runtime.handle(), config.clone(), host, committed.clone(), wake.clone());
         let writer = Writer::start(
             runtime.handle(),
             pool.clone(),
@@ -119,12 +119,12 @@ impl PgJournal {
                 host,
                 metrics,
                 committed: committed.clone(),
-                outbox_signal: outbox_signal.clone(),
+                wake: wake.clone(),
                 outbox: outbox.clone(),
                 retention: retention.clone(),
             },
         );
-        Ok(Self { runtime: Some(runtime), pool, writer, committed, outbox_signal, outbox, retention, schema })
+        Ok(Self { runtime: Some(runtime), pool, writer, committed, wake, outbox, retention, schema })
     }
 
     /// Reads the books again: other hosts add and deliver outbox entries
@@ -274,7 +274,11 @@ impl EntityStore for PgJournal {
     }
 
     fn outbox_signal(&self) -> Arc<Notify> {
-        self.outbox_signal.clone()
+        self.wake.outbox.clone()
+    }
+
+    fn timer_signal(&self) -> Arc<Notify> {
+        self.wake.timers.clone()
     }
 
     fn position(&self, service: &str, entity: &str) -> Result<EntityPosition, JournalError> {

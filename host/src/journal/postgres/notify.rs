@@ -1,28 +1,30 @@
 //! Commits made by other hosts on the same database, heard through
 //! PostgreSQL's `LISTEN/NOTIFY`, so live event streams, subscriptions and
-//! the outbox on this host wake for them as they do for its own.
+//! the outbox and the timers on this host wake for them as they do for its
+//! own.
 //!
-//! Each batch that appends events or adds outbox entries notifies
-//! [`CHANNEL`] in its transaction (PostgreSQL delivers it on commit, never
-//! for a rolled-back batch). The payload is the writing host's tag on the
-//! first line; then `!outbox` when the batch added outbox entries; then
+//! Each batch that appends events, adds outbox entries or sets timers
+//! notifies [`CHANNEL`] in its transaction (PostgreSQL delivers it on
+//! commit, never for a rolled-back batch). The payload is the writing
+//! host's tag on the first line; then `!outbox` when the batch added
+//! outbox entries, `!timers` when it set timers; then
 //! one line `service \t entity \t last_seq` per entity; entity ids hold
 //! no control characters, so the lines parse back exactly. A batch whose
 //! lines would pass PostgreSQL's payload limit sends `!all` instead of
-//! them (as does a tag alone): everyone looks.
+//! them (as does a tag alone): everyone looks. A host that does not know
+//! a `!` line passes over it.
 //!
 //! A listener connection of its own hears them. Whenever it (re)connects,
-//! it wakes every watcher and the outbox, since commits may have gone
-//! unheard meanwhile.
+//! it wakes every watcher, the outbox and the timers, since commits may
+//! have gone unheard meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
-use super::CommitWatch;
+use super::{CommitWatch, Wakeups};
 
 /// The channel commits are announced on.
 pub(super) const CHANNEL: &str = "wasmstate_commits";
@@ -34,13 +36,18 @@ const MAX_PAYLOAD: usize = 7_900;
 const RECONNECT: Duration = Duration::from_secs(1);
 
 /// The payload announcing `written` (service, entity, last seq) by `host`,
-/// and whether it added outbox entries.
+/// and whether it added outbox entries and set timers.
 pub(super) fn payload<'a>(
     host: u64,
-    outbox: bool,
+    (outbox, timers): (bool, bool),
     written: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
 ) -> String {
-    let head = format!("{host:016x}\n{}", if outbox { "!outbox\n" } else { "" });
+    let mut head = format!("{host:016x}\n");
+    for (said, line) in [(outbox, "!outbox\n"), (timers, "!timers\n")] {
+        if said {
+            head.push_str(line);
+        }
+    }
     let mut payload = head.clone();
     for (service, entity, seq) in written {
         payload.push_str(&format!("{service}\t{entity}\t{seq}\n"));
@@ -58,6 +65,8 @@ struct Heard<'a> {
     host: u64,
     /// Whether it added outbox entries.
     outbox: bool,
+    /// Whether it set timers.
+    timers: bool,
     /// Its entities' last seqs; `None`: too many to say, look at everything.
     written: Option<Vec<(&'a str, &'a str, u64)>>,
 }
@@ -66,11 +75,12 @@ struct Heard<'a> {
 fn parse(payload: &str) -> Option<Heard<'_>> {
     let mut lines = payload.lines().peekable();
     let host = u64::from_str_radix(lines.next()?, 16).ok()?;
-    let (mut outbox, mut all) = (false, lines.peek().is_none());
+    let (mut outbox, mut timers, mut all) = (false, false, lines.peek().is_none());
     let mut written = Vec::new();
     for line in lines {
         match line {
             "!outbox" => outbox = true,
+            "!timers" => timers = true,
             "!all" => all = true,
             _ => {
                 let mut fields = line.split('\t');
@@ -82,22 +92,17 @@ fn parse(payload: &str) -> Option<Heard<'_>> {
             }
         }
     }
-    Some(Heard { host, outbox, written: (!all).then_some(written) })
+    Some(Heard { host, outbox, timers, written: (!all).then_some(written) })
 }
 
 /// Listens on `config`'s database, on `runtime`, for the commits of hosts
-/// other than `host`, and wakes their watchers in `watch`, and `outbox`
-/// for those that added outbox entries.
-pub(super) fn spawn_listener(
-    runtime: &Handle,
-    config: Config,
-    host: u64,
-    watch: Arc<CommitWatch>,
-    outbox: Arc<Notify>,
-) {
+/// other than `host`, and wakes their watchers in `watch`, and in `wake`
+/// the outbox for those that added outbox entries and the timers for those
+/// that set timers.
+pub(super) fn spawn_listener(runtime: &Handle, config: Config, host: u64, watch: Arc<CommitWatch>, wake: Wakeups) {
     runtime.spawn(async move {
         loop {
-            if let Err(error) = listen(&config, host, &watch, &outbox).await {
+            if let Err(error) = listen(&config, host, &watch, &wake).await {
                 tracing::debug!(%error, "the journal's commit listener lost its connection");
             }
             tokio::time::sleep(RECONNECT).await;
@@ -106,7 +111,7 @@ pub(super) fn spawn_listener(
 }
 
 /// Listens until the connection ends.
-async fn listen(config: &Config, host: u64, watch: &CommitWatch, outbox: &Notify) -> Result<(), tokio_postgres::Error> {
+async fn listen(config: &Config, host: u64, watch: &CommitWatch, wake: &Wakeups) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.clone().application_name("wasmstate listener").connect(NoTls).await?;
     let (heard, mut notifications) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -128,7 +133,8 @@ async fn listen(config: &Config, host: u64, watch: &CommitWatch, outbox: &Notify
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Whatever was committed while no one listened.
     watch.wake_all();
-    outbox.notify_one();
+    wake.outbox.notify_one();
+    wake.timers.notify_one();
     while let Some(payload) = notifications.recv().await {
         let Some(heard) = parse(&payload) else {
             tracing::warn!(payload, "an unreadable commit notification");
@@ -138,7 +144,10 @@ async fn listen(config: &Config, host: u64, watch: &CommitWatch, outbox: &Notify
             continue;
         }
         if heard.outbox {
-            outbox.notify_one();
+            wake.outbox.notify_one();
+        }
+        if heard.timers {
+            wake.timers.notify_one();
         }
         match heard.written {
             Some(written) => {
@@ -160,19 +169,25 @@ mod tests {
 
     #[test]
     fn a_payload_reads_back_and_a_long_one_says_look_at_everything() {
-        let sent = payload(7, false, [("shop", "cart 1", 3), ("shop", "é", 9)]);
+        let sent = payload(7, (false, false), [("shop", "cart 1", 3), ("shop", "é", 9)]);
         let written = Some(vec![("shop", "cart 1", 3), ("shop", "é", 9)]);
-        assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, written }));
+        assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, timers: false, written }));
         let long = "x".repeat(200);
-        let many = payload(7, true, (0..100).map(|seq| ("shop", long.as_str(), seq)));
+        let many = payload(7, (true, true), (0..100).map(|seq| ("shop", long.as_str(), seq)));
         assert!(many.len() < MAX_PAYLOAD);
-        assert_eq!(parse(&many), Some(Heard { host: 7, outbox: true, written: None }));
+        assert_eq!(parse(&many), Some(Heard { host: 7, outbox: true, timers: true, written: None }));
     }
 
     #[test]
     fn an_outbox_alone_wakes_no_watcher_and_a_tag_alone_wakes_all() {
-        assert_eq!(parse(&payload(7, true, [])), Some(Heard { host: 7, outbox: true, written: Some(vec![]) }));
-        assert_eq!(parse("0000000000000007\n"), Some(Heard { host: 7, outbox: false, written: None }));
+        let outbox = Heard { host: 7, outbox: true, timers: false, written: Some(vec![]) };
+        assert_eq!(parse(&payload(7, (true, false), [])), Some(outbox));
+        let timers = Heard { host: 7, outbox: false, timers: true, written: Some(vec![]) };
+        assert_eq!(parse(&payload(7, (false, true), [])), Some(timers));
+        assert_eq!(parse("0000000000000007\n"), Some(Heard { host: 7, outbox: false, timers: false, written: None }));
+        // A line a newer host adds is passed over.
+        let newer = Heard { host: 7, outbox: false, timers: false, written: Some(vec![]) };
+        assert_eq!(parse("0000000000000007\n!later\n"), Some(newer));
         assert_eq!(parse("not a tag"), None);
     }
 }

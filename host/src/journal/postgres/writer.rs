@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+
+use super::Wakeups;
 
 use super::batch::{WriteError, added_to_outbox, committed, write_batch};
 use super::pool::{Conn, Pool};
@@ -59,7 +61,7 @@ pub(super) struct Shared {
     pub host: u64,
     pub metrics: Arc<Metrics>,
     pub committed: Arc<CommitWatch>,
-    pub outbox_signal: Arc<Notify>,
+    pub wake: Wakeups,
     pub outbox: Arc<OutboxBook>,
     pub retention: Arc<RetentionBook>,
 }
@@ -251,7 +253,7 @@ async fn resolve(pool: &Pool, conn: &mut Option<Conn>, shared: &Shared, old: i32
 
 fn acknowledge(shared: &Shared, batch: &mut Vec<Queued>, statuses: Vec<CommitStatus>, elapsed: Duration) {
     let written = batch.iter().map(|r| &r.commit).zip(&statuses);
-    announce(written, &shared.committed, &shared.outbox_signal, &shared.metrics, elapsed);
+    announce(written, &shared.committed, &shared.wake, &shared.metrics, elapsed);
     for (request, status) in batch.drain(..).zip(statuses) {
         let _ = request.done.send(Ok(status));
     }
