@@ -185,8 +185,8 @@ fn advance_fires_due_timers_in_order_under_the_hosts_key() {
     );
     // Each firing ran at its due time, under its key; the clock ends where it was moved to.
     let rings = kit.state().rings;
-    // The timer due in the past fired at once, when the clock started to move.
-    assert_eq!(rings[0], ("past".into(), T0, Some(format!("timer 0000000000000003 {}", T0 - 10))));
+    // The timer set for a time past was due at once, when it was set.
+    assert_eq!(rings[0], ("past".into(), T0, Some(format!("timer 0000000000000003 {T0}"))));
     assert_eq!(rings[1], ("early".into(), T0 + 1_000, Some(format!("timer 0000000000000002 {}", T0 + 1_000))));
     assert_eq!(rings[2].1, T0 + 3_000);
     assert_eq!(kit.now_ms(), T0 + 5_999);
@@ -238,9 +238,50 @@ fn cron_timers_fire_every_slot_and_move_on() {
 }
 
 #[test]
-#[should_panic(expected = "cron schedule \"61 * * * *\" does not parse")]
+#[should_panic(expected = "timer \"bad\" has a cron schedule \"61 * * * *\" does not parse")]
 fn an_unreadable_cron_panics_as_the_host_refuses_it() {
     kit().send(&AlarmCommand::Every { name: "bad".into(), cron: "61 * * * *".into() }).unwrap();
+}
+
+#[test]
+fn the_kit_refuses_the_timers_the_host_refuses() {
+    let call = || TimerCall::new("alarms", "a-1", "Ring");
+    let set = |name: &str, when: When, call: TimerCall| super::timers::due_ms(&TimerChange::set(name, when, call), T0);
+    let after = |ms: u64| When::After(Duration::from_millis(ms));
+    let ten_years = 10 * 366 * 24 * 3600 * 1000;
+    assert_eq!(set("t", after(ten_years), call()), Ok(Some(T0 + ten_years)));
+    assert_eq!(set("t", When::At(UNIX_EPOCH + Duration::from_millis(T0 - 1)), call()), Ok(Some(T0)));
+    assert_eq!(super::timers::due_ms(&TimerChange::Cancel("t".into()), T0), Ok(None));
+    for (name, when, call, says) in [
+        ("", after(0), call(), "a timer name must be 1 to 128 bytes long, not 0"),
+        (&*"n".repeat(129), after(0), call(), "not 129"),
+        ("a\nb", after(0), call(), "holds a control character"),
+        ("t", after(ten_years + 1), call(), "timer \"t\" is due more than ten years ahead"),
+        ("t", When::At(UNIX_EPOCH + Duration::from_millis(T0 + ten_years + 1)), call(), "ten years"),
+        ("t", after(0), TimerCall::new("not a name", "e", "C"), "names an invalid service \"not a name\""),
+        ("t", after(0), TimerCall::new("s", "a/b", "C"), "names an invalid entity \"a/b\""),
+        ("t", after(0), TimerCall::new("s", "", "C"), "names an invalid entity"),
+        ("t", after(0), TimerCall::new("s", "e", ""), "names no command"),
+        ("t", When::Cron(Cron::new("0 9 * * * Nowhere/City")), call(), "which is no time zone"),
+    ] {
+        let refused = set(name, when, call).unwrap_err();
+        assert!(refused.contains(says), "{refused}");
+    }
+    let cancel = super::timers::due_ms(&TimerChange::Cancel(String::new()), T0).unwrap_err();
+    assert!(cancel.contains("1 to 128 bytes"), "{cancel}");
+}
+
+#[test]
+fn a_refused_timer_commits_nothing_before_the_kit_panics() {
+    let mut kit = kit();
+    kit.send(&set("kept", 10)).unwrap();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        kit.send(&AlarmCommand::Set { name: String::new(), after_ms: 1 }).unwrap();
+    }));
+    let message = *refused.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("the host would fail the command (invalid_timer) and commit nothing"), "{message}");
+    assert_eq!(kit.timers(), [pending("kept", T0 + 10, "a-1")]);
+    assert_eq!(kit.seq(), 0);
 }
 
 #[test]

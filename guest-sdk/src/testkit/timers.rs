@@ -6,11 +6,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::Value;
 
 use super::{Outcome, cron, decode};
-use crate::{Cron, Failure, TimerCall, TimerChange, TimerDue};
+use crate::{Cron, Failure, MAX_TIMER_NAME, TimerCall, TimerChange, TimerDue};
 
 /// The most timers one `advance` fires: past it, a timer keeps setting
 /// itself at once, and the kit panics rather than loop.
 pub(super) const MAX_FIRINGS: usize = 10_000;
+
+/// The furthest ahead the host sets a timer: ten years of 366 days, in ms.
+const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
 
 /// A [`TimerCall`] with its payload decoded as JSON (`null` for an empty
 /// one).
@@ -165,25 +168,32 @@ impl KitTimers {
     ///
     /// # Panics
     ///
-    /// Where the host would fail the command instead: a cron schedule it
-    /// cannot read, or one with no slot ahead.
+    /// Where the host would fail the command (`invalid_timer`) instead,
+    /// committing nothing: see [`due_ms`].
     pub(super) fn commit(&self, now_ms: u64, changes: Vec<TimerChange>) {
+        let due: Vec<Option<u64>> = changes
+            .iter()
+            .map(|change| {
+                due_ms(change, now_ms).unwrap_or_else(|reason| {
+                    panic!("{reason}: the host would fail the command (invalid_timer) and commit nothing")
+                })
+            })
+            .collect();
         let mut book = self.book();
         book.changes = changes.iter().map(Into::into).collect();
-        for change in changes {
-            match change {
-                TimerChange::Cancel(name) => book.kept.retain(|kept| kept.name != name),
-                TimerChange::Set { name, due, call } => {
-                    let (due_ms, cron) = match due {
-                        TimerDue::AfterMs(after) => (now_ms.saturating_add(after), None),
-                        TimerDue::AtMs(at) => (at, None),
-                        TimerDue::Cron(cron) => (cron::first_slot(&name, &cron, now_ms), Some(cron)),
+        for (change, due_ms) in changes.into_iter().zip(due) {
+            match (change, due_ms) {
+                (TimerChange::Set { name, due, call }, Some(due_ms)) => {
+                    let cron = match due {
+                        TimerDue::Cron(cron) => Some(cron),
+                        TimerDue::AfterMs(_) | TimerDue::AtMs(_) => None,
                     };
                     book.kept.retain(|kept| kept.name != name);
                     book.settings += 1;
                     let id = book.settings;
                     book.kept.push(Kept { name, id, due_ms, cron, call });
                 }
+                (change, _) => book.kept.retain(|kept| kept.name != change.name()),
             }
         }
     }
@@ -238,6 +248,48 @@ impl KitTimers {
         }
         Some(due)
     }
+}
+
+/// When the timer `change` sets in a command run at `now_ms` is first due
+/// (`None` for a cancel), or why the host would refuse the change: a name
+/// that is empty, longer than [`MAX_TIMER_NAME`] bytes or holds a control
+/// character; a call naming no valid service, entity or command; a time
+/// more than ten years ahead; a cron expression that does not read or never
+/// fires. A time already past is due at once, at `now_ms`.
+pub(super) fn due_ms(change: &TimerChange, now_ms: u64) -> Result<Option<u64>, String> {
+    let name = change.name();
+    if name.is_empty() || name.len() > MAX_TIMER_NAME {
+        return Err(format!("a timer name must be 1 to {MAX_TIMER_NAME} bytes long, not {}", name.len()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("the timer name {name:?} holds a control character"));
+    }
+    let TimerChange::Set { due, call, .. } = change else { return Ok(None) };
+    let named = |problem: String| format!("timer {name:?} {problem}");
+    let service_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if call.service.is_empty()
+        || call.service.len() > 64
+        || !call.service.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !call.service.chars().all(service_char)
+    {
+        return Err(named(format!("names an invalid service {:?}", call.service)));
+    }
+    if call.entity_id.is_empty()
+        || call.entity_id.len() > 256
+        || call.entity_id.chars().any(|c| c.is_control() || c == '/')
+    {
+        return Err(named(format!("names an invalid entity {:?}", call.entity_id)));
+    }
+    if call.command.is_empty() {
+        return Err(named("names no command".into()));
+    }
+    let due_ms = match due {
+        TimerDue::AfterMs(after) if *after <= MAX_DELAY_MS => now_ms.saturating_add(*after),
+        TimerDue::AtMs(at) if *at <= now_ms.saturating_add(MAX_DELAY_MS) => (*at).max(now_ms),
+        TimerDue::AfterMs(_) | TimerDue::AtMs(_) => return Err(named("is due more than ten years ahead".into())),
+        TimerDue::Cron(cron) => cron::first_slot(cron, now_ms).map_err(|reason| named(format!("has a {reason}")))?,
+    };
+    Ok(Some(due_ms))
 }
 
 /// Defines a kit's timer methods (`now_ms`, `with_service`, `timers`,
