@@ -79,6 +79,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The shopping cart that also keeps a `totalQuantity` folded from its events (0 in the example's snapshots) and answers it in `GetCart`.",
     ),
     ("two-kinds", "TWO_KINDS", "A component that exports both `event-sourced` and `value`, so its kind is ambiguous."),
+    (
+        "timers-guest",
+        "TIMERS",
+        "An event-sourced entity whose `Schedule` sets a timer (after, at or cron; `Tick` on itself by default), `Cancel` cancels one and `Tick` records its time and idempotency key.",
+    ),
+    (
+        "timer-action",
+        "TIMER_ACTION",
+        "An action whose `Schedule` sets a timer on its routing key running any command, and `Cancel` cancels one.",
+    ),
 ];
 
 /// Whether the environment variable `key`, set by the outer cargo for this

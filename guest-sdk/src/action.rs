@@ -3,7 +3,8 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Failure, Metadata, Reply, SideEffect};
+use crate::timer::timer_methods;
+use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
 
 /// A stateless action: the host runs its commands fully in parallel.
 ///
@@ -89,14 +90,16 @@ use crate::{Command, Failure, Metadata, Reply, SideEffect};
 pub trait Action: Default {
     /// Handles one command.
     ///
-    /// Returning `Err` discards every side effect added.
+    /// Returning `Err` discards every side effect added and every timer
+    /// change.
     fn handle(&self, command: Command<'_>, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure>;
 
     /// Handles one committed event of a service this action subscribes to.
     ///
     /// Events come at least once, in `seq` order per entity. The side
     /// effects added run before the event counts as delivered; returning
-    /// `Err` discards them. By default events are ignored.
+    /// `Err` discards them. An event sets no timers: scheduling or
+    /// cancelling one here panics. By default events are ignored.
     fn on_event(&self, _event: SubscribedEvent<'_>, _ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
         Ok(())
     }
@@ -157,11 +160,12 @@ pub trait Stateless: Default {
     type Command: DeserializeOwned;
 
     /// Handles one decoded command; returning `Err` discards every side
-    /// effect added.
+    /// effect added and every timer change.
     fn handle(command: Self::Command, ctx: &mut ActionContext<'_>) -> Result<Reply, Failure>;
 
     /// Handles one committed event of a service this action subscribes to;
-    /// see [`Action::on_event`]. By default events are ignored.
+    /// see [`Action::on_event`] (it sets no timers). By default events are
+    /// ignored.
     ///
     /// # Errors
     ///
@@ -182,17 +186,21 @@ impl<A: Stateless> Action for A {
     }
 }
 
-/// What an action can do besides replying: add side effects.
+/// What an action can do besides replying: add side effects, and, while
+/// handling a command, set and cancel the timers of its routing key (in
+/// `on_event`, setting or cancelling a timer panics: an event delivery
+/// commits none).
 pub struct ActionContext<'a> {
     entity_id: &'a str,
     metadata: Metadata<'a>,
     side_effects: Vec<SideEffect>,
+    timers: Vec<TimerChange>,
 }
 
 impl<'a> ActionContext<'a> {
     /// A context for a call addressed to `entity_id`, run as `metadata` says.
     pub(crate) fn new(entity_id: &'a str, metadata: Metadata<'a>) -> Self {
-        Self { entity_id, metadata, side_effects: Vec::new() }
+        Self { entity_id, metadata, side_effects: Vec::new(), timers: Vec::new() }
     }
 
     /// The routing key of the command, or the id of the entity that emitted
@@ -216,9 +224,11 @@ impl<'a> ActionContext<'a> {
         &self.side_effects
     }
 
-    /// The side effects added.
-    pub(crate) fn into_side_effects(self) -> Vec<SideEffect> {
-        self.side_effects
+    timer_methods!("the command, on its routing key");
+
+    /// The side effects added and the timer changes.
+    pub(crate) fn into_parts(self) -> (Vec<SideEffect>, Vec<TimerChange>) {
+        (self.side_effects, self.timers)
     }
 }
 

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Failure, Metadata, Reply, SideEffect};
+use crate::timer::timer_methods;
+use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
 
 /// An event-sourced entity: its state is the fold of its events.
 ///
@@ -85,9 +86,10 @@ pub trait EventSourcedEntity: Default + Clone + Serialize + DeserializeOwned {
     ///
     /// Emit events with [`Context::emit`]; read the state including them
     /// with [`Context::state`] (`self` stays the state before the command).
-    /// Add side effects with [`Context::effect`]; reply with a message or a
-    /// [`Reply::forward`]. Returning `Err` discards every event emitted and
-    /// every side effect added.
+    /// Add side effects with [`Context::effect`], set and cancel timers with
+    /// [`Context::schedule`] and [`Context::cancel`]; reply with a message
+    /// or a [`Reply::forward`]. Returning `Err` discards every event
+    /// emitted, every side effect added and every timer change.
     fn handle(&self, command: Command<'_>, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure>;
 }
 
@@ -184,9 +186,11 @@ pub trait EventSourced: Default + Clone + Serialize + DeserializeOwned {
     /// Handles one decoded command against [`Context::state`].
     ///
     /// Emit events with [`Context::emit`], add side effects with
-    /// [`Context::effect`], read the seq, time and idempotency key with
-    /// [`Context::metadata`]. Returning `Err` discards every event emitted
-    /// and every side effect added.
+    /// [`Context::effect`], set and cancel timers with
+    /// [`Context::schedule`] and [`Context::cancel`], read the seq, time
+    /// and idempotency key with [`Context::metadata`]. Returning `Err`
+    /// discards every event emitted, every side effect added and every
+    /// timer change.
     fn handle(command: Self::Command, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure>;
 }
 
@@ -247,8 +251,8 @@ impl<'a> StoredEvent<'a> {
     }
 }
 
-/// What a command handler can do besides replying: emit events and add side
-/// effects.
+/// What a command handler can do besides replying: emit events, add side
+/// effects, and set and cancel timers.
 pub struct Context<'a, E: EventSourcedEntity> {
     entity_id: &'a str,
     metadata: Metadata<'a>,
@@ -256,13 +260,22 @@ pub struct Context<'a, E: EventSourcedEntity> {
     working: Option<E>,
     events: Vec<E::Event>,
     side_effects: Vec<SideEffect>,
+    timers: Vec<TimerChange>,
 }
 
 impl<'a, E: EventSourcedEntity> Context<'a, E> {
     /// A context for `command`, whose state before the command is `state`.
     pub(crate) fn new(command: &Command<'a>, state: &'a E) -> Self {
         let (entity_id, metadata) = (command.entity_id(), command.metadata());
-        Self { entity_id, metadata, state, working: None, events: Vec::new(), side_effects: Vec::new() }
+        Self {
+            entity_id,
+            metadata,
+            state,
+            working: None,
+            events: Vec::new(),
+            side_effects: Vec::new(),
+            timers: Vec::new(),
+        }
     }
 
     /// The id of the entity handling the command.
@@ -304,9 +317,23 @@ impl<'a, E: EventSourcedEntity> Context<'a, E> {
         &self.side_effects
     }
 
-    /// Splits the context into the emitted events, the side effects and the
-    /// working state, if any.
-    pub(crate) fn into_parts(self) -> (Vec<E::Event>, Vec<SideEffect>, Option<E>) {
-        (self.events, self.side_effects, self.working)
+    timer_methods!("the command's events");
+
+    /// Splits the context into the emitted events, the side effects, the
+    /// timer changes and the working state, if any.
+    pub(crate) fn into_parts(self) -> Parts<E> {
+        Parts { events: self.events, side_effects: self.side_effects, timers: self.timers, working: self.working }
     }
+}
+
+/// What a command produced through its [`Context`].
+pub(crate) struct Parts<E: EventSourcedEntity> {
+    /// The emitted events, in order.
+    pub(crate) events: Vec<E::Event>,
+    /// The side effects, in order.
+    pub(crate) side_effects: Vec<SideEffect>,
+    /// The timer changes, in order.
+    pub(crate) timers: Vec<TimerChange>,
+    /// The state with the events applied, if any was emitted.
+    pub(crate) working: Option<E>,
 }

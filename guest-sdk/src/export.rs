@@ -60,7 +60,10 @@ pub mod __private {
     use crate::bindings::types;
     use crate::bindings::value::exports::wasmstate::entity::value as value_wit;
     use crate::raw::value::StateChange;
-    use crate::{Command, Failure, FailureCode, Metadata, Reply, SideEffect, StoredEvent, SubscribedEvent, raw};
+    use crate::{
+        Command, Failure, FailureCode, Metadata, Missed, Reply, SideEffect, StoredEvent, SubscribedEvent, TimerChange,
+        TimerDue, raw,
+    };
 
     /// Implements the exported `event-sourced.handle` for entity type `E`.
     pub fn event_sourced_handle<E: crate::EventSourcedEntity>(
@@ -76,7 +79,7 @@ pub mod __private {
             reply: reply(effects.reply),
             side_effects: side_effects(effects.side_effects),
             state: effects.state,
-            timers: Vec::new(),
+            timers: timers(effects.timers),
         })
     }
 
@@ -113,7 +116,7 @@ pub mod __private {
                 StateChange::Delete => value_wit::StateChange::Delete,
             },
             side_effects: side_effects(effects.side_effects),
-            timers: Vec::new(),
+            timers: timers(effects.timers),
         })
     }
 
@@ -125,7 +128,7 @@ pub mod __private {
         Ok(action_wit::ActionEffects {
             reply: reply(effects.reply),
             side_effects: side_effects(effects.side_effects),
-            timers: Vec::new(),
+            timers: timers(effects.timers),
         })
     }
 
@@ -168,6 +171,34 @@ pub mod __private {
             .collect()
     }
 
+    fn timers(changes: Vec<TimerChange>) -> Vec<types::TimerChange> {
+        changes
+            .into_iter()
+            .map(|change| match change {
+                TimerChange::Set { name, due, call } => types::TimerChange::Set(types::Timer {
+                    name,
+                    due: match due {
+                        TimerDue::AfterMs(ms) => types::TimerDue::AfterMs(ms),
+                        TimerDue::AtMs(ms) => types::TimerDue::AtMs(ms),
+                        TimerDue::Cron(cron) => types::TimerDue::Cron(types::CronSchedule {
+                            expression: cron.expression,
+                            missed: match cron.missed {
+                                Missed::Skip => types::MissedFirings::Skip,
+                                Missed::Once => types::MissedFirings::Once,
+                                Missed::All => types::MissedFirings::All,
+                            },
+                        }),
+                    },
+                    service: call.service,
+                    entity_id: call.entity_id,
+                    command: call.command,
+                    payload: call.payload,
+                }),
+                TimerChange::Cancel(name) => types::TimerChange::Cancel(name),
+            })
+            .collect()
+    }
+
     fn failure(failure: Failure) -> types::Failure {
         types::Failure {
             code: match failure.code() {
@@ -177,6 +208,40 @@ pub mod __private {
                 FailureCode::InvalidState => types::FailureCode::InvalidState,
             },
             message: failure.message().to_owned(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::{Cron, TimerCall};
+
+        #[test]
+        fn timer_changes_become_the_wit_ones_in_order() {
+            let call = TimerCall::new("orders", "o-1", "Expire").payload("{}");
+            let cron = Cron::new("0 9 * * MON-FRI Europe/Paris").missed(Missed::All);
+            let changes = vec![
+                TimerChange::Set { name: "a".into(), due: TimerDue::AfterMs(900), call: call.clone() },
+                TimerChange::Set { name: "b".into(), due: TimerDue::AtMs(7), call: call.clone() },
+                TimerChange::Set { name: "c".into(), due: TimerDue::Cron(cron), call },
+                TimerChange::Cancel("a".into()),
+            ];
+            let converted = timers(changes);
+            let types::TimerChange::Set(first) = &converted[0] else { panic!("{converted:?}") };
+            assert_eq!((first.name.as_str(), first.service.as_str(), first.entity_id.as_str()), ("a", "orders", "o-1"));
+            assert_eq!((first.command.as_str(), first.payload.as_slice()), ("Expire", b"{}".as_slice()));
+            assert!(matches!(first.due, types::TimerDue::AfterMs(900)));
+            assert!(matches!(
+                &converted[1],
+                types::TimerChange::Set(types::Timer { due: types::TimerDue::AtMs(7), .. })
+            ));
+            let types::TimerChange::Set(types::Timer { due: types::TimerDue::Cron(schedule), .. }) = &converted[2]
+            else {
+                panic!("{converted:?}")
+            };
+            assert_eq!(schedule.expression, "0 9 * * MON-FRI Europe/Paris");
+            assert!(matches!(schedule.missed, types::MissedFirings::All));
+            assert!(matches!(&converted[3], types::TimerChange::Cancel(name) if name == "a"));
         }
     }
 }

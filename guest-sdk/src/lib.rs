@@ -33,9 +33,9 @@
 //!
 //! Every command either succeeds, with a [`Reply`] (a message, or a
 //! [`Forward`] that hands the command on to another service) and any
-//! [`SideEffect`]s added through the context, or fails with a [`Failure`].
-//! A failure discards everything the command produced: events, state
-//! changes, side effects. Forwards and side effects name their target by
+//! [`SideEffect`]s and timers (see [Timers](#timers)) added through the
+//! context, or fails with a [`Failure`]. A failure discards everything the
+//! command produced: events, state changes, side effects, timer changes. Forwards and side effects name their target by
 //! type where its command enum is at hand ([`Commands`], [`Forward::to`],
 //! [`Forward::call`]) or by strings ([`Forward::new`]).
 //!
@@ -110,6 +110,109 @@
 //! [`KeyValue`] and [`Stateless`] show complete examples of the other two
 //! kinds.
 //!
+//! # Timers
+//!
+//! A command can ask the host to run a command later: `ctx.schedule(name,
+//! when, call)` sets a timer, `ctx.cancel(name)` cancels one, on all three
+//! contexts ([`Context`], [`ValueContext`], [`ActionContext`]; an action's
+//! timers belong to its routing key). [`When`] says when it fires: after a
+//! [`Duration`](std::time::Duration) from the command's time, at a
+//! [`SystemTime`](std::time::SystemTime), or at every slot of a [`Cron`]
+//! schedule (`0 9 * * MON-FRI Europe/Paris`) with its [`Missed`] policy. A
+//! [`TimerCall`] names what it runs, like a [`Forward`]: any command of any
+//! service, or, with `ctx.schedule_self(name, when, &command)`, a command
+//! of this entity by its [`Commands`] enum. Each entity's timers have
+//! unique names: setting a name again replaces that timer.
+//!
+//! Timers are durable: they are committed with the command, atomically
+//! with its events or state change, and a command that fails schedules (and
+//! cancels) nothing. The host keeps them across restarts and crashes, and
+//! fires each at least once, running its command under an idempotency key
+//! of the timer's setting and slot (`timer <id> <slot ms>`), so a firing
+//! repeated after a crash runs once in effect.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use serde::{Deserialize, Serialize};
+//! use wasmstate_sdk::{Commands, Context, EventSourced, Failure, Reply, When};
+//!
+//! /// An order that expires unless it is paid within 15 minutes.
+//! #[derive(Default, Clone, Serialize, Deserialize)]
+//! struct Order {
+//!     paid: bool,
+//!     expired: bool,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum OrderCommand {
+//!     Place,
+//!     Pay,
+//!     Expire,
+//! }
+//!
+//! impl Commands for OrderCommand {
+//!     const SERVICE: &'static str = "orders";
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! #[serde(tag = "type")]
+//! enum OrderEvent {
+//!     Paid,
+//!     Expired,
+//! }
+//!
+//! impl EventSourced for Order {
+//!     type Command = OrderCommand;
+//!     type Event = OrderEvent;
+//!
+//!     fn apply(&mut self, event: &OrderEvent) {
+//!         match event {
+//!             OrderEvent::Paid => self.paid = true,
+//!             OrderEvent::Expired => self.expired = true,
+//!         }
+//!     }
+//!
+//!     fn handle(command: OrderCommand, ctx: &mut Context<'_, Self>) -> Result<Reply, Failure> {
+//!         match command {
+//!             OrderCommand::Place => {
+//!                 let timeout = When::After(Duration::from_secs(15 * 60));
+//!                 ctx.schedule_self("payment-timeout", timeout, &OrderCommand::Expire);
+//!             }
+//!             OrderCommand::Pay if ctx.state().expired => return Err(Failure::rejected("the order expired")),
+//!             OrderCommand::Pay => {
+//!                 ctx.emit(OrderEvent::Paid);
+//!                 ctx.cancel("payment-timeout");
+//!             }
+//!             OrderCommand::Expire if ctx.state().paid => {}
+//!             OrderCommand::Expire => ctx.emit(OrderEvent::Expired),
+//!         }
+//!         Ok(Reply::json(ctx.state()))
+//!     }
+//! }
+//!
+//! // The test kit keeps the timers and has a clock: advancing it fires them.
+//! use serde_json::json;
+//! use wasmstate_sdk::testkit::TestKit;
+//!
+//! let mut kit = TestKit::<Order>::new("order-1");
+//! kit.set_time_ms(1_700_000_000_000);
+//! kit.send(&OrderCommand::Place).unwrap();
+//! assert_eq!(kit.timers()[0].name, "payment-timeout");
+//! assert_eq!(kit.timers()[0].due_ms, 1_700_000_900_000);
+//!
+//! let fired = kit.advance(Duration::from_secs(20 * 60));
+//! assert_eq!(fired[0].key, "timer 0000000000000001 1700000900000");
+//! assert_eq!(fired[0].answer.as_ref().unwrap().as_ref().unwrap().reply, Some(json!({"paid": false, "expired": true})));
+//! assert!(kit.state().expired && kit.timers().is_empty());
+//!
+//! // Paid in time, the timeout is cancelled and never fires.
+//! let mut kit = TestKit::<Order>::new("order-2");
+//! kit.send(&OrderCommand::Place).unwrap();
+//! kit.send(&OrderCommand::Pay).unwrap();
+//! assert!(kit.timers().is_empty() && kit.advance(Duration::from_secs(3600)).is_empty());
+//! ```
+//!
 //! # Commands by name
 //!
 //! [`EventSourcedEntity`], [`ValueEntity`] and [`Action`] are the same
@@ -130,6 +233,7 @@ mod export;
 pub mod raw;
 mod reply;
 pub mod testkit;
+mod timer;
 mod value;
 
 pub use action::{Action, ActionContext, Stateless, SubscribedEvent};
@@ -138,4 +242,5 @@ pub use event_sourced::{Context, EventSourced, EventSourcedEntity, StoredEvent};
 #[doc(hidden)]
 pub use export::{__private, bindings};
 pub use reply::{Commands, Forward, Reply, SideEffect};
+pub use timer::{Cron, MAX_TIMER_NAME, Missed, TimerCall, TimerChange, TimerDue, When};
 pub use value::{KeyValue, ValueContext, ValueEntity};

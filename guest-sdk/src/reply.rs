@@ -98,10 +98,11 @@ pub trait Commands: Serialize {
     const SERVICE: &'static str;
 }
 
-/// The typed constructors, payload builders and getters of [`Forward`] and
-/// [`SideEffect`], which both address a command (`service`, `entity_id`,
-/// `command`) and carry its `payload`; `$what` names the payload in the
-/// panic of `json`.
+/// The typed constructors, payload builders and getters of [`Forward`],
+/// [`SideEffect`] and [`TimerCall`](crate::TimerCall), which all address a
+/// command (`service`, `entity_id`, `command`) and carry its `payload`;
+/// `$what` names the payload in the panic of `json`. The type's module
+/// imports [`Commands`] and `encode_json`.
 macro_rules! call_methods {
     ($what:literal) => {
         /// Addresses `command`, a value of a command enum, to entity
@@ -121,7 +122,7 @@ macro_rules! call_methods {
         }
 
         /// Addresses `command` to entity `entity_id` of the service whose
-        /// [`Commands`] they are.
+        /// [`Commands`](crate::Commands) they are.
         ///
         /// # Panics
         ///
@@ -134,7 +135,7 @@ macro_rules! call_methods {
         ///
         /// # Panics
         ///
-        /// If `value` cannot be encoded as JSON (see [`Reply::json`]).
+        /// If `value` cannot be encoded as JSON (see [`Reply::json`](crate::Reply::json)).
         pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
             self.payload = encode_json(value, $what);
             self
@@ -167,6 +168,8 @@ macro_rules! call_methods {
         }
     };
 }
+
+pub(crate) use call_methods;
 
 /// A command to hand the caller's command on to, with [`Reply::forward`].
 ///

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
-use crate::{Command, Failure, Metadata, Reply, SideEffect};
+use crate::timer::timer_methods;
+use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
 
 /// A value entity: its state is one value, which the host stores and hands
 /// back before every command.
@@ -71,9 +72,10 @@ pub trait ValueEntity: Default + Serialize + DeserializeOwned {
     ///
     /// Change the state with [`ValueContext::update`] and
     /// [`ValueContext::delete`], add side effects with
-    /// [`ValueContext::effect`]; reply with a message or a
-    /// [`Reply::forward`]. Returning `Err` discards the state change and
-    /// every side effect added.
+    /// [`ValueContext::effect`], set and cancel timers with
+    /// [`ValueContext::schedule`] and [`ValueContext::cancel`]; reply with
+    /// a message or a [`Reply::forward`]. Returning `Err` discards the
+    /// state change, every side effect added and every timer change.
     fn handle(&self, command: Command<'_>, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure>;
 }
 
@@ -141,8 +143,10 @@ pub trait KeyValue: Default + Serialize + DeserializeOwned {
     ///
     /// Change the state with [`ValueContext::update`] and
     /// [`ValueContext::delete`], add side effects with
-    /// [`ValueContext::effect`]. Returning `Err` discards the state change
-    /// and every side effect added.
+    /// [`ValueContext::effect`], set and cancel timers with
+    /// [`ValueContext::schedule`] and [`ValueContext::cancel`]. Returning
+    /// `Err` discards the state change, every side effect added and every
+    /// timer change.
     fn handle(command: Self::Command, ctx: &mut ValueContext<'_, Self>) -> Result<Reply, Failure>;
 }
 
@@ -163,7 +167,7 @@ enum Change<E> {
 }
 
 /// What a value entity's command handler can do besides replying: change the
-/// state and add side effects.
+/// state, add side effects, and set and cancel timers.
 pub struct ValueContext<'a, E: ValueEntity> {
     entity_id: &'a str,
     metadata: Metadata<'a>,
@@ -171,6 +175,7 @@ pub struct ValueContext<'a, E: ValueEntity> {
     stored: bool,
     change: Change<E>,
     side_effects: Vec<SideEffect>,
+    timers: Vec<TimerChange>,
 }
 
 impl<'a, E: ValueEntity> ValueContext<'a, E> {
@@ -178,7 +183,8 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
     /// `current`, stored by the host or not.
     pub(crate) fn new(command: &Command<'a>, current: &'a E, stored: bool) -> Self {
         let (entity_id, metadata) = (command.entity_id(), command.metadata());
-        Self { entity_id, metadata, current, stored, change: Change::Unchanged, side_effects: Vec::new() }
+        let (change, side_effects, timers) = (Change::Unchanged, Vec::new(), Vec::new());
+        Self { entity_id, metadata, current, stored, change, side_effects, timers }
     }
 
     /// The id of the entity handling the command.
@@ -239,13 +245,16 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
         &self.side_effects
     }
 
-    /// Splits the context into the encoded state change and the side effects.
-    pub(crate) fn into_parts(self) -> (StateChange, Vec<SideEffect>) {
+    timer_methods!("the state change");
+
+    /// Splits the context into the encoded state change, the side effects
+    /// and the timer changes.
+    pub(crate) fn into_parts(self) -> (StateChange, Vec<SideEffect>, Vec<TimerChange>) {
         let change = match self.change {
             Change::Unchanged => StateChange::Unchanged,
             Change::Update(state) => StateChange::Update(encode_json(&state, "state")),
             Change::Delete { .. } => StateChange::Delete,
         };
-        (change, self.side_effects)
+        (change, self.side_effects, self.timers)
     }
 }

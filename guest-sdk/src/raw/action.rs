@@ -1,6 +1,6 @@
 //! The core of an action: the WIT `action.handle` and `action.on-event`.
 
-use crate::{Action, ActionContext, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent};
+use crate::{Action, ActionContext, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent, TimerChange};
 
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +9,8 @@ pub struct ActionEffects {
     pub reply: Reply,
     /// Further commands to run.
     pub side_effects: Vec<SideEffect>,
+    /// Timers set and cancelled, in order, on the command's routing key.
+    pub timers: Vec<TimerChange>,
 }
 
 /// Handles `command` with a fresh `A::default()`.
@@ -23,7 +25,8 @@ pub struct ActionEffects {
 pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure> {
     let mut ctx = ActionContext::new(command.entity_id(), command.metadata());
     let reply = A::default().handle(command, &mut ctx)?;
-    Ok(ActionEffects { reply, side_effects: ctx.into_side_effects() })
+    let (side_effects, timers) = ctx.into_parts();
+    Ok(ActionEffects { reply, side_effects, timers })
 }
 
 /// Handles `event` with a fresh `A::default()`, returning the side effects
@@ -35,11 +38,23 @@ pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure>
 ///
 /// # Panics
 ///
-/// If the handler panics.
+/// If the handler panics, or if it set or cancelled a timer: an event
+/// delivery commits no timers, so one would be lost.
 pub fn on_event<A: Action>(event: SubscribedEvent<'_>) -> Result<Vec<SideEffect>, Failure> {
     let mut ctx = ActionContext::new(event.entity_id(), Metadata::default());
     A::default().on_event(event, &mut ctx)?;
-    Ok(ctx.into_side_effects())
+    let (side_effects, timers) = ctx.into_parts();
+    if let Some(change) = timers.first() {
+        panic!(
+            "on_event of event {} of {}/{} changed timer {:?}: an event delivery sets and cancels no timers \
+             (forward the work to a command with a side effect instead)",
+            event.seq(),
+            event.service(),
+            event.entity_id(),
+            change.name()
+        );
+    }
+    Ok(side_effects)
 }
 
 #[cfg(test)]

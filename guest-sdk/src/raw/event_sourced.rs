@@ -2,7 +2,7 @@
 //! and `event-sourced.replay`.
 
 use crate::reply::encode_json;
-use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent};
+use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent, TimerChange};
 
 /// What a successful command produced, encoded as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct Effects {
     pub side_effects: Vec<SideEffect>,
     /// The entity's state after applying all of `events`.
     pub state: Vec<u8>,
+    /// Timers set and cancelled, in order, committed with the events.
+    pub timers: Vec<TimerChange>,
 }
 
 /// Why a stored history could not be rebuilt, mirroring the WIT
@@ -50,12 +52,13 @@ pub fn handle<'a, E: EventSourcedEntity>(
     let state = fold::<E>(snapshot, events).map_err(|failure| Failure::invalid_state(failure.message))?;
     let mut ctx = Context::new(&command, &state);
     let reply = state.handle(command, &mut ctx)?;
-    let (events, side_effects, working) = ctx.into_parts();
+    let parts = ctx.into_parts();
     Ok(Effects {
-        events: events.iter().map(|event| encode_json(event, "event")).collect(),
+        events: parts.events.iter().map(|event| encode_json(event, "event")).collect(),
         reply,
-        side_effects,
-        state: encode_json(working.as_ref().unwrap_or(&state), "state"),
+        side_effects: parts.side_effects,
+        state: encode_json(parts.working.as_ref().unwrap_or(&state), "state"),
+        timers: parts.timers,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The core of a value entity: the WIT `value.handle` and `value.decode-state`.
 
-use crate::{Command, Failure, Reply, SideEffect, ValueContext, ValueEntity};
+use crate::{Command, Failure, Reply, SideEffect, TimerChange, ValueContext, ValueEntity};
 
 /// What a command does to the stored state, mirroring the WIT `state-change`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct ValueEffects {
     pub state: StateChange,
     /// Further commands to run once the state change is durable.
     pub side_effects: Vec<SideEffect>,
+    /// Timers set and cancelled, in order, committed with the state change.
+    pub timers: Vec<TimerChange>,
 }
 
 /// Handles `command` for entity type `E` against the stored `state`, if any.
@@ -42,8 +44,8 @@ pub fn handle<E: ValueEntity>(state: Option<&[u8]>, command: Command<'_>) -> Res
     };
     let mut ctx = ValueContext::new(&command, &current, state.is_some());
     let reply = current.handle(command, &mut ctx)?;
-    let (state, side_effects) = ctx.into_parts();
-    Ok(ValueEffects { reply, state, side_effects })
+    let (state, side_effects, timers) = ctx.into_parts();
+    Ok(ValueEffects { reply, state, side_effects, timers })
 }
 
 /// Decodes a stored `state` of entity type `E` and answers it encoded as

@@ -5,13 +5,14 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use super::{SideEffectCall, encode};
-use crate::{Action, Command, Failure, Reply, SideEffect, SubscribedEvent, raw};
+use crate::{Action, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent, raw};
 
 /// Calls an action of type `A` the way the host does.
 ///
-/// Actions are stateless, so the kit keeps nothing between calls; commands
-/// are addressed to routing key `"test"` unless
-/// [`with_entity_id`](Self::with_entity_id) says otherwise.
+/// Actions are stateless, so the kit keeps nothing between calls but the
+/// timers the commands set on their routing key (see
+/// [`timers`](Self::timers)); commands are addressed to routing key
+/// `"test"` unless [`with_entity_id`](Self::with_entity_id) says otherwise.
 ///
 /// ```
 /// # use wasmstate_sdk::{Action, ActionContext, Command, Failure, Reply};
@@ -31,6 +32,7 @@ use crate::{Action, Command, Failure, Reply, SideEffect, SubscribedEvent, raw};
 pub struct ActionTestKit<A> {
     entity_id: String,
     metadata: super::KitMetadata,
+    timers: super::timers::KitTimers,
     action: PhantomData<fn() -> A>,
 }
 
@@ -43,7 +45,12 @@ impl<A: Action> Default for ActionTestKit<A> {
 impl<A: Action> ActionTestKit<A> {
     /// A kit addressing commands to routing key `"test"`.
     pub fn new() -> Self {
-        Self { entity_id: "test".to_owned(), metadata: super::KitMetadata::default(), action: PhantomData }
+        Self {
+            entity_id: "test".to_owned(),
+            metadata: super::KitMetadata::default(),
+            timers: super::timers::KitTimers::default(),
+            action: PhantomData,
+        }
     }
 
     /// Addresses commands to routing key `entity_id`.
@@ -52,12 +59,22 @@ impl<A: Action> ActionTestKit<A> {
         self
     }
 
-    command_methods!(&self, "action", "The action's failure.");
+    command_methods!(&self, "action", "The action's failure; the timers are then unchanged.");
 
-    /// Runs a command, as the host does.
+    kit_timer_methods!();
+
+    /// Runs a command under the test's idempotency key.
     fn run(&self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let effects =
-            raw::action::handle::<A>(Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(0)))?;
+        self.run_keyed(name, payload, self.metadata.idempotency_key.as_deref())
+    }
+
+    /// Runs a command under `key` and commits its timer changes, as the
+    /// host does.
+    fn run_keyed(&self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<SideEffect>), Failure> {
+        let now_ms = self.metadata.now_ms();
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(0, now_ms, key));
+        let effects = raw::action::handle::<A>(command).inspect_err(|_| self.timers.failed())?;
+        self.timers.commit(now_ms, effects.timers);
         Ok((effects.reply, effects.side_effects))
     }
 

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent, raw};
+use crate::{Command, EventSourcedEntity, Failure, Metadata, Reply, SideEffect, StoredEvent, raw};
 
 /// The version the kit records for the events its commands emit, unless
 /// told another ([`TestKit::at_version`]).
@@ -45,6 +45,7 @@ pub struct TestKit<E> {
     version: u32,
     state: Option<Vec<u8>>,
     metadata: super::KitMetadata,
+    timers: super::timers::KitTimers,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -62,6 +63,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             version: KIT_VERSION,
             state: None,
             metadata: super::KitMetadata::default(),
+            timers: super::timers::KitTimers::default(),
             entity: PhantomData,
         }
     }
@@ -114,7 +116,9 @@ impl<E: EventSourcedEntity> TestKit<E> {
         self
     }
 
-    command_methods!(&mut self, "entity", "The entity's failure; the log and state are then unchanged.");
+    command_methods!(&mut self, "entity", "The entity's failure; the log, state and timers are then unchanged.");
+
+    kit_timer_methods!();
 
     /// The events after the latest snapshot, as the host passes them.
     fn unsnapshotted(&self) -> impl Iterator<Item = StoredEvent<'_>> {
@@ -125,12 +129,28 @@ impl<E: EventSourcedEntity> TestKit<E> {
             .map(|(seq, version, event)| StoredEvent::new(*seq, *version, event))
     }
 
-    /// Runs a command and commits its events, as the host does.
+    /// Runs a command under the test's idempotency key.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+        let key = self.metadata.idempotency_key.clone();
+        self.run_keyed(name, payload, key.as_deref())
+    }
+
+    /// Runs a command under `key` and commits its events and timer changes,
+    /// as the host does.
+    fn run_keyed(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
-        let command = Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(self.seq()));
-        let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)?;
+        let now_ms = self.metadata.now_ms();
+        let command =
+            Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(self.seq(), now_ms, key));
+        let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)
+            .inspect_err(|_| self.timers.failed())?;
+        self.timers.commit(now_ms, effects.timers);
 
         let first = self.seq() + 1;
         let version = self.version;

@@ -11,6 +11,14 @@
 //! As with the host, a failed command changes nothing. The kits do not run
 //! forwards or side effects; [`Outcome`] shows them, with their payloads
 //! decoded as JSON, so a test can check what the host would run.
+//!
+//! Each kit also keeps the timers of its entity (an action kit, those of
+//! its routing key) as the host would: `timers()` lists the pending ones,
+//! `timer_changes()` what the last command set and cancelled. It has a
+//! clock, `now_ms()`, which its commands see as their time:
+//! `set_time_ms` fixes it, and `advance` moves it on and fires the timers
+//! that come due meanwhile, running those that target the kit's own entity
+//! like `handle` does, under the idempotency key the host would give them.
 
 /// Defines a kit's `handle`, `handle_raw` and `handle_outcome`, which send
 /// one command through the kit's `run(name, payload)`: that runs the command
@@ -133,9 +141,9 @@ macro_rules! command_methods {
             Ok($crate::testkit::Outcome::new(reply, side_effects))
         }
 
-        /// Fixes the time the next commands see in their
+        /// Fixes the kit's clock, the time the next commands see in their
         /// [`Metadata`](crate::Metadata), in Unix milliseconds; by default
-        /// they see the real time.
+        /// they see the real time (see [`now_ms`](Self::now_ms)).
         pub fn set_time_ms(&mut self, now_ms: u64) {
             self.metadata.now_ms = Some(now_ms);
         }
@@ -149,37 +157,42 @@ macro_rules! command_methods {
     };
 }
 
+#[macro_use]
+mod timers;
 mod action;
+mod cron;
 mod event_sourced;
+#[cfg(test)]
+mod timer_tests;
 mod value;
 
 pub use action::ActionTestKit;
 pub use event_sourced::TestKit;
+pub use timers::{Firing, PendingTimer, ScheduledCall, TimerChangeCall};
 pub use value::ValueTestKit;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Forward, Metadata, Reply, SideEffect};
+use crate::{Forward, Reply, SideEffect};
 
-/// What a kit tells its commands besides the seq: the time and the
-/// idempotency key the test set.
+/// What a kit tells its commands besides the seq: the time of its clock and
+/// the idempotency key the test set.
 #[derive(Debug, Clone, Default)]
 struct KitMetadata {
-    /// The time commands see; the real time when `None`.
+    /// The kit's clock; the real time when `None`.
     now_ms: Option<u64>,
     /// The key commands run under.
     idempotency_key: Option<String>,
 }
 
 impl KitMetadata {
-    /// The metadata of a command on an entity at `seq`.
-    fn at(&self, seq: u64) -> Metadata<'_> {
-        let now_ms = self.now_ms.unwrap_or_else(|| {
+    /// The time of the kit's clock, in Unix milliseconds.
+    fn now_ms(&self) -> u64 {
+        self.now_ms.unwrap_or_else(|| {
             let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
             since_epoch.map_or(0, |elapsed| elapsed.as_millis() as u64)
-        });
-        Metadata::new(seq, now_ms, self.idempotency_key.as_deref())
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
-use crate::{Command, Failure, Reply, SideEffect, ValueEntity, raw};
+use crate::{Command, Failure, Metadata, Reply, SideEffect, ValueEntity, raw};
 
 /// An in-memory host for one value entity of type `E`.
 ///
@@ -36,6 +36,7 @@ pub struct ValueTestKit<E> {
     /// How many times the state was written.
     revision: u64,
     metadata: super::KitMetadata,
+    timers: super::timers::KitTimers,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -47,6 +48,7 @@ impl<E: ValueEntity> ValueTestKit<E> {
             state: None,
             revision: 0,
             metadata: super::KitMetadata::default(),
+            timers: super::timers::KitTimers::default(),
             entity: PhantomData,
         }
     }
@@ -62,12 +64,29 @@ impl<E: ValueEntity> ValueTestKit<E> {
         self
     }
 
-    command_methods!(&mut self, "entity", "The entity's failure; the state is then unchanged.");
+    command_methods!(&mut self, "entity", "The entity's failure; the state and timers are then unchanged.");
 
-    /// Runs a command and commits its state change, as the host does.
+    kit_timer_methods!();
+
+    /// Runs a command under the test's idempotency key.
     fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
-        let command = Command::new(name, payload, &self.entity_id).with_metadata(self.metadata.at(self.revision));
-        let effects = raw::value::handle::<E>(self.state.as_deref(), command)?;
+        let key = self.metadata.idempotency_key.clone();
+        self.run_keyed(name, payload, key.as_deref())
+    }
+
+    /// Runs a command under `key` and commits its state change and timer
+    /// changes, as the host does.
+    fn run_keyed(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<(Reply, Vec<SideEffect>), Failure> {
+        let now_ms = self.metadata.now_ms();
+        let command =
+            Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(self.revision, now_ms, key));
+        let effects = raw::value::handle::<E>(self.state.as_deref(), command).inspect_err(|_| self.timers.failed())?;
+        self.timers.commit(now_ms, effects.timers);
         match effects.state {
             StateChange::Unchanged => return Ok((effects.reply, effects.side_effects)),
             StateChange::Update(bytes) => self.state = Some(bytes),
