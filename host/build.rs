@@ -17,6 +17,9 @@ const WIT_DIR: &str = "wit/v0.2.0";
 /// spells them.
 const SDK_DEPENDENCIES: &[&str] = &["serde", "serde_json", "wit-bindgen"];
 
+/// Those it takes only outside WebAssembly: the test kit's cron schedules.
+const SDK_NATIVE_DEPENDENCIES: &[&str] = &["croner", "jiff"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
     let workspace = manifest_dir.parent().expect("the host lives in the workspace root");
@@ -51,6 +54,11 @@ fn main() {
         "[package]\nname = \"wasmstate-sdk\"\ndescription = \"Write wasmstate services in Rust\"\nversion = {version}\nedition = {edition}\npublish = false\n\n[lib]\nname = \"wasmstate_sdk\"\n\n[dependencies]\n"
     );
     for dependency in SDK_DEPENDENCIES {
+        let spec = workspace_value(&root, "workspace.dependencies", dependency);
+        writeln!(manifest, "{dependency} = {spec}").expect("a string takes writes");
+    }
+    manifest.push_str("\n[target.'cfg(not(target_arch = \"wasm32\"))'.dependencies]\n");
+    for dependency in SDK_NATIVE_DEPENDENCIES {
         let spec = workspace_value(&root, "workspace.dependencies", dependency);
         writeln!(manifest, "{dependency} = {spec}").expect("a string takes writes");
     }

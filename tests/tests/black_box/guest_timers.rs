@@ -56,9 +56,9 @@ async fn a_timer_a_command_sets_fires_once_under_its_own_key() {
     let t = start_with("timers", TIMERS, &[]).await;
     let api = &t.api;
     api.invoke("timers", "a", "Schedule", json!({"name": "soon", "after_ms": 300})).await.expect(200);
-    let ticks = settles_at(api, "a", 1).await;
-    assert_eq!(ticks[0]["label"], "soon");
-    assert!(slot_of(&ticks[0]) <= ticks[0]["now_ms"].as_u64().unwrap(), "{ticks:?}");
+    let fired = settles_at(api, "a", 1).await;
+    assert_eq!(fired[0]["label"], "soon");
+    assert!(slot_of(&fired[0]) <= fired[0]["now_ms"].as_u64().unwrap(), "{fired:?}");
     assert!(timers_of(api, "timers", "a").await.is_empty(), "a fired timer is gone");
     assert!(api.metric("wasmstate_timers_fired_total").await >= 1.0);
 
@@ -94,7 +94,7 @@ async fn a_command_that_fails_or_sets_a_bad_timer_sets_none() {
     let api = &t.api;
     let failing = json!({"name": "t", "after_ms": 0, "fail": "not today"});
     let (kind, message) = api.invoke("timers", "f", "Schedule", failing).await.expect_error(400);
-    assert_eq!((kind.as_str(), message.as_str()), ("rejected", "not today"));
+    assert_eq!((kind.as_str(), message.as_str()), ("command_failed", "not today"));
     for (timer, says) in [
         (json!({"name": "", "after_ms": 0}), "1 to 128 bytes"),
         (json!({"name": "c", "cron": "0 9 * *"}), "4 fields"),
