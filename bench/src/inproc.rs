@@ -268,6 +268,7 @@ pub async fn storage_ceiling(report: &mut Report, duration: Duration) -> anyhow:
                         outbox: Vec::new(),
                         idempotency: None,
                         timers: Vec::new(),
+                        fires: None,
                         trace: None,
                     };
                     let sent = Instant::now();

@@ -90,7 +90,7 @@ pub mod journal_hooks {
     pub use crate::domain::{Call, CronSchedule, FollowUp, IdempotencyKey, MissedFirings};
     pub use crate::journal::{
         Commit, CommitStatus, DeadLetter, EntityWrite, IdempotencyRecord, Journal, JournalError, Lease, PgJournal,
-        RedbJournal, Timer, TimerChange,
+        RedbJournal, Timer, TimerChange, TimerGuard,
     };
     pub use crate::metrics::Metrics;
 }

@@ -180,6 +180,8 @@ impl From<InvokeError> for ApiError {
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::InvalidTimer(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_timer", message),
+            // Only a timer's firing meets it, and no caller waits for that.
+            InvokeError::TimerGone => Self::new(StatusCode::CONFLICT, "timer_gone", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),
             InvokeError::SideEffectFailed { target, source } => {
                 // The cause as its own reply would put it, internals logged.

@@ -23,7 +23,7 @@ pub(super) async fn run(
 ) -> Result<FollowUp, InvokeError> {
     let keyed = invocation.keyed();
     let (name, entity): (Arc<str>, Arc<str>) = (invocation.service().into(), invocation.entity().into());
-    let (hops, trace) = (invocation.hops, invocation.trace.kept());
+    let (hops, trace, fires) = (invocation.hops, invocation.trace.kept(), invocation.fires.as_deref().cloned());
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&name, &entity, keyed).await?
     {
@@ -53,6 +53,7 @@ pub(super) async fn run(
         outbox,
         idempotency,
         timers,
+        fires,
         trace,
     };
     if commit.is_empty() {

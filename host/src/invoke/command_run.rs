@@ -186,6 +186,10 @@ async fn settle(
             *broken = true;
             Err(InvokeError::EarlierCommitFailed)
         }
+        Ok(CommitStatus::TimerGone) => {
+            *broken = true;
+            Err(InvokeError::TimerGone)
+        }
         Err(error) => {
             *broken = true;
             Err(error.into())

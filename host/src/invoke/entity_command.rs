@@ -74,7 +74,7 @@ pub(super) async fn run(
     invocation: Invocation,
 ) -> Result<Ran, InvokeError> {
     let keyed = invocation.keyed();
-    let (hops, trace) = (invocation.hops, invocation.trace.kept());
+    let (hops, trace, fires) = (invocation.hops, invocation.trace.kept(), invocation.fires.as_deref().cloned());
     if let Some(keyed) = &keyed
         && let Some(follow_up) = shared.replay(&entity.service, &entity.entity, keyed).await?
     {
@@ -103,6 +103,7 @@ pub(super) async fn run(
         outbox,
         idempotency,
         timers,
+        fires,
         trace,
     };
     if let Some(after) = cache_after {

@@ -75,6 +75,10 @@ pub enum InvokeError {
         /// Why it failed.
         source: Box<InvokeError>,
     },
+    /// A timer's firing found its timer cancelled or set again: nothing
+    /// ran.
+    #[error("the timer was cancelled or set again before it fired")]
+    TimerGone,
     /// The writes could not be committed, or stored data could not be read.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -99,6 +103,7 @@ impl InvokeError {
             CommitStatus::OutboxFull { service } => InvokeError::outbox_full(&service),
             CommitStatus::KeyRecorded => InvokeError::Internal("the journal found a key on an unkeyed commit".into()),
             CommitStatus::AfterRefused => InvokeError::Internal("a commit alone followed a refused one".into()),
+            CommitStatus::TimerGone => InvokeError::TimerGone,
             CommitStatus::Durable { .. } => {
                 InvokeError::Internal("a durable commit was taken for a refused one".into())
             }

@@ -42,7 +42,7 @@ use tracing::field::Empty;
 
 use crate::domain::{Call, FollowUp, IdempotencyKey, Reply, ServiceKind, Step, SubscribedEvent};
 use crate::finish_on_drop::FinishOnDrop;
-use crate::journal::Journal;
+use crate::journal::{Journal, TimerGuard};
 use crate::metrics::{InvocationOutcome, Metrics};
 use crate::runtime::Runtime;
 use crate::services::{Service, Services};
@@ -112,6 +112,9 @@ pub struct Invocation {
     pub trace: TraceContext,
     /// What started it.
     pub cause: Cause,
+    /// The timer setting it fires, if it is a timer's firing: its commit
+    /// lands only while that setting is stored.
+    pub fires: Option<Box<TimerGuard>>,
 }
 
 /// What started an invocation, as its span names it.
@@ -164,7 +167,12 @@ impl Invocation {
     /// of a new trace (see [`Invocation::child_of`]).
     pub fn command(call: Call, key: Option<IdempotencyKey>) -> Self {
         let trace = TraceContext::child_or_root(None);
-        Self { input: Input::Command(call), key, hops: 0, trace, cause: Cause::Request }
+        Self { input: Input::Command(call), key, hops: 0, trace, cause: Cause::Request, fires: None }
+    }
+
+    /// The same invocation as the firing of the timer setting `guard`.
+    pub fn firing(self, guard: TimerGuard) -> Self {
+        Self { fires: Some(Box::new(guard)), cause: Cause::Timer, ..self }
     }
 
     /// The same invocation, `hops` forwards or side effects deep.
@@ -185,7 +193,8 @@ impl Invocation {
     pub fn event(subscriber: String, event: SubscribedEvent, trace: Option<&TraceContext>) -> Self {
         let key = IdempotencyKey::event(&event.source, event.seq);
         let trace = TraceContext::child_or_root(trace);
-        Self { input: Input::Event { subscriber, event }, key: Some(key), hops: 0, trace, cause: Cause::Event }
+        let input = Input::Event { subscriber, event };
+        Self { input, key: Some(key), hops: 0, trace, cause: Cause::Event, fires: None }
     }
 
     /// The service invoked.

@@ -83,6 +83,7 @@ impl Invoker {
             outbox: Vec::new(),
             idempotency: shared.record(keyed.as_ref(), &follow_up, &[], true),
             timers: vec![TimerChange::Set(Box::new(timer))],
+            fires: None,
             trace: trace.kept(),
         };
         match (shared.journal.commit(commit).await?, &keyed) {

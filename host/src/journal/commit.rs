@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{CommitWatch, IdempotencyRecord, StoredSnapshot, TimerChange};
+use super::{CommitWatch, IdempotencyRecord, StoredSnapshot, TimerChange, TimerGuard};
 use crate::domain::Call;
 use crate::metrics::Metrics;
 use crate::trace_context::TraceContext;
@@ -58,6 +58,9 @@ pub struct Commit {
     pub idempotency: Option<IdempotencyRecord>,
     /// Timers the command sets or cancels.
     pub timers: Vec<TimerChange>,
+    /// The timer setting the command fires, if it is a timer's firing: the
+    /// commit lands only while that setting is stored.
+    pub fires: Option<TimerGuard>,
     /// The span of the command, kept beside its events and outbox entries
     /// so what they start later (an event delivery, an outbox delivery)
     /// joins its trace; `None` when the trace is not sampled.
@@ -76,6 +79,7 @@ impl Commit {
             outbox: Vec::new(),
             idempotency: None,
             timers: Vec::new(),
+            fires: None,
             trace: None,
         }
     }
@@ -127,6 +131,9 @@ pub enum CommitStatus {
     /// Refused undecided: it follows a commit of its run that did not land,
     /// so the state it ran on was never committed.
     AfterRefused,
+    /// Refused: the commit is a timer's firing, and that timer was
+    /// cancelled or set again (its setting is no longer stored).
+    TimerGone,
 }
 
 impl CommitStatus {

@@ -46,7 +46,7 @@ pub use embedded::{RedbJournal, Reopen};
 pub use history::{AsOf, Compacted, Forked, NotKept, Retention, ServiceLogEntry};
 pub use postgres::PgJournal;
 pub use records::{DeadLetter, IdempotencyRecord, OutboxEntry};
-pub use timers::{MAX_TIMER_DELAY, MAX_TIMER_NAME, Timer, TimerChange};
+pub use timers::{MAX_TIMER_DELAY, MAX_TIMER_NAME, Timer, TimerChange, TimerGuard};
 
 /// What opening a journal found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

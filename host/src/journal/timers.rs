@@ -56,6 +56,28 @@ pub struct Timer {
     pub trace: Option<TraceContext>,
 }
 
+/// The timer setting a command fires, named in the command's commit: the
+/// commit lands only while that setting is stored, so a timer cancelled or
+/// set again before its firing commits does not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerGuard {
+    /// The service of the entity that owns the timer.
+    pub service: String,
+    /// The entity that owns it.
+    pub entity: String,
+    /// Its name.
+    pub name: String,
+    /// The setting that fires.
+    pub id: u64,
+}
+
+impl TimerGuard {
+    /// The guard of `timer`'s current setting.
+    pub fn of(timer: &Timer) -> Self {
+        Self { service: timer.service.clone(), entity: timer.entity.clone(), name: timer.name.clone(), id: timer.id }
+    }
+}
+
 /// A change a commit makes to its entity's timers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerChange {

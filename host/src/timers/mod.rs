@@ -12,10 +12,10 @@
 //! the timer's listing; one that fails for good (its command refused, or
 //! its service deleted) is logged, counted and removed.
 //!
-//! Right before it runs, a firing checks that its timer is still the
-//! setting it read, so one cancelled or set again while it waited for a
-//! slot does not run. A cancel that lands between that check and the
-//! firing's commit comes too late: the command runs once.
+//! A firing's commit names the timer setting it fires
+//! ([`crate::journal::TimerGuard`]) and lands only while that setting is
+//! stored: a timer cancelled or set again before its firing committed does
+//! not run, however the two race, on one host or many.
 //!
 //! A timer with a cron schedule ([`cron`]) fires at each of its slots,
 //! each under its own key (`timer {id} {slot}`), and stays, moved to its
@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use crate::domain::IdempotencyKey;
 use crate::invoke::{Cause, Invocation, InvokeError, Invoker};
-use crate::journal::{Journal, JournalError, Lease, Timer, now_ms};
+use crate::journal::{Journal, JournalError, Lease, Timer, TimerGuard, now_ms};
 use crate::leases::LeaseKeeper;
 use crate::metrics::{Firing, Metrics};
 
@@ -214,17 +214,6 @@ impl Worker {
         let lease = self.lease.clone();
         let running = setting(&timer);
         let task = self.firing.spawn(async move {
-            let (s, e, name, id) = setting(&timer);
-            let reader = journal.clone();
-            let stored = tokio::task::spawn_blocking(move || reader.timers_of(&s, &e)).await;
-            let current = match stored {
-                Ok(Ok(timers)) => timers.iter().any(|t| t.name == name && t.id == id),
-                // It fires: its key keeps a repeat harmless.
-                _ => true,
-            };
-            if !current {
-                return (timer, None);
-            }
             let timer = match slot_to_fire(timer, journal, lease).await {
                 Ok(timer) => timer,
                 Err(timer) => return (timer, None),
@@ -235,9 +224,13 @@ impl Worker {
             let key = IdempotencyKey::timer(timer.id, timer.scheduled_ms);
             let invocation = Invocation::command(timer.call.clone(), Some(key))
                 .at_hops(timer.hops)
-                .child_of(timer.trace.as_ref(), Cause::Timer);
-            let result = invoker.invoke(invocation).await;
-            (timer, Some(result))
+                .child_of(timer.trace.as_ref(), Cause::Timer)
+                .firing(TimerGuard::of(&timer));
+            match invoker.invoke(invocation).await {
+                // Cancelled or set again since it was read: nothing ran.
+                Err(InvokeError::TimerGone) => (timer, None),
+                result => (timer, Some(result)),
+            }
         });
         self.running.insert(task.id(), running);
     }

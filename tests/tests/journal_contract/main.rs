@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use wasmstate::journal_hooks::{
     Call, Commit, CommitStatus, CronSchedule, DeadLetter, EntityWrite, FollowUp, IdempotencyKey, IdempotencyRecord,
-    Journal, JournalError, Metrics, MissedFirings, PgJournal, RedbJournal, Timer, TimerChange,
+    Journal, JournalError, Metrics, MissedFirings, PgJournal, RedbJournal, Timer, TimerChange, TimerGuard,
 };
 
 /// A journal under test, and what keeps its storage alive.
@@ -252,5 +252,54 @@ async fn fired_timers_go_or_move_on_and_a_newer_setting_is_left_alone() {
         journal.timer_update(&stale, &lease).unwrap();
         assert_eq!(journal.timers_of("orders", "o-1").unwrap(), [moved, retried], "{name}");
         assert_eq!(journal.timers_due(5_999, 10).unwrap(), [], "{name}");
+    }
+}
+
+/// A timer's firing commits only while the setting it fires is stored: a
+/// cancel or a new setting committed first, in an earlier batch or earlier
+/// in the same run, refuses it, and it writes nothing.
+#[tokio::test]
+async fn a_firing_lands_only_while_its_timer_setting_is_stored() {
+    for Subject { name, journal, .. } in journals().await {
+        let timers = |changes: Vec<TimerChange>| {
+            let mut commit = Commit::events("orders", "o-1", 0, Vec::new());
+            commit.write = EntityWrite::Nothing;
+            commit.timers = changes;
+            commit
+        };
+        let set = |timer: &Timer| timers(vec![TimerChange::Set(Box::new(timer.clone()))]);
+        let firing = |guard: TimerGuard, event: &str, expected: u64| {
+            let mut commit = Commit::events("counter", "c", expected, vec![event.as_bytes().to_vec()]);
+            commit.fires = Some(guard);
+            commit
+        };
+        let expire = Timer::new("orders", "o-1", "expire", call("c"), 100, 0);
+        assert!(journal.commit(set(&expire)).await.unwrap().is_durable());
+        let fired = journal.commit(firing(TimerGuard::of(&expire), "a", 0)).await.unwrap();
+        assert_eq!(fired, CommitStatus::Durable { last_seq: 1 }, "{name}: the setting is stored");
+
+        // Set again: a firing of the first setting is refused.
+        let again = Timer::new("orders", "o-1", "expire", call("c"), 100, 0);
+        assert!(journal.commit(set(&again)).await.unwrap().is_durable());
+        let stale = journal.commit(firing(TimerGuard::of(&expire), "b", 1)).await.unwrap();
+        assert_eq!(stale, CommitStatus::TimerGone, "{name}");
+
+        // Cancelled earlier in the same run: refused too, and what follows.
+        let run = vec![
+            timers(vec![TimerChange::Cancel("expire".into())]),
+            firing(TimerGuard::of(&again), "c", 1),
+            Commit::events("counter", "c", 1, vec![b"d".to_vec()]),
+        ];
+        let mut statuses = Vec::new();
+        for pending in journal.commit_run(run) {
+            statuses.push(pending.await.unwrap());
+        }
+        assert_eq!(
+            statuses,
+            [CommitStatus::Durable { last_seq: 0 }, CommitStatus::TimerGone, CommitStatus::AfterRefused],
+            "{name}"
+        );
+        assert_eq!(journal.head("counter", "c").unwrap(), 1, "{name}: nothing of a refused firing is written");
+        assert!(journal.timers_of("orders", "o-1").unwrap().is_empty(), "{name}");
     }
 }

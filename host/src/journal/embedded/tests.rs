@@ -237,6 +237,7 @@ fn commit_with(service: &str, entity: &str, write: EntityWrite) -> Commit {
         outbox: Vec::new(),
         idempotency: None,
         timers: Vec::new(),
+        fires: None,
         trace: None,
     }
 }

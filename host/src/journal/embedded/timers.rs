@@ -8,7 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 use super::tables::{TIMERS, TIMERS_DUE};
 use super::{JournalError, Lease, RedbJournal};
 use crate::journal::contract::TimerStore;
-use crate::journal::timers::{Timer, TimerChange};
+use crate::journal::timers::{Timer, TimerChange, TimerGuard};
 
 /// The timer tables, open in a write transaction.
 pub(super) struct TimerTables<'txn> {
@@ -44,6 +44,16 @@ impl<'txn> TimerTables<'txn> {
         self.timers.insert(key, timer.encode()?.as_slice())?;
         self.due.insert((timer.due_ms, timer.id), key)?;
         Ok(())
+    }
+
+    /// Whether the timer setting `guard` names is stored (as this
+    /// transaction has it).
+    pub fn holds(&self, guard: &TimerGuard) -> Result<bool, JournalError> {
+        let (service, entity, name) = (guard.service.as_str(), guard.entity.as_str(), guard.name.as_str());
+        match self.timers.get((service, entity, name))? {
+            Some(row) => Ok(Timer::read(service, entity, name, row.value()).is_ok_and(|t| t.id == guard.id)),
+            None => Ok(false),
+        }
     }
 
     /// Removes a timer (only the setting `id`, when given); whether one was.

@@ -285,6 +285,11 @@ impl<'txn> Tables<'txn> {
 
     fn write(&mut self, commit: &Commit) -> Result<CommitStatus, JournalError> {
         let key = (&*commit.service, &*commit.entity);
+        if let Some(guard) = &commit.fires
+            && !self.timers.holds(guard)?
+        {
+            return Ok(CommitStatus::TimerGone);
+        }
         if let Some(record) = &commit.idempotency
             && let Some(existing) = self.idempotency.get((key.0, key.1, record.key.as_str()))?
             && idempotency_live(records::expiry(existing.value())?, self.now_ms)

@@ -165,6 +165,18 @@ async fn write_in_transaction(
         .collect();
     logged.sort_unstable();
     logged.dedup();
+    // The timers the batch's firings fire, locked last.
+    let fired: (Vec<&str>, Vec<&str>, Vec<&str>) = commits
+        .iter()
+        .filter_map(|c| c.fires.as_ref())
+        .map(|g| (g.service.as_str(), g.entity.as_str(), g.name.as_str()))
+        .fold((vec![], vec![], vec![]), |(mut s, mut e, mut n), (a, b, c)| {
+            s.push(a);
+            e.push(b);
+            n.push(c);
+            (s, e, n)
+        });
+    let lock_fired = conn.statement(sql::LOCK_FIRED_TIMERS).await?;
     let (ensure, lock) = (conn.statement(sql::ENSURE_HEADS).await?, conn.statement(sql::LOCK_HEADS).await?);
     let find = conn.statement(sql::FIND_KEYS).await?;
     let (ensure_logs, lock_logs) = (conn.statement(sql::ENSURE_LOGS).await?, conn.statement(sql::LOCK_LOGS).await?);
@@ -172,7 +184,7 @@ async fn write_in_transaction(
     let client = &conn.client;
     // All sent at once, after the BEGIN; PostgreSQL takes the locks in the order sent.
     let begin = client.batch_execute("BEGIN");
-    let ((), (_, locked, found, _, logs)) = futures_util::future::try_join(
+    let ((), (_, locked, found, _, logs), timers) = futures_util::future::try_join3(
         begin,
         futures_util::future::try_join5(
             client.execute(&ensure, &[&services, &ids]),
@@ -186,6 +198,12 @@ async fn write_in_transaction(
             async { if logged.is_empty() { Ok(0) } else { client.execute(&ensure_logs, &[&logged]).await } },
             async { if logged.is_empty() { Ok(Vec::new()) } else { client.query(&lock_logs, &[&logged]).await } },
         ),
+        async {
+            match fired.0.is_empty() {
+                true => Ok(Vec::new()),
+                false => client.query(&lock_fired, &[&fired.0, &fired.1, &fired.2]).await,
+            }
+        },
     )
     .await?;
     let mut heads: HashMap<(&str, &str), u64> = HashMap::new();
@@ -194,8 +212,10 @@ async fn write_in_transaction(
         let key = entities.iter().copied().find(|k| *k == (service, entity)).expect("locked rows are the batch's");
         heads.insert(key, row.get::<_, i64>(2) as u64);
     }
-    let mut recorded: HashSet<(String, String, String)> =
-        found.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
+    let mut found = Found {
+        keys: found.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect(),
+        timers: timers.iter().map(|row| ((row.get(0), row.get(1), row.get(2)), row.get::<_, i64>(3) as u64)).collect(),
+    };
     let mut log_heads: HashMap<&str, u64> = HashMap::new();
     for row in logs {
         let service: &str = row.get(0);
@@ -207,7 +227,7 @@ async fn write_in_transaction(
     let mut outbox_added: HashMap<String, u64> = HashMap::new();
     let mut moved: HashSet<(&str, &str)> = HashSet::new();
     let statuses = commit_queue::decide_in_order(batch.iter().copied(), |commit| {
-        let status = decide(commit, shared, &mut heads, &mut log_heads, &mut recorded, &mut outbox_added, &mut rows)?;
+        let status = decide(commit, shared, &mut heads, &mut log_heads, &mut found, &mut outbox_added, &mut rows)?;
         if status.is_durable() {
             moved.insert((&commit.service, &commit.entity));
         }
@@ -217,19 +237,38 @@ async fn write_in_transaction(
     Ok((statuses, outbox_added))
 }
 
+/// What the batch found stored, under its locks: the idempotency keys
+/// already recorded (and those its commits record), and the settings of
+/// the timers its firings fire.
+struct Found {
+    keys: HashSet<(String, String, String)>,
+    timers: HashMap<(String, String, String), u64>,
+}
+
 /// Decides one commit against the locked heads, adding its rows.
 fn decide<'a>(
     commit: &'a Commit,
     shared: &Shared,
     heads: &mut HashMap<(&'a str, &'a str), u64>,
     log_heads: &mut HashMap<&'a str, u64>,
-    recorded: &mut HashSet<(String, String, String)>,
+    stored: &mut Found,
     outbox_added: &mut HashMap<String, u64>,
     rows: &mut Rows<'a>,
 ) -> Result<CommitStatus, JournalError> {
     let key = (&*commit.service, &*commit.entity);
+    if let Some(guard) = &commit.fires {
+        // As the batch leaves it so far, else as stored.
+        let at = (guard.service.as_str(), guard.entity.as_str(), guard.name.as_str());
+        let current = match rows.timers.get(&at) {
+            Some(set) => set.as_ref().map(|row| row.0 as u64),
+            None => stored.timers.get(&(at.0.to_string(), at.1.to_string(), at.2.to_string())).copied(),
+        };
+        if current != Some(guard.id) {
+            return Ok(CommitStatus::TimerGone);
+        }
+    }
     if let Some(record) = &commit.idempotency
-        && recorded.contains(&(key.0.to_string(), key.1.to_string(), record.key.as_str().to_string()))
+        && stored.keys.contains(&(key.0.to_string(), key.1.to_string(), record.key.as_str().to_string()))
     {
         return Ok(CommitStatus::KeyRecorded);
     }
@@ -296,14 +335,13 @@ fn decide<'a>(
         *outbox_added.entry(call.service.clone()).or_default() += 1;
     }
     if let Some(record) = &commit.idempotency {
-        let stored = KeyRecord {
+        let kept = KeyRecord {
             expires_at_ms: record.expires_at_ms,
             fingerprint: record.fingerprint,
             follow_up: &record.follow_up,
         };
-        rows.keys
-            .insert((key.0, key.1, record.key.as_str()), (db_int(record.expires_at_ms), records::encode(&stored)?));
-        recorded.insert((key.0.to_string(), key.1.to_string(), record.key.as_str().to_string()));
+        rows.keys.insert((key.0, key.1, record.key.as_str()), (db_int(record.expires_at_ms), records::encode(&kept)?));
+        stored.keys.insert((key.0.to_string(), key.1.to_string(), record.key.as_str().to_string()));
     }
     for change in &commit.timers {
         match change {

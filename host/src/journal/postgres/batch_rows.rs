@@ -198,6 +198,12 @@ pub(super) mod sql {
     pub const FIND_KEYS: &str = "SELECT k.service, k.entity, k.key FROM idempotency k \
         JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(s, e, k) \
         ON k.service = t.s AND k.entity = t.e AND k.key = t.k WHERE k.expires_at_ms > $4";
+    /// The stored settings of the timers the batch's firings fire, locked
+    /// against a cancel until the batch commits.
+    pub const LOCK_FIRED_TIMERS: &str = "SELECT t.service, t.entity, t.name, t.id FROM timers t \
+        JOIN unnest($1::text[], $2::text[], $3::text[]) AS g(s, e, n) \
+        ON t.service = g.s AND t.entity = g.e AND t.name = g.n \
+        ORDER BY t.service, t.entity, t.name FOR SHARE OF t";
     pub const ENSURE_LOGS: &str = "INSERT INTO log_heads (service, head) \
         SELECT s, 0 FROM unnest($1::text[]) AS t(s) ORDER BY s COLLATE \"C\" ON CONFLICT DO NOTHING";
     pub const LOCK_LOGS: &str =
