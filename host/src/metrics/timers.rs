@@ -1,5 +1,5 @@
 //! The durable timers' metrics: how many wait, how many fired, failed and
-//! were retried, and how late they fired.
+//! were retried, how late they fired, and the cron slots passed over.
 
 use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
@@ -27,6 +27,8 @@ pub struct TimerMetrics {
     fired: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    /// Missed slots of cron schedules their policy did not fire.
+    passed_over: AtomicU64,
     /// Seconds from when each timer was due to its first attempt.
     lateness: Histogram,
 }
@@ -38,6 +40,7 @@ impl Default for TimerMetrics {
             fired: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            passed_over: AtomicU64::new(0),
             lateness: Histogram::seconds(histogram::SECONDS),
         }
     }
@@ -52,6 +55,11 @@ impl TimerMetrics {
     /// Times a timer's first attempt, `late` after it was due.
     pub fn record_late(&self, late: Duration) {
         self.lateness.observe_duration(late);
+    }
+
+    /// Counts `slots` missed slots of a cron schedule its policy passed over.
+    pub fn record_passed_over(&self, slots: usize) {
+        self.passed_over.fetch_add(slots as u64, Relaxed);
     }
 
     /// Counts one attempt.
@@ -79,6 +87,11 @@ impl TimerMetrics {
                 "wasmstate_timers_failed_total",
                 "Timers whose command failed for good (refused, trapped, or its service gone); removed.",
                 &self.failed,
+            ),
+            (
+                "wasmstate_timer_slots_passed_over_total",
+                "Missed slots of cron schedules that their missed-firings policy did not fire.",
+                &self.passed_over,
             ),
         ];
         for (name, help, value) in counters {

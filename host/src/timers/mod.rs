@@ -214,7 +214,7 @@ impl Worker {
         let lease = self.lease.clone();
         let running = setting(&timer);
         let task = self.firing.spawn(async move {
-            let timer = match slot_to_fire(timer, journal, lease).await {
+            let timer = match slot_to_fire(timer, journal, lease, &metrics).await {
                 Ok(timer) => timer,
                 Err(timer) => return (timer, None),
             };
@@ -351,7 +351,12 @@ fn next_slot(expression: &str, slot: u64) -> Option<u64> {
 /// repeated after a crash names the same slot and runs once); `Err` when
 /// nothing fires now — the policy passed every missed slot over and the
 /// timer was moved to its next slot, or that could not be written.
-async fn slot_to_fire(mut timer: Timer, journal: Arc<dyn Journal>, lease: Lease) -> Result<Timer, Timer> {
+async fn slot_to_fire(
+    mut timer: Timer,
+    journal: Arc<dyn Journal>,
+    lease: Lease,
+    metrics: &Metrics,
+) -> Result<Timer, Timer> {
     let Some(schedule) = timer.schedule.clone() else {
         return Ok(timer);
     };
@@ -364,13 +369,6 @@ async fn slot_to_fire(mut timer: Timer, journal: Arc<dyn Journal>, lease: Lease)
     };
     let now = now_ms();
     let plan = spec.plan(timer.scheduled_ms, now, schedule.missed);
-    if plan.passed_over > 0 {
-        tracing::info!(
-            service = %timer.service, entity = %timer.entity, timer = %timer.name,
-            passed_over = plan.passed_over, missed = schedule.missed.as_str(),
-            "slots of a cron schedule were missed"
-        );
-    }
     let fires = match plan.fire {
         Some(slot) if slot == timer.scheduled_ms => return Ok(timer),
         Some(slot) => {
@@ -386,7 +384,16 @@ async fn slot_to_fire(mut timer: Timer, journal: Arc<dyn Journal>, lease: Lease)
         },
     };
     let written = timer.clone();
-    match tokio::task::spawn_blocking(move || journal.timer_update(&written, &lease)).await {
+    let stored = tokio::task::spawn_blocking(move || journal.timer_update(&written, &lease)).await;
+    if matches!(stored, Ok(Ok(()))) && plan.passed_over > 0 {
+        metrics.timers.record_passed_over(plan.passed_over);
+        tracing::info!(
+            service = %timer.service, entity = %timer.entity, timer = %timer.name,
+            passed_over = plan.passed_over, missed = schedule.missed.as_str(),
+            "missed slots of a cron schedule were passed over"
+        );
+    }
+    match stored {
         Ok(Ok(())) if fires => Ok(timer),
         Ok(Ok(())) => Err(timer),
         Ok(Err(error)) => {
