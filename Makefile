@@ -5,7 +5,8 @@ CARGO      ?= cargo
 LISTEN     ?= 127.0.0.1:8080
 DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
-EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection
+EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection \
+              -p order-workflow -p inventory -p reminders
 
 .PHONY: run test lint bench examples host toolchain clean-data browser-deps schemathesis
 
@@ -57,6 +58,11 @@ run: host examples
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/order-validator/entities/any/PlaceOrder -d '{\"cartId\":\"foo\",\"productId\":\"P1\",\"name\":\"Pen\",\"quantity\":2}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/counter/entities/items-added/Get"
 	@echo "  curl -N 'http://$(LISTEN)/v1/services/shopping-cart/entities/foo/events?follow=true'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/inventory/entities/main/Restock -d '{\"productId\":\"P1\",\"quantity\":10}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/orders/entities/o-1/Place -d '{\"items\":[{\"productId\":\"P1\",\"quantity\":2}],\"paymentTimeoutSecs\":30}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/orders/entities/o-1/Pay -d '{\"paymentId\":\"pay-1\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/reminders/entities/ada/Subscribe -d '{\"cron\":\"*/10 * * * * *\",\"timeZone\":\"Europe/Paris\"}'"
+	@echo "  curl http://$(LISTEN)/v1/services/reminders/entities/ada/timers"
 	@echo "  curl http://$(LISTEN)/v1/services"
 	@echo "Or open the console: http://$(LISTEN)/"
 	@echo
@@ -65,7 +71,10 @@ run: host examples
 		--deploy counter=$(GUEST_OUT)/counter.wasm \
 		--deploy user-profile=$(GUEST_OUT)/user_profile.wasm \
 		--deploy order-validator=$(GUEST_OUT)/order_validator.wasm \
-		--deploy 'cart-projection=$(GUEST_OUT)/cart_projection.wasm?subscribe=shopping-cart'
+		--deploy 'cart-projection=$(GUEST_OUT)/cart_projection.wasm?subscribe=shopping-cart' \
+		--deploy orders=$(GUEST_OUT)/order_workflow.wasm \
+		--deploy inventory=$(GUEST_OUT)/inventory.wasm \
+		--deploy reminders=$(GUEST_OUT)/reminders.wasm
 
 ## Run every test: unit tests, SDK and example tests, black-box tests —
 ## then the black-box suite again on the PostgreSQL journal (a throwaway

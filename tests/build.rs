@@ -32,6 +32,21 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The cart projection example action: counts `shopping-cart`'s `ItemAdded` events into `counter`.",
     ),
     (
+        "order-workflow",
+        "ORDER_WORKFLOW",
+        "The order saga example entity (event-sourced, as `orders`): reserves in `inventory`, expires unpaid orders on a timer.",
+    ),
+    (
+        "inventory",
+        "INVENTORY",
+        "The inventory example entity (event-sourced, as `inventory`): reserves and releases stock for `orders`.",
+    ),
+    (
+        "reminders",
+        "REMINDERS",
+        "The reminders example entity (event-sourced, as `reminders`): notes with a digest on a cron schedule.",
+    ),
+    (
         "tck-event-sourced",
         "TCK_EVENT_SOURCED",
         "The TCK model's event-sourced entity: `Process` emits, forwards, adds side effects and fails on command.",

@@ -36,6 +36,7 @@ mod services;
 mod stored;
 mod subscriptions;
 mod tck;
+mod timer_examples;
 mod timers;
 mod traces;
 mod typed_commands;
