@@ -141,13 +141,26 @@ pub struct Metadata<'a> {
     seq: u64,
     now_ms: u64,
     idempotency_key: Option<&'a str>,
+    service: Option<&'a str>,
 }
 
 impl<'a> Metadata<'a> {
     /// Metadata of a command on an entity at `seq`, started at `now_ms`
     /// (Unix milliseconds), under `idempotency_key` if any.
     pub fn new(seq: u64, now_ms: u64, idempotency_key: Option<&'a str>) -> Self {
-        Self { seq, now_ms, idempotency_key }
+        Self { seq, now_ms, idempotency_key, service: None }
+    }
+
+    /// The same metadata, of a command addressed to service `service`.
+    pub fn with_service(self, service: &'a str) -> Self {
+        Self { service: Some(service), ..self }
+    }
+
+    /// The service the command is addressed to, by the name it was
+    /// deployed under; `None` where no host said (a test kit not told
+    /// its service, or a component built against WIT 0.1.0).
+    pub fn service(&self) -> Option<&'a str> {
+        self.service
     }
 
     /// The entity's position before the command: for an event-sourced

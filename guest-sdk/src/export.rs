@@ -142,7 +142,8 @@ pub mod __private {
     }
 
     fn command_of(command: &types::Command) -> Command<'_> {
-        let metadata = Metadata::new(command.seq, command.now_ms, command.idempotency_key.as_deref());
+        let metadata = Metadata::new(command.seq, command.now_ms, command.idempotency_key.as_deref())
+            .with_service(&command.service);
         Command::new(&command.name, &command.payload, &command.entity_id).with_metadata(metadata)
     }
 

@@ -243,8 +243,10 @@ macro_rules! timer_methods {
         /// Sets timer `name` to run `command` on this entity (this routing
         /// key, for an action) when `when` says: a shorthand for
         /// [`schedule`](Self::schedule) with
-        /// [`TimerCall::to`](crate::TimerCall::to)`(entity_id, command)`,
-        /// whose service is the one the command enum's
+        /// [`TimerCall::call`](crate::TimerCall::call)`(service, entity_id,
+        /// command)`, the service being the one this command is addressed
+        /// to ([`Metadata::service`](crate::Metadata::service)), whatever
+        /// name it was deployed under, or else the one the command enum's
         /// [`Commands`](crate::Commands) names.
         ///
         /// # Panics
@@ -256,7 +258,8 @@ macro_rules! timer_methods {
             when: impl Into<$crate::When>,
             command: &C,
         ) {
-            let call = $crate::TimerCall::to(self.entity_id, command);
+            let service = self.metadata.service().unwrap_or(C::SERVICE);
+            let call = $crate::TimerCall::call(service, self.entity_id, command);
             self.schedule(name, when, call);
         }
 

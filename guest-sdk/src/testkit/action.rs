@@ -72,7 +72,8 @@ impl<A: Action> ActionTestKit<A> {
     /// host does.
     fn run_keyed(&self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let now_ms = self.metadata.now_ms();
-        let command = Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(0, now_ms, key));
+        let metadata = self.timers.addressed(Metadata::new(0, now_ms, key));
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(metadata);
         let effects = raw::action::handle::<A>(command).inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);
         Ok((effects.reply, effects.side_effects))

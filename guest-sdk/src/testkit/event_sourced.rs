@@ -146,8 +146,8 @@ impl<E: EventSourcedEntity> TestKit<E> {
         let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
         let now_ms = self.metadata.now_ms();
-        let command =
-            Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(self.seq(), now_ms, key));
+        let metadata = self.timers.addressed(Metadata::new(self.seq(), now_ms, key));
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(metadata);
         let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)
             .inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);

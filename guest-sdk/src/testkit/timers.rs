@@ -148,6 +148,16 @@ pub(super) struct KitTimers {
     pub(super) service: Option<String>,
 }
 
+impl KitTimers {
+    /// `metadata`, addressed to the kit's service when the test named it.
+    pub(super) fn addressed<'a>(&'a self, metadata: crate::Metadata<'a>) -> crate::Metadata<'a> {
+        match &self.service {
+            Some(service) => metadata.with_service(service),
+            None => metadata,
+        }
+    }
+}
+
 /// A timer that came due, taken off the book (or moved to its next slot).
 pub(super) struct Due {
     pub(super) name: String,
@@ -308,10 +318,12 @@ macro_rules! kit_timer_methods {
             self.metadata.now_ms()
         }
 
-        /// Names the service the kit's entity is deployed under: from then
-        /// on [`advance`](Self::advance) runs only the timers whose call
-        /// targets this service as well as the kit's entity. Without it, a
-        /// timer targeting the kit's entity id runs whatever its service.
+        /// Names the service the kit's entity is deployed under: its
+        /// commands see it in their [`Metadata`](crate::Metadata), and from
+        /// then on [`advance`](Self::advance) runs only the timers whose
+        /// call targets this service as well as the kit's entity. Without
+        /// it, a timer targeting the kit's entity id runs whatever its
+        /// service.
         pub fn with_service(mut self, service: impl Into<String>) -> Self {
             self.timers.service = Some(service.into());
             self

@@ -83,8 +83,8 @@ impl<E: ValueEntity> ValueTestKit<E> {
         key: Option<&str>,
     ) -> Result<(Reply, Vec<SideEffect>), Failure> {
         let now_ms = self.metadata.now_ms();
-        let command =
-            Command::new(name, payload, &self.entity_id).with_metadata(Metadata::new(self.revision, now_ms, key));
+        let metadata = self.timers.addressed(Metadata::new(self.revision, now_ms, key));
+        let command = Command::new(name, payload, &self.entity_id).with_metadata(metadata);
         let effects = raw::value::handle::<E>(self.state.as_deref(), command).inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);
         match effects.state {

@@ -108,7 +108,8 @@ pub struct TimerReply {
     name: String,
     /// What it runs: `service/entity/command`.
     command: String,
-    /// The command's payload (JSON when it is JSON, else a string).
+    /// The command's payload (JSON when it is JSON, else a string; `null`
+    /// when empty).
     payload: Value,
     /// When it is next due (after a failed attempt: when it is tried
     /// again), in ms since the Unix epoch.
@@ -138,7 +139,7 @@ impl From<Timer> for TimerReply {
         Self {
             name: timer.name,
             command: timer.call.target(),
-            payload: payload_json(&timer.call.payload),
+            payload: if timer.call.payload.is_empty() { Value::Null } else { payload_json(&timer.call.payload) },
             next_due_ms: timer.due_ms,
             next_due: humantime::format_rfc3339_millis(due).to_string(),
             schedule: timer

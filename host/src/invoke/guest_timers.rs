@@ -64,7 +64,8 @@ pub(super) fn timer_changes(
                         return Err(named("is due more than ten years ahead".into()));
                     }
                     TimerDue::Cron(schedule) => {
-                        let spec = CronSpec::parse(&schedule.expression).map_err(|e| named(format!("has an {e}")))?;
+                        let spec =
+                            CronSpec::parse(&schedule.expression).map_err(|e| named(format!("has an invalid {e}")))?;
                         let first = spec.next_after(owner.now_ms).ok_or_else(|| named("never fires".into()))?;
                         (first, Some(schedule))
                     }

@@ -69,6 +69,21 @@ async fn a_timer_a_command_sets_fires_once_under_its_own_key() {
     assert_eq!(ticks(api, "a").await.len(), 1);
 }
 
+/// A command learns the name its service was deployed under, so a timer
+/// on the entity itself reaches it whatever that name is.
+#[tokio::test]
+async fn a_timer_on_the_entity_itself_reaches_its_service_as_deployed() {
+    let t = start_with("alarms", TIMERS, &[]).await;
+    let api = &t.api;
+    api.invoke("alarms", "s", "Schedule", json!({"name": "own", "after_ms": 0})).await.expect(200);
+    let listed = timers_of(api, "alarms", "s").await;
+    assert!(listed.is_empty() || listed[0]["command"] == "alarms/s/Tick", "{listed:?}");
+    let fired = || async {
+        !api.invoke("alarms", "s", "Get", json!({})).await.expect(200)["ticks"].as_array().unwrap().is_empty()
+    };
+    assert!(api.eventually(Duration::from_secs(10), fired).await, "the timer fired on alarms/s");
+}
+
 #[tokio::test]
 async fn a_name_set_again_replaces_its_timer_and_a_cancel_removes_it() {
     let t = start_with("timers", TIMERS, &[]).await;

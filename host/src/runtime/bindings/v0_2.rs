@@ -41,6 +41,7 @@ impl From<wit::TimerChange> for TimerRequest {
 /// The command `call`, run as `meta` says.
 pub(in crate::runtime) fn command(call: Call, meta: CommandMeta) -> wit::Command {
     wit::Command {
+        service: call.service,
         name: call.command,
         payload: call.payload,
         entity_id: call.entity,

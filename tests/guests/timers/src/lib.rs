@@ -13,8 +13,8 @@
 //!   `after_ms`, at `at_ms` or at every slot of the `cron` expression
 //!   (exactly one of them; `missed`: `"skip"`, `"once"` or `"all"`, default
 //!   once), to run `command` (default `Tick`) of `entity` (default this
-//!   entity) of `service` (default `timers`) with `payload` (default
-//!   `{"label": name}`). With `fail` set it then fails with code `rejected`
+//!   entity) of `service` (default: the one the command reached, else
+//!   `timers`) with `payload` (default `{"label": name}`). With `fail` set it then fails with code `rejected`
 //!   and that message, so nothing is committed: neither the event nor the
 //!   timer.
 //! - `Cancel {"name"}` emits `{"type": "Cancelled", "name"}` and cancels
@@ -160,7 +160,7 @@ impl EventSourced for Timers {
                 let when = schedule.when()?;
                 let entity = schedule.entity.unwrap_or_else(|| ctx.entity_id().to_owned());
                 let call = TimerCall::new(
-                    schedule.service.as_deref().unwrap_or(SERVICE),
+                    schedule.service.as_deref().or(ctx.metadata().service()).unwrap_or(SERVICE),
                     entity,
                     schedule.command.as_deref().unwrap_or("Tick"),
                 )
