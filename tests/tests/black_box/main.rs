@@ -36,6 +36,7 @@ mod stored;
 mod subscriptions;
 mod tck;
 mod timers;
+mod timers_load;
 mod traces;
 mod typed_commands;
 mod upgrades;
