@@ -3,7 +3,7 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 11; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 12; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
@@ -16,6 +16,8 @@ mod memory;
 mod rehydrate;
 mod report;
 mod servers;
+mod timer_memory;
+mod timers;
 mod verify;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ struct Durations {
     entities: u64,
     /// Stored entities of scenario 8, and their events.
     verified: (usize, u64),
+    /// Single timers of scenario 12c.
+    idle_timers: usize,
+    /// Timers pending in the end of scenario 12d.
+    pending_timers: u64,
 }
 
 impl Durations {
@@ -57,6 +63,8 @@ impl Durations {
                 events: 100_000,
                 entities: 10_000,
                 verified: (1_000, 100),
+                idle_timers: 3,
+                pending_timers: 100_000,
             }
         } else {
             Durations {
@@ -68,12 +76,14 @@ impl Durations {
                 events: 100_000,
                 entities: 100_000,
                 verified: (10_000, 100),
+                idle_timers: 10,
+                pending_timers: 1_000_000,
             }
         }
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10|11|12 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -85,7 +95,7 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11") => {
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12") => {
                 only.push(n.to_string())
             }
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
@@ -181,6 +191,17 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
     if wanted("9") {
         eprintln!("bench: 9 commit latency with live event streams on other entities");
         followers::followers(&guests, &mut report, d.sequential).await?;
+    }
+    if wanted("12") {
+        eprintln!(
+            "bench: 12a/b 10,000 delayed calls due in one second / at one instant, 12c single timers on an idle host"
+        );
+        timers::timers(&guests, &mut report, d.idle_timers).await?;
+        eprintln!(
+            "bench: 12d host memory with {} pending timers against 1,000, 12e 10,000 more due on their counters",
+            d.pending_timers
+        );
+        timer_memory::pending_memory(&guests, &mut report, d.pending_timers).await?;
     }
     // Last: the PostgreSQL server they start stays up (idle) until the bench exits.
     if wanted("10") {
@@ -301,7 +322,7 @@ fn targets(report: &mut Report) {
             });
         }
     }
-    // Scenarios that judge their own targets (7, 8, 9) have added them already.
+    // Scenarios that judge their own targets (7, 8, 9, 12) have added them already.
     targets.append(&mut report.targets);
     report.targets = targets;
 }

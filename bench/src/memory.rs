@@ -310,17 +310,18 @@ async fn wait_passivated(client: &mut Client) -> anyhow::Result<(Duration, i64)>
 }
 
 /// The memory of a settled server.
-struct Settled {
+pub struct Settled {
     /// VmRSS, the median of [`READS`] reads.
-    rss: u64,
+    pub rss: u64,
     /// RssAnon and RssFile at the last read.
-    anon: u64,
-    file: u64,
+    pub anon: u64,
+    pub file: u64,
     /// Threads at the last read.
-    threads: u64,
+    pub threads: u64,
 }
 
-async fn settled(server: &Server) -> Settled {
+/// Reads the memory of a settled server: VmRSS [`READS`] times, 100 ms apart.
+pub async fn settled(server: &Server) -> Settled {
     let mut reads = Vec::with_capacity(READS);
     for i in 0..READS {
         if i > 0 {
@@ -338,7 +339,7 @@ async fn settled(server: &Server) -> Settled {
 }
 
 /// A field of the server's `/proc/<pid>/status` (kB, or a plain count); 0 if unreadable.
-fn status_kib(server: &Server, field: &str) -> u64 {
+pub fn status_kib(server: &Server, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
     status
         .lines()
@@ -347,16 +348,18 @@ fn status_kib(server: &Server, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn mib(kib: u64) -> String {
+/// KiB as MiB with one decimal.
+pub fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-fn signed_mib(kib: i64) -> String {
+/// A difference in KiB as signed MiB with one decimal.
+pub fn signed_mib(kib: i64) -> String {
     format!("{:+.1}", kib as f64 / 1024.0)
 }
 
 /// `100000` as `100,000`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

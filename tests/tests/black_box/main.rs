@@ -38,6 +38,7 @@ mod subscriptions;
 mod tck;
 mod timer_examples;
 mod timers;
+mod timers_load;
 mod traces;
 mod typed_commands;
 mod upgrades;
