@@ -54,6 +54,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Fired timers are removed once this many are done, or [`FLUSH_AFTER`] passed.
 const FLUSH_EVERY: usize = 64;
+// A read must reach past the timers firing and those fired but not yet
+// removed, which it passes over, or firing would stall until a poll.
+const _: () = assert!(SCAN > CONCURRENCY + FLUSH_EVERY);
+/// Above this many waiting timers, they are counted (for the metrics) once
+/// every [`COUNT_LARGE_EVERY`] rather than every poll: a count reads them all.
+const COUNT_LARGE: u64 = 100_000;
+/// How often a large number of waiting timers is counted.
+const COUNT_LARGE_EVERY: Duration = Duration::from_secs(30);
 /// The longest a fired timer waits to be removed.
 const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
@@ -102,8 +110,8 @@ struct Worker {
     known: HashSet<Setting>,
     /// Due timers waiting for a free slot, earliest first.
     queue: VecDeque<Timer>,
-    /// When the timers waiting were last counted.
-    counted: Option<Instant>,
+    /// When the timers waiting were last counted, and how many there were.
+    counted: Option<(Instant, u64)>,
     /// Timers fired and not yet removed.
     done: Vec<Timer>,
     /// When the oldest of them fired.
@@ -165,8 +173,11 @@ impl Worker {
     async fn read_due(&mut self) -> bool {
         let journal = self.journal.clone();
         let now = now_ms();
-        // The count is for the metrics: once a poll is enough.
-        let count = self.counted.is_none_or(|at| at.elapsed() >= POLL);
+        // The count is for the metrics: once a poll is enough, or less
+        // often when there are many.
+        let count = self
+            .counted
+            .is_none_or(|(at, pending)| at.elapsed() >= if pending > COUNT_LARGE { COUNT_LARGE_EVERY } else { POLL });
         let read = tokio::task::spawn_blocking(move || {
             let due = journal.timers_due(now, SCAN)?;
             let pending = if count { Some(journal.timers_pending()?) } else { None };
@@ -177,7 +188,7 @@ impl Worker {
             Ok(Ok((due, pending))) => {
                 if let Some(pending) = pending {
                     self.metrics.timers.set_pending(pending);
-                    self.counted = Some(Instant::now());
+                    self.counted = Some((Instant::now(), pending));
                 }
                 for timer in due {
                     if self.known.insert(setting(&timer)) {

@@ -42,6 +42,21 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct GroupCommitter {
     requests: mpsc::Sender<Run>,
     failed: Arc<AtomicBool>,
+    /// The writer thread, which owns the database: joined when the journal
+    /// goes, so the file is closed cleanly before the process exits (else
+    /// the next start repairs it, reading all of it).
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for GroupCommitter {
+    /// Ends the writer's queue and waits for it to finish what it took.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.requests, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the writer thread tells the rest of the host.
@@ -65,11 +80,11 @@ impl GroupCommitter {
         let (requests, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let writer = Writer { db, metrics, signals, outbox, retention, failed: failed.clone() };
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| JournalError::Storage(redb::StorageError::Io(e).into()))?;
-        Ok(Self { requests, failed })
+        Ok(Self { requests, failed, thread: Some(thread) })
     }
 
     /// Queues a run of commits at once, in call order, and answers a future
