@@ -3,9 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use serde_json::Value;
-
-use super::{Outcome, cron, decode};
+use super::{ForwardCall, Outcome, cron, decode};
 use crate::{Cron, Failure, MAX_TIMER_NAME, TimerCall, TimerChange, TimerDue};
 
 /// The most timers one `advance` fires: past it, a timer keeps setting
@@ -16,30 +14,8 @@ pub(super) const MAX_FIRINGS: usize = 10_000;
 const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
 
 /// A [`TimerCall`] with its payload decoded as JSON (`null` for an empty
-/// one).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduledCall {
-    /// The service to invoke.
-    pub service: String,
-    /// The entity to invoke (any routing key for an action).
-    pub entity_id: String,
-    /// The command's name.
-    pub command: String,
-    /// The command's payload.
-    pub payload: Value,
-}
-
-impl ScheduledCall {
-    /// A call of `command` of `entity_id` of `service` with `payload`.
-    pub fn new(
-        service: impl Into<String>,
-        entity_id: impl Into<String>,
-        command: impl Into<String>,
-        payload: Value,
-    ) -> Self {
-        Self { service: service.into(), entity_id: entity_id.into(), command: command.into(), payload }
-    }
-}
+/// one): the same shape as a forward's.
+pub type ScheduledCall = ForwardCall;
 
 impl From<&TimerCall> for ScheduledCall {
     /// Decodes the call's payload.

@@ -92,27 +92,11 @@ fn check_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::domain::{Call, CronSchedule, MissedFirings};
 
     fn config() -> InvokerConfig {
-        InvokerConfig {
-            snapshot_every: 100,
-            passivate_after: Duration::from_secs(60),
-            mailbox_capacity: 16,
-            max_active_entities: 100,
-            max_in_flight: 100,
-            max_events_per_command: 3,
-            max_reply_bytes: 1 << 20,
-            max_state_bytes: 1 << 20,
-            max_event_bytes_per_command: 1 << 20,
-            snapshot_every_bytes: 1 << 20,
-            max_loadable_bytes: 1 << 20,
-            max_cached_state_bytes: 1 << 20,
-            idempotency_ttl: Duration::from_secs(60),
-        }
+        InvokerConfig { max_events_per_command: 3, ..InvokerConfig::for_tests() }
     }
 
     const NOW: u64 = 1_893_456_000_000;

@@ -88,27 +88,11 @@ pub(super) fn check_target(service: &str, entity: &str) -> Result<(), InvokeErro
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// Limits as a host with 16 MiB guests and a generous state cap has them.
     fn config() -> InvokerConfig {
-        InvokerConfig {
-            snapshot_every: 100,
-            passivate_after: Duration::from_secs(60),
-            mailbox_capacity: 16,
-            max_active_entities: 100,
-            max_in_flight: 100,
-            max_events_per_command: 10,
-            max_reply_bytes: 1 << 20,
-            max_state_bytes: 64 << 20,
-            max_event_bytes_per_command: 4 << 20,
-            snapshot_every_bytes: 4 << 20,
-            max_loadable_bytes: 8 << 20,
-            max_cached_state_bytes: 64 << 20,
-            idempotency_ttl: Duration::from_secs(60),
-        }
+        InvokerConfig::for_tests()
     }
 
     fn leaving(state: StateChange) -> Effects {
