@@ -46,7 +46,9 @@ pub struct CronSpec {
 
 impl CronSpec {
     /// Parses `expression`: five or six cron fields, then optionally a
-    /// time zone. A schedule with no slot ahead is refused too.
+    /// time zone. Whether it has a slot ahead is the caller's to ask
+    /// ([`next_after`](Self::next_after)): a timer being set asks it once,
+    /// a firing need not.
     pub fn parse(expression: &str) -> Result<Self, InvalidCron> {
         let invalid = |reason: String| InvalidCron { expression: expression.to_string(), reason };
         if expression.len() > MAX_EXPRESSION {
@@ -73,11 +75,7 @@ impl CronSpec {
         }
         let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
         let cron = parser.parse(&fields.join(" ")).map_err(|e| invalid(e.to_string()))?;
-        let spec = Self { cron, zone };
-        if spec.next_after(crate::journal::now_ms()).is_none() {
-            return Err(invalid("it has no slot ahead".into()));
-        }
-        Ok(spec)
+        Ok(Self { cron, zone })
     }
 
     /// The first slot after `ms` (ms since the Unix epoch); `None` when
