@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::outbound::{AllowList, OutboundLimits};
+
 /// Settings of the server.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -123,6 +125,26 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_MAX_OUTBOX_PER_SERVICE", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_outbox_per_service: u64,
 
+    /// The most any service may be granted to reach over HTTP, as
+    /// allow-list entries, comma-separated (e.g. `*.example.com,10.0.0.0/8:*`);
+    /// a deploy asking for a host beyond it is refused (400). Default: no cap.
+    #[arg(long, env = "WASMSTATE_ALLOW_HTTP_MAX", value_parser = parse_allow_list)]
+    pub allow_http_max: Option<AllowList>,
+
+    /// The longest one outbound HTTP request (a guest's, or an attempt at a
+    /// webhook) may take, to the end of its response (e.g. 10s); a guest's
+    /// also ends with its command's time.
+    #[arg(long, env = "WASMSTATE_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+
+    /// The largest response body an outbound HTTP request reads (e.g. 1MiB).
+    #[arg(long, env = "WASMSTATE_HTTP_MAX_RESPONSE_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub http_max_response_bytes: usize,
+
+    /// The most outbound HTTP requests one command may make; more are refused.
+    #[arg(long, env = "WASMSTATE_HTTP_MAX_REQUESTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_requests: u32,
+
     /// Delivery attempts of one event to a subscriber before it is kept as a
     /// dead letter and passed over.
     #[arg(long, env = "WASMSTATE_SUBSCRIPTION_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -227,6 +249,15 @@ impl ServeConfig {
         let command = Self::augment_args(clap::Command::new("serve").no_binary_name(true));
         Self::from_arg_matches(&command.try_get_matches_from(args)?)
     }
+
+    /// The bounds on every outbound HTTP request.
+    pub fn outbound(&self) -> OutboundLimits {
+        OutboundLimits {
+            timeout: self.http_timeout,
+            max_response_bytes: self.http_max_response_bytes as u64,
+            max_requests_per_command: self.http_max_requests,
+        }
+    }
 }
 
 /// Accepts a PostgreSQL URL, the one kind of `--journal` there is.
@@ -246,6 +277,13 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds, up to
 /// 100 years.
+/// Reads an allow-list: entries such as `api.example.com`, `*.example.com`,
+/// `10.0.0.0/8:*`, comma-separated.
+pub fn parse_allow_list(text: &str) -> Result<AllowList, String> {
+    AllowList::parse(text).map_err(|e| e.to_string())
+}
+
+/// Reads a duration such as `500ms`, `30s`, `2m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());

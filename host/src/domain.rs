@@ -124,6 +124,68 @@ pub struct SideEffect {
     pub synchronous: bool,
 }
 
+/// An HTTP request a command asks the host to send once its writes are
+/// durable: from the outbox, at least once, under an idempotency key that
+/// stays the same across attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// The service whose command asked for it: its allow-list applies.
+    pub service: String,
+    /// Where to send it: an `http` or `https` URL.
+    pub url: String,
+    /// The request's method.
+    pub method: String,
+    /// Extra request headers, as (name, value) pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body's media type.
+    pub content_type: String,
+    /// The request body.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl Webhook {
+    /// The method sent when a guest names none.
+    pub const DEFAULT_METHOD: &str = "POST";
+    /// The media type sent when a guest names none.
+    pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
+}
+
+/// A side effect delivered from the durable outbox after its command's
+/// commit: a command of a deployed service, or a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AsyncEffect {
+    /// A command, run as any invocation is.
+    Command(Call),
+    /// An HTTP request to the outside world.
+    Webhook(Webhook),
+}
+
+impl AsyncEffect {
+    /// The command, for an entry known to hold one.
+    ///
+    /// # Panics
+    ///
+    /// On a webhook.
+    #[cfg(test)]
+    pub fn command(&self) -> &Call {
+        match self {
+            AsyncEffect::Command(call) => call,
+            AsyncEffect::Webhook(webhook) => panic!("a webhook to {}, not a command", webhook.url),
+        }
+    }
+
+    /// What the outbox counts its waiting entries by: the target service of
+    /// a command; the origin (`scheme://host:port`, which no service name
+    /// can be) of a webhook.
+    pub fn target(&self) -> String {
+        match self {
+            AsyncEffect::Command(call) => call.service.clone(),
+            AsyncEffect::Webhook(webhook) => crate::outbound::origin_of(&webhook.url),
+        }
+    }
+}
+
 /// What the caller of a successful command gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -227,6 +289,9 @@ pub struct Effects {
     pub reply: Reply,
     /// Further commands, in the order the guest asked for them.
     pub side_effects: Vec<SideEffect>,
+    /// Webhooks, in the order the guest asked for them; their `service` is
+    /// filled in by [`Effects::into_parts`].
+    pub webhooks: Vec<Webhook>,
     /// What becomes of the entity's state.
     pub state: StateChange,
     /// Timers set and cancelled, in order.
@@ -254,17 +319,31 @@ pub enum StateChange {
 impl Effects {
     /// Effects of a call that only answers `reply`.
     pub fn reply(reply: Reply) -> Self {
-        Self { reply, side_effects: Vec::new(), state: StateChange::Unchanged, timers: Vec::new() }
+        Self {
+            reply,
+            side_effects: Vec::new(),
+            webhooks: Vec::new(),
+            state: StateChange::Unchanged,
+            timers: Vec::new(),
+        }
     }
 
     /// Splits into the state change, what follows the commit (the
     /// synchronous side effects, then the reply) and the asynchronous side
-    /// effects, which go to the outbox.
-    pub fn into_parts(self) -> (StateChange, FollowUp, Vec<Call>) {
+    /// effects, which go to the outbox: commands, then the webhooks of
+    /// `service`.
+    pub fn into_parts(self, service: &str) -> (StateChange, FollowUp, Vec<AsyncEffect>) {
         let mut synchronous = Vec::new();
         let mut asynchronous = Vec::new();
         for effect in self.side_effects {
-            if effect.synchronous { &mut synchronous } else { &mut asynchronous }.push(effect.call);
+            if effect.synchronous {
+                synchronous.push(effect.call);
+            } else {
+                asynchronous.push(AsyncEffect::Command(effect.call));
+            }
+        }
+        for webhook in self.webhooks {
+            asynchronous.push(AsyncEffect::Webhook(Webhook { service: service.to_owned(), ..webhook }));
         }
         (self.state, FollowUp { synchronous, reply: self.reply }, asynchronous)
     }
@@ -480,12 +559,25 @@ mod tests {
                 SideEffect { call: call("b"), synchronous: true },
                 SideEffect { call: call("c"), synchronous: false },
             ],
+            webhooks: vec![Webhook {
+                service: String::new(),
+                url: "https://example.com/hook".into(),
+                method: "POST".into(),
+                headers: Vec::new(),
+                content_type: "application/json".into(),
+                body: b"{}".to_vec(),
+            }],
             state: StateChange::Delete,
             timers: Vec::new(),
         };
-        let (state, follow_up, outbox) = effects.into_parts();
+        let (state, follow_up, outbox) = effects.into_parts("cart");
         assert_eq!(state, StateChange::Delete);
         assert_eq!(follow_up, FollowUp { synchronous: vec![call("b")], reply: Reply::Message(b"ok".to_vec()) });
-        assert_eq!(outbox, [call("a"), call("c")]);
+        let [AsyncEffect::Command(a), AsyncEffect::Command(c), AsyncEffect::Webhook(hook)] = outbox.as_slice() else {
+            panic!("{outbox:?}");
+        };
+        assert_eq!((a, c), (&call("a"), &call("c")));
+        assert_eq!(hook.service, "cart", "the webhook names the service that asked for it");
+        assert_eq!(outbox[2].target(), "https://example.com:443");
     }
 }

@@ -28,8 +28,11 @@
 //!   forwards, side effects, outbox and event deliveries — with one mailbox
 //!   and task per active entity (single writer), cached state, passivation
 //!   and stateless actions.
-//! - `outbox`: delivers asynchronous side effects from the durable outbox;
-//!   `timers` fires durable timers (delayed calls) when they come due.
+//! - `outbox`: delivers asynchronous side effects (commands and webhooks)
+//!   from the durable outbox; `timers` fires durable timers when they come
+//!   due.
+//! - `outbound`: HTTP requests to the outside world, guests' own and
+//!   webhooks, checked against each service's allow-list.
 //! - `leases`: work done by one host at a time however many share the
 //!   journal (the outbox, each subscription, sweeps), under leases with
 //!   epochs; `cluster` is the hosts themselves.
@@ -62,6 +65,7 @@ mod leases;
 mod logging;
 mod metrics;
 mod names;
+mod outbound;
 mod outbox;
 mod runtime;
 mod server;

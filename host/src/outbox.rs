@@ -3,16 +3,23 @@
 //!
 //! Entries are committed in the same transaction as the command that asked
 //! for them, so a crash after the commit still delivers them. Each delivery
-//! is an invocation like any other, under the idempotency key of its entry
-//! ([`IdempotencyKey::outbox`]), so an entity that already received it
-//! (before a crash, say) answers from its record instead of running the
-//! command twice; it runs one hop deeper than the command that asked for
-//! it, so a side effect that keeps asking for more ends at `MAX_HOPS`.
+//! of a command is an invocation like any other, under the idempotency key
+//! of its entry ([`IdempotencyKey::outbox`]), so an entity that already
+//! received it (before a crash, say) answers from its record instead of
+//! running the command twice; it runs one hop deeper than the command that
+//! asked for it, so a side effect that keeps asking for more ends at
+//! `MAX_HOPS`.
+//!
+//! A webhook is an HTTP request ([`crate::outbound`]) to a host its
+//! service's allow-list still names, with an `Idempotency-Key` header made
+//! from the entry's id and a secret of the journal: the same for every
+//! attempt, from any host, and told apart from any other journal's.
 //!
 //! Deliveries are fair across targets: at most one runs at a time for each
-//! target entity (which runs its commands one at a time anyway), so a slow
-//! target delays only its own entries, in commit order, while the other
-//! slots serve everyone else. Delivered entries are removed in batches.
+//! target entity (which runs its commands one at a time anyway), or for
+//! each webhook origin, so a slow target delays only its own entries, in
+//! commit order, while the other slots serve everyone else. Delivered
+//! entries are removed in batches.
 //!
 //! One host of the journal delivers at a time, under the `outbox` lease
 //! ([`crate::leases`]); the others' commits wake it. Its removals and
@@ -26,11 +33,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::domain::IdempotencyKey;
-use crate::invoke::{Cause, Invocation, InvokeError, Invoker};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{AsyncEffect, IdempotencyKey, Webhook};
+use crate::invoke::{Cause, Invocation, Invoker};
 use crate::journal::{Journal, JournalError, Lease, OutboxEntry, now_ms};
 use crate::leases::LeaseKeeper;
-use crate::metrics::{Delivery, Metrics};
+use crate::metrics::{Delivery, Metrics, WebhookAttempt};
+use crate::outbound::{AllowList, OutboundLimits, WebhookOutcome};
+use crate::services::Services;
 
 /// How many entries are delivered at once.
 const CONCURRENCY: usize = 32;
@@ -49,18 +60,28 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
 
+/// What the outbox worker delivers with.
+pub struct Delivering {
+    /// Runs the commands.
+    pub invoker: Invoker,
+    /// Holds the allow-list each webhook's service has now.
+    pub services: Arc<Services>,
+    /// The bounds on a webhook's request.
+    pub outbound: OutboundLimits,
+    /// How many times an entry is tried before it is dropped.
+    pub max_attempts: u32,
+}
+
 /// Starts the outbox worker, which delivers while this host holds the
 /// outbox's lease.
-pub fn spawn(
-    leases: LeaseKeeper,
-    invoker: Invoker,
-    journal: Arc<dyn Journal>,
-    metrics: Arc<Metrics>,
-    max_attempts: u32,
-) {
+pub fn spawn(leases: LeaseKeeper, delivering: Delivering, journal: Arc<dyn Journal>, metrics: Arc<Metrics>) {
+    let Delivering { invoker, services, outbound, max_attempts } = delivering;
     let work = move |lease| {
         let worker = Worker {
             invoker: invoker.clone(),
+            services: services.clone(),
+            outbound,
+            webhook_secret: None,
             journal: journal.clone(),
             metrics: metrics.clone(),
             max_attempts,
@@ -84,6 +105,11 @@ pub fn spawn(
 /// The state of the outbox worker.
 struct Worker {
     invoker: Invoker,
+    services: Arc<Services>,
+    outbound: OutboundLimits,
+    /// What webhooks' idempotency keys are made with, read once from the
+    /// journal.
+    webhook_secret: Option<[u8; 32]>,
     journal: Arc<dyn Journal>,
     metrics: Arc<Metrics>,
     max_attempts: u32,
@@ -91,10 +117,10 @@ struct Worker {
     lease: Lease,
     /// Whether a write found the lease taken over: the worker stops.
     lost: bool,
-    deliveries: JoinSet<(OutboxEntry, Result<Vec<u8>, InvokeError>)>,
+    deliveries: JoinSet<(OutboxEntry, Attempt)>,
     /// What each running delivery task delivers: (entry id, target).
     running: HashMap<tokio::task::Id, (u64, (String, String))>,
-    /// The targets (service, entity) with a delivery running.
+    /// The targets (service and entity, or webhook origin) with a delivery running.
     busy: HashSet<(String, String)>,
     /// The ids queued or being delivered.
     known: HashSet<u64>,
@@ -112,6 +138,12 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let wake = self.journal.outbox_signal();
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || journal.compiled_cache_key()).await {
+            Ok(Ok(key)) => self.webhook_secret = Some(webhook_secret(&key)),
+            Ok(Err(error)) => tracing::error!(%error, "cannot read the journal's key; webhooks wait"),
+            Err(_) => {}
+        }
         while !self.lost {
             if self.deliveries.len() < CONCURRENCY {
                 self.read_due().await;
@@ -176,33 +208,50 @@ impl Worker {
     fn dispatch(&mut self) {
         let mut waiting = VecDeque::with_capacity(self.queue.len());
         while let Some(entry) = self.queue.pop_front() {
-            let target = (entry.call.service.clone(), entry.call.entity.clone());
-            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) {
+            let target = lane(&entry.effect);
+            let webhook_waits = matches!(entry.effect, AsyncEffect::Webhook(_)) && self.webhook_secret.is_none();
+            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) || webhook_waits {
                 waiting.push_back(entry);
                 continue;
             }
             self.busy.insert(target.clone());
-            let (invoker, id) = (self.invoker.clone(), entry.id);
-            let task = self.deliveries.spawn(async move {
-                let key = Some(IdempotencyKey::outbox(entry.id));
-                let delivery = Invocation::command(entry.call.clone(), key)
-                    .at_hops(entry.hops)
-                    .child_of(entry.trace.as_ref(), Cause::Outbox);
-                let result = invoker.invoke(delivery).await;
-                (entry, result)
-            });
+            let id = entry.id;
+            let task = match &entry.effect {
+                AsyncEffect::Command(_) => {
+                    let invoker = self.invoker.clone();
+                    self.deliveries.spawn(async move {
+                        let attempt = run_command(&invoker, &entry).await;
+                        (entry, attempt)
+                    })
+                }
+                AsyncEffect::Webhook(webhook) => {
+                    let key = webhook_key(self.webhook_secret.as_ref().expect("checked above"), entry.id);
+                    let allow = self.allow_list(&webhook.service);
+                    let (outbound, metrics) = (self.outbound, self.metrics.clone());
+                    self.deliveries.spawn(async move {
+                        let attempt = send_webhook(&entry, &key, &allow, &outbound, &metrics).await;
+                        (entry, attempt)
+                    })
+                }
+            };
             self.running.insert(task.id(), (id, target));
         }
         self.queue = waiting;
     }
 
+    /// The hosts `service`'s newest version may reach now (none if it is gone).
+    fn allow_list(&self, service: &str) -> AllowList {
+        let grant = self.services.get(service).and_then(|service| service.compiled.http_grant());
+        grant.map_or_else(AllowList::default, |grant| grant.allow.clone())
+    }
+
     /// Records how one delivery went: done, to be retried, or dropped.
-    async fn finished(&mut self, mut entry: OutboxEntry, result: Result<Vec<u8>, InvokeError>) {
-        self.busy.remove(&(entry.call.service.clone(), entry.call.entity.clone()));
+    async fn finished(&mut self, mut entry: OutboxEntry, attempt: Attempt) {
+        self.busy.remove(&lane(&entry.effect));
         let id = entry.id;
-        let delivery = match result {
-            Ok(_) => Delivery::Delivered,
-            Err(error) if error.is_transient() && entry.attempts + 1 < self.max_attempts => {
+        let delivery = match attempt {
+            Attempt::Delivered => Delivery::Delivered,
+            Attempt::Failed { transient: true, error } if entry.attempts + 1 < self.max_attempts => {
                 entry.attempts += 1;
                 entry.next_attempt_ms = now_ms() + backoff(entry.attempts).as_millis() as u64;
                 tracing::debug!(id = entry.id, attempts = entry.attempts, %error, "side effect will be retried");
@@ -216,9 +265,17 @@ impl Worker {
                 self.known.remove(&id);
                 Delivery::Retried
             }
-            Err(error) => {
-                let call = &entry.call;
-                tracing::warn!(id = entry.id, service = %call.service, entity = %call.entity, command = %call.command, attempts = entry.attempts + 1, %error, "dropping side effect");
+            Attempt::Failed { error, .. } => {
+                let attempts = entry.attempts + 1;
+                match &entry.effect {
+                    AsyncEffect::Command(call) => {
+                        tracing::warn!(id, service = %call.service, entity = %call.entity, command = %call.command, attempts, %error, "dropping side effect")
+                    }
+                    AsyncEffect::Webhook(webhook) => {
+                        self.metrics.outbound.record_webhook(&lane(&entry.effect).0, WebhookAttempt::Dropped);
+                        tracing::warn!(id, service = %webhook.service, url = %webhook.url, attempts, %error, "dropping webhook")
+                    }
+                }
                 Delivery::Dropped
             }
         };
@@ -266,6 +323,72 @@ impl Worker {
     }
 }
 
+/// How one attempt at an entry went.
+enum Attempt {
+    /// Delivered.
+    Delivered,
+    /// Not delivered; a `transient` failure is tried again (while attempts remain).
+    Failed { transient: bool, error: String },
+}
+
+/// What runs one at a time: a command's target entity, or a webhook's origin.
+fn lane(effect: &AsyncEffect) -> (String, String) {
+    match effect {
+        AsyncEffect::Command(call) => (call.service.clone(), call.entity.clone()),
+        AsyncEffect::Webhook(_) => (effect.target(), String::new()),
+    }
+}
+
+/// Delivers a command entry as an invocation under the entry's key.
+async fn run_command(invoker: &Invoker, entry: &OutboxEntry) -> Attempt {
+    let AsyncEffect::Command(call) = &entry.effect else { unreachable!("a command entry") };
+    let key = Some(IdempotencyKey::outbox(entry.id));
+    let delivery =
+        Invocation::command(call.clone(), key).at_hops(entry.hops).child_of(entry.trace.as_ref(), Cause::Outbox);
+    match invoker.invoke(delivery).await {
+        Ok(_) => Attempt::Delivered,
+        Err(error) => Attempt::Failed { transient: error.is_transient(), error: error.to_string() },
+    }
+}
+
+/// Sends a webhook entry once, counting the attempt; a failure that may pass
+/// is logged with the attempt's number.
+async fn send_webhook(
+    entry: &OutboxEntry,
+    key: &str,
+    allow: &AllowList,
+    limits: &OutboundLimits,
+    metrics: &Metrics,
+) -> Attempt {
+    let AsyncEffect::Webhook(webhook) = &entry.effect else { unreachable!("a webhook entry") };
+    let host = lane(&entry.effect).0;
+    match crate::outbound::deliver(webhook, key, allow, limits).await {
+        WebhookOutcome::Delivered => {
+            metrics.outbound.record_webhook(&host, WebhookAttempt::Delivered);
+            Attempt::Delivered
+        }
+        WebhookOutcome::Retry(error) => {
+            metrics.outbound.record_webhook(&host, WebhookAttempt::Retried);
+            let Webhook { service, url, .. } = webhook;
+            tracing::warn!(id = entry.id, %service, %url, attempt = entry.attempts + 1, %error, "a webhook's delivery failed; it will be tried again");
+            Attempt::Failed { transient: true, error }
+        }
+        WebhookOutcome::Drop(error) => Attempt::Failed { transient: false, error },
+    }
+}
+
+/// The secret webhooks' idempotency keys are made with, from the journal's
+/// own key (which it does not reveal).
+fn webhook_secret(journal_key: &[u8; 32]) -> [u8; 32] {
+    Sha256::new().chain_update(b"wasmstate webhook idempotency keys").chain_update(journal_key).finalize().into()
+}
+
+/// The `Idempotency-Key` of every attempt at outbox entry `id`: 32 hex digits.
+fn webhook_key(secret: &[u8; 32], id: u64) -> String {
+    let digest = Sha256::new().chain_update(secret).chain_update(id.to_le_bytes()).finalize();
+    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The delay before attempt `attempts + 1`.
 fn backoff(attempts: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF)
@@ -274,6 +397,16 @@ fn backoff(attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_keys_are_stable_and_differ_by_entry_and_journal() {
+        let secret = webhook_secret(&[1; 32]);
+        let key = webhook_key(&secret, 7);
+        assert_eq!(key.len(), 32);
+        assert_eq!(key, webhook_key(&secret, 7), "the same for every attempt");
+        assert_ne!(key, webhook_key(&secret, 8));
+        assert_ne!(key, webhook_key(&webhook_secret(&[2; 32]), 7), "another journal's differ");
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {

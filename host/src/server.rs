@@ -13,6 +13,7 @@ use crate::invoke::{Invoker, InvokerConfig};
 use crate::journal::{Journal, PgJournal, RedbJournal, VersionMeta};
 use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
+use crate::outbound::HttpPolicy;
 use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
 use crate::services::Services;
 use crate::subscriptions::Subscriptions;
@@ -218,7 +219,8 @@ async fn open_on(
     let cache = CompiledCache::new(&config.data_dir.join(COMPILED_DIR), runtime.engine(), cache_key)?;
     let services = {
         let (runtime, journal, metrics) = (runtime.clone(), journal.clone(), metrics.clone());
-        Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics)).await??)
+        let http = HttpPolicy { limits: config.outbound(), max: config.allow_http_max.clone() };
+        Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics, http)).await??)
     };
     let loaded = services.running();
     let mut deployed = Vec::new();
@@ -262,7 +264,13 @@ async fn open_on(
     // Work done once for all the hosts on the journal, under a lease.
     let leases =
         LeaseKeeper::new(journal.clone(), cluster.clone(), metrics.clone(), config.host_timeout, shutdown.clone());
-    outbox::spawn(leases.clone(), invoker.clone(), journal.clone(), metrics.clone(), config.outbox_max_attempts);
+    let delivering = outbox::Delivering {
+        invoker: invoker.clone(),
+        services: services.clone(),
+        outbound: config.outbound(),
+        max_attempts: config.outbox_max_attempts,
+    };
+    outbox::spawn(leases.clone(), delivering, journal.clone(), metrics.clone());
     crate::timers::spawn(leases.clone(), invoker.clone(), journal.clone(), metrics.clone());
     spawn_idempotency_sweeper(leases.clone(), journal.clone());
     crate::compaction::spawn(leases.clone(), journal.clone(), services.clone(), metrics.clone(), config.compact_every);

@@ -67,18 +67,36 @@ async fn has_stored_entities(client: &Client, service: &str) -> anyhow::Result<b
     Ok(described["stored_entities"].as_bool().unwrap_or(false))
 }
 
+/// What a deploy asks for besides the component and its verification.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeployArgs {
+    /// For an action: the services whose events it subscribes to.
+    #[arg(long, value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+    /// The hosts the service's guests may send HTTP requests and webhooks
+    /// to: api.example.com, *.example.com, api.example.com:8443,
+    /// 127.0.0.1:9000, 10.0.0.0/8:* (loopback and private addresses only
+    /// when listed as addresses).
+    #[arg(long, value_delimiter = ',')]
+    pub allow_http: Vec<String>,
+}
+
 /// Deploys `component` as the next version of `service`.
 pub async fn deploy(
     client: &Client,
     service: &str,
     component: &Path,
     verify: &VerifyArgs,
-    subscribe: &[String],
+    args: &DeployArgs,
 ) -> anyhow::Result<String> {
     let bytes = std::fs::read(component).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;
     let mut query: Vec<String> = verify.query(client, service).await?.into_iter().collect();
-    if !subscribe.is_empty() {
-        query.push(format!("subscribe={}", subscribe.iter().map(|s| segment(s)).collect::<Vec<_>>().join(",")));
+    let list = |items: &[String]| items.iter().map(|s| segment(s)).collect::<Vec<_>>().join(",");
+    if !args.subscribe.is_empty() {
+        query.push(format!("subscribe={}", list(&args.subscribe)));
+    }
+    if !args.allow_http.is_empty() {
+        query.push(format!("allow_http={}", list(&args.allow_http)));
     }
     let path = with_query(format!("/v1/services/{}", segment(service)), &query);
     with_progress(client, service, !query.is_empty(), client.put(&path, bytes)).await

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::deploy::{self, VerifyArgs};
+use super::deploy::{self, DeployArgs, VerifyArgs};
 use crate::client::Client;
 
 /// How often the crate's files are looked at.
@@ -34,9 +34,8 @@ pub struct DevArgs {
     /// The service to deploy it as (default: the crate's name).
     #[arg(long)]
     service: Option<String>,
-    /// For an action: the services whose events it subscribes to.
-    #[arg(long, value_delimiter = ',')]
-    subscribe: Vec<String>,
+    #[command(flatten)]
+    deploy: DeployArgs,
     /// Where a server started by `dev` keeps its data (default:
     /// PATH/target/wasmstate-dev).
     #[arg(long)]
@@ -78,7 +77,7 @@ async fn round(client: &Client, args: &DevArgs, service: &str) -> anyhow::Result
     let started = Instant::now();
     let path = args.path.clone();
     let component = tokio::task::spawn_blocking(move || build(&path)).await??;
-    let reply = deploy::deploy(&client.admin(), service, &component, &VerifyArgs::default(), &args.subscribe).await?;
+    let reply = deploy::deploy(&client.admin(), service, &component, &VerifyArgs::default(), &args.deploy).await?;
     let reply: Value = serde_json::from_str(&reply).unwrap_or(Value::Null);
     println!(
         "deployed {} version {} ({}) in {:.1} s",

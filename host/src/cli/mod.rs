@@ -77,9 +77,8 @@ enum CliCommand {
         component: PathBuf,
         #[command(flatten)]
         verify: deploy::VerifyArgs,
-        /// For an action: the services whose events it subscribes to.
-        #[arg(long, value_delimiter = ',')]
-        subscribe: Vec<String>,
+        #[command(flatten)]
+        options: deploy::DeployArgs,
     },
     /// Make an earlier version of a service the newest again, as a new
     /// version running its code.
@@ -226,8 +225,8 @@ impl Cli {
                 return Ok(());
             }
             CliCommand::Dev(args) => return dev::dev(&self.url, &client, args).await,
-            CliCommand::Deploy { service, component, verify, subscribe } => {
-                Reply::Json(deploy::deploy(&client.admin(), &service, &component, &verify, &subscribe).await?)
+            CliCommand::Deploy { service, component, verify, options } => {
+                Reply::Json(deploy::deploy(&client.admin(), &service, &component, &verify, &options).await?)
             }
             CliCommand::Rollback { service, to, verify } => {
                 Reply::Json(deploy::rollback(&client.admin(), &service, to, &verify).await?)

@@ -147,6 +147,7 @@ impl From<DeployError> for ApiError {
             DeployError::InvalidName(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_name", message),
             DeployError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DeployError::Component(e) => Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string()),
+            DeployError::HttpNotAllowed(e) => Self::new(StatusCode::BAD_REQUEST, "allow_http_refused", e.to_string()),
             DeployError::UpgradeRejected(ref report) => {
                 let details = json!({ "verification": report });
                 Self::new(StatusCode::CONFLICT, "upgrade_rejected", error.to_string()).with_details(details)
@@ -180,6 +181,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::OutputLimit(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "output_limit", message),
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::InvalidTimer(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_timer", message),
+            InvokeError::InvalidWebhook(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_webhook", message),
             // Only a timer's firing meets it, and no caller waits for that.
             InvokeError::TimerGone => Self::new(StatusCode::CONFLICT, "timer_gone", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery, EntityPath};
@@ -14,7 +14,7 @@ use super::responses::{
     BadRequest, Conflict, Gone, Internal, NotFound, Timeout, Unauthorized, Unavailable, Unprocessable,
 };
 use super::{ApiError, AppState, entities::validate_entity_path};
-use crate::domain::{Call, Reply, ServiceKind, StateChange, payload_json};
+use crate::domain::{Call, Reply, ServiceKind, StateChange, TimerDue, TimerRequest, Webhook, payload_json};
 use crate::invoke::DryRun;
 use crate::journal::{Forked, NotKept};
 use crate::names::validate_entity_id;
@@ -111,6 +111,16 @@ pub async fn dry_run(state: &AppState, call: Call, at: Option<u64>) -> Result<Re
         .iter()
         .map(|effect| SideEffectReply { call: CallReply::from(&effect.call), synchronous: effect.synchronous })
         .collect();
+    let webhooks = effects
+        .webhooks
+        .iter()
+        .map(|webhook| WebhookReply {
+            url: webhook.url.clone(),
+            method: if webhook.method.is_empty() { Webhook::DEFAULT_METHOD.into() } else { webhook.method.clone() },
+            body: payload_json(&webhook.body),
+        })
+        .collect();
+    let timers = effects.timers.iter().map(timer_json).collect();
     let reply = DryRunReply {
         dry_run: true,
         seq,
@@ -120,7 +130,8 @@ pub async fn dry_run(state: &AppState, call: Call, at: Option<u64>) -> Result<Re
         reply,
         forward,
         side_effects,
-        timers: Vec::new(),
+        webhooks,
+        timers,
     };
     Ok(Json(reply).into_response())
 }
@@ -144,8 +155,37 @@ pub struct DryRunReply {
     forward: Option<CallReply>,
     /// The side effects it would ask for.
     side_effects: Vec<SideEffectReply>,
-    /// The timers it would set (none yet: commands set no timers).
+    /// The webhooks it would send.
+    webhooks: Vec<WebhookReply>,
+    /// The timers it would set (`{"set": name, "due": …, "call": …}`) and
+    /// cancel (`{"cancel": name}`), in order.
     timers: Vec<Value>,
+}
+
+/// A webhook a dry run would send.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookReply {
+    /// Where.
+    url: String,
+    /// Its method.
+    method: String,
+    /// Its body: JSON, or a string when it is not JSON.
+    body: Value,
+}
+
+/// A timer a dry run would set or cancel, as JSON.
+fn timer_json(request: &TimerRequest) -> Value {
+    match request {
+        TimerRequest::Set { name, due, call } => {
+            let due = match due {
+                TimerDue::AfterMs(ms) => json!({ "after_ms": ms }),
+                TimerDue::AtMs(ms) => json!({ "at_ms": ms }),
+                TimerDue::Cron(cron) => json!({ "cron": cron.expression, "missed": cron.missed }),
+            };
+            json!({ "set": name, "due": due, "call": CallReply::from(call) })
+        }
+        TimerRequest::Cancel(name) => json!({ "cancel": name }),
+    }
 }
 
 /// What a command would do to its entity's state.

@@ -16,6 +16,7 @@ use super::responses::{BadRequest, Conflict, Internal, NotFound, PayloadTooLarge
 use super::{ApiError, AppState};
 use crate::domain::ServiceKind;
 use crate::journal::{DeadLetter, Retention};
+use crate::outbound::AllowList;
 use crate::services::{DeployRequest, Deployed, ServiceInfo};
 use crate::verify::VerifyOptions;
 
@@ -72,6 +73,12 @@ pub struct DeployQuery {
     /// How much history the service keeps: `all` or `snapshots:K`.
     #[param(pattern = "^(all|snapshots:[0-9]+)$", example = "snapshots:2")]
     retain: Option<String>,
+    /// The hosts the service's guests may send HTTP requests and webhooks
+    /// to, comma-separated: `api.example.com`, `*.example.com`,
+    /// `api.example.com:8443`, `127.0.0.1:9000`, `10.0.0.0/8:*`. Loopback
+    /// and private addresses are reached only when listed as addresses.
+    #[param(example = "api.example.com,127.0.0.1:9000")]
+    allow_http: Option<String>,
 }
 
 /// Deploys the body as the next version of the service: 201 with its
@@ -109,8 +116,10 @@ pub async fn deploy(
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         .unwrap_or_default();
     let retain = query.retain.as_deref().map(Retention::parse).transpose().map_err(ApiError::bad_request)?;
+    let allow_http = AllowList::parse(query.allow_http.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_allow_http", e.to_string()))?;
     let verify = verification_asked(&state, &service, verify).await?;
-    let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify, retain };
+    let request = DeployRequest { service, bytes: body.to_vec(), subscriptions, verify, retain, allow_http };
     let deployed = state.services.deploy(request).await?;
     Ok((StatusCode::CREATED, Json(deployed)))
 }

@@ -38,11 +38,11 @@ pub(super) async fn run(
         Input::Event { event, .. } => shared.runtime.on_event(&service.compiled, event).await?,
     }
     .map_err(InvokeError::Failed)?;
-    shared.check_output(&effects)?;
+    shared.check_output(service, &effects)?;
     // An action's timers belong to its routing key.
     let owner = TimerOwner { service: &name, entity: &entity, now_ms, trace };
     let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
-    let (_, follow_up, outbox) = effects.into_parts();
+    let (_, follow_up, outbox) = effects.into_parts(&name);
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: name.clone(),

@@ -92,7 +92,7 @@ pub(super) async fn run(
     };
     let owner = TimerOwner { service: &entity.service, entity: &entity.entity, now_ms, trace };
     let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
-    let (_, follow_up, outbox) = effects.into_parts();
+    let (_, follow_up, outbox) = effects.into_parts(&entity.service);
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: entity.service.clone(),
@@ -151,7 +151,7 @@ async fn event_sourced(
         .handle_event_sourced(&service.compiled, snapshot, events, call, CommandMeta::at(last_seq, now_ms, key))
         .await?
         .map_err(InvokeError::Failed)?;
-    shared.check_output(&effects)?;
+    shared.check_output(service, &effects)?;
     let StateChange::Events { events, state } = std::mem::replace(&mut effects.state, StateChange::Unchanged) else {
         return Err(InvokeError::Internal("an event-sourced entity answered no events".into()));
     };
@@ -212,7 +212,7 @@ async fn value(
         .handle_value(&service.compiled, state, call, CommandMeta::at(revision, now_ms, key))
         .await?
         .map_err(InvokeError::Failed)?;
-    shared.check_output(&effects)?;
+    shared.check_output(service, &effects)?;
     // The write lands only if the entity is still at the revision it ran on.
     let write = |state: Option<Vec<u8>>| {
         let after = StoredValue { state: state.clone(), revision: revision + 1 };

@@ -24,6 +24,10 @@ pub enum InvokeError {
     /// a bad name, target, time or cron schedule.
     #[error("{0}")]
     InvalidTimer(String),
+    /// A webhook the guest asked for is not one the host may send: a bad
+    /// URL, method or header, or a host not on the service's allow-list.
+    #[error("{0}")]
+    InvalidWebhook(String),
     /// The entity's mailbox is full, or the host has too many invocations
     /// in flight.
     #[error("{0}; retry later")]

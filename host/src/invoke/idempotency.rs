@@ -3,7 +3,7 @@
 //! what the recorded one asked — instead of running; otherwise its record
 //! commits with its effects, atomically.
 
-use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey};
+use crate::domain::{AsyncEffect, Call, Fingerprint, FollowUp, IdempotencyKey};
 use crate::journal::{IdempotencyRecord, now_ms};
 
 use super::{Input, Invocation, InvokeError, Shared, blocking};
@@ -82,7 +82,7 @@ impl Shared {
         &self,
         keyed: Option<&Keyed>,
         follow_up: &FollowUp,
-        outbox: &[Call],
+        outbox: &[AsyncEffect],
         sets_timers: bool,
     ) -> Option<IdempotencyRecord> {
         let keyed = keyed?;

@@ -1,18 +1,30 @@
 //! The limits on what one guest call may produce, checked before anything
 //! is committed, the same for every path: a runaway guest fails its own
 //! invocation instead of the host, and a forward or side effect no request
-//! could address never reaches the journal.
+//! could address never reaches the journal, nor a webhook its service may
+//! not send.
 
 use crate::domain::{Effects, Reply, StateChange};
 use crate::names::{validate_entity_id, validate_service_name};
+use crate::outbound::{AllowList, check_webhook};
+use crate::services::Service;
 
 use super::{InvokeError, InvokerConfig, Shared};
 
 impl Shared {
-    /// Refuses output past the configured limits, and targets that are not
-    /// valid names.
-    pub(super) fn check_output(&self, effects: &Effects) -> Result<(), InvokeError> {
-        check_output(&self.config, effects)
+    /// Refuses output past the configured limits, targets that are not
+    /// valid names, and webhooks `service` may not send.
+    pub(super) fn check_output(&self, service: &Service, effects: &Effects) -> Result<(), InvokeError> {
+        check_output(&self.config, effects)?;
+        if !effects.webhooks.is_empty() {
+            let grant = service.compiled.http_grant();
+            let nothing = AllowList::default();
+            let allow = grant.as_ref().map_or(&nothing, |grant| &grant.allow);
+            for webhook in &effects.webhooks {
+                check_webhook(webhook, allow).map_err(InvokeError::InvalidWebhook)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -52,10 +64,10 @@ fn check_output(config: &InvokerConfig, effects: &Effects) -> Result<(), InvokeE
             )));
         }
     }
-    if effects.side_effects.len() > max {
+    let side_effects = effects.side_effects.len() + effects.webhooks.len();
+    if side_effects > max {
         return Err(InvokeError::OutputLimit(format!(
-            "the guest asked for {} side effects; at most {max} are allowed",
-            effects.side_effects.len()
+            "the guest asked for {side_effects} side effects; at most {max} are allowed"
         )));
     }
     let reply_bytes = match &effects.reply {
@@ -67,6 +79,13 @@ fn check_output(config: &InvokerConfig, effects: &Effects) -> Result<(), InvokeE
     };
     for effect in &effects.side_effects {
         check_target(&effect.call.service, &effect.call.entity)?;
+    }
+    let webhook_bytes: usize = effects.webhooks.iter().map(|webhook| webhook.body.len()).sum();
+    if webhook_bytes > config.max_reply_bytes {
+        return Err(InvokeError::OutputLimit(format!(
+            "the command's webhooks carry {webhook_bytes} bytes; at most {} are allowed",
+            config.max_reply_bytes
+        )));
     }
     if reply_bytes > config.max_reply_bytes {
         return Err(InvokeError::OutputLimit(format!(
@@ -96,7 +115,7 @@ mod tests {
     }
 
     fn leaving(state: StateChange) -> Effects {
-        Effects { reply: Reply::Message(Vec::new()), side_effects: Vec::new(), state, timers: Vec::new() }
+        Effects { state, ..Effects::reply(Reply::Message(Vec::new())) }
     }
 
     #[test]

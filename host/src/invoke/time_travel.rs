@@ -73,21 +73,23 @@ impl Invoker {
     }
 
     /// Runs `call` against the entity's current state (or the state right
-    /// after event `at`) and answers what it would do, committing nothing.
+    /// after event `at`) and answers what it would do, committing nothing
+    /// and sending nothing (its guest may make no HTTP request).
     pub async fn dry_run(&self, call: Call, at: Option<u64>) -> Result<DryRun, InvokeError> {
         let _permit = self.shared.permit()?;
         self.shared.metrics.record_dry_run();
         let service = self.shared.service(&call.service)?;
         let runtime = &self.shared.runtime;
+        // A dry run sends nothing: no HTTP request either.
+        let compiled = service.compiled.with_http(None);
         let (seq, effects) = match service.kind() {
             ServiceKind::EventSourced => {
                 let as_of = self.shared.as_of(&call.service, &call.entity, at).await?;
                 let seq = as_of.seq();
                 let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
                 let meta = CommandMeta::now(seq, None);
-                let effects = runtime
-                    .handle_event_sourced(&service.compiled, snapshot.as_ref(), as_of.events, call, meta)
-                    .await?;
+                let effects =
+                    runtime.handle_event_sourced(&compiled, snapshot.as_ref(), as_of.events, call, meta).await?;
                 (seq, effects)
             }
             ServiceKind::Value | ServiceKind::Action if at.is_some() => {
@@ -101,14 +103,12 @@ impl Invoker {
                 let (s, e) = (call.service.clone(), call.entity.clone());
                 let stored = blocking(move || journal.load_value(&s, &e)).await??;
                 let meta = CommandMeta::now(stored.revision, None);
-                (0, runtime.handle_value(&service.compiled, stored.state.as_deref(), call, meta).await?)
+                (0, runtime.handle_value(&compiled, stored.state.as_deref(), call, meta).await?)
             }
-            ServiceKind::Action => {
-                (0, runtime.handle_action(&service.compiled, call, CommandMeta::now(0, None)).await?)
-            }
+            ServiceKind::Action => (0, runtime.handle_action(&compiled, call, CommandMeta::now(0, None)).await?),
         };
         let effects = effects.map_err(InvokeError::Failed)?;
-        self.shared.check_output(&effects)?;
+        self.shared.check_output(&service, &effects)?;
         Ok(DryRun { seq, effects })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{CommitWatch, IdempotencyRecord, StoredSnapshot, TimerChange, TimerGuard};
-use crate::domain::Call;
+use crate::domain::AsyncEffect;
 use crate::metrics::Metrics;
 use crate::trace_context::TraceContext;
 
@@ -53,7 +53,7 @@ pub struct Commit {
     /// The entity's own change.
     pub write: EntityWrite,
     /// Asynchronous side effects, delivered from the outbox after the commit.
-    pub outbox: Vec<Call>,
+    pub outbox: Vec<AsyncEffect>,
     /// What the command left to do, recorded under its idempotency key.
     pub idempotency: Option<IdempotencyRecord>,
     /// Timers the command sets or cancels.

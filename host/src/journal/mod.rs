@@ -283,6 +283,9 @@ pub struct NewVersion {
     pub deployed_at_ms: u64,
     /// The services whose events this version (an action) subscribes to.
     pub subscriptions: Vec<String>,
+    /// The hosts its guests may send HTTP requests to, as allow-list
+    /// entries (see [`crate::outbound::AllowList`]).
+    pub allow_http: Vec<String>,
 }
 
 /// The metadata of one deployed version of a service.
@@ -304,4 +307,7 @@ pub struct VersionMeta {
     /// The services whose events this version (an action) subscribes to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
+    /// The hosts its guests may send HTTP requests and webhooks to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_http: Vec<String>,
 }

@@ -1,5 +1,5 @@
-//! The host's records as the journal stores them (redb schema version 3,
-//! PostgreSQL 4).
+//! The host's records as the journal stores them (redb schema version 5,
+//! PostgreSQL 6).
 //!
 //! Every record is encoded with postcard: a serde format with a documented,
 //! stable wire format (postcard 1.x), compact (varints, no field names), and
@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::JournalError;
-use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey};
+use crate::domain::{AsyncEffect, Fingerprint, FollowUp, IdempotencyKey};
 use crate::trace_context::TraceContext;
 
 /// Encodes a record.
@@ -183,12 +183,35 @@ pub(super) struct VersionRecord {
     pub size: u64,
     pub deployed_at_ms: u64,
     pub subscriptions: Vec<String>,
+    /// The hosts its guests may send HTTP requests to (schema 5 and 6).
+    pub allow_http: Vec<String>,
+}
+
+/// A `VERSIONS` row of redb schema 4 or PostgreSQL 5 in the layout of
+/// 5 and 6: with an empty allow-list after it.
+pub(super) fn upgrade_version_row(bytes: &[u8], what: &str) -> Result<Vec<u8>, JournalError> {
+    let mut upgraded = bytes.to_vec();
+    upgraded.push(0);
+    decode::<VersionRecord>(&upgraded, what)?;
+    Ok(upgraded)
+}
+
+/// An `OUTBOX` row of redb schema 4 or PostgreSQL 5 (a command, then its
+/// trace, if any) in the layout of 5 and 6: the command as the first kind
+/// of [`AsyncEffect`].
+pub(super) fn upgrade_outbox_row(bytes: &[u8], what: &str) -> Result<Vec<u8>, JournalError> {
+    let mut upgraded = Vec::with_capacity(bytes.len() + 1);
+    upgraded.push(0);
+    upgraded.extend_from_slice(bytes);
+    decode::<OutboxRecord<AsyncEffect>>(&upgraded, what)?;
+    Ok(upgraded)
 }
 
 /// An `OUTBOX` row: a side effect to deliver and how its delivery went.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct OutboxRecord<C> {
-    pub call: C,
+pub(super) struct OutboxRecord<E> {
+    /// The side effect: a command or a webhook.
+    pub effect: E,
     /// How many forwards and side effects deep its delivery runs.
     pub hops: u32,
     /// Delivery attempts that failed so far.
@@ -258,8 +281,8 @@ pub struct IdempotencyRecord {
 pub struct OutboxEntry {
     /// Its id, in the order entries were committed.
     pub id: u64,
-    /// What to invoke.
-    pub call: Call,
+    /// What to deliver: a command or a webhook.
+    pub effect: AsyncEffect,
     /// How many forwards and side effects deep its delivery runs: one more
     /// than the command that asked for it.
     pub hops: u32,
@@ -274,16 +297,16 @@ pub struct OutboxEntry {
 impl OutboxEntry {
     /// Decodes the outbox row stored under `id`.
     pub(super) fn read(id: u64, bytes: &[u8]) -> Result<Self, JournalError> {
-        let record: OutboxRecord<Call> = decode(bytes, "outbox entry")?;
-        let OutboxRecord { call, hops, attempts, next_attempt_ms } = record;
-        let trace = trace_after::<OutboxRecord<Call>>(bytes);
-        Ok(Self { id, call, hops, attempts, next_attempt_ms, trace })
+        let record: OutboxRecord<AsyncEffect> = decode(bytes, "outbox entry")?;
+        let OutboxRecord { effect, hops, attempts, next_attempt_ms } = record;
+        let trace = trace_after::<OutboxRecord<AsyncEffect>>(bytes);
+        Ok(Self { id, effect, hops, attempts, next_attempt_ms, trace })
     }
 
     /// The row of the entry as it stands (its attempts so far), with its trace.
     pub(super) fn encode(&self) -> Result<Vec<u8>, JournalError> {
         let record = OutboxRecord {
-            call: &self.call,
+            effect: &self.effect,
             hops: self.hops,
             attempts: self.attempts,
             next_attempt_ms: self.next_attempt_ms,
@@ -295,7 +318,7 @@ impl OutboxEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Reply;
+    use crate::domain::{Call, Reply, Webhook};
 
     fn call(payload: &[u8]) -> Call {
         Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: payload.to_vec() }
@@ -320,11 +343,23 @@ mod tests {
             size: 5,
             deployed_at_ms: 1,
             subscriptions: vec!["x".into()],
+            allow_http: vec!["h".into()],
         };
-        assert_eq!(encode(&version).unwrap(), b"\x02ab\x05value\x05\x01\x01\x01x");
+        assert_eq!(encode(&version).unwrap(), b"\x02ab\x05value\x05\x01\x01\x01x\x01\x01h");
 
-        let outbox = OutboxRecord { call: &call(b"{}"), hops: 1, attempts: 2, next_attempt_ms: 3 };
-        assert_eq!(encode(&outbox).unwrap(), b"\x01s\x01e\x01C\x02{}\x01\x02\x03");
+        let command = AsyncEffect::Command(call(b"{}"));
+        let outbox = OutboxRecord { effect: &command, hops: 1, attempts: 2, next_attempt_ms: 3 };
+        assert_eq!(encode(&outbox).unwrap(), b"\x00\x01s\x01e\x01C\x02{}\x01\x02\x03");
+        let webhook = AsyncEffect::Webhook(Webhook {
+            service: "s".into(),
+            url: "u".into(),
+            method: "M".into(),
+            headers: vec![("k".into(), "v".into())],
+            content_type: "t".into(),
+            body: b"b".to_vec(),
+        });
+        let outbox = OutboxRecord { effect: &webhook, hops: 1, attempts: 2, next_attempt_ms: 3 };
+        assert_eq!(encode(&outbox).unwrap(), b"\x01\x01s\x01u\x01M\x01\x01k\x01v\x01t\x01b\x01\x02\x03");
 
         let follow_up = FollowUp { synchronous: vec![call(b"p")], reply: Reply::Forward(call(b"q")) };
         let key = KeyRecord { expires_at_ms: 7, fingerprint: None, follow_up: &follow_up };
@@ -359,8 +394,14 @@ mod tests {
         let back: EventRecord<'_> = decode_borrowed(&traced, "test").unwrap();
         assert_eq!(back.payload, b"{}");
 
-        let entry =
-            OutboxEntry { id: 4, call: call(b"p"), hops: 1, attempts: 2, next_attempt_ms: 3, trace: Some(trace) };
+        let entry = OutboxEntry {
+            id: 4,
+            effect: AsyncEffect::Command(call(b"p")),
+            hops: 1,
+            attempts: 2,
+            next_attempt_ms: 3,
+            trace: Some(trace),
+        };
         let bytes = entry.encode().unwrap();
         assert_eq!(OutboxEntry::read(4, &bytes).unwrap(), entry);
         let untraced = OutboxEntry { trace: None, ..entry };
@@ -369,6 +410,39 @@ mod tests {
         let mut damaged = bytes.clone();
         damaged.truncate(bytes.len() - 3);
         assert_eq!(OutboxEntry::read(4, &damaged).unwrap().trace, None);
+    }
+
+    /// Rows of the layout before webhooks and allow-lists read, upgraded,
+    /// as what they held.
+    #[test]
+    fn rows_from_before_webhooks_are_upgraded() {
+        let trace = TraceContext { trace_id: [7; 16], span_id: [9; 8], parent_span_id: None, sampled: true };
+        #[derive(Serialize)]
+        struct OldOutbox<'a> {
+            call: &'a Call,
+            hops: u32,
+            attempts: u32,
+            next_attempt_ms: u64,
+        }
+        let old =
+            encode_traced(&OldOutbox { call: &call(b"p"), hops: 1, attempts: 2, next_attempt_ms: 3 }, Some(&trace))
+                .unwrap();
+        let entry = OutboxEntry::read(9, &upgrade_outbox_row(&old, "test").unwrap()).unwrap();
+        let expected = OutboxEntry {
+            id: 9,
+            effect: AsyncEffect::Command(call(b"p")),
+            hops: 1,
+            attempts: 2,
+            next_attempt_ms: 3,
+            trace: Some(trace),
+        };
+        assert_eq!(entry, expected);
+
+        let old_version = b"\x02ab\x05value\x05\x01\x01\x01x";
+        let upgraded = upgrade_version_row(old_version, "test").unwrap();
+        let version: VersionRecord = decode(&upgraded, "test").unwrap();
+        assert_eq!((version.subscriptions, version.allow_http), (vec!["x".to_string()], Vec::<String>::new()));
+        assert!(upgrade_version_row(b"\x09ab", "test").is_err());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //!
 //! - `histogram`: a histogram with fixed buckets;
 //! - `invocations`: invocations counted and timed per service, kind and
-//!   outcome.
+//!   outcome;
+//! - `outbound`: guests' HTTP requests and webhook deliveries;
+//! - `timers`: the durable timers'.
 
 mod histogram;
 mod invocations;
+mod outbound;
 mod timers;
 
 use std::collections::BTreeMap;
@@ -20,6 +23,7 @@ use std::time::Duration;
 use crate::domain::ServiceKind;
 use histogram::Histogram;
 use invocations::Invocations;
+pub use outbound::{OutboundMetrics, WebhookAttempt};
 pub use timers::{Firing, TimerMetrics};
 
 /// How an invocation ended, as counted in `wasmstate_invocations_total`
@@ -67,6 +71,8 @@ pub struct Metrics {
     histograms: Histograms,
     /// The durable timers'.
     pub timers: TimerMetrics,
+    /// Outbound HTTP: guests' requests and webhooks.
+    pub outbound: OutboundMetrics,
     commits: AtomicU64,
     commit_failures: AtomicU64,
     committed_appends: AtomicU64,
@@ -323,6 +329,7 @@ impl Metrics {
         let mut out = String::new();
         self.invocations.render(&mut out);
         self.timers.render(&mut out);
+        self.outbound.render(&mut out);
         let histograms = [
             (
                 "wasmstate_journal_commit_duration_seconds",

@@ -13,6 +13,7 @@ use super::guest_log::LogBudget;
 use super::idle_pool::{IdleBudget, IdlePool};
 use super::{GuestError, GuestState, Runtime};
 use crate::domain::{Call, CommandMeta, Effects, Event, Failure, ServiceKind, SubscribedEvent};
+use crate::outbound::HttpGrant;
 
 /// The exports of a component: its kind, and the WIT version it was built
 /// against.
@@ -35,6 +36,8 @@ pub struct CompiledService {
     idle: Arc<IdlePool<WarmInstance>>,
     /// The rate limit of its instances' log lines.
     log_budget: Arc<LogBudget>,
+    /// What its calls may send over HTTP (none: nothing).
+    http: Option<Arc<HttpGrant>>,
 }
 
 /// An instance that finished a call without trapping, ready for the next one.
@@ -67,7 +70,24 @@ impl CompiledService {
             (V::V0_2, K::Action) => Exports::ActionV0_2(v0_2::action_iface::GuestIndices::new(&pre)?),
         };
         let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { pre, exports, idle: Arc::new(IdlePool::new(max_idle, budget)), log_budget: LogBudget::new() })
+        Ok(Self {
+            pre,
+            exports,
+            idle: Arc::new(IdlePool::new(max_idle, budget)),
+            log_budget: LogBudget::new(),
+            http: None,
+        })
+    }
+
+    /// The same version, its calls making HTTP requests as `grant` allows
+    /// (none: no request at all). Idle instances are shared.
+    pub fn with_http(&self, grant: Option<Arc<HttpGrant>>) -> Self {
+        Self { http: grant, ..self.clone() }
+    }
+
+    /// What its calls may send over HTTP.
+    pub fn http_grant(&self) -> Option<Arc<HttpGrant>> {
+        self.http.clone()
     }
 
     /// The same version without idle instances: every call makes a new
@@ -80,6 +100,7 @@ impl CompiledService {
             exports: self.exports.clone(),
             idle: Arc::new(IdlePool::new(0, budget)),
             log_budget: self.log_budget.clone(),
+            http: self.http.clone(),
         }
     }
 

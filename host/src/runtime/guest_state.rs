@@ -1,5 +1,7 @@
 //! What each guest store holds: a locked-down WASI context, its resource
-//! table, the memory limiter (`guest_memory.rs`) and the captured stderr.
+//! table, the memory limiter (`guest_memory.rs`), the captured stderr, and
+//! the `wasi:http` hooks that admit the guest's outbound requests
+//! ([`crate::outbound`]).
 
 use std::time::{Duration, Instant};
 
@@ -7,10 +9,12 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::guest_log::LogBudget;
 use super::guest_memory::{HostMemory, MemoryLimiter};
 use super::guest_output::GuestOutput;
+use crate::outbound::{GuestHttp, HttpGrant};
 
 /// The per-invocation state of one guest store.
 pub struct GuestState {
@@ -22,6 +26,9 @@ pub struct GuestState {
     stderr: GuestOutput,
     /// When the current call must have finished.
     deadline: Instant,
+    http_ctx: WasiHttpCtx,
+    /// What the current call may send over HTTP.
+    http: GuestHttp,
 }
 
 impl GuestState {
@@ -35,20 +42,26 @@ impl GuestState {
             memory: MemoryLimiter::new(max_memory_bytes, host_memory),
             stderr: GuestOutput::new(log_budget),
             deadline: Instant::now(),
+            http_ctx: WasiHttpCtx::new(),
+            http: GuestHttp::default(),
         }
     }
 
     /// Prepares for the next call on this instance, which may take up to
-    /// `time_limit`.
-    pub fn start_call(&mut self, time_limit: Duration) {
+    /// `time_limit` and make HTTP requests as `http` grants (none: no
+    /// request at all).
+    pub fn start_call(&mut self, time_limit: Duration, http: Option<Arc<HttpGrant>>) {
         self.memory.start_call();
         self.deadline = Instant::now() + time_limit;
         self.stderr.start_call();
+        self.http.start_call(http, self.deadline);
     }
 
-    /// Ends the current call: its last line of stderr goes to the log.
-    pub fn finish_call(&self) {
+    /// Ends the current call: its last line of stderr goes to the log, and
+    /// it may send nothing more.
+    pub fn finish_call(&mut self) {
         self.stderr.finish_call();
+        self.http.finish_call();
     }
 
     /// Whether the current call has run past its time limit.
@@ -70,5 +83,11 @@ impl WasiView for GuestState {
             .wasi
             .get_or_insert_with(|| WasiCtx::builder().stderr(stderr.clone()).allow_ip_name_lookup(false).build());
         WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.http }
     }
 }

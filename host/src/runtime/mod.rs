@@ -10,6 +10,10 @@
 //! between calls — the host hands them their state every time — so reusing
 //! an instance only saves the cost of making one.
 //!
+//! The linker grants WASI without files, network sockets or environment,
+//! and `wasi:http/outgoing-handler`, whose requests each call's grant
+//! admits or refuses (a service's allow-list, see [`crate::outbound`]).
+//!
 //! Calls are futures that run on the async worker threads: a guest yields
 //! to other tasks at every epoch tick until its time limit passes, so a slow
 //! or looping guest shares a thread instead of blocking one, and a quick
@@ -48,6 +52,7 @@ pub use replay::{FailedAt, ReplayFailure, Replayed};
 use tracing::Instrument;
 
 use crate::domain::ServiceKind;
+use crate::outbound::HttpGrant;
 
 /// How often the engine's epoch advances: the granularity of the time limit,
 /// and how long a guest runs before it yields to other tasks.
@@ -189,6 +194,8 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Outbound HTTP, which each call's grant admits (outbound/).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         start_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Self {
@@ -288,9 +295,9 @@ impl Runtime {
             Some(warm) => warm,
             None => self.instantiate(service).await?,
         };
-        self.start_call(&mut warm.store);
+        self.start_call(&mut warm.store, service.http_grant());
         let called = tokio::time::timeout(self.wall_clock_limit(), call(&mut warm.store, &warm.instance)).await;
-        warm.store.data().finish_call();
+        warm.store.data_mut().finish_call();
         match called {
             Ok(Ok(result)) => {
                 // An instance that grew large is not kept: its memory is
@@ -332,7 +339,7 @@ impl Runtime {
         store.epoch_deadline_callback(|store| {
             Ok(if store.data().past_deadline() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
-        self.start_call(&mut store);
+        self.start_call(&mut store, None);
         let instantiated =
             tokio::time::timeout(self.wall_clock_limit(), service.pre().instantiate_async(&mut store)).await;
         match instantiated {
@@ -345,10 +352,11 @@ impl Runtime {
 
     /// Starts the time limit of the next call into `store` (or of its
     /// instantiation): the epoch callback runs at the next tick and yields
-    /// or interrupts from then on.
-    fn start_call(&self, store: &mut Store<GuestState>) {
+    /// or interrupts from then on. The call may make HTTP requests as
+    /// `http` grants.
+    fn start_call(&self, store: &mut Store<GuestState>, http: Option<Arc<HttpGrant>>) {
         store.set_epoch_deadline(1);
-        store.data_mut().start_call(self.limits.invocation_timeout)
+        store.data_mut().start_call(self.limits.invocation_timeout, http)
     }
 
     fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> GuestError {

@@ -19,6 +19,7 @@ use crate::finish_on_drop::FinishOnDrop;
 use crate::journal::{Journal, JournalError, NewVersion, Retention, VersionMeta};
 use crate::metrics::Metrics;
 use crate::names::validate_service_name;
+use crate::outbound::{AllowList, AllowListError, HttpPolicy};
 use crate::runtime::{CompiledCache, CompiledService, ComponentError, Runtime};
 use crate::verify::{Progress, Report, VerifyOptions};
 pub use pickup::spawn as spawn_pickup;
@@ -36,6 +37,12 @@ pub struct Service {
 }
 
 impl Service {
+    /// Version `meta`, its calls sending what `http` grants it over HTTP.
+    pub fn new(meta: VersionMeta, compiled: CompiledService, http: &HttpPolicy, metrics: &Arc<Metrics>) -> Self {
+        let compiled = compiled.with_http(http.grant(&meta, metrics));
+        Self { meta, compiled }
+    }
+
     /// The kind of service it is.
     pub fn kind(&self) -> ServiceKind {
         self.meta.kind
@@ -59,6 +66,9 @@ pub enum DeployError {
     /// traffic, and the version serving keeps serving.
     #[error("the new version was refused: {} of {} entities checked could not be rebuilt{}", .0.failed_total, .0.checked, strict_note(.0))]
     UpgradeRejected(Box<Report>),
+    /// The allow-list asks for a host beyond the server's cap.
+    #[error("{0}")]
+    HttpNotAllowed(#[from] AllowListError),
     /// The host had no room to finish the work; retry.
     #[error("{0}")]
     Busy(String),
@@ -100,12 +110,14 @@ pub struct DeployRequest {
     pub verify: Option<VerifyOptions>,
     /// How much history the service keeps from now on (`None`: as before).
     pub retain: Option<Retention>,
+    /// The hosts its guests may send HTTP requests and webhooks to.
+    pub allow_http: AllowList,
 }
 
 impl DeployRequest {
-    /// A deploy of `bytes` as `service`, unverified.
+    /// A deploy of `bytes` as `service`, unverified, with no HTTP.
     pub fn new(service: String, bytes: Vec<u8>, subscriptions: Vec<String>) -> Self {
-        Self { service, bytes, subscriptions, verify: None, retain: None }
+        Self { service, bytes, subscriptions, verify: None, retain: None, allow_http: AllowList::default() }
     }
 }
 
@@ -133,6 +145,9 @@ pub struct ServiceInfo {
     pub digest: String,
     /// The services the newest version subscribes to.
     pub subscriptions: Vec<String>,
+    /// The hosts the newest version's guests may send HTTP requests and
+    /// webhooks to (empty: none).
+    pub allow_http: Vec<String>,
     /// Every deployed version, oldest first.
     pub versions: Vec<VersionMeta>,
     /// How much of its entities' history the service keeps: `all` or `snapshots:K`.
@@ -146,6 +161,8 @@ pub struct Services {
     journal: Arc<dyn Journal>,
     cache: Arc<CompiledCache>,
     metrics: Arc<Metrics>,
+    /// What services may send over HTTP.
+    http: HttpPolicy,
     current: RwLock<BTreeMap<String, Arc<Service>>>,
     history: RwLock<BTreeMap<String, Vec<VersionMeta>>>,
     /// Held by one deploy or delete at a time, from before it reads the
@@ -168,6 +185,7 @@ impl Services {
         journal: Arc<dyn Journal>,
         cache: CompiledCache,
         metrics: Arc<Metrics>,
+        http: HttpPolicy,
     ) -> anyhow::Result<Self> {
         let history = by_service(journal.versions()?);
         let mut current = BTreeMap::new();
@@ -179,7 +197,7 @@ impl Services {
             // upgrade that changed the WIT) must not keep the others down.
             match compile_cached(&runtime, &cache, &bytes, &meta.digest) {
                 Ok(compiled) => {
-                    current.insert(name.clone(), Arc::new(Service { meta, compiled }));
+                    current.insert(name.clone(), Arc::new(Service::new(meta, compiled, &http, &metrics)));
                 }
                 Err(error) => {
                     tracing::error!(service = %name, version = meta.version, %error, "cannot load the service; deploy a new version");
@@ -191,6 +209,7 @@ impl Services {
             journal,
             cache,
             metrics,
+            http,
             current: RwLock::new(current),
             history: RwLock::new(history),
             deploying: tokio::sync::Mutex::new(()),
@@ -277,14 +296,19 @@ impl Services {
     }
 
     async fn deploy_now(&self, request: DeployRequest, skip_same: bool) -> Result<Option<Deployed>, DeployError> {
-        let DeployRequest { service: name, bytes, subscriptions, verify, retain } = request;
+        let DeployRequest { service: name, bytes, subscriptions, verify, retain, allow_http } = request;
         validate_service_name(&name).map_err(DeployError::InvalidName)?;
+        self.http.check(&allow_http)?;
+        let allow_http = allow_http.entries();
         for source in &subscriptions {
             validate_service_name(source).map_err(|e| DeployError::InvalidName(format!("subscription: {e}")))?;
         }
         let latest = || self.history.read().unwrap().get(&name).and_then(|v| v.last().cloned());
         let unchanged = |latest: &Option<VersionMeta>, digest: &str| {
-            skip_same && latest.as_ref().is_some_and(|m| m.digest == digest && m.subscriptions == subscriptions)
+            skip_same
+                && latest.as_ref().is_some_and(|m| {
+                    m.digest == digest && m.subscriptions == subscriptions && m.allow_http == allow_http
+                })
         };
         // Hashing and compiling block, and take long for a large component:
         // off the async threads, within a few compile slots, and outside the
@@ -343,8 +367,8 @@ impl Services {
             )));
         }
         let journal = self.journal.clone();
-        let version =
-            NewVersion { service: name, digest, kind, deployed_at_ms: crate::journal::now_ms(), subscriptions };
+        let deployed_at_ms = crate::journal::now_ms();
+        let version = NewVersion { service: name, digest, kind, deployed_at_ms, subscriptions, allow_http };
         let meta = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let meta = journal.save_version(&version, &bytes)?;
             if let Some(retain) = retain {
@@ -355,7 +379,8 @@ impl Services {
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))??;
         self.history.write().unwrap().entry(meta.service.clone()).or_default().push(meta.clone());
-        self.current.write().unwrap().insert(meta.service.clone(), Arc::new(Service { meta: meta.clone(), compiled }));
+        let service = Service::new(meta.clone(), compiled, &self.http, &self.metrics);
+        self.current.write().unwrap().insert(meta.service.clone(), Arc::new(service));
         self.metrics.record_deploy();
         self.changes.send_modify(|n| *n += 1);
         tracing::info!(service = %meta.service, version = meta.version, digest = %meta.digest, "deployed");
@@ -447,6 +472,7 @@ fn describe(name: &str, history: &BTreeMap<String, Vec<VersionMeta>>, retain: Re
         version: latest.version,
         digest: latest.digest.clone(),
         subscriptions: latest.subscriptions.clone(),
+        allow_http: latest.allow_http.clone(),
         versions: versions.clone(),
         retain,
     })

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Service, Services, by_service, compile_cached, stored_bytes};
+use crate::journal::VersionMeta;
+use crate::runtime::CompiledService;
 
 /// How often the journal's versions are compared with this host's.
 pub const POLL: Duration = Duration::from_millis(400);
@@ -37,14 +39,14 @@ impl Services {
             }
             let (runtime, cache, journal) = (self.runtime.clone(), self.cache.clone(), self.journal.clone());
             let version = newest.version;
-            let service = tokio::task::spawn_blocking(move || -> anyhow::Result<Service> {
+            let service = tokio::task::spawn_blocking(move || -> anyhow::Result<(VersionMeta, CompiledService)> {
                 let bytes = stored_bytes(&*journal, &newest)?;
                 let compiled = compile_cached(&runtime, &cache, &bytes, &newest.digest)?;
-                Ok(Service { meta: newest, compiled })
+                Ok((newest, compiled))
             })
             .await?;
             match service {
-                Ok(service) => loaded.push(service),
+                Ok((meta, compiled)) => loaded.push(Service::new(meta, compiled, &self.http, &self.metrics)),
                 Err(error) => {
                     tracing::error!(service = %name, version, %error, "cannot load a version another host deployed")
                 }

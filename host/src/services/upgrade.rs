@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{DeployError, DeployRequest, Deployed, Service, Services};
+use crate::outbound::AllowList;
 use crate::runtime::CompiledService;
 use crate::verify::{self, Progress, Report, VerifyOptions};
 
@@ -40,7 +41,10 @@ impl Services {
             .await
             .map_err(|e| DeployError::Internal(e.to_string()))??
             .ok_or_else(|| DeployError::Internal(format!("the component of {name} v{number} is missing")))?;
-        let request = DeployRequest { service: name, bytes, subscriptions: target.subscriptions, verify, retain: None };
+        // The version rolled back to keeps the hosts it was granted.
+        let allow_http = AllowList::from_entries(target.allow_http.iter().map(String::as_str))?;
+        let subscriptions = target.subscriptions;
+        let request = DeployRequest { service: name, bytes, subscriptions, verify, retain: None, allow_http };
         let deployed = self.deploy(request).await?;
         Ok((deployed, target.version))
     }

@@ -18,6 +18,8 @@ mod fuzz;
 mod guest_limits;
 mod guest_timers;
 mod history;
+#[path = "../common/http_receiver.rs"]
+mod http_receiver;
 mod idempotency;
 #[path = "../common/in_process.rs"]
 mod in_process;
@@ -28,6 +30,7 @@ mod memory_budgets;
 mod metrics;
 mod openapi;
 mod origins;
+mod outbound_http;
 mod overload;
 mod restart;
 mod scaffold;
@@ -42,6 +45,7 @@ mod timers_load;
 mod traces;
 mod typed_commands;
 mod upgrades;
+mod webhooks;
 
 use std::path::Path;
 

@@ -147,13 +147,30 @@ async fn a_version_4_journal_is_migrated_and_keeps_its_timers() {
     migrated_from(4).await;
 }
 
+/// So is one of version 5 (before webhooks and allow-lists), whose outbox
+/// and version rows are rewritten.
+#[tokio::test]
+async fn a_version_5_journal_is_migrated_and_keeps_its_outbox() {
+    migrated_from(5).await;
+}
+
 /// What the versions after `version` added, dropped.
 fn undo_after(version: i64) -> String {
+    // Version 6 put a byte (a command) before each outbox row, and one (no
+    // allow-list) after each version row.
+    let mut undo = String::from(
+        "UPDATE wasmstate.outbox SET record = substring(record from 2); \
+         UPDATE wasmstate.versions SET record = substring(record from 1 for length(record) - 1);",
+    );
+    if version == 5 {
+        return undo;
+    }
     if version == 4 {
         // Version 5 added a byte (no schedule) at the end of an untraced row.
-        return "UPDATE wasmstate.timers SET record = substring(record from 1 for length(record) - 1);".into();
+        undo.push_str(" UPDATE wasmstate.timers SET record = substring(record from 1 for length(record) - 1);");
+        return undo;
     }
-    let mut undo = String::from("DROP TABLE wasmstate.timers;");
+    undo.push_str(" DROP TABLE wasmstate.timers;");
     if version < 3 {
         undo.push_str(
             " DROP TABLE wasmstate.leases, wasmstate.writer_marks; ALTER TABLE wasmstate.outbox DROP COLUMN due_ms;",
@@ -176,19 +193,31 @@ async fn migrated_from(version: i64) {
     let timer = api.send(reqwest::Method::POST, path, body).await.expect(202);
     server.stop().await.unwrap();
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
+    // A side effect waiting in the outbox: Increase c by 1.
+    let waiting = [&b"\x00\x07counter\x01c\x08Increase\x0b"[..], br#"{"value":1}"#, b"\x01\x00\x00"].concat();
+    client
+        .execute(
+            "INSERT INTO wasmstate.outbox (id, target, record, due_ms) VALUES (1000, 'counter', $1, 0)",
+            &[&waiting],
+        )
+        .await
+        .unwrap();
     let back =
         format!("{} UPDATE wasmstate.meta SET value = {version} WHERE key = 'schema_version'", undo_after(version));
     client.batch_execute(&back).await.unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
     let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts on the old version");
-    let said = format!("migrated the journal from schema version {version} to 5");
+    let said = format!("migrated the journal from schema version {version} to 6");
     assert!(server.stdout().contains(&said), "{:?}", server.stdout());
     let api = Api::new(server.base());
-    assert_eq!(api.invoke("counter", "c", "Get", json!({})).await.expect(200), json!({ "value": 5 }));
+    let delivered = api.eventually(Duration::from_secs(10), || async {
+        api.invoke("counter", "c", "Get", json!({})).await.expect(200) == json!({ "value": 6 })
+    });
+    assert!(delivered.await, "the side effect that waited is delivered");
     assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
     let stored: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
-    assert_eq!(stored, 5);
+    assert_eq!(stored, 6);
     let timers = api.get("/v1/services/counter/entities/c/timers").await.expect(200);
     if version == 4 {
         assert_eq!(timers[0]["name"], timer["timer"], "{timers}");

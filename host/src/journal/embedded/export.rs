@@ -8,7 +8,7 @@ use super::tables::{
     SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, TIMERS, VALUES, VERSION_HEADS, VERSIONS,
 };
 use super::{JournalError, RedbJournal, records};
-use crate::domain::Call;
+use crate::domain::AsyncEffect;
 use crate::journal::copy::{CHUNK, Copied, Rows};
 
 /// Hands rows to `send` a chunk of one table at a time; collects the
@@ -104,8 +104,8 @@ impl RedbJournal {
         let mut rows = Vec::new();
         for row in txn.open_table(OUTBOX)?.iter()? {
             let (id, record) = row?;
-            let entry: records::OutboxRecord<Call> = records::decode(record.value(), "outbox entry")?;
-            rows.push((id.value(), entry.call.service, record.value().to_vec()));
+            let entry: records::OutboxRecord<AsyncEffect> = records::decode(record.value(), "outbox entry")?;
+            rows.push((id.value(), entry.effect.target(), record.value().to_vec()));
         }
         out.send_all(rows, Rows::Outbox)?;
         let last_id = txn.open_table(COUNTERS)?.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());

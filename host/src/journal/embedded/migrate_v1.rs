@@ -21,7 +21,7 @@ use super::records::{
     self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord, SnapshotRecord, ValueRecord, VersionRecord,
 };
 use super::tables::{COMPONENTS, EVENTS, IDEMPOTENCY, OUTBOX, SERVICE_LOG, SNAPSHOTS, VALUES, VERSION_HEADS, VERSIONS};
-use crate::domain::{Call, FollowUp, Reply};
+use crate::domain::{AsyncEffect, Call, FollowUp, Reply};
 
 const SNAPSHOTS_V1: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("snapshots");
 pub(super) const VERSIONS_V1: TableDefinition<(&str, u32), &str> = TableDefinition::new("versions");
@@ -76,6 +76,7 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
             size: v1.size,
             deployed_at_ms: v1.deployed_at_ms,
             subscriptions: v1.subscriptions.clone(),
+            allow_http: Vec::new(),
         };
         table.insert((service.as_str(), *version), records::encode(&record)?.as_slice())?;
         let head = heads.entry(service).or_default();
@@ -106,11 +107,11 @@ pub(super) fn to_v2(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.delete_table(COMPONENTS_V1)?;
     drop(table);
 
-    let outbox: Vec<(u64, OutboxRecord<Call>)> = read_all(txn, OUTBOX_V1, |id, row| {
+    let outbox: Vec<(u64, OutboxRecord<AsyncEffect>)> = read_all(txn, OUTBOX_V1, |id, row| {
         let (service, entity, command, payload, attempts, next_attempt_ms) = row;
         let call =
             Call { service: service.into(), entity: entity.into(), command: command.into(), payload: payload.to_vec() };
-        Ok((id, OutboxRecord { call, hops: 0, attempts, next_attempt_ms }))
+        Ok((id, OutboxRecord { effect: AsyncEffect::Command(call), hops: 0, attempts, next_attempt_ms }))
     })?;
     txn.delete_table(OUTBOX_V1)?;
     let mut table = txn.open_table(OUTBOX)?;

@@ -9,7 +9,7 @@ use super::schema::SCHEMA_VERSION;
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::*;
 use crate::domain::ServiceKind;
-use crate::domain::{Call, Event, FollowUp, IdempotencyKey, Reply};
+use crate::domain::{AsyncEffect, Call, Event, FollowUp, IdempotencyKey, Reply};
 
 fn database(dir: &tempfile::TempDir) -> Database {
     Database::create(dir.path().join("journal.redb")).unwrap()
@@ -64,6 +64,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
         kind: ServiceKind::EventSourced,
         deployed_at_ms: 7,
         subscriptions: vec![],
+        allow_http: vec![],
     };
     assert_eq!(journal.save_version(&next, b"c4").unwrap().version, 4);
 
@@ -83,7 +84,8 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
         payload: br#"{"value":1}"#.to_vec(),
     };
     assert_eq!(pending, 1);
-    assert_eq!(due, [OutboxEntry { id: 4, call, hops: 0, attempts: 2, next_attempt_ms: 77, trace: None }]);
+    let effect = AsyncEffect::Command(call);
+    assert_eq!(due, [OutboxEntry { id: 4, effect, hops: 0, attempts: 2, next_attempt_ms: 77, trace: None }]);
 
     let k1 = journal.idempotency_record("cart", "c1", &IdempotencyKey::client(b"k1").unwrap(), 0).unwrap().unwrap();
     assert_eq!((k1.fingerprint, k1.follow_up.reply), (None, Reply::Message(br#"{"ok":1}"#.to_vec())));
@@ -103,7 +105,7 @@ async fn a_schema_1_journal_is_migrated_with_everything_in_it() {
 
     // New writes go on where the old ones stopped.
     let mut commit = Commit::events("cart", "c1", 1, vec![b"e2".to_vec()]);
-    commit.outbox = vec![commit_call()];
+    commit.outbox = vec![AsyncEffect::Command(commit_call())];
     assert_eq!(journal.commit(commit).await.unwrap(), CommitStatus::Durable { last_seq: 2 });
     assert_eq!(journal.service_log("cart", 1, 10).unwrap()[0].position, 2);
     assert_eq!(journal.outbox_due(u64::MAX, 0, 10).unwrap().0.last().unwrap().id, 5);
@@ -215,4 +217,39 @@ async fn a_schema_3_journal_s_timers_are_rewritten() {
     (expected.id, expected.trace) = (5, Some(trace));
     assert_eq!(journal.timers_due(300, 10).unwrap(), [expected.clone()]);
     assert_eq!(journal.timers_of("s", "e").unwrap(), [expected]);
+}
+
+/// A schema-4 journal's outbox entries and versions (before webhooks and
+/// allow-lists) are rewritten in the layout of 5: the entries deliver as
+/// the commands they were, the versions grant no HTTP.
+#[tokio::test]
+async fn a_schema_4_journal_s_outbox_and_versions_are_rewritten() {
+    use crate::journal::contract::{OutboxStore, VersionStore};
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    schema::open(&db).unwrap();
+    // Outbox entry 3, a command to s/e, hops 1, attempts 2, due at 3, as
+    // schema 4 wrote it; version 1 of `cart`, as schema 4 wrote it.
+    let outbox_row = b"\x01s\x01e\x01C\x02{}\x01\x02\x03";
+    let version_row = b"\x02ab\x0devent-sourced\x05\x01\x00";
+    let txn = db.begin_write().unwrap();
+    txn.open_table(tables::OUTBOX).unwrap().insert(3, &outbox_row[..]).unwrap();
+    txn.open_table(tables::VERSIONS).unwrap().insert(("cart", 1), &version_row[..]).unwrap();
+    txn.open_table(tables::VERSION_HEADS).unwrap().insert("cart", 1).unwrap();
+    txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 4).unwrap();
+    txn.commit().unwrap();
+
+    let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 4, to: SCHEMA_VERSION });
+    let call = Call { service: "s".into(), entity: "e".into(), command: "C".into(), payload: b"{}".to_vec() };
+    let (due, pending) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
+    let effect = AsyncEffect::Command(call);
+    assert_eq!(
+        (due, pending),
+        (vec![OutboxEntry { id: 3, effect, hops: 1, attempts: 2, next_attempt_ms: 3, trace: None }], 1)
+    );
+    let versions = journal.versions().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!((versions[0].kind, versions[0].digest.as_str()), (ServiceKind::EventSourced, "ab"));
+    assert!(versions[0].allow_http.is_empty());
 }

@@ -12,7 +12,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use super::records::{self, OutboxRecord};
 use super::tables::OUTBOX;
 use super::{JournalError, Lease, OutboxBook, OutboxEntry, OutboxStore, RedbJournal};
-use crate::domain::Call;
+use crate::domain::AsyncEffect;
 
 /// The counts of the entries in `db`'s outbox, with no quota.
 pub(super) fn read_book(db: &redb::Database) -> Result<OutboxBook, JournalError> {
@@ -20,14 +20,15 @@ pub(super) fn read_book(db: &redb::Database) -> Result<OutboxBook, JournalError>
     let mut waiting: HashMap<String, u64> = HashMap::new();
     for row in txn.open_table(OUTBOX)?.iter()? {
         let (_, value) = row?;
-        let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
-        *waiting.entry(record.call.service).or_default() += 1;
+        let record: OutboxRecord<AsyncEffect> = records::decode(value.value(), "outbox entry")?;
+        *waiting.entry(record.effect.target()).or_default() += 1;
     }
     Ok(OutboxBook::new(waiting))
 }
 
 impl OutboxStore for RedbJournal {
-    /// Bounds how many entries may wait for one target service: a commit
+    /// Bounds how many entries may wait for one target service (or webhook
+    /// origin): a commit
     /// that would pass it is refused ([`super::CommitStatus::OutboxFull`]).
     fn set_outbox_quota(&self, quota: u64) {
         self.outbox.set_quota(quota);
@@ -59,8 +60,8 @@ impl OutboxStore for RedbJournal {
             let mut table = txn.open_table(OUTBOX)?;
             for id in ids {
                 if let Some(row) = table.remove(id)? {
-                    let record: OutboxRecord<Call> = records::decode(row.value(), "outbox entry")?;
-                    gone.push(record.call.service);
+                    let record: OutboxRecord<AsyncEffect> = records::decode(row.value(), "outbox entry")?;
+                    gone.push(record.effect.target());
                 }
             }
             Ok(())
@@ -93,8 +94,8 @@ impl OutboxStore for RedbJournal {
             let mut ids = Vec::new();
             for row in table.iter()? {
                 let (id, value) = row?;
-                let record: OutboxRecord<Call> = records::decode(value.value(), "outbox entry")?;
-                if record.call.service == service {
+                let record: OutboxRecord<AsyncEffect> = records::decode(value.value(), "outbox entry")?;
+                if record.effect.target() == service {
                     ids.push(id.value());
                 }
             }

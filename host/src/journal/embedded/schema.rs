@@ -19,6 +19,10 @@
 //!   migrated by creating them, empty.
 //! - **4**: timer rows that may repeat on a cron schedule; a journal at 3
 //!   has every timer row rewritten in the new layout.
+//! - **5**: outbox entries that may be webhooks, and versions with the
+//!   hosts their guests may reach over HTTP; a journal at 2, 3 or 4 has
+//!   every outbox and version row rewritten in the new layout. (Version 1
+//!   migrates straight to the current layout.)
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
@@ -29,9 +33,10 @@ use super::tables::{
     VALUES, VERSION_HEADS, VERSIONS,
 };
 use super::{JournalError, SchemaStatus};
+use crate::journal::records;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
 /// stored version and migrates an older journal, all in one transaction.
@@ -47,10 +52,12 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
             SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION }
         }
         // Version 3 only adds tables, which `create_tables` makes.
-        Some(2) => SchemaStatus::Migrated { from: 2, to: SCHEMA_VERSION },
-        Some(3) => {
-            upgrade_timer_rows(&txn)?;
-            SchemaStatus::Migrated { from: 3, to: SCHEMA_VERSION }
+        Some(from @ 2..=4) => {
+            if from == 3 {
+                upgrade_timer_rows(&txn)?;
+            }
+            upgrade_outbox_and_version_rows(&txn)?;
+            SchemaStatus::Migrated { from, to: SCHEMA_VERSION }
         }
         Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
         None if txn.list_tables()?.next().is_none() => SchemaStatus::Created,
@@ -80,6 +87,32 @@ fn upgrade_timer_rows(txn: &WriteTransaction) -> Result<(), JournalError> {
     }
     for ((service, entity, name), record) in rows {
         timers.insert((service.as_str(), entity.as_str(), name.as_str()), record.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Rewrites every outbox and version row of schema 2 to 4 in the layout of 5.
+fn upgrade_outbox_and_version_rows(txn: &WriteTransaction) -> Result<(), JournalError> {
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut rows = Vec::new();
+    for row in outbox.iter()? {
+        let (id, record) = row?;
+        let what = format!("outbox entry {}", id.value());
+        rows.push((id.value(), records::upgrade_outbox_row(record.value(), &what)?));
+    }
+    for (id, record) in rows {
+        outbox.insert(id, record.as_slice())?;
+    }
+    let mut versions = txn.open_table(VERSIONS)?;
+    let mut rows = Vec::new();
+    for row in versions.iter()? {
+        let (key, record) = row?;
+        let (service, version) = key.value();
+        let what = format!("version {version} of {service}");
+        rows.push(((service.to_string(), version), records::upgrade_version_row(record.value(), &what)?));
+    }
+    for ((service, version), record) in rows {
+        versions.insert((service.as_str(), version), record.as_slice())?;
     }
     Ok(())
 }

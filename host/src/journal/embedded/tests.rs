@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::domain::ServiceKind;
-use crate::domain::{Call, Fingerprint, FollowUp, IdempotencyKey, Reply};
+use crate::domain::{AsyncEffect, Call, Fingerprint, FollowUp, IdempotencyKey, Reply};
 
 fn journal() -> (tempfile::TempDir, RedbJournal) {
     let dir = tempfile::tempdir().unwrap();
@@ -123,6 +123,7 @@ fn new_version(service: &str, digest: &str) -> NewVersion {
         kind: ServiceKind::EventSourced,
         deployed_at_ms: 1,
         subscriptions: Vec::new(),
+        allow_http: Vec::new(),
     }
 }
 
@@ -282,22 +283,22 @@ async fn a_value_write_on_a_stale_revision_is_refused_and_writes_nothing() {
 async fn outbox_entries_commit_with_the_events_and_retry_then_go() {
     let (_dir, journal) = journal();
     let mut commit = append("c", "e", 0, &["x"]);
-    commit.outbox = vec![call("a"), call("b")];
+    commit.outbox = vec![AsyncEffect::Command(call("a")), AsyncEffect::Command(call("b"))];
     journal.commit(commit).await.unwrap();
     // A refused commit adds nothing to the outbox.
     let mut stale = append("c", "e", 0, &["y"]);
-    stale.outbox = vec![call("lost")];
+    stale.outbox = vec![AsyncEffect::Command(call("lost"))];
     assert_eq!(journal.commit(stale).await.unwrap(), CommitStatus::Conflict { expected: 0, found: 1 });
     // So does one with no events, checked against a stale seq.
     let mut stale = append("c", "e", 0, &[]);
-    stale.outbox = vec![call("lost too")];
+    stale.outbox = vec![AsyncEffect::Command(call("lost too"))];
     assert!(!stale.is_empty());
     assert_eq!(journal.commit(stale).await.unwrap(), CommitStatus::Conflict { expected: 0, found: 1 });
     assert!(append("c", "e", 0, &[]).is_empty(), "a seq check alone writes nothing");
 
     let (due, pending) = journal.outbox_due(0, 0, 10).unwrap();
     assert_eq!(pending, 2);
-    assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(due.iter().map(|d| d.effect.command().entity.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     let mut later = due[0].clone();
     later.attempts = 1;
     later.next_attempt_ms = 5_000;
@@ -359,7 +360,7 @@ async fn a_live_idempotency_key_is_recorded_once() {
     let (_dir, journal) = journal();
     let keyed = |expires_at_ms, outbox: &str| {
         let mut commit = commit_with("act", "any", EntityWrite::Nothing);
-        commit.outbox = vec![call(outbox)];
+        commit.outbox = vec![AsyncEffect::Command(call(outbox))];
         let follow_up = FollowUp { synchronous: vec![], reply: Reply::Message(b"first".to_vec()) };
         commit.idempotency = Some(IdempotencyRecord { key: key("k"), expires_at_ms, fingerprint: None, follow_up });
         commit
@@ -368,7 +369,11 @@ async fn a_live_idempotency_key_is_recorded_once() {
     let second = journal.commit(keyed(u64::MAX, "second")).await.unwrap();
     assert_eq!(second, CommitStatus::KeyRecorded);
     let (due, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
-    assert_eq!(due.iter().map(|d| d.call.entity.as_str()).collect::<Vec<_>>(), ["first"], "the second wrote nothing");
+    assert_eq!(
+        due.iter().map(|d| d.effect.command().entity.as_str()).collect::<Vec<_>>(),
+        ["first"],
+        "the second wrote nothing"
+    );
 
     // An expired record no longer holds its key.
     let (_dir, journal) = self::journal();
@@ -414,7 +419,8 @@ async fn the_outbox_quota_and_a_deleted_service_bound_what_waits() {
     journal.set_outbox_quota(2);
     let with_effects = |entity: &str, targets: &[&str]| {
         let mut commit = commit_with("src", entity, EntityWrite::Nothing);
-        commit.outbox = targets.iter().map(|t| Call { service: (*t).into(), ..call("x") }).collect();
+        commit.outbox =
+            targets.iter().map(|t| AsyncEffect::Command(Call { service: (*t).into(), ..call("x") })).collect();
         commit
     };
     let durable = CommitStatus::Durable { last_seq: 0 };
@@ -432,7 +438,7 @@ async fn the_outbox_quota_and_a_deleted_service_bound_what_waits() {
 
     assert_eq!(journal.outbox_drop_service("svc").unwrap(), 2);
     let (due, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();
-    assert!(due.iter().all(|entry| entry.call.service == "other"), "{due:?}");
+    assert!(due.iter().all(|entry| entry.effect.command().service == "other"), "{due:?}");
     assert_eq!(journal.commit(with_effects("f", &["svc", "svc"])).await.unwrap(), durable);
     // Due entries are read past a cursor.
     let (all, _) = journal.outbox_due(u64::MAX, 0, 10).unwrap();

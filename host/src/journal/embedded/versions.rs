@@ -28,6 +28,7 @@ impl VersionStore for RedbJournal {
                 size: component.len() as u64,
                 deployed_at_ms: version.deployed_at_ms,
                 subscriptions: version.subscriptions.clone(),
+                allow_http: version.allow_http.clone(),
             };
             let mut versions = txn.open_table(VERSIONS)?;
             let key = (meta.service.as_str(), number);
@@ -40,6 +41,7 @@ impl VersionStore for RedbJournal {
                 size: meta.size,
                 deployed_at_ms: meta.deployed_at_ms,
                 subscriptions: meta.subscriptions.clone(),
+                allow_http: meta.allow_http.clone(),
             };
             versions.insert(key, records::encode(&record)?.as_slice())?;
             // Stored once per digest, however many versions share it.
@@ -112,6 +114,7 @@ impl VersionStore for RedbJournal {
                 size: record.size,
                 deployed_at_ms: record.deployed_at_ms,
                 subscriptions: record.subscriptions,
+                allow_http: record.allow_http,
             });
         }
         Ok(out)

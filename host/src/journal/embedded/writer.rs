@@ -28,6 +28,7 @@ use super::tables::{
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::timers::TimerTables;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_message};
+use crate::domain::AsyncEffect;
 use crate::journal::commit_queue::{self, Queued, Run};
 use crate::journal::contract::PendingCommit;
 use crate::metrics::Metrics;
@@ -312,11 +313,12 @@ impl<'txn> Tables<'txn> {
             return Ok(CommitStatus::KeyRecorded);
         }
         if !commit.outbox.is_empty() {
+            let targets: Vec<String> = commit.outbox.iter().map(AsyncEffect::target).collect();
             let mut adding: HashMap<&str, u64> = HashMap::new();
-            for call in &commit.outbox {
+            for target in &targets {
                 *adding
-                    .entry(call.service.as_str())
-                    .or_insert_with(|| self.outbox_added.get(&call.service).copied().unwrap_or(0)) += 1;
+                    .entry(target.as_str())
+                    .or_insert_with(|| self.outbox_added.get(target).copied().unwrap_or(0)) += 1;
             }
             if let Some(service) = self.outbox_book.over_quota(&adding) {
                 return Ok(CommitStatus::OutboxFull { service: service.to_string() });
@@ -376,13 +378,13 @@ impl<'txn> Tables<'txn> {
         }
         if !commit.outbox.is_empty() {
             let mut id = self.counters.get(OUTBOX_COUNTER)?.map_or(0, |v| v.value());
-            for call in &commit.outbox {
+            for effect in &commit.outbox {
                 id += 1;
                 let hops = commit.hops + 1;
-                let record = OutboxRecord { call, hops, attempts: 0, next_attempt_ms: 0 };
+                let record = OutboxRecord { effect, hops, attempts: 0, next_attempt_ms: 0 };
                 let record = records::encode_traced(&record, commit.trace.as_ref())?;
                 self.outbox.insert(id, record.as_slice())?;
-                *self.outbox_added.entry(call.service.clone()).or_default() += 1;
+                *self.outbox_added.entry(effect.target()).or_default() += 1;
             }
             self.counters.insert(OUTBOX_COUNTER, id)?;
         }

@@ -18,6 +18,7 @@ use super::batch_rows::{Rows, sql, write_rows};
 use super::pool::Conn;
 use super::writer::Shared;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, db_int};
+use crate::domain::AsyncEffect;
 use crate::journal::records::{self, EventRecord, KeyRecord, OutboxRecord, SnapshotRecord, ValueRecord};
 use crate::journal::{TimerChange, commit_queue, now_ms};
 
@@ -273,11 +274,10 @@ fn decide<'a>(
         return Ok(CommitStatus::KeyRecorded);
     }
     if !commit.outbox.is_empty() {
+        let targets: Vec<String> = commit.outbox.iter().map(AsyncEffect::target).collect();
         let mut adding: HashMap<&str, u64> = HashMap::new();
-        for call in &commit.outbox {
-            *adding
-                .entry(call.service.as_str())
-                .or_insert_with(|| outbox_added.get(&call.service).copied().unwrap_or(0)) += 1;
+        for target in &targets {
+            *adding.entry(target.as_str()).or_insert_with(|| outbox_added.get(target).copied().unwrap_or(0)) += 1;
         }
         if let Some(service) = shared.outbox.over_quota(&adding) {
             return Ok(CommitStatus::OutboxFull { service: service.to_string() });
@@ -328,11 +328,12 @@ fn decide<'a>(
         }
         EntityWrite::Nothing => {}
     }
-    for call in &commit.outbox {
-        let record = OutboxRecord { call, hops: commit.hops + 1, attempts: 0, next_attempt_ms: 0 };
+    for effect in &commit.outbox {
+        let record = OutboxRecord { effect, hops: commit.hops + 1, attempts: 0, next_attempt_ms: 0 };
         let record = records::encode_traced(&record, commit.trace.as_ref())?;
-        rows.outbox.push((call.service.clone(), record));
-        *outbox_added.entry(call.service.clone()).or_default() += 1;
+        let target = effect.target();
+        *outbox_added.entry(target.clone()).or_default() += 1;
+        rows.outbox.push((target, record));
     }
     if let Some(record) = &commit.idempotency {
         let kept = KeyRecord {

@@ -19,16 +19,20 @@
 //! - **4**: `timers`, durable timers by owner and name, indexed by due time.
 //! - **5**: timer rows that may repeat on a cron schedule; a journal at 4
 //!   has every timer row rewritten in the new layout.
+//! - **6**: outbox entries that may be webhooks, and versions with the
+//!   hosts their guests may reach over HTTP; every outbox and version row
+//!   of an older journal is rewritten in the new layout.
 
 use tokio_postgres::Client;
 
 use super::JournalError;
 use crate::journal::OutboxEntry;
 use crate::journal::SchemaStatus;
+use crate::journal::records::{upgrade_outbox_row, upgrade_version_row};
 use crate::journal::timers::upgrade_row as upgrade_timer_row;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// What every connection runs first. A host's transactions send their
 /// statements back to back, so one idle for seconds belongs to a host
@@ -134,7 +138,8 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
-        Some(from @ (1..=4)) => {
+        Some(from @ (1..=5)) => {
+            upgrade_outbox_and_version_rows(&txn).await?;
             if from < 2 {
                 txn.batch_execute(TABLES_V2).await?;
             }
@@ -152,7 +157,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             }
             if from < 4 {
                 txn.batch_execute(TABLES_V4).await?;
-            } else {
+            } else if from == 4 {
                 for row in txn.query("SELECT service, entity, name, record FROM timers", &[]).await? {
                     let (service, entity, name): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
                     let what = format!("timer {name:?} of {service}/{entity}");
@@ -174,4 +179,23 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
     };
     txn.commit().await?;
     Ok(status)
+}
+
+/// Rewrites every outbox and version row of schema 1 to 5 in the layout of 6.
+async fn upgrade_outbox_and_version_rows(txn: &tokio_postgres::Transaction<'_>) -> Result<(), JournalError> {
+    for row in txn.query("SELECT id, record FROM outbox", &[]).await? {
+        let id: i64 = row.get(0);
+        let record = upgrade_outbox_row(row.get(1), &format!("outbox entry {id}"))?;
+        txn.execute("UPDATE outbox SET record = $2 WHERE id = $1", &[&id, &record]).await?;
+    }
+    for row in txn.query("SELECT service, version, record FROM versions", &[]).await? {
+        let (service, version): (&str, i32) = (row.get(0), row.get(1));
+        let record = upgrade_version_row(row.get(2), &format!("version {version} of {service}"))?;
+        txn.execute(
+            "UPDATE versions SET record = $3 WHERE service = $1 AND version = $2",
+            &[&service, &version, &record],
+        )
+        .await?;
+    }
+    Ok(())
 }

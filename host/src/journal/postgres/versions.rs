@@ -28,6 +28,7 @@ impl VersionStore for PgJournal {
                     size: component.len() as u64,
                     deployed_at_ms: version.deployed_at_ms,
                     subscriptions: version.subscriptions.clone(),
+                    allow_http: version.allow_http.clone(),
                 };
                 let record = records::encode(&VersionRecord {
                     digest: meta.digest.clone(),
@@ -35,6 +36,7 @@ impl VersionStore for PgJournal {
                     size: meta.size,
                     deployed_at_ms: meta.deployed_at_ms,
                     subscriptions: meta.subscriptions.clone(),
+                    allow_http: meta.allow_http.clone(),
                 })?;
                 let inserted = conn
                     .client
@@ -113,6 +115,7 @@ impl VersionStore for PgJournal {
                         size: record.size,
                         deployed_at_ms: record.deployed_at_ms,
                         subscriptions: record.subscriptions,
+                        allow_http: record.allow_http,
                     })
                 })
                 .collect()

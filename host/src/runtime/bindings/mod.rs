@@ -93,10 +93,14 @@ impl Snapshot {
 /// of `runtime/` knows its interfaces by (`wit`, `event_sourced_iface`,
 /// `value_iface`, `action_iface`), and the conversions between the host's
 /// types and the generated ones that are the same in every version. Each
-/// version converts its kinds' effects itself: 0.2.0's carry timers.
+/// version converts its kinds' effects itself: 0.2.0's carry timers and
+/// webhooks.
 ///
 /// A version whose effects carry timers names their field, `timers`, after
 /// the path; its module defines `timer_requests`, which converts them.
+/// Every version's module defines `GuestEffect`, what its side-effect
+/// lists hold, and `effects_of`, which splits such a list into commands
+/// and webhooks.
 macro_rules! version_bindings {
     (@timers $effects:ident) => {
         Vec::new()
@@ -153,16 +157,13 @@ macro_rules! version_bindings {
             }
         }
 
-        /// The side effects a guest asked for, in the host's terms.
-        pub(in crate::runtime) fn side_effects(effects: Vec<wit::SideEffect>) -> Vec<SideEffect> {
-            effects.into_iter().map(SideEffect::from).collect()
-        }
-
         impl From<event_sourced_iface::Effects> for Effects {
             fn from(e: event_sourced_iface::Effects) -> Self {
+                let (side_effects, webhooks) = effects_of(e.side_effects);
                 Self {
                     reply: e.reply.into(),
-                    side_effects: side_effects(e.side_effects),
+                    side_effects,
+                    webhooks,
                     state: StateChange::Events { events: e.events, state: e.state },
                     timers: super::version_bindings!(@timers e $(, $timers)?),
                 }
@@ -176,9 +177,11 @@ macro_rules! version_bindings {
                     value_iface::StateChange::Update(state) => StateChange::Update(state),
                     value_iface::StateChange::Delete => StateChange::Delete,
                 };
+                let (side_effects, webhooks) = effects_of(e.side_effects);
                 Self {
                     reply: e.reply.into(),
-                    side_effects: side_effects(e.side_effects),
+                    side_effects,
+                    webhooks,
                     state,
                     timers: super::version_bindings!(@timers e $(, $timers)?),
                 }
@@ -187,9 +190,11 @@ macro_rules! version_bindings {
 
         impl From<action_iface::ActionEffects> for Effects {
             fn from(e: action_iface::ActionEffects) -> Self {
+                let (side_effects, webhooks) = effects_of(e.side_effects);
                 Self {
                     reply: e.reply.into(),
-                    side_effects: side_effects(e.side_effects),
+                    side_effects,
+                    webhooks,
                     state: StateChange::Unchanged,
                     timers: super::version_bindings!(@timers e $(, $timers)?),
                 }
@@ -197,8 +202,9 @@ macro_rules! version_bindings {
         }
 
         /// What an `on-event` returned: its side effects, with no reply.
-        pub(in crate::runtime) fn event_effects(effects: Vec<wit::SideEffect>) -> Effects {
-            Effects { side_effects: side_effects(effects), ..Effects::reply(Reply::Message(Vec::new())) }
+        pub(in crate::runtime) fn event_effects(effects: Vec<GuestEffect>) -> Effects {
+            let (side_effects, webhooks) = effects_of(effects);
+            Effects { side_effects, webhooks, ..Effects::reply(Reply::Message(Vec::new())) }
         }
     };
 }

@@ -6,6 +6,14 @@ use crate::domain::{CommandMeta, Event, SubscribedEvent};
 
 super::version_bindings!("../wit/v0.1.0");
 
+/// What 0.1.0's side-effect lists hold: commands only.
+type GuestEffect = wit::SideEffect;
+
+/// The side effects a guest asked for; 0.1.0 has no webhooks.
+fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<crate::domain::Webhook>) {
+    (effects.into_iter().map(SideEffect::from).collect(), Vec::new())
+}
+
 /// The command `call`; 0.1.0 has no place for its metadata.
 pub(in crate::runtime) fn command(call: Call, _meta: CommandMeta) -> wit::Command {
     wit::Command { name: call.command, payload: call.payload, entity_id: call.entity }

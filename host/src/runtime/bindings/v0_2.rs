@@ -1,8 +1,35 @@
 //! `wasmstate:entity@0.2.0`: what the SDK builds components against.
 
-use crate::domain::{CommandMeta, CronSchedule, Event, MissedFirings, SubscribedEvent, TimerDue, TimerRequest};
+use crate::domain::{
+    CommandMeta, CronSchedule, Event, MissedFirings, SubscribedEvent, TimerDue, TimerRequest, Webhook,
+};
 
 super::version_bindings!("../wit/v0.2.0", timers);
+
+/// What 0.2.0's side-effect lists hold: commands and webhooks.
+type GuestEffect = wit::Effect;
+
+/// Splits the side effects a guest asked for into commands and webhooks,
+/// each in the order asked.
+fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<Webhook>) {
+    let mut commands = Vec::new();
+    let mut webhooks = Vec::new();
+    for effect in effects {
+        match effect {
+            wit::Effect::Command(command) => commands.push(command.into()),
+            wit::Effect::Webhook(hook) => webhooks.push(Webhook {
+                // The invocation path fills in the service that asked.
+                service: String::new(),
+                url: hook.url,
+                method: hook.method,
+                headers: hook.headers,
+                content_type: hook.content_type,
+                body: hook.body,
+            }),
+        }
+    }
+    (commands, webhooks)
+}
 
 /// The timers a guest set and cancelled, in the host's terms.
 fn timer_requests(changes: Vec<wit::TimerChange>) -> Vec<TimerRequest> {

@@ -1,0 +1,130 @@
+//! A guest's own HTTP requests (`wasi:http/outgoing-handler`), as the
+//! `wasi:http` hooks of its store: refused unless the call's grant allows
+//! them, counted per command, bounded by the request timeout and by what is
+//! left of the command's time, measured, and logged when refused.
+//!
+//! A call without a grant — a service deployed with no allow-list, a dry
+//! run, a check of stored data — may make no request at all.
+
+use std::sync::Arc;
+
+use http::Request;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use wasmtime_wasi_http::{Error, WasiBody, WasiHttpHooks};
+
+use super::OutboundLimits;
+use super::allow_list::AllowList;
+use super::client::{self, Target};
+use crate::metrics::Metrics;
+
+/// What the guests of one service version may do over HTTP.
+pub struct HttpGrant {
+    /// The service, as metrics and logs name it.
+    pub service: Arc<str>,
+    /// The hosts it may reach.
+    pub allow: AllowList,
+    /// The bounds on its requests.
+    pub limits: OutboundLimits,
+    /// Where its requests are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The `wasi:http` hooks of one guest store: the current call's grant and
+/// how many requests it made.
+pub struct GuestHttp {
+    grant: Option<Arc<HttpGrant>>,
+    made: u32,
+    deadline: Instant,
+}
+
+impl Default for GuestHttp {
+    fn default() -> Self {
+        Self { grant: None, made: 0, deadline: Instant::now() }
+    }
+}
+
+impl GuestHttp {
+    /// Starts a call that may make requests under `grant` (none: no
+    /// request at all) until `deadline`, the end of its time.
+    pub fn start_call(&mut self, grant: Option<Arc<HttpGrant>>, deadline: std::time::Instant) {
+        self.grant = grant;
+        self.made = 0;
+        self.deadline = Instant::from_std(deadline);
+    }
+
+    /// Ends the current call: nothing more may be sent for it.
+    pub fn finish_call(&mut self) {
+        self.grant = None;
+    }
+
+    /// Checks a request against the call's grant and counts it: the grant
+    /// and where the request goes, or why it may not.
+    fn admit(&mut self, request: &Request<WasiBody>) -> Result<(Arc<HttpGrant>, Target), Error> {
+        let Some(grant) = self.grant.clone() else {
+            tracing::warn!(url = %request.uri(), "a guest made an HTTP request where none is allowed (its service has no allow-list, or this is a dry run or a check)");
+            return Err(Error::ConfigurationError);
+        };
+        let target = Target::of_uri(request.uri())?;
+        let refuse = |status: &str, error: Error, why: &str| {
+            grant.metrics.outbound.record_request(&grant.service, &target.authority(), status, None);
+            tracing::warn!(service = %grant.service, host = %target.authority(), "an HTTP request of a guest was refused: {why}");
+            Err(error)
+        };
+        if !grant.allow.allows(&target.destination()) {
+            return refuse("denied", Error::HttpRequestDenied, "the host is not on the service's allow-list");
+        }
+        if self.made >= grant.limits.max_requests_per_command {
+            let why = format!("the command made {} requests, as many as one may", self.made);
+            return refuse("limit", Error::ConnectionLimitReached, &why);
+        }
+        self.made += 1;
+        Ok((grant, target))
+    }
+}
+
+/// A boxed future, as the hooks answer.
+type Boxed<T> = Box<dyn Future<Output = T> + Send>;
+
+impl WasiHttpHooks for GuestHttp {
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_errors: Boxed<Result<(), Error>>,
+    ) -> Boxed<Result<(http::Response<WasiBody>, Boxed<Result<(), Error>>), Error>> {
+        let admitted = self.admit(&request);
+        let call_deadline = self.deadline;
+        Box::new(async move {
+            let (grant, target) = admitted?;
+            let deadline = call_deadline.min(Instant::now() + grant.limits.timeout);
+            let started = Instant::now();
+            let sent = client::send(request, &target, &grant.allow, deadline, grant.limits.max_response_bytes).await;
+            let status = match &sent {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(error) => {
+                    tracing::warn!(service = %grant.service, host = %target.authority(), %error, "an HTTP request of a guest failed");
+                    error_label(error).to_owned()
+                }
+            };
+            let took = sent.is_ok().then(|| started.elapsed());
+            grant.metrics.outbound.record_request(&grant.service, &target.authority(), &status, took);
+            let response = sent?.map(|body| body.boxed_unsync());
+            Ok((response, Box::new(async { Ok(()) }) as Boxed<Result<(), Error>>))
+        })
+    }
+}
+
+/// The `status` label of a request that got no response.
+pub(super) fn error_label(error: &Error) -> &'static str {
+    match error {
+        Error::HttpRequestDenied => "denied",
+        Error::DestinationIpProhibited => "prohibited",
+        Error::ConnectionLimitReached => "limit",
+        Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::HttpResponseTimeout | Error::DnsTimeout => {
+            "timeout"
+        }
+        Error::HttpResponseBodySize(_) => "too_large",
+        _ => "error",
+    }
+}

@@ -1,0 +1,103 @@
+//! HTTP requests to the outside world: a guest's own, during a command
+//! (`wasi:http/outgoing-handler`), and webhooks, the side effects the
+//! outbox delivers after a commit.
+//!
+//! Both go through one client ([`client`]), which checks the request's
+//! host and port against the service's allow-list ([`allow_list`]),
+//! resolves the host, checks every address it resolved to, and connects
+//! only to an address it checked, so a name cannot resolve its way into
+//! the host's own network between the check and the connection. Redirects
+//! are never followed here: a guest that follows one makes a new request,
+//! checked like the first.
+//!
+//! # Layout
+//!
+//! - `allow_list`: the hosts a service may reach, and the server's cap;
+//! - `client`: resolving, connecting (TLS by rustls) and sending one
+//!   request, bounded in time and response size;
+//! - `guest_requests`: a guest's requests, per command: counted, bounded,
+//!   timed and measured;
+//! - `webhook`: one delivery of a webhook from the outbox.
+
+mod allow_list;
+mod client;
+mod guest_requests;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use allow_list::{AllowList, AllowListError};
+pub use guest_requests::{GuestHttp, HttpGrant};
+pub use webhook::{WebhookOutcome, check_webhook, deliver};
+
+/// The bounds on every outbound request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundLimits {
+    /// The longest one request may take, from its start to the end of its
+    /// response body (a guest's is also bounded by its command's time).
+    pub timeout: Duration,
+    /// The largest response body read.
+    pub max_response_bytes: u64,
+    /// The most requests one command may make.
+    pub max_requests_per_command: u32,
+}
+
+impl Default for OutboundLimits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(10), max_response_bytes: 1 << 20, max_requests_per_command: 16 }
+    }
+}
+
+/// How the server lets services reach the outside world.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    /// The bounds on every request.
+    pub limits: OutboundLimits,
+    /// The most any service may be granted (`--allow-http-max`); `None`: no cap.
+    pub max: Option<AllowList>,
+}
+
+impl HttpPolicy {
+    /// Refuses an allow-list beyond the server's cap.
+    pub fn check(&self, allow: &AllowList) -> Result<(), AllowListError> {
+        match &self.max {
+            Some(max) => allow.check_within(max),
+            None => Ok(()),
+        }
+    }
+
+    /// What the guests of version `meta` may do over HTTP: nothing without
+    /// an allow-list.
+    pub fn grant(
+        &self,
+        meta: &crate::journal::VersionMeta,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Option<Arc<HttpGrant>> {
+        if meta.allow_http.is_empty() {
+            return None;
+        }
+        let allow = match AllowList::from_entries(meta.allow_http.iter().map(String::as_str)) {
+            Ok(allow) => allow,
+            Err(error) => {
+                tracing::error!(service = %meta.service, version = meta.version, %error, "the stored allow-list does not read; the version may send no HTTP request");
+                return None;
+            }
+        };
+        Some(Arc::new(HttpGrant {
+            service: meta.service.as_str().into(),
+            allow,
+            limits: self.limits,
+            metrics: metrics.clone(),
+        }))
+    }
+}
+
+/// The origin of a URL, `scheme://host:port` with the scheme's default
+/// port filled in; the URL itself when it has no host.
+pub fn origin_of(url: &str) -> String {
+    match client::Target::of_url(url) {
+        Ok(target) => target.origin(),
+        Err(_) => url.to_owned(),
+    }
+}
