@@ -225,7 +225,8 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_INSECURE")]
     pub insecure: bool,
 
-    /// Deploy a component at start-up, as NAME=PATH or NAME=PATH?subscribe=SOURCE[,SOURCE],
+    /// Deploy a component at start-up, as NAME=PATH, with options as in a
+    /// deploy's query: NAME=PATH?subscribe=SOURCE[,SOURCE]&allow_http=HOST[,HOST],
     /// unless that service's newest version is already the same. Repeatable.
     #[arg(long = "deploy", value_name = "NAME=PATH", value_parser = parse_deploy)]
     pub deploys: Vec<StartupDeploy>,
@@ -333,15 +334,27 @@ pub struct StartupDeploy {
     pub path: PathBuf,
     /// The services it subscribes to.
     pub subscriptions: Vec<String>,
+    /// The hosts its guests may reach over HTTP.
+    pub allow_http: AllowList,
 }
 
 fn parse_deploy(text: &str) -> Result<StartupDeploy, String> {
     let (service, rest) = text.split_once('=').ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
-    let (path, subscriptions) = match rest.split_once("?subscribe=") {
-        Some((path, sources)) => (path, sources.split(',').map(str::to_string).collect()),
-        None => (rest, Vec::new()),
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut deploy = StartupDeploy {
+        service: service.to_string(),
+        path: PathBuf::from(path),
+        subscriptions: Vec::new(),
+        allow_http: AllowList::default(),
     };
-    Ok(StartupDeploy { service: service.to_string(), path: PathBuf::from(path), subscriptions })
+    for option in query.split('&').filter(|option| !option.is_empty()) {
+        match option.split_once('=') {
+            Some(("subscribe", sources)) => deploy.subscriptions = sources.split(',').map(str::to_string).collect(),
+            Some(("allow_http", hosts)) => deploy.allow_http = parse_allow_list(hosts)?,
+            _ => return Err(format!("a start-up deploy takes subscribe= and allow_http=, not {option:?}")),
+        }
+    }
+    Ok(deploy)
 }
 
 #[cfg(test)]
@@ -380,7 +393,14 @@ mod tests {
         );
         let sub = parse_deploy("proj=p.wasm?subscribe=cart,orders").unwrap();
         assert_eq!(sub.subscriptions, ["cart", "orders"]);
+        let both = parse_deploy("fraud=f.wasm?allow_http=127.0.0.1:9100,*.example.com&subscribe=a").unwrap();
+        assert_eq!(
+            (both.subscriptions, both.allow_http.entries()),
+            (vec!["a".into()], vec!["127.0.0.1:9100".into(), "*.example.com".into()])
+        );
         assert!(parse_deploy("no-equals").is_err());
+        assert!(parse_deploy("x=x.wasm?retain=all").is_err());
+        assert!(parse_deploy("x=x.wasm?allow_http=https://x").is_err());
     }
 
     #[test]

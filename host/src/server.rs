@@ -15,7 +15,7 @@ use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::outbound::HttpPolicy;
 use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
-use crate::services::Services;
+use crate::services::{DeployRequest, Services};
 use crate::subscriptions::Subscriptions;
 use crate::{journal, outbox};
 
@@ -226,10 +226,12 @@ async fn open_on(
     let mut deployed = Vec::new();
     for deploy in &config.deploys {
         let bytes = std::fs::read(&deploy.path).with_context(|| format!("cannot read {}", deploy.path.display()))?;
-        let meta = services
-            .deploy_if_changed(deploy.service.clone(), bytes, deploy.subscriptions.clone())
-            .await
-            .with_context(|| format!("cannot deploy {}", deploy.service))?;
+        let request = DeployRequest {
+            allow_http: deploy.allow_http.clone(),
+            ..DeployRequest::new(deploy.service.clone(), bytes, deploy.subscriptions.clone())
+        };
+        let meta =
+            services.deploy_if_changed(request).await.with_context(|| format!("cannot deploy {}", deploy.service))?;
         deployed.extend(meta);
     }
     let invoker = Invoker::new(

@@ -281,16 +281,14 @@ impl Services {
         Ok(deployed.await?.expect("a deploy that does not skip an unchanged version makes one"))
     }
 
-    /// Deploys `bytes` unless the newest version of `name` already has the
-    /// same digest and subscriptions; answers the new version, if any.
+    /// Deploys `request` unless the newest version of its service already
+    /// has the same digest, subscriptions and allow-list; answers the new
+    /// version, if any.
     pub async fn deploy_if_changed(
         self: &Arc<Self>,
-        name: String,
-        bytes: Vec<u8>,
-        subscriptions: Vec<String>,
+        request: DeployRequest,
     ) -> Result<Option<VersionMeta>, DeployError> {
         let this = self.clone();
-        let request = DeployRequest::new(name, bytes, subscriptions);
         let deployed = FinishOnDrop::new(async move { this.deploy_now(request, true).await }).await?;
         Ok(deployed.map(|deployed| deployed.meta))
     }
