@@ -135,7 +135,7 @@ pub mod __private {
     /// Implements the exported `action.on-event` for action type `A`.
     pub fn action_on_event<A: crate::Action>(
         event: types::SubscribedEvent,
-    ) -> Result<Vec<types::SideEffect>, types::Failure> {
+    ) -> Result<Vec<types::Effect>, types::Failure> {
         let event = SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload)
             .with_version(event.version);
         raw::action::on_event::<A>(event).map(side_effects).map_err(failure)
@@ -159,15 +159,17 @@ pub mod __private {
         }
     }
 
-    fn side_effects(effects: Vec<SideEffect>) -> Vec<types::SideEffect> {
+    fn side_effects(effects: Vec<SideEffect>) -> Vec<types::Effect> {
         effects
             .into_iter()
-            .map(|effect| types::SideEffect {
-                service: effect.service,
-                entity_id: effect.entity_id,
-                command: effect.command,
-                payload: effect.payload,
-                synchronous: effect.synchronous,
+            .map(|effect| {
+                types::Effect::Command(types::SideEffect {
+                    service: effect.service,
+                    entity_id: effect.entity_id,
+                    command: effect.command,
+                    payload: effect.payload,
+                    synchronous: effect.synchronous,
+                })
             })
             .collect()
     }
@@ -394,7 +396,7 @@ macro_rules! export_action {
                 fn on_event(
                     event: $crate::bindings::types::SubscribedEvent,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::bindings::types::SideEffect>,
+                    ::std::vec::Vec<$crate::bindings::types::Effect>,
                     $crate::bindings::types::Failure,
                 > {
                     $crate::__private::action_on_event::<$action>(event)
