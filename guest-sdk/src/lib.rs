@@ -230,6 +230,7 @@ mod command_decode;
 mod command_encode;
 mod event_sourced;
 mod export;
+pub mod http;
 pub mod raw;
 mod reply;
 pub mod testkit;

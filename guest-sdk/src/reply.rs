@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+/// The media type of a JSON body.
+pub(crate) const JSON: &str = "application/json";
+
 /// Encodes `value` as JSON, panicking with a message naming `what` if it
 /// cannot be: an unencodable value is a bug in the service, so the command
 /// traps and nothing it produced is persisted.

@@ -12,6 +12,10 @@
 //! forwards or side effects; [`Outcome`] shows them, with their payloads
 //! decoded as JSON, so a test can check what the host would run.
 //!
+//! Outbound HTTP ([`wasmstate_sdk::http`](crate::http)) never reaches the
+//! network outside WebAssembly: the stubs of [`http`](self::http), set per
+//! test thread, answer it and record the requests.
+//!
 //! Each kit also keeps the timers of its entity (an action kit, those of
 //! its routing key) as the host would: `timers()` lists the pending ones,
 //! `timer_changes()` what the last command set and cancelled. It has a
@@ -162,6 +166,8 @@ mod timers;
 mod action;
 mod cron;
 mod event_sourced;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod http;
 #[cfg(test)]
 mod timer_tests;
 mod value;
