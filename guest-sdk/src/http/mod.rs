@@ -127,9 +127,9 @@ use serde::Serialize;
 pub(crate) use error::HostError;
 pub use error::HttpError;
 pub(crate) use request::Hop;
+pub(crate) use request::is_token;
 pub use request::{MAX_REDIRECTS, Method, Request};
 pub use response::Response;
-#[cfg(not(target_arch = "wasm32"))]
 pub(crate) use url::Url;
 
 /// Sends `GET url` (see [`Request::send`]).
