@@ -104,6 +104,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "TIMER_ACTION",
         "An action whose `Schedule` sets a timer on its routing key running any command, and `Cancel` cancels one.",
     ),
+    (
+        "http-client",
+        "HTTP_CLIENT",
+        "A value entity whose `fetch`, `fetch_then_fail` and `fetch_many` call out over HTTP, `webhook` and `webhook_then_fail` add a webhook, counted in its state (`get`).",
+    ),
 ];
 
 /// Whether the environment variable `key`, set by the outer cargo for this
