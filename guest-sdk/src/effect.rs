@@ -2,6 +2,8 @@
 //! ([`SideEffect`]) or an HTTP request to the outside world ([`Webhook`]),
 //! the two kinds of [`Effect`].
 
+use std::fmt;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -82,13 +84,27 @@ impl From<Webhook> for Effect {
 /// let put = SideEffect::webhook("https://example.com/a/1").method("PUT").body("on", "text/plain");
 /// assert_eq!((put.method_name(), put.content_type(), put.body_bytes()), ("PUT", "text/plain", b"on".as_slice()));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub(crate) url: String,
     pub(crate) method: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) content_type: String,
     pub(crate) body: Vec<u8>,
+}
+
+impl fmt::Debug for Webhook {
+    /// Shows the body as text when it is UTF-8, so a failed test reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Webhook");
+        debug.field("url", &self.url).field("method", &self.method).field("headers", &self.headers);
+        debug.field("content_type", &self.content_type);
+        match std::str::from_utf8(&self.body) {
+            Ok(text) => debug.field("body", &text),
+            Err(_) => debug.field("body", &self.body),
+        };
+        debug.finish()
+    }
 }
 
 impl Webhook {
@@ -200,6 +216,14 @@ mod tests {
         assert_eq!(full.body_json::<Value>().unwrap(), json!({"n": 1}));
         assert_eq!(full.headers(), [("X-A".to_owned(), "1".to_owned()), ("x-a".to_owned(), "2".to_owned())]);
         assert_eq!((full.header_value("X-a"), full.header_value("other")), (Some("1"), None));
+    }
+
+    #[test]
+    fn debug_shows_a_text_body_as_text() {
+        let text = format!("{:?}", SideEffect::webhook("http://h/").json(&json!({"a": 1})));
+        assert!(text.ends_with(r#"content_type: "application/json", body: "{\"a\":1}" }"#), "{text}");
+        let bytes = format!("{:?}", SideEffect::webhook("http://h/").body(vec![0xff], "application/octet-stream"));
+        assert!(bytes.ends_with("body: [255] }"), "{bytes}");
     }
 
     #[test]
