@@ -47,6 +47,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The reminders example entity (event-sourced, as `reminders`): notes with a digest on a cron schedule.",
     ),
     (
+        "fraud-detector",
+        "FRAUD_DETECTOR",
+        "The fraud detector example entity (event-sourced): scores transactions, calls a scoring service over HTTP, opens cases with webhooks.",
+    ),
+    (
         "tck-event-sourced",
         "TCK_EVENT_SOURCED",
         "The TCK model's event-sourced entity: `Process` emits, forwards, adds side effects and fails on command.",
