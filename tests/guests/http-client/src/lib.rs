@@ -14,7 +14,8 @@
 //!   (default `GET`) to `url` with `body` as JSON unless it is absent or
 //!   `null`, and `headers` (`[["name", "value"], ...]`); replies
 //!   `{"status", "body": "<text>", "headers": {"name": "value", ...}}`
-//!   (values of a repeated header joined with `, `) and counts one fetch.
+//!   (names lowercased, the values of a repeated header joined with `, `;
+//!   after redirects, the last response's) and counts one fetch.
 //!   A request that gets no response fails the command (`rejected`: HTTP
 //!   400 from the host) with the `HttpError`'s message.
 //! - `fetch_then_fail`, same payload: sends the request (and counts it),
