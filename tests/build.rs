@@ -47,6 +47,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The reminders example entity (event-sourced, as `reminders`): notes with a digest on a cron schedule.",
     ),
     (
+        "fraud-detector",
+        "FRAUD_DETECTOR",
+        "The fraud detector example entity (event-sourced): scores transactions, calls a scoring service over HTTP, opens cases with webhooks.",
+    ),
+    (
         "tck-event-sourced",
         "TCK_EVENT_SOURCED",
         "The TCK model's event-sourced entity: `Process` emits, forwards, adds side effects and fails on command.",
@@ -103,6 +108,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "timer-action",
         "TIMER_ACTION",
         "An action whose `Schedule` sets a timer on its routing key running any command, and `Cancel` cancels one.",
+    ),
+    (
+        "http-client",
+        "HTTP_CLIENT",
+        "A value entity whose `fetch`, `fetch_then_fail` and `fetch_many` call out over HTTP, `webhook` and `webhook_then_fail` add a webhook, counted in its state (`get`).",
     ),
 ];
 

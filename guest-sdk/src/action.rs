@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::timer::timer_methods;
-use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
+use crate::{Command, Effect, Failure, Metadata, Reply, TimerChange};
 
 /// A stateless action: the host runs its commands fully in parallel.
 ///
@@ -193,7 +193,7 @@ impl<A: Stateless> Action for A {
 pub struct ActionContext<'a> {
     entity_id: &'a str,
     metadata: Metadata<'a>,
-    side_effects: Vec<SideEffect>,
+    side_effects: Vec<Effect>,
     timers: Vec<TimerChange>,
 }
 
@@ -214,20 +214,22 @@ impl<'a> ActionContext<'a> {
         self.metadata
     }
 
-    /// Adds a side effect.
-    pub fn effect(&mut self, effect: SideEffect) {
-        self.side_effects.push(effect);
+    /// Adds a side effect: a command ([`SideEffect`](crate::SideEffect)) or
+    /// a webhook ([`SideEffect::webhook`](crate::SideEffect::webhook)).
+    pub fn effect(&mut self, effect: impl Into<Effect>) {
+        self.side_effects.push(effect.into());
     }
 
-    /// The side effects added so far by this call, in order.
-    pub fn side_effects(&self) -> &[SideEffect] {
+    /// The side effects added so far by this call, commands and webhooks,
+    /// in order.
+    pub fn side_effects(&self) -> &[Effect] {
         &self.side_effects
     }
 
     timer_methods!("the command, on its routing key");
 
     /// The side effects added and the timer changes.
-    pub(crate) fn into_parts(self) -> (Vec<SideEffect>, Vec<TimerChange>) {
+    pub(crate) fn into_parts(self) -> (Vec<Effect>, Vec<TimerChange>) {
         (self.side_effects, self.timers)
     }
 }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::timer::timer_methods;
-use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
+use crate::{Command, Effect, Failure, Metadata, Reply, TimerChange};
 
 /// An event-sourced entity: its state is the fold of its events.
 ///
@@ -259,7 +259,7 @@ pub struct Context<'a, E: EventSourcedEntity> {
     state: &'a E,
     working: Option<E>,
     events: Vec<E::Event>,
-    side_effects: Vec<SideEffect>,
+    side_effects: Vec<Effect>,
     timers: Vec<TimerChange>,
 }
 
@@ -307,13 +307,16 @@ impl<'a, E: EventSourcedEntity> Context<'a, E> {
         &self.events
     }
 
-    /// Adds a side effect, run once the events are durable.
-    pub fn effect(&mut self, effect: SideEffect) {
-        self.side_effects.push(effect);
+    /// Adds a side effect, run once the events are durable: a command
+    /// ([`SideEffect`](crate::SideEffect)) or a webhook
+    /// ([`SideEffect::webhook`](crate::SideEffect::webhook)).
+    pub fn effect(&mut self, effect: impl Into<Effect>) {
+        self.side_effects.push(effect.into());
     }
 
-    /// The side effects added so far by this command, in order.
-    pub fn side_effects(&self) -> &[SideEffect] {
+    /// The side effects added so far by this command, commands and
+    /// webhooks, in order.
+    pub fn side_effects(&self) -> &[Effect] {
         &self.side_effects
     }
 
@@ -331,7 +334,7 @@ pub(crate) struct Parts<E: EventSourcedEntity> {
     /// The emitted events, in order.
     pub(crate) events: Vec<E::Event>,
     /// The side effects, in order.
-    pub(crate) side_effects: Vec<SideEffect>,
+    pub(crate) side_effects: Vec<Effect>,
     /// The timer changes, in order.
     pub(crate) timers: Vec<TimerChange>,
     /// The state with the events applied, if any was emitted.

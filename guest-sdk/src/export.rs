@@ -61,7 +61,7 @@ pub mod __private {
     use crate::bindings::value::exports::wasmstate::entity::value as value_wit;
     use crate::raw::value::StateChange;
     use crate::{
-        Command, Failure, FailureCode, Metadata, Missed, Reply, SideEffect, StoredEvent, SubscribedEvent, TimerChange,
+        Command, Effect, Failure, FailureCode, Metadata, Missed, Reply, StoredEvent, SubscribedEvent, TimerChange,
         TimerDue, raw,
     };
 
@@ -135,7 +135,7 @@ pub mod __private {
     /// Implements the exported `action.on-event` for action type `A`.
     pub fn action_on_event<A: crate::Action>(
         event: types::SubscribedEvent,
-    ) -> Result<Vec<types::SideEffect>, types::Failure> {
+    ) -> Result<Vec<types::Effect>, types::Failure> {
         let event = SubscribedEvent::new(&event.service, &event.entity_id, event.seq, &event.payload)
             .with_version(event.version);
         raw::action::on_event::<A>(event).map(side_effects).map_err(failure)
@@ -159,15 +159,24 @@ pub mod __private {
         }
     }
 
-    fn side_effects(effects: Vec<SideEffect>) -> Vec<types::SideEffect> {
+    fn side_effects(effects: Vec<Effect>) -> Vec<types::Effect> {
         effects
             .into_iter()
-            .map(|effect| types::SideEffect {
-                service: effect.service,
-                entity_id: effect.entity_id,
-                command: effect.command,
-                payload: effect.payload,
-                synchronous: effect.synchronous,
+            .map(|effect| match effect {
+                Effect::Command(effect) => types::Effect::Command(types::SideEffect {
+                    service: effect.service,
+                    entity_id: effect.entity_id,
+                    command: effect.command,
+                    payload: effect.payload,
+                    synchronous: effect.synchronous,
+                }),
+                Effect::Webhook(webhook) => types::Effect::Webhook(types::Webhook {
+                    url: webhook.url,
+                    method: webhook.method,
+                    headers: webhook.headers,
+                    content_type: webhook.content_type,
+                    body: webhook.body,
+                }),
             })
             .collect()
     }
@@ -215,7 +224,39 @@ pub mod __private {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::{Cron, TimerCall};
+        use crate::{Cron, SideEffect, TimerCall};
+
+        #[test]
+        fn side_effects_become_the_wit_effects_in_order() {
+            let effects = vec![
+                Effect::from(SideEffect::new("audit", "a-1", "Record").payload("1").synchronous()),
+                Effect::from(
+                    SideEffect::webhook("https://h/x").method("PUT").header("X-A", "b").body("hi", "text/plain"),
+                ),
+                Effect::from(SideEffect::webhook("http://h/")),
+            ];
+            let converted = side_effects(effects);
+            let types::Effect::Command(command) = &converted[0] else { panic!("{converted:?}") };
+            assert_eq!(
+                (command.service.as_str(), command.entity_id.as_str(), command.command.as_str()),
+                ("audit", "a-1", "Record")
+            );
+            assert!(command.synchronous && command.payload == b"1");
+            let types::Effect::Webhook(put) = &converted[1] else { panic!("{converted:?}") };
+            assert_eq!(
+                (put.url.as_str(), put.method.as_str(), put.content_type.as_str()),
+                ("https://h/x", "PUT", "text/plain")
+            );
+            assert_eq!(
+                (put.headers.as_slice(), put.body.as_slice()),
+                ([("X-A".to_owned(), "b".to_owned())].as_slice(), b"hi".as_slice())
+            );
+            let types::Effect::Webhook(post) = &converted[2] else { panic!("{converted:?}") };
+            assert_eq!(
+                (post.method.as_str(), post.content_type.as_str(), post.body.len()),
+                ("POST", "application/json", 0)
+            );
+        }
 
         #[test]
         fn timer_changes_become_the_wit_ones_in_order() {
@@ -394,7 +435,7 @@ macro_rules! export_action {
                 fn on_event(
                     event: $crate::bindings::types::SubscribedEvent,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::bindings::types::SideEffect>,
+                    ::std::vec::Vec<$crate::bindings::types::Effect>,
                     $crate::bindings::types::Failure,
                 > {
                     $crate::__private::action_on_event::<$action>(event)

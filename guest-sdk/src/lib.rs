@@ -33,11 +33,13 @@
 //!
 //! Every command either succeeds, with a [`Reply`] (a message, or a
 //! [`Forward`] that hands the command on to another service) and any
-//! [`SideEffect`]s and timers (see [Timers](#timers)) added through the
-//! context, or fails with a [`Failure`]. A failure discards everything the
-//! command produced: events, state changes, side effects, timer changes. Forwards and side effects name their target by
-//! type where its command enum is at hand ([`Commands`], [`Forward::to`],
-//! [`Forward::call`]) or by strings ([`Forward::new`]).
+//! [`SideEffect`]s (commands, or [webhooks](#webhooks-and-outbound-http))
+//! and timers (see [Timers](#timers)) added through the context, or fails
+//! with a [`Failure`]. A failure discards everything the command produced:
+//! events, state changes, side effects, webhooks, timer changes. Forwards
+//! and side effects name their target by type where its command enum is
+//! at hand ([`Commands`], [`Forward::to`], [`Forward::call`]) or by
+//! strings ([`Forward::new`]).
 //!
 //! Commands, events, state and replies are JSON, encoded with serde.
 //! [`export_event_sourced!`], [`export_value_entity!`] and [`export_action!`]
@@ -213,6 +215,27 @@
 //! assert!(kit.timers().is_empty() && kit.advance(Duration::from_secs(3600)).is_empty());
 //! ```
 //!
+//! # Webhooks and outbound HTTP
+//!
+//! A side effect may be an HTTP request to the outside world instead of a
+//! command: `ctx.effect(SideEffect::webhook(url).json(&body))` adds a
+//! [`Webhook`] (a `POST` unless [`method`](Webhook::method) says another;
+//! [`header`](Webhook::header) and [`body`](Webhook::body) set the rest),
+//! on all three contexts and in an action's `on_event` alike. The host
+//! sends it from its durable outbox once the command's effects are
+//! durable — never for a command that failed — at least once, with an
+//! `Idempotency-Key` header that stays the same across attempts. Its URL's
+//! host must be on the service's allow-list (deploy with
+//! `?allow_http=host:port,...`). The test kits keep the webhooks sent:
+//! `kit.webhooks()`, and each command's in [`testkit::Outcome::webhooks`].
+//!
+//! To call an endpoint *during* a command and use its answer, [`http`]
+//! sends requests through the host (`http::get(url)?.json()?`). Such a
+//! call happens before the commit, so a command that fails afterwards has
+//! still made it: the module's documentation shows how to keep the state
+//! deterministic (record the answer in an event). In unit tests, the stubs
+//! of [`testkit::http`] answer instead of the network.
+//!
 //! # Commands by name
 //!
 //! [`EventSourcedEntity`], [`ValueEntity`] and [`Action`] are the same
@@ -228,8 +251,10 @@ mod action;
 mod command;
 mod command_decode;
 mod command_encode;
+mod effect;
 mod event_sourced;
 mod export;
+pub mod http;
 pub mod raw;
 mod reply;
 pub mod testkit;
@@ -238,6 +263,7 @@ mod value;
 
 pub use action::{Action, ActionContext, Stateless, SubscribedEvent};
 pub use command::{Command, Failure, FailureCode, Metadata, NoCommands};
+pub use effect::{Effect, Webhook};
 pub use event_sourced::{Context, EventSourced, EventSourcedEntity, StoredEvent};
 #[doc(hidden)]
 pub use export::{__private, bindings};

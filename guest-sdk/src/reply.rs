@@ -2,6 +2,11 @@
 
 use serde::Serialize;
 
+use crate::Webhook;
+
+/// The media type of a JSON body.
+pub(crate) const JSON: &str = "application/json";
+
 /// Encodes `value` as JSON, panicking with a message naming `what` if it
 /// cannot be: an unencodable value is a bug in the service, so the command
 /// traps and nothing it produced is persisted.
@@ -208,6 +213,9 @@ impl Forward {
 /// [synchronous](Self::synchronous) one runs before the reply is sent, and
 /// its failure fails the reply.
 ///
+/// A side effect may also be an HTTP request to the outside world instead
+/// of a command: [`SideEffect::webhook`] makes one, added the same way.
+///
 /// ```
 /// use wasmstate_sdk::SideEffect;
 ///
@@ -240,6 +248,16 @@ impl SideEffect {
     }
 
     call_methods!("side effect payload");
+
+    /// A webhook: an HTTP `POST` to `url` (an `http` or `https` URL whose
+    /// host is on the service's allow-list), with an empty JSON body until
+    /// [`json`](Webhook::json) or [`body`](Webhook::body) sets one. Add it
+    /// with the context's `effect` method like any side effect; the host
+    /// sends it from its durable outbox once the command's effects are
+    /// durable (see [`Webhook`]).
+    pub fn webhook(url: impl Into<String>) -> Webhook {
+        Webhook::new(url)
+    }
 
     /// Makes the side effect synchronous: it runs before the reply is sent,
     /// and the reply fails if it fails.

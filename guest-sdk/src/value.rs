@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
 use crate::timer::timer_methods;
-use crate::{Command, Failure, Metadata, Reply, SideEffect, TimerChange};
+use crate::{Command, Effect, Failure, Metadata, Reply, TimerChange};
 
 /// A value entity: its state is one value, which the host stores and hands
 /// back before every command.
@@ -174,7 +174,7 @@ pub struct ValueContext<'a, E: ValueEntity> {
     current: &'a E,
     stored: bool,
     change: Change<E>,
-    side_effects: Vec<SideEffect>,
+    side_effects: Vec<Effect>,
     timers: Vec<TimerChange>,
 }
 
@@ -235,13 +235,16 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
         self.change = Change::Delete { empty: E::default() };
     }
 
-    /// Adds a side effect, run once the state change is durable.
-    pub fn effect(&mut self, effect: SideEffect) {
-        self.side_effects.push(effect);
+    /// Adds a side effect, run once the state change is durable: a command
+    /// ([`SideEffect`](crate::SideEffect)) or a webhook
+    /// ([`SideEffect::webhook`](crate::SideEffect::webhook)).
+    pub fn effect(&mut self, effect: impl Into<Effect>) {
+        self.side_effects.push(effect.into());
     }
 
-    /// The side effects added so far by this command, in order.
-    pub fn side_effects(&self) -> &[SideEffect] {
+    /// The side effects added so far by this command, commands and
+    /// webhooks, in order.
+    pub fn side_effects(&self) -> &[Effect] {
         &self.side_effects
     }
 
@@ -249,7 +252,7 @@ impl<'a, E: ValueEntity> ValueContext<'a, E> {
 
     /// Splits the context into the encoded state change, the side effects
     /// and the timer changes.
-    pub(crate) fn into_parts(self) -> (StateChange, Vec<SideEffect>, Vec<TimerChange>) {
+    pub(crate) fn into_parts(self) -> (StateChange, Vec<Effect>, Vec<TimerChange>) {
         let change = match self.change {
             Change::Unchanged => StateChange::Unchanged,
             Change::Update(state) => StateChange::Update(encode_json(&state, "state")),

@@ -177,6 +177,7 @@ mod tests {
                     json!({"productId": "A14362347", "name": "Deluxe", "quantity": 5}),
                 )),
                 side_effects: vec![SideEffectCall::new("counter", "orders", "Increase", json!({"value": 1}))],
+                webhooks: vec![],
             })
         );
     }

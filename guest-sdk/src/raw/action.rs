@@ -1,14 +1,14 @@
 //! The core of an action: the WIT `action.handle` and `action.on-event`.
 
-use crate::{Action, ActionContext, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent, TimerChange};
+use crate::{Action, ActionContext, Command, Effect, Failure, Metadata, Reply, SubscribedEvent, TimerChange};
 
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionEffects {
     /// The reply to the caller, or a forward.
     pub reply: Reply,
-    /// Further commands to run.
-    pub side_effects: Vec<SideEffect>,
+    /// Further commands to run and webhooks to send, in order.
+    pub side_effects: Vec<Effect>,
     /// Timers set and cancelled, in order, on the command's routing key.
     pub timers: Vec<TimerChange>,
 }
@@ -30,7 +30,8 @@ pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure>
 }
 
 /// Handles `event` with a fresh `A::default()`, returning the side effects
-/// to run before the event counts as delivered.
+/// to run (commands) or write to the outbox (webhooks) before the event
+/// counts as delivered.
 ///
 /// # Errors
 ///
@@ -40,7 +41,7 @@ pub fn handle<A: Action>(command: Command<'_>) -> Result<ActionEffects, Failure>
 ///
 /// If the handler panics, or if it set or cancelled a timer: an event
 /// delivery commits no timers, so one would be lost.
-pub fn on_event<A: Action>(event: SubscribedEvent<'_>) -> Result<Vec<SideEffect>, Failure> {
+pub fn on_event<A: Action>(event: SubscribedEvent<'_>) -> Result<Vec<Effect>, Failure> {
     let mut ctx = ActionContext::new(event.entity_id(), Metadata::default());
     A::default().on_event(event, &mut ctx)?;
     let (side_effects, timers) = ctx.into_parts();
@@ -63,7 +64,7 @@ mod tests {
 
     use super::*;
     use crate::raw::assert_failure;
-    use crate::{FailureCode, Forward};
+    use crate::{FailureCode, Forward, SideEffect};
 
     /// Forwards `Relay`, and counts `Tick` events through side effects.
     #[derive(Default)]
@@ -94,6 +95,7 @@ mod tests {
             for _ in 0..by {
                 ctx.effect(SideEffect::new("stats", ctx.entity_id(), "Tick").synchronous());
             }
+            ctx.effect(SideEffect::webhook("http://hooks.test/ticks").json(&by));
             if by > 2 {
                 return Err(Failure::rejected("too many ticks"));
             }
@@ -115,7 +117,7 @@ mod tests {
     fn forwards_with_side_effects() {
         let effects = handle::<Relay>(Command::new("Relay", b"{\"a\":1}", "key")).unwrap();
         assert_eq!(effects.reply, Reply::forward(Forward::new("target", "key", "Take").payload("{\"a\":1}")));
-        assert_eq!(effects.side_effects, [SideEffect::new("stats", "relays", "Increase")]);
+        assert_eq!(effects.side_effects, [Effect::from(SideEffect::new("stats", "relays", "Increase"))]);
     }
 
     #[test]
@@ -126,10 +128,11 @@ mod tests {
     }
 
     #[test]
-    fn on_event_returns_its_side_effects() {
-        let tick = SideEffect::new("stats", "e-1", "Tick").synchronous();
+    fn on_event_returns_its_side_effects_and_webhooks() {
+        let tick = Effect::from(SideEffect::new("stats", "e-1", "Tick").synchronous());
+        let hook = Effect::from(SideEffect::webhook("http://hooks.test/ticks").json(&2));
         let event = SubscribedEvent::new("clock", "e-1", 4, br#"{"by":2}"#);
-        assert_eq!(on_event::<Relay>(event), Ok(vec![tick.clone(), tick]));
+        assert_eq!(on_event::<Relay>(event), Ok(vec![tick.clone(), tick, hook]));
 
         let event = SubscribedEvent::new("clock", "e-1", 5, br#"{"by":3}"#);
         assert_eq!(on_event::<Relay>(event), Err(Failure::rejected("too many ticks")));

@@ -2,7 +2,7 @@
 //! and `event-sourced.replay`.
 
 use crate::reply::encode_json;
-use crate::{Command, Context, EventSourcedEntity, Failure, Reply, SideEffect, StoredEvent, TimerChange};
+use crate::{Command, Context, Effect, EventSourcedEntity, Failure, Reply, StoredEvent, TimerChange};
 
 /// What a successful command produced, encoded as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,8 +11,9 @@ pub struct Effects {
     pub events: Vec<Vec<u8>>,
     /// The reply to the caller, or a forward.
     pub reply: Reply,
-    /// Further commands to run once the events are durable.
-    pub side_effects: Vec<SideEffect>,
+    /// Further commands to run and webhooks to send once the events are
+    /// durable, in order.
+    pub side_effects: Vec<Effect>,
     /// The entity's state after applying all of `events`.
     pub state: Vec<u8>,
     /// Timers set and cancelled, in order, committed with the events.
@@ -109,7 +110,7 @@ mod tests {
 
     use super::*;
     use crate::raw::assert_failure;
-    use crate::{FailureCode, Forward};
+    use crate::{FailureCode, Forward, SideEffect};
 
     thread_local! {
         static CLONES: Cell<usize> = const { Cell::new(0) };
@@ -237,9 +238,10 @@ mod tests {
     #[test]
     fn side_effects_are_returned_in_order() {
         let effects = run(None, &[], "Add", r#"{"times":1,"effects":2}"#).unwrap();
-        let expected: Vec<_> = (0..2).map(|n| SideEffect::new("audit", "t-1", "Record").json(&n)).collect();
+        let expected: Vec<_> =
+            (0..2).map(|n| Effect::from(SideEffect::new("audit", "t-1", "Record").json(&n))).collect();
         assert_eq!(effects.side_effects, expected);
-        assert!(effects.side_effects.iter().all(|e| !e.is_synchronous()));
+        assert!(effects.side_effects.iter().all(|e| !e.as_command().unwrap().is_synchronous()));
     }
 
     #[test]
@@ -248,7 +250,7 @@ mod tests {
         assert_eq!(effects.reply, Reply::forward(Forward::new("other", "o-1", "Take").payload("5")));
         assert_eq!(effects.reply.as_message(), None);
         assert_eq!(effects.events, vec![b"1".to_vec()]);
-        assert_eq!(effects.side_effects, [SideEffect::new("audit", "all", "Forwarded").synchronous()]);
+        assert_eq!(effects.side_effects, [Effect::from(SideEffect::new("audit", "all", "Forwarded").synchronous())]);
         assert_eq!(effects.state, br#"{"total":5}"#);
     }
 

@@ -1,6 +1,6 @@
 //! The core of a value entity: the WIT `value.handle` and `value.decode-state`.
 
-use crate::{Command, Failure, Reply, SideEffect, TimerChange, ValueContext, ValueEntity};
+use crate::{Command, Effect, Failure, Reply, TimerChange, ValueContext, ValueEntity};
 
 /// What a command does to the stored state, mirroring the WIT `state-change`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +20,9 @@ pub struct ValueEffects {
     pub reply: Reply,
     /// The change to the state.
     pub state: StateChange,
-    /// Further commands to run once the state change is durable.
-    pub side_effects: Vec<SideEffect>,
+    /// Further commands to run and webhooks to send once the state change
+    /// is durable, in order.
+    pub side_effects: Vec<Effect>,
     /// Timers set and cancelled, in order, committed with the state change.
     pub timers: Vec<TimerChange>,
 }
@@ -72,7 +73,7 @@ mod tests {
 
     use super::*;
     use crate::raw::assert_failure;
-    use crate::{FailureCode, Forward};
+    use crate::{FailureCode, Forward, SideEffect};
 
     /// A list of tags; every command names its steps in the payload.
     #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,7 @@ mod tests {
         Add(String),
         Delete,
         Effect,
+        Webhook,
         Fail,
     }
 
@@ -102,6 +104,9 @@ mod tests {
                             }
                             Step::Delete => ctx.delete(),
                             Step::Effect => ctx.effect(SideEffect::new("log", "tags", "Log")),
+                            Step::Webhook => {
+                                ctx.effect(SideEffect::webhook("https://hooks.test/tags").json(ctx.state()))
+                            }
                             Step::Fail => return Err(Failure::rejected("asked to fail")),
                         }
                     }
@@ -153,10 +158,12 @@ mod tests {
 
     #[test]
     fn side_effects_are_returned_and_failure_discards_everything() {
-        let effects = run(None, "Steps", r#"["effect",{"add":"a"},"effect"]"#).unwrap();
-        assert_eq!(effects.side_effects, vec![SideEffect::new("log", "tags", "Log"); 2]);
+        let effects = run(None, "Steps", r#"["effect",{"add":"a"},"webhook","effect"]"#).unwrap();
+        let log = Effect::from(SideEffect::new("log", "tags", "Log"));
+        let hook = Effect::from(SideEffect::webhook("https://hooks.test/tags").json(&json!({"tags": ["a"]})));
+        assert_eq!(effects.side_effects, [log.clone(), hook, log]);
 
-        let failure = run(None, "Steps", r#"[{"add":"a"},"effect","fail"]"#).unwrap_err();
+        let failure = run(None, "Steps", r#"[{"add":"a"},"effect","webhook","fail"]"#).unwrap_err();
         assert_eq!(failure, Failure::rejected("asked to fail"));
     }
 

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use super::{SideEffectCall, encode};
-use crate::{Action, Command, Failure, Metadata, Reply, SideEffect, SubscribedEvent, raw};
+use crate::{Action, Command, Effect, Failure, Metadata, Reply, SubscribedEvent, raw};
 
 /// Calls an action of type `A` the way the host does.
 ///
@@ -33,6 +33,7 @@ pub struct ActionTestKit<A> {
     entity_id: String,
     metadata: super::KitMetadata,
     timers: super::timers::KitTimers,
+    outbox: super::webhooks::KitOutbox,
     action: PhantomData<fn() -> A>,
 }
 
@@ -49,6 +50,7 @@ impl<A: Action> ActionTestKit<A> {
             entity_id: "test".to_owned(),
             metadata: super::KitMetadata::default(),
             timers: super::timers::KitTimers::default(),
+            outbox: super::webhooks::KitOutbox::default(),
             action: PhantomData,
         }
     }
@@ -63,24 +65,28 @@ impl<A: Action> ActionTestKit<A> {
 
     kit_timer_methods!();
 
+    kit_webhook_methods!();
+
     /// Runs a command under the test's idempotency key.
-    fn run(&self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    fn run(&self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<Effect>), Failure> {
         self.run_keyed(name, payload, self.metadata.idempotency_key.as_deref())
     }
 
-    /// Runs a command under `key` and commits its timer changes, as the
-    /// host does.
-    fn run_keyed(&self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    /// Runs a command under `key` and commits its timer changes and
+    /// webhooks, as the host does.
+    fn run_keyed(&self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<Effect>), Failure> {
         let now_ms = self.metadata.now_ms();
         let metadata = self.timers.addressed(Metadata::new(0, now_ms, key));
         let command = Command::new(name, payload, &self.entity_id).with_metadata(metadata);
         let effects = raw::action::handle::<A>(command).inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);
+        self.outbox.commit(&effects.side_effects);
         Ok((effects.reply, effects.side_effects))
     }
 
     /// Delivers event `seq` of entity `entity_id` of service `service`, with
-    /// `payload` encoded as JSON, returning the side effects to run.
+    /// `payload` encoded as JSON, returning the side effects to run; the
+    /// webhooks it added join [`webhooks`](Self::webhooks).
     ///
     /// # Errors
     ///
@@ -101,7 +107,8 @@ impl<A: Action> ActionTestKit<A> {
     }
 
     /// Delivers event `seq` of entity `entity_id` of service `service`,
-    /// encoded as `payload`, returning the side effects to run.
+    /// encoded as `payload`, returning the side effects to run; the
+    /// webhooks it added join [`webhooks`](Self::webhooks).
     ///
     /// # Errors
     ///
@@ -119,8 +126,9 @@ impl<A: Action> ActionTestKit<A> {
         payload: &[u8],
     ) -> Result<Vec<SideEffectCall>, Failure> {
         let event = SubscribedEvent::new(service, entity_id, seq, payload);
-        let side_effects = raw::action::on_event::<A>(event)?;
-        Ok(side_effects.into_iter().map(Into::into).collect())
+        let effects = raw::action::on_event::<A>(event)?;
+        self.outbox.commit(&effects);
+        Ok(super::split(effects).0)
     }
 }
 
@@ -141,6 +149,7 @@ mod tests {
             match command.name() {
                 "Send" => {
                     ctx.effect(SideEffect::new("stats", "sent", "Increase").json(&json!({"value": 1})));
+                    ctx.effect(SideEffect::webhook("https://hooks.test/sent").body(command.payload(), "text/plain"));
                     Ok(Reply::forward(Forward::new("mailbox", ctx.entity_id(), "Deliver").payload(command.payload())))
                 }
                 "Ping" => Ok(Reply::json(&json!({"pong": ctx.entity_id()}))),
@@ -151,6 +160,10 @@ mod tests {
         fn on_event(&self, event: SubscribedEvent<'_>, ctx: &mut ActionContext<'_>) -> Result<(), Failure> {
             let seq = event.seq();
             ctx.effect(SideEffect::new(event.service(), ctx.entity_id(), "Ack").json(&seq));
+            ctx.effect(SideEffect::webhook(format!("https://hooks.test/{}", event.service())).json(&seq));
+            if seq == 0 {
+                return Err(Failure::rejected("no event has seq 0"));
+            }
             Ok(())
         }
     }
@@ -164,19 +177,25 @@ mod tests {
                 reply: None,
                 forward: Some(ForwardCall::new("mailbox", "box-1", "Deliver", json!({"text": "hi"}))),
                 side_effects: vec![SideEffectCall::new("stats", "sent", "Increase", json!({"value": 1}))],
+                webhooks: vec![SideEffect::webhook("https://hooks.test/sent").body(r#"{"text":"hi"}"#, "text/plain")],
             })
         );
+        assert_eq!(kit.webhooks()[0].body_bytes(), br#"{"text":"hi"}"#);
         assert_eq!(kit.handle("Ping", ()), Ok(json!({"pong": "box-1"})));
         assert_eq!(kit.handle("Pong", ()).unwrap_err().code(), FailureCode::UnknownCommand);
     }
 
     #[test]
-    fn delivers_events() {
+    fn delivers_events_and_keeps_their_webhooks() {
         let kit = ActionTestKit::<Router>::default();
         assert_eq!(
             kit.on_event("clock", "c-1", 9, json!({})),
             Ok(vec![SideEffectCall::new("clock", "c-1", "Ack", json!(9))])
         );
         assert_eq!(kit.on_event_raw("clock", "c-2", 1, b"").unwrap()[0].entity_id, "c-2");
+        assert!(kit.on_event("clock", "c-3", 0, json!({})).is_err());
+        let hook = |seq: u64| SideEffect::webhook("https://hooks.test/clock").json(&seq);
+        assert_eq!(kit.take_webhooks(), [hook(9), hook(1)]);
+        assert!(kit.webhooks().is_empty());
     }
 }

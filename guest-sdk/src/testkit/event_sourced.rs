@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, EventSourcedEntity, Failure, Metadata, Reply, SideEffect, StoredEvent, raw};
+use crate::{Command, Effect, EventSourcedEntity, Failure, Metadata, Reply, StoredEvent, raw};
 
 /// The version the kit records for the events its commands emit, unless
 /// told another ([`TestKit::at_version`]).
@@ -46,6 +46,7 @@ pub struct TestKit<E> {
     state: Option<Vec<u8>>,
     metadata: super::KitMetadata,
     timers: super::timers::KitTimers,
+    outbox: super::webhooks::KitOutbox,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -64,6 +65,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
             state: None,
             metadata: super::KitMetadata::default(),
             timers: super::timers::KitTimers::default(),
+            outbox: super::webhooks::KitOutbox::default(),
             entity: PhantomData,
         }
     }
@@ -120,6 +122,8 @@ impl<E: EventSourcedEntity> TestKit<E> {
 
     kit_timer_methods!();
 
+    kit_webhook_methods!();
+
     /// The events after the latest snapshot, as the host passes them.
     fn unsnapshotted(&self) -> impl Iterator<Item = StoredEvent<'_>> {
         let after = self.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
@@ -130,19 +134,14 @@ impl<E: EventSourcedEntity> TestKit<E> {
     }
 
     /// Runs a command under the test's idempotency key.
-    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<Effect>), Failure> {
         let key = self.metadata.idempotency_key.clone();
         self.run_keyed(name, payload, key.as_deref())
     }
 
-    /// Runs a command under `key` and commits its events and timer changes,
-    /// as the host does.
-    fn run_keyed(
-        &mut self,
-        name: &str,
-        payload: &[u8],
-        key: Option<&str>,
-    ) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    /// Runs a command under `key` and commits its events, timer changes and
+    /// webhooks, as the host does.
+    fn run_keyed(&mut self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<Effect>), Failure> {
         let snapshot = self.snapshot.as_ref().map(|(seq, state)| (*seq, state.as_slice()));
         let after = snapshot.map_or(0, |(seq, _)| seq);
         let now_ms = self.metadata.now_ms();
@@ -151,6 +150,7 @@ impl<E: EventSourcedEntity> TestKit<E> {
         let effects = raw::event_sourced::handle::<E>(snapshot, self.unsnapshotted(), command)
             .inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);
+        self.outbox.commit(&effects.side_effects);
 
         let first = self.seq() + 1;
         let version = self.version;
@@ -263,6 +263,7 @@ mod tests {
                         ctx.emit(line);
                     }
                     ctx.effect(SideEffect::new("feed", "all", "Flush").synchronous());
+                    ctx.effect(SideEffect::webhook("https://feed.test/published").json(ctx.state()));
                     if write.fail {
                         return Err(Failure::rejected("asked to fail"));
                     }
@@ -371,12 +372,16 @@ mod tests {
                     SideEffectCall::new("feed", "all", "Post", json!("c")),
                     SideEffectCall::new("feed", "all", "Flush", serde_json::Value::Null).synchronous(),
                 ],
+                webhooks: vec![
+                    SideEffect::webhook("https://feed.test/published").json(&json!({ "lines": ["a", "b", "c"] }))
+                ],
             })
         );
         assert_eq!(kit.seq(), 3);
+        assert_eq!(kit.webhooks().len(), 1);
         assert_eq!(
             kit.handle_outcome("Write", json!({ "lines": [] })),
-            Ok(Outcome { reply: Some(json!({})), forward: None, side_effects: vec![] })
+            Ok(Outcome { reply: Some(json!({})), forward: None, side_effects: vec![], webhooks: vec![] })
         );
     }
 
@@ -386,6 +391,7 @@ mod tests {
         let failure = kit.handle_outcome("Publish", json!({ "lines": ["b"], "fail": true })).unwrap_err();
         assert_eq!(failure, Failure::rejected("asked to fail"));
         assert_eq!(kit.seq(), 0);
+        assert!(kit.webhooks().is_empty(), "a failed command sends no webhook");
     }
 
     #[test]

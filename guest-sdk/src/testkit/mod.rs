@@ -12,6 +12,15 @@
 //! forwards or side effects; [`Outcome`] shows them, with their payloads
 //! decoded as JSON, so a test can check what the host would run.
 //!
+//! Webhooks are not sent either: [`Outcome::webhooks`] shows a command's,
+//! and each kit keeps every webhook its committed commands sent, as the
+//! host's outbox would send them: `webhooks()` lists them, oldest first,
+//! and `take_webhooks()` lists and forgets them.
+//!
+//! Outbound HTTP ([`wasmstate_sdk::http`](crate::http)) never reaches the
+//! network outside WebAssembly: the stubs of [`http`], set per
+//! test thread, answer it and record the requests.
+//!
 //! Each kit also keeps the timers of its entity (an action kit, those of
 //! its routing key) as the host would: `timers()` lists the pending ones,
 //! `timer_changes()` what the last command set and cancelled. It has a
@@ -159,9 +168,14 @@ macro_rules! command_methods {
 
 #[macro_use]
 mod timers;
+#[macro_use]
+mod webhooks;
 mod action;
 mod cron;
 mod event_sourced;
+// Outside WebAssembly only, where requests go to the stubs (and in docs).
+#[cfg(any(doc, not(target_arch = "wasm32")))]
+pub mod http;
 #[cfg(test)]
 mod timer_tests;
 mod value;
@@ -174,7 +188,7 @@ pub use value::ValueTestKit;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Forward, Reply, SideEffect};
+use crate::{Effect, Forward, Reply, SideEffect, Webhook};
 
 /// What a kit tells its commands besides the seq: the time of its clock and
 /// the idempotency key the test set.
@@ -205,8 +219,12 @@ pub struct Outcome {
     pub reply: Option<Value>,
     /// The command the reply was forwarded to, if it was.
     pub forward: Option<ForwardCall>,
-    /// The side effects, in the order they were added.
+    /// The side effects that run commands, in the order they were added.
     pub side_effects: Vec<SideEffectCall>,
+    /// The webhooks, in the order they were added. Their bodies stay bytes,
+    /// as a webhook may carry any media type: [`Webhook::body_json`] reads
+    /// a JSON one.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// A [`Forward`] with its payload decoded as JSON (`null` for an empty one).
@@ -301,13 +319,26 @@ impl From<SideEffect> for SideEffectCall {
 
 impl Outcome {
     /// Decodes a core's reply and side effects.
-    fn new(reply: Reply, side_effects: Vec<SideEffect>) -> Self {
+    fn new(reply: Reply, effects: Vec<Effect>) -> Self {
         let (reply, forward) = match reply {
             Reply::Message(bytes) => (Some(decode(&bytes, "reply")), None),
             Reply::Forward(forward) => (None, Some(forward.into())),
         };
-        Self { reply, forward, side_effects: side_effects.into_iter().map(Into::into).collect() }
+        let (side_effects, webhooks) = split(effects);
+        Self { reply, forward, side_effects, webhooks }
     }
+}
+
+/// The commands of `effects`, decoded, and the webhooks, each in order.
+fn split(effects: Vec<Effect>) -> (Vec<SideEffectCall>, Vec<Webhook>) {
+    let (mut commands, mut webhooks) = (Vec::new(), Vec::new());
+    for effect in effects {
+        match effect {
+            Effect::Command(effect) => commands.push(effect.into()),
+            Effect::Webhook(webhook) => webhooks.push(webhook),
+        }
+    }
+    (commands, webhooks)
 }
 
 /// Encodes a test's payload as JSON; a unit or `null` payload is an empty body.

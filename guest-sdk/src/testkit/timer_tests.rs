@@ -172,14 +172,24 @@ fn advance_fires_due_timers_in_order_under_the_hosts_key() {
                 due_ms: T0 + 1_000,
                 key: format!("timer {:016x} {}", 2, T0 + 1_000),
                 call: ScheduledCall::new("alarms", "a-1", "Ring", json!({"name": "early"})),
-                answer: Some(Ok(Outcome { reply: Some(json!(2)), forward: None, side_effects: vec![] })),
+                answer: Some(Ok(Outcome {
+                    reply: Some(json!(2)),
+                    forward: None,
+                    side_effects: vec![],
+                    webhooks: vec![]
+                })),
             },
             Firing {
                 name: "late".into(),
                 due_ms: T0 + 3_000,
                 key: format!("timer 0000000000000001 {}", T0 + 3_000),
                 call: ScheduledCall::new("alarms", "a-1", "Ring", json!({"name": "late"})),
-                answer: Some(Ok(Outcome { reply: Some(json!(3)), forward: None, side_effects: vec![] })),
+                answer: Some(Ok(Outcome {
+                    reply: Some(json!(3)),
+                    forward: None,
+                    side_effects: vec![],
+                    webhooks: vec![]
+                })),
             },
         ]
     );
@@ -360,7 +370,10 @@ fn the_value_kit_keeps_and_fires_timers() {
     assert!(kit.send(&ReminderCommand::Remind { in_ms: 0, missed: Some("skip".into()) }).is_err());
     assert_eq!(kit.timers()[0].call, ScheduledCall::new("reminders", "r-1", "Rang", serde_json::Value::Null));
     let fired = kit.advance(Duration::from_secs(60));
-    assert_eq!(fired[0].answer, Some(Ok(Outcome { reply: Some(json!({})), forward: None, side_effects: vec![] })));
+    assert_eq!(
+        fired[0].answer,
+        Some(Ok(Outcome { reply: Some(json!({})), forward: None, side_effects: vec![], webhooks: vec![] }))
+    );
     assert_eq!(kit.state().unwrap().rang_at, Some(T0 + 60_000));
 }
 
@@ -404,7 +417,10 @@ fn the_action_kit_keeps_its_routing_keys_timers() {
     assert_eq!(kit.timers()[0].call, ScheduledCall::new("relay", "k", "Deliver", json!({"to": "x"})));
     let fired = kit.advance(Duration::from_secs(1));
     let reply = json!({"delivered": "x", "key": format!("timer 0000000000000001 {}", T0 + 1000)});
-    assert_eq!(fired[0].answer, Some(Ok(Outcome { reply: Some(reply), forward: None, side_effects: vec![] })));
+    assert_eq!(
+        fired[0].answer,
+        Some(Ok(Outcome { reply: Some(reply), forward: None, side_effects: vec![], webhooks: vec![] }))
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use crate::raw::value::StateChange;
 use crate::reply::encode_json;
-use crate::{Command, Failure, Metadata, Reply, SideEffect, ValueEntity, raw};
+use crate::{Command, Effect, Failure, Metadata, Reply, ValueEntity, raw};
 
 /// An in-memory host for one value entity of type `E`.
 ///
@@ -37,6 +37,7 @@ pub struct ValueTestKit<E> {
     revision: u64,
     metadata: super::KitMetadata,
     timers: super::timers::KitTimers,
+    outbox: super::webhooks::KitOutbox,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -49,6 +50,7 @@ impl<E: ValueEntity> ValueTestKit<E> {
             revision: 0,
             metadata: super::KitMetadata::default(),
             timers: super::timers::KitTimers::default(),
+            outbox: super::webhooks::KitOutbox::default(),
             entity: PhantomData,
         }
     }
@@ -68,25 +70,23 @@ impl<E: ValueEntity> ValueTestKit<E> {
 
     kit_timer_methods!();
 
+    kit_webhook_methods!();
+
     /// Runs a command under the test's idempotency key.
-    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    fn run(&mut self, name: &str, payload: &[u8]) -> Result<(Reply, Vec<Effect>), Failure> {
         let key = self.metadata.idempotency_key.clone();
         self.run_keyed(name, payload, key.as_deref())
     }
 
-    /// Runs a command under `key` and commits its state change and timer
-    /// changes, as the host does.
-    fn run_keyed(
-        &mut self,
-        name: &str,
-        payload: &[u8],
-        key: Option<&str>,
-    ) -> Result<(Reply, Vec<SideEffect>), Failure> {
+    /// Runs a command under `key` and commits its state change, timer
+    /// changes and webhooks, as the host does.
+    fn run_keyed(&mut self, name: &str, payload: &[u8], key: Option<&str>) -> Result<(Reply, Vec<Effect>), Failure> {
         let now_ms = self.metadata.now_ms();
         let metadata = self.timers.addressed(Metadata::new(self.revision, now_ms, key));
         let command = Command::new(name, payload, &self.entity_id).with_metadata(metadata);
         let effects = raw::value::handle::<E>(self.state.as_deref(), command).inspect_err(|_| self.timers.failed())?;
         self.timers.commit(now_ms, effects.timers);
+        self.outbox.commit(&effects.side_effects);
         match effects.state {
             StateChange::Unchanged => return Ok((effects.reply, effects.side_effects)),
             StateChange::Update(bytes) => self.state = Some(bytes),
@@ -135,6 +135,7 @@ mod tests {
                 "Set" => {
                     let Set { value, fail } = command.json()?;
                     ctx.effect(SideEffect::new("audit", ctx.entity_id(), "Changed").json(&value));
+                    ctx.effect(SideEffect::webhook("https://hooks.test/settings").method("PUT").json(&value));
                     ctx.update(Setting { value });
                     if fail {
                         return Err(Failure::rejected("asked to fail"));
@@ -161,6 +162,7 @@ mod tests {
                 reply: Some(json!({"value": "red"})),
                 forward: None,
                 side_effects: vec![SideEffectCall::new("audit", "colour", "Changed", json!("red"))],
+                webhooks: vec![SideEffect::webhook("https://hooks.test/settings").method("PUT").json("red")],
             })
         );
         assert_eq!(kit.state(), Some(Setting { value: "red".into() }));
@@ -177,5 +179,8 @@ mod tests {
         assert_eq!(failure.code(), FailureCode::Rejected);
         assert_eq!(kit.handle_raw("Set", b"{").unwrap_err().code(), FailureCode::InvalidPayload);
         assert_eq!(kit.state(), Some(Setting { value: "blue".into() }));
+        assert!(kit.webhooks().is_empty());
+        kit.handle("Set", json!({"value": "green"})).unwrap();
+        assert_eq!(kit.webhooks()[0].body_json::<String>().unwrap(), "green");
     }
 }
