@@ -20,6 +20,9 @@ const SDK_DEPENDENCIES: &[&str] = &["serde", "serde_json", "wit-bindgen"];
 /// Those it takes only outside WebAssembly: the test kit's cron schedules.
 const SDK_NATIVE_DEPENDENCIES: &[&str] = &["croner", "jiff"];
 
+/// Those it takes only on WebAssembly: the WASI bindings of outbound HTTP.
+const SDK_WASM_DEPENDENCIES: &[&str] = &["wasi"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
     let workspace = manifest_dir.parent().expect("the host lives in the workspace root");
@@ -59,6 +62,11 @@ fn main() {
     }
     manifest.push_str("\n[target.'cfg(not(target_arch = \"wasm32\"))'.dependencies]\n");
     for dependency in SDK_NATIVE_DEPENDENCIES {
+        let spec = workspace_value(&root, "workspace.dependencies", dependency);
+        writeln!(manifest, "{dependency} = {spec}").expect("a string takes writes");
+    }
+    manifest.push_str("\n[target.'cfg(target_arch = \"wasm32\")'.dependencies]\n");
+    for dependency in SDK_WASM_DEPENDENCIES {
         let spec = workspace_value(&root, "workspace.dependencies", dependency);
         writeln!(manifest, "{dependency} = {spec}").expect("a string takes writes");
     }

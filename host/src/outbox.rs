@@ -272,7 +272,8 @@ impl Worker {
                         tracing::warn!(id, service = %call.service, entity = %call.entity, command = %call.command, attempts, %error, "dropping side effect")
                     }
                     AsyncEffect::Webhook(webhook) => {
-                        self.metrics.outbound.record_webhook(&lane(&entry.effect).0, WebhookAttempt::Dropped);
+                        let host = crate::outbound::authority_of(&webhook.url);
+                        self.metrics.outbound.record_webhook(&host, WebhookAttempt::Dropped);
                         tracing::warn!(id, service = %webhook.service, url = %webhook.url, attempts, %error, "dropping webhook")
                     }
                 }
@@ -361,7 +362,7 @@ async fn send_webhook(
     metrics: &Metrics,
 ) -> Attempt {
     let AsyncEffect::Webhook(webhook) = &entry.effect else { unreachable!("a webhook entry") };
-    let host = lane(&entry.effect).0;
+    let host = crate::outbound::authority_of(&webhook.url);
     match crate::outbound::deliver(webhook, key, allow, limits).await {
         WebhookOutcome::Delivered => {
             metrics.outbound.record_webhook(&host, WebhookAttempt::Delivered);

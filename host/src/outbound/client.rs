@@ -103,9 +103,10 @@ where
             .await
             .map_err(|_| Error::ConnectionTimeout)?
             .map_err(Error::Hyper)?;
-    // The connection lives as long as the exchange, and no longer than the deadline.
+    // The connection lives as long as the exchange, and not much longer
+    // than the deadline (the exchange itself ends at it, as a timeout).
     tokio::spawn(async move {
-        let _ = tokio::time::timeout_at(deadline, connection).await;
+        let _ = tokio::time::timeout_at(deadline + CONNECTION_GRACE, connection).await;
     });
     let path = request.uri().path_and_query().map_or("/", |path| path.as_str());
     *request.uri_mut() = Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
@@ -117,7 +118,7 @@ where
     let response = tokio::time::timeout_at(deadline, sender.send_request(request))
         .await
         .map_err(|_| Error::HttpResponseTimeout)?
-        .map_err(hyper_error)?;
+        .map_err(|error| hyper_error(error, deadline))?;
     let declared = response.body().size_hint().exact();
     if declared.is_some_and(|length| length > max_bytes) {
         return Err(Error::HttpResponseBodySize(Some(max_bytes)));
@@ -200,8 +201,13 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-fn hyper_error(error: hyper::Error) -> Error {
-    if error.is_timeout() { Error::HttpResponseTimeout } else { Error::Hyper(error) }
+/// How long a connection outlives its exchange's deadline at most.
+const CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a failure of the exchange was: a timeout once `deadline` passed
+/// (the connection may have gone first), else the protocol's error.
+fn hyper_error(error: hyper::Error, deadline: Instant) -> Error {
+    if error.is_timeout() || Instant::now() >= deadline { Error::HttpResponseTimeout } else { Error::Hyper(error) }
 }
 
 /// A connection, plain or under TLS.
@@ -212,13 +218,15 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 pub struct ResponseBody {
     incoming: hyper::body::Incoming,
     deadline: Pin<Box<Sleep>>,
+    ends: Instant,
     remaining: u64,
     limit: u64,
 }
 
 impl ResponseBody {
     fn new(incoming: hyper::body::Incoming, deadline: Instant, limit: u64) -> Self {
-        Self { incoming, deadline: Box::pin(tokio::time::sleep_until(deadline)), remaining: limit, limit }
+        let sleep = Box::pin(tokio::time::sleep_until(deadline));
+        Self { incoming, deadline: sleep, ends: deadline, remaining: limit, limit }
     }
 }
 
@@ -237,7 +245,7 @@ impl Body for ResponseBody {
                 self.remaining -= size;
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(hyper_error(error)))),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(hyper_error(error, self.ends)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::HttpResponseTimeout))),

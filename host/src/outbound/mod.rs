@@ -93,6 +93,15 @@ impl HttpPolicy {
     }
 }
 
+/// The `host:port` of a URL, as metrics name it; the URL itself when it
+/// has no host.
+pub fn authority_of(url: &str) -> String {
+    match client::Target::of_url(url) {
+        Ok(target) => target.authority(),
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// The origin of a URL, `scheme://host:port` with the scheme's default
 /// port filled in; the URL itself when it has no host.
 pub fn origin_of(url: &str) -> String {

@@ -67,7 +67,7 @@ async fn a_host_not_on_the_list_is_refused_inside_the_guest_and_nothing_is_persi
     let t = client_allowed(&allowed.authority(), &[]).await;
     let api = &t.api;
     let (kind, message) = fetch(api, "a", "GET", &other.url("/ok")).await.expect_error(400);
-    assert_eq!(kind, "rejected", "{message}");
+    assert_eq!(kind, "command_failed", "{message}");
     assert!(message.contains("allow-list"), "{message}");
     assert!(other.requests().is_empty(), "nothing reached the host");
     assert_eq!(fetches(api, "a").await["fetches"], 0, "the failed command persisted nothing");
