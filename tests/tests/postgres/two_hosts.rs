@@ -219,7 +219,7 @@ async fn migrated_from(version: i64) {
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
     assert_eq!(stored, 6);
     let timers = api.get("/v1/services/counter/entities/c/timers").await.expect(200);
-    if version == 4 {
+    if version >= 4 {
         assert_eq!(timers[0]["name"], timer["timer"], "{timers}");
         assert_eq!(timers[0]["next_due_ms"], timer["due_at_ms"], "{timers}");
         assert_eq!(timers[0]["schedule"], Value::Null, "{timers}");
