@@ -212,9 +212,9 @@ fn what_failed(code: &str, host: &str) -> String {
         code if code.starts_with("HTTP-request-") => "the host refused the request as it is".to_owned(),
         code if code.starts_with("HTTP-response-") => format!("the response from {host} could not be read"),
         // The host's answer to a call that may send nothing at all.
-        "configuration-error" => "the host allows no outbound HTTP here: the service was deployed without an \
-                                  allow-list (?allow_http=), or this is a dry run or a check of stored data"
-            .to_owned(),
+        "configuration-error" => {
+            "the host allows no outbound HTTP here: this is a dry run, or a check of stored data".to_owned()
+        }
         "internal-error" => "the host could not make the request".to_owned(),
         _ => "the host could not complete it".to_owned(),
     }

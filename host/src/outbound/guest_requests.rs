@@ -3,8 +3,9 @@
 //! them, counted per command, bounded by the request timeout and by what is
 //! left of the command's time, measured, and logged when refused.
 //!
-//! A call without a grant — a service deployed with no allow-list, a dry
-//! run, a check of stored data — may make no request at all.
+//! A call without a grant — a dry run, a check of stored data — may make
+//! no request at all; a service deployed with no allow-list has a grant
+//! that names no host, so its requests are refused as not on the list.
 
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ impl GuestHttp {
     /// and where the request goes, or why it may not.
     fn admit(&mut self, request: &Request<WasiBody>) -> Result<(Arc<HttpGrant>, Target), Error> {
         let Some(grant) = self.grant.clone() else {
-            tracing::warn!(url = %request.uri(), "a guest made an HTTP request where none is allowed (its service has no allow-list, or this is a dry run or a check)");
+            tracing::warn!(url = %request.uri(), "a guest made an HTTP request where none is allowed (a dry run, or a check of stored data)");
             return Err(Error::ConfigurationError);
         };
         let target = Target::of_uri(request.uri())?;

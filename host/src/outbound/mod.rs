@@ -67,29 +67,16 @@ impl HttpPolicy {
         }
     }
 
-    /// What the guests of version `meta` may do over HTTP: nothing without
-    /// an allow-list.
-    pub fn grant(
-        &self,
-        meta: &crate::journal::VersionMeta,
-        metrics: &Arc<crate::metrics::Metrics>,
-    ) -> Option<Arc<HttpGrant>> {
-        if meta.allow_http.is_empty() {
-            return None;
-        }
-        let allow = match AllowList::from_entries(meta.allow_http.iter().map(String::as_str)) {
-            Ok(allow) => allow,
-            Err(error) => {
-                tracing::error!(service = %meta.service, version = meta.version, %error, "the stored allow-list does not read; the version may send no HTTP request");
-                return None;
-            }
-        };
-        Some(Arc::new(HttpGrant {
-            service: meta.service.as_str().into(),
-            allow,
-            limits: self.limits,
-            metrics: metrics.clone(),
-        }))
+    /// What the guests of version `meta` may do over HTTP: reach the hosts
+    /// of its allow-list (without one, none: each request is refused as
+    /// not on it, so the guest learns what to deploy with).
+    pub fn grant(&self, meta: &crate::journal::VersionMeta, metrics: &Arc<crate::metrics::Metrics>) -> Arc<HttpGrant> {
+        let allow = AllowList::from_entries(meta.allow_http.iter().map(String::as_str)).unwrap_or_else(|error| {
+            tracing::error!(service = %meta.service, version = meta.version, %error, "the stored allow-list does not read; the version may send no HTTP request");
+            AllowList::default()
+        });
+        let service = meta.service.as_str().into();
+        Arc::new(HttpGrant { service, allow, limits: self.limits, metrics: metrics.clone() })
     }
 }
 

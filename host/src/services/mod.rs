@@ -39,7 +39,7 @@ pub struct Service {
 impl Service {
     /// Version `meta`, its calls sending what `http` grants it over HTTP.
     pub fn new(meta: VersionMeta, compiled: CompiledService, http: &HttpPolicy, metrics: &Arc<Metrics>) -> Self {
-        let compiled = compiled.with_http(http.grant(&meta, metrics));
+        let compiled = compiled.with_http(Some(http.grant(&meta, metrics)));
         Self { meta, compiled }
     }
 

@@ -12,6 +12,7 @@ mod counter;
 mod crash;
 mod deploy_cancel;
 mod disk_failure;
+mod fraud_detector;
 mod entity_listing;
 mod full_disk;
 mod fuzz;

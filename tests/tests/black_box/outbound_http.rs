@@ -150,7 +150,7 @@ async fn no_request_leaves_a_service_without_an_allow_list_nor_a_dry_run() {
     let api = &t.api;
     api.deploy("http", Path::new(HTTP_CLIENT)).await;
     let (_, message) = fetch(api, "a", "GET", &receiver.url("/ok")).await.expect_error(400);
-    assert!(message.contains("allow"), "{message}");
+    assert!(message.contains("allow-list"), "{message}");
 
     api.deploy_with("http", Path::new(HTTP_CLIENT), &format!("allow_http={}", receiver.authority())).await.expect(201);
     let body = serde_json::to_vec(&json!({ "method": "GET", "url": receiver.url("/ok"), "body": null, "headers": [] }));

@@ -3,6 +3,7 @@
 //! answers by path.
 //!
 //! - `/ok`: 200 with `{"hello":"world"}`;
+//! - `/score`: 200 with `{"score":10}`, a scoring service's answer;
 //! - `/echo`: 200 with the request's method, body and `x-*` headers as JSON;
 //! - `/status/{code}`: that status;
 //! - `/fail/{n}/{name}`: 503 for the first `n` requests to it, then 200;
@@ -132,6 +133,7 @@ async fn answer(
     let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["ok"] => json(StatusCode::OK, serde_json::json!({ "hello": "world" })),
+        ["score"] => json(StatusCode::OK, serde_json::json!({ "score": 10 })),
         ["echo"] => {
             let extra: HashMap<&String, &String> =
                 received.headers.iter().filter(|(name, _)| name.starts_with("x-")).collect();
