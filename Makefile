@@ -6,7 +6,7 @@ LISTEN     ?= 127.0.0.1:8080
 DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
 EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection \
-              -p order-workflow -p inventory -p reminders
+              -p order-workflow -p inventory -p reminders -p fraud-detector
 
 .PHONY: run test lint bench examples host toolchain clean-data browser-deps schemathesis
 
@@ -63,6 +63,9 @@ run: host examples
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/orders/entities/o-1/Pay -d '{\"paymentId\":\"pay-1\"}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/reminders/entities/ada/Subscribe -d '{\"cron\":\"*/10 * * * * *\",\"timeZone\":\"Europe/Paris\"}'"
 	@echo "  curl http://$(LISTEN)/v1/services/reminders/entities/ada/timers"
+	@echo "  # fraud-detector may reach 127.0.0.1:9100 only (see examples/fraud-detector/README.md for a receiver there):"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/fraud-detector/entities/acc-1/configure -d '{\"case_system_url\":\"http://127.0.0.1:9100/cases\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/fraud-detector/entities/acc-1/record -d '{\"id\":\"tx-1\",\"amount_cents\":2000,\"merchant\":\"Bakery\",\"country\":\"NL\"}'"
 	@echo "  curl http://$(LISTEN)/v1/services"
 	@echo "Or open the console: http://$(LISTEN)/"
 	@echo
@@ -74,7 +77,8 @@ run: host examples
 		--deploy 'cart-projection=$(GUEST_OUT)/cart_projection.wasm?subscribe=shopping-cart' \
 		--deploy orders=$(GUEST_OUT)/order_workflow.wasm \
 		--deploy inventory=$(GUEST_OUT)/inventory.wasm \
-		--deploy reminders=$(GUEST_OUT)/reminders.wasm
+		--deploy reminders=$(GUEST_OUT)/reminders.wasm \
+		--deploy 'fraud-detector=$(GUEST_OUT)/fraud_detector.wasm?allow_http=127.0.0.1:9100'
 
 ## Run every test: unit tests, SDK and example tests, black-box tests —
 ## then the black-box suite again on the PostgreSQL journal (a throwaway

@@ -91,7 +91,7 @@ pub use server::{SharedJournal, open_on_shared};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod journal_hooks {
-    pub use crate::domain::{Call, CronSchedule, FollowUp, IdempotencyKey, MissedFirings};
+    pub use crate::domain::{AsyncEffect, Call, CronSchedule, FollowUp, IdempotencyKey, MissedFirings, Webhook};
     pub use crate::journal::{
         Commit, CommitStatus, DeadLetter, EntityWrite, IdempotencyRecord, Journal, JournalError, Lease, PgJournal,
         RedbJournal, Timer, TimerChange, TimerGuard,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmstate::journal_hooks::{
-    Call, Commit, CommitStatus, CronSchedule, DeadLetter, EntityWrite, FollowUp, IdempotencyKey, IdempotencyRecord,
-    Journal, JournalError, Metrics, MissedFirings, PgJournal, RedbJournal, Timer, TimerChange, TimerGuard,
+    AsyncEffect, Call, Commit, CommitStatus, CronSchedule, DeadLetter, EntityWrite, FollowUp, IdempotencyKey,
+    IdempotencyRecord, Journal, JournalError, Metrics, MissedFirings, PgJournal, RedbJournal, Timer, TimerChange,
+    TimerGuard, Webhook,
 };
 
 /// A journal under test, and what keeps its storage alive.
@@ -154,12 +155,34 @@ async fn outbox_entries_are_due_deferred_and_removed() {
     for Subject { name, journal, .. } in journals().await {
         let mut commit = Commit::events("fan-out", "k", 0, Vec::new());
         commit.write = EntityWrite::Nothing;
-        commit.outbox = vec![call("x"), call("y")];
+        let webhook = Webhook {
+            service: "fan-out".into(),
+            url: "https://cases.example.com/new".into(),
+            method: "PUT".into(),
+            headers: vec![("x-source".into(), "tests".into())],
+            content_type: "text/plain".into(),
+            body: b"case".to_vec(),
+        };
+        commit.outbox = vec![
+            AsyncEffect::Command(call("x")),
+            AsyncEffect::Command(call("y")),
+            AsyncEffect::Webhook(webhook.clone()),
+        ];
         assert!(journal.commit(commit).await.unwrap().is_durable(), "{name}");
         let lease = journal.take_lease("outbox", "this host", 60_000).unwrap().expect("a free lease");
-        let (due, waiting) = journal.outbox_due(now_ms(), 0, 10).unwrap();
-        let targets: Vec<&str> = due.iter().map(|e| e.call.entity.as_str()).collect();
-        assert_eq!((targets, waiting), (vec!["x", "y"], 2), "{name}: due in commit order");
+        let (mut due, waiting) = journal.outbox_due(now_ms(), 0, 10).unwrap();
+        assert_eq!(waiting, 3, "{name}");
+        let last = due.pop().expect("three entries");
+        assert_eq!(last.effect, AsyncEffect::Webhook(webhook), "{name}: a webhook reads back whole, last");
+        journal.outbox_remove(&[last.id], &lease).unwrap();
+        let targets: Vec<&str> = due
+            .iter()
+            .map(|e| match &e.effect {
+                AsyncEffect::Command(call) => call.entity.as_str(),
+                AsyncEffect::Webhook(webhook) => webhook.url.as_str(),
+            })
+            .collect();
+        assert_eq!(targets, vec!["x", "y"], "{name}: due in commit order");
         assert!(due.iter().all(|e| e.hops == 1), "{name}: one hop deeper than the command");
         let mut later = due[0].clone();
         later.attempts = 1;
