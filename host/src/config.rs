@@ -141,6 +141,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMSTATE_HTTP_MAX_RESPONSE_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub http_max_response_bytes: usize,
 
+    /// A PEM file of root certificates that outbound HTTPS (guests' requests
+    /// and webhooks) trusts beside the Mozilla roots built in: for servers
+    /// of a private PKI.
+    #[arg(long, env = "WASMSTATE_HTTP_CA_FILE", value_name = "PEM")]
+    pub http_ca_file: Option<std::path::PathBuf>,
+
     /// The most outbound HTTP requests one command may make; more are refused.
     #[arg(long, env = "WASMSTATE_HTTP_MAX_REQUESTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_requests: u32,

@@ -40,7 +40,7 @@ use crate::invoke::{Cause, Invocation, Invoker};
 use crate::journal::{Journal, JournalError, Lease, OutboxEntry, now_ms};
 use crate::leases::LeaseKeeper;
 use crate::metrics::{Delivery, Metrics, WebhookAttempt};
-use crate::outbound::{AllowList, OutboundLimits, WebhookOutcome};
+use crate::outbound::{AllowList, OutboundLimits, TlsRoots, WebhookOutcome};
 use crate::services::Services;
 
 /// How many entries are delivered at once.
@@ -68,6 +68,8 @@ pub struct Delivering {
     pub services: Arc<Services>,
     /// The bounds on a webhook's request.
     pub outbound: OutboundLimits,
+    /// The servers a webhook's TLS connection trusts.
+    pub tls: TlsRoots,
     /// How many times an entry is tried before it is dropped.
     pub max_attempts: u32,
 }
@@ -75,12 +77,13 @@ pub struct Delivering {
 /// Starts the outbox worker, which delivers while this host holds the
 /// outbox's lease.
 pub fn spawn(leases: LeaseKeeper, delivering: Delivering, journal: Arc<dyn Journal>, metrics: Arc<Metrics>) {
-    let Delivering { invoker, services, outbound, max_attempts } = delivering;
+    let Delivering { invoker, services, outbound, tls, max_attempts } = delivering;
     let work = move |lease| {
         let worker = Worker {
             invoker: invoker.clone(),
             services: services.clone(),
             outbound,
+            tls: tls.clone(),
             webhook_secret: None,
             journal: journal.clone(),
             metrics: metrics.clone(),
@@ -107,6 +110,7 @@ struct Worker {
     invoker: Invoker,
     services: Arc<Services>,
     outbound: OutboundLimits,
+    tls: TlsRoots,
     /// What webhooks' idempotency keys are made with, read once from the
     /// journal.
     webhook_secret: Option<[u8; 32]>,
@@ -227,9 +231,9 @@ impl Worker {
                 AsyncEffect::Webhook(webhook) => {
                     let key = webhook_key(self.webhook_secret.as_ref().expect("checked above"), entry.id);
                     let allow = self.allow_list(&webhook.service);
-                    let (outbound, metrics) = (self.outbound, self.metrics.clone());
+                    let (outbound, tls, metrics) = (self.outbound, self.tls.clone(), self.metrics.clone());
                     self.deliveries.spawn(async move {
-                        let attempt = send_webhook(&entry, &key, &allow, &outbound, &metrics).await;
+                        let attempt = send_webhook(&entry, &key, &allow, (&tls, &outbound), &metrics).await;
                         (entry, attempt)
                     })
                 }
@@ -358,12 +362,12 @@ async fn send_webhook(
     entry: &OutboxEntry,
     key: &str,
     allow: &AllowList,
-    limits: &OutboundLimits,
+    (tls, limits): (&TlsRoots, &OutboundLimits),
     metrics: &Metrics,
 ) -> Attempt {
     let AsyncEffect::Webhook(webhook) = &entry.effect else { unreachable!("a webhook entry") };
     let host = crate::outbound::authority_of(&webhook.url);
-    match crate::outbound::deliver(webhook, key, allow, limits).await {
+    match crate::outbound::deliver(webhook, key, allow, tls, limits).await {
         WebhookOutcome::Delivered => {
             metrics.outbound.record_webhook(&host, WebhookAttempt::Delivered);
             Attempt::Delivered

@@ -13,7 +13,7 @@ use crate::invoke::{Invoker, InvokerConfig};
 use crate::journal::{Journal, PgJournal, RedbJournal, VersionMeta};
 use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
-use crate::outbound::HttpPolicy;
+use crate::outbound::{HttpPolicy, TlsRoots};
 use crate::runtime::{CompileBudget, CompiledCache, GuestLimits, Runtime};
 use crate::services::{DeployRequest, Services};
 use crate::subscriptions::Subscriptions;
@@ -217,9 +217,10 @@ async fn open_on(
     metrics.watch_guest_memory(move || host_memory.used());
     let cache_key = journal.compiled_cache_key().context("cannot read the compiled-code cache's key")?;
     let cache = CompiledCache::new(&config.data_dir.join(COMPILED_DIR), runtime.engine(), cache_key)?;
+    let tls = TlsRoots::new(config.http_ca_file.as_deref())?;
     let services = {
         let (runtime, journal, metrics) = (runtime.clone(), journal.clone(), metrics.clone());
-        let http = HttpPolicy { limits: config.outbound(), max: config.allow_http_max.clone() };
+        let http = HttpPolicy { limits: config.outbound(), max: config.allow_http_max.clone(), tls: tls.clone() };
         Arc::new(tokio::task::spawn_blocking(move || Services::load(runtime, journal, cache, metrics, http)).await??)
     };
     let loaded = services.running();
@@ -270,6 +271,7 @@ async fn open_on(
         invoker: invoker.clone(),
         services: services.clone(),
         outbound: config.outbound(),
+        tls,
         max_attempts: config.outbox_max_attempts,
     };
     outbox::spawn(leases.clone(), delivering, journal.clone(), metrics.clone());

@@ -74,13 +74,69 @@ impl Target {
     }
 }
 
-/// Sends `request` to `target` if `allow` lets it, all of it by `deadline`;
-/// the response body ends in an error once it passes `max_bytes` or the
-/// deadline.
+/// The certificates a TLS connection's server may present: signed by one
+/// of the Mozilla roots built in, or by one of the extra roots the server
+/// was given (`--http-ca-file`, for a private PKI).
+#[derive(Clone)]
+pub struct TlsRoots(Arc<rustls::ClientConfig>);
+
+impl TlsRoots {
+    /// The Mozilla roots, and those of the PEM file `extra`, if any.
+    pub fn new(extra: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        if let Some(path) = extra {
+            let mut added = 0;
+            for certificate in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read the certificates of {}", path.display()))?
+            {
+                let certificate = certificate
+                    .with_context(|| format!("{} holds a certificate that does not read", path.display()))?;
+                roots
+                    .add(certificate)
+                    .with_context(|| format!("{} holds a certificate rustls refuses", path.display()))?;
+                added += 1;
+            }
+            anyhow::ensure!(added > 0, "{} holds no PEM certificate", path.display());
+        }
+        // ring rather than aws-lc-rs keeps the build lean (no cmake, a
+        // small C build); it offers no post-quantum key exchange, hence
+        // rustls's deprecation note.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("ring supports the default protocol versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self(Arc::new(config)))
+    }
+}
+
+impl Default for TlsRoots {
+    /// The Mozilla roots alone.
+    fn default() -> Self {
+        static MOZILLA: OnceLock<TlsRoots> = OnceLock::new();
+        MOZILLA.get_or_init(|| TlsRoots::new(None).expect("the built-in roots load")).clone()
+    }
+}
+
+impl std::fmt::Debug for TlsRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsRoots")
+    }
+}
+
+/// Sends `request` to `target` if `allow` lets it, all of it by `deadline`,
+/// trusting the servers `tls` does; the response body ends in an error once
+/// it passes `max_bytes` or the deadline.
 pub async fn send<B>(
     mut request: Request<B>,
     target: &Target,
     allow: &AllowList,
+    tls: &TlsRoots,
     deadline: Instant,
     max_bytes: u64,
 ) -> Result<Response<ResponseBody>, Error>
@@ -97,7 +153,8 @@ where
         return Err(Error::DestinationIpProhibited);
     }
     let stream = connect(&addresses, deadline).await?;
-    let stream: Box<dyn Stream> = if target.https { Box::new(tls(stream, target, deadline).await?) } else { stream };
+    let stream: Box<dyn Stream> =
+        if target.https { Box::new(handshake(stream, target, tls, deadline).await?) } else { stream };
     let (mut sender, connection) =
         tokio::time::timeout_at(deadline, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
             .await
@@ -162,10 +219,15 @@ async fn connect(addresses: &[SocketAddr], deadline: Instant) -> Result<Box<dyn 
 }
 
 /// `stream` under TLS, the server's certificate checked for `target`'s host.
-async fn tls(stream: Box<dyn Stream>, target: &Target, deadline: Instant) -> Result<impl Stream, Error> {
+async fn handshake(
+    stream: Box<dyn Stream>,
+    target: &Target,
+    tls: &TlsRoots,
+    deadline: Instant,
+) -> Result<impl Stream, Error> {
     let name = rustls::pki_types::ServerName::try_from(target.host.clone())
         .map_err(|_| Error::DnsError { rcode: Some("invalid DNS name".into()), info_code: None })?;
-    let connector = tokio_rustls::TlsConnector::from(tls_config());
+    let connector = tokio_rustls::TlsConnector::from(tls.0.clone());
     match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
         Err(_) => Err(Error::ConnectionTimeout),
         Ok(Ok(stream)) => Ok(stream),
@@ -177,28 +239,6 @@ async fn tls(stream: Box<dyn Stream>, target: &Target, deadline: Instant) -> Res
             Err(if certificate { Error::TlsCertificateError } else { Error::Tls(error) })
         }
     }
-}
-
-/// The TLS settings of every connection: the Mozilla roots, ring's
-/// cryptography, TLS 1.2 and 1.3.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            // ring rather than aws-lc-rs keeps the build lean (no cmake, a
-            // small C build); it offers no post-quantum key exchange, hence
-            // rustls's deprecation note.
-            #[allow(deprecated)]
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
 }
 
 /// How long a connection outlives its exchange's deadline at most.

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{Error, WasiBody, WasiHttpHooks};
 
 use super::OutboundLimits;
 use super::allow_list::AllowList;
-use super::client::{self, Target};
+use super::client::{self, Target, TlsRoots};
 use crate::metrics::Metrics;
 
 /// What the guests of one service version may do over HTTP.
@@ -27,6 +27,8 @@ pub struct HttpGrant {
     pub allow: AllowList,
     /// The bounds on its requests.
     pub limits: OutboundLimits,
+    /// The servers its TLS connections trust.
+    pub tls: TlsRoots,
     /// Where its requests are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -100,7 +102,9 @@ impl WasiHttpHooks for GuestHttp {
             let (grant, target) = admitted?;
             let deadline = call_deadline.min(Instant::now() + grant.limits.timeout);
             let started = Instant::now();
-            let sent = client::send(request, &target, &grant.allow, deadline, grant.limits.max_response_bytes).await;
+            let sent =
+                client::send(request, &target, &grant.allow, &grant.tls, deadline, grant.limits.max_response_bytes)
+                    .await;
             let status = match &sent {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(error) => {

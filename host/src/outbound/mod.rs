@@ -13,12 +13,14 @@
 //! # Layout
 //!
 //! - `allow_list`: the hosts a service may reach, and the server's cap;
+//!   `addresses` tells public addresses from the host's own networks;
 //! - `client`: resolving, connecting (TLS by rustls) and sending one
 //!   request, bounded in time and response size;
 //! - `guest_requests`: a guest's requests, per command: counted, bounded,
 //!   timed and measured;
 //! - `webhook`: one delivery of a webhook from the outbox.
 
+mod addresses;
 mod allow_list;
 mod client;
 mod guest_requests;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use allow_list::{AllowList, AllowListError};
+pub use client::TlsRoots;
 pub use guest_requests::{GuestHttp, HttpGrant};
 pub use webhook::{WebhookOutcome, check_webhook, deliver};
 
@@ -56,6 +59,8 @@ pub struct HttpPolicy {
     pub limits: OutboundLimits,
     /// The most any service may be granted (`--allow-http-max`); `None`: no cap.
     pub max: Option<AllowList>,
+    /// The servers TLS connections trust.
+    pub tls: TlsRoots,
 }
 
 impl HttpPolicy {
@@ -76,7 +81,7 @@ impl HttpPolicy {
             AllowList::default()
         });
         let service = meta.service.as_str().into();
-        Arc::new(HttpGrant { service, allow, limits: self.limits, metrics: metrics.clone() })
+        Arc::new(HttpGrant { service, allow, limits: self.limits, tls: self.tls.clone(), metrics: metrics.clone() })
     }
 }
 

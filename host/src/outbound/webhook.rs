@@ -13,7 +13,7 @@ use wasmtime_wasi_http::Error;
 
 use super::OutboundLimits;
 use super::allow_list::AllowList;
-use super::client::{self, Target};
+use super::client::{self, Target, TlsRoots};
 use crate::domain::Webhook;
 
 /// Headers a webhook may not set: the host sets them, or they concern the
@@ -76,8 +76,14 @@ pub fn check_webhook(webhook: &Webhook, allow: &AllowList) -> Result<(), String>
 }
 
 /// Sends `webhook` once, with `key` as its `Idempotency-Key`, if `allow`
-/// still lets its service reach the host.
-pub async fn deliver(webhook: &Webhook, key: &str, allow: &AllowList, limits: &OutboundLimits) -> WebhookOutcome {
+/// still lets its service reach the host, trusting the servers `tls` does.
+pub async fn deliver(
+    webhook: &Webhook,
+    key: &str,
+    allow: &AllowList,
+    tls: &TlsRoots,
+    limits: &OutboundLimits,
+) -> WebhookOutcome {
     let request = match request(webhook, key) {
         Ok(request) => request,
         Err(why) => return WebhookOutcome::Drop(why),
@@ -87,7 +93,7 @@ pub async fn deliver(webhook: &Webhook, key: &str, allow: &AllowList, limits: &O
         Err(_) => return WebhookOutcome::Drop(format!("{:?} is not an http or https URL", webhook.url)),
     };
     let deadline = Instant::now() + limits.timeout;
-    match client::send(request, &target, allow, deadline, limits.max_response_bytes).await {
+    match client::send(request, &target, allow, tls, deadline, limits.max_response_bytes).await {
         Ok(response) => {
             let status = response.status();
             // Read to its end (bounded), so the receiver sees the exchange finish.

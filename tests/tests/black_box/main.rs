@@ -43,6 +43,8 @@ mod tck;
 mod timer_examples;
 mod timers;
 mod timers_load;
+#[path = "../common/tls_server.rs"]
+mod tls_server;
 mod traces;
 mod typed_commands;
 mod upgrades;

@@ -17,6 +17,7 @@ use wasmstate_tests::Api;
 use wasmstate_tests::guests::HTTP_CLIENT;
 
 use crate::http_receiver::Receiver;
+use crate::tls_server::TlsServer;
 use crate::{Running, start};
 
 /// A server with the `http-client` guest deployed as `http`, allowed to
@@ -59,6 +60,23 @@ async fn a_guest_calls_an_allowed_host_and_gets_its_answer() {
     );
     assert_eq!(api.metric(&ok).await, 2.0);
     assert!(api.metric("wasmstate_outbound_request_duration_seconds_count{service=\"http\"}").await >= 2.0);
+}
+
+#[tokio::test]
+async fn https_reaches_a_server_a_trusted_root_signed_for_and_no_other() {
+    let server = TlsServer::start().await;
+    let roots = tempfile::tempdir().unwrap();
+    let root_file = roots.path().join("roots.pem");
+    std::fs::write(&root_file, server.root_pem()).unwrap();
+    let trusting = client_allowed(&server.authority(), &["--http-ca-file", root_file.to_str().unwrap()]).await;
+    let reply = fetch(&trusting.api, "a", "GET", &server.url("/secure")).await.expect(200);
+    assert_eq!((reply["status"].as_u64(), reply["body"].as_str()), (Some(200), Some(r#"{"secure":true}"#)));
+
+    // The Mozilla roots alone do not vouch for it.
+    let wary = client_allowed(&server.authority(), &[]).await;
+    let (_, message) = fetch(&wary.api, "a", "GET", &server.url("/secure")).await.expect_error(400);
+    assert!(message.contains("TLS certificate"), "{message}");
+    assert_eq!(fetches(&wary.api, "a").await["fetches"], 0);
 }
 
 #[tokio::test]
