@@ -282,15 +282,14 @@ fn parse_journal_url(text: &str) -> Result<String, String> {
 /// far from overflowing.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds, up to
-/// 100 years.
 /// Reads an allow-list: entries such as `api.example.com`, `*.example.com`,
 /// `10.0.0.0/8:*`, comma-separated.
 pub fn parse_allow_list(text: &str) -> Result<AllowList, String> {
     AllowList::parse(text).map_err(|e| e.to_string())
 }
 
-/// Reads a duration such as `500ms`, `30s`, `2m`, `1h`.
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds, up to
+/// 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());

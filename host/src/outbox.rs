@@ -16,9 +16,10 @@
 //! attempt, from any host, and told apart from any other journal's.
 //!
 //! Deliveries are fair across targets: at most one runs at a time for each
-//! target entity (which runs its commands one at a time anyway), or for
-//! each webhook origin, so a slow target delays only its own entries, in
-//! commit order, while the other slots serve everyone else. Delivered
+//! target entity (which runs its commands one at a time anyway), and at
+//! most [`WEBHOOK_LANES`] for each webhook origin, so a slow target delays
+//! only its own entries, in commit order (a webhook's, in the order of its
+//! lane), while the other slots serve everyone else. Delivered
 //! entries are removed in batches.
 //!
 //! One host of the journal delivers at a time, under the `outbox` lease
@@ -142,13 +143,10 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let wake = self.journal.outbox_signal();
-        let journal = self.journal.clone();
-        match tokio::task::spawn_blocking(move || journal.compiled_cache_key()).await {
-            Ok(Ok(key)) => self.webhook_secret = Some(webhook_secret(&key)),
-            Ok(Err(error)) => tracing::error!(%error, "cannot read the journal's key; webhooks wait"),
-            Err(_) => {}
-        }
         while !self.lost {
+            if self.webhook_secret.is_none() {
+                self.read_webhook_secret().await;
+            }
             if self.deliveries.len() < CONCURRENCY {
                 self.read_due().await;
                 self.dispatch();
@@ -176,6 +174,16 @@ impl Worker {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(FLUSH_AFTER) => {}
             }
+        }
+    }
+
+    /// Reads the secret of webhooks' idempotency keys off the journal's key.
+    async fn read_webhook_secret(&mut self) {
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || journal.compiled_cache_key()).await {
+            Ok(Ok(key)) => self.webhook_secret = Some(webhook_secret(&key)),
+            Ok(Err(error)) => tracing::error!(%error, "cannot read the journal's key; webhooks wait"),
+            Err(_) => {}
         }
     }
 
@@ -212,9 +220,8 @@ impl Worker {
     fn dispatch(&mut self) {
         let mut waiting = VecDeque::with_capacity(self.queue.len());
         while let Some(entry) = self.queue.pop_front() {
-            let target = lane(&entry.effect);
-            let webhook_waits = matches!(entry.effect, AsyncEffect::Webhook(_)) && self.webhook_secret.is_none();
-            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) || webhook_waits {
+            let target = lane(&entry);
+            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) {
                 waiting.push_back(entry);
                 continue;
             }
@@ -229,11 +236,19 @@ impl Worker {
                     })
                 }
                 AsyncEffect::Webhook(webhook) => {
-                    let key = webhook_key(self.webhook_secret.as_ref().expect("checked above"), entry.id);
-                    let allow = self.allow_list(&webhook.service);
+                    // Without the journal's key, or the allow-list of the
+                    // version that asked, it waits (as a failed attempt).
+                    let key = self.webhook_secret.as_ref().map(|secret| webhook_key(secret, entry.id));
+                    let allow = self.services.webhook_allow_list(&webhook.service, webhook.version);
                     let (outbound, tls, metrics) = (self.outbound, self.tls.clone(), self.metrics.clone());
                     self.deliveries.spawn(async move {
-                        let attempt = send_webhook(&entry, &key, &allow, (&tls, &outbound), &metrics).await;
+                        let attempt = match (key, allow) {
+                            (Some(key), Ok(allow)) => {
+                                send_webhook(&entry, &key, &allow, (&tls, &outbound), &metrics).await
+                            }
+                            (None, _) => Attempt::Failed { transient: true, error: "the journal's key is not read yet".into() },
+                            (_, Err(why)) => Attempt::Failed { transient: true, error: why },
+                        };
                         (entry, attempt)
                     })
                 }
@@ -243,15 +258,9 @@ impl Worker {
         self.queue = waiting;
     }
 
-    /// The hosts `service`'s newest version may reach now (none if it is gone).
-    fn allow_list(&self, service: &str) -> AllowList {
-        let grant = self.services.get(service).and_then(|service| service.compiled.http_grant());
-        grant.map_or_else(AllowList::default, |grant| grant.allow.clone())
-    }
-
     /// Records how one delivery went: done, to be retried, or dropped.
     async fn finished(&mut self, mut entry: OutboxEntry, attempt: Attempt) {
-        self.busy.remove(&lane(&entry.effect));
+        self.busy.remove(&lane(&entry));
         let id = entry.id;
         let delivery = match attempt {
             Attempt::Delivered => Delivery::Delivered,
@@ -259,6 +268,12 @@ impl Worker {
                 entry.attempts += 1;
                 entry.next_attempt_ms = now_ms() + backoff(entry.attempts).as_millis() as u64;
                 tracing::debug!(id = entry.id, attempts = entry.attempts, %error, "side effect will be retried");
+                if let AsyncEffect::Webhook(webhook) = &entry.effect {
+                    let host = crate::outbound::authority_of(&webhook.url);
+                    self.metrics.outbound.record_webhook(&host, WebhookAttempt::Retried);
+                    let Webhook { service, url, .. } = webhook;
+                    tracing::warn!(id, %service, %url, attempts = entry.attempts, %error, "a webhook's delivery failed; it will be tried again");
+                }
                 let (journal, retry, lease) = (self.journal.clone(), entry.clone(), self.lease.clone());
                 match tokio::task::spawn_blocking(move || journal.outbox_retry(&retry, &lease)).await {
                     Ok(Err(JournalError::LeaseLost(_))) => self.lost = true,
@@ -336,11 +351,18 @@ enum Attempt {
     Failed { transient: bool, error: String },
 }
 
-/// What runs one at a time: a command's target entity, or a webhook's origin.
-fn lane(effect: &AsyncEffect) -> (String, String) {
-    match effect {
+/// How many webhooks to one origin are delivered at once.
+const WEBHOOK_LANES: u64 = 8;
+
+/// What runs one at a time: a command's target entity, or one of the
+/// [`WEBHOOK_LANES`] of a webhook's origin (entries spread by id, so one
+/// slow receiver holds at most that many slots).
+fn lane(entry: &OutboxEntry) -> (String, String) {
+    match &entry.effect {
         AsyncEffect::Command(call) => (call.service.clone(), call.entity.clone()),
-        AsyncEffect::Webhook(_) => (effect.target(), String::new()),
+        AsyncEffect::Webhook(webhook) => {
+            (crate::outbound::origin_of(&webhook.url), format!("lane {}", entry.id % WEBHOOK_LANES))
+        }
     }
 }
 
@@ -356,8 +378,8 @@ async fn run_command(invoker: &Invoker, entry: &OutboxEntry) -> Attempt {
     }
 }
 
-/// Sends a webhook entry once, counting the attempt; a failure that may pass
-/// is logged with the attempt's number.
+/// Sends a webhook entry once, counting it if delivered (the worker counts
+/// and logs the rest, knowing whether it will be tried again).
 async fn send_webhook(
     entry: &OutboxEntry,
     key: &str,
@@ -372,12 +394,7 @@ async fn send_webhook(
             metrics.outbound.record_webhook(&host, WebhookAttempt::Delivered);
             Attempt::Delivered
         }
-        WebhookOutcome::Retry(error) => {
-            metrics.outbound.record_webhook(&host, WebhookAttempt::Retried);
-            let Webhook { service, url, .. } = webhook;
-            tracing::warn!(id = entry.id, %service, %url, attempt = entry.attempts + 1, %error, "a webhook's delivery failed; it will be tried again");
-            Attempt::Failed { transient: true, error }
-        }
+        WebhookOutcome::Retry(error) => Attempt::Failed { transient: true, error },
         WebhookOutcome::Drop(error) => Attempt::Failed { transient: false, error },
     }
 }

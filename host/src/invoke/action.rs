@@ -42,7 +42,7 @@ pub(super) async fn run(
     // An action's timers belong to its routing key.
     let owner = TimerOwner { service: &name, entity: &entity, now_ms, trace };
     let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
-    let (_, follow_up, outbox) = effects.into_parts(&name);
+    let (_, follow_up, outbox) = effects.into_parts(&name, service.meta.version);
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: name.clone(),

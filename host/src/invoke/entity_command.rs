@@ -92,7 +92,7 @@ pub(super) async fn run(
     };
     let owner = TimerOwner { service: &entity.service, entity: &entity.entity, now_ms, trace };
     let timers = timer_changes(&shared.config, &owner, std::mem::take(&mut effects.timers))?;
-    let (_, follow_up, outbox) = effects.into_parts(&entity.service);
+    let (_, follow_up, outbox) = effects.into_parts(&entity.service, service.meta.version);
     let idempotency = shared.record(keyed.as_ref(), &follow_up, &outbox, !timers.is_empty());
     let commit = Commit {
         service: entity.service.clone(),

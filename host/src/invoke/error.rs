@@ -92,10 +92,13 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
-    /// The command asked for side effects to `service`, which has too
-    /// many waiting in the outbox already.
-    pub fn outbox_full(service: &str) -> Self {
-        InvokeError::Overloaded(format!("service {service:?} has too many side effects waiting in the outbox"))
+    /// The command asked for side effects to `target` (a service, or a
+    /// service's webhooks to one origin), which has too many waiting in
+    /// the outbox already.
+    pub fn outbox_full(target: &str) -> Self {
+        let target =
+            if target.starts_with("webhooks of ") { target.to_owned() } else { format!("service {target:?}") };
+        InvokeError::Overloaded(format!("too many side effects wait in the outbox for {target}"))
     }
 
     /// What an invocation answers when a commit of its own (not one of an

@@ -80,10 +80,17 @@ fn check_output(config: &InvokerConfig, effects: &Effects) -> Result<(), InvokeE
     for effect in &effects.side_effects {
         check_target(&effect.call.service, &effect.call.entity)?;
     }
-    let webhook_bytes: usize = effects.webhooks.iter().map(|webhook| webhook.body.len()).sum();
+    let webhook_bytes: usize = effects
+        .webhooks
+        .iter()
+        .map(|webhook| {
+            let headers: usize = webhook.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+            webhook.body.len() + webhook.url.len() + headers
+        })
+        .sum();
     if webhook_bytes > config.max_reply_bytes {
         return Err(InvokeError::OutputLimit(format!(
-            "the command's webhooks carry {webhook_bytes} bytes; at most {} are allowed",
+            "the command's webhooks carry {webhook_bytes} bytes (bodies, URLs and headers); at most {} are allowed",
             config.max_reply_bytes
         )));
     }

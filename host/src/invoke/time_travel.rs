@@ -47,8 +47,10 @@ impl Invoker {
         let as_of = self.shared.as_of(&service.meta.service, entity, at).await?;
         let seq = as_of.seq();
         let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
+        // Reading a past state sends nothing.
+        let compiled = service.compiled.with_http(None);
         let replayed = self.shared.runtime.replay(
-            &service.compiled,
+            &compiled,
             &service.meta.service,
             entity,
             snapshot.as_ref(),

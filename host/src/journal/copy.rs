@@ -32,7 +32,7 @@ pub(super) enum Rows {
     SnapshotHistory(Vec<(String, String, u64, Vec<u8>)>),
     /// service, entity, `ValueRecord`.
     Values(Vec<(String, String, Vec<u8>)>),
-    /// id, target service, `OutboxRecord`.
+    /// id, target (a service, or a service's webhooks to one origin), `OutboxRecord`.
     Outbox(Vec<(u64, String, Vec<u8>)>),
     /// The last outbox id given.
     OutboxCounter(u64),

@@ -352,6 +352,7 @@ mod tests {
         assert_eq!(encode(&outbox).unwrap(), b"\x00\x01s\x01e\x01C\x02{}\x01\x02\x03");
         let webhook = AsyncEffect::Webhook(Webhook {
             service: "s".into(),
+            version: 2,
             url: "u".into(),
             method: "M".into(),
             headers: vec![("k".into(), "v".into())],
@@ -359,7 +360,7 @@ mod tests {
             body: b"b".to_vec(),
         });
         let outbox = OutboxRecord { effect: &webhook, hops: 1, attempts: 2, next_attempt_ms: 3 };
-        assert_eq!(encode(&outbox).unwrap(), b"\x01\x01s\x01u\x01M\x01\x01k\x01v\x01t\x01b\x01\x02\x03");
+        assert_eq!(encode(&outbox).unwrap(), b"\x01\x01s\x02\x01u\x01M\x01\x01k\x01v\x01t\x01b\x01\x02\x03");
 
         let follow_up = FollowUp { synchronous: vec![call(b"p")], reply: Reply::Forward(call(b"q")) };
         let key = KeyRecord { expires_at_ms: 7, fingerprint: None, follow_up: &follow_up };

@@ -40,6 +40,9 @@ pub fn is_public(address: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80
                 || (first & 0xffc0) == 0xfec0
                 || first == 0x2001 && v6.segments()[1] == 0x0db8
+                // Teredo and 6to4 carry an IPv4 address inside.
+                || first == 0x2001 && v6.segments()[1] == 0
+                || first == 0x2002
                 || first == 0x0064 && v6.segments()[1] == 0xff9b
                 || v6.to_ipv4().is_some_and(|v4| !is_public(IpAddr::V4(v4))) && first == 0)
         }
@@ -70,6 +73,9 @@ mod tests {
             "fe80::1",
             "ff02::1",
             "::ffff:10.0.0.1",
+            "2001:0:4136:e378::1",
+            "2002:a00:1::1",
+            "64:ff9b:1::a00:1",
             "64:ff9b::a00:1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");

@@ -148,6 +148,14 @@ impl AllowList {
         }
         Ok(())
     }
+
+    /// The entries of `self` that `cap` covers, and those it does not, as
+    /// written.
+    pub fn split_by(&self, cap: &AllowList) -> (AllowList, Vec<String>) {
+        let (within, beyond): (Vec<Entry>, Vec<Entry>) =
+            self.entries.iter().cloned().partition(|entry| cap.entries.iter().any(|limit| limit.covers(entry)));
+        (AllowList { entries: within }, beyond.iter().map(Entry::to_string).collect())
+    }
 }
 
 impl fmt::Display for AllowList {
@@ -240,7 +248,14 @@ impl HostPattern {
             let base: IpAddr = base.parse().map_err(|_| "a range is an address, a slash and a prefix length")?;
             let max = if base.is_ipv4() { 32 } else { 128 };
             let bits: u8 = bits.parse().ok().filter(|bits| *bits <= max).ok_or("the prefix length is too long")?;
-            return Ok(HostPattern::Range(network(canonical(base), bits), bits));
+            // An IPv4 range written as IPv6 (`::ffff:10.0.0.0/104`) is that
+            // IPv4 range (`10.0.0.0/8`).
+            let (base, bits) = match (base, canonical(base)) {
+                (IpAddr::V6(_), IpAddr::V4(v4)) if bits >= 96 => (IpAddr::V4(v4), bits - 96),
+                (IpAddr::V6(_), IpAddr::V4(_)) => return Err("an IPv4-mapped range needs a prefix of at least 96"),
+                (_, base) => (base, bits),
+            };
+            return Ok(HostPattern::Range(network(base, bits), bits));
         }
         if let Ok(address) = host.parse::<IpAddr>() {
             return Ok(HostPattern::Address(canonical(address)));
@@ -280,6 +295,11 @@ impl HostPattern {
     /// Whether every host `other` matches, `self` matches too.
     fn covers(&self, other: &HostPattern) -> bool {
         match (self, other) {
+            // `*` is the public internet: it covers no address off it, and
+            // no range (which may reach off it); only an entry naming them
+            // does.
+            (HostPattern::Any, HostPattern::Address(address)) => is_public(*address),
+            (HostPattern::Any, HostPattern::Range(..)) => false,
             (HostPattern::Any, _) => true,
             (HostPattern::Name(mine), HostPattern::Name(theirs)) => mine == theirs,
             (HostPattern::Subdomains(suffix), HostPattern::Name(name)) => is_subdomain(name, suffix),
@@ -373,6 +393,9 @@ mod tests {
             ["api.example.com", "*.example.org:8443", "127.0.0.1:9000", "[::1]:*", "10.0.0.0/8", "[fd00::/8]", "*"]
         );
         assert_eq!(AllowList::parse(&list.to_string()).unwrap(), list, "what is written back reads the same");
+        let mapped = AllowList::parse("[::ffff:10.0.0.0/104]:*").unwrap();
+        assert_eq!(mapped.entries(), ["10.0.0.0/8:*"], "an IPv4 range written as IPv6");
+        assert!(AllowList::parse("[::ffff:10.0.0.0/90]").is_err());
         assert!(AllowList::parse("").unwrap().is_empty());
     }
 
@@ -442,7 +465,13 @@ mod tests {
             let list = AllowList::parse(beyond).unwrap();
             assert!(matches!(list.check_within(&cap), Err(AllowListError::BeyondCap(_))), "{beyond}");
         }
-        let everything = AllowList::parse("*:*").unwrap();
-        assert_eq!(AllowList::parse("anything.at.all:1,10.0.0.0/8").unwrap().check_within(&everything), Ok(()));
+        let (within, beyond) = AllowList::parse("a.example.com,11.0.0.0/8").unwrap().split_by(&cap);
+        assert_eq!((within.entries(), beyond), (vec!["a.example.com".to_string()], vec!["11.0.0.0/8".to_string()]));
+        let public = AllowList::parse("*:*").unwrap();
+        assert_eq!(AllowList::parse("anything.at.all:1,93.184.215.14:443").unwrap().check_within(&public), Ok(()));
+        for private in ["10.0.0.0/8", "127.0.0.1:9000", "169.254.169.254", "[::1]:*", "0.0.0.0/0:*"] {
+            let list = AllowList::parse(private).unwrap();
+            assert!(list.check_within(&public).is_err(), "* is the public internet, not {private}");
+        }
     }
 }

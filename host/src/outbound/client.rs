@@ -62,10 +62,21 @@ impl Target {
 
     /// `host:port`, IPv6 in brackets: how metrics and logs name it.
     pub fn authority(&self) -> String {
+        format!("{}:{}", self.bracketed_host(), self.port)
+    }
+
+    /// The host, IPv6 in brackets, as a `Host` header names it.
+    pub fn bracketed_host(&self) -> String {
         match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
-            _ => format!("{}:{}", self.host, self.port),
+            Ok(IpAddr::V6(_)) => format!("[{}]", self.host),
+            _ => self.host.clone(),
         }
+    }
+
+    /// Whether the URL names user information (`user:password@`), which
+    /// neither a request nor a webhook sends.
+    pub fn has_user_info(uri: &Uri) -> bool {
+        uri.authority().is_some_and(|authority| authority.as_str().contains('@'))
     }
 
     /// `scheme://host:port`.
@@ -167,19 +178,14 @@ where
     });
     let path = request.uri().path_and_query().map_or("/", |path| path.as_str());
     *request.uri_mut() = Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
-    if !request.headers().contains_key(http::header::HOST) {
-        let host = if target.default_port { target.host.clone() } else { target.authority() };
-        let host = HeaderValue::try_from(host).map_err(|_| Error::HttpRequestUriInvalid)?;
-        request.headers_mut().insert(http::header::HOST, host);
-    }
+    // `Host` is the checked target's, whatever the request said.
+    let host = if target.default_port { target.bracketed_host() } else { target.authority() };
+    let host = HeaderValue::try_from(host).map_err(|_| Error::HttpRequestUriInvalid)?;
+    request.headers_mut().insert(http::header::HOST, host);
     let response = tokio::time::timeout_at(deadline, sender.send_request(request))
         .await
         .map_err(|_| Error::HttpResponseTimeout)?
         .map_err(|error| hyper_error(error, deadline))?;
-    let declared = response.body().size_hint().exact();
-    if declared.is_some_and(|length| length > max_bytes) {
-        return Err(Error::HttpResponseBodySize(Some(max_bytes)));
-    }
     Ok(response.map(|incoming| ResponseBody::new(incoming, deadline, max_bytes)))
 }
 
@@ -270,11 +276,23 @@ impl ResponseBody {
     }
 }
 
+impl ResponseBody {
+    /// Whether the body says up front (`Content-Length`) that it is larger
+    /// than its limit: it fails at once, the status still readable.
+    fn declared_too_large(&self) -> bool {
+        self.incoming.size_hint().exact().is_some_and(|length| length > self.limit)
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if self.remaining == self.limit && self.declared_too_large() {
+            self.remaining = 0;
+            return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(self.limit)))));
+        }
         match Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let size = frame.data_ref().map_or(0, |data| data.len() as u64);

@@ -61,35 +61,48 @@ impl GuestHttp {
         self.grant = None;
     }
 
-    /// Checks a request against the call's grant and counts it: the grant
-    /// and where the request goes, or why it may not.
+    /// Checks a request against the call's grant and counts it, allowed
+    /// or not (so a guest cannot refuse itself into endless work): the
+    /// grant and where the request goes, or why it may not. A host not on
+    /// the list is measured as `other`, so guests cannot add series.
     fn admit(&mut self, request: &Request<WasiBody>) -> Result<(Arc<HttpGrant>, Target), Error> {
         let Some(grant) = self.grant.clone() else {
             tracing::warn!(url = %request.uri(), "a guest made an HTTP request where none is allowed (a dry run, or a check of stored data)");
             return Err(Error::ConfigurationError);
         };
         let target = Target::of_uri(request.uri())?;
+        let allowed = grant.allow.allows(&target.destination());
         let refuse = |status: &str, error: Error, why: &str| {
-            grant.metrics.outbound.record_request(&grant.service, &target.authority(), status, None);
+            let host = if allowed { target.authority() } else { UNLISTED_HOST.to_owned() };
+            grant.metrics.outbound.record_request(&grant.service, &host, status, None);
             tracing::warn!(service = %grant.service, host = %target.authority(), "an HTTP request of a guest was refused: {why}");
             Err(error)
         };
-        if !grant.allow.allows(&target.destination()) {
-            return refuse("denied", Error::HttpRequestDenied, "the host is not on the service's allow-list");
-        }
         if self.made >= grant.limits.max_requests_per_command {
             let why = format!("the command made {} requests, as many as one may", self.made);
             return refuse("limit", Error::ConnectionLimitReached, &why);
         }
         self.made += 1;
+        if !allowed {
+            return refuse("denied", Error::HttpRequestDenied, "the host is not on the service's allow-list");
+        }
         Ok((grant, target))
     }
 }
+
+/// The `host` label of requests to hosts not on the allow-list.
+const UNLISTED_HOST: &str = "other";
 
 /// A boxed future, as the hooks answer.
 type Boxed<T> = Box<dyn Future<Output = T> + Send>;
 
 impl WasiHttpHooks for GuestHttp {
+    /// The client sets `Host` itself, from the checked target (never the
+    /// guest's user information, IPv6 in brackets).
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
     fn send_request(
         &mut self,
         request: Request<WasiBody>,

@@ -72,14 +72,26 @@ impl HttpPolicy {
         }
     }
 
-    /// What the guests of version `meta` may do over HTTP: reach the hosts
-    /// of its allow-list (without one, none: each request is refused as
-    /// not on it, so the guest learns what to deploy with).
-    pub fn grant(&self, meta: &crate::journal::VersionMeta, metrics: &Arc<crate::metrics::Metrics>) -> Arc<HttpGrant> {
+    /// The hosts version `meta` may reach: its allow-list, less what is
+    /// beyond the server's cap now (a cap lowered since it was deployed).
+    pub fn allow_list_of(&self, meta: &crate::journal::VersionMeta) -> AllowList {
         let allow = AllowList::from_entries(meta.allow_http.iter().map(String::as_str)).unwrap_or_else(|error| {
             tracing::error!(service = %meta.service, version = meta.version, %error, "the stored allow-list does not read; the version may send no HTTP request");
             AllowList::default()
         });
+        let Some(max) = &self.max else { return allow };
+        let (within, beyond) = allow.split_by(max);
+        if !beyond.is_empty() {
+            tracing::warn!(service = %meta.service, version = meta.version, beyond = %beyond.join(","), "hosts of the allow-list beyond --allow-http-max are not reached");
+        }
+        within
+    }
+
+    /// What the guests of version `meta` may do over HTTP: reach the hosts
+    /// of its allow-list (without one, none: each request is refused as
+    /// not on it, so the guest learns what to deploy with).
+    pub fn grant(&self, meta: &crate::journal::VersionMeta, metrics: &Arc<crate::metrics::Metrics>) -> Arc<HttpGrant> {
+        let allow = self.allow_list_of(meta);
         let service = meta.service.as_str().into();
         Arc::new(HttpGrant { service, allow, limits: self.limits, tls: self.tls.clone(), metrics: metrics.clone() })
     }

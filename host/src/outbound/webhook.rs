@@ -35,6 +35,10 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// The most headers a webhook may carry.
 const MAX_HEADERS: usize = 32;
+/// The longest header (name and value) a webhook may carry.
+const MAX_HEADER_BYTES: usize = 8 << 10;
+/// The longest URL a webhook may have.
+const MAX_URL_BYTES: usize = 8 << 10;
 
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +54,15 @@ pub enum WebhookOutcome {
 /// Checks a webhook a command asks for: a well-formed request to a host on
 /// `allow`. The message says what is wrong.
 pub fn check_webhook(webhook: &Webhook, allow: &AllowList) -> Result<(), String> {
-    let target = Target::of_url(&webhook.url)
+    if webhook.url.len() > MAX_URL_BYTES {
+        return Err(format!("a webhook's URL may have at most {MAX_URL_BYTES} bytes"));
+    }
+    let uri: http::Uri = webhook.url.parse().map_err(|_| format!("a webhook's URL does not read: {:?}", webhook.url))?;
+    let target = Target::of_uri(&uri)
         .map_err(|_| format!("a webhook's URL must be an absolute http or https URL, not {:?}", webhook.url))?;
+    if Target::has_user_info(&uri) {
+        return Err("a webhook's URL may not carry user information (user:password@); send a header".into());
+    }
     if !allow.allows(&target.destination()) {
         return Err(format!(
             "a webhook to {} was refused: the host is not on the service's allow-list (deploy with ?allow_http=)",
@@ -63,6 +74,9 @@ pub fn check_webhook(webhook: &Webhook, allow: &AllowList) -> Result<(), String>
         return Err(format!("a webhook may carry at most {MAX_HEADERS} headers"));
     }
     for (name, value) in &webhook.headers {
+        if name.len() + value.len() > MAX_HEADER_BYTES {
+            return Err(format!("a webhook's {name} header has more than {MAX_HEADER_BYTES} bytes"));
+        }
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("a webhook's header name {name:?} is not a valid HTTP header name"))?;
         if RESERVED_HEADERS.contains(&header.as_str()) {
@@ -154,6 +168,7 @@ mod tests {
     fn hook(url: &str) -> Webhook {
         Webhook {
             service: "fraud".into(),
+            version: 1,
             url: url.into(),
             method: String::new(),
             headers: vec![("X-Case-Source".into(), "fraud".into())],
@@ -178,6 +193,10 @@ mod tests {
         assert!(check_webhook(&reserved, &allow).unwrap_err().contains("Idempotency-Key"));
         let bad_value = Webhook { headers: vec![("X-A".into(), "a\nb".into())], ..hook("https://cases.example.com/") };
         assert!(check_webhook(&bad_value, &allow).is_err());
+        let with_user = hook("https://user:secret@cases.example.com/");
+        assert!(check_webhook(&with_user, &allow).unwrap_err().contains("user information"));
+        let long = Webhook { headers: vec![("X-A".into(), "a".repeat(9000))], ..hook("https://cases.example.com/") };
+        assert!(check_webhook(&long, &allow).unwrap_err().contains("bytes"));
     }
 
     #[test]

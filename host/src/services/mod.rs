@@ -224,6 +224,24 @@ impl Services {
         self.current.read().unwrap().get(name).cloned()
     }
 
+    /// The hosts a webhook that version `committed_by` of `service` asked
+    /// for may reach now: the allow-list of the service's newest version
+    /// (within the server's cap). `Err`, saying why, while this host has not
+    /// loaded that version (deployed on another host moments ago) or the
+    /// service at all: the webhook waits rather than be judged by an older
+    /// list.
+    pub fn webhook_allow_list(&self, service: &str, committed_by: u32) -> Result<AllowList, String> {
+        let newest = self.history.read().unwrap().get(service).and_then(|versions| versions.last().cloned());
+        match newest {
+            Some(meta) if meta.version >= committed_by => Ok(self.http.allow_list_of(&meta)),
+            Some(meta) => Err(format!(
+                "version {committed_by} of {service} is not loaded on this host yet (it has {})",
+                meta.version
+            )),
+            None => Err(format!("{service} is not deployed on this host")),
+        }
+    }
+
     /// The newest version of every service that can run, by name.
     pub fn running(&self) -> Vec<VersionMeta> {
         self.current.read().unwrap().values().map(|s| s.meta.clone()).collect()

@@ -74,13 +74,16 @@ impl Services {
             }
             verifying.insert(name.to_string(), progress.clone());
         }
+        // A check sends nothing: the serving version probed beside the new
+        // one may make no HTTP request (the new one has no grant yet).
+        let old = serving.map(|s| s.compiled.with_http(None));
         let check = verify::Check {
             runtime: &self.runtime,
             journal: &self.journal,
             service: name,
             kind: compiled.kind(),
             new: compiled,
-            old: serving.map(|s| &s.compiled),
+            old: old.as_ref(),
             options,
             progress: &progress,
         };

@@ -157,6 +157,7 @@ async fn outbox_entries_are_due_deferred_and_removed() {
         commit.write = EntityWrite::Nothing;
         let webhook = Webhook {
             service: "fan-out".into(),
+            version: 1,
             url: "https://cases.example.com/new".into(),
             method: "PUT".into(),
             headers: vec![("x-source".into(), "tests".into())],

@@ -20,6 +20,7 @@ fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<Webhook>) {
             wit::Effect::Webhook(hook) => webhooks.push(Webhook {
                 // The invocation path fills in the service that asked.
                 service: String::new(),
+                version: 0,
                 url: hook.url,
                 method: hook.method,
                 headers: hook.headers,
