@@ -246,7 +246,9 @@ impl Worker {
                             (Some(key), Ok(allow)) => {
                                 send_webhook(&entry, &key, &allow, (&tls, &outbound), &metrics).await
                             }
-                            (None, _) => Attempt::Failed { transient: true, error: "the journal's key is not read yet".into() },
+                            (None, _) => {
+                                Attempt::Failed { transient: true, error: "the journal's key is not read yet".into() }
+                            }
                             (_, Err(why)) => Attempt::Failed { transient: true, error: why },
                         };
                         (entry, attempt)

@@ -272,7 +272,11 @@ mod tests {
             panic!("{outbox:?}");
         };
         assert_eq!((a, c), (&call("a"), &call("c")));
-        assert_eq!((hook.service.as_str(), hook.version), ("cart", 3), "the webhook names the version that asked for it");
+        assert_eq!(
+            (hook.service.as_str(), hook.version),
+            ("cart", 3),
+            "the webhook names the version that asked for it"
+        );
         assert_eq!(outbox[2].target(), "webhooks of cart to https://example.com:443");
     }
 }

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use effects::{
-    AsyncEffect, CronSchedule, Effects, FollowUp, MissedFirings, SideEffect, StateChange, TimerDue, TimerRequest, Webhook,
+    AsyncEffect, CronSchedule, Effects, FollowUp, MissedFirings, SideEffect, StateChange, TimerDue, TimerRequest,
+    Webhook,
 };
 
 /// One command addressed to an entity, or to an action under a routing key:
@@ -332,5 +333,4 @@ mod tests {
         assert_ne!(Fingerprint::of("Add", b"{}"), Fingerprint::of("Add", b"{ }"));
         assert_ne!(Fingerprint::of("Ad", b"d{}"), Fingerprint::of("Add", b"{}"));
     }
-
 }

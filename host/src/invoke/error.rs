@@ -96,8 +96,7 @@ impl InvokeError {
     /// service's webhooks to one origin), which has too many waiting in
     /// the outbox already.
     pub fn outbox_full(target: &str) -> Self {
-        let target =
-            if target.starts_with("webhooks of ") { target.to_owned() } else { format!("service {target:?}") };
+        let target = if target.starts_with("webhooks of ") { target.to_owned() } else { format!("service {target:?}") };
         InvokeError::Overloaded(format!("too many side effects wait in the outbox for {target}"))
     }
 

@@ -49,13 +49,8 @@ impl Invoker {
         let snapshot = as_of.snapshot.map(|s| Snapshot::new(s.seq, s.version, s.state));
         // Reading a past state sends nothing.
         let compiled = service.compiled.with_http(None);
-        let replayed = self.shared.runtime.replay(
-            &compiled,
-            &service.meta.service,
-            entity,
-            snapshot.as_ref(),
-            &as_of.events,
-        );
+        let replayed =
+            self.shared.runtime.replay(&compiled, &service.meta.service, entity, snapshot.as_ref(), &as_of.events);
         let replayed = replayed.await?;
         match replayed {
             Ok(Replayed::State(state)) => Ok(StateAt { seq, state: Some(state) }),

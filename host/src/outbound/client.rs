@@ -278,8 +278,8 @@ impl ResponseBody {
 
 impl ResponseBody {
     /// Whether the body says up front (`Content-Length`) that it is larger
-    /// than its limit: it fails at once, the status still readable.
-    fn declared_too_large(&self) -> bool {
+    /// than its limit: read, it fails at once, the status still readable.
+    pub fn declared_too_large(&self) -> bool {
         self.incoming.size_hint().exact().is_some_and(|length| length > self.limit)
     }
 }

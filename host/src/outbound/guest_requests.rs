@@ -115,9 +115,17 @@ impl WasiHttpHooks for GuestHttp {
             let (grant, target) = admitted?;
             let deadline = call_deadline.min(Instant::now() + grant.limits.timeout);
             let started = Instant::now();
-            let sent =
-                client::send(request, &target, &grant.allow, &grant.tls, deadline, grant.limits.max_response_bytes)
-                    .await;
+            let max_bytes = grant.limits.max_response_bytes;
+            let sent = client::send(request, &target, &grant.allow, &grant.tls, deadline, max_bytes).await;
+            // A body declared too large fails the response itself: an error
+            // while reading a body reaches a guest without its code (as
+            // `wasi:http` 0.2 in wasmtime 48 passes body errors on).
+            let sent = match sent {
+                Ok(response) if response.body().declared_too_large() => {
+                    Err(Error::HttpResponseBodySize(Some(max_bytes)))
+                }
+                sent => sent,
+            };
             let status = match &sent {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(error) => {

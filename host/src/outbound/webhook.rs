@@ -57,7 +57,8 @@ pub fn check_webhook(webhook: &Webhook, allow: &AllowList) -> Result<(), String>
     if webhook.url.len() > MAX_URL_BYTES {
         return Err(format!("a webhook's URL may have at most {MAX_URL_BYTES} bytes"));
     }
-    let uri: http::Uri = webhook.url.parse().map_err(|_| format!("a webhook's URL does not read: {:?}", webhook.url))?;
+    let uri: http::Uri =
+        webhook.url.parse().map_err(|_| format!("a webhook's URL does not read: {:?}", webhook.url))?;
     let target = Target::of_uri(&uri)
         .map_err(|_| format!("a webhook's URL must be an absolute http or https URL, not {:?}", webhook.url))?;
     if Target::has_user_info(&uri) {

@@ -146,3 +146,17 @@ async fn a_webhook_the_receiver_refuses_is_dropped_after_one_attempt() {
     api.invoke("http", "a", "webhook", webhook(&receiver.url("/status/429"), json!({}))).await.expect(200);
     assert!(receiver.wait_for("/status/429", 2, Duration::from_secs(10)).await.len() >= 2);
 }
+
+#[tokio::test]
+async fn a_webhook_answered_2xx_with_a_large_body_is_delivered_once() {
+    let receiver = Receiver::start().await;
+    let t = client_allowed(&receiver.authority()).await;
+    let api = &t.api;
+    // 2 MB, past the default --http-max-response-bytes of 1 MiB: the 200 counts.
+    api.invoke("http", "a", "webhook", webhook(&receiver.url("/big/2000000"), json!({}))).await.expect(200);
+    let delivered =
+        format!("wasmstate_webhook_deliveries_total{{host=\"{}\",outcome=\"delivered\"}}", receiver.authority());
+    assert!(api.eventually(Duration::from_secs(10), || async { api.metric(&delivered).await == 1.0 }).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.requests_to("/big/").len(), 1, "not sent again");
+}
