@@ -3,7 +3,7 @@
 //!
 //! Components built with this SDK target `wasmstate:entity@0.2.0`. Each
 //! kind of service targets its own WIT world, so each has its own
-//! bindings and its own export macro; the three share one copy of the
+//! bindings and its own export macro; the four share one copy of the
 //! `wasmstate:entity/types` interface.
 
 /// Bindings generated from the `wasmstate:entity` WIT package, one module
@@ -46,6 +46,20 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "__export_action_service",
             default_bindings_module: "wasmstate_sdk::bindings::action",
+        });
+    }
+
+    /// The `crdt-entity` world.
+    pub mod crdt {
+        wit_bindgen::generate!({
+            path: "../wit/v0.2.0",
+            world: "crdt-entity",
+            with: {
+                "wasmstate:entity/types@0.2.0": crate::bindings::types,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_crdt_entity",
+            default_bindings_module: "wasmstate_sdk::bindings::crdt",
         });
     }
 
@@ -120,6 +134,8 @@ pub mod __private {
         })
     }
 
+    pub use crate::export_crdt::crdt_handle;
+
     /// Implements the exported `action.handle` for action type `A`.
     pub fn action_handle<A: crate::Action>(
         command: types::Command,
@@ -141,13 +157,13 @@ pub mod __private {
         raw::action::on_event::<A>(event).map(side_effects).map_err(failure)
     }
 
-    fn command_of(command: &types::Command) -> Command<'_> {
+    pub(crate) fn command_of(command: &types::Command) -> Command<'_> {
         let metadata = Metadata::new(command.seq, command.now_ms, command.idempotency_key.as_deref())
             .with_service(&command.service);
         Command::new(&command.name, &command.payload, &command.entity_id).with_metadata(metadata)
     }
 
-    fn reply(reply: Reply) -> types::Reply {
+    pub(crate) fn reply(reply: Reply) -> types::Reply {
         match reply {
             Reply::Message(bytes) => types::Reply::Message(bytes),
             Reply::Forward(forward) => types::Reply::Forward(types::Forward {
@@ -159,7 +175,7 @@ pub mod __private {
         }
     }
 
-    fn side_effects(effects: Vec<Effect>) -> Vec<types::Effect> {
+    pub(crate) fn side_effects(effects: Vec<Effect>) -> Vec<types::Effect> {
         effects
             .into_iter()
             .map(|effect| match effect {
@@ -181,7 +197,7 @@ pub mod __private {
             .collect()
     }
 
-    fn timers(changes: Vec<TimerChange>) -> Vec<types::TimerChange> {
+    pub(crate) fn timers(changes: Vec<TimerChange>) -> Vec<types::TimerChange> {
         changes
             .into_iter()
             .map(|change| match change {
@@ -209,7 +225,7 @@ pub mod __private {
             .collect()
     }
 
-    fn failure(failure: Failure) -> types::Failure {
+    pub(crate) fn failure(failure: Failure) -> types::Failure {
         types::Failure {
             code: match failure.code() {
                 FailureCode::Rejected => types::FailureCode::Rejected,

@@ -251,9 +251,11 @@ mod action;
 mod command;
 mod command_decode;
 mod command_encode;
+mod crdt;
 mod effect;
 mod event_sourced;
 mod export;
+mod export_crdt;
 pub mod http;
 pub mod raw;
 mod reply;
@@ -263,6 +265,10 @@ mod value;
 
 pub use action::{Action, ActionContext, Stateless, SubscribedEvent};
 pub use command::{Command, Failure, FailureCode, Metadata, NoCommands};
+pub use crdt::{
+    Clock, CrdtContext, CrdtDelta, CrdtEntity, CrdtKind, CrdtValue, FlagHandle, GCounterHandle, GSetHandle, LwwDelta,
+    LwwHandle, MapHandle, OrMapDelta, OrSetDelta, OrSetHandle, PNCounterHandle, VoteHandle, VoteValue,
+};
 pub use effect::{Effect, Webhook};
 pub use event_sourced::{Context, EventSourced, EventSourcedEntity, StoredEvent};
 #[doc(hidden)]

@@ -8,6 +8,7 @@
 //! which already hold encoded payloads.
 
 pub mod action;
+pub mod crdt;
 pub mod event_sourced;
 pub mod value;
 

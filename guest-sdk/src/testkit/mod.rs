@@ -6,7 +6,9 @@
 //!
 //! - [`TestKit`] keeps an event-sourced entity's log as encoded bytes;
 //! - [`ValueTestKit`] keeps a value entity's state as encoded bytes;
-//! - [`ActionTestKit`] calls an action's `handle` and `on_event`.
+//! - [`ActionTestKit`] calls an action's `handle` and `on_event`;
+//! - [`CrdtKit`] keeps a CRDT entity's replicas, merging them as hosts do
+//!   (outside WebAssembly only).
 //!
 //! As with the host, a failed command changes nothing. The kits do not run
 //! forwards or side effects; [`Outcome`] shows them, with their payloads
@@ -171,6 +173,9 @@ mod timers;
 #[macro_use]
 mod webhooks;
 mod action;
+// Outside WebAssembly only: the kit merges with the host's model of the types.
+#[cfg(not(target_arch = "wasm32"))]
+mod crdt;
 mod cron;
 mod event_sourced;
 // Outside WebAssembly only, where requests go to the stubs (and in docs).
@@ -181,6 +186,8 @@ mod timer_tests;
 mod value;
 
 pub use action::ActionTestKit;
+#[cfg(not(target_arch = "wasm32"))]
+pub use crdt::{CrdtKit, ReplicaKit, THIS_HOST};
 pub use event_sourced::TestKit;
 pub use timers::{Firing, PendingTimer, ScheduledCall, TimerChangeCall};
 pub use value::ValueTestKit;
