@@ -62,6 +62,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The TCK model's value entity: `Process` updates, deletes, forwards, adds side effects and fails on command.",
     ),
     (
+        "tck-crdt",
+        "TCK_CRDT",
+        "The TCK model's CRDT entity, its type picked by the entity id's prefix (`gcounter-`, `orset-`, ...): `Process` changes, deletes, forwards, adds side effects and fails on command; `Get` replies with the value.",
+    ),
+    (
         "fan-out",
         "FAN_OUT",
         "A subscriber returning two synchronous side effects per event: `counter`/`first`, then `audit`/`second`.",
