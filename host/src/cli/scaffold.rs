@@ -3,8 +3,9 @@
 //! The crate gets a working service of the kind asked for, with its unit
 //! tests and a README, and the SDK's source beside it under `sdk/`: the
 //! SDK is not on crates.io, so the binary carries the copy it was built
-//! with (see `build.rs`), and the workspace's lock file pins the versions
-//! its tests ran with.
+//! with (see `build.rs`), with the CRDT model its test kit depends on
+//! outside WebAssembly (`sdk/wasmstate-crdt`), and the workspace's lock
+//! file pins the versions its tests ran with.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -83,9 +84,13 @@ pub fn new_crate(name: &str, kind: Kind, dir: Option<&Path>) -> anyhow::Result<P
         ("rustfmt.toml".into(), include_str!("../../../rustfmt.toml").to_owned()),
         ("sdk/wasmstate-sdk/Cargo.toml".into(), SDK_MANIFEST.to_owned()),
         (Path::new("sdk").join(SDK_WIT.0), SDK_WIT.1.to_owned()),
+        ("sdk/wasmstate-crdt/Cargo.toml".into(), CRDT_MANIFEST.to_owned()),
     ];
     files
         .extend(SDK_SOURCES.iter().map(|(path, text)| (Path::new("sdk/wasmstate-sdk").join(path), (*text).to_owned())));
+    files.extend(
+        CRDT_SOURCES.iter().map(|(path, text)| (Path::new("sdk/wasmstate-crdt").join(path), (*text).to_owned())),
+    );
     for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -173,6 +178,25 @@ mod tests {
         }
         assert!(SDK_MANIFEST.contains("wit-bindgen = "));
         assert!(SDK_WIT.1.contains("package wasmstate:entity@0.2.0;"));
+    }
+
+    #[test]
+    fn the_crdt_model_is_carried_beside_the_sdk() {
+        let paths: Vec<&str> = CRDT_SOURCES.iter().map(|(path, _)| *path).collect();
+        for needed in ["src/lib.rs", "src/causal.rs", "src/map.rs"] {
+            assert!(paths.contains(&needed), "{needed} in {paths:?}");
+        }
+        let native = SDK_MANIFEST.split("[target.'cfg(not(target_arch = \"wasm32\"))'.dependencies]").nth(1).unwrap();
+        let native = native.split("\n[").next().unwrap();
+        assert!(native.contains("wasmstate-crdt = { path = \"../wasmstate-crdt\" }"), "{SDK_MANIFEST}");
+        assert!(CRDT_MANIFEST.contains("name = \"wasmstate-crdt\"") && CRDT_MANIFEST.contains("serde = "));
+        assert!(!CRDT_MANIFEST.contains("workspace = true"), "standalone: {CRDT_MANIFEST}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let made = new_crate("tally", Kind::Value, Some(&dir.path().join("tally"))).unwrap();
+        assert!(made.join("sdk/wasmstate-crdt/Cargo.toml").is_file());
+        assert!(made.join("sdk/wasmstate-crdt/src/lib.rs").is_file());
+        assert!(made.join("sdk/wasmstate-sdk/src/testkit/crdt.rs").is_file());
     }
 
     #[test]
