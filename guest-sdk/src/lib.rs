@@ -1,7 +1,7 @@
-//! Write wasmstate services in Rust: event-sourced entities, value entities
-//! and actions, compiled to WebAssembly components.
+//! Write wasmstate services in Rust: event-sourced entities, value entities,
+//! CRDT entities and actions, compiled to WebAssembly components.
 //!
-//! A service is one of three kinds, each a trait whose commands are an
+//! A service is one of four kinds, each a trait whose commands are an
 //! enum the SDK decodes for you:
 //!
 //! - [`EventSourced`]: the state is the fold of the entity's events.
@@ -12,6 +12,11 @@
 //! - [`KeyValue`]: the state is one value the host stores;
 //!   [`handle`](KeyValue::handle) reads it and replaces or deletes it
 //!   through [`ValueContext`].
+//! - [`CrdtEntity`]: the state is a replicated data type (a counter, a
+//!   set, a register, a flag, a map of them, a vote) that every host
+//!   changes on its own and the hosts merge; [`handle`](CrdtEntity::handle)
+//!   reads it and changes it through [`CrdtContext`]'s typed handles
+//!   (`ctx.orset().add(&item)`), which record one delta per command.
 //! - [`Stateless`]: an action; [`handle`](Stateless::handle) answers
 //!   commands, usually by validating and forwarding them, and
 //!   [`on_event`](Stateless::on_event) reacts to the committed events of
@@ -42,8 +47,8 @@
 //! strings ([`Forward::new`]).
 //!
 //! Commands, events, state and replies are JSON, encoded with serde.
-//! [`export_event_sourced!`], [`export_value_entity!`] and [`export_action!`]
-//! turn the crate into a WebAssembly component (build it with
+//! [`export_event_sourced!`], [`export_value_entity!`], [`export_crdt!`] and
+//! [`export_action!`] turn the crate into a WebAssembly component (build it with
 //! `cargo build --target wasm32-wasip2`); [`testkit`] runs the service
 //! natively in unit tests, through the same byte-level cores ([`raw`]) as
 //! the component.
@@ -115,9 +120,10 @@
 //! # Timers
 //!
 //! A command can ask the host to run a command later: `ctx.schedule(name,
-//! when, call)` sets a timer, `ctx.cancel(name)` cancels one, on all three
-//! contexts ([`Context`], [`ValueContext`], [`ActionContext`]; an action's
-//! timers belong to its routing key). [`When`] says when it fires: after a
+//! when, call)` sets a timer, `ctx.cancel(name)` cancels one, on every
+//! context ([`Context`], [`ValueContext`], [`CrdtContext`],
+//! [`ActionContext`]; an action's timers belong to its routing key).
+//! [`When`] says when it fires: after a
 //! [`Duration`](std::time::Duration) from the command's time, at a
 //! [`SystemTime`](std::time::SystemTime), or at every slot of a [`Cron`]
 //! schedule (`0 9 * * MON-FRI Europe/Paris`) with its [`Missed`] policy. A
@@ -221,7 +227,7 @@
 //! command: `ctx.effect(SideEffect::webhook(url).json(&body))` adds a
 //! [`Webhook`] (a `POST` unless [`method`](Webhook::method) says another;
 //! [`header`](Webhook::header) and [`body`](Webhook::body) set the rest),
-//! on all three contexts and in an action's `on_event` alike. The host
+//! on every context and in an action's `on_event` alike. The host
 //! sends it from its durable outbox once the command's effects are
 //! durable — never for a command that failed — at least once, with an
 //! `Idempotency-Key` header that stays the same across attempts. Its URL's

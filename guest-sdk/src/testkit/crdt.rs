@@ -290,3 +290,103 @@ fn change_of(delta: CrdtDelta) -> Change {
         CrdtDelta::Vote(yes) => Change::Vote(yes),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Clock, CrdtContext, SideEffect, TimerCall};
+
+    /// A board of tasks: a map from task to its done flag, plus a title.
+    struct Board;
+
+    #[derive(Deserialize)]
+    enum BoardCommand {
+        Open { task: String },
+        Done { task: String },
+        Drop { task: String },
+        Title { title: String, clock: Option<i64> },
+        Remind,
+        Fail,
+    }
+
+    impl CrdtEntity for Board {
+        type Command = BoardCommand;
+
+        fn handle(command: BoardCommand, ctx: &mut CrdtContext<'_>) -> Result<Reply, Failure> {
+            match command {
+                BoardCommand::Open { task } => {
+                    ctx.map().gcounter(&task).increment(0);
+                    let remind = TimerCall::new("boards", ctx.entity_id(), "Remind");
+                    ctx.schedule("remind", Duration::from_secs(60), remind);
+                }
+                BoardCommand::Done { task } => {
+                    ctx.map().gcounter(&task).increment(1);
+                    ctx.effect(SideEffect::webhook("https://hooks.test/done").json(&task));
+                }
+                BoardCommand::Drop { task } => {
+                    ctx.map().remove(&task);
+                }
+                BoardCommand::Title { title, clock } => {
+                    let clock = clock.map_or(Clock::Default, Clock::Custom);
+                    ctx.map().lww("title").set_with_clock(&title, clock);
+                }
+                BoardCommand::Remind => {
+                    ctx.map().flag("reminded").enable();
+                }
+                BoardCommand::Fail => {
+                    ctx.map().flag("reminded").enable();
+                    ctx.effect(SideEffect::webhook("https://hooks.test/fail"));
+                    return Err(Failure::rejected("asked to fail"));
+                }
+            }
+            let entries: BTreeMap<String, CrdtValue> = ctx.map().entries()?.into_iter().collect();
+            Ok(Reply::json(&entries.keys().collect::<Vec<_>>()))
+        }
+    }
+
+    fn done(kit: &CrdtKit<Board>, task: &str) -> Option<u64> {
+        kit.value()?.map_get(task)?.as_gcounter()
+    }
+
+    #[test]
+    fn an_update_wins_over_a_concurrent_remove_of_its_key() {
+        let mut kit = CrdtKit::<Board>::new("b-1");
+        assert_eq!(kit.handle("Open", json!({"task": "wash"})), Ok(json!(["wash"])));
+        kit.replica("host-b").handle("Done", json!({"task": "wash"})).unwrap();
+        assert_eq!(kit.handle("Drop", json!({"task": "wash"})), Ok(json!([])));
+        kit.merge_from("host-b");
+        assert_eq!(done(&kit, "wash"), Some(1), "b's update survives, as b had it");
+        assert_eq!(kit.take_webhooks().len(), 1, "the replica's webhook is kept too");
+    }
+
+    #[test]
+    fn timers_fire_on_this_host_and_a_failed_command_commits_nothing() {
+        let mut kit = CrdtKit::<Board>::new("b-2");
+        kit.set_time_ms(1_000);
+        kit.handle("Open", json!({"task": "wash"})).unwrap();
+        assert_eq!(kit.timers()[0].due_ms, 61_000);
+        let before = kit.value();
+        assert_eq!(kit.handle("Fail", ()), Err(Failure::rejected("asked to fail")));
+        assert_eq!((kit.value(), kit.webhooks().len()), (before, 0));
+        let fired = kit.advance(Duration::from_secs(60));
+        assert_eq!(fired[0].answer.as_ref().unwrap().as_ref().unwrap().reply, Some(json!(["reminded", "wash"])));
+    }
+
+    #[test]
+    fn registers_order_writes_by_their_clock_across_replicas() {
+        let mut kit = CrdtKit::<Board>::new("b-3");
+        kit.handle("Title", json!({"title": "high", "clock": 9})).unwrap();
+        kit.replica("host-b").handle("Title", json!({"title": "low", "clock": 3})).unwrap();
+        kit.merge_from("host-b");
+        let title = kit.value().unwrap().map_get("title").unwrap().register::<String>();
+        assert_eq!(title, Ok(Some("high".to_owned())));
+        kit.sync();
+        assert_eq!(kit.value_at("host-b"), kit.value());
+        assert_eq!(kit.value_at("host-c"), None, "a replica never named holds nothing");
+    }
+}
