@@ -187,7 +187,7 @@ pub(crate) fn applied(value: Option<&CrdtValue>, delta: &CrdtDelta) -> CrdtValue
         (CrdtValue::Flag(enabled), CrdtDelta::Flag) => *enabled = true,
         (CrdtValue::Vote(vote), CrdtDelta::Vote(yes)) => {
             let voted = new || vote.self_vote;
-            let votes_for = vote.votes_for - u32::from(vote.self_vote) + u32::from(*yes);
+            let votes_for = vote.votes_for.saturating_sub(u32::from(vote.self_vote)) + u32::from(*yes);
             let voters = if new {
                 1
             } else if voted {
