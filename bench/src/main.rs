@@ -3,7 +3,7 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 12; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 13; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
@@ -13,6 +13,7 @@ mod followers;
 mod inproc;
 mod load;
 mod memory;
+mod outbound;
 mod rehydrate;
 mod report;
 mod servers;
@@ -83,7 +84,7 @@ impl Durations {
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10|11|12 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10|11|12|13 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -95,7 +96,7 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12") => {
+            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12" | "13") => {
                 only.push(n.to_string())
             }
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
@@ -202,6 +203,11 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
             d.pending_timers
         );
         timer_memory::pending_memory(&guests, &mut report, d.pending_timers).await?;
+    }
+    if wanted("13") {
+        eprintln!("bench: 13a commands calling out over HTTP, 13b 10,000 webhooks to one origin");
+        let http_client = std::fs::read(wasmstate_tests::guests::HTTP_CLIENT)?;
+        outbound::outbound(&http_client, &mut report, d.hot).await?;
     }
     // Last: the PostgreSQL server they start stays up (idle) until the bench exits.
     if wanted("10") {

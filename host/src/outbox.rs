@@ -123,16 +123,16 @@ struct Worker {
     /// Whether a write found the lease taken over: the worker stops.
     lost: bool,
     deliveries: JoinSet<(OutboxEntry, Attempt)>,
-    /// What each running delivery task delivers: (entry id, target).
-    running: HashMap<tokio::task::Id, (u64, (String, String))>,
-    /// The targets (service and entity, or webhook origin) with a delivery running.
-    busy: HashSet<(String, String)>,
+    /// What each running delivery task delivers: (entry id, its lane).
+    running: HashMap<tokio::task::Id, (u64, LaneKey)>,
+    /// The lanes (target entities, webhook origins' lanes) with a delivery running.
+    busy: HashSet<LaneKey>,
     /// The ids queued or being delivered.
     known: HashSet<u64>,
     /// When each entry not yet delivered or dropped was first read.
     first_read: HashMap<u64, Instant>,
-    /// Due entries waiting for their target, in id order.
-    queue: VecDeque<OutboxEntry>,
+    /// Due entries waiting for their target, in id order, with their lanes.
+    queue: VecDeque<(LaneKey, OutboxEntry)>,
     /// The id the next read of the outbox starts after (0: from the start).
     cursor: u64,
     /// Entries delivered (or dropped) and not yet removed.
@@ -164,7 +164,9 @@ impl Worker {
             tokio::select! {
                 Some(joined) = self.deliveries.join_next_with_id() => match joined {
                     Ok((task, (entry, result))) => {
-                        self.running.remove(&task);
+                        if let Some((_, lane)) = self.running.remove(&task) {
+                            self.busy.remove(&lane);
+                        }
                         self.finished(entry, result).await;
                     }
                     // A delivery that panicked stays in the outbox: forget it
@@ -211,21 +213,27 @@ impl Worker {
             if self.known.insert(entry.id) {
                 // A retried entry keeps the time it was first read.
                 self.first_read.entry(entry.id).or_insert_with(Instant::now);
-                self.queue.push_back(entry);
+                self.queue.push_back((lane(&entry), entry));
             }
         }
     }
 
-    /// Starts deliveries of queued entries whose target is free, in order.
+    /// Starts deliveries of queued entries whose lane is free, in order.
+    /// Each delivery's end calls it again, so it costs one hash lookup per
+    /// queued entry, and stops once every slot is taken.
     fn dispatch(&mut self) {
         let mut waiting = VecDeque::with_capacity(self.queue.len());
-        while let Some(entry) = self.queue.pop_front() {
-            let target = lane(&entry);
-            if self.deliveries.len() >= CONCURRENCY || self.busy.contains(&target) {
-                waiting.push_back(entry);
+        while let Some((target, entry)) = self.queue.pop_front() {
+            if self.deliveries.len() >= CONCURRENCY {
+                waiting.push_back((target, entry));
+                waiting.append(&mut self.queue);
+                break;
+            }
+            if self.busy.contains(&target) {
+                waiting.push_back((target, entry));
                 continue;
             }
-            self.busy.insert(target.clone());
+            self.busy.insert(target);
             let id = entry.id;
             let task = match &entry.effect {
                 AsyncEffect::Command(_) => {
@@ -262,7 +270,6 @@ impl Worker {
 
     /// Records how one delivery went: done, to be retried, or dropped.
     async fn finished(&mut self, mut entry: OutboxEntry, attempt: Attempt) {
-        self.busy.remove(&lane(&entry));
         let id = entry.id;
         let delivery = match attempt {
             Attempt::Delivered => Delivery::Delivered,
@@ -315,7 +322,7 @@ impl Worker {
     /// Frees the target of a delivery task that panicked.
     fn forget(&mut self, task: tokio::task::Id) {
         if let Some((id, target)) = self.running.remove(&task) {
-            tracing::error!(id, service = %target.0, entity = %target.1, "a side effect's delivery panicked; it stays in the outbox");
+            tracing::error!(id, "a side effect's delivery panicked; it stays in the outbox");
             self.busy.remove(&target);
             self.known.remove(&id);
         }
@@ -356,16 +363,23 @@ enum Attempt {
 /// How many webhooks to one origin are delivered at once.
 const WEBHOOK_LANES: u64 = 8;
 
+/// A lane, hashed: two lanes that hash alike merely take turns.
+type LaneKey = u64;
+
 /// What runs one at a time: a command's target entity, or one of the
 /// [`WEBHOOK_LANES`] of a webhook's origin (entries spread by id, so one
-/// slow receiver holds at most that many slots).
-fn lane(entry: &OutboxEntry) -> (String, String) {
+/// slow receiver holds at most that many slots). Worked out once, as an
+/// entry is read.
+fn lane(entry: &OutboxEntry) -> LaneKey {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
     match &entry.effect {
-        AsyncEffect::Command(call) => (call.service.clone(), call.entity.clone()),
+        AsyncEffect::Command(call) => (0u8, &call.service, &call.entity).hash(&mut hasher),
         AsyncEffect::Webhook(webhook) => {
-            (crate::outbound::origin_of(&webhook.url), format!("lane {}", entry.id % WEBHOOK_LANES))
+            (1u8, crate::outbound::origin_of(&webhook.url), entry.id % WEBHOOK_LANES).hash(&mut hasher)
         }
     }
+    hasher.finish()
 }
 
 /// Delivers a command entry as an invocation under the entry's key.
