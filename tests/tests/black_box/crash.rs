@@ -79,7 +79,16 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
 /// Checks every entity's log against what was acknowledged.
 async fn verify(api: &Api, acknowledged: &BTreeMap<usize, BTreeSet<String>>) {
     for entity in 0..ENTITIES {
-        let events = api.events(SVC, &format!("e{entity}"), 1).await;
+        // Every event, page by page: a page ends at 10,000 events, which
+        // need not be a command's last.
+        let mut events = Vec::new();
+        loop {
+            let page = api.events(SVC, &format!("e{entity}"), events.len() as u64 + 1).await;
+            if page.is_empty() {
+                break;
+            }
+            events.extend(page);
+        }
         let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "e{entity}: gap or duplicate");
         // Events come in whole commands: PARTS consecutive parts of one batch.
