@@ -141,12 +141,10 @@ impl AllowList {
 
     /// Refuses the first entry of `self` that no entry of `cap` covers.
     pub fn check_within(&self, cap: &AllowList) -> Result<(), AllowListError> {
-        for entry in &self.entries {
-            if !cap.entries.iter().any(|limit| limit.covers(entry)) {
-                return Err(AllowListError::BeyondCap(entry.to_string()));
-            }
+        match self.split_by(cap).1.into_iter().next() {
+            Some(beyond) => Err(AllowListError::BeyondCap(beyond)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The entries of `self` that `cap` covers, and those it does not, as
