@@ -37,6 +37,9 @@ pub struct Opened {
 pub const JOURNAL_FILE: &str = "journal.redb";
 /// The compiled-code cache's directory inside the data directory.
 pub const COMPILED_DIR: &str = "compiled";
+/// The file in the data directory that names this host as a replica of
+/// CRDT entities.
+pub const REPLICA_FILE: &str = "replica-id";
 
 /// Runs the server until a shutdown signal. In-flight commands finish first.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -256,6 +259,7 @@ async fn open_on(
             max_cached_state_bytes: config.max_cached_state_bytes,
             idempotency_ttl: config.idempotency_ttl,
         },
+        replica_id(&config.data_dir)?,
     );
     if journal.has_other_writers() {
         crate::services::spawn_pickup(services.clone(), shutdown.clone());
@@ -359,4 +363,31 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// This host's name as a replica of CRDT entities: made once and kept in
+/// the data directory, so a host that restarts goes on as the same
+/// replica (a new name each start would grow every entity it writes by one
+/// replica a start). Two hosts that share a data directory are one
+/// replica: their writes to it stay in order (each expects its row's
+/// revision), they only conflict.
+fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join(REPLICA_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            anyhow::ensure!(
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{} does not hold a replica id (1 to 64 letters, digits and dashes)",
+                path.display()
+            );
+            Ok(id.to_string())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("{:016x}", journal::host_tag());
+            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
 }

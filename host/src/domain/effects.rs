@@ -184,6 +184,11 @@ pub enum StateChange {
     Update(Vec<u8>),
     /// A value entity's state is deleted.
     Delete,
+    /// A CRDT entity's change, which the host applies as this host's
+    /// replica (`None`: none).
+    Crdt(Option<wasmstate_crdt::Change>),
+    /// A CRDT entity is deleted for good.
+    CrdtDelete,
 }
 
 impl Effects {

@@ -81,11 +81,15 @@ pub enum ServiceKind {
     Value,
     /// Stateless: commands run fully in parallel; may subscribe to events.
     Action,
+    /// State is a CRDT the host keeps and merges; every host is a replica
+    /// that takes writes.
+    Crdt,
 }
 
 impl ServiceKind {
     /// Every kind, in the order the host looks for them in a component.
-    pub const ALL: [ServiceKind; 3] = [ServiceKind::EventSourced, ServiceKind::Value, ServiceKind::Action];
+    pub const ALL: [ServiceKind; 4] =
+        [ServiceKind::EventSourced, ServiceKind::Value, ServiceKind::Action, ServiceKind::Crdt];
 
     /// The name reported over HTTP and stored with each version.
     pub fn as_str(self) -> &'static str {
@@ -93,6 +97,7 @@ impl ServiceKind {
             ServiceKind::EventSourced => "event-sourced",
             ServiceKind::Value => "value",
             ServiceKind::Action => "action",
+            ServiceKind::Crdt => "crdt",
         }
     }
 
@@ -107,13 +112,21 @@ impl ServiceKind {
             ServiceKind::EventSourced => "an event-sourced",
             ServiceKind::Value => "a value",
             ServiceKind::Action => "an action",
+            ServiceKind::Crdt => "a CRDT",
         }
     }
 
     /// Whether commands to one entity of this kind run one at a time in a
-    /// mailbox (event-sourced and value entities) rather than in parallel.
+    /// mailbox (on each host, for a CRDT) rather than in parallel.
     pub fn has_entities(self) -> bool {
         self != ServiceKind::Action
+    }
+
+    /// Whether an entity of this kind is written by one host at a time, its
+    /// owner, which commands are routed to: not a CRDT, whose every host
+    /// is a replica that takes writes.
+    pub fn has_owner(self) -> bool {
+        matches!(self, ServiceKind::EventSourced | ServiceKind::Value)
     }
 }
 

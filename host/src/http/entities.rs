@@ -17,7 +17,7 @@ use super::responses::{
 use super::stream::StreamedEvent;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
-use crate::invoke::{Cause, Invocation, Scheduled};
+use crate::invoke::{Cause, Invocation, InvokeError, Scheduled};
 use crate::journal::{EntityHead, EntityPosition};
 use crate::names::{validate_entity_id, validate_service_name};
 use crate::trace_context::{TRACEPARENT, TraceContext};
@@ -149,7 +149,7 @@ pub async fn invoke(
     // An entity's commands run on the host that owns it, which caches it.
     if let Some(forwarder) = &state.forwarder
         && !from_another_host
-        && state.services.get(&call.service).is_some_and(|s| s.kind() != ServiceKind::Action)
+        && state.services.get(&call.service).is_some_and(|s| s.kind().has_owner())
         && let Some(owner) = state.cluster.owner_elsewhere(&call.service, &call.entity)
     {
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -181,9 +181,17 @@ pub struct PositionReply {
     entity: String,
     #[serde(flatten)]
     position: EntityPosition,
-    /// A value entity's stored state (`null` when none); absent for other kinds.
+    /// A value entity's stored state (`null` when none), or a CRDT entity's
+    /// value as JSON (`null` when never changed); absent for other kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<Value>,
+    /// A CRDT entity's type (`gcounter`, `orset`, ...; absent when never
+    /// changed, and for other kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crdt: Option<&'static str>,
+    /// How many replicas (hosts) wrote a CRDT entity; absent for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<usize>,
 }
 
 /// `GET /v1/services/{service}/entities/{id}`: where the entity's log stands.
@@ -209,7 +217,11 @@ pub async fn position(
 ) -> Result<Json<PositionReply>, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let journal = state.journal.clone();
-    let is_value = state.services.describe(&service).is_some_and(|s| s.kind == ServiceKind::Value);
+    let kind = state.services.describe(&service).map(|s| s.kind);
+    if kind == Some(ServiceKind::Crdt) {
+        return crdt_position(&state, service, id).await;
+    }
+    let is_value = kind == Some(ServiceKind::Value);
     let (s, e) = (service.clone(), id.clone());
     let (position, value) = tokio::task::spawn_blocking(move || {
         let value = if is_value { Some(journal.value(&s, &e)?) } else { None };
@@ -218,7 +230,29 @@ pub async fn position(
     .await
     .map_err(ApiError::internal)??;
     let state = value.map(|v| v.as_deref().map_or(Value::Null, payload_json));
-    Ok(Json(PositionReply { service, entity: id, position, state }))
+    Ok(Json(PositionReply { service, entity: id, position, state, crdt: None, replicas: None }))
+}
+
+/// Where a CRDT entity stands: its value, the join of every replica's row
+/// as stored, as this host sees it; 404 `entity_deleted` once deleted.
+async fn crdt_position(state: &AppState, service: String, id: String) -> Result<Json<PositionReply>, ApiError> {
+    let journal = state.journal.clone();
+    let (s, e) = (service.clone(), id.clone());
+    let stored = tokio::task::spawn_blocking(move || journal.load_crdt(&s, &e)).await.map_err(ApiError::internal)??;
+    let merged = stored.merged(&service, &id)?;
+    if merged.deleted {
+        return Err(InvokeError::EntityDeleted(format!("{service}/{id}")).into());
+    }
+    let value = merged.state.map(|crdt| crdt.value(state.invoker.replica()));
+    let reply = PositionReply {
+        position: EntityPosition::default(),
+        state: Some(value.as_ref().map_or(Value::Null, super::crdt_value::value_json)),
+        crdt: value.as_ref().map(super::crdt_value::type_name),
+        replicas: Some(stored.replicas.len()),
+        service,
+        entity: id,
+    };
+    Ok(Json(reply))
 }
 
 /// Query of the `events` route.

@@ -182,6 +182,8 @@ impl From<InvokeError> for ApiError {
             InvokeError::InvalidTarget(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_target", message),
             InvokeError::InvalidTimer(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_timer", message),
             InvokeError::InvalidWebhook(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_webhook", message),
+            InvokeError::InvalidDelta(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_delta", message),
+            InvokeError::EntityDeleted(_) => Self::new(StatusCode::NOT_FOUND, "entity_deleted", message),
             // Only a timer's firing meets it, and no caller waits for that.
             InvokeError::TimerGone => Self::new(StatusCode::CONFLICT, "timer_gone", message),
             InvokeError::TooManyHops => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "too_many_hops", message),

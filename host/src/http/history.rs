@@ -93,14 +93,18 @@ pub async fn state(
 /// Runs `call` as a dry run against the state right after event `at`
 /// (default: now): 200 with what it would do, committing and sending nothing.
 pub async fn dry_run(state: &AppState, call: Call, at: Option<u64>) -> Result<Response, ApiError> {
-    let DryRun { seq, effects } = state.invoker.dry_run(call, at).await?;
+    let DryRun { seq, effects, crdt_value } = state.invoker.dry_run(call, at).await?;
     let (state_change, state_after, events) = match effects.state {
         StateChange::Events { events, state } => {
             (StateChangeKind::Events, payload_json(&state), events.iter().map(|e| payload_json(e)).collect())
         }
         StateChange::Update(state) => (StateChangeKind::Update, payload_json(&state), Vec::new()),
-        StateChange::Delete => (StateChangeKind::Delete, Value::Null, Vec::new()),
-        StateChange::Unchanged => (StateChangeKind::Unchanged, Value::Null, Vec::new()),
+        StateChange::Crdt(Some(_)) => {
+            let value = crdt_value.as_ref().map_or(Value::Null, super::crdt_value::value_json);
+            (StateChangeKind::Update, value, Vec::new())
+        }
+        StateChange::Delete | StateChange::CrdtDelete => (StateChangeKind::Delete, Value::Null, Vec::new()),
+        StateChange::Unchanged | StateChange::Crdt(None) => (StateChangeKind::Unchanged, Value::Null, Vec::new()),
     };
     let (reply, forward) = match effects.reply {
         Reply::Message(bytes) => (payload_json(&bytes), None),

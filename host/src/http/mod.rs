@@ -2,6 +2,7 @@
 
 mod auth;
 mod connections;
+mod crdt_value;
 mod entities;
 mod error;
 mod extract;

@@ -86,7 +86,7 @@ async fn run_once(
     queued: Vec<Queued>,
     last_try: bool,
 ) -> Vec<Queued> {
-    let started_on = cached.as_ref().map(CachedState::head);
+    let started_on = cached.as_ref().and_then(CachedState::checked_head);
     let mut ran = Vec::with_capacity(queued.len());
     let mut commits = Vec::new();
     for command in queued {

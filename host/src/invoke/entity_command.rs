@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::crdt_command::CachedCrdt;
 use super::guest_timers::{TimerOwner, timer_changes};
 use super::idempotency::Keyed;
 use super::mailbox::EntityKey;
@@ -32,6 +33,8 @@ pub(super) enum CachedState {
     },
     /// A value entity's stored state and revision.
     Value(StoredValue),
+    /// A CRDT entity's state on this host.
+    Crdt(CachedCrdt),
 }
 
 impl CachedState {
@@ -42,6 +45,17 @@ impl CachedState {
         match self {
             CachedState::EventSourced { snapshot, .. } => snapshot.seq(),
             CachedState::Value(value) => value.revision,
+            CachedState::Crdt(crdt) => crdt.revision,
+        }
+    }
+
+    /// Where the entity stood in the journal, for a state that must be its
+    /// latest to answer a read: `None` for a CRDT, which answers from this
+    /// host's replica by design.
+    pub fn checked_head(&self) -> Option<u64> {
+        match self {
+            CachedState::Crdt(_) => None,
+            _ => Some(self.head()),
         }
     }
 
@@ -50,6 +64,7 @@ impl CachedState {
         match self {
             CachedState::EventSourced { snapshot, .. } => snapshot.state().len(),
             CachedState::Value(value) => value.state.as_ref().map_or(0, Vec::len),
+            CachedState::Crdt(crdt) => crdt.bytes,
         }
     }
 }
@@ -88,6 +103,7 @@ pub(super) async fn run(
     let (write, mut effects, cache_after) = match service.kind() {
         ServiceKind::EventSourced => event_sourced(shared, entity, cached, service, call, (now_ms, key)).await?,
         ServiceKind::Value => value(shared, entity, cached, service, call, (now_ms, key)).await?,
+        ServiceKind::Crdt => super::crdt_command::run(shared, entity, cached, service, call, (now_ms, key)).await?,
         ServiceKind::Action => return Err(InvokeError::Internal("an action has no entity task".into())),
     };
     let owner = TimerOwner { service: &entity.service, entity: &entity.entity, now_ms, trace };
@@ -115,11 +131,11 @@ pub(super) async fn run(
 /// What a guest call on an entity leaves: the entity's write, the effects
 /// (their state change already taken into the write), and the cached state
 /// once the command is done (`None` leaves it as it is).
-type Executed = (EntityWrite, Effects, Option<CachedState>);
+pub(super) type Executed = (EntityWrite, Effects, Option<CachedState>);
 
 /// When a command started (ms since the Unix epoch) and the key it runs
 /// under: what its [`CommandMeta`] tells the guest besides the seq.
-type Started = (u64, Option<String>);
+pub(super) type Started = (u64, Option<String>);
 
 async fn event_sourced(
     shared: &Arc<Shared>,
@@ -221,7 +237,7 @@ async fn value(
     let (write, after) = match std::mem::replace(&mut effects.state, StateChange::Unchanged) {
         StateChange::Update(new) => write(Some(new)),
         StateChange::Delete => write(None),
-        StateChange::Unchanged | StateChange::Events { .. } => (EntityWrite::Nothing, None),
+        _ => (EntityWrite::Nothing, None),
     };
     Ok((write, effects, after))
 }

@@ -28,6 +28,13 @@ pub enum InvokeError {
     /// URL, method or header, or a host not on the service's allow-list.
     #[error("{0}")]
     InvalidWebhook(String),
+    /// A CRDT entity's delta is not one the host can apply: of another
+    /// type than the entity's, or a map in a map.
+    #[error("{0}")]
+    InvalidDelta(String),
+    /// The CRDT entity was deleted, for good.
+    #[error("the entity {0} was deleted")]
+    EntityDeleted(String),
     /// The entity's mailbox is full, or the host has too many invocations
     /// in flight.
     #[error("{0}; retry later")]

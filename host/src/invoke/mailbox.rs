@@ -242,9 +242,10 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         let mut batch = vec![job];
         // Commands without an idempotency key run back to back; a keyed one
         // runs alone, so a repeat of its key sees its committed record. Only
-        // event-sourced entities pipeline: their commits carry the seq they
-        // build on, so one after a failed commit is refused by the journal.
-        let pipelines = batch[0].service.kind() == ServiceKind::EventSourced;
+        // event-sourced and CRDT entities pipeline: their commits carry the
+        // seq (the replica's revision) they build on, so one after a failed
+        // commit is refused by the journal.
+        let pipelines = matches!(batch[0].service.kind(), ServiceKind::EventSourced | ServiceKind::Crdt);
         if pipelines && batch[0].work.pipelines() {
             while batch.len() < MAX_PIPELINE {
                 match rx.try_recv() {

@@ -20,6 +20,7 @@
 
 mod action;
 mod command_run;
+mod crdt_command;
 mod entity_command;
 mod error;
 mod eviction;
@@ -263,20 +264,30 @@ pub(crate) struct Shared {
     config: InvokerConfig,
     mailboxes: Mailboxes,
     in_flight: Arc<Semaphore>,
+    /// This host as a replica of CRDT entities.
+    replica: wasmstate_crdt::ReplicaId,
 }
 
 impl Invoker {
-    /// Creates the invocation path.
+    /// Creates the invocation path, on a host that is `replica` of CRDT
+    /// entities.
     pub fn new(
         services: Arc<Services>,
         journal: Arc<dyn Journal>,
         runtime: Arc<Runtime>,
         metrics: Arc<Metrics>,
         config: InvokerConfig,
+        replica: wasmstate_crdt::ReplicaId,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let mailboxes = Mailboxes::default();
-        Self { shared: Arc::new(Shared { services, journal, runtime, metrics, config, mailboxes, in_flight }) }
+        let shared = Shared { services, journal, runtime, metrics, config, mailboxes, in_flight, replica };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// This host's name as a replica of CRDT entities.
+    pub fn replica(&self) -> &wasmstate_crdt::ReplicaId {
+        &self.shared.replica
     }
 
     /// Runs an invocation and answers its reply once its writes are durable,
@@ -378,7 +389,7 @@ impl Invoker {
             .map(|key| (key.clone(), invocation.service().to_string(), invocation.entity().to_string()));
         let follow_up = match service.kind() {
             ServiceKind::Action => action::run(&self.shared, &service, invocation).await?,
-            ServiceKind::EventSourced | ServiceKind::Value => {
+            ServiceKind::EventSourced | ServiceKind::Value | ServiceKind::Crdt => {
                 mailbox::enqueue(&self.shared, service, invocation).await?
             }
         };

@@ -5,9 +5,10 @@
 //! within the same in-flight limit and output limits as every invocation.
 
 use super::{InvokeError, Invoker, Shared, blocking, mailbox};
-use crate::domain::{Call, CommandMeta, Effects, ServiceKind};
+use crate::domain::{Call, CommandMeta, Effects, ServiceKind, StateChange};
 use crate::journal::{AsOf, Forked, NotKept};
 use crate::runtime::{FailedAt, Replayed, Snapshot, WitVersion};
+use wasmstate_crdt::Crdt;
 
 /// An entity's state as of one event.
 #[derive(Debug)]
@@ -26,6 +27,9 @@ pub struct DryRun {
     pub seq: u64,
     /// What it produced: events or a state change, the reply, side effects.
     pub effects: Effects,
+    /// A CRDT entity's value after the change it asks for, as this host's
+    /// replica would see it.
+    pub crdt_value: Option<wasmstate_crdt::Value>,
 }
 
 impl Invoker {
@@ -79,6 +83,7 @@ impl Invoker {
         let runtime = &self.shared.runtime;
         // A dry run sends nothing: no HTTP request either.
         let compiled = service.compiled.with_http(None);
+        let mut crdt_value = None;
         let (seq, effects) = match service.kind() {
             ServiceKind::EventSourced => {
                 let as_of = self.shared.as_of(&call.service, &call.entity, at).await?;
@@ -89,7 +94,7 @@ impl Invoker {
                     runtime.handle_event_sourced(&compiled, snapshot.as_ref(), as_of.events, call, meta).await?;
                 (seq, effects)
             }
-            ServiceKind::Value | ServiceKind::Action if at.is_some() => {
+            ServiceKind::Value | ServiceKind::Action | ServiceKind::Crdt if at.is_some() => {
                 return Err(InvokeError::NotInHistory(format!(
                     "{} keeps no history: a dry run runs on its current state",
                     service.kind().with_article()
@@ -103,10 +108,31 @@ impl Invoker {
                 (0, runtime.handle_value(&compiled, stored.state.as_deref(), call, meta).await?)
             }
             ServiceKind::Action => (0, runtime.handle_action(&compiled, call, CommandMeta::now(0, None)).await?),
+            ServiceKind::Crdt => {
+                let journal = self.shared.journal.clone();
+                let (s, e) = (call.service.clone(), call.entity.clone());
+                let stored = blocking(move || journal.load_crdt(&s, &e)).await??;
+                let merged = stored.merged(&call.service, &call.entity)?;
+                if merged.deleted {
+                    return Err(InvokeError::EntityDeleted(format!("{}/{}", call.service, call.entity)));
+                }
+                let replica = &self.shared.replica;
+                let value = merged.state.as_ref().map(|state| state.value(replica));
+                let meta = CommandMeta::now(stored.revision_of(replica), None);
+                let effects = runtime.handle_crdt(&compiled, value, call, meta).await?;
+                if let Ok(Effects { state: StateChange::Crdt(Some(change)), .. }) = &effects {
+                    let mut state = merged.state.unwrap_or_else(|| Crdt::empty_for(change));
+                    state
+                        .apply(replica, change, crate::journal::now_ms())
+                        .map_err(|e| InvokeError::InvalidDelta(e.to_string()))?;
+                    crdt_value = Some(state.value(replica));
+                }
+                (0, effects)
+            }
         };
         let effects = effects.map_err(InvokeError::Failed)?;
         self.shared.check_output(&service, &effects)?;
-        Ok(DryRun { seq, effects })
+        Ok(DryRun { seq, effects, crdt_value })
     }
 }
 

@@ -33,6 +33,19 @@ pub enum EntityWrite {
         /// The new state; `None` deletes it.
         state: Option<Vec<u8>>,
     },
+    /// A CRDT entity's row for one replica (this host): its state after
+    /// the command, or a tombstone, written only if the row is still at
+    /// `expected_revision`. Other replicas' rows are never touched, so
+    /// hosts writing the same entity do not conflict.
+    Crdt {
+        /// The replica writing.
+        replica: wasmstate_crdt::ReplicaId,
+        /// The revision of its row the command ran on; the write makes the
+        /// next one.
+        expected_revision: u64,
+        /// The replica's state after the command; `None` deletes the entity.
+        state: Option<wasmstate_crdt::Crdt>,
+    },
     /// Nothing on the entity itself (an action's outbox entries, say).
     Nothing,
 }
@@ -89,7 +102,7 @@ impl Commit {
         let writes_entity = match &self.write {
             EntityWrite::Nothing => false,
             EntityWrite::Events { events, snapshot, .. } => !events.is_empty() || snapshot.is_some(),
-            EntityWrite::Value { .. } => true,
+            EntityWrite::Value { .. } | EntityWrite::Crdt { .. } => true,
         };
         !writes_entity && self.outbox.is_empty() && self.idempotency.is_none() && self.timers.is_empty()
     }

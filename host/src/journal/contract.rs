@@ -16,7 +16,7 @@ use super::timers::Timer;
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHead, EntityHistory, EntityPosition, Forked,
     HostRecord, IdempotencyRecord, JournalError, Lease, LeaseRecord, NewVersion, NotKept, OutboxEntry, Retention,
-    SchemaStatus, ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta,
+    SchemaStatus, ServiceLogEntry, StoredCrdt, StoredSnapshot, StoredValue, VersionMeta,
 };
 use crate::domain::{Event, IdempotencyKey, ServiceKind};
 
@@ -96,6 +96,9 @@ pub trait EntityStore: Send + Sync {
 
     /// Loads what a cold value entity needs: its state and revision.
     fn load_value(&self, service: &str, entity: &str) -> Result<StoredValue, JournalError>;
+
+    /// Loads a CRDT entity: every replica's row (none: never written).
+    fn load_crdt(&self, service: &str, entity: &str) -> Result<StoredCrdt, JournalError>;
 
     /// Reads up to `limit` committed events of an entity, from seq `from` on.
     fn events(&self, service: &str, entity: &str, from: u64, limit: usize) -> Result<Vec<Event>, JournalError> {

@@ -14,6 +14,7 @@
 //! - `history.rs`: states of the past, forks, retention, the service log.
 //! - `records.rs`: the host's records as both journals store them.
 //! - `timers.rs`: durable timers, by owner and by due time.
+//! - `crdt.rs`: CRDT entities, a row per entity and replica.
 //! - `books.rs`: what a journal keeps in memory beside its tables.
 //! - `commit_watch.rs`: who waits for which entity's commits.
 //! - `copy.rs`: `journal copy`, from a redb journal to a PostgreSQL one.
@@ -26,6 +27,7 @@ mod commit_queue;
 mod commit_watch;
 mod contract;
 mod copy;
+mod crdt;
 mod embedded;
 mod history;
 mod postgres;
@@ -39,6 +41,7 @@ pub use commit::{Commit, CommitStatus, EntityWrite};
 pub use commit_watch::{CommitWatch, Watching};
 pub use contract::{EntityStore, Journal};
 pub use copy::copy;
+pub use crdt::{MergedCrdt, StoredCrdt};
 #[cfg(any(test, feature = "fault-injection"))]
 #[allow(unused_imports)]
 pub use embedded::FailingStorage;

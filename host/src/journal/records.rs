@@ -1,5 +1,5 @@
-//! The host's records as the journal stores them (redb schema version 5,
-//! PostgreSQL 6).
+//! The host's records as the journal stores them (redb schema version 6,
+//! PostgreSQL 7; CRDT rows in `crdt.rs`).
 //!
 //! Every record is encoded with postcard: a serde format with a documented,
 //! stable wire format (postcard 1.x), compact (varints, no field names), and

@@ -14,6 +14,7 @@ use super::idle_pool::{IdleBudget, IdlePool};
 use super::{GuestError, GuestState, Runtime};
 use crate::domain::{Call, CommandMeta, Effects, Event, Failure, ServiceKind, SubscribedEvent};
 use crate::outbound::HttpGrant;
+use wasmstate_crdt::Value;
 
 /// The exports of a component: its kind, and the WIT version it was built
 /// against.
@@ -25,6 +26,7 @@ enum Exports {
     EventSourcedV0_2(v0_2::event_sourced_iface::GuestIndices),
     ValueV0_2(v0_2::value_iface::GuestIndices),
     ActionV0_2(v0_2::action_iface::GuestIndices),
+    CrdtV0_2(v0_2::crdt_iface::GuestIndices),
 }
 
 /// A validated, compiled component ready to be instantiated cheaply, with
@@ -68,6 +70,8 @@ impl CompiledService {
             }
             (V::V0_2, K::Value) => Exports::ValueV0_2(v0_2::value_iface::GuestIndices::new(&pre)?),
             (V::V0_2, K::Action) => Exports::ActionV0_2(v0_2::action_iface::GuestIndices::new(&pre)?),
+            (V::V0_2, K::Crdt) => Exports::CrdtV0_2(v0_2::crdt_iface::GuestIndices::new(&pre)?),
+            (V::V0_1, K::Crdt) => wasmtime::bail!("CRDT entities came with wasmstate:entity@0.2.0"),
         };
         let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
@@ -130,6 +134,7 @@ impl CompiledService {
             Exports::EventSourcedV0_1(_) | Exports::EventSourcedV0_2(_) => ServiceKind::EventSourced,
             Exports::ValueV0_1(_) | Exports::ValueV0_2(_) => ServiceKind::Value,
             Exports::ActionV0_1(_) | Exports::ActionV0_2(_) => ServiceKind::Action,
+            Exports::CrdtV0_2(_) => ServiceKind::Crdt,
         }
     }
 
@@ -277,6 +282,29 @@ impl Runtime {
             async { guest_call!(self, service, indices, |guest, store| guest.call_decode_state(store, state), |s| s) }
                 .await;
         Some(answer)
+    }
+
+    /// Runs a CRDT entity's `handle` on its current value (none: the entity
+    /// is new), as this host's replica sees it.
+    pub async fn handle_crdt(
+        &self,
+        service: &CompiledService,
+        value: Option<Value>,
+        command: Call,
+        meta: CommandMeta,
+    ) -> GuestResult<Effects> {
+        let Exports::CrdtV0_2(indices) = &service.exports else {
+            return Err(service.wrong_kind(ServiceKind::Crdt));
+        };
+        let value = value.map(super::bindings::crdt::value_to_wit);
+        let command = v0_2::command(command, meta);
+        guest_call!(
+            self,
+            service,
+            indices,
+            |guest, store| guest.call_handle(store, value.as_ref(), &command),
+            Effects::from
+        )
     }
 
     /// Runs an action's `handle`.

@@ -246,7 +246,9 @@ impl Runtime {
         let exported = |kind| {
             WitVersion::NEWEST_FIRST
                 .into_iter()
-                .find(|version| ty.get_export(&self.engine, bindings::interface(*version, kind)).is_some())
+                .find(|version| {
+                    bindings::interface(*version, kind).is_some_and(|name| ty.get_export(&self.engine, name).is_some())
+                })
                 .map(|version| (kind, version))
         };
         let kinds: Vec<(ServiceKind, WitVersion)> = ServiceKind::ALL.into_iter().filter_map(exported).collect();
@@ -255,21 +257,22 @@ impl Runtime {
             [] => {
                 let expected: Vec<String> = ServiceKind::ALL
                     .into_iter()
-                    .flat_map(|k| WitVersion::NEWEST_FIRST.map(|v| format!("`{}`", bindings::interface(v, k))))
+                    .flat_map(|k| WitVersion::NEWEST_FIRST.into_iter().filter_map(move |v| bindings::interface(v, k)))
+                    .map(|name| format!("`{name}`"))
                     .collect();
                 let found: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
                 let found = if found.is_empty() { "nothing".to_string() } else { found.join(", ") };
                 return Err(ComponentError::MissingExport { expected: expected.join(", "), found });
             }
             many => {
-                let names: Vec<&str> = many.iter().map(|(k, v)| bindings::interface(*v, *k)).collect();
+                let names: Vec<&str> = many.iter().filter_map(|(k, v)| bindings::interface(*v, *k)).collect();
                 return Err(ComponentError::AmbiguousKind(names.join(", ")));
             }
         };
         let pre =
             self.linker.instantiate_pre(component).map_err(|e| ComponentError::UnsatisfiedImport(format!("{e:#}")))?;
         CompiledService::new(pre, kind, version, self.idle_budget.clone()).map_err(|e| {
-            let interface = bindings::interface(version, kind);
+            let interface = bindings::interface(version, kind).unwrap_or("its");
             ComponentError::Invalid(format!("the {interface} interface has the wrong shape: {e:#}"))
         })
     }
@@ -446,8 +449,10 @@ mod tests {
         let err = rt.compile(&wat_component()).err().expect("must be refused");
         let text = err.to_string();
         for kind in ServiceKind::ALL {
-            for version in WitVersion::NEWEST_FIRST {
-                assert!(text.contains(bindings::interface(version, kind)), "{text}");
+            for interface in
+                WitVersion::NEWEST_FIRST.into_iter().filter_map(|version| bindings::interface(version, kind))
+            {
+                assert!(text.contains(interface), "{text}");
             }
         }
     }

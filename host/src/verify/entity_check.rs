@@ -138,7 +138,9 @@ impl Worker {
                 Some(state) => self.check_value(entity, &state).await,
                 None => Ok(Outcome::default()),
             },
-            ServiceKind::Action => Ok(Outcome::default()),
+            // A CRDT's state is the host's own, which every version reads
+            // alike; an action has none.
+            ServiceKind::Crdt | ServiceKind::Action => Ok(Outcome::default()),
         }
     }
 

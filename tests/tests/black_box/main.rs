@@ -10,6 +10,7 @@ mod connections;
 mod console;
 mod counter;
 mod crash;
+mod crdt;
 mod deploy_cancel;
 mod disk_failure;
 mod entity_listing;

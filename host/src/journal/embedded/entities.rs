@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::tables::{EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS, VALUES};
+use super::tables::{self, EVENTS, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS, VALUES};
 use super::{
     AsOf, Forked, HistoryStore, JournalError, NotKept, RedbJournal, StoredSnapshot, last_seq, read_events, records,
 };
@@ -63,6 +63,30 @@ impl HistoryStore for RedbJournal {
                     page.push(EntityHead { entity: entity.to_string(), last_seq });
                 }
             }
+            ServiceKind::Crdt => {
+                // Rows by entity, then replica: an entity's head is how
+                // many commits all its replicas made.
+                let replicas = txn.open_table(tables::CRDT_REPLICAS)?;
+                let from: Bound<(&str, &str, &str)> = match after {
+                    Some(after) => Bound::Excluded((service, after, "\u{10ffff}")),
+                    None => Bound::Included((service, "", "")),
+                };
+                for row in replicas.range::<(&str, &str, &str)>((from, Bound::Unbounded))? {
+                    let (key, value) = row?;
+                    let (found, entity, _) = key.value();
+                    if found != service {
+                        break;
+                    }
+                    let revision = value.value().0;
+                    if let Some(head) = page.last_mut().filter(|head| head.entity == entity) {
+                        head.last_seq += revision;
+                    } else if page.len() == limit {
+                        break;
+                    } else {
+                        page.push(EntityHead { entity: entity.to_string(), last_seq: revision });
+                    }
+                }
+            }
             ServiceKind::Action => {}
         }
         Ok(page)
@@ -80,6 +104,11 @@ impl HistoryStore for RedbJournal {
             ServiceKind::Value => {
                 let values = txn.open_table(VALUES)?;
                 let first = values.range::<(&str, &str)>((service, "")..)?.next().transpose()?;
+                first.is_some_and(|(key, _)| key.value().0 == service)
+            }
+            ServiceKind::Crdt => {
+                let replicas = txn.open_table(tables::CRDT_REPLICAS)?;
+                let first = replicas.range::<(&str, &str, &str)>((service, "", "")..)?.next().transpose()?;
                 first.is_some_and(|(key, _)| key.value().0 == service)
             }
             ServiceKind::Action => false,

@@ -39,7 +39,7 @@ use super::contract::{
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
     IdempotencyRecord, JournalError, Lease, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus, ServiceLogEntry,
-    StoredSnapshot, StoredValue, VersionMeta, records,
+    StoredCrdt, StoredSnapshot, StoredValue, VersionMeta, records,
 };
 use super::{now_ms, panic_message};
 use crate::domain::Event;
@@ -163,6 +163,22 @@ impl EntityStore for RedbJournal {
             None => None,
         };
         Ok(StoredValue { state, revision })
+    }
+
+    fn load_crdt(&self, service: &str, entity: &str) -> Result<StoredCrdt, JournalError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(tables::CRDT_REPLICAS)?;
+        let mut replicas = Vec::new();
+        for row in table.range((service, entity, "")..)? {
+            let (key, value) = row?;
+            let (s, e, replica) = key.value();
+            if (s, e) != (service, entity) {
+                break;
+            }
+            let (revision, record) = value.value();
+            replicas.push(crate::journal::crdt::decode_row(service, entity, replica, revision, record)?);
+        }
+        Ok(StoredCrdt { replicas })
     }
 
     /// The seq of the entity's last event, else its value's revision.

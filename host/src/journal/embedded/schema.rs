@@ -23,20 +23,22 @@
 //!   hosts their guests may reach over HTTP; a journal at 2, 3 or 4 has
 //!   every outbox and version row rewritten in the new layout. (Version 1
 //!   migrates straight to the current layout.)
+//! - **6**: CRDT entities, `crdt_replicas`; a journal at 5 is migrated by
+//!   creating it, empty.
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use super::migrate_v1;
 use super::tables::{
-    COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS, OUTBOX,
-    RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, TIMERS, TIMERS_DUE, VALUE_REVISIONS,
-    VALUES, VERSION_HEADS, VERSIONS,
+    COMPILED_CACHE_KEY, COMPONENTS, COUNTERS, CRDT_REPLICAS, DEAD_LETTERS, EVENTS, IDEMPOTENCY, KEYS, META, OFFSETS,
+    OUTBOX, RETENTION, SCHEMA_VERSION_KEY, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, TIMERS, TIMERS_DUE,
+    VALUE_REVISIONS, VALUES, VERSION_HEADS, VERSIONS,
 };
 use super::{JournalError, SchemaStatus};
 use crate::journal::records;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// Brings `db` to [`SCHEMA_VERSION`], creating every table: checks the
 /// stored version and migrates an older journal, all in one transaction.
@@ -52,11 +54,14 @@ pub(super) fn open(db: &Database) -> Result<SchemaStatus, JournalError> {
             SchemaStatus::Migrated { from: 1, to: SCHEMA_VERSION }
         }
         // Version 3 only adds tables, which `create_tables` makes.
-        Some(from @ 2..=4) => {
+        Some(from @ 2..=5) => {
             if from == 3 {
                 upgrade_timer_rows(&txn)?;
             }
-            upgrade_outbox_and_version_rows(&txn)?;
+            if from <= 4 {
+                upgrade_outbox_and_version_rows(&txn)?;
+            }
+            // 6 adds CRDT entities' table, which `create_tables` creates.
             SchemaStatus::Migrated { from, to: SCHEMA_VERSION }
         }
         Some(found) => return Err(JournalError::Corrupt(format!("unknown journal schema version {found}"))),
@@ -150,6 +155,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), JournalError> {
     txn.open_table(VERSION_HEADS)?;
     txn.open_table(VALUES)?;
     txn.open_table(VALUE_REVISIONS)?;
+    txn.open_table(CRDT_REPLICAS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(SERVICE_LOG)?;

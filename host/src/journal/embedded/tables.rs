@@ -1,4 +1,4 @@
-//! The redb tables of the journal, schema version 3 (see `schema.rs`).
+//! The redb tables of the journal, schema version 6 (see `schema.rs`).
 //! Every key starts with the service name, so one service's records can
 //! never be read through another's keys.
 //!
@@ -53,6 +53,10 @@ pub const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("v
 /// Each value entity's revision: how many commits have written it (no row:
 /// none). A write must expect it ([`crate::journal::EntityWrite::Value`]).
 pub const VALUE_REVISIONS: TableDefinition<(&str, &str), u64> = TableDefinition::new("value_revisions");
+
+/// CRDT entities: (service, entity, replica) → (revision, `CrdtRecord`):
+/// each replica's state (`journal/crdt.rs`). Schema version 6.
+pub const CRDT_REPLICAS: TableDefinition<(&str, &str, &str), (u64, &[u8])> = TableDefinition::new("crdt_replicas");
 
 /// Asynchronous side effects not yet delivered: id → `OutboxRecord`.
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");

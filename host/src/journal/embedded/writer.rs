@@ -22,8 +22,8 @@ use super::records::{self, EventRecord, KeyRecord, LogEntryRecord, OutboxRecord,
 use super::schema::SCHEMA_VERSION;
 use super::storage::Storage;
 use super::tables::{
-    COUNTERS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS, VALUE_REVISIONS,
-    VALUES, idempotency_live,
+    COUNTERS, CRDT_REPLICAS, EVENTS, IDEMPOTENCY, OUTBOX, OUTBOX_COUNTER, SERVICE_LOG, SNAPSHOT_HISTORY, SNAPSHOTS,
+    VALUE_REVISIONS, VALUES, idempotency_live,
 };
 use super::tables::{META, SCHEMA_VERSION_KEY};
 use super::timers::TimerTables;
@@ -31,6 +31,7 @@ use super::{Commit, CommitStatus, EntityWrite, JournalError, announce, panic_mes
 use crate::domain::AsyncEffect;
 use crate::journal::commit_queue::{self, Queued, Run};
 use crate::journal::contract::PendingCommit;
+use crate::journal::crdt;
 use crate::metrics::Metrics;
 
 /// The most commits one transaction takes, so one commit's latency stays bounded.
@@ -246,6 +247,7 @@ struct Tables<'txn> {
     snapshot_history: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     value_revisions: Table<'txn, (&'static str, &'static str), u64>,
+    crdt_replicas: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static [u8])>,
     outbox: Table<'txn, u64, &'static [u8]>,
     idempotency: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
     service_log: Table<'txn, (&'static str, u64), &'static [u8]>,
@@ -277,6 +279,7 @@ impl<'txn> Tables<'txn> {
             snapshot_history: txn.open_table(SNAPSHOT_HISTORY)?,
             values: txn.open_table(VALUES)?,
             value_revisions: txn.open_table(VALUE_REVISIONS)?,
+            crdt_replicas: txn.open_table(CRDT_REPLICAS)?,
             outbox: txn.open_table(OUTBOX)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             service_log: txn.open_table(SERVICE_LOG)?,
@@ -373,6 +376,15 @@ impl<'txn> Tables<'txn> {
                         self.values.remove(key)?;
                     }
                 }
+            }
+            EntityWrite::Crdt { replica, expected_revision, state } => {
+                let at = (key.0, key.1, replica.as_str());
+                let found = self.crdt_replicas.get(at)?.map_or(0, |row| row.value().0);
+                if found != *expected_revision {
+                    return Ok(CommitStatus::Conflict { expected: *expected_revision, found });
+                }
+                let record = crdt::encode_row(key.0, key.1, replica, commit.version, state.as_ref())?;
+                self.crdt_replicas.insert(at, (found + 1, record.as_slice()))?;
             }
             EntityWrite::Nothing => {}
         }

@@ -20,7 +20,7 @@ use super::writer::Shared;
 use super::{Commit, CommitStatus, EntityWrite, JournalError, db_int};
 use crate::domain::AsyncEffect;
 use crate::journal::records::{self, EventRecord, KeyRecord, OutboxRecord, SnapshotRecord, ValueRecord};
-use crate::journal::{TimerChange, commit_queue, now_ms};
+use crate::journal::{TimerChange, commit_queue, crdt, now_ms};
 
 /// Why a batch was not written.
 pub(super) enum WriteError {
@@ -177,7 +177,22 @@ async fn write_in_transaction(
             n.push(c);
             (s, e, n)
         });
+    // The rows of the replicas the batch's CRDT commits write, read under
+    // their entities' locks: every writer of an entity takes its head row's.
+    let crdt: (Vec<&str>, Vec<&str>, Vec<&str>) = commits
+        .iter()
+        .filter_map(|c| match &c.write {
+            EntityWrite::Crdt { replica, .. } => Some((&*c.service, &*c.entity, replica.as_str())),
+            _ => None,
+        })
+        .fold((vec![], vec![], vec![]), |(mut s, mut e, mut r), (a, b, c)| {
+            s.push(a);
+            e.push(b);
+            r.push(c);
+            (s, e, r)
+        });
     let lock_fired = conn.statement(sql::LOCK_FIRED_TIMERS).await?;
+    let read_crdt = conn.statement(sql::READ_CRDT_REVISIONS).await?;
     let (ensure, lock) = (conn.statement(sql::ENSURE_HEADS).await?, conn.statement(sql::LOCK_HEADS).await?);
     let find = conn.statement(sql::FIND_KEYS).await?;
     let (ensure_logs, lock_logs) = (conn.statement(sql::ENSURE_LOGS).await?, conn.statement(sql::LOCK_LOGS).await?);
@@ -185,7 +200,7 @@ async fn write_in_transaction(
     let client = &conn.client;
     // All sent at once, after the BEGIN; PostgreSQL takes the locks in the order sent.
     let begin = client.batch_execute("BEGIN");
-    let ((), (_, locked, found, _, logs), timers) = futures_util::future::try_join3(
+    let ((), (_, locked, found, _, logs), timers, replicas) = futures_util::future::try_join4(
         begin,
         futures_util::future::try_join5(
             client.execute(&ensure, &[&services, &ids]),
@@ -205,6 +220,12 @@ async fn write_in_transaction(
                 false => client.query(&lock_fired, &[&fired.0, &fired.1, &fired.2]).await,
             }
         },
+        async {
+            match crdt.0.is_empty() {
+                true => Ok(Vec::new()),
+                false => client.query(&read_crdt, &[&crdt.0, &crdt.1, &crdt.2]).await,
+            }
+        },
     )
     .await?;
     let mut heads: HashMap<(&str, &str), u64> = HashMap::new();
@@ -216,6 +237,7 @@ async fn write_in_transaction(
     let mut found = Found {
         keys: found.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect(),
         timers: timers.iter().map(|row| ((row.get(0), row.get(1), row.get(2)), row.get::<_, i64>(3) as u64)).collect(),
+        crdt: replicas.iter().map(|row| ((row.get(0), row.get(1), row.get(2)), row.get::<_, i64>(3) as u64)).collect(),
     };
     let mut log_heads: HashMap<&str, u64> = HashMap::new();
     for row in logs {
@@ -239,11 +261,13 @@ async fn write_in_transaction(
 }
 
 /// What the batch found stored, under its locks: the idempotency keys
-/// already recorded (and those its commits record), and the settings of
-/// the timers its firings fire.
+/// already recorded (and those its commits record), the settings of the
+/// timers its firings fire, and the revisions of the CRDT replicas' rows
+/// it writes (as its commits leave them).
 struct Found {
     keys: HashSet<(String, String, String)>,
     timers: HashMap<(String, String, String), u64>,
+    crdt: HashMap<(String, String, String), u64>,
 }
 
 /// Decides one commit against the locked heads, adding its rows.
@@ -325,6 +349,16 @@ fn decide<'a>(
                 None => None,
             };
             rows.values.insert(key, record);
+        }
+        EntityWrite::Crdt { replica, expected_revision, state } => {
+            let at = (key.0.to_string(), key.1.to_string(), replica.clone());
+            let found = stored.crdt.get(&at).copied().unwrap_or(0);
+            if found != *expected_revision {
+                return Ok(CommitStatus::Conflict { expected: *expected_revision, found });
+            }
+            stored.crdt.insert(at, found + 1);
+            let record = crdt::encode_row(key.0, key.1, replica, commit.version, state.as_ref())?;
+            rows.crdt.insert((key.0, key.1, replica.as_str()), (db_int(found + 1), record));
         }
         EntityWrite::Nothing => {}
     }

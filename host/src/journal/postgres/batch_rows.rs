@@ -28,6 +28,9 @@ pub(super) struct Rows<'a> {
     pub history: BTreeMap<(&'a str, &'a str, i64), Vec<u8>>,
     /// Each value entity's last state in the batch (`None`: deleted).
     pub values: BTreeMap<(&'a str, &'a str), Option<Vec<u8>>>,
+    /// Each CRDT replica's last row in the batch: (service, entity,
+    /// replica) → (revision, record).
+    pub crdt: BTreeMap<(&'a str, &'a str, &'a str), (i64, Vec<u8>)>,
     /// Outbox entries: target service, record (ids are given at the end).
     pub outbox: Vec<(String, Vec<u8>)>,
     /// Idempotency records: (service, entity, key) → (expiry, record).
@@ -65,6 +68,7 @@ pub(super) async fn write_rows(
         sql::UPSERT_HISTORY,
         sql::UPSERT_VALUES,
         sql::DELETE_VALUES,
+        sql::UPSERT_CRDT,
         sql::INSERT_OUTBOX,
         sql::UPSERT_KEYS,
         sql::UPSERT_TIMERS,
@@ -101,6 +105,15 @@ pub(super) async fn write_rows(
     let set = columns3(&set);
     let deleted: (Vec<&str>, Vec<&str>) =
         rows.values.iter().filter(|(_, state)| state.is_none()).map(|((s, e), _)| (*s, *e)).unzip();
+    let crdt: Vec<(&str, &str, &str, i64, &[u8])> =
+        rows.crdt.iter().map(|((s, e, r), (v, rec))| (*s, *e, *r, *v, rec.as_slice())).collect();
+    let (c_s, c_e, c_r, c_v, c_rec) = (
+        crdt.iter().map(|c| c.0).collect::<Vec<_>>(),
+        crdt.iter().map(|c| c.1).collect::<Vec<_>>(),
+        crdt.iter().map(|c| c.2).collect::<Vec<_>>(),
+        crdt.iter().map(|c| c.3).collect::<Vec<_>>(),
+        crdt.iter().map(|c| c.4).collect::<Vec<_>>(),
+    );
     let outbox: (Vec<&str>, Vec<&[u8]>) = rows.outbox.iter().map(|(t, r)| (t.as_str(), r.as_slice())).unzip();
     let keys: Vec<(&str, &str, &str, i64, &[u8])> =
         rows.keys.iter().map(|((s, e, k), (x, r))| (*s, *e, *k, *x, r.as_slice())).collect();
@@ -147,6 +160,9 @@ pub(super) async fn write_rows(
     }
     if !deleted.0.is_empty() {
         sent.push(send(client, st(sql::DELETE_VALUES), [&deleted.0, &deleted.1]));
+    }
+    if !crdt.is_empty() {
+        sent.push(send(client, st(sql::UPSERT_CRDT), [&c_s, &c_e, &c_r, &c_v, &c_rec]));
     }
     if !rows.outbox.is_empty() {
         sent.push(send(client, st(sql::INSERT_OUTBOX), [&outbox.0, &outbox.1]));
@@ -227,6 +243,14 @@ pub(super) mod sql {
         ON CONFLICT (service, entity) DO UPDATE SET record = EXCLUDED.record";
     pub const DELETE_VALUES: &str = "DELETE FROM entity_values v USING unnest($1::text[], $2::text[]) AS t(s, e) \
         WHERE v.service = t.s AND v.entity = t.e";
+    /// The revisions of CRDT replicas' rows.
+    pub const READ_CRDT_REVISIONS: &str = "SELECT c.service, c.entity, c.replica, c.revision FROM crdt_replicas c \
+        JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(s, e, r) \
+        ON c.service = t.s AND c.entity = t.e AND c.replica = t.r";
+    /// Writes CRDT replicas' rows.
+    pub const UPSERT_CRDT: &str = "INSERT INTO crdt_replicas (service, entity, replica, revision, record) \
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) \
+        ON CONFLICT (service, entity, replica) DO UPDATE SET revision = EXCLUDED.revision, record = EXCLUDED.record";
     pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
     pub const MARK_BATCH: &str = "UPDATE writer_marks SET batch = $2 WHERE writer = $1";
     /// Waits for a transaction of the old connection still holding the row.

@@ -130,6 +130,11 @@ impl HistoryStore for PgJournal {
                  LEFT JOIN entity_heads h ON h.service = v.service AND h.entity = v.entity \
                  WHERE v.service = $1 AND v.entity > $2 ORDER BY v.entity LIMIT $3"
             }
+            // A CRDT entity's head: how many commits all its replicas made.
+            ServiceKind::Crdt => {
+                "SELECT entity, sum(revision)::int8 FROM crdt_replicas WHERE service = $1 AND entity > $2 \
+                 GROUP BY entity ORDER BY entity LIMIT $3"
+            }
             ServiceKind::Action => return Ok(Vec::new()),
         };
         let (after, limit) = (after.unwrap_or(""), i64::try_from(limit).unwrap_or(i64::MAX));
@@ -146,6 +151,7 @@ impl HistoryStore for PgJournal {
         let sql = match kind {
             ServiceKind::EventSourced => "SELECT EXISTS (SELECT 1 FROM events WHERE service = $1)",
             ServiceKind::Value => "SELECT EXISTS (SELECT 1 FROM entity_values WHERE service = $1)",
+            ServiceKind::Crdt => "SELECT EXISTS (SELECT 1 FROM crdt_replicas WHERE service = $1)",
             ServiceKind::Action => return Ok(false),
         };
         self.run(async |conn| Ok(conn.client.query_one(sql, &[&service]).await?.get(0)))

@@ -41,7 +41,7 @@ use super::contract::{
 use super::{
     AsOf, Commit, CommitStatus, CommitWatch, Compacted, DeadLetter, EntityHistory, EntityPosition, EntityWrite, Forked,
     HostRecord, IdempotencyRecord, JournalError, Lease, NewVersion, NotKept, OutboxEntry, Retention, SchemaStatus,
-    ServiceLogEntry, StoredSnapshot, StoredValue, VersionMeta, records,
+    ServiceLogEntry, StoredCrdt, StoredSnapshot, StoredValue, VersionMeta, crdt, records,
 };
 use crate::domain::Event;
 use crate::metrics::Metrics;
@@ -316,6 +316,23 @@ impl EntityStore for PgJournal {
             };
             let revision: Option<i64> = row.get(1);
             Ok(StoredValue { state, revision: revision.unwrap_or(0) as u64 })
+        })
+    }
+
+    fn load_crdt(&self, service: &str, entity: &str) -> Result<StoredCrdt, JournalError> {
+        self.run(async |conn| {
+            let statement = conn
+                .statement(
+                    "SELECT replica, revision, record FROM crdt_replicas \
+                     WHERE service = $1 AND entity = $2 ORDER BY replica",
+                )
+                .await?;
+            let rows = conn.client.query(&statement, &[&service, &entity]).await?;
+            let replicas = rows
+                .iter()
+                .map(|row| crdt::decode_row(service, entity, row.get(0), row.get::<_, i64>(1) as u64, row.get(2)))
+                .collect::<Result<_, _>>()?;
+            Ok(StoredCrdt { replicas })
         })
     }
 

@@ -22,6 +22,7 @@
 //! - **6**: outbox entries that may be webhooks, and versions with the
 //!   hosts their guests may reach over HTTP; every outbox and version row
 //!   of an older journal is rewritten in the new layout.
+//! - **7**: `crdt_replicas`, CRDT entities' rows per replica.
 
 use tokio_postgres::Client;
 
@@ -32,7 +33,7 @@ use crate::journal::records::{upgrade_outbox_row, upgrade_version_row};
 use crate::journal::timers::upgrade_row as upgrade_timer_row;
 
 /// The schema version of the PostgreSQL journal this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 6;
+pub const PG_SCHEMA_VERSION: i64 = 7;
 
 /// What every connection runs first. A host's transactions send their
 /// statements back to back, so one idle for seconds belongs to a host
@@ -111,6 +112,14 @@ CREATE TABLE timers (
 CREATE INDEX timers_due ON timers (due_ms, id);
 "#;
 
+/// The table version 7 adds: each CRDT entity's row per replica, its
+/// revision a column of its own.
+const TABLES_V7: &str = r#"
+CREATE TABLE crdt_replicas (
+    service text COLLATE "C" NOT NULL, entity text COLLATE "C" NOT NULL, replica text COLLATE "C" NOT NULL,
+    revision bigint NOT NULL, record bytea NOT NULL, PRIMARY KEY (service, entity, replica));
+"#;
+
 /// Brings the database to [`PG_SCHEMA_VERSION`]: creates the schema and
 /// its tables on an empty database, refuses one written by a newer
 /// wasmstate, all in one transaction.
@@ -131,6 +140,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             txn.batch_execute(TABLES_V2).await?;
             txn.batch_execute(TABLES_V3).await?;
             txn.batch_execute(TABLES_V4).await?;
+            txn.batch_execute(TABLES_V7).await?;
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| JournalError::Database(format!("no random bytes: {e}")))?;
             txn.execute("INSERT INTO keys (name, key) VALUES ('compiled_cache', $1)", &[&&key[..]]).await?;
@@ -138,8 +148,10 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
             SchemaStatus::Created
         }
         Some(PG_SCHEMA_VERSION) => SchemaStatus::Current,
-        Some(from @ (1..=5)) => {
-            upgrade_outbox_and_version_rows(&txn).await?;
+        Some(from @ (1..=6)) => {
+            if from < 6 {
+                upgrade_outbox_and_version_rows(&txn).await?;
+            }
             if from < 2 {
                 txn.batch_execute(TABLES_V2).await?;
             }
@@ -169,6 +181,7 @@ pub(super) async fn open(client: &mut Client) -> Result<SchemaStatus, JournalErr
                     .await?;
                 }
             }
+            txn.batch_execute(TABLES_V7).await?;
             txn.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&PG_SCHEMA_VERSION]).await?;
             SchemaStatus::Migrated { from: from as u64, to: PG_SCHEMA_VERSION as u64 }
         }

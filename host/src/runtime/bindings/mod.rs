@@ -9,6 +9,7 @@
 //! whichever it is. What every version shares is written once, in
 //! [`version_bindings!`]; each version's module adds what differs.
 
+pub(super) mod crdt;
 pub(super) mod v0_1;
 pub(super) mod v0_2;
 
@@ -40,17 +41,20 @@ impl WitVersion {
 }
 
 /// The fully qualified name of the interface a component of `kind` built
-/// against `version` exports.
-pub(crate) fn interface(version: WitVersion, kind: ServiceKind) -> &'static str {
+/// against `version` exports; `None` for a kind the version does not have
+/// (CRDT entities came with 0.2.0).
+pub(crate) fn interface(version: WitVersion, kind: ServiceKind) -> Option<&'static str> {
     use {ServiceKind as K, WitVersion as V};
-    match (version, kind) {
+    Some(match (version, kind) {
         (V::V0_1, K::EventSourced) => "wasmstate:entity/event-sourced@0.1.0",
         (V::V0_1, K::Value) => "wasmstate:entity/value@0.1.0",
         (V::V0_1, K::Action) => "wasmstate:entity/action@0.1.0",
+        (V::V0_1, K::Crdt) => return None,
         (V::V0_2, K::EventSourced) => "wasmstate:entity/event-sourced@0.2.0",
         (V::V0_2, K::Value) => "wasmstate:entity/value@0.2.0",
         (V::V0_2, K::Action) => "wasmstate:entity/action@0.2.0",
-    }
+        (V::V0_2, K::Crdt) => "wasmstate:entity/crdt@0.2.0",
+    })
 }
 
 /// An entity's state as of one position of its log, as the guest encoded

@@ -6,12 +6,14 @@ use crate::domain::{
 
 super::version_bindings!("../wit/v0.2.0", timers);
 
+pub(in crate::runtime) use self::exports::wasmstate::entity::crdt as crdt_iface;
+
 /// What 0.2.0's side-effect lists hold: commands and webhooks.
 type GuestEffect = wit::Effect;
 
 /// Splits the side effects a guest asked for into commands and webhooks,
 /// each in the order asked.
-fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<Webhook>) {
+pub(super) fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<Webhook>) {
     let mut commands = Vec::new();
     let mut webhooks = Vec::new();
     for effect in effects {
@@ -33,7 +35,7 @@ fn effects_of(effects: Vec<GuestEffect>) -> (Vec<SideEffect>, Vec<Webhook>) {
 }
 
 /// The timers a guest set and cancelled, in the host's terms.
-fn timer_requests(changes: Vec<wit::TimerChange>) -> Vec<TimerRequest> {
+pub(super) fn timer_requests(changes: Vec<wit::TimerChange>) -> Vec<TimerRequest> {
     changes.into_iter().map(TimerRequest::from).collect()
 }
 

@@ -1,0 +1,97 @@
+//! One command on a CRDT entity, inside the entity's task on this host:
+//! the guest gets the entity's value as this host's replica sees it and
+//! answers a change; the host applies the change to its replica's state
+//! and commits that state as its replica's row. Every host is a replica
+//! of every CRDT entity and takes writes without asking another: rows of
+//! different replicas never conflict, and the entity is their join.
+
+use std::sync::Arc;
+
+use wasmstate_crdt::Crdt;
+
+use super::entity_command::{CachedState, Executed, Started};
+use super::mailbox::EntityKey;
+use super::{InvokeError, Shared, blocking};
+use crate::domain::{Call, CommandMeta, StateChange};
+use crate::journal::{EntityWrite, MergedCrdt};
+use crate::services::Service;
+
+/// A CRDT entity's state on this host: the join of every replica's row
+/// as last loaded, with this host's own changes since.
+pub(super) struct CachedCrdt {
+    /// The state; `None` while the entity was never changed.
+    pub state: Option<Crdt>,
+    /// The revision of this host's row, which its next write expects.
+    pub revision: u64,
+    /// Whether the entity was deleted.
+    pub deleted: bool,
+    /// The bytes of the state, as stored.
+    pub bytes: usize,
+}
+
+/// Runs one command of a CRDT entity.
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    entity: &EntityKey,
+    cached: &mut Option<CachedState>,
+    service: &Service,
+    call: Call,
+    (now_ms, key): Started,
+) -> Result<Executed, InvokeError> {
+    if !matches!(cached, Some(CachedState::Crdt(_))) {
+        *cached = Some(CachedState::Crdt(load(shared, entity).await?));
+    }
+    let Some(CachedState::Crdt(current)) = cached else {
+        return Err(InvokeError::Internal("a CRDT entity's state was not loaded".into()));
+    };
+    if current.deleted {
+        return Err(InvokeError::EntityDeleted(format!("{}/{}", entity.service, entity.entity)));
+    }
+    let replica = &shared.replica;
+    let value = current.state.as_ref().map(|state| state.value(replica));
+    let meta = CommandMeta::at(current.revision, now_ms, key);
+    let mut effects =
+        shared.runtime.handle_crdt(&service.compiled, value, call, meta).await?.map_err(InvokeError::Failed)?;
+    shared.check_output(service, &effects)?;
+    let after = match std::mem::replace(&mut effects.state, StateChange::Unchanged) {
+        StateChange::Crdt(Some(change)) => {
+            let mut state = current.state.clone().unwrap_or_else(|| Crdt::empty_for(&change));
+            state.apply(replica, &change, now_ms).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?;
+            Some(Some(state))
+        }
+        StateChange::CrdtDelete => Some(None),
+        _ => None,
+    };
+    let Some(state) = after else {
+        return Ok((EntityWrite::Nothing, effects, None));
+    };
+    let bytes = match &state {
+        Some(state) => postcard::to_allocvec(state).map_err(|e| InvokeError::Internal(e.to_string()))?.len(),
+        None => 0,
+    };
+    if bytes > shared.config.max_state_bytes {
+        return Err(InvokeError::OutputLimit(format!(
+            "the entity's state would take {bytes} bytes, more than the {} allowed",
+            shared.config.max_state_bytes
+        )));
+    }
+    let write =
+        EntityWrite::Crdt { replica: replica.clone(), expected_revision: current.revision, state: state.clone() };
+    let deleted = state.is_none();
+    let after = CachedCrdt { state, revision: current.revision + 1, deleted, bytes };
+    Ok((write, effects, Some(CachedState::Crdt(after))))
+}
+
+/// Loads a cold CRDT entity: the join of every replica's row.
+async fn load(shared: &Arc<Shared>, entity: &EntityKey) -> Result<CachedCrdt, InvokeError> {
+    let journal = shared.journal.clone();
+    let (service, id) = (entity.service.clone(), entity.entity.clone());
+    let stored = blocking(move || journal.load_crdt(&service, &id)).await??;
+    shared.metrics.record_cold_load();
+    let MergedCrdt { state, deleted } = stored.merged(&entity.service, &entity.entity)?;
+    let bytes = match &state {
+        Some(state) => postcard::to_allocvec(state).map_err(|e| InvokeError::Internal(e.to_string()))?.len(),
+        None => 0,
+    };
+    Ok(CachedCrdt { state, revision: stored.revision_of(&shared.replica), deleted, bytes })
+}
