@@ -105,6 +105,43 @@ async fn a_value_write_expects_its_revision() {
     }
 }
 
+/// A GCounter that `replica` incremented by `by`.
+fn counter(replica: &str, by: u64) -> wasmstate_crdt::Crdt {
+    let change = wasmstate_crdt::Change::Increment(by);
+    let mut state = wasmstate_crdt::Crdt::empty_for(&change);
+    state.apply(&replica.to_string(), &change, 0).unwrap();
+    state
+}
+
+fn crdt_write(replica: &str, expected_revision: u64, state: Option<wasmstate_crdt::Crdt>) -> Commit {
+    let mut commit = Commit::events("votes", "v", 0, Vec::new());
+    commit.write = EntityWrite::Crdt { replica: replica.into(), expected_revision, state };
+    commit
+}
+
+#[tokio::test]
+async fn crdt_replicas_write_their_own_rows_and_one_tombstone_deletes() {
+    for Subject { name, journal, .. } in journals().await {
+        assert!(journal.commit(crdt_write("a", 0, Some(counter("a", 2)))).await.unwrap().is_durable(), "{name}");
+        // Another replica writes its own row, whatever the first one's revision.
+        assert!(journal.commit(crdt_write("b", 0, Some(counter("b", 5)))).await.unwrap().is_durable(), "{name}");
+        let stale = journal.commit(crdt_write("a", 0, Some(counter("a", 9)))).await.unwrap();
+        assert_eq!(
+            stale,
+            CommitStatus::Conflict { expected: 0, found: 1 },
+            "{name}: a replica's row expects its revision"
+        );
+        let stored = journal.load_crdt("votes", "v").unwrap();
+        let merged = stored.merged("votes", "v").unwrap();
+        let value = merged.state.as_ref().map(|state| state.value(&"a".to_string()));
+        assert_eq!(value, Some(wasmstate_crdt::Value::GCounter(7)), "{name}: the entity is the join of its rows");
+        assert_eq!((stored.replicas.len(), stored.revision_of("a"), merged.deleted), (2, 1, false), "{name}");
+        assert!(journal.commit(crdt_write("b", 1, None)).await.unwrap().is_durable(), "{name}");
+        assert!(journal.load_crdt("votes", "v").unwrap().merged("votes", "v").unwrap().deleted, "{name}");
+        assert_eq!(journal.load_crdt("votes", "other").unwrap().replicas, [], "{name}");
+    }
+}
+
 #[tokio::test]
 async fn a_recorded_key_refuses_a_second_commit_under_it() {
     for Subject { name, journal, .. } in journals().await {

@@ -154,12 +154,23 @@ async fn a_version_5_journal_is_migrated_and_keeps_its_outbox() {
     migrated_from(5).await;
 }
 
+/// So is one of version 6 (before CRDT entities), which gains their table.
+#[tokio::test]
+async fn a_version_6_journal_is_migrated_and_keeps_its_outbox() {
+    migrated_from(6).await;
+}
+
 /// What the versions after `version` added, dropped.
 fn undo_after(version: i64) -> String {
+    // Version 7 added CRDT entities' table.
+    let mut undo = String::from("DROP TABLE wasmstate.crdt_replicas;");
+    if version == 6 {
+        return undo;
+    }
     // Version 6 put a byte (a command) before each outbox row, and one (no
     // allow-list) after each version row.
-    let mut undo = String::from(
-        "UPDATE wasmstate.outbox SET record = substring(record from 2); \
+    undo.push_str(
+        " UPDATE wasmstate.outbox SET record = substring(record from 2); \
          UPDATE wasmstate.versions SET record = substring(record from 1 for length(record) - 1);",
     );
     if version == 5 {
@@ -193,7 +204,8 @@ async fn migrated_from(version: i64) {
     let timer = api.send(reqwest::Method::POST, path, body).await.expect(202);
     server.stop().await.unwrap();
     let client = wasmstate_tests::postgres::connect(&url).await.unwrap();
-    // A side effect waiting in the outbox: Increase c by 1.
+    // A side effect waiting in the outbox: Increase c by 1, in the current
+    // layout (what the undo takes back to `version`'s).
     let waiting = [&b"\x00\x07counter\x01c\x08Increase\x0b"[..], br#"{"value":1}"#, b"\x01\x00\x00"].concat();
     client
         .execute(
@@ -207,7 +219,7 @@ async fn migrated_from(version: i64) {
     client.batch_execute(&back).await.unwrap();
     let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
     let server = Server::start_with(dir.path(), &[], options).await.expect("the host starts on the old version");
-    let said = format!("migrated the journal from schema version {version} to 6");
+    let said = format!("migrated the journal from schema version {version} to 7");
     assert!(server.stdout().contains(&said), "{:?}", server.stdout());
     let api = Api::new(server.base());
     let delivered = api.eventually(Duration::from_secs(10), || async {
@@ -217,7 +229,9 @@ async fn migrated_from(version: i64) {
     assert_eq!(api.get("/v1/cluster").await.expect(200)["hosts"].as_array().unwrap().len(), 1);
     let stored: i64 =
         client.query_one("SELECT value FROM wasmstate.meta WHERE key = 'schema_version'", &[]).await.unwrap().get(0);
-    assert_eq!(stored, 6);
+    assert_eq!(stored, 7);
+    let crdt: i64 = client.query_one("SELECT count(*) FROM wasmstate.crdt_replicas", &[]).await.unwrap().get(0);
+    assert_eq!(crdt, 0, "version 7 adds CRDT entities' table, empty");
     let timers = api.get("/v1/services/counter/entities/c/timers").await.expect(200);
     if version >= 4 {
         assert_eq!(timers[0]["name"], timer["timer"], "{timers}");

@@ -253,3 +253,33 @@ async fn a_schema_4_journal_s_outbox_and_versions_are_rewritten() {
     assert_eq!((versions[0].kind, versions[0].digest.as_str()), (ServiceKind::EventSourced, "ab"));
     assert!(versions[0].allow_http.is_empty());
 }
+
+/// A schema-5 journal (before CRDT entities) gains their table, empty, and
+/// keeps what it held; CRDT entities then commit and load as on a new one.
+#[tokio::test]
+async fn a_schema_5_journal_gains_the_crdt_table() {
+    use crate::journal::{Commit, EntityWrite};
+    use wasmstate_crdt::{Change, Crdt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    schema::open(&db).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(tables::CRDT_REPLICAS).unwrap();
+    txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 5).unwrap();
+    txn.commit().unwrap();
+    assert!(!table_names(&db).contains(&"crdt_replicas".to_string()));
+
+    let journal = RedbJournal::from_database(db, Arc::new(crate::metrics::Metrics::default())).unwrap();
+    assert_eq!(journal.schema_status(), SchemaStatus::Migrated { from: 5, to: SCHEMA_VERSION });
+    assert_eq!(journal.load_crdt("s", "e").unwrap().replicas, []);
+    let mut state = Crdt::empty_for(&Change::Increment(2));
+    state.apply(&"a".to_string(), &Change::Increment(2), 0).unwrap();
+    let mut commit = Commit::events("s", "e", 0, Vec::new());
+    commit.write = EntityWrite::Crdt { replica: "a".into(), expected_revision: 0, state: Some(state.clone()) };
+    assert!(journal.commit(commit.clone()).await.unwrap().is_durable());
+    // The same revision again is a conflict: the row is at 1.
+    let refused = journal.commit(commit).await.unwrap();
+    assert_eq!(refused, crate::journal::CommitStatus::Conflict { expected: 0, found: 1 });
+    let stored = journal.load_crdt("s", "e").unwrap();
+    assert_eq!((stored.revision_of("a"), stored.merged("s", "e").unwrap().state), (1, Some(state)));
+}
