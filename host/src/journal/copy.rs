@@ -32,6 +32,8 @@ pub(super) enum Rows {
     SnapshotHistory(Vec<(String, String, u64, Vec<u8>)>),
     /// service, entity, `ValueRecord`.
     Values(Vec<(String, String, Vec<u8>)>),
+    /// service, entity, replica, revision, `CrdtRecord`.
+    CrdtReplicas(Vec<CrdtRow>),
     /// id, target (a service, or a service's webhooks to one origin), `OutboxRecord`.
     Outbox(Vec<(u64, String, Vec<u8>)>),
     /// The last outbox id given.
@@ -52,6 +54,10 @@ pub(super) enum Rows {
     Timers(Vec<TimerRow>),
 }
 
+/// A CRDT entity's row of one replica as both journals store it: service,
+/// entity, replica, revision, record.
+pub(super) type CrdtRow = (String, String, String, u64, Vec<u8>);
+
 /// A timer as both journals store it: service, entity, name, id, due ms, record.
 pub(super) type TimerRow = (String, String, String, u64, u64, Vec<u8>);
 
@@ -66,6 +72,7 @@ impl Rows {
             Rows::Snapshots(_) => "snapshots",
             Rows::SnapshotHistory(_) => "snapshot_history",
             Rows::Values(_) => "values",
+            Rows::CrdtReplicas(_) => "crdt_replicas",
             Rows::Outbox(_) => "outbox",
             Rows::OutboxCounter(_) => "outbox_counter",
             Rows::Idempotency(_) => "idempotency",
@@ -86,6 +93,7 @@ impl Rows {
             Rows::VersionHeads(r) | Rows::Retention(r) => r.len(),
             Rows::Events(r) | Rows::Snapshots(r) | Rows::SnapshotHistory(r) | Rows::DeadLetters(r) => r.len(),
             Rows::Values(r) => r.len(),
+            Rows::CrdtReplicas(r) => r.len(),
             Rows::Outbox(r) => r.len(),
             Rows::OutboxCounter(_) => 0,
             Rows::Idempotency(r) => r.len(),

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmstate_tests::guests::{CART_PROJECTION, COUNTER, SHOPPING_CART, TCK_EVENT_SOURCED, USER_PROFILE};
+use wasmstate_tests::guests::{CART_PROJECTION, COUNTER, SHOPPING_CART, TCK_CRDT, TCK_EVENT_SOURCED, USER_PROFILE};
 use wasmstate_tests::postgres::start_own;
 use wasmstate_tests::server::binary;
 use wasmstate_tests::{Api, JournalKind, Options, Server};
@@ -38,6 +38,11 @@ async fn a_redb_journal_copied_to_postgres_serves_the_same_and_carries_on() {
         api.deploy(service, Path::new(component)).await;
     }
     api.deploy("tck", Path::new(TCK_EVENT_SOURCED)).await;
+    api.deploy("crdt", Path::new(TCK_CRDT)).await;
+    let crdt = |id: &'static str, actions: Value| api.invoke("crdt", id, "Process", json!({ "actions": actions }));
+    crdt("gcounter-c", json!([{"increment": 3}])).await.expect(200);
+    crdt("orset-s", json!([{"add": "a"}, {"add": "b"}])).await.expect(200);
+    crdt("orset-s", json!([{"remove": "a"}])).await.expect(200);
     let bytes = std::fs::read(CART_PROJECTION).unwrap();
     api.send(reqwest::Method::PUT, "/v1/services/projection?subscribe=cart", bytes).await.expect(201);
     for quantity in 1..=4 {
@@ -60,7 +65,7 @@ async fn a_redb_journal_copied_to_postgres_serves_the_same_and_carries_on() {
     let url = postgres.create_database().await.unwrap();
     let (copied, said) = copy(dir.path(), &url);
     assert!(copied, "{said}");
-    for copied in ["versions: 5", "values: 1", "outbox: 1", "offsets: 1"] {
+    for copied in ["versions: 6", "values: 1", "crdt_replicas: 2", "outbox: 1", "offsets: 1"] {
         assert!(said.contains(copied), "{copied} in {said}");
     }
 
@@ -70,6 +75,12 @@ async fn a_redb_journal_copied_to_postgres_serves_the_same_and_carries_on() {
     assert_eq!(get(&api, "cart", "c1", "GetCart").await, cart, "the same state");
     assert_eq!(api.position("cart", "c1").await, (4, 3));
     assert_eq!(get(&api, "profile", "ada", "Get").await["name"], "Ada");
+    assert_eq!(get(&api, "crdt", "orset-s", "Get").await, json!({"elements": ["b"]}));
+    // The host goes on as the same replica, its row's revisions carrying on.
+    let more = api.invoke("crdt", "gcounter-c", "Process", json!({"actions": [{"increment": 1}]})).await;
+    assert_eq!(more.expect(200), json!({"value": 4}));
+    let shown = api.get("/v1/services/crdt/entities/gcounter-c").await.expect(200);
+    assert_eq!((shown["state"].clone(), shown["replicas"].clone()), (json!(4), json!(1)), "{shown}");
     let repeat = api.invoke_idempotent("counter", "k", "Increase", json!({"value": 7}), "key-1").await.expect(200);
     assert_eq!(repeat, keyed, "the recorded reply, not a second run");
     assert_eq!(get(&api, "counter", "k", "Get").await, json!({"value": 7}));

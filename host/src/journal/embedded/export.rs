@@ -100,6 +100,14 @@ impl RedbJournal {
             rows.push((service.to_string(), entity.to_string(), record.value().to_vec()));
         }
         out.send_all(rows, Rows::Values)?;
+        let mut rows = Vec::new();
+        for row in txn.open_table(super::tables::CRDT_REPLICAS)?.iter()? {
+            let (key, value) = row?;
+            let (service, entity, replica) = key.value();
+            let (revision, record) = value.value();
+            rows.push((service.to_string(), entity.to_string(), replica.to_string(), revision, record.to_vec()));
+        }
+        out.send_all(rows, Rows::CrdtReplicas)?;
 
         let mut rows = Vec::new();
         for row in txn.open_table(OUTBOX)?.iter()? {

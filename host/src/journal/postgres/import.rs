@@ -9,7 +9,7 @@ use crate::journal::OutboxEntry;
 use crate::journal::copy::{Copied, CopyError, Rows};
 
 /// The tables `journal copy` fills, by the name it reports them under.
-const TABLES: [(&str, &str); 15] = [
+const TABLES: [(&str, &str); 16] = [
     ("components", "components"),
     ("versions", "versions"),
     ("version_heads", "version_heads"),
@@ -17,6 +17,7 @@ const TABLES: [(&str, &str); 15] = [
     ("snapshots", "snapshots"),
     ("snapshot_history", "snapshot_history"),
     ("values", "entity_values"),
+    ("crdt_replicas", "crdt_replicas"),
     ("outbox", "outbox"),
     ("idempotency", "idempotency"),
     ("service_log", "service_log"),
@@ -131,6 +132,20 @@ async fn insert(conn: &mut Conn, rows: Rows) -> Result<(), JournalError> {
                 .execute(
                     "INSERT INTO entity_values SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
                     &[&s, &e, &r],
+                )
+                .await?;
+        }
+        Rows::CrdtReplicas(rows) => {
+            let s: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let e: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let p: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+            let v = ints(rows.iter().map(|r| r.3));
+            let r: Vec<&[u8]> = rows.iter().map(|r| r.4.as_slice()).collect();
+            client
+                .execute(
+                    "INSERT INTO crdt_replicas (service, entity, replica, revision, record) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])",
+                    &[&s, &e, &p, &v, &r],
                 )
                 .await?;
         }
