@@ -48,6 +48,11 @@ impl Api {
         Self { base: base.to_string(), http: reqwest::Client::new(), token: None }
     }
 
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The same client, sending `Authorization: Bearer <token>`.
     pub fn with_token(&self, token: &str) -> Self {
         Self { token: Some(token.to_string()), ..self.clone() }

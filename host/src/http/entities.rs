@@ -47,6 +47,21 @@ pub struct InvokeQuery {
     /// duration such as `30s`, `15m` or `1h 30m`, at most ten years.
     #[param(example = "30s")]
     delay: Option<String>,
+    /// `all`: on a CRDT entity, reply only once every live host has merged
+    /// the command's change (hosts that did not are named in the
+    /// `wasmstate-unmerged` header); `local` (the default): once it is
+    /// durable.
+    consistency: Option<Consistency>,
+}
+
+/// Which hosts a command's change must reach before the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Durable in the journal.
+    Local,
+    /// Durable, and merged by every live host (CRDT entities).
+    All,
 }
 
 /// `POST /v1/services/{service}/entities/{id}/{command}`: runs the command
@@ -159,11 +174,30 @@ pub async fn invoke(
         }
         state.metrics.record_forwarded(false);
     }
+    // A CRDT change every host merges before the reply, when asked.
+    let merge_everywhere = query.consistency == Some(Consistency::All)
+        && state.journal.has_other_writers()
+        && state.services.get(&call.service).is_some_and(|s| s.kind() == ServiceKind::Crdt);
+    if merge_everywhere && state.forwarder.is_none() {
+        return Err(ApiError::bad_request(
+            "consistency=all needs the hosts to reach each other: start them with --cluster-token",
+        ));
+    }
+    let merged = (call.service.clone(), call.entity.clone());
     // The invocation is a child of the caller's span, if it names one,
     // and its own span is answered whatever the outcome.
     let invocation = Invocation::command(call, key).child_of(parent.as_ref(), Cause::Request);
     let traceparent = HeaderValue::try_from(invocation.trace.traceparent()).map_err(ApiError::internal)?;
     let mut response = match state.invoker.invoke(invocation).await {
+        Ok(reply) if merge_everywhere => {
+            let unmerged = super::crdt_merge::merge_everywhere(&state, &merged.0, &merged.1).await;
+            let mut response = ([(header::CONTENT_TYPE, "application/json")], reply).into_response();
+            if !unmerged.is_empty() {
+                let hosts = HeaderValue::try_from(unmerged.join(",")).map_err(ApiError::internal)?;
+                response.headers_mut().insert(super::crdt_merge::UNMERGED, hosts);
+            }
+            response
+        }
         Ok(reply) => ([(header::CONTENT_TYPE, "application/json")], reply).into_response(),
         Err(error) => ApiError::from(error).into_response(),
     };
@@ -291,7 +325,10 @@ pub struct EventReply {
             status = 200,
             description = "The committed events from `from` on, in seq order (a page: ask again from the next \
                            seq); with `follow=true`, a stream of Server-Sent Events named `event`, each an \
-                           `EventReply` with its seq as the id, that ends only when the server stops.",
+                           `EventReply` with its seq as the id, that ends only when the server stops. On a CRDT \
+                           entity, `follow=true` streams its value instead: events named `value`, each \
+                           `{crdt, state}` as `GET` of the entity shows them, at once and after every change; \
+                           a `deleted` event ends the stream.",
             content(
                 (Vec<EventReply> = "application/json"),
                 (StreamedEvent = "text/event-stream"),
@@ -312,6 +349,9 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
     let from = query.from.unwrap_or(1);
+    if query.follow && state.services.describe(&service).is_some_and(|s| s.kind == ServiceKind::Crdt) {
+        return Ok(super::crdt_stream::follow_value(&state, service, id).into_response());
+    }
     if query.follow {
         return Ok(super::stream::follow(&state, service, id, from).into_response());
     }

@@ -110,6 +110,28 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// Asks `host` to merge what this host committed to the CRDT entity
+    /// `service/entity` before it runs another command on it; answers
+    /// once it has, or why it did not.
+    pub async fn merge(&self, host: &HostRecord, service: &str, entity: &str) -> Result<(), String> {
+        let answer = self
+            .http
+            .post(format!("{}{}", host.url, super::crdt_merge::PATH))
+            .header(FORWARDED_BY, &self.host_id)
+            .header(FORWARDED_TO, &host.id)
+            .header(CLUSTER_TOKEN, &self.token)
+            .json(&serde_json::json!({ "service": service, "entity": entity }))
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        match answer.status() {
+            StatusCode::NO_CONTENT => Ok(()),
+            status => Err(format!("it answered {status}")),
+        }
+    }
+}
+
 /// The owner was reached but its answer did not come back whole.
 fn owner_silent(owner: &HostRecord, error: &reqwest::Error) -> ApiError {
     tracing::warn!(%error, owner = %owner.url, "the entity's owner did not answer a forwarded command");

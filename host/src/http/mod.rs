@@ -2,6 +2,8 @@
 
 mod auth;
 mod connections;
+mod crdt_merge;
+mod crdt_stream;
 mod crdt_value;
 mod entities;
 mod error;
@@ -126,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics).layer(read.clone()))
         .route("/v1/cluster", get(cluster).layer(read.clone()))
+        .route(crdt_merge::PATH, post(crdt_merge::merge))
         .route("/v1/services", get(services::list).layer(read.clone()))
         .route("/v1/services/{service}", deploy.merge(describe))
         .route("/v1/services/{service}/dead-letters", get(services::dead_letters).layer(read.clone()))

@@ -20,6 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, Required};
 use utoipa::{Modify, OpenApi};
 
+use super::entities::Consistency;
 use super::error::{ErrorBody, ErrorReply};
 use super::history::DryRunReply;
 use super::responses::{
@@ -65,7 +66,7 @@ use super::{entities, history, services, timers};
         document,
     ),
     components(
-        schemas(ErrorReply, ErrorBody, DryRunReply, StreamedEvent, ComponentBytes),
+        schemas(ErrorReply, ErrorBody, DryRunReply, StreamedEvent, ComponentBytes, Consistency),
         responses(
             BadRequest,
             Unauthorized,

@@ -51,8 +51,8 @@ pub(super) async fn run_batch(
             Work::Command(invocation) => {
                 queued.push(Queued { service: job.service, invocation, done: job.done, span: job.span })
             }
-            Work::Outside(_) => {
-                let _ = job.done.send(Err(InvokeError::Internal("a write outside commands was batched".into())));
+            Work::Outside(_) | Work::Merge => {
+                let _ = job.done.send(Err(InvokeError::Internal("work outside commands was batched".into())));
             }
         }
     }

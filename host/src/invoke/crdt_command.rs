@@ -65,10 +65,7 @@ pub(super) async fn run(
     let Some(state) = after else {
         return Ok((EntityWrite::Nothing, effects, None));
     };
-    let bytes = match &state {
-        Some(state) => postcard::to_allocvec(state).map_err(|e| InvokeError::Internal(e.to_string()))?.len(),
-        None => 0,
-    };
+    let bytes = encoded_len(state.as_ref())?;
     if bytes > shared.config.max_state_bytes {
         return Err(InvokeError::OutputLimit(format!(
             "the entity's state would take {bytes} bytes, more than the {} allowed",
@@ -89,9 +86,42 @@ async fn load(shared: &Arc<Shared>, entity: &EntityKey) -> Result<CachedCrdt, In
     let stored = blocking(move || journal.load_crdt(&service, &id)).await??;
     shared.metrics.record_cold_load();
     let MergedCrdt { state, deleted } = stored.merged(&entity.service, &entity.entity)?;
-    let bytes = match &state {
-        Some(state) => postcard::to_allocvec(state).map_err(|e| InvokeError::Internal(e.to_string()))?.len(),
-        None => 0,
-    };
+    let bytes = encoded_len(state.as_ref())?;
     Ok(CachedCrdt { state, revision: stored.revision_of(&shared.replica), deleted, bytes })
+}
+
+/// Merges into a warm CRDT entity's state what other hosts committed to it
+/// (every replica's row; joining what it already holds changes nothing).
+/// A state that cannot be merged is dropped, to be loaded afresh.
+pub(super) async fn merge_elsewhere(shared: &Arc<Shared>, entity: &EntityKey, cached: &mut Option<CachedState>) {
+    let Some(CachedState::Crdt(current)) = cached else { return };
+    let journal = shared.journal.clone();
+    let (service, id) = (entity.service.clone(), entity.entity.clone());
+    let merged = match blocking(move || journal.load_crdt(&service, &id)).await {
+        Ok(Ok(stored)) => stored.merged(&entity.service, &entity.entity).map_err(InvokeError::from),
+        Ok(Err(error)) => Err(error.into()),
+        Err(error) => Err(error),
+    };
+    let joined = merged.and_then(|merged| {
+        current.deleted |= merged.deleted;
+        match (&mut current.state, merged.state) {
+            (_, None) => {}
+            (None, Some(theirs)) => current.state = Some(theirs),
+            (Some(mine), Some(theirs)) => mine.join(&theirs).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?,
+        }
+        current.bytes = encoded_len(current.state.as_ref())?;
+        Ok(())
+    });
+    if let Err(error) = joined {
+        tracing::warn!(%error, service = %entity.service, entity = %entity.entity, "cannot merge another host's change");
+        *cached = None;
+    }
+}
+
+/// The bytes `state` takes as stored.
+fn encoded_len(state: Option<&Crdt>) -> Result<usize, InvokeError> {
+    match state {
+        Some(state) => Ok(postcard::to_allocvec(state).map_err(|e| InvokeError::Internal(e.to_string()))?.len()),
+        None => Ok(0),
+    }
 }

@@ -13,10 +13,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::command_run;
+use super::crdt_command;
 use super::entity_command::CachedState;
 use super::eviction::{self, Activity};
 use super::{Invocation, InvokeError, Shared};
 use crate::domain::{FollowUp, ServiceKind};
+use crate::journal::Watching;
 use crate::services::Service;
 
 /// Identifies one entity.
@@ -47,6 +49,9 @@ pub(super) enum Work {
     /// Write to the entity's log outside any command (a fork into it),
     /// between its commands, then drop its cached state.
     Outside(Box<dyn FnOnce() + Send>),
+    /// Merge what other hosts committed to a CRDT entity, between its
+    /// commands.
+    Merge,
 }
 
 impl Work {
@@ -141,6 +146,24 @@ pub(super) async fn write_outside_commands<T: Send + 'static>(
     result.await.map_err(|_| InvokeError::Internal("the write outside commands did not finish".into()))
 }
 
+/// Merges what other hosts committed to the CRDT entity `service/entity`
+/// into its state here, between its commands, and answers once merged: a
+/// command that arrives afterwards sees what they committed. An entity
+/// with no task here has no state to merge: its next command loads it.
+pub(super) async fn merge_if_active(shared: &Arc<Shared>, service: Arc<Service>, entity: &str) {
+    let key = EntityKey { service: service.meta.service.as_str().into(), entity: entity.into() };
+    let Some(sender) = shared.mailboxes.slots.lock().unwrap().get(&key).map(|slot| slot.sender.clone()) else {
+        return;
+    };
+    let (done, answer) = oneshot::channel();
+    let job = Job { service, work: Work::Merge, done, span: tracing::Span::current() };
+    // Behind the commands already waiting; a task that ended meanwhile
+    // (passivated) holds nothing to merge.
+    if sender.send(Box::new(job)).await.is_ok() {
+        let _ = answer.await;
+    }
+}
+
 /// Puts `work` in `key`'s mailbox and waits for its answer.
 async fn post(
     shared: &Arc<Shared>,
@@ -205,12 +228,21 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
     let mut cached: Option<CachedState> = None;
     let mut last_active = Instant::now();
     let mut carried: Option<Mail> = None;
+    // A CRDT entity on a journal other hosts write to hears their changes,
+    // and merges them before its next command.
+    let mut elsewhere: Option<Watching<(Arc<str>, Arc<str>)>> = None;
     loop {
         let pressure = shared.mailboxes.pressure.notified();
         let job = if let Some(job) = carried.take() {
             job
         } else {
             tokio::select! {
+                biased;
+                () = changed_elsewhere(&mut elsewhere) => {
+                    crdt_command::merge_elsewhere(&shared, &key, &mut cached).await;
+                    task.hold(cached.as_ref().map_or(0, CachedState::bytes));
+                    continue;
+                }
                 job = rx.recv() => match job {
                     Some(job) => job,
                     None => break,
@@ -230,6 +262,18 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
             }
         };
         activity.start_work();
+        if elsewhere.is_none() && job.service.kind() == ServiceKind::Crdt && shared.journal.has_other_writers() {
+            // Before the entity's state is loaded, so no change is missed.
+            elsewhere = Some(shared.journal.commits().crdt_elsewhere(&key.service, &key.entity));
+        }
+        if let Work::Merge = job.work {
+            crdt_command::merge_elsewhere(&shared, &key, &mut cached).await;
+            task.hold(cached.as_ref().map_or(0, CachedState::bytes));
+            let _ = job.done.send(Ok(FollowUp::nothing()));
+            last_active = Instant::now();
+            activity.finish_work(shared.mailboxes.epoch, last_active);
+            continue;
+        }
         if let Work::Outside(write) = job.work {
             let written = super::blocking(write).await;
             cached = None;
@@ -264,6 +308,17 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
         task.hold(cached.as_ref().map_or(0, CachedState::bytes));
         last_active = Instant::now();
         activity.finish_work(shared.mailboxes.epoch, last_active);
+    }
+}
+
+/// Waits until another host changes the watched CRDT entity; never, when
+/// none is watched.
+async fn changed_elsewhere(watching: &mut Option<Watching<(Arc<str>, Arc<str>)>>) {
+    match watching {
+        Some(watching) => {
+            watching.changed().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

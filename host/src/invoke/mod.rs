@@ -290,6 +290,18 @@ impl Invoker {
         &self.shared.replica
     }
 
+    /// Merges into the CRDT entity `service/entity`, if it is active here,
+    /// what other hosts committed to it, between its commands: a command
+    /// this host runs afterwards sees it (`?consistency=all` on another
+    /// host asks for this).
+    pub async fn merge_crdt(&self, service: &str, entity: &str) -> Result<(), InvokeError> {
+        let service = self.shared.service(service)?;
+        if service.kind() == ServiceKind::Crdt {
+            mailbox::merge_if_active(&self.shared, service, entity).await;
+        }
+        Ok(())
+    }
+
     /// Runs an invocation and answers its reply once its writes are durable,
     /// its synchronous side effects have run and any forward has answered.
     /// A caller that goes away (a client that hangs up) stops waiting for

@@ -157,7 +157,8 @@ impl CommitStatus {
 }
 
 /// Tells the host what a written batch did, before its commits are
-/// acknowledged: wakes the watchers of each entity that got events, counts
+/// acknowledged: wakes the watchers of each entity that got events (or a
+/// CRDT change), counts
 /// the batch and the `elapsed` time its transaction took in the metrics,
 /// wakes the outbox when a durable commit added entries to it and the
 /// timers when one set a timer.
@@ -174,11 +175,16 @@ pub(super) fn announce<'a>(
         if let CommitStatus::Durable { last_seq } = status {
             added |= !commit.outbox.is_empty();
             timers |= commit.sets_timer();
-            if let EntityWrite::Events { events: written, .. } = &commit.write
-                && !written.is_empty()
-            {
-                events += written.len();
-                committed.committed(&commit.service, &commit.entity, *last_seq);
+            match &commit.write {
+                EntityWrite::Events { events: written, .. } if !written.is_empty() => {
+                    events += written.len();
+                    committed.committed(&commit.service, &commit.entity, *last_seq);
+                }
+                // A CRDT's watchers read its value again, whatever the number.
+                EntityWrite::Crdt { expected_revision, .. } => {
+                    committed.committed(&commit.service, &commit.entity, expected_revision + 1);
+                }
+                _ => {}
             }
         }
     }

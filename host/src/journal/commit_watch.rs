@@ -22,6 +22,8 @@ type Watchers<K> = Mutex<HashMap<K, watch::Sender<u64>>>;
 pub struct CommitWatch {
     entities: Watchers<(Arc<str>, Arc<str>)>,
     services: Watchers<Arc<str>>,
+    /// CRDT entities, for their changes on other hosts.
+    elsewhere: Watchers<(Arc<str>, Arc<str>)>,
 }
 
 /// A waiter for the commits of one entity or service; dropping it stops
@@ -37,6 +39,12 @@ impl CommitWatch {
     /// Watches the commits that append events to `service/entity`.
     pub fn entity(self: &Arc<Self>, service: &str, entity: &str) -> Watching<(Arc<str>, Arc<str>)> {
         Self::watch(self, (service.into(), entity.into()), |w| &w.entities)
+    }
+
+    /// Watches the changes other hosts commit to the CRDT entity
+    /// `service/entity` (this host's own do not wake it).
+    pub fn crdt_elsewhere(self: &Arc<Self>, service: &str, entity: &str) -> Watching<(Arc<str>, Arc<str>)> {
+        Self::watch(self, (service.into(), entity.into()), |w| &w.elsewhere)
     }
 
     /// Watches the commits that append events to any entity of `service`.
@@ -63,12 +71,27 @@ impl CommitWatch {
 }
 
 impl CommitWatch {
+    /// Wakes the waiters of the CRDT entity `service/entity`, which another
+    /// host changed: those of its changes and those of its changes
+    /// elsewhere.
+    pub(super) fn changed_elsewhere(&self, service: &Arc<str>, entity: &Arc<str>) {
+        let key = (service.clone(), entity.clone());
+        for watchers in [&self.entities, &self.elsewhere] {
+            if let Some(sender) = watchers.lock().unwrap().get(&key) {
+                sender.send_modify(|count| *count = count.wrapping_add(1));
+            }
+        }
+    }
+
     /// Wakes every waiter, as when commits may have gone unheard: an
     /// entity's waiters see [`u64::MAX`] (look again), a service's a new
     /// count.
     pub(super) fn wake_all(&self) {
         for sender in self.entities.lock().unwrap().values() {
             sender.send_replace(u64::MAX);
+        }
+        for sender in self.elsewhere.lock().unwrap().values() {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
         }
         for sender in self.services.lock().unwrap().values() {
             sender.send_modify(|count| *count = count.wrapping_add(1));

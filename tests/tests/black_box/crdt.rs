@@ -250,3 +250,35 @@ async fn a_repeated_key_changes_once_and_a_dry_run_not_at_all() {
     assert_eq!(dry["reply"], json!({"value": 7}));
     assert_eq!(get(&t, "gcounter-key").await, json!({"value": 5}));
 }
+
+#[tokio::test]
+async fn the_value_streams_after_every_change_until_the_entity_is_deleted() {
+    let t = start_with(CRDT, TCK_CRDT, &[]).await;
+    process(&t, "orset-live", json!([{"add": "a"}])).await.expect(200);
+    let url = format!("{}/v1/services/{CRDT}/entities/orset-live/events?follow=true", t.server.base());
+    let mut stream = wasmstate_tests::sse::EventStream::open(&url).await.expect("the stream opens");
+    let next = Duration::from_secs(5);
+    assert_eq!(stream.next(next).await.unwrap(), ("1".into(), json!({"crdt": "orset", "state": ["a"]})));
+    process(&t, "orset-live", json!([{"add": "b"}])).await.expect(200);
+    assert_eq!(stream.next(next).await.unwrap(), ("2".into(), json!({"crdt": "orset", "state": ["a", "b"]})));
+    // A command that changes nothing sends nothing; the next change does.
+    get(&t, "orset-live").await;
+    process(&t, "orset-live", json!([{"remove": "a"}])).await.expect(200);
+    assert_eq!(stream.next(next).await.unwrap(), ("3".into(), json!({"crdt": "orset", "state": ["b"]})));
+    process(&t, "orset-live", json!([{"delete": true}])).await.expect(200);
+    assert_eq!(stream.next(next).await.unwrap(), ("4".into(), json!({"deleted": true})));
+    assert!(stream.next(next).await.is_err(), "the stream ends with the entity");
+}
+
+#[tokio::test]
+async fn consistency_is_local_or_all() {
+    let t = start_with(CRDT, TCK_CRDT, &[]).await;
+    let path = |consistency: &str| format!("/v1/services/{CRDT}/entities/gcounter-c/Process?consistency={consistency}");
+    let body = json!({"actions": [{"increment": 1}]});
+    // One host is every host: `all` is done once the change is durable.
+    assert_eq!(t.api.post(&path("all"), body.clone()).await.expect(200), json!({"value": 1}));
+    assert_eq!(t.api.post(&path("local"), body.clone()).await.expect(200), json!({"value": 2}));
+    let (kind, _) = t.api.post(&path("most"), body).await.expect_error(400);
+    assert_eq!(kind, "bad_request");
+    assert_eq!(get(&t, "gcounter-c").await, json!({"value": 2}));
+}

@@ -4,6 +4,7 @@
 //! the suite runs on.
 
 mod copy;
+mod crdt_hosts;
 mod host_loss;
 #[path = "../common/in_process.rs"]
 mod in_process;

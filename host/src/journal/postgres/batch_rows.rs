@@ -91,9 +91,11 @@ pub(super) async fn write_rows(
         appended.insert((service, entity), *seq as u64);
     }
     let sets_timers = rows.timers.values().any(Option::is_some);
-    let announced = !rows.events.is_empty() || !rows.outbox.is_empty() || sets_timers;
+    let announced = !rows.events.is_empty() || !rows.outbox.is_empty() || sets_timers || !rows.crdt.is_empty();
     let said = (!rows.outbox.is_empty(), sets_timers);
-    let payload = notify::payload(shared.host, said, appended.iter().map(|((s, e), q)| (*s, *e, *q)));
+    let mut changed: Vec<(&str, &str)> = rows.crdt.keys().map(|(s, e, _)| (*s, *e)).collect();
+    changed.dedup();
+    let payload = notify::payload(shared.host, said, appended.iter().map(|((s, e), q)| (*s, *e, *q)), changed);
     let snapshots: Vec<(&str, &str, i64, &[u8])> =
         rows.snapshots.iter().map(|((s, e), (q, r))| (*s, *e, *q, r.as_slice())).collect();
     let snapshots = columns4(&snapshots);

@@ -8,8 +8,9 @@
 //! commit, never for a rolled-back batch). The payload is the writing
 //! host's tag on the first line; then `!outbox` when the batch added
 //! outbox entries, `!timers` when it set timers; then
-//! one line `service \t entity \t last_seq` per entity; entity ids hold
-//! no control characters, so the lines parse back exactly. A batch whose
+//! one line `service \t entity \t last_seq` per entity that got events,
+//! and one `!crdt \t service \t entity` per CRDT entity changed; entity
+//! ids hold no control characters, so the lines parse back exactly. A batch whose
 //! lines would pass PostgreSQL's payload limit sends `!all` instead of
 //! them (as does a tag alone): everyone looks. A host that does not know
 //! a `!` line passes over it.
@@ -35,12 +36,14 @@ const MAX_PAYLOAD: usize = 7_900;
 /// How long the listener waits before connecting again.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// The payload announcing `written` (service, entity, last seq) by `host`,
-/// and whether it added outbox entries and set timers.
+/// The payload announcing `written` (service, entity, last seq) and the
+/// CRDT entities `changed` by `host`, and whether it added outbox entries
+/// and set timers.
 pub(super) fn payload<'a>(
     host: u64,
     (outbox, timers): (bool, bool),
     written: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    changed: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> String {
     let mut head = format!("{host:016x}\n");
     for (said, line) in [(outbox, "!outbox\n"), (timers, "!timers\n")] {
@@ -51,6 +54,12 @@ pub(super) fn payload<'a>(
     let mut payload = head.clone();
     for (service, entity, seq) in written {
         payload.push_str(&format!("{service}\t{entity}\t{seq}\n"));
+        if payload.len() > MAX_PAYLOAD {
+            return head + "!all\n";
+        }
+    }
+    for (service, entity) in changed {
+        payload.push_str(&format!("!crdt\t{service}\t{entity}\n"));
         if payload.len() > MAX_PAYLOAD {
             return head + "!all\n";
         }
@@ -69,6 +78,8 @@ struct Heard<'a> {
     timers: bool,
     /// Its entities' last seqs; `None`: too many to say, look at everything.
     written: Option<Vec<(&'a str, &'a str, u64)>>,
+    /// The CRDT entities it changed (empty when `written` is `None`).
+    changed: Vec<(&'a str, &'a str)>,
 }
 
 /// Reads a payload back; `None` if it is not one of ours.
@@ -76,12 +87,18 @@ fn parse(payload: &str) -> Option<Heard<'_>> {
     let mut lines = payload.lines().peekable();
     let host = u64::from_str_radix(lines.next()?, 16).ok()?;
     let (mut outbox, mut timers, mut all) = (false, false, lines.peek().is_none());
-    let mut written = Vec::new();
+    let (mut written, mut changed) = (Vec::new(), Vec::new());
     for line in lines {
         match line {
             "!outbox" => outbox = true,
             "!timers" => timers = true,
             "!all" => all = true,
+            _ if line.starts_with("!crdt\t") => {
+                let mut fields = line.split('\t').skip(1);
+                if let (Some(service), Some(entity)) = (fields.next(), fields.next()) {
+                    changed.push((service, entity));
+                }
+            }
             _ => {
                 let mut fields = line.split('\t');
                 if let (Some(service), Some(entity), Some(Ok(seq))) =
@@ -92,7 +109,10 @@ fn parse(payload: &str) -> Option<Heard<'_>> {
             }
         }
     }
-    Some(Heard { host, outbox, timers, written: (!all).then_some(written) })
+    if all {
+        changed.clear();
+    }
+    Some(Heard { host, outbox, timers, written: (!all).then_some(written), changed })
 }
 
 /// Listens on `config`'s database, on `runtime`, for the commits of hosts
@@ -154,6 +174,9 @@ async fn listen(config: &Config, host: u64, watch: &CommitWatch, wake: &Wakeups)
                 for (service, entity, seq) in written {
                     watch.committed(&service.into(), &entity.into(), seq);
                 }
+                for (service, entity) in heard.changed {
+                    watch.changed_elsewhere(&service.into(), &entity.into());
+                }
             }
             None => watch.wake_all(),
         }
@@ -169,24 +192,30 @@ mod tests {
 
     #[test]
     fn a_payload_reads_back_and_a_long_one_says_look_at_everything() {
-        let sent = payload(7, (false, false), [("shop", "cart 1", 3), ("shop", "é", 9)]);
+        let sent = payload(7, (false, false), [("shop", "cart 1", 3), ("shop", "é", 9)], [("votes", "poll 1")]);
         let written = Some(vec![("shop", "cart 1", 3), ("shop", "é", 9)]);
-        assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, timers: false, written }));
+        let changed = vec![("votes", "poll 1")];
+        assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, timers: false, written, changed }));
         let long = "x".repeat(200);
-        let many = payload(7, (true, true), (0..100).map(|seq| ("shop", long.as_str(), seq)));
+        let many = payload(7, (true, true), (0..100).map(|seq| ("shop", long.as_str(), seq)), []);
         assert!(many.len() < MAX_PAYLOAD);
-        assert_eq!(parse(&many), Some(Heard { host: 7, outbox: true, timers: true, written: None }));
+        let all = Heard { host: 7, outbox: true, timers: true, written: None, changed: vec![] };
+        assert_eq!(parse(&many), Some(all));
+        let crdts = payload(7, (false, false), [], (0..100).map(|_| ("votes", long.as_str())));
+        assert_eq!(
+            parse(&crdts),
+            Some(Heard { host: 7, outbox: false, timers: false, written: None, changed: vec![] })
+        );
     }
 
     #[test]
     fn an_outbox_alone_wakes_no_watcher_and_a_tag_alone_wakes_all() {
-        let outbox = Heard { host: 7, outbox: true, timers: false, written: Some(vec![]) };
-        assert_eq!(parse(&payload(7, (true, false), [])), Some(outbox));
-        let timers = Heard { host: 7, outbox: false, timers: true, written: Some(vec![]) };
-        assert_eq!(parse(&payload(7, (false, true), [])), Some(timers));
-        assert_eq!(parse("0000000000000007\n"), Some(Heard { host: 7, outbox: false, timers: false, written: None }));
+        let heard = |outbox, timers, written| Heard { host: 7, outbox, timers, written, changed: vec![] };
+        assert_eq!(parse(&payload(7, (true, false), [], [])), Some(heard(true, false, Some(vec![]))));
+        assert_eq!(parse(&payload(7, (false, true), [], [])), Some(heard(false, true, Some(vec![]))));
+        assert_eq!(parse("0000000000000007\n"), Some(heard(false, false, None)));
         // A line a newer host adds is passed over.
-        let newer = Heard { host: 7, outbox: false, timers: false, written: Some(vec![]) };
+        let newer = heard(false, false, Some(vec![]));
         assert_eq!(parse("0000000000000007\n!later\n"), Some(newer));
         assert_eq!(parse("not a tag"), None);
     }
