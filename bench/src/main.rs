@@ -3,12 +3,13 @@
 //! what it does (journal, HTTP, Wasm). Prints a table and writes
 //! `target/bench/results.json`.
 //!
-//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 13; all of
+//! Usage: `bench [--quick] [SCENARIO...]` where a scenario is 1 to 14; all of
 //! them by default. `--quick` shortens every run (for checking the bench,
 //! not for figures). Set `WASMSTATE_BIN` to the binary to measure; by
 //! default the `wasmstate` next to this program.
 
 mod cluster;
+mod crdt;
 mod followers;
 mod inproc;
 mod load;
@@ -84,7 +85,7 @@ impl Durations {
     }
 }
 
-const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10|11|12|13 ...]";
+const USAGE: &str = "bench [--quick] [1|2|3|4|5|6|7|8|9|10|11|12|13|14 ...]";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -96,7 +97,11 @@ fn main() -> anyhow::Result<()> {
                 println!("usage: {USAGE}");
                 return Ok(());
             }
-            n if matches!(n, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12" | "13") => {
+            n if matches!(
+                n,
+                "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12" | "13" | "14"
+            ) =>
+            {
                 only.push(n.to_string())
             }
             other => anyhow::bail!("unknown argument {other:?}; usage: {USAGE}"),
@@ -218,6 +223,11 @@ async fn run(d: Durations, only: Vec<String>) -> anyhow::Result<()> {
         eprintln!("bench: 11 three hosts on one PostgreSQL database on this machine");
         cluster::three_hosts(&guests, &mut report, d.headline).await?;
     }
+    if wanted("14") {
+        eprintln!("bench: 14 CRDT counters on one host, and on three hosts on one PostgreSQL database");
+        let tck_crdt = std::fs::read(wasmstate_tests::guests::TCK_CRDT)?;
+        crdt::crdt(&tck_crdt, &mut report, d.headline).await?;
+    }
     let wall = started.elapsed();
     report.facts.push((
         "load average (1 min) before / after; other work on the machine skews every figure".into(),
@@ -298,6 +308,13 @@ fn targets(report: &mut Report) {
             goal: "11b: one counter through three hosts ≥ 1,500/s".into(),
             measured: format!("{:.0}/s", row.rate),
             met: row.rate >= 1_500.0,
+        });
+    }
+    if let (Some(crdt), Some(event_sourced)) = (report.row("14c"), report.row("11b")) {
+        targets.push(Target {
+            goal: "14c: a hot GCounter through three hosts beats 11b's event-sourced hot counter".into(),
+            measured: format!("{:.0}/s against {:.0}/s", crdt.rate, event_sourced.rate),
+            met: crdt.rate > event_sourced.rate,
         });
     }
     if let Some(row) = report.row("1") {

@@ -23,6 +23,8 @@ pub enum Kind {
     Value,
     /// Stateless.
     Action,
+    /// A replicated data type the host merges.
+    Crdt,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::EventSourced => include_str!("templates/event_sourced.rs"),
             Kind::Value => include_str!("templates/value.rs"),
             Kind::Action => include_str!("templates/action.rs"),
+            Kind::Crdt => include_str!("templates/crdt.rs"),
         }
     }
 
@@ -41,6 +44,7 @@ impl Kind {
             Kind::EventSourced => "event-sourced entity",
             Kind::Value => "value entity",
             Kind::Action => "action",
+            Kind::Crdt => "CRDT entity",
         }
     }
 
@@ -50,6 +54,7 @@ impl Kind {
             Kind::EventSourced => format!("wasmstate invoke {service} e-1 Add '{{\"amount\": 2}}'"),
             Kind::Value => format!("wasmstate invoke {service} e-1 Set '{{\"text\": \"hello\"}}'"),
             Kind::Action => format!("wasmstate invoke {service} any Greet '{{\"name\": \"Ada\"}}'"),
+            Kind::Crdt => format!("wasmstate invoke {service} post-1 Like '{{\"user\": \"ada\"}}'"),
         }
     }
 }

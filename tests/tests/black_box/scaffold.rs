@@ -46,6 +46,7 @@ async fn a_new_crate_of_each_kind_tests_builds_deploys_and_answers() {
         ("event-sourced", "my-tally", "e-1", "Add", json!({"amount": 2}), json!({"total": 2, "additions": 1})),
         ("value", "my-note", "e-1", "Set", json!({"text": "hello"}), json!({"text": "hello"})),
         ("action", "my-greeter", "any", "Greet", json!({"name": "Ada"}), json!({"greeting": "Hello, Ada!"})),
+        ("crdt", "my-likes", "post-1", "Like", json!({"user": "ada"}), json!({"likes": 1, "users": ["ada"]})),
     ];
     for (kind, name, entity, command, body, reply) in kinds {
         let temp = tempfile::tempdir().unwrap();
