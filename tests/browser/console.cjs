@@ -1,15 +1,16 @@
 // Drives the web console in Debian's Chromium (/usr/bin/chromium) with
 // playwright-core: enter the token, deploy a component by drag and drop,
 // open an entity, invoke a command from the form, see the event appear in
-// the live log and the service in the live charts, take a screenshot.
+// the live log and the service in the live charts, take a screenshot; then
+// deploy a CRDT entity and watch its value follow changes made elsewhere.
 //
-// node console.cjs BASE_URL TOKEN COMPONENT.wasm SCREENSHOT.png
+// node console.cjs BASE_URL TOKEN COMPONENT.wasm SCREENSHOT.png CRDT.wasm
 // (NODE_PATH names the node_modules holding playwright-core.)
 
 const fs = require('fs');
 const { chromium } = require('playwright-core');
 
-const [base, token, component, screenshot] = process.argv.slice(2);
+const [base, token, component, screenshot, crdtComponent] = process.argv.slice(2);
 const STEP_MS = 10000;
 
 function check(condition, message) {
@@ -51,16 +52,19 @@ async function main() {
     check(await page.locator('#banner').isHidden(), 'the banner goes once the token is right');
 
     // Deploy by dropping the file on the drop zone.
-    await page.fill('#deploy-name', 'counter');
-    const bytes = fs.readFileSync(component).toString('base64');
-    const drop = await page.evaluateHandle((b64) => {
-      const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      const transfer = new DataTransfer();
-      transfer.items.add(new File([data], 'counter.wasm', { type: 'application/wasm' }));
-      return transfer;
-    }, bytes);
-    await page.dispatchEvent('#dropzone', 'dragover', { dataTransfer: drop });
-    await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: drop });
+    const deploy = async (name, path) => {
+      await page.fill('#deploy-name', name);
+      const bytes = fs.readFileSync(path).toString('base64');
+      const drop = await page.evaluateHandle(([b64, file]) => {
+        const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([data], file, { type: 'application/wasm' }));
+        return transfer;
+      }, [bytes, `${name}.wasm`]);
+      await page.dispatchEvent('#dropzone', 'dragover', { dataTransfer: drop });
+      await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: drop });
+    };
+    await deploy('counter', component);
     await page.locator('#deploy-result', { hasText: 'deployed counter version 1 (event-sourced)' }).waitFor();
     await page.locator('#services tbody tr[data-service="counter"]').waitFor();
     await page.locator('#service-title', { hasText: 'counter · event-sourced' }).waitFor();
@@ -108,6 +112,31 @@ async function main() {
     await page.locator('#entities tbody tr[data-entity="c1"] td', { hasText: /^5$/ }).waitFor();
     await page.waitForFunction(() => Number(document.getElementById('chart-throughput').dataset.points) >= 3);
     await page.screenshot({ path: screenshot, fullPage: true });
+
+    // A CRDT entity shows its value, live: a change made by another client
+    // shows without a reload.
+    await deploy('likes', crdtComponent);
+    await page.locator('#deploy-result', { hasText: 'deployed likes version 1 (crdt)' }).waitFor();
+    await page.locator('#service-title', { hasText: 'likes · crdt' }).waitFor();
+    await page.fill('#entity-id', 'orset-post');
+    await page.click('#entity-form button');
+    await page.locator('#entity-title', { hasText: 'likes / orset-post' }).waitFor();
+    await page.fill('#invoke-command', 'Process');
+    await page.fill('#invoke-payload', JSON.stringify({ actions: [{ add: 'ada' }] }));
+    await page.click('#invoke-send');
+    await page.locator('#invoke-reply', { hasText: '"ada"' }).waitFor();
+    await page.locator('#state', { hasText: '"ada"' }).waitFor();
+    const elsewhere = await page.evaluate(async ([url, bearer]) => {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${bearer}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ actions: [{ add: 'bo' }] }),
+      });
+      return response.status;
+    }, [`${base}/v1/services/likes/entities/orset-post/Process`, token]);
+    check(elsewhere === 200, `the other client's change (${elsewhere})`);
+    await page.locator('#state', { hasText: '"bo"' }).waitFor();
+    check((await page.locator('#events tbody tr').count()) === 0, 'a CRDT entity lists no events');
     check(problems.length === 0, problems.join('\n'));
   } finally {
     await browser.close();

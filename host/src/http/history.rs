@@ -68,7 +68,11 @@ pub async fn state(
     ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Response, ApiError> {
     validate_entity_path(&state, &service, &id)?;
-    if state.services.describe(&service).is_some_and(|s| s.kind == ServiceKind::Value) && query.at.is_none() {
+    let kind = state.services.describe(&service).map(|s| s.kind);
+    if kind == Some(ServiceKind::Crdt) && query.at.is_none() {
+        return crdt_state(&state, &service, &id).await;
+    }
+    if kind == Some(ServiceKind::Value) && query.at.is_none() {
         let (journal, s, e) = (state.journal.clone(), service.clone(), id.clone());
         let value = tokio::task::spawn_blocking(move || journal.value(&s, &e)).await.map_err(ApiError::internal)??;
         let value = value.ok_or_else(|| ApiError::not_found(format!("{service}/{id} has no stored state")))?;
@@ -88,6 +92,19 @@ pub async fn state(
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     response.headers_mut().insert(SEQ_HEADER, HeaderValue::from(at.seq));
     Ok(response)
+}
+
+/// A CRDT entity's value as JSON (`null` while never changed), as `GET` of
+/// the entity shows it; 404 `entity_deleted` once deleted.
+async fn crdt_state(state: &AppState, service: &str, id: &str) -> Result<Response, ApiError> {
+    let (journal, s, e) = (state.journal.clone(), service.to_string(), id.to_string());
+    let stored = tokio::task::spawn_blocking(move || journal.load_crdt(&s, &e)).await.map_err(ApiError::internal)??;
+    let merged = stored.merged(service, id)?;
+    if merged.deleted {
+        return Err(crate::invoke::InvokeError::EntityDeleted(format!("{service}/{id}")).into());
+    }
+    let value = merged.state.map(|crdt| super::crdt_value::value_json(&crdt.value(state.invoker.replica())));
+    Ok(Json(value.unwrap_or(Value::Null)).into_response())
 }
 
 /// Runs `call` as a dry run against the state right after event `at`

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wasmstate_tests::guests::COUNTER;
+use wasmstate_tests::guests::{COUNTER, TCK_CRDT};
 
 use crate::start;
 
@@ -35,6 +35,7 @@ async fn the_console_deploys_invokes_and_follows_in_a_real_browser() {
         .arg(&script)
         .args([t.server.base(), "adm", COUNTER])
         .arg(&screenshot)
+        .arg(TCK_CRDT)
         .output()
         .expect("node runs");
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

@@ -164,6 +164,8 @@ async fn restart_and_passivation_keep_the_value() {
     let t = t.restart().await;
     assert_eq!(get(&t, "gcounter-keep").await, json!({"value": 42}));
     assert_eq!(shown(&t, "orset-keep").await, (json!("orset"), json!(["y"])));
+    let state = t.api.get(&format!("/v1/services/{CRDT}/entities/orset-keep/state")).await.expect(200);
+    assert_eq!(state, json!(["y"]), "the state route shows the value too");
 }
 
 #[tokio::test]

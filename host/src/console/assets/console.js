@@ -208,6 +208,7 @@ function appendEvent(event, fresh) {
 /** The event log: its backlog, then (with "live" on) every new event. */
 async function loadEvents() {
   const path = `${entityPath(view.service.service, view.entity)}/events`;
+  if (view.service.kind === 'crdt') return followValue(path);
   if (!$('follow').checked) {
     try {
       const { last_seq: last } = await call('GET', entityPath(view.service.service, view.entity));
@@ -238,6 +239,19 @@ async function loadEvents() {
     const fresh = event.seq > last;
     appendEvent(event, fresh);
     if (fresh) loadStateSoon();
+  }, controller.signal).catch((error) => {
+    if (error.name !== 'AbortError') say(error);
+  });
+}
+
+/** A CRDT entity has no events: with "live" on, its value after every change, on any host. */
+function followValue(path) {
+  if (!$('follow').checked) return;
+  const controller = new AbortController();
+  view.following = controller;
+  const entity = view.entity;
+  follow(`${path}?follow=true`, (event) => {
+    if (view.entity === entity && 'state' in event) $('state').textContent = JSON.stringify(event.state, null, 2);
   }, controller.signal).catch((error) => {
     if (error.name !== 'AbortError') say(error);
   });
