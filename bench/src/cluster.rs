@@ -16,38 +16,14 @@ use crate::report::{Report, Row};
 use crate::servers::{CONNECTIONS, Guests, across_carts, counters};
 
 /// How many hosts share the database.
-const HOSTS: usize = 3;
+pub const HOSTS: usize = 3;
 
 /// Runs 11a and 11b on a fresh database of the shared PostgreSQL server.
 pub async fn three_hosts(guests: &Guests, report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let postgres = wasmstate_tests::postgres::shared().await?;
     let url = postgres.create_database().await?;
-    let mut dirs = Vec::new();
-    let mut servers = Vec::new();
-    for _ in 0..HOSTS {
-        let dir = tempfile::tempdir()?;
-        let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
-        servers.push(Server::start_with(dir.path(), &["--host-timeout", "3s"], options).await?);
-        dirs.push(dir);
-    }
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| load::addr_of(s.base())).collect::<Result<_, _>>()?;
-    let mut first = Client::connect(addrs[0]).await?;
-    for (name, bytes) in [("cart", &guests.cart), ("counter", &guests.counter)] {
-        first.expect(Method::PUT, &format!("/v1/services/{name}"), Bytes::copy_from_slice(bytes), 201).await?;
-    }
-    // Every host routes to every other, and runs both services.
-    for addr in &addrs {
-        let mut client = Client::connect(*addr).await?;
-        for _ in 0..100 {
-            let cluster = client.expect(Method::GET, "/v1/cluster", Bytes::new(), 200).await?;
-            let hosts = serde_json::from_slice::<serde_json::Value>(&cluster)?["hosts"].as_array().map_or(0, Vec::len);
-            let ready = client.send(Method::POST, "/v1/services/counter/entities/probe/Get".parse()?, "{}".into());
-            if hosts == HOSTS && ready.await?.0 == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let services: [(&str, &[u8]); 2] = [("cart", &guests.cart), ("counter", &guests.counter)];
+    let (dirs, servers, addrs) = start_hosts(&url, &services, "/v1/services/counter/entities/probe/Get").await?;
     let mut watched = vec![load::machine()];
     watched.extend(postgres.pid().map(load::process_tree));
     watched.extend(servers.iter().map(|s| load::process(s.pid())));
@@ -101,6 +77,44 @@ pub async fn three_hosts(guests: &Guests, report: &mut Report, duration: Duratio
     }
     drop(dirs);
     Ok(())
+}
+
+/// Starts [`HOSTS`] hosts on the database `url`, each with a data dir of
+/// its own, deploys `services` through the first, and waits until every
+/// host sees the others and answers `probe` (a POST): answers the data
+/// dirs, the servers and their addresses.
+pub async fn start_hosts(
+    url: &str,
+    services: &[(&str, &[u8])],
+    probe: &str,
+) -> anyhow::Result<(Vec<tempfile::TempDir>, Vec<Server>, Vec<SocketAddr>)> {
+    let mut dirs = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..HOSTS {
+        let dir = tempfile::tempdir()?;
+        let options = Options { journal: Some(JournalKind::Database(url.to_string())), ..Options::default() };
+        servers.push(Server::start_with(dir.path(), &["--host-timeout", "3s"], options).await?);
+        dirs.push(dir);
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| load::addr_of(s.base())).collect::<Result<_, _>>()?;
+    let mut first = Client::connect(addrs[0]).await?;
+    for (name, bytes) in services {
+        first.expect(Method::PUT, &format!("/v1/services/{name}"), Bytes::copy_from_slice(bytes), 201).await?;
+    }
+    // Every host routes to every other, and runs the services.
+    for addr in &addrs {
+        let mut client = Client::connect(*addr).await?;
+        for _ in 0..100 {
+            let cluster = client.expect(Method::GET, "/v1/cluster", Bytes::new(), 200).await?;
+            let hosts = serde_json::from_slice::<serde_json::Value>(&cluster)?["hosts"].as_array().map_or(0, Vec::len);
+            let ready = client.send(Method::POST, probe.parse()?, "{}".into());
+            if hosts == HOSTS && ready.await?.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok((dirs, servers, addrs))
 }
 
 /// Forwarded commands, fallbacks and conflict retries, summed over `addrs`.

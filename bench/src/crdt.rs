@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::{Method, Uri};
-use wasmstate_tests::{JournalKind, Options, Server};
+use wasmstate_tests::{JournalKind, Options};
 
+use crate::cluster::start_hosts;
 use crate::load::{self, Client, Load};
 use crate::report::{Report, Row, Target, fmt_dur};
 use crate::servers::{CONNECTIONS, Running, row};
 
 /// The counters 14a and 14b spread their increments over.
 const COUNTERS: u64 = 1_000;
-/// How many hosts share the database in 14b and 14c.
-const HOSTS: usize = 3;
 /// The longest the hosts may take to converge.
 const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
 
@@ -48,31 +47,8 @@ pub async fn crdt(tck_crdt: &[u8], report: &mut Report, duration: Duration) -> a
 
     let postgres = wasmstate_tests::postgres::shared().await?;
     let url = postgres.create_database().await?;
-    let mut dirs = Vec::new();
-    let mut servers = Vec::new();
-    for _ in 0..HOSTS {
-        let dir = tempfile::tempdir()?;
-        let options = Options { journal: Some(JournalKind::Database(url.clone())), ..Options::default() };
-        servers.push(Server::start_with(dir.path(), &["--host-timeout", "3s"], options).await?);
-        dirs.push(dir);
-    }
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| load::addr_of(s.base())).collect::<Result<_, _>>()?;
-    Client::connect(addrs[0])
-        .await?
-        .expect(Method::PUT, "/v1/services/crdt", Bytes::copy_from_slice(tck_crdt), 201)
-        .await?;
-    for addr in &addrs {
-        let mut client = Client::connect(*addr).await?;
-        for _ in 0..100 {
-            let cluster = client.expect(Method::GET, "/v1/cluster", Bytes::new(), 200).await?;
-            let hosts = serde_json::from_slice::<serde_json::Value>(&cluster)?["hosts"].as_array().map_or(0, Vec::len);
-            let probe = client.send(Method::POST, "/v1/services/crdt/entities/flag-probe/Get".parse()?, "{}".into());
-            if hosts == HOSTS && probe.await?.0 == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let probe = "/v1/services/crdt/entities/flag-probe/Get";
+    let (dirs, servers, addrs) = start_hosts(&url, &[("crdt", tck_crdt)], probe).await?;
     let mut watched = vec![load::machine()];
     watched.extend(postgres.pid().map(load::process_tree));
     watched.extend(servers.iter().map(|s| load::process(s.pid())));
