@@ -52,6 +52,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "The fraud detector example entity (event-sourced): scores transactions, calls a scoring service over HTTP, opens cases with webhooks.",
     ),
     (
+        "poll",
+        "POLL",
+        "The poll example entity (CRDT, as `poll`): options and one vote per voter in a map, tallied in each reply; `Close` refuses later votes.",
+    ),
+    (
+        "board",
+        "BOARD",
+        "The shared board example entity (CRDT, as `board`): items in a map, each a text register (`<id>/text`) and a done flag (`<id>/done`).",
+    ),
+    (
         "tck-event-sourced",
         "TCK_EVENT_SOURCED",
         "The TCK model's event-sourced entity: `Process` emits, forwards, adds side effects and fails on command.",

@@ -4,6 +4,7 @@
 
 mod background;
 mod bad_input;
+mod board;
 mod cart;
 mod cli;
 mod connections;
@@ -34,6 +35,7 @@ mod openapi;
 mod origins;
 mod outbound_http;
 mod overload;
+mod poll;
 mod restart;
 mod scaffold;
 mod security;
