@@ -6,7 +6,7 @@ LISTEN     ?= 127.0.0.1:8080
 DATA_DIR   ?= ./data
 GUEST_OUT  := target/guests/wasm32-wasip2/release
 EXAMPLES   := -p shopping-cart -p counter -p user-profile -p order-validator -p cart-projection \
-              -p order-workflow -p inventory -p reminders -p fraud-detector
+              -p order-workflow -p inventory -p reminders -p fraud-detector -p poll -p board
 
 .PHONY: run test lint bench examples host toolchain clean-data browser-deps schemathesis
 
@@ -66,6 +66,10 @@ run: host examples
 	@echo "  # fraud-detector may reach 127.0.0.1:9100 only (see examples/fraud-detector/README.md for a receiver there):"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/fraud-detector/entities/acc-1/configure -d '{\"case_system_url\":\"http://127.0.0.1:9100/cases\"}'"
 	@echo "  curl -X POST http://$(LISTEN)/v1/services/fraud-detector/entities/acc-1/record -d '{\"id\":\"tx-1\",\"amount_cents\":2000,\"merchant\":\"Bakery\",\"country\":\"NL\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/poll/entities/lunch/AddOption -d '{\"option\":\"pizza\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/poll/entities/lunch/Vote -d '{\"voter\":\"ada\",\"option\":\"pizza\"}'"
+	@echo "  curl -X POST http://$(LISTEN)/v1/services/board/entities/team/Add -d '{\"id\":\"milk\",\"text\":\"Buy milk\"}'"
+	@echo "  curl -N 'http://$(LISTEN)/v1/services/board/entities/team/events?follow=true'"
 	@echo "  curl http://$(LISTEN)/v1/services"
 	@echo "Or open the console: http://$(LISTEN)/"
 	@echo
@@ -78,7 +82,9 @@ run: host examples
 		--deploy orders=$(GUEST_OUT)/order_workflow.wasm \
 		--deploy inventory=$(GUEST_OUT)/inventory.wasm \
 		--deploy reminders=$(GUEST_OUT)/reminders.wasm \
-		--deploy 'fraud-detector=$(GUEST_OUT)/fraud_detector.wasm?allow_http=127.0.0.1:9100'
+		--deploy 'fraud-detector=$(GUEST_OUT)/fraud_detector.wasm?allow_http=127.0.0.1:9100' \
+		--deploy poll=$(GUEST_OUT)/poll.wasm \
+		--deploy board=$(GUEST_OUT)/board.wasm
 
 ## Run every test: unit tests, SDK and example tests, black-box tests —
 ## then the black-box suite again on the PostgreSQL journal (a throwaway
