@@ -56,13 +56,13 @@ pub(super) async fn run(
     let after = match std::mem::replace(&mut effects.state, StateChange::Unchanged) {
         StateChange::Crdt(Some(change)) => {
             let mut state = current.state.clone().unwrap_or_else(|| Crdt::empty_for(&change));
-            state.apply(replica, &change, now_ms).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?;
-            Some(Some(state))
+            let delta = state.apply(replica, &change, now_ms).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?;
+            Some((Some(state), Some(delta)))
         }
-        StateChange::CrdtDelete => Some(None),
+        StateChange::CrdtDelete => Some((None, None)),
         _ => None,
     };
-    let Some(state) = after else {
+    let Some((state, delta)) = after else {
         return Ok((EntityWrite::Nothing, effects, None));
     };
     let bytes = encoded_len(state.as_ref())?;
@@ -72,8 +72,8 @@ pub(super) async fn run(
             shared.config.max_state_bytes
         )));
     }
-    let write =
-        EntityWrite::Crdt { replica: replica.clone(), expected_revision: current.revision, state: state.clone() };
+    let expected_revision = current.revision;
+    let write = EntityWrite::Crdt { replica: replica.clone(), expected_revision, state: state.clone(), delta };
     let deleted = state.is_none();
     let after = CachedCrdt { state, revision: current.revision + 1, deleted, bytes };
     Ok((write, effects, Some(CachedState::Crdt(after))))
@@ -91,9 +91,26 @@ async fn load(shared: &Arc<Shared>, entity: &EntityKey) -> Result<CachedCrdt, In
 }
 
 /// Merges into a warm CRDT entity's state what other hosts committed to it
-/// (every replica's row; joining what it already holds changes nothing).
-/// A state that cannot be merged is dropped, to be loaded afresh.
+/// since it last looked: the deltas their commits announced, joined in
+/// memory; or, when one came without its delta (or some may have gone
+/// unheard), every replica's row read again.
 pub(super) async fn merge_elsewhere(shared: &Arc<Shared>, entity: &EntityKey, cached: &mut Option<CachedState>) {
+    let changed = shared.journal.commits().take_elsewhere(&entity.service, &entity.entity);
+    if changed.reload {
+        return merge_stored(shared, entity, cached).await;
+    }
+    let Some(CachedState::Crdt(current)) = cached else { return };
+    let joined = changed.deltas.into_iter().try_for_each(|delta| join_into(current, delta));
+    if let Err(error) = joined.and_then(|()| encoded_len(current.state.as_ref())).map(|bytes| current.bytes = bytes) {
+        tracing::warn!(%error, service = %entity.service, entity = %entity.entity, "cannot merge another host's change");
+        *cached = None;
+    }
+}
+
+/// Merges into a warm CRDT entity's state every replica's row as stored
+/// (joining what it already holds changes nothing). A state that cannot
+/// be merged is dropped, to be loaded afresh.
+pub(super) async fn merge_stored(shared: &Arc<Shared>, entity: &EntityKey, cached: &mut Option<CachedState>) {
     let Some(CachedState::Crdt(current)) = cached else { return };
     let journal = shared.journal.clone();
     let (service, id) = (entity.service.clone(), entity.entity.clone());
@@ -104,18 +121,21 @@ pub(super) async fn merge_elsewhere(shared: &Arc<Shared>, entity: &EntityKey, ca
     };
     let joined = merged.and_then(|merged| {
         current.deleted |= merged.deleted;
-        match (&mut current.state, merged.state) {
-            (_, None) => {}
-            (None, Some(theirs)) => current.state = Some(theirs),
-            (Some(mine), Some(theirs)) => mine.join(&theirs).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?,
-        }
-        current.bytes = encoded_len(current.state.as_ref())?;
-        Ok(())
+        merged.state.map_or(Ok(()), |theirs| join_into(current, theirs))
     });
-    if let Err(error) = joined {
+    if let Err(error) = joined.and_then(|()| encoded_len(current.state.as_ref())).map(|bytes| current.bytes = bytes) {
         tracing::warn!(%error, service = %entity.service, entity = %entity.entity, "cannot merge another host's change");
         *cached = None;
     }
+}
+
+/// Joins `theirs` (a delta, or a merged state) into `current`.
+fn join_into(current: &mut CachedCrdt, theirs: Crdt) -> Result<(), InvokeError> {
+    match &mut current.state {
+        None => current.state = Some(theirs),
+        Some(mine) => mine.join(&theirs).map_err(|e| InvokeError::InvalidDelta(e.to_string()))?,
+    }
+    Ok(())
 }
 
 /// The bytes `state` takes as stored.

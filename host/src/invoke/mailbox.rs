@@ -267,7 +267,7 @@ async fn run_entity(shared: Arc<Shared>, key: EntityKey, mut rx: mpsc::Receiver<
             elsewhere = Some(shared.journal.commits().crdt_elsewhere(&key.service, &key.entity));
         }
         if let Work::Merge = job.work {
-            crdt_command::merge_elsewhere(&shared, &key, &mut cached).await;
+            crdt_command::merge_stored(&shared, &key, &mut cached).await;
             task.hold(cached.as_ref().map_or(0, CachedState::bytes));
             let _ = job.done.send(Ok(FollowUp::nothing()));
             last_active = Instant::now();

@@ -45,6 +45,9 @@ pub enum EntityWrite {
         expected_revision: u64,
         /// The replica's state after the command; `None` deletes the entity.
         state: Option<wasmstate_crdt::Crdt>,
+        /// What the command changed, for the other hosts to join without
+        /// reading the row (`None`: they read it).
+        delta: Option<wasmstate_crdt::Crdt>,
     },
     /// Nothing on the entity itself (an action's outbox entries, say).
     Nothing,

@@ -115,7 +115,7 @@ fn counter(replica: &str, by: u64) -> wasmstate_crdt::Crdt {
 
 fn crdt_write(replica: &str, expected_revision: u64, state: Option<wasmstate_crdt::Crdt>) -> Commit {
     let mut commit = Commit::events("votes", "v", 0, Vec::new());
-    commit.write = EntityWrite::Crdt { replica: replica.into(), expected_revision, state };
+    commit.write = EntityWrite::Crdt { replica: replica.into(), expected_revision, state, delta: None };
     commit
 }
 

@@ -166,3 +166,42 @@ async fn a_live_value_on_one_host_follows_changes_made_on_another() {
     let counts: Vec<u64> = seen.iter().map(|v| v.as_u64().unwrap()).collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "each value newer than the last: {counts:?}");
 }
+
+#[tokio::test]
+async fn every_other_type_converges_by_its_merge_rule_across_hosts() {
+    let (_hosts, [a, b, c]) = three_hosts().await;
+    let apis = [a.clone(), b.clone(), c.clone()];
+    // At once on the three hosts: adds to a grow-only set, writes of one
+    // register, a flag enabled on one host, and a map changed everywhere,
+    // its key "lwwregister-t" removed on one host as another updates it.
+    process(&a, "ormap-m", json!([{"key": "lwwregister-t", "action": {"set": "first"}}]), true).await;
+    let (_, _, _) = tokio::join!(
+        process(&a, "gset-g", json!([{"add": "a"}]), false),
+        process(&b, "gset-g", json!([{"add": "b"}, {"add": "a"}]), false),
+        process(&c, "gset-g", json!([{"add": "c"}]), false),
+    );
+    let (_, _, _) = tokio::join!(
+        process(&a, "lwwregister-r", json!([{"set": "from a"}]), false),
+        process(&b, "lwwregister-r", json!([{"set": "from b"}]), false),
+        process(&c, "flag-f", json!([{"enable": true}]), false),
+    );
+    let (_, _, _) = tokio::join!(
+        process(&a, "ormap-m", json!([{"remove": "lwwregister-t"}]), false),
+        process(&b, "ormap-m", json!([{"key": "lwwregister-t", "action": {"set": "second"}}]), false),
+        process(&c, "ormap-m", json!([{"key": "gcounter-n", "action": {"increment": 2}}]), false),
+    );
+    assert!(converges(&apis, "gset-g", &json!({"elements": ["a", "b", "c"]})).await, "a union");
+    assert!(converges(&apis, "flag-f", &json!({"value": true})).await, "enabled anywhere is enabled everywhere");
+    // The register holds one of the two writes, the same on every host.
+    let register = get(&a, "lwwregister-r").await;
+    assert!(register == json!({"value": "from a"}) || register == json!({"value": "from b"}), "{register}");
+    assert!(converges(&apis, "lwwregister-r", &register).await, "every host keeps the same write");
+    // The key is there with the update's value unless the remove came after
+    // it (an update concurrent with the remove wins); every host agrees.
+    let kept = json!({"entries": {"gcounter-n": {"value": 2}, "lwwregister-t": {"value": "second"}}});
+    let removed = json!({"entries": {"gcounter-n": {"value": 2}}});
+    let there = |map: &Value| *map == kept || *map == removed;
+    assert!(a.eventually(Duration::from_secs(5), || async { there(&get(&a, "ormap-m").await) }).await);
+    let map = get(&a, "ormap-m").await;
+    assert!(converges(&apis, "ormap-m", &map).await, "every host keeps the same map: {map}");
+}

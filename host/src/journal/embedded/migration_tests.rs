@@ -275,7 +275,8 @@ async fn a_schema_5_journal_gains_the_crdt_table() {
     let mut state = Crdt::empty_for(&Change::Increment(2));
     state.apply(&"a".to_string(), &Change::Increment(2), 0).unwrap();
     let mut commit = Commit::events("s", "e", 0, Vec::new());
-    commit.write = EntityWrite::Crdt { replica: "a".into(), expected_revision: 0, state: Some(state.clone()) };
+    commit.write =
+        EntityWrite::Crdt { replica: "a".into(), expected_revision: 0, state: Some(state.clone()), delta: None };
     assert!(journal.commit(commit.clone()).await.unwrap().is_durable());
     // The same revision again is a conflict: the row is at 1.
     let refused = journal.commit(commit).await.unwrap();

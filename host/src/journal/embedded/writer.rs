@@ -377,7 +377,7 @@ impl<'txn> Tables<'txn> {
                     }
                 }
             }
-            EntityWrite::Crdt { replica, expected_revision, state } => {
+            EntityWrite::Crdt { replica, expected_revision, state, .. } => {
                 let at = (key.0, key.1, replica.as_str());
                 let found = self.crdt_replicas.get(at)?.map_or(0, |row| row.value().0);
                 if found != *expected_revision {

@@ -350,7 +350,7 @@ fn decide<'a>(
             };
             rows.values.insert(key, record);
         }
-        EntityWrite::Crdt { replica, expected_revision, state } => {
+        EntityWrite::Crdt { replica, expected_revision, state, delta } => {
             let at = (key.0.to_string(), key.1.to_string(), replica.clone());
             let found = stored.crdt.get(&at).copied().unwrap_or(0);
             if found != *expected_revision {
@@ -359,6 +359,11 @@ fn decide<'a>(
             stored.crdt.insert(at, found + 1);
             let record = crdt::encode_row(key.0, key.1, replica, commit.version, state.as_ref())?;
             rows.crdt.insert((key.0, key.1, replica.as_str()), (db_int(found + 1), record));
+            let delta = match (state, delta) {
+                (Some(_), Some(delta)) => Some(records::encode(delta)?),
+                _ => None,
+            };
+            rows.crdt_changes.push((key.0, key.1, delta));
         }
         EntityWrite::Nothing => {}
     }

@@ -31,6 +31,9 @@ pub(super) struct Rows<'a> {
     /// Each CRDT replica's last row in the batch: (service, entity,
     /// replica) → (revision, record).
     pub crdt: BTreeMap<(&'a str, &'a str, &'a str), (i64, Vec<u8>)>,
+    /// Each change of a CRDT entity, for the other hosts: service, entity,
+    /// the delta (postcard; `None`: a delete).
+    pub crdt_changes: Vec<(&'a str, &'a str, Option<Vec<u8>>)>,
     /// Outbox entries: target service, record (ids are given at the end).
     pub outbox: Vec<(String, Vec<u8>)>,
     /// Idempotency records: (service, entity, key) → (expiry, record).
@@ -93,8 +96,7 @@ pub(super) async fn write_rows(
     let sets_timers = rows.timers.values().any(Option::is_some);
     let announced = !rows.events.is_empty() || !rows.outbox.is_empty() || sets_timers || !rows.crdt.is_empty();
     let said = (!rows.outbox.is_empty(), sets_timers);
-    let mut changed: Vec<(&str, &str)> = rows.crdt.keys().map(|(s, e, _)| (*s, *e)).collect();
-    changed.dedup();
+    let changed = rows.crdt_changes.iter().map(|(s, e, delta)| (*s, *e, delta.as_deref()));
     let payload = notify::payload(shared.host, said, appended.iter().map(|((s, e), q)| (*s, *e, *q)), changed);
     let snapshots: Vec<(&str, &str, i64, &[u8])> =
         rows.snapshots.iter().map(|((s, e), (q, r))| (*s, *e, *q, r.as_slice())).collect();

@@ -9,8 +9,11 @@
 //! host's tag on the first line; then `!outbox` when the batch added
 //! outbox entries, `!timers` when it set timers; then
 //! one line `service \t entity \t last_seq` per entity that got events,
-//! and one `!crdt \t service \t entity` per CRDT entity changed; entity
-//! ids hold no control characters, so the lines parse back exactly. A batch whose
+//! and one `!crdt \t service \t entity \t delta` per change of a CRDT
+//! entity, the delta in hex (postcard), which the others join without
+//! reading the entity (a line without one, when it would not fit, has them
+//! read it); entity ids hold no control characters, so the lines parse
+//! back exactly. A batch whose
 //! lines would pass PostgreSQL's payload limit sends `!all` instead of
 //! them (as does a tag alone): everyone looks. A host that does not know
 //! a `!` line passes over it.
@@ -37,13 +40,13 @@ const MAX_PAYLOAD: usize = 7_900;
 const RECONNECT: Duration = Duration::from_secs(1);
 
 /// The payload announcing `written` (service, entity, last seq) and the
-/// CRDT entities `changed` by `host`, and whether it added outbox entries
-/// and set timers.
+/// changes of CRDT entities, `changed` (service, entity, encoded delta),
+/// by `host`, and whether it added outbox entries and set timers.
 pub(super) fn payload<'a>(
     host: u64,
     (outbox, timers): (bool, bool),
     written: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
-    changed: impl IntoIterator<Item = (&'a str, &'a str)>,
+    changed: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a [u8]>)>,
 ) -> String {
     let mut head = format!("{host:016x}\n");
     for (said, line) in [(outbox, "!outbox\n"), (timers, "!timers\n")] {
@@ -58,13 +61,31 @@ pub(super) fn payload<'a>(
             return head + "!all\n";
         }
     }
-    for (service, entity) in changed {
-        payload.push_str(&format!("!crdt\t{service}\t{entity}\n"));
-        if payload.len() > MAX_PAYLOAD {
+    for (service, entity, delta) in changed {
+        let line = format!("!crdt\t{service}\t{entity}");
+        if payload.len() + line.len() + 1 > MAX_PAYLOAD {
             return head + "!all\n";
         }
+        payload.push_str(&line);
+        if let Some(delta) = delta
+            && payload.len() + 2 * delta.len() + 2 <= MAX_PAYLOAD
+        {
+            payload.push('\t');
+            for byte in delta {
+                payload.push_str(&format!("{byte:02x}"));
+            }
+        }
+        payload.push('\n');
     }
     payload
+}
+
+/// The bytes `hex` spells, if it spells any.
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// What one notification says.
@@ -78,8 +99,9 @@ struct Heard<'a> {
     timers: bool,
     /// Its entities' last seqs; `None`: too many to say, look at everything.
     written: Option<Vec<(&'a str, &'a str, u64)>>,
-    /// The CRDT entities it changed (empty when `written` is `None`).
-    changed: Vec<(&'a str, &'a str)>,
+    /// The changes of CRDT entities, each with its delta in hex when it
+    /// fit (empty when `written` is `None`).
+    changed: Vec<(&'a str, &'a str, Option<&'a str>)>,
 }
 
 /// Reads a payload back; `None` if it is not one of ours.
@@ -96,7 +118,7 @@ fn parse(payload: &str) -> Option<Heard<'_>> {
             _ if line.starts_with("!crdt\t") => {
                 let mut fields = line.split('\t').skip(1);
                 if let (Some(service), Some(entity)) = (fields.next(), fields.next()) {
-                    changed.push((service, entity));
+                    changed.push((service, entity, fields.next()));
                 }
             }
             _ => {
@@ -174,8 +196,11 @@ async fn listen(config: &Config, host: u64, watch: &CommitWatch, wake: &Wakeups)
                 for (service, entity, seq) in written {
                     watch.committed(&service.into(), &entity.into(), seq);
                 }
-                for (service, entity) in heard.changed {
-                    watch.changed_elsewhere(&service.into(), &entity.into());
+                for (service, entity, delta) in heard.changed {
+                    // A delta that does not read back is no delta: the
+                    // entity reads its rows again.
+                    let delta = delta.and_then(unhex).and_then(|bytes| postcard::from_bytes(&bytes).ok());
+                    watch.changed_elsewhere(&service.into(), &entity.into(), delta);
                 }
             }
             None => watch.wake_all(),
@@ -192,16 +217,19 @@ mod tests {
 
     #[test]
     fn a_payload_reads_back_and_a_long_one_says_look_at_everything() {
-        let sent = payload(7, (false, false), [("shop", "cart 1", 3), ("shop", "é", 9)], [("votes", "poll 1")]);
+        let changes = [("votes", "poll 1", Some(&[0x01, 0xab][..])), ("votes", "poll 2", None)];
+        let sent = payload(7, (false, false), [("shop", "cart 1", 3), ("shop", "é", 9)], changes);
         let written = Some(vec![("shop", "cart 1", 3), ("shop", "é", 9)]);
-        let changed = vec![("votes", "poll 1")];
+        let changed = vec![("votes", "poll 1", Some("01ab")), ("votes", "poll 2", None)];
+        assert_eq!(unhex("01ab"), Some(vec![0x01, 0xab]));
+        assert_eq!((unhex("01a"), unhex("zz")), (None, None));
         assert_eq!(parse(&sent), Some(Heard { host: 7, outbox: false, timers: false, written, changed }));
         let long = "x".repeat(200);
         let many = payload(7, (true, true), (0..100).map(|seq| ("shop", long.as_str(), seq)), []);
         assert!(many.len() < MAX_PAYLOAD);
         let all = Heard { host: 7, outbox: true, timers: true, written: None, changed: vec![] };
         assert_eq!(parse(&many), Some(all));
-        let crdts = payload(7, (false, false), [], (0..100).map(|_| ("votes", long.as_str())));
+        let crdts = payload(7, (false, false), [], (0..100).map(|_| ("votes", long.as_str(), None)));
         assert_eq!(
             parse(&crdts),
             Some(Heard { host: 7, outbox: false, timers: false, written: None, changed: vec![] })
