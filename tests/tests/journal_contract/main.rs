@@ -139,6 +139,23 @@ async fn crdt_replicas_write_their_own_rows_and_one_tombstone_deletes() {
         assert!(journal.commit(crdt_write("b", 1, None)).await.unwrap().is_durable(), "{name}");
         assert!(journal.load_crdt("votes", "v").unwrap().merged("votes", "v").unwrap().deleted, "{name}");
         assert_eq!(journal.load_crdt("votes", "other").unwrap().replicas, [], "{name}");
+        // A key recorded through one replica refuses the same key through another.
+        let key = IdempotencyKey::client(b"vote-1").unwrap();
+        let record = IdempotencyRecord {
+            key,
+            expires_at_ms: now_ms() + 60_000,
+            fingerprint: None,
+            follow_up: FollowUp::nothing(),
+        };
+        let mut first = crdt_write("a", 0, Some(counter("a", 3)));
+        first.entity = "keyed".into();
+        first.idempotency = Some(record.clone());
+        assert!(journal.commit(first).await.unwrap().is_durable(), "{name}");
+        let mut second = crdt_write("b", 0, Some(counter("b", 3)));
+        second.entity = "keyed".into();
+        second.idempotency = Some(record);
+        assert_eq!(journal.commit(second).await.unwrap(), CommitStatus::KeyRecorded, "{name}");
+        assert_eq!(journal.load_crdt("votes", "keyed").unwrap().replicas.len(), 1, "{name}: the second wrote nothing");
     }
 }
 

@@ -141,8 +141,14 @@ async fn write_in_transaction(
     shared: &Shared,
 ) -> Result<(Vec<CommitStatus>, HashMap<String, u64>), WriteError> {
     let commits: Vec<&Commit> = batch.iter().map(|(commit, _)| *commit).collect();
-    // Every entity's head row, locked in one order.
-    let mut entities: Vec<(&str, &str)> = commits.iter().map(|c| (&*c.service, &*c.entity)).collect();
+    // Every entity's head row, locked in one order: but a CRDT entity's,
+    // which hosts write each through its own replica's row, unless the
+    // commit records an idempotency key (looked up under the lock).
+    let mut entities: Vec<(&str, &str)> = commits
+        .iter()
+        .filter(|c| !matches!(c.write, EntityWrite::Crdt { .. }) || c.idempotency.is_some())
+        .map(|c| (&*c.service, &*c.entity))
+        .collect();
     entities.sort_unstable();
     entities.dedup();
     let (services, ids): (Vec<&str>, Vec<&str>) = entities.iter().copied().unzip();
@@ -177,22 +183,26 @@ async fn write_in_transaction(
             n.push(c);
             (s, e, n)
         });
-    // The rows of the replicas the batch's CRDT commits write, read under
-    // their entities' locks: every writer of an entity takes its head row's.
-    let crdt: (Vec<&str>, Vec<&str>, Vec<&str>) = commits
+    // The rows of the replicas the batch's CRDT commits write, locked in
+    // one order after the rest (made first, empty, where there is none).
+    let mut replicas: Vec<(&str, &str, &str)> = commits
         .iter()
         .filter_map(|c| match &c.write {
             EntityWrite::Crdt { replica, .. } => Some((&*c.service, &*c.entity, replica.as_str())),
             _ => None,
         })
-        .fold((vec![], vec![], vec![]), |(mut s, mut e, mut r), (a, b, c)| {
+        .collect();
+    replicas.sort_unstable();
+    replicas.dedup();
+    let crdt: (Vec<&str>, Vec<&str>, Vec<&str>) =
+        replicas.into_iter().fold((vec![], vec![], vec![]), |(mut s, mut e, mut r), (a, b, c)| {
             s.push(a);
             e.push(b);
             r.push(c);
             (s, e, r)
         });
     let lock_fired = conn.statement(sql::LOCK_FIRED_TIMERS).await?;
-    let read_crdt = conn.statement(sql::READ_CRDT_REVISIONS).await?;
+    let (ensure_crdt, lock_crdt) = (conn.statement(sql::ENSURE_CRDT).await?, conn.statement(sql::LOCK_CRDT).await?);
     let (ensure, lock) = (conn.statement(sql::ENSURE_HEADS).await?, conn.statement(sql::LOCK_HEADS).await?);
     let find = conn.statement(sql::FIND_KEYS).await?;
     let (ensure_logs, lock_logs) = (conn.statement(sql::ENSURE_LOGS).await?, conn.statement(sql::LOCK_LOGS).await?);
@@ -221,10 +231,16 @@ async fn write_in_transaction(
             }
         },
         async {
-            match crdt.0.is_empty() {
-                true => Ok(Vec::new()),
-                false => client.query(&read_crdt, &[&crdt.0, &crdt.1, &crdt.2]).await,
+            if crdt.0.is_empty() {
+                return Ok(Vec::new());
             }
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&crdt.0, &crdt.1, &crdt.2];
+            let (_, locked) = futures_util::future::try_join(
+                client.execute(&ensure_crdt, &params),
+                client.query(&lock_crdt, &params),
+            )
+            .await?;
+            Ok(locked)
         },
     )
     .await?;

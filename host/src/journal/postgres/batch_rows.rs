@@ -247,10 +247,16 @@ pub(super) mod sql {
         ON CONFLICT (service, entity) DO UPDATE SET record = EXCLUDED.record";
     pub const DELETE_VALUES: &str = "DELETE FROM entity_values v USING unnest($1::text[], $2::text[]) AS t(s, e) \
         WHERE v.service = t.s AND v.entity = t.e";
-    /// The revisions of CRDT replicas' rows.
-    pub const READ_CRDT_REVISIONS: &str = "SELECT c.service, c.entity, c.replica, c.revision FROM crdt_replicas c \
+    /// Makes the rows the batch's CRDT replicas write where there are none:
+    /// at revision 0, with no record, which reads take for no row.
+    pub const ENSURE_CRDT: &str = "INSERT INTO crdt_replicas (service, entity, replica, revision, record) \
+        SELECT s, e, r, 0, ''::bytea FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, e, r) \
+        ORDER BY s COLLATE \"C\", e COLLATE \"C\", r COLLATE \"C\" ON CONFLICT DO NOTHING";
+    /// Locks the rows the batch's CRDT replicas write, and reads their revisions.
+    pub const LOCK_CRDT: &str = "SELECT c.service, c.entity, c.replica, c.revision FROM crdt_replicas c \
         JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(s, e, r) \
-        ON c.service = t.s AND c.entity = t.e AND c.replica = t.r";
+        ON c.service = t.s AND c.entity = t.e AND c.replica = t.r \
+        ORDER BY c.service, c.entity, c.replica FOR UPDATE OF c";
     /// Writes CRDT replicas' rows.
     pub const UPSERT_CRDT: &str = "INSERT INTO crdt_replicas (service, entity, replica, revision, record) \
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) \

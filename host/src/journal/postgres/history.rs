@@ -132,8 +132,8 @@ impl HistoryStore for PgJournal {
             }
             // A CRDT entity's head: how many commits all its replicas made.
             ServiceKind::Crdt => {
-                "SELECT entity, sum(revision)::int8 FROM crdt_replicas WHERE service = $1 AND entity > $2 \
-                 GROUP BY entity ORDER BY entity LIMIT $3"
+                "SELECT entity, sum(revision)::int8 FROM crdt_replicas \
+                 WHERE service = $1 AND entity > $2 AND revision > 0 GROUP BY entity ORDER BY entity LIMIT $3"
             }
             ServiceKind::Action => return Ok(Vec::new()),
         };
@@ -151,7 +151,7 @@ impl HistoryStore for PgJournal {
         let sql = match kind {
             ServiceKind::EventSourced => "SELECT EXISTS (SELECT 1 FROM events WHERE service = $1)",
             ServiceKind::Value => "SELECT EXISTS (SELECT 1 FROM entity_values WHERE service = $1)",
-            ServiceKind::Crdt => "SELECT EXISTS (SELECT 1 FROM crdt_replicas WHERE service = $1)",
+            ServiceKind::Crdt => "SELECT EXISTS (SELECT 1 FROM crdt_replicas WHERE service = $1 AND revision > 0)",
             ServiceKind::Action => return Ok(false),
         };
         self.run(async |conn| Ok(conn.client.query_one(sql, &[&service]).await?.get(0)))

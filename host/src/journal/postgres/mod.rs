@@ -324,7 +324,7 @@ impl EntityStore for PgJournal {
             let statement = conn
                 .statement(
                     "SELECT replica, revision, record FROM crdt_replicas \
-                     WHERE service = $1 AND entity = $2 ORDER BY replica",
+                     WHERE service = $1 AND entity = $2 AND revision > 0 ORDER BY replica",
                 )
                 .await?;
             let rows = conn.client.query(&statement, &[&service, &entity]).await?;
