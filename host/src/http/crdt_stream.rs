@@ -18,17 +18,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use wasmstate_crdt::ReplicaId;
 
 use super::AppState;
 use super::crdt_value::{type_name, value_json};
-use crate::journal::{Journal, Watching};
+use crate::invoke::{InvokeError, Invoker};
+use crate::journal::Watching;
 
 struct FollowValue {
-    journal: Arc<dyn Journal>,
+    invoker: Invoker,
     service: String,
     entity: String,
-    replica: ReplicaId,
     /// The data of the last value sent, if any.
     last: Option<Value>,
     /// How many values were sent: the next one's id.
@@ -46,8 +45,7 @@ pub fn follow_value(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let follow = FollowValue {
         commits: state.journal.commits().entity(&service, &entity),
-        journal: state.journal.clone(),
-        replica: state.invoker.replica().clone(),
+        invoker: state.invoker.clone(),
         service,
         entity,
         last: None,
@@ -74,27 +72,17 @@ impl FollowValue {
             if *self.shutdown.borrow() {
                 return None;
             }
-            let (journal, service, entity) = (self.journal.clone(), self.service.clone(), self.entity.clone());
-            let stored = match tokio::task::spawn_blocking(move || journal.load_crdt(&service, &entity)).await {
-                Ok(Ok(stored)) => stored,
-                Ok(Err(error)) => {
+            let value = match self.invoker.read_crdt(&self.service, &self.entity).await {
+                Ok((value, _)) => value,
+                Err(InvokeError::EntityDeleted(_)) => {
+                    self.deleted = true;
+                    return Some(("deleted", json!({"deleted": true})));
+                }
+                Err(error) => {
                     tracing::error!(%error, "cannot read a CRDT entity for a live stream");
                     return None;
                 }
-                Err(_) => return None,
             };
-            let merged = match stored.merged(&self.service, &self.entity) {
-                Ok(merged) => merged,
-                Err(error) => {
-                    tracing::error!(%error, "cannot merge a CRDT entity for a live stream");
-                    return None;
-                }
-            };
-            if merged.deleted {
-                self.deleted = true;
-                return Some(("deleted", json!({"deleted": true})));
-            }
-            let value = merged.state.map(|state| state.value(&self.replica));
             let data = json!({
                 "crdt": value.as_ref().map(type_name),
                 "state": value.as_ref().map_or(Value::Null, value_json),

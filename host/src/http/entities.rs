@@ -17,7 +17,7 @@ use super::responses::{
 use super::stream::StreamedEvent;
 use super::{ApiError, AppState};
 use crate::domain::{Call, Event, IdempotencyKey, ServiceKind, payload_json};
-use crate::invoke::{Cause, Invocation, InvokeError, Scheduled};
+use crate::invoke::{Cause, Invocation, Scheduled};
 use crate::journal::{EntityHead, EntityPosition};
 use crate::names::{validate_entity_id, validate_service_name};
 use crate::trace_context::{TRACEPARENT, TraceContext};
@@ -183,14 +183,14 @@ pub async fn invoke(
             "consistency=all needs the hosts to reach each other: start them with --cluster-token",
         ));
     }
-    let merged = (call.service.clone(), call.entity.clone());
+    let merging = merge_everywhere.then(|| (call.service.clone(), call.entity.clone()));
     // The invocation is a child of the caller's span, if it names one,
     // and its own span is answered whatever the outcome.
     let invocation = Invocation::command(call, key).child_of(parent.as_ref(), Cause::Request);
     let traceparent = HeaderValue::try_from(invocation.trace.traceparent()).map_err(ApiError::internal)?;
     let mut response = match state.invoker.invoke(invocation).await {
-        Ok(reply) if merge_everywhere => {
-            let unmerged = super::crdt_merge::merge_everywhere(&state, &merged.0, &merged.1).await;
+        Ok(reply) if let Some((service, entity)) = &merging => {
+            let unmerged = super::crdt_merge::merge_everywhere(&state, service, entity).await;
             let mut response = ([(header::CONTENT_TYPE, "application/json")], reply).into_response();
             if !unmerged.is_empty() {
                 let hosts = HeaderValue::try_from(unmerged.join(",")).map_err(ApiError::internal)?;
@@ -270,19 +270,12 @@ pub async fn position(
 /// Where a CRDT entity stands: its value, the join of every replica's row
 /// as stored, as this host sees it; 404 `entity_deleted` once deleted.
 async fn crdt_position(state: &AppState, service: String, id: String) -> Result<Json<PositionReply>, ApiError> {
-    let journal = state.journal.clone();
-    let (s, e) = (service.clone(), id.clone());
-    let stored = tokio::task::spawn_blocking(move || journal.load_crdt(&s, &e)).await.map_err(ApiError::internal)??;
-    let merged = stored.merged(&service, &id)?;
-    if merged.deleted {
-        return Err(InvokeError::EntityDeleted(format!("{service}/{id}")).into());
-    }
-    let value = merged.state.map(|crdt| crdt.value(state.invoker.replica()));
+    let (value, replicas) = state.invoker.read_crdt(&service, &id).await?;
     let reply = PositionReply {
         position: EntityPosition::default(),
         state: Some(value.as_ref().map_or(Value::Null, super::crdt_value::value_json)),
         crdt: value.as_ref().map(super::crdt_value::type_name),
-        replicas: Some(stored.replicas.len()),
+        replicas: Some(replicas),
         service,
         entity: id,
     };

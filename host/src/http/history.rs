@@ -97,14 +97,8 @@ pub async fn state(
 /// A CRDT entity's value as JSON (`null` while never changed), as `GET` of
 /// the entity shows it; 404 `entity_deleted` once deleted.
 async fn crdt_state(state: &AppState, service: &str, id: &str) -> Result<Response, ApiError> {
-    let (journal, s, e) = (state.journal.clone(), service.to_string(), id.to_string());
-    let stored = tokio::task::spawn_blocking(move || journal.load_crdt(&s, &e)).await.map_err(ApiError::internal)??;
-    let merged = stored.merged(service, id)?;
-    if merged.deleted {
-        return Err(crate::invoke::InvokeError::EntityDeleted(format!("{service}/{id}")).into());
-    }
-    let value = merged.state.map(|crdt| super::crdt_value::value_json(&crdt.value(state.invoker.replica())));
-    Ok(Json(value.unwrap_or(Value::Null)).into_response())
+    let (value, _) = state.invoker.read_crdt(service, id).await?;
+    Ok(Json(value.as_ref().map_or(Value::Null, super::crdt_value::value_json)).into_response())
 }
 
 /// Runs `call` as a dry run against the state right after event `at`

@@ -13,7 +13,7 @@ use super::entity_command::{CachedState, Executed, Started};
 use super::mailbox::EntityKey;
 use super::{InvokeError, Shared, blocking};
 use crate::domain::{Call, CommandMeta, StateChange};
-use crate::journal::{EntityWrite, MergedCrdt};
+use crate::journal::{EntityWrite, MergedCrdt, StoredCrdt};
 use crate::services::Service;
 
 /// A CRDT entity's state on this host: the join of every replica's row
@@ -79,13 +79,24 @@ pub(super) async fn run(
     Ok((write, effects, Some(CachedState::Crdt(after))))
 }
 
+/// Reads `service/entity` from the journal: every replica's row, and their
+/// join.
+pub(super) async fn read_stored(
+    shared: &Shared,
+    service: &str,
+    entity: &str,
+) -> Result<(StoredCrdt, MergedCrdt), InvokeError> {
+    let journal = shared.journal.clone();
+    let (s, e) = (service.to_string(), entity.to_string());
+    let stored = blocking(move || journal.load_crdt(&s, &e)).await??;
+    let merged = stored.merged(service, entity)?;
+    Ok((stored, merged))
+}
+
 /// Loads a cold CRDT entity: the join of every replica's row.
 async fn load(shared: &Arc<Shared>, entity: &EntityKey) -> Result<CachedCrdt, InvokeError> {
-    let journal = shared.journal.clone();
-    let (service, id) = (entity.service.clone(), entity.entity.clone());
-    let stored = blocking(move || journal.load_crdt(&service, &id)).await??;
+    let (stored, MergedCrdt { state, deleted }) = read_stored(shared, &entity.service, &entity.entity).await?;
     shared.metrics.record_cold_load();
-    let MergedCrdt { state, deleted } = stored.merged(&entity.service, &entity.entity)?;
     let bytes = encoded_len(state.as_ref())?;
     Ok(CachedCrdt { state, revision: stored.revision_of(&shared.replica), deleted, bytes })
 }
@@ -112,14 +123,8 @@ pub(super) async fn merge_elsewhere(shared: &Arc<Shared>, entity: &EntityKey, ca
 /// be merged is dropped, to be loaded afresh.
 pub(super) async fn merge_stored(shared: &Arc<Shared>, entity: &EntityKey, cached: &mut Option<CachedState>) {
     let Some(CachedState::Crdt(current)) = cached else { return };
-    let journal = shared.journal.clone();
-    let (service, id) = (entity.service.clone(), entity.entity.clone());
-    let merged = match blocking(move || journal.load_crdt(&service, &id)).await {
-        Ok(Ok(stored)) => stored.merged(&entity.service, &entity.entity).map_err(InvokeError::from),
-        Ok(Err(error)) => Err(error.into()),
-        Err(error) => Err(error),
-    };
-    let joined = merged.and_then(|merged| {
+    let merged = read_stored(shared, &entity.service, &entity.entity).await;
+    let joined = merged.and_then(|(_, merged)| {
         current.deleted |= merged.deleted;
         merged.state.map_or(Ok(()), |theirs| join_into(current, theirs))
     });

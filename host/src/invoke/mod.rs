@@ -285,9 +285,20 @@ impl Invoker {
         Self { shared: Arc::new(shared) }
     }
 
-    /// This host's name as a replica of CRDT entities.
-    pub fn replica(&self) -> &wasmstate_crdt::ReplicaId {
-        &self.shared.replica
+    /// The CRDT entity `service/entity` as the journal holds it (the join of
+    /// every replica's row), as this host sees it: its value (`None` while
+    /// never changed) and how many replicas wrote it; `EntityDeleted` once
+    /// deleted.
+    pub async fn read_crdt(
+        &self,
+        service: &str,
+        entity: &str,
+    ) -> Result<(Option<wasmstate_crdt::Value>, usize), InvokeError> {
+        let (stored, merged) = crdt_command::read_stored(&self.shared, service, entity).await?;
+        if merged.deleted {
+            return Err(InvokeError::EntityDeleted(format!("{service}/{entity}")));
+        }
+        Ok((merged.state.map(|state| state.value(&self.shared.replica)), stored.replicas.len()))
     }
 
     /// Merges into the CRDT entity `service/entity`, if it is active here,

@@ -109,10 +109,8 @@ impl Invoker {
             }
             ServiceKind::Action => (0, runtime.handle_action(&compiled, call, CommandMeta::now(0, None)).await?),
             ServiceKind::Crdt => {
-                let journal = self.shared.journal.clone();
-                let (s, e) = (call.service.clone(), call.entity.clone());
-                let stored = blocking(move || journal.load_crdt(&s, &e)).await??;
-                let merged = stored.merged(&call.service, &call.entity)?;
+                let (stored, merged) =
+                    super::crdt_command::read_stored(&self.shared, &call.service, &call.entity).await?;
                 if merged.deleted {
                     return Err(InvokeError::EntityDeleted(format!("{}/{}", call.service, call.entity)));
                 }
